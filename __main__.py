@@ -1,0 +1,17 @@
+"""Samarth: six servers, from one validated stack config."""
+
+import pulumi
+
+from components.config import engine_config, engine_secret_keys, load_stack_config, ssh_private_key
+from components.host import build_hosts
+
+# Validation first: a bad stack file stops here, before any resource is registered.
+project = pulumi.get_project()
+values = engine_config()
+config = load_stack_config(project, values)
+key = ssh_private_key(project, values, engine_secret_keys())
+
+hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None)
+
+pulumi.export("privateIps", {name: host.private_ip for name, host in hosts.items()})
+pulumi.export("serverFacts", {name: host.facts for name, host in hosts.items()})

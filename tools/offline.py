@@ -1,0 +1,323 @@
+"""Run the Pulumi program offline, under Pulumi's mocks, exactly as the CLI would feed it.
+
+No CLI, no servers, no credentials: the stack file is read the way the engine reads it (project
+config as ``"<project>:<key>"`` strings, structured values as JSON), secure values are replaced by
+stand-ins, and every resource registration is recorded with what the engine would see: type, name,
+inputs, provider, parent and resource options. The tests and ``tools.plan`` both use this.
+
+Mocks do not apply ``additional_secret_outputs``; the recording monitor does, the way the engine
+does, so a generated password that flows into a plaintext input is visible as plaintext here too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+import pulumi.runtime
+import yaml
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = "samarth-infra"
+SECRET_SIG_KEY = rpc._special_sig_key
+SECRET_SIG = rpc._special_secret_sig
+
+# Stand-ins for the values an operator sets with `pulumi config set --secret`.
+TEST_SECRETS = {
+    "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\noffline-test-key-not-real\n-----END OPENSSH PRIVATE KEY-----\n",
+}
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG_KEY) == SECRET_SIG
+
+
+def reveal(value: Any) -> Any:
+    """The value with every secret wrapper removed (recursively)."""
+    if is_secret(value):
+        return reveal(value.get("value"))
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+def plaintext_strings(value: Any) -> Iterator[str]:
+    """Every string in ``value`` that is not inside a secret."""
+    if is_secret(value):
+        return
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from plaintext_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from plaintext_strings(v)
+
+
+def secret_strings(value: Any, inside: bool = False) -> Iterator[str]:
+    """Every string in ``value`` that is inside a secret."""
+    if is_secret(value):
+        yield from secret_strings(value.get("value"), True)
+    elif isinstance(value, str):
+        if inside:
+            yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from secret_strings(v, inside)
+    elif isinstance(value, list):
+        for v in value:
+            yield from secret_strings(v, inside)
+
+
+@dataclass
+class Registration:
+    """One resource as the engine would have been asked to register it."""
+
+    type: str
+    name: str
+    urn: str
+    custom: bool
+    parent: str
+    provider: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    protect: bool
+    retain_on_delete: bool
+    delete_before_replace: bool
+    dependencies: list[str]
+    additional_secret_outputs: list[str]
+
+    @property
+    def plain_inputs(self) -> dict[str, Any]:
+        return reveal(self.inputs)
+
+    @property
+    def provider_urn(self) -> str:
+        """Provider references are ``<urn>::<id>``."""
+        return self.provider.rsplit("::", 1)[0] if self.provider else ""
+
+
+# Output fakes for resources whose outputs the program reads (command stdout, generated values).
+# Keys are (type, name suffix); the first match wins. Components' tests add their own.
+OutputFake = Callable[[str, dict[str, Any]], dict[str, Any]]
+OUTPUT_FAKES: list[tuple[str, str, OutputFake]] = []
+
+
+def fake_outputs(type_: str, suffix: str = "") -> Callable[[OutputFake], OutputFake]:
+    def register(fn: OutputFake) -> OutputFake:
+        OUTPUT_FAKES.append((type_, suffix, fn))
+        return fn
+
+    return register
+
+
+def _token(name: str, length: int = 24) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:length]
+
+
+@fake_outputs("random:index/randomPassword:RandomPassword")
+def _password(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    value = f"pw{_token(name)}"[: int(inputs.get("length") or 24)]
+    return {"result": value, "bcryptHash": f"$2a$10${_token(name + 'bcrypt', 53)}"}
+
+
+@fake_outputs("command:remote:Command", "-preflight")
+def _preflight(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"stdout": json.dumps({"dockerVersion": "26.1.5", "memoryMib": 65536, "cpus": 16}), "stderr": ""}
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
+        outputs = dict(args.inputs)
+        for type_, suffix, fake in OUTPUT_FAKES:
+            if args.typ == type_ and args.name.endswith(suffix):
+                outputs.update(fake(args.name, args.inputs))
+                break
+        if args.typ == "command:remote:Command":
+            outputs.setdefault("stdout", "")
+            outputs.setdefault("stderr", "")
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list]]:
+        return {}, None
+
+
+def _wrap_secret(value: Any) -> Any:
+    return value if is_secret(value) else {SECRET_SIG_KEY: SECRET_SIG, "value": value}
+
+
+class RecordingMonitor(MockMonitor):
+    """A mock monitor that keeps the full registration request and marks secret outputs."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        _ensure_event_loop()
+        inputs = rpc.deserialize_properties(request.object, keep_unknowns=True, keep_internal=True) or {}
+        args = pulumi.runtime.MockResourceArgs(
+            typ=request.type,
+            name=request.name,
+            inputs=inputs,
+            provider=request.provider,
+            resource_id=request.importId,
+            custom=request.custom or False,
+        )
+        id_, state = self.mocks.new_resource(args)
+        for key in request.additionalSecretOutputs:
+            if key in state:
+                state[key] = _wrap_secret(state[key])
+        self.registrations.append(
+            Registration(
+                type=request.type,
+                name=request.name,
+                urn=urn,
+                custom=bool(request.custom),
+                parent=request.parent,
+                provider=request.provider,
+                inputs=inputs,
+                outputs=state,
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                dependencies=list(request.dependencies),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
+            )
+        )
+        obj = _sync_await(rpc.serialize_properties(state, {}))
+        self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_, state)
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
+
+
+@dataclass
+class ProgramRun:
+    stack: str
+    registrations: list[Registration]
+    exports: dict[str, Any]
+    error: Optional[BaseException] = None
+    by_urn: dict[str, Registration] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_urn = {r.urn: r for r in self.registrations}
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def named(self, type_: str, name: str) -> Registration:
+        matches = [r for r in self.registrations if r.type == type_ and r.name == name]
+        if len(matches) != 1:
+            raise LookupError(f"{len(matches)} registrations of {type_} named {name!r}")
+        return matches[0]
+
+    def parent_of(self, registration: Registration) -> Optional[Registration]:
+        return self.by_urn.get(registration.parent)
+
+    def ancestors(self, registration: Registration) -> Iterator[Registration]:
+        parent = self.parent_of(registration)
+        while parent is not None:
+            yield parent
+            parent = self.parent_of(parent)
+
+    def under(self, component: Registration) -> list[Registration]:
+        """Every registration whose ancestors include ``component``."""
+        return [r for r in self.registrations if component in list(self.ancestors(r))]
+
+    def provider_of(self, registration: Registration) -> Optional[Registration]:
+        return self.by_urn.get(registration.provider_urn)
+
+
+def stack_file(stack: str, root: Path = ROOT) -> Path:
+    return root / f"Pulumi.{stack}.yaml"
+
+
+def read_stack_values(path: Path) -> tuple[dict[str, str], list[str]]:
+    """Config as the engine passes it: ``{"<ns>:<key>": text}`` plus the names of secure keys."""
+    document = yaml.safe_load(path.read_text()) or {}
+    values: dict[str, str] = {}
+    secure: list[str] = []
+    for key, value in (document.get("config") or {}).items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            secure.append(key)
+            continue
+        values[key] = _engine_text(value)
+    return values, secure
+
+
+def _engine_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value)
+
+
+def run_program(
+    stack: str,
+    *,
+    overrides: Optional[Mapping[str, Any]] = None,
+    secrets: Optional[Mapping[str, str]] = None,
+    values: Optional[Mapping[str, str]] = None,
+    root: Path = ROOT,
+) -> ProgramRun:
+    """Run ``__main__.py`` for ``stack`` under mocks and return every registration.
+
+    ``overrides`` replace top-level keys (``{"servers": {...}}``; ``None`` removes the key);
+    ``secrets`` stand in for secure config (default: ``TEST_SECRETS``); ``values`` replaces the
+    stack file altogether. The program's exception, if any, is returned in ``error``.
+    """
+    if values is None:
+        values, _ = read_stack_values(stack_file(stack, root))
+    config = dict(values)
+    for key, value in (overrides or {}).items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        if value is None:
+            config.pop(full, None)
+        else:
+            config[full] = _engine_text(value)
+    secret_values = TEST_SECRETS if secrets is None else secrets
+    for key, value in secret_values.items():
+        config[f"{PROJECT}:{key}"] = value
+
+    runtime_settings.ROOT.set(None)
+    mocks = Mocks()
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(config, secret_keys=[f"{PROJECT}:{k}" for k in secret_values])
+
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    error: Optional[BaseException] = None
+    exports: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output:
+        runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+        stack = runtime_settings.ROOT.get()
+        return pulumi.Output.from_input(stack.outputs).apply(exports.update)
+
+    try:
+        program()
+    except Exception as exc:  # the program's own failure is part of the result
+        error = exc
+    return ProgramRun(stack=stack, registrations=monitor.registrations, exports=exports, error=error)
