@@ -2,6 +2,7 @@
 
 import pulumi
 
+from components.capacity import check_capacity
 from components.config import engine_config, engine_secret_keys, load_stack_config, ssh_private_key
 from components.host import build_hosts
 
@@ -10,6 +11,7 @@ project = pulumi.get_project()
 values = engine_config()
 config = load_stack_config(project, values)
 key = ssh_private_key(project, values, engine_secret_keys())
+check_capacity(config, [])
 
 hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None)
 

@@ -149,11 +149,16 @@ class Versions(Model):
     elasticsearch: ImageRef
 
 
+class Capacity(Model):
+    headroom_percent: int = Field(default=10, alias="headroomPercent", ge=0, le=90)
+
+
 class StackConfig(Model):
     domain: Domain
     servers: dict[ServerName, Server]
     access: Access = Access()
     versions: Versions
+    capacity: Capacity = Capacity()
 
     @model_validator(mode="after")
     def _servers_are_the_six(self) -> "StackConfig":
