@@ -251,7 +251,11 @@ def stack_file(stack: str, root: Path = ROOT) -> Path:
 
 def read_stack_values(path: Path) -> tuple[dict[str, str], list[str]]:
     """Config as the engine passes it: ``{"<ns>:<key>": text}`` plus the names of secure keys."""
-    document = yaml.safe_load(path.read_text()) or {}
+    return engine_values(yaml.safe_load(path.read_text()) or {})
+
+
+def engine_values(document: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """``read_stack_values`` for a stack document already parsed."""
     values: dict[str, str] = {}
     secure: list[str] = []
     for key, value in (document.get("config") or {}).items():
