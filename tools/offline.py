@@ -136,6 +136,12 @@ def _password(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"result": value, "bcryptHash": f"$2a$10${_token(name + 'bcrypt', 53)}"}
 
 
+@fake_outputs("docker:index/remoteImage:RemoteImage")
+def _image(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    # What a pull reports: the image's content ID, which containers take as their `image`.
+    return {"imageId": f"sha256:{_token(str(inputs.get('name')), 64)}", "repoDigest": f"{inputs.get('name')}@sha256:{_token(name, 64)}"}
+
+
 @fake_outputs("command:remote:Command", "-preflight")
 def _preflight(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"stdout": json.dumps({"dockerVersion": "26.1.5", "memoryMib": 65536, "cpus": 16}), "stderr": ""}
