@@ -11,6 +11,7 @@ does, so a generated password that flows into a plaintext input is visible as pl
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import runpy
@@ -173,12 +174,14 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
         self.registrations: list[Registration] = []
+        # Registrations run on executor threads, each of which gets its own event loop.
+        self.thread_loops: set[asyncio.AbstractEventLoop] = set()
 
     def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
             return resource_pb2.RegisterResourceResponse(urn=urn)
-        _ensure_event_loop()
+        self.thread_loops.add(_ensure_event_loop())
         inputs = rpc.deserialize_properties(request.object, keep_unknowns=True, keep_internal=True) or {}
         args = pulumi.runtime.MockResourceArgs(
             typ=request.type,
@@ -282,6 +285,16 @@ def _engine_text(value: Any) -> str:
     return json.dumps(value)
 
 
+def _close_loops(loop: asyncio.AbstractEventLoop, monitor: RecordingMonitor) -> None:
+    """Close every event loop the run used while the interpreter is intact. Loops left to interpreter
+    exit fail to close ("Exception ignored in BaseEventLoop.__del__") and slow the exit down."""
+    loop.run_until_complete(loop.shutdown_default_executor())
+    for thread_loop in monitor.thread_loops:
+        thread_loop.close()
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
 def run_program(
     stack: str,
     *,
@@ -310,6 +323,8 @@ def run_program(
         config[f"{PROJECT}:{key}"] = value
 
     runtime_settings.ROOT.set(None)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     mocks = Mocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
@@ -330,4 +345,5 @@ def run_program(
         program()
     except Exception as exc:  # the program's own failure is part of the result
         error = exc
+    _close_loops(loop, monitor)
     return ProgramRun(stack=stack, registrations=monitor.registrations, exports=exports, error=error)
