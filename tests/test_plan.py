@@ -101,6 +101,7 @@ def test_resources_are_placed_by_provider_connection_and_parent(sample: Topology
     assert placed["db2-postgres-yaus"] == "db2"  # Docker provider
     assert placed["db2-sysctl"] == "db2"  # SSH connection
     assert placed["swarm-yaus"] == "swarm-master"
+    assert placed["swarm-yaus-config"] == "swarm-master"  # a provider made outside the Host, same address
     assert placed["sentry-install"] == "application"
     assert placed["db2"] == "db2"  # a component with everything on one server
     assert placed["db2-yaus-postgres"] is None  # a generated password runs nowhere
@@ -121,6 +122,7 @@ def test_sample_plan_details(sample: Topology) -> None:
     assert "service samarth_yaus  image 10.20.0.10:5000/yaus:1.2.3  replicas 1" in master
     assert "binds 0.0.0.0:3333->3333/tcp" in master
     assert "network application_default  driver overlay, attachable" in master
+    assert "serviceconfig yaus-config" in master
     application = sections["application"]
     assert "binds 0.0.0.0:80->80/tcp, 0.0.0.0:443->443/tcp" in application
     assert "file /etc/nginx/conf.d/yaus.conf" in application

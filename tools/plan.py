@@ -84,6 +84,7 @@ def place(run: ProgramRun, config: StackConfig) -> Topology:
     topology = Topology(run=run, config=config)
     hosts = {r.urn: r.name for r in run.of_type(HOST)}
     connections: dict[tuple[Any, ...], str] = {}
+    docker_hosts: dict[Any, str] = {}
     for registration in run.registrations:
         host = _host_ancestor(run, registration, hosts)
         if host is not None:
@@ -91,6 +92,12 @@ def place(run: ProgramRun, config: StackConfig) -> Topology:
             key = _connection_key(registration.plain_inputs.get("connection"))
             if key is not None:
                 connections[key] = host
+            if registration.type == "pulumi:providers:docker":
+                docker_hosts[registration.inputs.get("host")] = host
+    # A Docker provider made outside a Host (say, for the swarm manager) is placed by its address.
+    for provider in run.of_type("pulumi:providers:docker"):
+        if provider.urn not in topology.server_of and provider.inputs.get("host") in docker_hosts:
+            topology.server_of[provider.urn] = docker_hosts[provider.inputs.get("host")]
     for registration in run.registrations:
         if registration.urn in topology.server_of:
             continue

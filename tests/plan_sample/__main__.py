@@ -50,6 +50,9 @@ class Database(pulumi.ComponentResource):
 class Swarm(pulumi.ComponentResource):
     def __init__(self, name: str, database: Database) -> None:
         super().__init__("samarth:swarm:Swarm", name, None)
+        spec = config.servers["swarm-master"]
+        manager = docker.Provider(f"{name}-manager", host=f"ssh://{spec.ssh_user}@{spec.private_ip}:{spec.ssh_port}", opts=pulumi.ResourceOptions(parent=self))
+        docker.ServiceConfig(f"{name}-yaus-config", name="yaus-config", data="eWF1cw==", opts=pulumi.ResourceOptions(parent=self, provider=manager))
         docker.Network(f"{name}-application-default", name="application_default", driver="overlay", attachable=True, opts=master.docker_options(self))
         docker.Service(
             f"{name}-yaus",
