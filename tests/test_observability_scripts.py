@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.config import PostHogSettings, SentrySettings, Server
-from components.host import preflight_script
+from components.config import PostHogSettings, SentrySettings
 from components.observability import (
     MARKER,
     POSTHOG_REPOSITORY,
@@ -299,17 +298,3 @@ def test_posthog_install_renders_env_from_the_sample_with_secrets_from_stdin(ser
 
     again = server.run(release.install_script(), stdin=stdin)
     assert again.returncode == 0 and again.calls == []
-
-
-def test_the_host_preflight_fails_when_the_server_is_smaller_than_declared(server: ScratchServer) -> None:
-    # The apply-time counterpart of the capacity check: measured memory against servers.<name>.memoryMib.
-    _executable(server.bin / "docker", "#!/bin/sh\necho 26.1.5\n")
-    huge = Server(privateIp="10.20.0.10", memoryMib=64 * 1024 * 1024, cpus=1)
-    result = server.run(preflight_script("application", huge))
-    assert result.returncode != 0
-    assert f"config servers.application.memoryMib declares {64 * 1024 * 1024}" in result.stderr
-
-    fits = Server(privateIp="10.20.0.10", memoryMib=512, cpus=1)
-    ok = server.run(preflight_script("application", fits))
-    assert ok.returncode == 0, ok.stderr
-    assert '"dockerVersion":"26.1.5"' in ok.stdout
