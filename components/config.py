@@ -190,12 +190,12 @@ class PostHogSettings(Model):
     directory: AbsolutePath = "/opt/samarth/posthog"
 
 
-class Observability(Model):
+class ObservabilitySettings(Model):
     sentry: SentrySettings
     posthog: PostHogSettings
 
     @model_validator(mode="after")
-    def _distinct(self) -> "Observability":
+    def _distinct(self) -> "ObservabilitySettings":
         if self.sentry.port == self.posthog.port:
             raise ValueError(f"posthog.port: {self.posthog.port} is already sentry.port")
         if self.sentry.directory == self.posthog.directory:
@@ -209,7 +209,7 @@ class StackConfig(Model):
     access: Access = Access()
     versions: Versions
     capacity: Capacity = Capacity()
-    observability: Observability
+    observability: ObservabilitySettings
 
     @model_validator(mode="after")
     def _servers_are_the_six(self) -> "StackConfig":

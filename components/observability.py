@@ -311,6 +311,8 @@ class ComposeInstall(pulumi.ComponentResource):
             delete=release.delete_script(),
             stdin=release.stdin(args.secrets),
             logging=command.remote.Logging.NONE,
+            # The script reads its state from the server (the marker), not from the previous run's output.
+            add_previous_output_in_env=False,
             opts=args.host.command_options(self),
         )
         self.register_outputs({"ref": release.ref, "directory": release.directory})

@@ -64,6 +64,7 @@ def test_install_commands_are_guarded_logged_off_and_keep_volumes(prod: ProgramR
     assert "triggers" not in inputs
     assert 'if [ "$installed" = "$desired" ]; then' in inputs["create"]
     assert inputs["logging"] == "none"
+    assert inputs["addPreviousOutputInEnv"] is False
     assert is_secret(command.inputs["stdin"])
     assert "dc down --remove-orphans" in inputs["delete"]
     assert " -v" not in inputs["delete"] and "--volumes" not in inputs["delete"]
