@@ -67,11 +67,13 @@ class Engine:
         return frozenset(secret)
 
     def derive(self, values: Mapping[str, str]) -> dict[str, str]:
-        """The derived facets from host, port, password and identity; each may use the ones before it."""
+        """The derived facets computable from ``values`` (host, port, identity, maybe the password);
+        each may use the ones before it. Without the password, the facets that carry it are skipped."""
         known = dict(values)
         for facet, template in self.derived.items():
-            known[facet] = render(template, known)
-        return {facet: known[facet] for facet in self.derived}
+            if set(placeholders(template)) <= known.keys():
+                known[facet] = render(template, known)
+        return {facet: known[facet] for facet in self.derived if facet in known}
 
 
 ENGINES: Mapping[str, Engine] = MappingProxyType(

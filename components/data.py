@@ -185,10 +185,14 @@ def _facets(container: Container, private_ip: pulumi.Output[str], password: pulu
         "password": password,
         **{k: pulumi.Output.from_input(v) for k, v in base.items()},
     }
-    derived = pulumi.Output.all(private_ip, password).apply(lambda hp: spec.derive({**base, "host": hp[0], "password": hp[1]}))
+    # Facets without the password are computed without it, so they stay plain (a JDBC URL, a user name).
+    public = private_ip.apply(lambda h: spec.derive({**base, "host": h}))
+    secret = pulumi.Output.all(private_ip, password).apply(lambda hp: spec.derive({**base, "host": hp[0], "password": hp[1]}))
     for facet in spec.derived:
-        value = derived.apply(lambda d, f=facet: d[f])
-        result[facet] = pulumi.Output.secret(value) if facet in spec.secret_facets else value
+        if facet in spec.secret_facets:
+            result[facet] = pulumi.Output.secret(secret.apply(lambda d, f=facet: d[f]))
+        else:
+            result[facet] = public.apply(lambda d, f=facet: d[f])
     return result
 
 
