@@ -213,6 +213,7 @@ def test_credentials_reach_each_container_only_as_secrets(prod_data: DataRun) ->
         "RABBITMQ_DEFAULT_USER": broker.username,
         "RABBITMQ_DEFAULT_PASS": broker.password,
         "RABBITMQ_DEFAULT_VHOST": broker.path.lstrip("/"),
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"-rabbit total_memory_available_override_value {512 * 1024 * 1024}",
     }
     assert rabbit.inputs["healthcheck"]["tests"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
 
