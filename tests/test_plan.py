@@ -127,6 +127,7 @@ def test_sample_plan_details(sample: Topology) -> None:
     assert "binds 0.0.0.0:80->80/tcp, 0.0.0.0:443->443/tcp" in application
     assert "file /etc/nginx/conf.d/yaus.conf" in application
     assert "command sentry-install  (logging off)" in application
+    assert "binds 10.20.0.10:9000  (from its install script)" in application
     vault = sections["Vault"]
     assert "kv/samarth/yaus: DATABASE_URL, RMQ_QUEUE" in vault
     assert "secret db2-yaus-postgres -> kv/samarth/yaus DATABASE_URL" in vault
@@ -145,7 +146,9 @@ def test_sample_diagram_wiring(sample: Topology) -> None:
         "application_nginx -->|3333| swarm_master_samarth_yaus",  # the route in Nginx's config file
         "swarm_master_samarth_yaus -->|5432| db2_postgres_yaus",  # DATABASE_URL
         "application_sentry -->|5432| db2_postgres_yaus",  # the installer's command
+        "application_nginx -->|9000| application_sentry",  # a service known only from its install script
     }
+    assert 'application_sentry["sentry<br/>:9000"]' in diagram
     assert 'db2_postgres_yaus["postgres-yaus<br/>:5432"]' in diagram
     assert 'db1_empty["(nothing deployed)"]' in diagram
     for server in SERVER_NAMES:

@@ -284,6 +284,7 @@ def render_plan(topology: Topology) -> str:
     run = topology.run
     secrets = generated_secrets(run)
     pubs = publications(run)
+    installed_services = {n.members[0].urn: n for n in nodes(topology) if not n.members[0].custom}
     out: list[str] = [f"Plan for stack {run.stack}: {len(run.registrations)} resources, {len(topology.servers)} servers", ""]
     for server in topology.servers:
         spec = topology.config.servers[server]
@@ -294,9 +295,13 @@ def render_plan(topology: Topology) -> str:
         for registration in placed:
             if registration.type in SHOWN:
                 component = topology.component_of(registration)
-                groups[f"{component.type} {component.name}" if component else "host"].append(registration)
-        for group, members in groups.items():
-            out.append(f"  [{group}]")
+                groups[component.urn if component else ""].append(registration)
+        for urn, members in groups.items():
+            component = run.by_urn.get(urn)
+            out.append(f"  [{component.type} {component.name}]" if component else "  [host]")
+            installed = installed_services.get(component.urn) if component else None
+            if installed is not None and installed.endpoints:
+                out.append("    binds " + ", ".join(f"{a}:{p}" for a, p in installed.endpoints) + "  (from its install script)")
             for registration in sorted(members, key=lambda r: (SHOWN.index(r.type), r.name)):
                 first, *rest = describe(topology, registration, secrets, pubs)
                 out.append(f"    {first}")
@@ -368,7 +373,15 @@ def nodes(topology: Topology) -> list[Node]:
         leaf = not any(r.type.startswith("samarth:") for r in below)
         runs_commands = any(r.type == COMMAND for r in below)
         if leaf and runs_commands and not any(r.type in (CONTAINER, SERVICE) for r in below):
-            found.append(Node(_node_id(server, component.name), server, component.name, [component]))
+            node = Node(_node_id(server, component.name), server, component.name, [component])
+            # What such a service binds is only in its scripts: the server's own address and a port.
+            owned = {endpoint for other in found for endpoint in other.endpoints}
+            text = "\n".join(s for r in below if r.type == COMMAND for s in strings(r.plain_inputs))
+            for address in _addresses(topology, server)[:-1]:
+                for port in sorted({int(p) for p in re.findall(rf"(?<![0-9.]){re.escape(address)}:([0-9]{{1,5}})(?![0-9])", text)}):
+                    if (address, port) not in owned:
+                        node.endpoints.append((address, port))
+            found.append(node)
     return found
 
 

@@ -69,7 +69,10 @@ class Swarm(pulumi.ComponentResource):
 class Edge(pulumi.ComponentResource):
     def __init__(self, name: str) -> None:
         super().__init__("samarth:edge:Nginx", name, None)
-        route = f"location / {{ proxy_pass http://{config.servers['swarm-master'].private_ip}:3333; }}"
+        route = (
+            f"location / {{ proxy_pass http://{config.servers['swarm-master'].private_ip}:3333; }}\n"
+            f"location /sentry/ {{ proxy_pass http://{config.servers['application'].private_ip}:9000; }}\n"
+        )
         command.remote.CopyToRemote(
             f"{name}-conf", connection=application.connection, source=pulumi.StringAsset(route), remote_path="/etc/nginx/conf.d/yaus.conf", opts=application.command_options(self)
         )
@@ -92,7 +95,7 @@ class Installer(pulumi.ComponentResource):
         command.remote.Command(
             f"{name}-install",
             connection=application.connection,
-            create=pulumi.Output.concat("SENTRY_DB=", database.url, " ./install.sh"),
+            create=pulumi.Output.concat("SENTRY_BIND=", application.private_ip, ":9000 SENTRY_DB=", database.url, " ./install.sh"),
             logging="none",
             opts=application.command_options(self),
         )
