@@ -2,18 +2,46 @@
 
 import pulumi
 
+from components import edge, registry, storage
 from components.capacity import check_capacity
 from components.config import engine_config, engine_secret_keys, load_stack_config, ssh_private_key
 from components.host import build_hosts
+from components.publishing import CredentialBook
 
 # Validation first: a bad stack file stops here, before any resource is registered.
 project = pulumi.get_project()
 values = engine_config()
 config = load_stack_config(project, values)
 key = ssh_private_key(project, values, engine_secret_keys())
-check_capacity(config, [])
+check_capacity(config, [*storage.placements(config), *registry.placements(config), *edge.placements(config)])
 
 hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None)
+book = CredentialBook()
+
+minio = storage.Storage(
+    "minio", storage.StorageArgs(host=hosts[storage.SERVER], image=config.versions.minio, book=book)
+)
+docker_registry = registry.Registry(
+    "registry",
+    registry.RegistryArgs(
+        host=hosts[registry.SERVER],
+        image=config.versions.registry,
+        public_host=registry.public_host(config),
+        book=book,
+    ),
+)
+nginx = edge.EdgeProxy(
+    "nginx",
+    edge.EdgeArgs(
+        host=hosts[edge.SERVER],
+        swarm_master=hosts["swarm-master"],
+        edge=config.edge,
+        image=config.versions.nginx,
+    ),
+)
 
 pulumi.export("privateIps", {name: host.private_ip for name, host in hosts.items()})
 pulumi.export("serverFacts", {name: host.facts for name, host in hosts.items()})
+pulumi.export("registry", {"server": docker_registry.server, "username": docker_registry.username})
+pulumi.export("minioEndpoint", minio.endpoint)
+pulumi.export("edgeRoutes", [f"{r.host}{r.path} -> {r.upstream}{f':{r.port}' if r.port else ''}" for r in config.edge.routes])

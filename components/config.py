@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -147,10 +148,122 @@ class Versions(Model):
     redis: ImageRef
     rabbitmq: ImageRef
     elasticsearch: ImageRef
+    # MinIO's community image is in maintenance mode: point this at a maintained compatible build if needed.
+    minio: ImageRef
+    registry: ImageRef
+    nginx: ImageRef
 
 
 class Capacity(Model):
     headroom_percent: int = Field(default=10, alias="headroomPercent", ge=0, le=90)
+
+
+
+# --- edge: Nginx routes (components/edge.py) -------------------------------------------------------
+
+# Upstreams on the application server that a route can name; "swarm" means swarm-master's routing mesh.
+APPLICATION_UPSTREAMS = ("registry", "minio", "vault", "sentry", "posthog")
+UPSTREAMS = (*APPLICATION_UPSTREAMS, "swarm")
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/") or any(c.isspace() or c in "{};#'\"\\" for c in value):
+        raise ValueError(f"{value!r} is not an absolute path without spaces or quotes")
+    return value
+
+
+def _url_path(value: str) -> str:
+    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", value):
+        raise ValueError(f"{value!r} is not a URL path (starts with '/', letters, digits, '._~/-' only)")
+    return value
+
+
+def _network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from None
+
+
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+UrlPath = Annotated[str, AfterValidator(_url_path)]
+Network = Annotated[str, AfterValidator(_network)]
+HostName = Annotated[str, AfterValidator(_domain)]
+
+
+class EdgeTls(Model):
+    """Certificate and key files on the application server (PEM), mounted read-only into Nginx."""
+
+    certificate_path: AbsolutePath = Field(alias="certificatePath")
+    key_path: AbsolutePath = Field(alias="keyPath")
+
+
+class ServicePorts(Model):
+    """Private ports of the application-server services that other components start."""
+
+    vault: Port = 8200
+    sentry: Port = 9001
+    posthog: Port = 8023
+
+
+class Route(Model):
+    """``host`` (+ ``path``) served by Nginx, proxied to ``upstream``.
+
+    ``upstream`` is an application-server service (its address is the server's private IP) or
+    ``swarm``, which needs the ``port`` the swarm publishes. ``allow`` limits the source networks.
+    """
+
+    host: HostName
+    path: UrlPath = "/"
+    upstream: str
+    port: Optional[Port] = None
+    allow: Optional[list[Network]] = Field(default=None, min_length=1)
+
+    @field_validator("upstream")
+    @classmethod
+    def _known_upstream(cls, upstream: str) -> str:
+        if upstream not in UPSTREAMS:
+            raise ValueError(f"unknown upstream {upstream!r} (expected one of {', '.join(UPSTREAMS)})")
+        return upstream
+
+    @model_validator(mode="after")
+    def _port_and_allow(self) -> "Route":
+        if self.upstream == "swarm" and self.port is None:
+            raise ValueError("port is required for upstream 'swarm' (the port the swarm service publishes)")
+        if self.upstream != "swarm" and self.port is not None:
+            raise ValueError(
+                f"port is only for swarm routes ({self.upstream!r} listens on its own port; see edge.servicePorts)"
+            )
+        if self.upstream == "vault" and not self.allow:
+            raise ValueError("allow is required for upstream 'vault' (the source networks allowed to reach the Vault UI)")
+        if self.upstream == "registry" and self.path != "/":
+            raise ValueError("path must be '/' for upstream 'registry' (docker clients call /v2/ at the root)")
+        return self
+
+
+class Edge(Model):
+    tls: EdgeTls
+    service_ports: ServicePorts = Field(default=ServicePorts(), alias="servicePorts")
+    routes: list[Route] = Field(min_length=1)
+
+    @field_validator("routes")
+    @classmethod
+    def _routes_are_distinct(cls, routes: list[Route]) -> list[Route]:
+        seen: dict[tuple[str, str], int] = {}
+        for index, route in enumerate(routes):
+            key = (route.host, route.path)
+            if key in seen:
+                raise ValueError(
+                    f"routes[{index}] repeats host {route.host!r} and path {route.path!r} of routes[{seen[key]}]"
+                )
+            seen[key] = index
+        registry = [i for i, r in enumerate(routes) if r.upstream == "registry"]
+        if len(registry) != 1:
+            raise ValueError(
+                f"exactly one route must have upstream 'registry' (found {len(registry)}): "
+                "it is the registry's public name for docker login"
+            )
+        return routes
 
 
 class StackConfig(Model):
@@ -159,6 +272,15 @@ class StackConfig(Model):
     access: Access = Access()
     versions: Versions
     capacity: Capacity = Capacity()
+    edge: Edge
+
+    @model_validator(mode="after")
+    def _edge_hosts_in_domain(self) -> "StackConfig":
+        # A route copied from another stack would otherwise serve (and need a certificate for) its names.
+        for index, route in enumerate(self.edge.routes):
+            if route.host != self.domain and not route.host.endswith("." + self.domain):
+                raise ValueError(f"edge.routes[{index}].host: {route.host!r} is not under domain {self.domain!r}")
+        return self
 
     @model_validator(mode="after")
     def _servers_are_the_six(self) -> "StackConfig":
