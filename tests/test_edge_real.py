@@ -1,0 +1,211 @@
+"""Real tools: Debian's nginx checks the rendered config; Debian's docker-registry runs the rendered
+config with an htpasswd from a real bcrypt hash; the reload script runs in sh with a fake docker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from components import edge, registry
+from components.config import EdgeTls, load_stack_config
+from tools.offline import PROJECT, read_stack_values, stack_file
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+
+
+def _config(stack: str):
+    values, _ = read_stack_values(stack_file(stack))
+    return load_stack_config(PROJECT, values)
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "fullchain.pem", directory / "privkey.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=samarth-test",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def _nginx_main_conf(prefix: Path, include: Path) -> Path:
+    """A main nginx.conf like the image's: the rendered file is included inside ``http {}``."""
+    main = prefix / "nginx.conf"
+    temp = " ".join(f"{d}_temp_path {prefix}/{d};" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    main.write_text(f"pid {prefix}/nginx.pid;\nevents {{}}\nhttp {{\n  {temp}\n  access_log off;\n  include {include};\n}}\n")
+    return main
+
+
+@pytest.mark.skipif(not os.path.exists(NGINX), reason="Debian nginx not installed (.ci/run installs it)")
+@pytest.mark.parametrize("stack", ["prod", "staging"])
+def test_rendered_nginx_config_passes_nginx_t(stack: str, tmp_path: Path) -> None:
+    config = _config(stack)
+    cert, key = _self_signed(tmp_path)
+    tls = EdgeTls(certificatePath=str(cert), keyPath=str(key))
+    conf = tmp_path / edge.CONF_FILE
+    conf.write_text(
+        edge.render_config(
+            config.edge.model_copy(update={"tls": tls}),
+            config.servers["application"].private_ip,
+            config.servers["swarm-master"].private_ip,
+        )
+    )
+    main = _nginx_main_conf(tmp_path, conf)
+    result = subprocess.run(
+        [NGINX, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(main)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+@pytest.mark.skipif(not os.path.exists(NGINX), reason="Debian nginx not installed (.ci/run installs it)")
+def test_nginx_t_rejects_a_broken_config(tmp_path: Path) -> None:
+    """The check the reload relies on does catch mistakes (here: a missing certificate)."""
+    config = _config("prod")
+    tls = EdgeTls(certificatePath=str(tmp_path / "missing.pem"), keyPath=str(tmp_path / "missing.key"))
+    conf = tmp_path / edge.CONF_FILE
+    conf.write_text(edge.render_config(config.edge.model_copy(update={"tls": tls}), "10.20.0.10", "10.20.0.31"))
+    main = _nginx_main_conf(tmp_path, conf)
+    result = subprocess.run(
+        [NGINX, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(main)], capture_output=True, text=True
+    )
+    assert result.returncode != 0 and "missing.pem" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, auth: tuple[str, str] | None = None) -> int:
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.skipif(not os.path.exists(REGISTRY), reason="Debian docker-registry not installed (.ci/run installs it)")
+def test_registry_with_rendered_config_and_bcrypt_htpasswd_requires_auth(tmp_path: Path) -> None:
+    password = "generated-" + os.urandom(8).hex()
+    # pulumi-random's bcrypt_hash is a $2a$ hash; Python's bcrypt writes the same hash as $2b$.
+    digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode().replace("$2b$", "$2a$", 1)
+    (tmp_path / "htpasswd").write_text(f"{registry.USERNAME}:{digest}\n")
+    (tmp_path / "config.yml").write_text(registry.render_config("https://registry.samarth.example.org", "http-secret"))
+    port, debug_port = _free_port(), _free_port()
+    # Only what differs between the container and this test is overridden, the way the registry
+    # documents it: REGISTRY_<section>_<key> environment variables.
+    env = {
+        **os.environ,
+        "REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}",
+        "REGISTRY_HTTP_DEBUG_ADDR": f"127.0.0.1:{debug_port}",
+        "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "data"),
+        "REGISTRY_AUTH_HTPASSWD_PATH": str(tmp_path / "htpasswd"),
+    }
+    log = (tmp_path / "registry.log").open("w")
+    process = subprocess.Popen([REGISTRY, "serve", str(tmp_path / "config.yml")], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None, (tmp_path / "registry.log").read_text()
+                assert time.monotonic() < deadline, "registry did not start listening"
+                time.sleep(0.1)
+        assert _get(f"{base}/v2/") == 401
+        assert _get(f"{base}/v2/", (registry.USERNAME, "wrong-password")) == 401
+        assert _get(f"{base}/v2/", (registry.USERNAME, password)) == 200
+        assert _get(f"{base}/v2/_catalog", (registry.USERNAME, password)) == 200
+        # What the container healthcheck asks.
+        assert _get(f"http://127.0.0.1:{debug_port}/debug/health") == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+# --- the reload script, run by sh with a fake docker ------------------------------------------------
+
+FAKE_DOCKER = """#!/bin/sh
+echo "docker $*" >> "$FAKE_LOG"
+case "$1" in
+  inspect) echo "$FAKE_RUNNING" ;;
+  exec)
+    case "$3 $4" in
+      "nginx -t") grep -q BROKEN "$LIVE" && { echo "nginx: [emerg] broken" >&2; exit 1; }; exit 0 ;;
+      "nginx -s") exit 0 ;;
+    esac ;;
+esac
+"""
+
+
+def _run_reload(tmp_path: Path, config: str, running: str = "true") -> subprocess.CompletedProcess:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "docker"
+    fake.write_text(FAKE_DOCKER)
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    live_dir = tmp_path / "conf.d"
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "FAKE_LOG": str(tmp_path / "docker.log"),
+        "FAKE_RUNNING": running,
+        "LIVE": str(live_dir / edge.CONF_FILE),
+    }
+    return subprocess.run(
+        ["sh", "-c", edge.reload_script("nginx", str(live_dir))], input=config, env=env, capture_output=True, text=True
+    )
+
+
+def test_reload_installs_checks_and_reloads_and_is_safe_to_repeat(tmp_path: Path) -> None:
+    for _ in range(2):
+        result = _run_reload(tmp_path, "server {}\n")
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "conf.d" / edge.CONF_FILE).read_text() == "server {}\n"
+    calls = (tmp_path / "docker.log").read_text().splitlines()
+    assert calls.count("docker exec nginx nginx -t") == 2
+    assert calls.count("docker exec nginx nginx -s reload") == 2
+    assert calls.index("docker exec nginx nginx -t") < calls.index("docker exec nginx nginx -s reload")
+    assert sorted(p.name for p in (tmp_path / "conf.d").iterdir()) == [edge.CONF_FILE]
+
+
+def test_reload_puts_the_previous_config_back_when_nginx_t_fails(tmp_path: Path) -> None:
+    assert _run_reload(tmp_path, "good\n").returncode == 0
+    result = _run_reload(tmp_path, "BROKEN\n")
+    assert result.returncode != 0
+    assert "nginx -t rejected the new config; the previous one is back in place" in result.stderr
+    assert (tmp_path / "conf.d" / edge.CONF_FILE).read_text() == "good\n"
+    assert (tmp_path / "docker.log").read_text().splitlines().count("docker exec nginx nginx -s reload") == 1
+
+
+def test_reload_on_a_fresh_server_with_a_broken_config_leaves_no_file(tmp_path: Path) -> None:
+    result = _run_reload(tmp_path, "BROKEN\n")
+    assert result.returncode != 0
+    assert not (tmp_path / "conf.d" / edge.CONF_FILE).exists()
+
+
+def test_reload_fails_clearly_when_the_container_is_not_running(tmp_path: Path) -> None:
+    result = _run_reload(tmp_path, "good\n", running="false")
+    assert result.returncode != 0
+    assert "container nginx is not running" in result.stderr
+    assert "failed while" not in result.stderr, "fail() names the problem itself"
