@@ -3,6 +3,7 @@ config with an htpasswd from a real bcrypt hash; the reload script runs in sh wi
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -119,7 +120,7 @@ def test_registry_with_rendered_config_and_bcrypt_htpasswd_requires_auth(tmp_pat
         "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "data"),
         "REGISTRY_AUTH_HTPASSWD_PATH": str(tmp_path / "htpasswd"),
     }
-    log = (tmp_path / "registry.log").open("w")
+    log = (tmp_path / "processes.log").open("w")
     process = subprocess.Popen([REGISTRY, "serve", str(tmp_path / "config.yml")], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -129,7 +130,7 @@ def test_registry_with_rendered_config_and_bcrypt_htpasswd_requires_auth(tmp_pat
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                assert process.poll() is None, (tmp_path / "registry.log").read_text()
+                assert process.poll() is None, (tmp_path / "processes.log").read_text()
                 assert time.monotonic() < deadline, "registry did not start listening"
                 time.sleep(0.1)
         assert _get(f"{base}/v2/") == 401
@@ -209,3 +210,103 @@ def test_reload_fails_clearly_when_the_container_is_not_running(tmp_path: Path) 
     assert result.returncode != 0
     assert "container nginx is not running" in result.stderr
     assert "failed while" not in result.stderr, "fail() names the problem itself"
+
+
+# --- Nginx with the rendered config in front of the registry, on a loopback address of our own ------
+
+
+def _curl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", "-k", "--max-time", "10", *args], capture_output=True, text=True)
+
+
+@pytest.mark.skipif(
+    not (os.path.exists(NGINX) and os.path.exists(REGISTRY) and shutil.which("curl")),
+    reason="needs Debian nginx, docker-registry and curl (.ci/run installs them)",
+)
+def test_nginx_fronts_the_registry_with_tls_redirect_and_no_body_limit(tmp_path: Path) -> None:
+    config = _config("prod")
+    # A loopback address of our own: the registry keeps its real port (5000) without colliding with
+    # anything else on the machine, and the rendered proxy_pass is used unchanged.
+    ip = f"127.{os.getpid() % 250 + 1}.{os.urandom(1)[0] % 250 + 1}.{os.urandom(1)[0] % 250 + 1}"
+    http_port, https_port = _free_port(), _free_port()
+    cert, key = _self_signed(tmp_path)
+    text = edge.render_config(
+        config.edge.model_copy(update={"tls": EdgeTls(certificatePath=str(cert), keyPath=str(key))}), ip, ip
+    )
+    # Only the public listen ports move (80/443 are privileged and may be taken).
+    text = text.replace("listen 80 ", f"listen {ip}:{http_port} ").replace("listen 443 ", f"listen {ip}:{https_port} ")
+    text = text.replace(f"listen 127.0.0.1:{edge.HEALTH_PORT};", f"listen {ip}:{_free_port()};")
+    conf = tmp_path / edge.CONF_FILE
+    conf.write_text(text)
+    main = _nginx_main_conf(tmp_path, conf)
+
+    password = "generated-" + os.urandom(8).hex()
+    (tmp_path / "htpasswd").write_text(f"{registry.USERNAME}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()}\n")
+    public = registry.public_host(config)
+    (tmp_path / "config.yml").write_text(registry.render_config(f"https://{public}", "http-secret"))
+    env = {
+        **os.environ,
+        "REGISTRY_HTTP_ADDR": f"{ip}:{registry.PORT}",
+        "REGISTRY_HTTP_DEBUG_ADDR": f"{ip}:{_free_port()}",
+        "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "data"),
+        "REGISTRY_AUTH_HTPASSWD_PATH": str(tmp_path / "htpasswd"),
+    }
+    logs = (tmp_path / "processes.log").open("w")
+    processes = [
+        subprocess.Popen([REGISTRY, "serve", str(tmp_path / "config.yml")], env=env, stdout=logs, stderr=subprocess.STDOUT),
+        subprocess.Popen(
+            [NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(main), "-g", "daemon off;"],
+            stdout=logs, stderr=subprocess.STDOUT,
+        ),
+    ]
+    try:
+        _wait_for(ip, registry.PORT, processes[0], tmp_path / "processes.log")
+        _wait_for(ip, https_port, processes[1], tmp_path / "processes.log")
+        resolve = ["--resolve", f"{public}:{https_port}:{ip}", "--resolve", f"{public}:{http_port}:{ip}"]
+        https = f"https://{public}:{https_port}"
+
+        redirect = _curl(*resolve, "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", f"http://{public}:{http_port}/v2/")
+        assert redirect.stdout == f"301 https://{public}/v2/"
+        assert _curl(*resolve, "-o", "/dev/null", "-w", "%{http_code}", f"{https}/v2/").stdout == "401"
+        auth = ["-u", f"{registry.USERNAME}:{password}"]
+        assert _curl(*resolve, *auth, "-o", "/dev/null", "-w", "%{http_code}", f"{https}/v2/").stdout == "200"
+
+        # A 5 MiB blob upload through Nginx: no body limit, and the registry answers with public URLs.
+        started = _curl(*resolve, *auth, "-X", "POST", "-D", "-", "-o", "/dev/null", f"{https}/v2/samarth/test/blobs/uploads/")
+        location = next(l.split(" ", 1)[1].strip() for l in started.stdout.splitlines() if l.lower().startswith("location:"))
+        assert location.startswith(f"https://{public}/v2/samarth/test/blobs/uploads/"), location
+        blob = tmp_path / "blob"
+        blob.write_bytes(os.urandom(5 * 1024 * 1024))
+        digest = "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
+        upload_url = location.replace(f"https://{public}/", f"{https}/") + ("&" if "?" in location else "?") + f"digest={digest}"
+        put = _curl(*resolve, *auth, "-X", "PUT", "-H", "Content-Type: application/octet-stream", "--data-binary", f"@{blob}",
+                    "-o", "/dev/null", "-w", "%{http_code}", upload_url)
+        assert put.stdout == "201", put.stderr
+        head = _curl(*resolve, *auth, "-I", "-o", "/dev/null", "-w", "%{http_code}", f"{https}/v2/samarth/test/blobs/{digest}")
+        assert head.stdout == "200"
+
+        # A name no route serves gets no certificate at all.
+        unknown = _curl("--resolve", f"unknown.example.org:{https_port}:{ip}", f"https://unknown.example.org:{https_port}/")
+        assert unknown.returncode != 0
+        # The Vault UI answers only its allow-list; a loopback client is not on it.
+        (vault,) = [r for r in config.edge.routes if r.upstream == "vault"]
+        vault_status = _curl("--resolve", f"{vault.host}:{https_port}:{ip}", "-o", "/dev/null", "-w", "%{http_code}",
+                             f"https://{vault.host}:{https_port}/ui/")
+        assert vault_status.stdout == "403"
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+        logs.close()
+
+
+def _wait_for(ip: str, port: int, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection((ip, port), timeout=1).close()
+            return
+        except OSError:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"nothing listens on {ip}:{port}: {log.read_text() if log.exists() else ''}"
+            time.sleep(0.1)
