@@ -2,7 +2,7 @@
 
 import pulumi
 
-from components import data, edge, registry, storage
+from components import data, edge, observability, registry, storage
 from components.capacity import check_capacity
 from components.config import engine_config, engine_secret_keys, load_stack_config, ssh_private_key
 from components.host import build_hosts
@@ -13,15 +13,21 @@ project = pulumi.get_project()
 values = engine_config()
 config = load_stack_config(project, values)
 key = ssh_private_key(project, values, engine_secret_keys())
+edge.check_ports(config)
 check_capacity(
     config,
-    [*data.placements(config), *storage.placements(config), *registry.placements(config), *edge.placements(config)],
+    [
+        *data.placements(config),
+        *observability.placements(config),
+        *storage.placements(config),
+        *registry.placements(config),
+        *edge.placements(config),
+    ],
 )
 
 hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None)
 book = CredentialBook()
 databases = data.build_databases(config, hosts, book)
-
 minio = storage.Storage(
     "minio", storage.StorageArgs(host=hosts[storage.SERVER], image=config.versions.minio, book=book)
 )
@@ -34,15 +40,10 @@ docker_registry = registry.Registry(
         book=book,
     ),
 )
-nginx = edge.EdgeProxy(
-    "nginx",
-    edge.EdgeArgs(
-        host=hosts[edge.SERVER],
-        swarm_master=hosts["swarm-master"],
-        edge=config.edge,
-        image=config.versions.nginx,
-    ),
+apps = observability.Observability(
+    "observability", observability.ObservabilityArgs(host=hosts[observability.SERVER], config=config, book=book)
 )
+nginx = edge.EdgeProxy("nginx", edge.EdgeArgs(host=hosts[edge.SERVER], swarm_master=hosts["swarm-master"], config=config))
 
 pulumi.export("privateIps", {name: host.private_ip for name, host in hosts.items()})
 pulumi.export("serverFacts", {name: host.facts for name, host in hosts.items()})
@@ -50,4 +51,4 @@ pulumi.export("serverFacts", {name: host.facts for name, host in hosts.items()})
 pulumi.export("databases", {service: ends for server in databases.values() for service, ends in server.endpoints.items()})
 pulumi.export("registry", {"server": docker_registry.server, "username": docker_registry.username})
 pulumi.export("minioEndpoint", minio.endpoint)
-pulumi.export("edgeRoutes", [f"{r.host}{r.path} -> {r.upstream}{f':{r.port}' if r.port else ''}" for r in config.edge.routes])
+pulumi.export("edgeRoutes", [f"{r.host}{r.path} -> {r.upstream}{f':{r.port}' if r.port else ''}" for _, r in config.edge_routes()])

@@ -21,7 +21,7 @@ import pulumi_docker as docker
 
 from . import registry, storage
 from .capacity import Placement
-from .config import Edge, Route, StackConfig
+from .config import ConfigError, Route, StackConfig
 from .host import Host
 from .shell import quote, script
 
@@ -41,11 +41,14 @@ class Upstream:
     directives: tuple[str, ...] = ()
 
 
-def application_upstreams(edge: Edge) -> dict[str, Upstream]:
-    """The application-server services a route can name. Registry and MinIO ports are the ones those
-    components bind; the others come from ``edge.servicePorts``."""
-    ports = edge.service_ports
-    known = {
+# Vault's API and UI port until the Vault section is merged; then it comes from config.vault.port.
+VAULT_PORT = 8200
+
+
+def application_upstreams(config: StackConfig) -> dict[str, Upstream]:
+    """The application-server services a route can name, on the ports their components bind."""
+    observability = config.observability
+    return {
         # Image layers are large and streamed: no size limit, no buffering, long reads.
         "registry": Upstream(
             registry.PORT,
@@ -59,11 +62,30 @@ def application_upstreams(edge: Edge) -> dict[str, Upstream]:
         ),
         # Public downloads only: the S3 API behind it serves anonymous GetObject, nothing that writes.
         "minio": Upstream(storage.API_PORT, ("limit_except GET { deny all; }", "proxy_buffering off;")),
-        "vault": Upstream(ports.vault),
-        "sentry": Upstream(ports.sentry, ("client_max_body_size 100m;",)),
-        "posthog": Upstream(ports.posthog, ("client_max_body_size 20m;",)),
+        "vault": Upstream(VAULT_PORT),
+        "sentry": Upstream(observability.sentry.port, ("client_max_body_size 100m;",)),
+        "posthog": Upstream(observability.posthog.port, ("client_max_body_size 20m;",)),
     }
-    return known
+
+
+def check_ports(config: StackConfig) -> None:
+    """Two services on the application server with one port would only fail at `up`; fail now, naming
+    the configurable port (the fixed ones come first and never clash with each other)."""
+    ports = [
+        ("the registry", registry.PORT),
+        ("MinIO's S3 API", storage.API_PORT),
+        ("MinIO's console", storage.CONSOLE_PORT),
+        ("Vault", VAULT_PORT),
+        ("observability.sentry.port", config.observability.sentry.port),
+        ("observability.posthog.port", config.observability.posthog.port),
+    ]
+    taken: dict[int, str] = {}
+    for owner, port in ports:
+        if port in taken:
+            raise ConfigError(
+                f"invalid stack configuration:\n  {owner}: port {port} is already used by {taken[port]} on the application server"
+            )
+        taken[port] = owner
 
 
 def placements(config: StackConfig) -> list[Placement]:
@@ -93,11 +115,12 @@ def _location(route: Route, address: str, upstream: Upstream) -> list[str]:
     return lines
 
 
-def render_config(edge: Edge, application_ip: str, swarm_ip: str) -> str:
+def render_config(config: StackConfig, application_ip: str, swarm_ip: str) -> str:
     """The Nginx ``conf.d`` file (inside ``http {}``): one TLS server per host name, a location per route."""
-    upstreams = {**application_upstreams(edge), "swarm": Upstream(None, ("client_max_body_size 50m;",))}
+    edge = config.edge
+    upstreams = {**application_upstreams(config), "swarm": Upstream(None, ("client_max_body_size 50m;",))}
     by_host: dict[str, list[Route]] = defaultdict(list)
-    for route in edge.routes:
+    for _, route in config.edge_routes():
         by_host[route.host].append(route)
 
     lines = [
@@ -183,8 +206,7 @@ echo "nginx reloaded with config $(sha256sum "$live" | cut -c1-12)"
 class EdgeArgs:
     host: Host
     swarm_master: Host
-    edge: Edge
-    image: str
+    config: StackConfig
 
 
 class EdgeProxy(pulumi.ComponentResource):
@@ -195,12 +217,12 @@ class EdgeProxy(pulumi.ComponentResource):
     def __init__(self, name: str, args: EdgeArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:edge:Nginx", name, None, opts)
         host = args.host
-        edge = args.edge
+        edge = args.config.edge
         # On the server, beside the team's existing files in the SSH user's home.
         live_dir = f"/home/{host.spec.ssh_user}/samarth/nginx/conf.d"
 
         self.config_text = pulumi.Output.all(host.private_ip, args.swarm_master.private_ip).apply(
-            lambda ips: render_config(edge, ips[0], ips[1])
+            lambda ips: render_config(args.config, ips[0], ips[1])
         )
 
         # Created by the SSH user before Docker would create the mount source as root.
@@ -217,7 +239,7 @@ mkdir -p {quote(live_dir)}
             ),
             opts=host.command_options(self),
         )
-        image = docker.RemoteImage(f"{name}-image", name=args.image, keep_locally=True, opts=host.docker_options(self))
+        image = docker.RemoteImage(f"{name}-image", name=args.config.versions.nginx, keep_locally=True, opts=host.docker_options(self))
         tls_dirs = sorted({posixpath.dirname(edge.tls.certificate_path), posixpath.dirname(edge.tls.key_path)})
         container = docker.Container(
             f"{name}-container",

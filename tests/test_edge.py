@@ -60,10 +60,10 @@ def test_nginx_config_routes_to_private_ips_from_hosts(stack_run: ProgramRun) ->
     master = config.servers["swarm-master"].private_ip
     (reload,) = [c for c in stack_run.of_type("command:remote:Command") if c.name == "nginx-reload"]
     text = reload.inputs["stdin"]
-    assert text == edge.render_config(config.edge, app, master)
+    assert text == edge.render_config(config, app, master)
     assert f"proxy_pass http://{app}:{registry.PORT};" in text
     assert f"proxy_pass http://{app}:{storage.API_PORT};" in text
-    for route in config.edge.routes:
+    for _, route in config.edge_routes():
         if route.upstream == "swarm":
             assert f"proxy_pass http://{master}:{route.port};" in text
     # The reload re-runs for a new config and a new container.
@@ -74,7 +74,7 @@ def test_nginx_config_routes_to_private_ips_from_hosts(stack_run: ProgramRun) ->
 
 def test_rendered_nginx_config_has_redirect_websockets_registry_needs_and_vault_allow_list() -> None:
     config = _config("prod")
-    text = edge.render_config(config.edge, "10.20.0.10", "10.20.0.31")
+    text = edge.render_config(config, "10.20.0.10", "10.20.0.31")
     servers = _server_blocks(text)
     assert "return 301 https://$host$request_uri;" in servers["_:80"]
     assert "ssl_reject_handshake on;" in servers["_:443"]
@@ -109,7 +109,14 @@ def _server_blocks(text: str) -> dict[str, str]:
 def test_application_upstreams_cover_every_upstream_the_config_accepts() -> None:
     from components.config import APPLICATION_UPSTREAMS
 
-    assert set(edge.application_upstreams(_config("prod").edge)) == set(APPLICATION_UPSTREAMS)
+    assert set(edge.application_upstreams(_config("prod"))) == set(APPLICATION_UPSTREAMS)
+
+
+def test_sentry_and_posthog_are_served_at_their_observability_names_and_ports() -> None:
+    config = _config("prod")
+    servers = _server_blocks(edge.render_config(config, "10.20.0.10", "10.20.0.31"))
+    for settings in (config.observability.sentry, config.observability.posthog):
+        assert f"proxy_pass http://10.20.0.10:{settings.port};" in servers[f"{settings.host_name}:443"]
 
 
 def test_minio_bucket_policy_user_and_anonymous_download(prod: ProgramRun) -> None:

@@ -35,11 +35,31 @@ def test_unknown_upstream_names_the_route_key() -> None:
 
 def test_duplicate_host_and_path_names_both_routes() -> None:
     edge = _edge()
-    first = edge["routes"][6]
+    first = edge["routes"][4]
     edge["routes"].append({"host": first["host"], "path": first["path"], "upstream": "swarm", "port": 9999})
     message = _fails_early(edge)
-    assert f"edge.routes: routes[{len(edge['routes']) - 1}] repeats host {first['host']!r}" in message
-    assert "of routes[6]" in message
+    assert (
+        f"edge.routes[{len(edge['routes']) - 1}]: host {first['host']!r} and path {first['path']!r} "
+        "are already routed by edge.routes[4]"
+    ) in message
+
+
+def test_a_route_repeating_sentrys_observability_host_name() -> None:
+    document = yaml.safe_load(stack_file("prod").read_text())["config"]
+    sentry_host = document[f"{PROJECT}:observability"]["sentry"]["hostName"]
+    edge = _edge()
+    edge["routes"].append({"host": sentry_host, "upstream": "swarm", "port": 9999})
+    message = _fails_early(edge)
+    assert f"observability.sentry.hostName: host {sentry_host!r} and path '/' are already routed by edge.routes[6]" in message
+
+
+def test_a_port_clash_on_the_application_server_fails_early() -> None:
+    document = yaml.safe_load(stack_file("prod").read_text())["config"]
+    observability = copy.deepcopy(document[f"{PROJECT}:observability"])
+    observability["sentry"]["port"] = 9000
+    run = run_program("prod", overrides={"observability": observability})
+    assert run.registrations == []
+    assert "observability.sentry.port: port 9000 is already used by MinIO's S3 API on the application server" in str(run.error)
 
 
 def test_swarm_route_without_port() -> None:

@@ -31,6 +31,11 @@ def _config(stack: str):
     return load_stack_config(PROJECT, values)
 
 
+def _with_tls(config, cert: Path, key: Path):
+    tls = EdgeTls(certificatePath=str(cert), keyPath=str(key))
+    return config.model_copy(update={"edge": config.edge.model_copy(update={"tls": tls})})
+
+
 def _self_signed(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "fullchain.pem", directory / "privkey.pem"
     subprocess.run(
@@ -54,11 +59,10 @@ def _nginx_main_conf(prefix: Path, include: Path) -> Path:
 def test_rendered_nginx_config_passes_nginx_t(stack: str, tmp_path: Path) -> None:
     config = _config(stack)
     cert, key = _self_signed(tmp_path)
-    tls = EdgeTls(certificatePath=str(cert), keyPath=str(key))
     conf = tmp_path / edge.CONF_FILE
     conf.write_text(
         edge.render_config(
-            config.edge.model_copy(update={"tls": tls}),
+            _with_tls(config, cert, key),
             config.servers["application"].private_ip,
             config.servers["swarm-master"].private_ip,
         )
@@ -76,9 +80,9 @@ def test_rendered_nginx_config_passes_nginx_t(stack: str, tmp_path: Path) -> Non
 def test_nginx_t_rejects_a_broken_config(tmp_path: Path) -> None:
     """The check the reload relies on does catch mistakes (here: a missing certificate)."""
     config = _config("prod")
-    tls = EdgeTls(certificatePath=str(tmp_path / "missing.pem"), keyPath=str(tmp_path / "missing.key"))
     conf = tmp_path / edge.CONF_FILE
-    conf.write_text(edge.render_config(config.edge.model_copy(update={"tls": tls}), "10.20.0.10", "10.20.0.31"))
+    missing = _with_tls(config, tmp_path / "missing.pem", tmp_path / "missing.key")
+    conf.write_text(edge.render_config(missing, "10.20.0.10", "10.20.0.31"))
     main = _nginx_main_conf(tmp_path, conf)
     result = subprocess.run(
         [NGINX, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(main)], capture_output=True, text=True
@@ -230,9 +234,7 @@ def test_nginx_fronts_the_registry_with_tls_redirect_and_no_body_limit(tmp_path:
     ip = f"127.{os.getpid() % 250 + 1}.{os.urandom(1)[0] % 250 + 1}.{os.urandom(1)[0] % 250 + 1}"
     http_port, https_port = _free_port(), _free_port()
     cert, key = _self_signed(tmp_path)
-    text = edge.render_config(
-        config.edge.model_copy(update={"tls": EdgeTls(certificatePath=str(cert), keyPath=str(key))}), ip, ip
-    )
+    text = edge.render_config(_with_tls(config, cert, key), ip, ip)
     # Only the public listen ports move (80/443 are privileged and may be taken).
     text = text.replace("listen 80 ", f"listen {ip}:{http_port} ").replace("listen 443 ", f"listen {ip}:{https_port} ")
     text = text.replace(f"listen 127.0.0.1:{edge.HEALTH_PORT};", f"listen {ip}:{_free_port()};")
