@@ -483,3 +483,30 @@ def test_unreachable_vault_fails_clearly(prod: ProgramRun, fake_vault, which: st
     assert "docker logs vault" in result.stderr
     assert len([c for c in _calls(state) if "status" in c]) == vault_module.STATUS_ATTEMPTS
     assert not [c for c in _calls(state) if "operator" in c or "write" in c]
+
+
+def _published(run: ProgramRun) -> dict[str, dict[str, str]]:
+    secrets = {}
+    for secret in run.of_type(SECRET_V2):
+        assert secret.inputs["mount"] == "kv" and is_secret(secret.inputs["dataJson"])
+        secrets[secret.inputs["name"]] = json.loads(reveal(secret.inputs["dataJson"]))
+    return secrets
+
+
+def test_every_database_service_has_its_env_at_kv_samarth_service(stack_run: ProgramRun) -> None:
+    catalogue = _stack_config(stack_run.stack).databases.catalogue()
+    published = _published(stack_run)
+    assert catalogue
+    for service in catalogue:
+        assert sorted(published[f"samarth/{service.name}"]) == sorted(service.env), service.name
+
+
+def test_a_service_added_in_config_is_published_too() -> None:
+    run = run_program(
+        "prod",
+        overrides={"databases": {"services": {"reports": {"server": "db1", "engines": ["postgres"], "env": {"DATABASE_URL": "{postgres.url}"}}}}},
+    )
+    assert run.error is None
+    published = _published(run)
+    assert sorted(published["samarth/reports"]) == ["DATABASE_URL"]
+    assert published["samarth/reports"]["DATABASE_URL"].startswith("postgresql://reports:")

@@ -355,3 +355,9 @@ def _approle_role(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 @fake_outputs("vault:appRole/authBackendRoleSecretId:AuthBackendRoleSecretId")
 def _approle_secret_id(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"secretId": f"{_token(name + 'secret', 8)}-{_token(name + 'secret2', 4)}-{_token(name + 'secret3', 12)}", "accessor": _token(name + "accessor", 36)}
+
+
+@fake_outputs("docker:index/remoteImage:RemoteImage")
+def _remote_image(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    # The provider reports "<image id><reference>"; the container's `image` is this value.
+    return {"imageId": f"sha256:{_token(str(inputs.get('name')), 64)}{inputs.get('name')}", "repoDigest": ""}
