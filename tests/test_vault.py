@@ -510,3 +510,29 @@ def test_a_service_added_in_config_is_published_too() -> None:
     published = _published(run)
     assert sorted(published["samarth/reports"]) == ["DATABASE_URL"]
     assert published["samarth/reports"]["DATABASE_URL"].startswith("postgresql://reports:")
+
+
+def test_image_comes_from_versions_and_is_kept_locally(prod: ProgramRun) -> None:
+    config = _stack_config("prod")
+    image = prod.named("docker:index/remoteImage:RemoteImage", "application-vault-image")
+    assert image.inputs["name"] == config.versions.vault
+    assert image.inputs["keepLocally"] is True
+    container = prod.named(CONTAINER, "application-vault")
+    assert container.inputs["image"] == image.outputs["imageId"]
+
+
+def test_tls_config_reaches_the_listeners_the_mounts_and_the_provider() -> None:
+    tls = {"certFile": "/etc/ssl/samarth/vault.pem", "keyFile": "/etc/ssl/samarth/vault.key", "caFile": "/etc/ssl/samarth/ca.pem", "serverName": "vault.samarth.internal"}
+    run = run_program("prod", overrides={"vault": {"tls": tls}})
+    assert run.error is None
+    container = run.named(CONTAINER, "application-vault").plain_inputs
+    mounts = {v["containerPath"]: v for v in container["volumes"]}
+    assert mounts["/vault/tls/cert.pem"] == {"hostPath": tls["certFile"], "containerPath": "/vault/tls/cert.pem", "readOnly": True}
+    assert mounts["/vault/tls/key.pem"] == {"hostPath": tls["keyFile"], "containerPath": "/vault/tls/key.pem", "readOnly": True}
+    assert "VAULT_ADDR=https://127.0.0.1:8200" in container["envs"]
+    server = _hcl(container["uploads"][0]["content"])
+    assert {listener["tcp"]["tls_cert_file"] for listener in server["listener"]} == {"/vault/tls/cert.pem"}
+    provider = run.named("pulumi:providers:vault", "vault")
+    assert provider.inputs["address"] == "https://10.20.0.10:8200"
+    assert provider.inputs["caCertFile"] == tls["caFile"]
+    assert provider.inputs["tlsServerName"] == tls["serverName"]
