@@ -218,7 +218,6 @@ class VaultSettings(Model):
         return self
 
 
-
 # --- databases (db1, db2): components/catalogue.py holds the services; a stack adds or overrides them.
 
 
@@ -338,8 +337,6 @@ class StackConfig(Model):
     versions: Versions
     capacity: Capacity = Capacity()
     vault: VaultSettings = VaultSettings()
-
-
     databases: Databases = Databases()
 
     @model_validator(mode="after")
@@ -484,10 +481,11 @@ def imported_vault_init(project: str, values: Mapping[str, Any], secret_keys: fr
         document = json.loads(text)
     except json.JSONDecodeError:
         document = None
-    keys = document.get("unseal_keys_b64") if isinstance(document, dict) else None
-    if not (isinstance(keys, list) and keys and all(isinstance(k, str) for k in keys)) or not isinstance(
-        document.get("root_token"), str
-    ):
+    if not isinstance(document, dict):
+        document = {}
+    keys = document.get("unseal_keys_b64")
+    keys_ok = isinstance(keys, list) and bool(keys) and all(isinstance(k, str) for k in keys)
+    if not keys_ok or not isinstance(document.get("root_token"), str):
         raise ConfigError(
             "invalid stack configuration:\n  vaultInit: expected the JSON that `vault operator init -format=json` "
             "prints (unseal_keys_b64 and root_token)"
