@@ -2,7 +2,7 @@
 
 import pulumi
 
-from components import data, vault
+from components import data, observability, vault
 from components.capacity import check_capacity
 from components.config import engine_config, engine_secret_keys, imported_vault_init, load_stack_config, ssh_private_key
 from components.host import build_hosts
@@ -14,7 +14,7 @@ values = engine_config()
 config = load_stack_config(project, values)
 key = ssh_private_key(project, values, engine_secret_keys())
 vault_init = imported_vault_init(project, values, engine_secret_keys())
-check_capacity(config, [*data.placements(config), *vault.placements(config)])
+check_capacity(config, [*data.placements(config), *vault.placements(config), *observability.placements(config)])
 
 hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None)
 book = CredentialBook()
@@ -28,6 +28,10 @@ vault_server = vault.VaultServer(
         image=config.versions.vault,
         imported_init=pulumi.Output.secret(vault_init) if vault_init else None,
     ),
+)
+
+apps = observability.Observability(
+    "observability", observability.ObservabilityArgs(host=hosts[observability.SERVER], config=config, book=book)
 )
 
 # Last: every component has added its credentials to the book by now.

@@ -120,6 +120,8 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
                 "RABBITMQ_DEFAULT_USER": "{user}",
                 "RABBITMQ_DEFAULT_PASS": "{password}",
                 "RABBITMQ_DEFAULT_VHOST": "{vhost}",
+                # RabbitMQ sizes its memory alarm from the machine's memory unless told the container's.
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-rabbit total_memory_available_override_value {memory_bytes}",
             },
             healthcheck=("CMD", "rabbitmq-diagnostics", "-q", "ping"),
             fixed_hostname=True,
@@ -319,6 +321,7 @@ class Container:
         return {
             **self.identity(),
             "memory_mib": str(self.memory_mib),
+            "memory_bytes": str(self.memory_mib * 1024 * 1024),
             "heap_mib": str(self.memory_mib // 2),
             "maxmemory_mib": str(self.memory_mib * 3 // 4),
             "container_port": str(self.spec.container_port),

@@ -151,6 +151,9 @@ class Versions(Model):
     elasticsearch: ImageRef
     # HashiCorp Vault or a compatible build (OpenBao); ``vault.distribution`` says which.
     vault: ImageRef
+    # getsentry/self-hosted release tag, and the posthog-deploy commit (it has no release tags).
+    sentry: ReleaseRef
+    posthog: ReleaseRef
 
 
 class Capacity(Model):
@@ -215,6 +218,53 @@ class VaultSettings(Model):
             raise ValueError(f"keyThreshold ({self.key_threshold}) is more than keyShares ({self.key_shares})")
         if self.port == self.cluster_port:
             raise ValueError(f"clusterPort: {self.cluster_port} is also the API port")
+        return self
+
+
+def _absolute_path(value: str) -> str:
+    if not re.fullmatch(r"/[A-Za-z0-9._/-]*[A-Za-z0-9._-]", value) or "/../" in f"{value}/":
+        raise ValueError(f"{value!r} is not an absolute directory path")
+    return value
+
+
+def _email(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+Email = Annotated[str, AfterValidator(_email)]
+
+
+class SentrySettings(Model):
+    """Self-hosted Sentry on the application server; Nginx serves ``hostName`` from ``privateIp:port``."""
+
+    host_name: Domain = Field(alias="hostName")
+    port: Port = 9000
+    admin_email: Email = Field(alias="adminEmail")
+    retention_days: int = Field(default=90, alias="retentionDays", ge=1, le=3650)
+    directory: AbsolutePath = "/opt/samarth/sentry"
+
+
+class PostHogSettings(Model):
+    """PostHog (posthog-deploy) on the application server; Nginx serves ``hostName`` over HTTPS."""
+
+    host_name: Domain = Field(alias="hostName")
+    port: Port = 8023
+    directory: AbsolutePath = "/opt/samarth/posthog"
+
+
+class ObservabilitySettings(Model):
+    sentry: SentrySettings
+    posthog: PostHogSettings
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "ObservabilitySettings":
+        if self.sentry.port == self.posthog.port:
+            raise ValueError(f"posthog.port: {self.posthog.port} is already sentry.port")
+        if self.sentry.directory == self.posthog.directory:
+            raise ValueError(f"posthog.directory: {self.posthog.directory} is already sentry.directory")
         return self
 
 
@@ -337,6 +387,7 @@ class StackConfig(Model):
     versions: Versions
     capacity: Capacity = Capacity()
     vault: VaultSettings = VaultSettings()
+    observability: ObservabilitySettings
     databases: Databases = Databases()
 
     @model_validator(mode="after")
