@@ -150,6 +150,8 @@ class Versions(Model):
     redis: ImageRef
     rabbitmq: ImageRef
     elasticsearch: ImageRef
+    # HashiCorp Vault or a compatible build (OpenBao); ``vault.distribution`` says which.
+    vault: ImageRef
     # getsentry/self-hosted release tag, and the posthog-deploy commit (it has no release tags).
     sentry: ReleaseRef
     posthog: ReleaseRef
@@ -161,6 +163,67 @@ class Versions(Model):
 
 class Capacity(Model):
     headroom_percent: int = Field(default=10, alias="headroomPercent", ge=0, le=90)
+
+
+class VaultTls(Model):
+    """TLS for Vault's listeners; the certificate and key are files already on the application server."""
+
+    cert_file: str = Field(alias="certFile", pattern=r"^/")
+    key_file: str = Field(alias="keyFile", pattern=r"^/")
+    # CA bundle the machine running Pulumi uses to verify Vault; empty means the system's trust store.
+    ca_file: Optional[str] = Field(default=None, alias="caFile", pattern=r"^/")
+    # Name the certificate is issued for, when it is not the application server's private IP.
+    server_name: Optional[Address] = Field(default=None, alias="serverName")
+
+
+class VaultJenkins(Model):
+    """The AppRole Jenkins logs in with: short-lived tokens, optionally bound to Jenkins' addresses."""
+
+    token_ttl_seconds: int = Field(default=1200, alias="tokenTtlSeconds", ge=60)
+    token_max_ttl_seconds: int = Field(default=3600, alias="tokenMaxTtlSeconds", ge=60)
+    token_bound_cidrs: tuple[str, ...] = Field(default=(), alias="tokenBoundCidrs")
+
+    @model_validator(mode="after")
+    def _ttl_within_max(self) -> "VaultJenkins":
+        if self.token_ttl_seconds > self.token_max_ttl_seconds:
+            raise ValueError(
+                f"tokenTtlSeconds ({self.token_ttl_seconds}) is more than tokenMaxTtlSeconds ({self.token_max_ttl_seconds})"
+            )
+        for cidr in self.token_bound_cidrs:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError:
+                raise ValueError(f"tokenBoundCidrs: {cidr!r} is not a CIDR block") from None
+        return self
+
+
+class VaultSettings(Model):
+    """Vault on the application server: how it is built, sealed and reached (see components/vault.py)."""
+
+    distribution: Literal["vault", "openbao"] = "vault"
+    key_shares: int = Field(default=5, alias="keyShares", ge=1, le=10)
+    key_threshold: int = Field(default=3, alias="keyThreshold", ge=1, le=10)
+    port: Port = 8200
+    cluster_port: Port = Field(default=8201, alias="clusterPort")
+    # Addresses Vault advertises; by default the application server's private IP and the ports above.
+    api_addr: Optional[str] = Field(default=None, alias="apiAddr", pattern=r"^https?://[^\s/]+$")
+    cluster_addr: Optional[str] = Field(default=None, alias="clusterAddr", pattern=r"^https://[^\s/]+$")
+    tls: Optional[VaultTls] = None
+    memory_mib: int = Field(default=1024, alias="memoryMib", ge=256)
+    # HashiCorp suggests turning mlock off with integrated storage when memory is tight (the raft
+    # database is memory-mapped and locked pages count against the container's limit).
+    mlock: bool = True
+    # File name on the audit volume; the audit device appends one JSON line per request.
+    audit_file: str = Field(default="audit.log", alias="auditFile", pattern=r"^[A-Za-z0-9._-]+$")
+    jenkins: VaultJenkins = VaultJenkins()
+
+    @model_validator(mode="after")
+    def _threshold_within_shares(self) -> "VaultSettings":
+        if self.key_threshold > self.key_shares:
+            raise ValueError(f"keyThreshold ({self.key_threshold}) is more than keyShares ({self.key_shares})")
+        if self.port == self.cluster_port:
+            raise ValueError(f"clusterPort: {self.cluster_port} is also the API port")
+        return self
 
 
 def _absolute_path(value: str) -> str:
@@ -529,6 +592,7 @@ class StackConfig(Model):
     access: Access = Access()
     versions: Versions
     capacity: Capacity = Capacity()
+    vault: VaultSettings = VaultSettings()
     observability: ObservabilitySettings
     databases: Databases = Databases()
     edge: Edge
@@ -625,7 +689,7 @@ def validate(raw: Mapping[str, Any]) -> StackConfig:
 
 
 # Read by the program as a secret Output, never through the model, so it cannot end up in a repr.
-SECRET_KEYS = ("sshPrivateKey",)
+SECRET_KEYS = ("sshPrivateKey", "vaultInit")
 
 
 def load_stack_config(project: str, values: Mapping[str, Any]) -> StackConfig:
@@ -680,3 +744,32 @@ def engine_secret_keys() -> frozenset[str]:
     from pulumi.runtime import config as runtime_config
 
     return frozenset(runtime_config._SECRET_KEYS.get()) | frozenset(runtime_config.get_config_secret_keys_env())
+
+
+def imported_vault_init(project: str, values: Mapping[str, Any], secret_keys: frozenset[str]) -> Optional[str]:
+    """The init output of a Vault that was initialised outside this stack (``vault operator init
+    -format=json``), or ``None`` when the program initialises Vault itself. Only the shape is
+    checked here; the text stays out of every message."""
+    key = f"{project}:vaultInit"
+    text = values.get(key) or ""
+    if not text:
+        return None
+    if key not in secret_keys:
+        raise ConfigError(
+            "invalid stack configuration:\n  vaultInit: stored in plaintext; "
+            "remove it and run `pulumi config set --secret vaultInit < init.json`"
+        )
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = None
+    if not isinstance(document, dict):
+        document = {}
+    keys = document.get("unseal_keys_b64")
+    keys_ok = isinstance(keys, list) and bool(keys) and all(isinstance(k, str) for k in keys)
+    if not keys_ok or not isinstance(document.get("root_token"), str):
+        raise ConfigError(
+            "invalid stack configuration:\n  vaultInit: expected the JSON that `vault operator init -format=json` "
+            "prints (unseal_keys_b64 and root_token)"
+        )
+    return text

@@ -19,7 +19,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from . import registry, storage
+from . import registry, storage, vault
 from .capacity import Placement
 from .config import ConfigError, Route, StackConfig
 from .host import Host
@@ -39,10 +39,7 @@ class Upstream:
     port: Optional[int]
     # Extra directives for every location that proxies to this upstream.
     directives: tuple[str, ...] = ()
-
-
-# Vault's API and UI port until the Vault section is merged; then it comes from config.vault.port.
-VAULT_PORT = 8200
+    scheme: str = "http"
 
 
 def application_upstreams(config: StackConfig) -> dict[str, Upstream]:
@@ -62,7 +59,8 @@ def application_upstreams(config: StackConfig) -> dict[str, Upstream]:
         ),
         # Public downloads only: the S3 API behind it serves anonymous GetObject, nothing that writes.
         "minio": Upstream(storage.API_PORT, ("limit_except GET { deny all; }", "proxy_buffering off;")),
-        "vault": Upstream(VAULT_PORT),
+        # Vault's own TLS (when configured) is kept on the private hop too.
+        "vault": Upstream(config.vault.port, scheme=vault.scheme(config.vault)),
         "sentry": Upstream(observability.sentry.port, ("client_max_body_size 100m;",)),
         "posthog": Upstream(observability.posthog.port, ("client_max_body_size 20m;",)),
     }
@@ -75,7 +73,8 @@ def check_ports(config: StackConfig) -> None:
         ("the registry", registry.PORT),
         ("MinIO's S3 API", storage.API_PORT),
         ("MinIO's console", storage.CONSOLE_PORT),
-        ("Vault", VAULT_PORT),
+        ("vault.port", config.vault.port),
+        ("vault.clusterPort", config.vault.cluster_port),
         ("observability.sentry.port", config.observability.sentry.port),
         ("observability.posthog.port", config.observability.posthog.port),
     ]
@@ -109,7 +108,7 @@ def _location(route: Route, address: str, upstream: Upstream) -> list[str]:
     if route.allow:
         lines += [f"        allow {network};" for network in route.allow]
         lines.append("        deny all;")
-    lines.append(f"        proxy_pass http://{address}:{upstream.port or route.port};")
+    lines.append(f"        proxy_pass {upstream.scheme}://{address}:{upstream.port or route.port};")
     lines += [f"        {directive}" for directive in (*PROXY_HEADERS, *upstream.directives)]
     lines.append("    }")
     return lines

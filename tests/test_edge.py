@@ -246,3 +246,36 @@ def test_credentials_are_in_the_book_and_passwords_are_secret() -> None:
     assert set(book["registry"]) == {"DOCKER_SERVER", "DOCKER_USERNAME", "DOCKER_PASSWORD"}
     assert book["registry"]["DOCKER_SERVER"][0] == "registry.samarth.example.org"
     assert book["registry"]["DOCKER_PASSWORD"][1], "DOCKER_PASSWORD must be a secret"
+
+
+def test_minio_and_registry_credentials_are_published_to_vault(stack_run: ProgramRun) -> None:
+    config = _config(stack_run.stack)
+    published = {}
+    for secret in stack_run.of_type("vault:kv/secretV2:SecretV2"):
+        assert secret.inputs["mount"] == "kv" and is_secret(secret.inputs["dataJson"])
+        published[secret.inputs["name"]] = json.loads(reveal(secret.inputs["dataJson"]))
+    doc_generator = published["samarth/doc-generator"]
+    assert {"MINIO_URL", "MINIO_USER", "MINIO_PASSWORD", "SQL_HOST"} <= set(doc_generator)
+    assert doc_generator["MINIO_URL"] == f"{config.servers['application'].private_ip}:{storage.API_PORT}"
+    (user,) = stack_run.of_type("minio:index/iamUser:IamUser")
+    assert doc_generator["MINIO_USER"] == user.inputs["name"]
+    assert doc_generator["MINIO_PASSWORD"] == reveal(user.inputs["secret"])
+    (password,) = [r for r in stack_run.of_type("random:index/randomPassword:RandomPassword") if r.name == "registry-password"]
+    assert published["samarth/registry"] == {
+        "DOCKER_SERVER": registry.public_host(config),
+        "DOCKER_USERNAME": registry.USERNAME,
+        "DOCKER_PASSWORD": reveal(password.outputs["result"]),
+    }
+
+
+def test_vault_upstream_follows_vault_port_and_tls() -> None:
+    from components.config import VaultTls
+
+    config = _config("prod")
+    (vault_route,) = [r for r in config.edge.routes if r.upstream == "vault"]
+    plain = _server_blocks(edge.render_config(config, "10.20.0.10", "10.20.0.31"))[f"{vault_route.host}:443"]
+    assert f"proxy_pass http://10.20.0.10:{config.vault.port};" in plain
+    tls = VaultTls(certFile="/etc/vault/cert.pem", keyFile="/etc/vault/key.pem")
+    with_tls = config.model_copy(update={"vault": config.vault.model_copy(update={"tls": tls, "port": 8300})})
+    block = _server_blocks(edge.render_config(with_tls, "10.20.0.10", "10.20.0.31"))[f"{vault_route.host}:443"]
+    assert "proxy_pass https://10.20.0.10:8300;" in block
