@@ -1,0 +1,45 @@
+"""A lab of three real hosts (sshd + dockerd in network namespaces), started once per test session.
+
+``lab_session`` is imported by conftest.py. It picks a prefix and a free subnet of its own, so
+several test sessions (and a developer's `python -m lab up`) can run on one machine at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from lab import Lab, LabHost, free_subnet, machine_lock
+
+# The three swarm servers, so tests can map config names to lab hosts one to one.
+LAB_HOSTS = ("swarm-master", "swarm-node2", "swarm-node3")
+
+
+@dataclass(frozen=True)
+class LabSession:
+    lab: Lab
+    hosts: list[LabHost]
+
+    def host(self, name: str) -> LabHost:
+        return next(h for h in self.hosts if h.name == name)
+
+
+@pytest.fixture(scope="session")
+def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSession]:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (network namespaces); CI runs as root")
+    state = tmp_path_factory.mktemp("lab") / "state"
+    with machine_lock():
+        lab = Lab(prefix=f"t{os.getpid()}", subnet=free_subnet(), state_dir=state, timeout=90)
+        try:
+            hosts = lab.up(list(LAB_HOSTS))
+        except BaseException:
+            lab.down()
+            raise
+    try:
+        yield LabSession(lab=lab, hosts=hosts)
+    finally:
+        lab.down()
