@@ -45,10 +45,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {host.name:<14} {host.address:<15} DOCKER_HOST={host.docker_host}")
             try:
                 path = write_stack_file(lab.hosts(), args.stack_file)
-                print(f"wrote {path} (stack `lab`); SSH: ssh-add {lab.key_path}")
+                print(f"wrote {path} (stack `lab`)")
             except ValueError as exc:  # ConfigError is a ValueError too
                 print(f"stack file not written: {exc}", file=sys.stderr)
-            print(f"log in: ssh -i {lab.key_path} -o UserKnownHostsFile={lab.known_hosts} root@{hosts[0].address}")
+            print(f"SSH for Pulumi: `ssh-add {lab.key_path}` (commands) and `Include {lab.ssh_config}` at the top of ~/.ssh/config (Docker)")
+            print(f"log in: ssh -F {lab.ssh_config} {hosts[0].address}")
             return 0
         if args.action == "down":
             lab.down()

@@ -71,6 +71,7 @@ class LabHost:
     docker_sock: Path
     ssh_key_path: Path
     known_hosts: Path
+    ssh_config: Path  # an ssh_config(5) for all lab hosts, for the plain `ssh` client
     host_key: str  # the sshd's public host key, as a known_hosts / authorized_keys line body
 
     @property
@@ -198,6 +199,7 @@ class Lab:
         self.key_path = self.state_dir / "id_ed25519"
         self.known_hosts = self.state_dir / "known_hosts"
         self.authorized_keys = self.state_dir / "authorized_keys"
+        self.ssh_config = self.state_dir / "ssh_config"
         self._registry = self.state_dir / "lab.json"
 
     # -- layout ----------------------------------------------------------------------------------
@@ -236,6 +238,7 @@ class Lab:
             docker_sock=self.run_dir(name) / "docker.sock",
             ssh_key_path=self.key_path,
             known_hosts=self.known_hosts,
+            ssh_config=self.ssh_config,
             host_key=host_key,
         )
 
@@ -269,7 +272,7 @@ class Lab:
             for host, name in zip(hosts, names):
                 self._namespace(name, registry[name], host.address)
             hosts = [self._start(host) for host in hosts]
-            self._write_known_hosts()
+            self._write_client_files()
             self._wait(hosts)
         return hosts
 
@@ -393,12 +396,24 @@ class Lab:
     def _address_index(self, address: str) -> int:
         return int(ipaddress.IPv4Address(address)) - int(self.network.network_address) - 2
 
-    def _write_known_hosts(self) -> None:
-        lines = [f"{h.address} {h.host_key}" for h in self.hosts() if h.host_key]
-        self.known_hosts.write_text("\n".join(lines) + "\n")
+    def _write_client_files(self) -> None:
+        """known_hosts for the lab's host keys, and an ssh_config that a user's ~/.ssh/config can
+        Include so the plain `ssh` client (the Docker CLI's ssh:// transport) reaches lab hosts."""
+        hosts = self.hosts()
+        self.known_hosts.write_text("".join(f"{h.address} {h.host_key}\n" for h in hosts if h.host_key))
+        self.ssh_config.write_text(
+            "# Written by `python -m lab up`: Include it at the top of ~/.ssh/config to reach the lab hosts.\n"
+            f"Host {' '.join(h.address for h in hosts)}\n"
+            "  User root\n"
+            f"  IdentityFile {self.key_path}\n"
+            "  IdentitiesOnly yes\n"
+            f"  UserKnownHostsFile {self.known_hosts}\n"
+            "  StrictHostKeyChecking yes\n"
+        )
         sudo_uid, sudo_gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
         if sudo_uid and sudo_gid:
-            os.chown(self.known_hosts, int(sudo_uid), int(sudo_gid))
+            for path in (self.known_hosts, self.ssh_config):
+                os.chown(path, int(sudo_uid), int(sudo_gid))
 
     def _wait(self, hosts: Sequence[LabHost]) -> None:
         deadline = time.monotonic() + self.timeout

@@ -95,7 +95,8 @@ def validate_document(document: Mapping[str, Any]) -> None:
 HEADER = """\
 # Written by `python -m lab up`: the six servers are local lab hosts (network namespaces on this
 # machine), everything else is copied from Pulumi.staging.yaml. Not committed; `python -m lab down`
-# deletes it. SSH: `ssh-add {key}` (the program's SSH connections use the agent).
+# deletes it. SSH: `ssh-add {key}` for remote commands, and `Include {ssh_config}` at the top of
+# ~/.ssh/config for the Docker provider (it runs the plain ssh client).
 """
 
 
@@ -109,6 +110,6 @@ def write_stack_file(hosts: list[LabHost], path: Path = LAB_STACK, base: Path = 
         )
     document = stack_document(assignments, base)
     validate_document(document)
-    key = hosts[0].ssh_key_path
-    path.write_text(HEADER.format(key=key) + yaml.safe_dump(document, sort_keys=False))
+    header = HEADER.format(key=hosts[0].ssh_key_path, ssh_config=hosts[0].ssh_config)
+    path.write_text(header + yaml.safe_dump(document, sort_keys=False))
     return path

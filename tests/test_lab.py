@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,9 +12,9 @@ from lab_fixture import LAB_HOSTS, LabSession
 
 from components.capacity import check_capacity
 from components.config import ConfigError, load_stack_config
-from lab import Lab, LabError, docker, ssh
+from lab import Lab, LabError, docker, free_subnet, machine_lock, ssh
 from lab.stack import PROJECT, servers_section, stack_document, validate_document, write_stack_file
-from tools.offline import read_stack_values
+from tools.offline import read_stack_values, reveal, run_program
 
 
 def netns_names() -> set[str]:
@@ -34,6 +35,19 @@ def test_each_host_reaches_its_own_daemon_over_ssh(lab_session: LabSession) -> N
         assert docker(host, "info", "--format", "{{.ID}}").stdout.strip() == daemon_id
         seen[host.name] = daemon_id
     assert len(set(seen.values())) == len(LAB_HOSTS)
+
+
+def test_docker_over_ssh_url_reaches_the_hosts_daemon(lab_session: LabSession, tmp_path: Path) -> None:
+    # The Docker provider's way in: `docker -H ssh://...` runs the plain `ssh` client, which reads
+    # ~/.ssh/config; stand in for a user whose config Includes the lab's ssh_config.
+    wrapper = tmp_path / "ssh"
+    wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/ssh -F {lab_session.lab.ssh_config} "$@"\n')
+    wrapper.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    for host in lab_session.hosts[:2]:
+        result = subprocess.run(["docker", "-H", f"ssh://root@{host.address}", "info", "--format", "{{.Name}}"],
+                                capture_output=True, text=True, env=env, timeout=60)
+        assert (result.returncode, result.stdout.strip()) == (0, host.name), result.stderr
 
 
 def test_hosts_reach_each_other_on_the_lab_subnet(lab_session: LabSession) -> None:
@@ -72,6 +86,14 @@ def test_stack_file_for_lab_hosts_validates(lab_session: LabSession, tmp_path: P
         assert (server.private_ip, server.ssh_user, server.host_key) == (host.address, "root", host.host_key)
     assert config.access.jump_host is None
     assert secure == []
+    # The whole program accepts it (capacity included), and the hosts' SSH host keys are pinned.
+    run = run_program("lab", values=values)
+    assert run.error is None, run.error
+    connections = [reveal(r.inputs["connection"]) for r in run.of_type("command:remote:Command")
+                   if r.name.endswith("-preflight")]
+    pinned = {c["host"]: c.get("hostKey") for c in connections}
+    for host in lab_session.hosts:
+        assert pinned[host.address] == host.host_key
 
 
 def test_stack_file_needs_six_hosts(lab_session: LabSession, tmp_path: Path) -> None:
@@ -102,12 +124,8 @@ def test_bad_prefix_and_public_subnet_are_refused() -> None:
 
 
 def test_down_leaves_nothing_and_runs_twice(tmp_path: Path) -> None:
-    import os
-
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (network namespaces); CI runs as root")
-    from lab import free_subnet, machine_lock
-
     state = tmp_path / "state"
     with machine_lock():
         lab = Lab(prefix=f"d{os.getpid()}", subnet=free_subnet(), state_dir=state)
