@@ -202,6 +202,16 @@ class Lab:
         self.ssh_config = self.state_dir / "ssh_config"
         self._registry = self.state_dir / "lab.json"
 
+    @classmethod
+    def recorded(cls, prefix: str) -> "Lab":
+        """The lab that ``up`` made with ``prefix``, as it recorded itself under /run: lets whoever
+        finds a lab abandoned by its owner tear it down, state directory included."""
+        try:
+            record = json.loads((RUN_DIR / prefix / "lab.json").read_text())
+            return cls(prefix, record["subnet"], Path(record["stateDir"]))
+        except (OSError, ValueError, KeyError) as exc:
+            raise LabError(f"no record of lab {prefix} under {RUN_DIR}: {exc}") from None
+
     # -- layout ----------------------------------------------------------------------------------
 
     def namespace(self, name: str) -> str:
@@ -258,6 +268,10 @@ class Lab:
         if len(set(names)) != len(names):
             raise LabError(f"host names repeat: {', '.join(names)}")
         self._preflight()
+        (RUN_DIR / self.prefix).mkdir(parents=True, exist_ok=True)
+        (RUN_DIR / self.prefix / "lab.json").write_text(
+            json.dumps({"stateDir": str(self.state_dir), "subnet": str(self.network)}) + "\n"
+        )
         with _locked(self.state_dir / ".lock"):
             registry = self._hosts_registry()
             for name in names:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lab_fixture import LAB_HOSTS, LabSession
+from lab_fixture import LAB_HOSTS, LabSession, reap_abandoned_labs
 
 from components.capacity import check_capacity
 from components.config import ConfigError, load_stack_config
@@ -146,3 +146,20 @@ def test_down_leaves_nothing_and_runs_twice(tmp_path: Path) -> None:
     assert not state.exists()
     assert lab.status() == []
     assert subprocess.run(["pgrep", "-f", str(state)], capture_output=True).returncode == 1
+
+
+def test_a_lab_whose_test_run_died_is_reaped(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (network namespaces); CI runs as root")
+    state = tmp_path / "state"
+    dead_owner = Path("/proc/sys/kernel/pid_max").read_text().strip() + "1"  # never a live pid
+    with machine_lock():
+        lab = Lab(prefix=f"d{dead_owner}", subnet=free_subnet(), state_dir=state)
+        try:
+            lab.up(["orphan"])
+        except BaseException:
+            lab.down()
+            raise
+        reap_abandoned_labs()
+    assert lab.namespace("orphan") not in netns_names()
+    assert not state.exists() and not lab.run_dir("orphan").exists()
