@@ -282,10 +282,9 @@ class Lab:
             self._registry.write_text(json.dumps(registry, indent=2) + "\n")
             self._client_key()
             self._bridge()
-            hosts = [self._host(name, registry[name]) for name in names]
-            for host, name in zip(hosts, names):
-                self._namespace(name, registry[name], host.address)
-            hosts = [self._start(host) for host in hosts]
+            for name in names:
+                self._namespace(name, registry[name])
+            hosts = [self._start(name, registry[name]) for name in names]
             self._write_client_files()
             self._wait(hosts)
         return hosts
@@ -293,8 +292,7 @@ class Lab:
     def _preflight(self) -> None:
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, bridges): run it with sudo")
-        path = f"{os.environ.get('PATH', '')}:{SBIN}"
-        missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool, path=path) is None})
+        missing = sorted({pkg for tool, pkg in TOOLS.items() if _program(tool) is None})
         if missing:
             raise LabError(f"missing programs; install them with `apt-get install -y {' '.join(missing)}`")
         for directory in (Path("/run/sshd"), NETNS_DIR, self.state_dir):
@@ -322,13 +320,13 @@ class Lab:
         _run(["ip", "link", "set", self.bridge, "up"], f"bringing bridge {self.bridge} up")
         # With br_netfilter loaded, bridged frames traverse iptables' FORWARD chain, whose policy a
         # Docker daemon in the root namespace sets to DROP: let lab traffic through explicitly.
-        if shutil.which("iptables"):
+        if _program("iptables"):
             rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
             if _run(["iptables", "-C", *rule], "", check=False).returncode != 0:
                 _run(["iptables", "-I", *rule], f"allowing traffic on {self.bridge}", check=False)
 
-    def _namespace(self, name: str, index: int, address: str) -> None:
-        ns, veth = self.namespace(name), self._veth(index)
+    def _namespace(self, name: str, index: int) -> None:
+        ns, veth, address = self.namespace(name), self._veth(index), self._address(index)
         what = f"lab host {name}"
         if not (NETNS_DIR / ns).exists():
             _run(["ip", "netns", "add", ns], f"{what}: creating namespace {ns}")
@@ -348,14 +346,15 @@ class Lab:
         return ["nsenter", f"--net={NETNS_DIR / host.namespace}", "unshare", "--uts",
                 "sh", "-c", 'hostname "$0" && exec "$@"', host.name, *argv]
 
-    def _start(self, host: LabHost) -> LabHost:
-        d = self.host_dir(host.name)
+    def _start(self, name: str, index: int) -> LabHost:
+        """Start the host's sshd and dockerd unless they already run."""
+        d = self.host_dir(name)
         d.mkdir(parents=True, exist_ok=True)
-        self.run_dir(host.name).mkdir(parents=True, exist_ok=True)
+        self.run_dir(name).mkdir(parents=True, exist_ok=True)
         key = d / "ssh_host_ed25519_key"
         if not key.exists():
-            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{host.name}", "-f", str(key)],
-                 f"lab host {host.name}: generating its host key")
+            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{name}", "-f", str(key)],
+                 f"lab host {name}: generating its host key")
         (d / "sshd_config").write_text(
             "\n".join(
                 [
@@ -377,24 +376,22 @@ class Lab:
         # Not the machine's /etc/docker/daemon.json; and not its /etc/docker/key.json either, which
         # would give every lab daemon the same engine ID.
         (d / "daemon.json").write_text(json.dumps({"deprecated-key-path": str(d / "key.json")}) + "\n")
-        host = self._host(host.name, int(self._address_index(host.address)))
+        host = self._host(name, index)
 
         if _pid_from(d / "sshd.pid", str(d / "sshd_config")) is None:
-            sshd = shutil.which("sshd", path=f"{os.environ.get('PATH', '')}:{SBIN}") or "/usr/sbin/sshd"
             _run(
                 self._in_host(host, [
-                    sshd, "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log"),
+                    _program("sshd") or "sshd", "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log"),
                     "-o", f"ListenAddress={host.address}",
                     "-o", f"SetEnv=DOCKER_HOST={host.docker_host}",
                 ]),
                 f"lab host {host.name}: starting sshd (log {d / 'sshd.log'})",
             )
         if _pid_from(d / "docker.pid", str(d / "docker.pid")) is None:
-            dockerd = shutil.which("dockerd", path=f"{os.environ.get('PATH', '')}:{SBIN}") or "dockerd"
             with open(d / "dockerd.log", "ab") as log:
                 subprocess.run(
                     ["setsid", "-f", *self._in_host(host, [
-                        dockerd,
+                        _program("dockerd") or "dockerd",
                         "--config-file", str(d / "daemon.json"),
                         "--data-root", str(d / "data"),
                         "--exec-root", str(self.run_dir(host.name) / "exec"),
@@ -406,9 +403,6 @@ class Lab:
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True,
                 )
         return host
-
-    def _address_index(self, address: str) -> int:
-        return int(ipaddress.IPv4Address(address)) - int(self.network.network_address) - 2
 
     def _write_client_files(self) -> None:
         """known_hosts for the lab's host keys, and an ssh_config that a user's ~/.ssh/config can
@@ -486,7 +480,7 @@ class Lab:
         links = _run(["ip", "-o", "link", "show"], "listing links").stdout
         for veth in sorted(set(re.findall(rf"^\d+: ({re.escape(self.prefix)}-v\d+)[@:]", links, re.M))):
             _run(["ip", "link", "del", veth], "", check=False)
-        if shutil.which("iptables"):
+        if _program("iptables"):
             rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
             while _run(["iptables", "-C", *rule], "", check=False).returncode == 0:
                 _run(["iptables", "-D", *rule], f"removing the FORWARD rule for {self.bridge}")
@@ -522,6 +516,11 @@ class Lab:
                 mounts.append(target)
         for target in sorted(mounts, key=len, reverse=True):
             _run(["umount", "-l", target], "", check=False)
+
+
+def _program(name: str) -> Optional[str]:
+    # sudo and cron keep /usr/sbin off some users' PATH; the daemons live there.
+    return shutil.which(name, path=f"{os.environ.get('PATH', '')}:{SBIN}")
 
 
 def _netns_pids(ns: str) -> list[int]:
