@@ -146,7 +146,7 @@ def _break_target_domain(root: Path) -> None:
         (("staging", _set("redis", "redis:latest")), (), "versions.redis: 'redis:latest' uses the moving tag 'latest'"),
         (("staging", _set("postgres", "postgres")), (), "versions.postgres: 'postgres' has no tag"),
         (("staging", _drop("rabbitmq")), (), "versions.rabbitmq: required key is missing"),
-        (("staging", _set("nginx", "nginx:1.27.3")), (), "versions.nginx: unknown key"),
+        (("staging", _set("grafana", "grafana/grafana:11.2.0")), (), "versions.grafana: unknown key"),
         (("staging", _drop_map), (), "Pulumi.staging.yaml has no samarth-infra:versions"),
         (("prod", _break_target_domain), (), "Pulumi.prod.yaml would not validate with the promoted versions"),
     ],

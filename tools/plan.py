@@ -135,11 +135,24 @@ def _host_ancestor(run: ProgramRun, registration: Registration, hosts: dict[str,
 class Binding:
     address: str
     port: int
-    target: int
-    protocol: str
+    # None when the binding is read from the service's own configuration rather than a port mapping.
+    target: Optional[int] = None
+    protocol: str = "tcp"
 
     def __str__(self) -> str:
-        return f"{self.address}:{self.port}->{self.target}/{self.protocol}"
+        return f"{self.address}:{self.port}" + (f"->{self.target}/{self.protocol}" if self.target else "")
+
+
+def mentioned_bindings(topology: Topology, server: str, texts: Iterable[str], loopback: bool) -> list[Binding]:
+    """``<this server's address>:<port>`` as written in a service's configuration or install script:
+    all there is to know about what a host-network container or a compose installation binds."""
+    text = "\n".join(texts)
+    addresses = _addresses(topology, server)
+    found = []
+    for address in addresses if loopback else addresses[:-1]:
+        pattern = rf"(?<![0-9.]){re.escape(address)}:([0-9]{{1,5}})(?![0-9])"
+        found += [Binding(address, port) for port in sorted({int(p) for p in re.findall(pattern, text)})]
+    return found
 
 
 def image_of(run: ProgramRun, registration: Registration) -> str:
@@ -159,10 +172,11 @@ def bindings(topology: Topology, registration: Registration) -> list[Binding]:
     inputs = registration.plain_inputs
     found: list[Binding] = []
     if registration.type == CONTAINER:
-        if inputs.get("networkMode") == "host":
-            # Host networking binds whatever the process listens on; the ports list documents it.
-            for port in inputs.get("ports") or []:
-                found.append(Binding(ANY_ADDRESS, int(port.get("external") or port["internal"]), int(port["internal"]), port.get("protocol") or "tcp"))
+        if inputs.get("networkMode") == "host" and not inputs.get("ports"):
+            # Host networking binds whatever the process is configured to listen on.
+            server = topology.server_of.get(registration.urn)
+            if server is not None:
+                found += mentioned_bindings(topology, server, strings(inputs), loopback=True)
         else:
             for port in inputs.get("ports") or []:
                 found.append(Binding(port.get("ip") or ANY_ADDRESS, int(port.get("external") or port["internal"]), int(port["internal"]), port.get("protocol") or "tcp"))
@@ -374,18 +388,18 @@ def nodes(topology: Topology) -> list[Node]:
         runs_commands = any(r.type == COMMAND for r in below)
         if leaf and runs_commands and not any(r.type in (CONTAINER, SERVICE) for r in below):
             node = Node(_node_id(server, component.name), server, component.name, [component])
-            # What such a service binds is only in its scripts: the server's own address and a port.
+            # What such a service binds is only in its scripts (a loopback address there is a client).
             owned = {endpoint for other in found for endpoint in other.endpoints}
-            text = "\n".join(s for r in below if r.type == COMMAND for s in strings(r.plain_inputs))
-            for address in _addresses(topology, server)[:-1]:
-                for port in sorted({int(p) for p in re.findall(rf"(?<![0-9.]){re.escape(address)}:([0-9]{{1,5}})(?![0-9])", text)}):
-                    if (address, port) not in owned:
-                        node.endpoints.append((address, port))
+            texts = (s for r in below if r.type == COMMAND for s in strings(r.plain_inputs))
+            for binding in mentioned_bindings(topology, server, texts, loopback=False):
+                if (binding.address, binding.port) not in owned:
+                    node.endpoints.append((binding.address, binding.port))
             found.append(node)
     return found
 
 
 def _addresses(topology: Topology, server: str) -> list[str]:
+    """The server's private and public addresses, and loopback last."""
     spec = topology.config.servers[server]
     return [spec.private_ip, *([spec.public_address] if spec.public_address else []), "127.0.0.1"]
 
