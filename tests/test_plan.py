@@ -128,6 +128,8 @@ def test_sample_plan_details(sample: Topology) -> None:
     assert "file /etc/nginx/conf.d/yaus.conf" in application
     assert "command sentry-install  (logging off)" in application
     assert "binds 10.20.0.10:9000  (from its install script)" in application
+    assert "container vault  image hashicorp/vault:1.20.4  network host" in application
+    assert "binds 10.20.0.10:8200, 127.0.0.1:8200\n" in application  # read from its configuration file
     vault = sections["Vault"]
     assert "kv/samarth/yaus: DATABASE_URL, RMQ_QUEUE" in vault
     assert "secret db2-yaus-postgres -> kv/samarth/yaus DATABASE_URL" in vault
@@ -147,6 +149,7 @@ def test_sample_diagram_wiring(sample: Topology) -> None:
         "swarm_master_samarth_yaus -->|5432| db2_postgres_yaus",  # DATABASE_URL
         "application_sentry -->|5432| db2_postgres_yaus",  # the installer's command
         "application_nginx -->|9000| application_sentry",  # a service known only from its install script
+        "application_nginx -->|8200| application_vault",  # host networking: bound as its configuration says
     }
     assert 'application_sentry["sentry<br/>:9000"]' in diagram
     assert 'db2_postgres_yaus["postgres-yaus<br/>:5432"]' in diagram

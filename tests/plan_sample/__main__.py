@@ -72,6 +72,7 @@ class Edge(pulumi.ComponentResource):
         route = (
             f"location / {{ proxy_pass http://{config.servers['swarm-master'].private_ip}:3333; }}\n"
             f"location /sentry/ {{ proxy_pass http://{config.servers['application'].private_ip}:9000; }}\n"
+            f"location /vault/ {{ proxy_pass http://{config.servers['application'].private_ip}:8200; }}\n"
         )
         command.remote.CopyToRemote(
             f"{name}-conf", connection=application.connection, source=pulumi.StringAsset(route), remote_path="/etc/nginx/conf.d/yaus.conf", opts=application.command_options(self)
@@ -84,6 +85,23 @@ class Edge(pulumi.ComponentResource):
             network_mode="bridge",
             memory=256,
             ports=[docker.ContainerPortArgs(internal=80, external=80, ip="0.0.0.0"), docker.ContainerPortArgs(internal=443, external=443, ip="0.0.0.0")],
+            opts=application.docker_options(self),
+        )
+        self.register_outputs({})
+
+
+class HostNetworked(pulumi.ComponentResource):
+    def __init__(self, name: str) -> None:
+        super().__init__("samarth:vault:VaultServer", name, None)
+        ip = config.servers["application"].private_ip
+        docker.Container(
+            f"{name}-server",
+            name="vault",
+            image="hashicorp/vault:1.20.4",
+            restart="unless-stopped",
+            network_mode="host",
+            memory=1024,
+            uploads=[docker.ContainerUploadArgs(file="/vault/config/samarth.hcl", content=f'listener "tcp" {{ address = "{ip}:8200" }}\nlistener "tcp" {{ address = "127.0.0.1:8200" }}\n')],
             opts=application.docker_options(self),
         )
         self.register_outputs({})
@@ -106,6 +124,7 @@ database = Database("db2")
 Swarm("swarm", database)
 Edge("edge")
 Installer("sentry", database)
+HostNetworked("vault")
 mount = vault.Mount("kv", path="kv", type="kv", options={"version": "2"})
 vault.kv.SecretV2(
     "vault-yaus", mount=mount.path, name="samarth/yaus", data_json=pulumi.Output.json_dumps({"DATABASE_URL": database.url, "RMQ_QUEUE": "yaus"})
