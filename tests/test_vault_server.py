@@ -10,6 +10,7 @@ policy lets an AppRole login read `kv/samarth/*` and nothing else, as the README
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -211,6 +212,12 @@ def test_after_a_restart_the_unseal_script_unseals_again(ready: Bao) -> None:
     while bao.cli("status").returncode == 1 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert bao.status()["sealed"] is True  # what a reboot leaves behind
+    # Keys of another Vault (say, from before a rekey) are refused, and it stays sealed.
+    foreign = "".join(f"{base64.b64encode(bytes([i]) * 33).decode()}\n" for i in range(1, 4))
+    wrong = bao.script(vault_module.unseal_script(CONTAINER, bao.settings), foreign)
+    assert wrong.returncode != 0 and "rejected an unseal key" in wrong.stderr
+    assert foreign.split()[0] not in wrong.stderr + wrong.stdout
+    assert bao.status()["sealed"] is True
     unseal = bao.script(vault_module.unseal_script(CONTAINER, bao.settings), _unseal_keys(bao))
     assert unseal.returncode == 0, unseal.stderr
     assert bao.status()["sealed"] is False
