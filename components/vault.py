@@ -210,7 +210,7 @@ keys=$(cat)
         + _wait_for_status(container, dist.binary)
         + f"""
 printf '%s' "$status" | grep -Eq '"initialized": *true' \\
-  || fail "vault in container {container} is not initialised, yet this stack holds unseal keys: its data volume was replaced; restore the volume or remove the stack's vault-init resource to initialise anew"
+  || fail "vault in container {container} is not initialised, yet this stack holds unseal keys: its data volume was replaced; restore the volume, or initialise anew by removing the init record (pulumi state unprotect, then pulumi state delete, on its application-vault-init resource; README, Vault)"
 if printf '%s' "$status" | grep -Eq '"sealed": *false'; then
   exit 0
 fi
