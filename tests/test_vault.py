@@ -499,7 +499,8 @@ def test_every_database_service_has_its_env_at_kv_samarth_service(stack_run: Pro
     published = _published(stack_run)
     assert catalogue
     for service in catalogue:
-        assert sorted(published[f"samarth/{service.name}"]) == sorted(service.env), service.name
+        # Other components add keys of their own (doc-generator's MINIO_* from components/storage.py).
+        assert set(service.env) <= set(published[f"samarth/{service.name}"]), service.name
 
 
 def test_a_service_added_in_config_is_published_too() -> None:
