@@ -210,9 +210,10 @@ class VaultSettings(Model):
     cluster_addr: Optional[str] = Field(default=None, alias="clusterAddr", pattern=r"^https://[^\s/]+$")
     tls: Optional[VaultTls] = None
     memory_mib: int = Field(default=1024, alias="memoryMib", ge=256)
-    # HashiCorp suggests turning mlock off with integrated storage when memory is tight (the raft
-    # database is memory-mapped and locked pages count against the container's limit).
-    mlock: bool = True
+    # HashiCorp Vault only (OpenBao has no mlock). Off by default: with integrated storage HashiCorp
+    # strongly recommends `disable_mlock = true` (the raft database is memory-mapped, and locked pages
+    # would count against the container's memory limit) and no swap on the host.
+    mlock: bool = False
     # File name on the audit volume; the audit device appends one JSON line per request.
     audit_file: str = Field(default="audit.log", alias="auditFile", pattern=r"^[A-Za-z0-9._-]+$")
     jenkins: VaultJenkins = VaultJenkins()
