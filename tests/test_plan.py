@@ -150,7 +150,11 @@ def test_sample_diagram_wiring(sample: Topology) -> None:
         "application_sentry -->|5432| db2_postgres_yaus",  # the installer's command
         "application_nginx -->|9000| application_sentry",  # a service known only from its install script
         "application_nginx -->|8200| application_vault",  # host networking: bound as its configuration says
+        "swarm_master_samarth_yaus -->|5000| srv_application",  # its image's registry: nothing here binds it
+        "swarm_node2_cluster -->|2377| swarm_master_cluster",  # one component on two servers
     }
+    assert 'swarm_master_cluster["cluster<br/>:2377"]' in diagram
+    assert 'swarm_node2_cluster["cluster"]' in diagram
     assert 'application_sentry["sentry<br/>:9000"]' in diagram
     assert 'db2_postgres_yaus["postgres-yaus<br/>:5432"]' in diagram
     assert 'db1_empty["(nothing deployed)"]' in diagram

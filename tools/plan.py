@@ -298,7 +298,7 @@ def render_plan(topology: Topology) -> str:
     run = topology.run
     secrets = generated_secrets(run)
     pubs = publications(run)
-    installed_services = {n.members[0].urn: n for n in nodes(topology) if not n.members[0].custom}
+    installed_services = {(n.members[0].urn, n.server): n for n in nodes(topology) if not n.members[0].custom}
     out: list[str] = [f"Plan for stack {run.stack}: {len(run.registrations)} resources, {len(topology.servers)} servers", ""]
     for server in topology.servers:
         spec = topology.config.servers[server]
@@ -313,7 +313,7 @@ def render_plan(topology: Topology) -> str:
         for urn, members in groups.items():
             component = run.by_urn.get(urn)
             out.append(f"  [{component.type} {component.name}]" if component else "  [host]")
-            installed = installed_services.get(component.urn) if component else None
+            installed = installed_services.get((urn, server))
             if installed is not None and installed.endpoints:
                 out.append("    binds " + ", ".join(f"{a}:{p}" for a, p in installed.endpoints) + "  (from its install script)")
             for registration in sorted(members, key=lambda r: (SHOWN.index(r.type), r.name)):
@@ -361,8 +361,8 @@ def _node_id(*parts: str) -> str:
 
 
 def nodes(topology: Topology) -> list[Node]:
-    """Services: containers and swarm services, and components on one server that run neither
-    (installed by a remote command, such as a compose-based installer)."""
+    """Services: containers and swarm services; and, per server, each component that runs neither
+    there but runs commands there (a compose-based installer, a swarm member)."""
     run = topology.run
     found: list[Node] = []
     for registration in run.registrations:
@@ -379,18 +379,23 @@ def nodes(topology: Topology) -> list[Node]:
             else:
                 node.endpoints.append((binding.address, binding.port))
         found.append(node)
+    owned = {endpoint for node in found for endpoint in node.endpoints}
     for component in run.registrations:
-        server = topology.server_of.get(component.urn)
-        if server is None or component.custom or not component.type.startswith("samarth:") or component.type == HOST:
+        if component.custom or not component.type.startswith("samarth:") or component.type == HOST:
             continue
         below = run.under(component)
-        leaf = not any(r.type.startswith("samarth:") for r in below)
-        runs_commands = any(r.type == COMMAND for r in below)
-        if leaf and runs_commands and not any(r.type in (CONTAINER, SERVICE) for r in below):
-            node = Node(_node_id(server, component.name), server, component.name, [component])
+        if any(r.type.startswith("samarth:") for r in below):
+            continue
+        commands: dict[str, list[Registration]] = defaultdict(list)
+        for registration in below:
+            if registration.type == COMMAND and registration.urn in topology.server_of:
+                commands[topology.server_of[registration.urn]].append(registration)
+        for server, mine in commands.items():
+            if any(r.type in (CONTAINER, SERVICE) and topology.server_of.get(r.urn) == server for r in below):
+                continue
+            node = Node(_node_id(server, component.name), server, component.name, [component, *mine])
             # What such a service binds is only in its scripts (a loopback address there is a client).
-            owned = {endpoint for other in found for endpoint in other.endpoints}
-            texts = (s for r in below if r.type == COMMAND for s in strings(r.plain_inputs))
+            texts = (s for r in mine for s in strings(r.plain_inputs))
             for binding in mentioned_bindings(topology, server, texts, loopback=False):
                 if (binding.address, binding.port) not in owned:
                     node.endpoints.append((binding.address, binding.port))
@@ -405,24 +410,35 @@ def _addresses(topology: Topology, server: str) -> list[str]:
 
 
 def _texts(topology: Topology, node: Node, by_component: dict[str, list[Node]]) -> list[str]:
-    """The strings a node's configuration consists of: its own inputs, plus those of the commands
-    and files of its component when the node is the component's only service."""
+    """The strings a node's configuration consists of: its own inputs (and its commands'), plus
+    those of its component's commands and files when the node is the component's only service."""
     run = topology.run
     texts: list[str] = []
+    components: dict[str, Registration] = {}
     for member in node.members:
         if member.custom:
             texts.extend(strings(member.plain_inputs))
             component = topology.component_of(member)
         else:
             component = member
-        if component is not None and len(by_component.get(component.urn, [])) == 1:
+        if component is not None:
+            components[component.urn] = component
+    for component in components.values():
+        if len(by_component.get(component.urn, [])) == 1:
             for registration in run.under(component):
                 if registration.type in (COMMAND, "command:remote:CopyToRemote") and topology.component_of(registration) is component:
                     texts.extend(strings(registration.plain_inputs))
     return texts
 
 
-def edges(topology: Topology, found: list[Node]) -> list[tuple[Node, Node, int]]:
+def _mentions(text: str, values: set[str], address: str, port: int) -> bool:
+    """``address:port`` in any text, or the address and the port as two separate values (HOST=, PORT=)."""
+    return bool(re.search(rf"(?<![0-9.]){re.escape(address)}:{port}(?![0-9])", text)) or (address in values and str(port) in values)
+
+
+def edges(topology: Topology, found: list[Node]) -> dict[tuple[str, str], list[int]]:
+    """``(from id, to id) -> ports``: to a service that binds the address and port, or to the server
+    (its subgraph) when nothing this program runs there binds it, say a swarm stack Jenkins deploys."""
     by_component: dict[str, list[Node]] = defaultdict(list)
     for node in found:
         member = node.members[0]
@@ -433,19 +449,23 @@ def edges(topology: Topology, found: list[Node]) -> list[tuple[Node, Node, int]]
     for node in found:
         for endpoint in node.endpoints:
             owners.setdefault(endpoint, node)
-    result: list[tuple[Node, Node, int]] = []
+    result: dict[tuple[str, str], set[int]] = defaultdict(set)
     for node in found:
         texts = _texts(topology, node, by_component)
         values = {t.split("=", 1)[1] if re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", t, re.S) else t for t in texts}
         joined = "\n".join(texts)
-        seen: set[tuple[str, int]] = set()
         for (address, port), owner in owners.items():
-            if owner is node or (owner.id, port) in seen:
+            if owner is not node and _mentions(joined, values, address, port):
+                result[(node.id, owner.id)].add(port)
+        for server in topology.servers:
+            address = topology.config.servers[server].private_ip
+            if server == node.server:
                 continue
-            if re.search(rf"(?<![0-9.]){re.escape(address)}:{port}(?![0-9])", joined) or (address in values and str(port) in values):
-                seen.add((owner.id, port))
-                result.append((node, owner, port))
-    return sorted(result, key=lambda e: (e[0].id, e[1].id, e[2]))
+            pattern = rf"(?<![0-9.]){re.escape(address)}:([0-9]{{1,5}})(?![0-9])"
+            for port in {int(p) for p in re.findall(pattern, joined)}:
+                if (address, port) not in owners:
+                    result[(node.id, _node_id("srv", server))].add(port)
+    return {key: sorted(ports) for key, ports in sorted(result.items())}
 
 
 def render_diagram(topology: Topology) -> str:
@@ -468,8 +488,8 @@ def render_diagram(topology: Topology) -> str:
         for port in sorted(set(node.public)):
             if port in (80, 443):
                 lines.append(f"  internet -->|{port}| {node.id}")
-    for source, target, port in edges(topology, found):
-        lines.append(f"  {source.id} -->|{port}| {target.id}")
+    for (source, target), ports in edges(topology, found).items():
+        lines.append(f"  {source} -->|{' '.join(str(p) for p in ports)}| {target}")
     return "\n".join(lines) + "\n"
 
 

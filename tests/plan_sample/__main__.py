@@ -107,6 +107,18 @@ class HostNetworked(pulumi.ComponentResource):
         self.register_outputs({})
 
 
+class Cluster(pulumi.ComponentResource):
+    """Spans servers: a command on the manager and one on a worker."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("samarth:swarm:Cluster", name, None)
+        manager = config.servers["swarm-master"].private_ip
+        command.remote.Command(f"{name}-init", connection=master.connection, create=f"docker swarm init --advertise-addr {manager}:2377", opts=master.command_options(self))
+        worker = hosts["swarm-node2"]
+        command.remote.Command(f"{name}-join", connection=worker.connection, create=f"docker swarm join {manager}:2377", opts=worker.command_options(self))
+        self.register_outputs({})
+
+
 class Installer(pulumi.ComponentResource):
     def __init__(self, name: str, database: Database) -> None:
         super().__init__("samarth:observability:Sentry", name, None)
@@ -125,6 +137,7 @@ Swarm("swarm", database)
 Edge("edge")
 Installer("sentry", database)
 HostNetworked("vault")
+Cluster("cluster")
 mount = vault.Mount("kv", path="kv", type="kv", options={"version": "2"})
 vault.kv.SecretV2(
     "vault-yaus", mount=mount.path, name="samarth/yaus", data_json=pulumi.Output.json_dumps({"DATABASE_URL": database.url, "RMQ_QUEUE": "yaus"})
