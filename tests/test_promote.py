@@ -182,3 +182,20 @@ def test_command_line_module_runs(stacks: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "+    redis: redis:7.4.6" in done.stdout
     assert (stacks / "Pulumi.prod.yaml").read_bytes() == before
+
+
+def test_secure_values_and_keys_after_config_are_kept(stacks: Path) -> None:
+    prod = stacks / "Pulumi.prod.yaml"
+    text = prod.read_text()
+    text = text.replace(
+        "  samarth-infra:domain:",
+        "  samarth-infra:sshPrivateKey:\n    secure: v1:Zm9vYmFy:c2VjcmV0LWtleS1jaXBoZXJ0ZXh0\n  samarth-infra:domain:",
+    )
+    text += "encryptionsalt: v1:c2FsdA==:v1:abc:def\n"
+    prod.write_text(text)
+    assert _promote(stacks, "--from", "staging", "--to", "prod") == 0
+    after = prod.read_text()
+    staging = yaml.safe_load((stacks / "Pulumi.staging.yaml").read_text())["config"][KEY]
+    assert yaml.safe_load(after)["config"][KEY] == staging
+    assert _versions_lines(after)[0] == _versions_lines(text)[0]
+    assert after.endswith("encryptionsalt: v1:c2FsdA==:v1:abc:def\n")
