@@ -321,3 +321,20 @@ def run_program(
     except Exception as exc:  # the program's own failure is part of the result
         error = exc
     return ProgramRun(stack=stack, registrations=monitor.registrations, exports=exports, error=error)
+
+
+@fake_outputs("command:remote:Command", "-swarm-init")
+def _swarm_init(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """What the init script prints: cluster facts and both join tokens (secret via additionalSecretOutputs)."""
+    return {
+        "stdout": json.dumps(
+            {
+                "clusterId": _token(name + "cluster", 25),
+                "nodeId": _token(name + "node", 25),
+                "managerAddress": "10.0.0.1:2377",
+                "workerToken": f"SWMTKN-1-{_token(name + 'ca', 50)}-{_token(name + 'worker', 25)}",
+                "managerToken": f"SWMTKN-1-{_token(name + 'ca', 50)}-{_token(name + 'manager', 25)}",
+            }
+        ),
+        "stderr": "",
+    }
