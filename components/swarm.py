@@ -73,7 +73,8 @@ case "$state" in
     echo "{master} initialised a new swarm on {master_ip}:{SWARM_PORT}" >&2
     ;;
   "active false")
-    fail "{master} is a worker in another swarm (managers: $(docker info --format '{REMOTE_MANAGERS}')); run 'docker swarm leave' on {master} first"
+    managers=$(docker info --format '{REMOTE_MANAGERS}')
+    fail "{master} is a worker in another swarm (managers: ${{managers% }}); run 'docker swarm leave' on {master} first"
     ;;
   pending*)
     fail "{master} is still trying to join another swarm; run 'docker swarm leave --force' on {master} first"
@@ -107,6 +108,7 @@ state=$(docker info --format '{STATE}') || fail "cannot read the swarm state of 
 case "$state" in
   "active false")
     managers=$(docker info --format '{REMOTE_MANAGERS}')
+    managers=${{managers% }}
     case " $managers " in
       *" {manager} "*)
         echo "{worker} has already joined the swarm of {master} ({manager}); nothing to do" >&2
@@ -204,6 +206,7 @@ def seat_script(master: str, worker: str, worker_ip: str) -> str:
         + f"""
 step "looking for stale entries of {worker} ({worker_ip}) in the node list"
 {_nodes_at(worker_ip, "stale", "down")}
+[ -n "$stale" ] || echo "{worker} ({worker_ip}) has no stale entry in the node list" >&2
 for id in $stale; do
   docker node rm "$id" >/dev/null
   echo "removed the stale down entry $id of {worker} ({worker_ip})" >&2
@@ -230,6 +233,7 @@ while :; do
 done
 step "removing {worker} ({worker_ip}) from the node list"
 {_nodes_at(worker_ip, "gone", "down")}
+[ -n "$gone" ] || echo "{worker} ({worker_ip}) is not in the node list; nothing to remove" >&2
 for id in $gone; do
   docker node rm "$id" >/dev/null
   echo "removed node $id of {worker} ({worker_ip})" >&2

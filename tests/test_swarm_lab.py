@@ -1,0 +1,167 @@
+"""The swarm component's own scripts, run over real SSH against three lab hosts (sshd + dockerd).
+
+See tests/swarm_lab.py for how the scripts are taken from the program under mocks and run as the
+engine would. Each test starts from three hosts in no swarm.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from lab import docker
+from tests.lab_fixture import LabSession
+from tests.swarm_lab import SWARM_HOSTS, SwarmScripts, lab_program, lab_servers, nodes, reset, swarm_state
+
+WORKERS = ("swarm-node2", "swarm-node3")
+
+
+@pytest.fixture()
+def lab(lab_session: LabSession) -> Iterator[LabSession]:
+    reset(lab_session.hosts)
+    yield lab_session
+    reset(lab_session.hosts)
+
+
+def _scripts(lab: LabSession, **overrides) -> SwarmScripts:
+    hosts = {name: lab.host(name) for name in SWARM_HOSTS}
+    return SwarmScripts(lab_program(hosts, overrides or None), hosts)
+
+
+def _ok(outcomes) -> list[str]:
+    for outcome in outcomes:
+        assert outcome.returncode == 0, f"{outcome.name}: {outcome.stderr}"
+    return [o.stderr.strip() for o in outcomes]
+
+
+def _observed(lab: LabSession) -> dict:
+    master = lab.host("swarm-master")
+    # The manager allocates a new network's driver state asynchronously: until then Driver is "".
+    deadline = time.monotonic() + 30
+    while True:
+        network = json.loads(docker(master, "network", "inspect", "application_default").stdout)[0]
+        if network["Driver"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return {"nodes": nodes(master), "network": network}
+
+
+def test_scripts_form_the_swarm_and_a_second_run_changes_nothing(lab: LabSession) -> None:
+    scripts = _scripts(lab)
+    _ok(scripts.converge())
+
+    first = _observed(lab)
+    by_name = first["nodes"]
+    assert sorted(by_name) == sorted(SWARM_HOSTS)
+    master = by_name["swarm-master"]
+    assert (master["role"], master["leader"], master["state"]) == ("manager", True, "ready")
+    assert master["address"] == lab.host("swarm-master").address
+    for worker in WORKERS:
+        node = by_name[worker]
+        assert (node["role"], node["state"], node["availability"]) == ("worker", "ready", "active")
+        assert node["address"] == lab.host(worker).address
+    assert by_name["swarm-node2"]["labels"]["zone"] == "a" and by_name["swarm-node3"]["labels"]["zone"] == "b"
+    servers = lab_servers(scripts.hosts)
+    for name, node in by_name.items():
+        assert node["labels"]["role"] == ("manager" if name == "swarm-master" else "worker")
+        assert node["labels"]["memory_mib"] == str(servers[name]["memoryMib"])
+    network = first["network"]
+    assert (network["Driver"], network["Scope"], network["Attachable"]) == ("overlay", "swarm", True)
+    assert network["Options"].get("encrypted") == "true"
+
+    messages = _ok(scripts.converge())
+    second = _observed(lab)
+    assert second == first
+    assert any("swarm-master is already a manager" in m for m in messages)
+    for worker in WORKERS:
+        assert any(f"{worker} has already joined the swarm of swarm-master" in m for m in messages)
+        assert any(f"{worker} already carries its labels" in m for m in messages)
+
+
+def test_removing_a_worker_drains_it_makes_it_leave_and_leaves_the_others_healthy(lab: LabSession) -> None:
+    scripts = _scripts(lab)
+    _ok(scripts.converge())
+    node3_id = nodes(lab.host("swarm-master"))["swarm-node3"]["id"]
+
+    # swarm-node3 taken out of config: the new program has none of its commands; the engine deletes
+    # the old ones (from its state, i.e. the previous program's) dependents first.
+    smaller = _scripts(lab, swarm={"workers": ["swarm-node2"], "labels": {"swarm-node2": {"zone": "a"}}})
+    gone = [name for name in scripts.commands_of("swarm-node3") if name not in smaller.commands_of("swarm-node3")]
+    assert gone == scripts.commands_of("swarm-node3") and gone
+    messages = _ok(scripts.remove(gone))
+    assert [m.splitlines()[-1] for m in messages] == [
+        "swarm-node3 drained",
+        "swarm-node3 left the swarm",
+        f"removed node {node3_id} of swarm-node3 ({lab.host('swarm-node3').address})",
+    ]
+    after = nodes(lab.host("swarm-master"))
+    assert sorted(after) == ["swarm-master", "swarm-node2"]
+    assert all(n["state"] == "ready" and n["availability"] == "active" for n in after.values())
+    assert swarm_state(lab.host("swarm-node3")) == "inactive"
+
+    # The smaller program converges without touching anything; the deletes are safe to repeat.
+    smaller.real_secrets = scripts.real_secrets
+    _ok(smaller.converge())
+    again = _ok(scripts.remove(gone))
+    assert "nothing to drain" in again[0] and "nothing to leave" in again[1] and "nothing to remove" in again[2]
+    assert nodes(lab.host("swarm-master")) == after
+
+    # Put back in config, it rejoins as a fresh node with its labels.
+    _ok(scripts.converge())
+    back = nodes(lab.host("swarm-master"))
+    assert sorted(back) == sorted(SWARM_HOSTS) and back["swarm-node3"]["state"] == "ready"
+    assert back["swarm-node3"]["labels"]["zone"] == "b"
+
+
+def test_label_changes_in_config_are_applied_and_dropped_labels_removed(lab: LabSession) -> None:
+    _ok(_scripts(lab).converge())
+    changed = _scripts(lab, swarm={"labels": {"swarm-node2": {"disk": "ssd"}}})
+    _ok(changed.converge())
+    by_name = nodes(lab.host("swarm-master"))
+    assert by_name["swarm-node2"]["labels"] == {"role": "worker", "memory_mib": by_name["swarm-node2"]["labels"]["memory_mib"], "disk": "ssd"}
+    assert "zone" not in by_name["swarm-node3"]["labels"]
+
+
+def test_failure_messages_name_the_problem(lab: LabSession) -> None:
+    scripts = _scripts(lab)
+    master, node2, node3 = (lab.host(n) for n in SWARM_HOSTS)
+
+    # A worker that manages a swarm of its own.
+    assert docker(node3, "swarm", "init", "--advertise-addr", node3.address).returncode == 0
+    outcomes = scripts.converge()
+    assert [o.returncode for o in outcomes[:-1]] == [0] * (len(outcomes) - 1)
+    failed = outcomes[-1]
+    assert failed.name == "swarm-node3-swarm-join" and failed.returncode != 0
+    assert f"swarm-node3 is a manager of a swarm advertised on {node3.address}" in failed.stderr
+
+    # A worker that is a worker of another swarm.
+    _ok(scripts.remove(scripts.commands_of("swarm-node2")))
+    token = docker(node3, "swarm", "join-token", "-q", "worker").stdout.strip()
+    assert docker(node2, "swarm", "join", "--token", token, f"{node3.address}:2377").returncode == 0
+    joined_elsewhere = scripts.execute("swarm-node2-swarm-join")
+    assert joined_elsewhere.returncode != 0
+    assert (
+        f"swarm-node2 already belongs to another swarm (managers: {node3.address}:2377), "
+        f"not to the swarm of swarm-master ({master.address}:2377)" in joined_elsewhere.stderr
+    )
+    assert swarm_state(node2) == "active"  # left alone: the operator decides
+
+    # The master is a worker elsewhere.
+    reset([master, node2])
+    assert docker(master, "swarm", "join", "--token", token, f"{node3.address}:2377").returncode == 0
+    init = scripts.execute("swarm-master-swarm-init")
+    assert init.returncode != 0 and init.stdout == ""
+    assert f"swarm-master is a worker in another swarm (managers: {node3.address}:2377" in init.stderr
+
+    # The master is unreachable on 2377: the join fails clearly and does not linger half-joined.
+    reset([master, node3])
+    unreachable = scripts.execute("swarm-node2-swarm-join")
+    assert unreachable.returncode != 0
+    assert f"swarm-node2 could not join the swarm of swarm-master at {master.address}:2377" in unreachable.stderr
+    assert "reachable from swarm-node2 on 2377/tcp" in unreachable.stderr
+    assert swarm_state(node2) == "inactive"
+    # No secret in what the operator sees.
+    assert not any(secret in unreachable.stderr for secret in scripts.real_secrets.values())
