@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,7 @@ class SwarmScripts:
         members = self.run.under(cluster)
         self.commands = _dependency_order([r for r in members if r.type == COMMAND])
         self.networks = [r for r in members if r.type == NETWORK]
+        self._urns = {r.urn for r in self.commands}
         self._by_address = {h.address: h for h in self.hosts.values()}
 
     def command(self, name: str) -> Registration:
@@ -119,15 +121,29 @@ class SwarmScripts:
             self.real_secrets.update({fake[k]: real[k] for k in ("workerToken", "managerToken")})
         return Outcome(name, result.returncode, result.stdout, result.stderr)
 
+    def waves(self) -> list[list[Registration]]:
+        """The commands in the batches the engine can run in parallel: each after its dependencies."""
+        done: set[str] = set()
+        pending = list(self.commands)
+        batches = []
+        while pending:
+            ready = [r for r in pending if all(d in done or d not in self._urns for d in r.dependencies)]
+            batches.append(ready)
+            done |= {r.urn for r in ready}
+            pending = [r for r in pending if r.urn not in done]
+        return batches
+
     def converge(self) -> list[Outcome]:
-        """``pulumi up`` from nothing (or again): every create in dependency order, stopping at the
-        first failure, then the network unless the master already has it (the engine's state would)."""
-        outcomes = []
-        for registration in self.commands:
-            outcome = self.execute(registration.name)
-            outcomes.append(outcome)
-            if outcome.returncode != 0:
-                return outcomes
+        """``pulumi up`` from nothing (or again): every create, dependencies first and independent ones
+        in parallel, stopping after the first batch with a failure; then the network unless the master
+        already has it (the engine's state would)."""
+        outcomes: list[Outcome] = []
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for batch in self.waves():
+                results = list(pool.map(lambda r: self.execute(r.name), batch))
+                outcomes += results
+                if any(o.returncode != 0 for o in results):
+                    return outcomes
         for network in self.networks:
             master = self.hosts["swarm-master"]
             inputs = network.inputs

@@ -1,0 +1,1 @@
+/work/wt-lab/tests/lab_fixture.py
