@@ -140,3 +140,29 @@ def test_bad_swarm_config_fails_before_any_resource(swarm: dict, message: str) -
     run = run_program("prod", overrides={"swarm": swarm})
     assert run.error is not None and message in str(run.error)
     assert run.registrations == []
+
+
+def test_every_swarm_node_logs_in_to_the_registry_with_the_password_on_stdin(stack_run: ProgramRun) -> None:
+    registry = stack_run.named("samarth:registry:Registry", "registry")
+    server = stack_run.exports["registry"]["server"]
+    username = stack_run.exports["registry"]["username"]
+    (password,) = [
+        reveal(r.outputs["result"])
+        for r in stack_run.under(registry)
+        if r.type == "random:index/randomPassword:RandomPassword" and r.name == "registry-password"
+    ]
+    servers = _servers(stack_run)
+    for node in ("swarm-master", *WORKERS):
+        login = stack_run.named(COMMAND, f"{node}-registry-login")
+        assert reveal(login.inputs["connection"])["host"] == servers[node]["privateIp"]
+        assert f"docker login --username \"$username\" --password-stdin {server}" in login.inputs["create"]
+        assert is_secret(login.inputs["stdin"]) and reveal(login.inputs["stdin"]) == f"{username}\n{password}\n"
+        assert login.inputs["logging"] == "none"
+    for registration in stack_run.registrations:
+        assert not any(password in text for text in plaintext_strings(registration.inputs)), registration.name
+
+
+def test_registry_login_can_be_turned_off() -> None:
+    run = run_program("prod", overrides={"swarm": {"registryLogin": False}})
+    assert run.error is None
+    assert not [r for r in run.of_type(COMMAND) if r.name.endswith("-registry-login")]

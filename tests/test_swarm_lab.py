@@ -11,12 +11,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
 from lab import docker
-from tests.lab_fixture import LabSession
-from tests.swarm_lab import SWARM_HOSTS, SwarmScripts, lab_program, lab_servers, nodes, reset, swarm_state
+from lab_fixture import LabSession
+from swarm_lab import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, lab_servers, nodes, reset, swarm_state
 
 WORKERS = ("swarm-node2", "swarm-node3")
+STAGING_SWARM = yaml.safe_load(STAGING.read_text())["config"]["samarth-infra:swarm"]
 
 
 @pytest.fixture()
@@ -26,9 +28,12 @@ def lab(lab_session: LabSession) -> Iterator[LabSession]:
     reset(lab_session.hosts)
 
 
-def _scripts(lab: LabSession, **overrides) -> SwarmScripts:
+def _scripts(lab: LabSession, **swarm) -> SwarmScripts:
+    """The program's swarm scripts for the lab stack, with ``swarm`` settings changed from staging's.
+    The lab has no registry to log in to: registryLogin is off here, the login script is tested below."""
     hosts = {name: lab.host(name) for name in SWARM_HOSTS}
-    return SwarmScripts(lab_program(hosts, overrides or None), hosts)
+    settings = {**STAGING_SWARM, **swarm, "registryLogin": False}
+    return SwarmScripts(lab_program(hosts, {"swarm": settings}), hosts)
 
 
 def _ok(outcomes) -> list[str]:
@@ -88,7 +93,7 @@ def test_removing_a_worker_drains_it_makes_it_leave_and_leaves_the_others_health
 
     # swarm-node3 taken out of config: the new program has none of its commands; the engine deletes
     # the old ones (from its state, i.e. the previous program's) dependents first.
-    smaller = _scripts(lab, swarm={"workers": ["swarm-node2"], "labels": {"swarm-node2": {"zone": "a"}}})
+    smaller = _scripts(lab, workers=["swarm-node2"], labels={"swarm-node2": {"zone": "a"}})
     gone = [name for name in scripts.commands_of("swarm-node3") if name not in smaller.commands_of("swarm-node3")]
     assert gone == scripts.commands_of("swarm-node3") and gone
     messages = _ok(scripts.remove(gone))
@@ -118,7 +123,7 @@ def test_removing_a_worker_drains_it_makes_it_leave_and_leaves_the_others_health
 
 def test_label_changes_in_config_are_applied_and_dropped_labels_removed(lab: LabSession) -> None:
     _ok(_scripts(lab).converge())
-    changed = _scripts(lab, swarm={"labels": {"swarm-node2": {"disk": "ssd"}}})
+    changed = _scripts(lab, labels={"swarm-node2": {"disk": "ssd"}})
     _ok(changed.converge())
     by_name = nodes(lab.host("swarm-master"))
     assert by_name["swarm-node2"]["labels"] == {"role": "worker", "memory_mib": by_name["swarm-node2"]["labels"]["memory_mib"], "disk": "ssd"}
