@@ -7,14 +7,23 @@ engine would. Each test starts from three hosts in no swarm.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import bcrypt
 import pytest
 import yaml
 
-from lab import docker
+from components import registry
+from components.swarm import login_script
+from lab import docker, ssh_command
 from lab_fixture import LabSession
+from tools.offline import reveal
 from swarm_lab import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, lab_servers, nodes, reset, swarm_state
 
 WORKERS = ("swarm-node2", "swarm-node3")
@@ -170,3 +179,67 @@ def test_failure_messages_name_the_problem(lab: LabSession) -> None:
     assert swarm_state(node2) == "inactive"
     # No secret in what the operator sees.
     assert not any(secret in unreachable.stderr for secret in scripts.real_secrets.values())
+
+
+REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+
+
+@pytest.mark.skipif(not os.path.exists(REGISTRY), reason="Debian docker-registry not installed (.ci/run installs it)")
+def test_registry_login_script_logs_in_once_and_refuses_a_wrong_password(lab: LabSession, tmp_path: Path) -> None:
+    """The program's login script (the same function, its stdin as registered) against a real registry
+    with htpasswd auth, listening on loopback inside swarm-master's namespace."""
+    hosts = {name: lab.host(name) for name in SWARM_HOSTS}
+    run = lab_program(hosts, {"swarm": {**STAGING_SWARM, "registryLogin": True}})
+    registered = run.named("command:remote:Command", "swarm-master-registry-login")
+    server = run.exports["registry"]["server"]
+    assert registered.inputs["create"] == login_script("swarm-master", server)
+    username, password = reveal(registered.inputs["stdin"]).splitlines()
+
+    digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    (tmp_path / "htpasswd").write_text(f"{username}:{digest}\n")
+    (tmp_path / "config.yml").write_text(registry.render_config("http://127.0.0.1:5000", "http-secret"))
+    env = {
+        **os.environ,
+        "REGISTRY_HTTP_ADDR": "127.0.0.1:5000",
+        "REGISTRY_HTTP_DEBUG_ADDR": "127.0.0.1:5001",
+        "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "data"),
+        "REGISTRY_AUTH_HTPASSWD_PATH": str(tmp_path / "htpasswd"),
+    }
+    master = hosts["swarm-master"]
+    with open(tmp_path / "registry.log", "w") as log:
+        process = subprocess.Popen(
+            ["nsenter", f"--net=/var/run/netns/{master.namespace}", REGISTRY, "serve", str(tmp_path / "config.yml")],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    # Lab hosts share this machine's filesystem: keep the login out of root's own ~/.docker.
+    session_env = f"DOCKER_CONFIG={tmp_path / 'docker'}; export DOCKER_CONFIG\n"
+    script = session_env + login_script("swarm-master", "127.0.0.1:5000")
+
+    def login(stdin: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(ssh_command(master, script), input=stdin, capture_output=True, text=True, timeout=60)
+
+    try:
+        deadline = time.monotonic() + 15
+        probe = ["nsenter", f"--net=/var/run/netns/{master.namespace}", sys.executable, "-c",
+                 "import socket; socket.create_connection(('127.0.0.1', 5000), 1)"]
+        while subprocess.run(probe, capture_output=True).returncode != 0:
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "registry.log").read_text()
+            time.sleep(0.2)
+
+        first = login(reveal(registered.inputs["stdin"]))
+        assert first.returncode == 0, first.stderr
+        assert "swarm-master logged in to 127.0.0.1:5000" in first.stderr
+        stored = (tmp_path / "docker" / "config.json").read_text()
+        assert "127.0.0.1:5000" in json.loads(stored)["auths"]
+
+        again = login(reveal(registered.inputs["stdin"]))
+        assert again.returncode == 0 and "swarm-master is already logged in to 127.0.0.1:5000" in again.stderr
+        assert (tmp_path / "docker" / "config.json").read_text() == stored
+
+        wrong = login(f"{username}\nnot-the-password\n")
+        assert wrong.returncode != 0
+        assert "registry-login[swarm-master]: failed while logging in to 127.0.0.1:5000" in wrong.stderr
+        assert password not in wrong.stderr + wrong.stdout and "not-the-password" not in wrong.stderr
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
