@@ -422,14 +422,15 @@ class Cluster(pulumi.ComponentResource):
                 opts=master.command_options(self, depends_on=[join]),
             )
 
-        options = {"encrypted": "true"} if settings.encrypt_overlay else {}
         self.network = docker.Network(
             f"{master.name}-{NETWORK_NAME}",
             name=NETWORK_NAME,
             driver="overlay",
             attachable=True,
-            options=options,
-            opts=master.docker_options(self, depends_on=[init]),
+            options={"encrypted": "true"} if settings.encrypt_overlay else {},
+            # The daemon reads back options it added itself (the VXLAN ID), which would otherwise show
+            # as a change that replaces the network, which fails once stacks are attached to it.
+            opts=master.docker_options(self, depends_on=[init], ignore_changes=["options"]),
         )
 
         if args.registry is not None and settings.registry_login:

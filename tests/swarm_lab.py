@@ -153,6 +153,8 @@ class SwarmScripts:
             argv += ["--attachable"] if inputs.get("attachable") else []
             for key, value in sorted((inputs.get("options") or {}).items()):
                 argv += ["--opt", f"{key}={value}"]
+            for label in inputs.get("labels") or []:
+                argv += ["--label", f"{label['label']}={label['value']}"]
             created = docker(master, *argv, inputs["name"])
             outcomes.append(Outcome(network.name, created.returncode, created.stdout, created.stderr))
         return outcomes
