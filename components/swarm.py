@@ -302,8 +302,10 @@ fi
 for id in $ids; do
   step "draining {worker} (node $id)"
   docker node update --availability drain "$id" >/dev/null
+  # Draining turns every task's desired state to shutdown at once; wait until they have stopped
+  # (a task's history stays listed, in one of the end states).
   waited=0
-  while [ -n "$(docker node ps -q --filter desired-state=running "$id")" ]; do
+  while docker node ps --format '{{{{.CurrentState}}}}' "$id" | grep -qvE '^(Shutdown|Failed|Complete|Rejected|Orphaned|Remove)'; do
     [ "$waited" -lt {DRAIN_TIMEOUT_S} ] || fail "{worker} still runs tasks {DRAIN_TIMEOUT_S} s after it was drained"
     sleep 1
     waited=$((waited + 1))

@@ -6,11 +6,13 @@ engine would. Each test starts from three hosts in no swarm.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,3 +245,58 @@ def test_registry_login_script_logs_in_once_and_refuses_a_wrong_password(lab: La
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# A one-binary image imported into each lab daemon (the lab has no registry). Its name points at a
+# registry that refuses connections at once, so a node's pull attempt fails fast and it runs the
+# local image.
+SLEEP_IMAGE = "127.0.0.1:9/samarth-lab/sleep:1"
+
+
+def _import_sleep_image(hosts) -> None:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w", dereference=True) as tar:
+        for path in ("/bin/sleep", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"):
+            tar.add(path, arcname=path.lstrip("/"))
+    for host in hosts:
+        imported = subprocess.run(
+            ["docker", "-H", host.docker_host, "import", "-", SLEEP_IMAGE], input=archive.getvalue(), capture_output=True
+        )
+        assert imported.returncode == 0, imported.stderr
+
+
+def _running_tasks(master) -> list[str]:
+    listed = docker(master, "service", "ps", "sleeper", "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}")
+    return sorted(line.split()[0] for line in listed.stdout.splitlines() if " Running " in f"{line} ")
+
+
+@pytest.mark.skipif(not os.path.exists("/lib64/ld-linux-x86-64.so.2"), reason="needs an x86-64 glibc machine for the test image")
+def test_removing_a_worker_moves_its_tasks_off_before_it_leaves(lab: LabSession) -> None:
+    master, node3 = lab.host("swarm-master"), lab.host("swarm-node3")
+    _import_sleep_image(lab.hosts)
+    scripts = _scripts(lab)
+    _ok(scripts.converge())
+    created = docker(
+        master, "service", "create", "--detach", "--name", "sleeper", "--replicas", "2",
+        "--constraint", "node.role==worker", "--placement-pref", "spread=node.labels.zone",
+        "--stop-grace-period", "2s", SLEEP_IMAGE, "/bin/sleep", "100000",
+    )
+    assert created.returncode == 0, created.stderr
+    deadline = time.monotonic() + 60
+    while _running_tasks(master) != ["swarm-node2", "swarm-node3"]:
+        assert time.monotonic() < deadline, docker(master, "service", "ps", "sleeper").stdout
+        time.sleep(0.5)
+
+    # Engine order (node, join, seat), one at a time to look between them.
+    order = [r.name for r in reversed(scripts.commands) if r.name in scripts.commands_of("swarm-node3")]
+    assert order == ["swarm-node3-swarm-node", "swarm-node3-swarm-join", "swarm-node3-swarm-seat"]
+    drain = scripts.execute(order[0], "delete")
+    assert drain.returncode == 0 and "swarm-node3 drained" in drain.stderr
+    # The drain returns only once the worker's task has stopped: nothing runs there before it leaves.
+    assert docker(node3, "ps", "-q").stdout.strip() == ""
+    _ok([scripts.execute(order[1], "delete"), scripts.execute(order[2], "delete")])
+    deadline = time.monotonic() + 60
+    while _running_tasks(master) != ["swarm-node2", "swarm-node2"]:
+        assert time.monotonic() < deadline, docker(master, "service", "ps", "sleeper").stdout
+        time.sleep(0.5)
+    docker(master, "service", "rm", "sleeper")
