@@ -46,6 +46,11 @@ class Distribution:
     binary: str
     home: str
     env_prefix: str
+    # HashiCorp Vault knows mlock, and its image's entrypoint gives the binary cap_ipc_lock, which
+    # only runs with IPC_LOCK; OpenBao dropped mlock and warns about `disable_mlock`.
+    mlock: bool
+    # OpenBao refuses to enable audit devices through the API: they are declared in the server config.
+    declarative_audit: bool
 
     @property
     def config_file(self) -> str:
@@ -65,8 +70,8 @@ class Distribution:
 
 
 DISTRIBUTIONS = {
-    "vault": Distribution(binary="vault", home="/vault", env_prefix="VAULT"),
-    "openbao": Distribution(binary="bao", home="/openbao", env_prefix="BAO"),
+    "vault": Distribution(binary="vault", home="/vault", env_prefix="VAULT", mlock=True, declarative_audit=False),
+    "openbao": Distribution(binary="bao", home="/openbao", env_prefix="BAO", mlock=False, declarative_audit=True),
 }
 
 
@@ -80,6 +85,10 @@ def scheme(settings: VaultSettings) -> str:
 
 def api_addr(settings: VaultSettings, private_ip: str) -> str:
     return settings.api_addr or f"{scheme(settings)}://{private_ip}:{settings.port}"
+
+
+def audit_file(settings: VaultSettings) -> str:
+    return f"{DISTRIBUTIONS[settings.distribution].logs_dir}/{settings.audit_file}"
 
 
 def _hcl(value: Any) -> str:
@@ -100,15 +109,24 @@ def render_server_config(settings: VaultSettings, private_ip: str, node_id: str)
     else:
         tls = "  tls_disable = true\n"
     cluster_addr = settings.cluster_addr or f"https://{private_ip}:{settings.cluster_port}"
+    mlock = f"disable_mlock = {_hcl(not settings.mlock)}\n" if dist.mlock else ""
+    audit = (
+        f'\naudit "file" "file" {{\n  options {{\n    file_path = {_hcl(audit_file(settings))}\n  }}\n}}\n'
+        if dist.declarative_audit
+        else ""
+    )
     return (
         f"ui            = true\n"
-        f"disable_mlock = {_hcl(not settings.mlock)}\n"
+        f"{mlock}"
         f"api_addr      = {_hcl(api_addr(settings, private_ip))}\n"
         f"cluster_addr  = {_hcl(cluster_addr)}\n"
         f"\n"
         f'storage "raft" {{\n'
         f"  path    = {_hcl(dist.data_dir)}\n"
         f"  node_id = {_hcl(node_id)}\n"
+        # Raft's fastest timings, which HashiCorp recommends for production: a single node elects
+        # itself leader within seconds of starting instead of tens of seconds.
+        f"  performance_multiplier = 1\n"
         f"}}\n"
         f"\n"
         f'listener "tcp" {{\n'
@@ -122,6 +140,7 @@ def render_server_config(settings: VaultSettings, private_ip: str, node_id: str)
         f"  cluster_address = {_hcl(f'127.0.0.1:{settings.cluster_port}')}\n"
         f"{tls}"
         f"}}\n"
+        f"{audit}"
     )
 
 
@@ -191,7 +210,7 @@ keys=$(cat)
         + _wait_for_status(container, dist.binary)
         + f"""
 printf '%s' "$status" | grep -Eq '"initialized": *true' \\
-  || fail "vault in container {container} is not initialised, yet this stack holds unseal keys: its data volume was replaced; restore the volume or remove the stack's vault-init resource to initialise anew"
+  || fail "vault in container {container} is not initialised, yet this stack holds unseal keys: its data volume was replaced; restore the volume, or initialise anew by removing the init record (pulumi state unprotect, then pulumi state delete, on its application-vault-init resource; README, Vault)"
 if printf '%s' "$status" | grep -Eq '"sealed": *false'; then
   exit 0
 fi
@@ -266,7 +285,7 @@ class VaultServer(pulumi.ComponentResource):
             network_mode="host",
             restart="unless-stopped",
             memory=settings.memory_mib,
-            capabilities=docker.ContainerCapabilitiesArgs(adds=["IPC_LOCK"]),
+            capabilities=docker.ContainerCapabilitiesArgs(adds=["IPC_LOCK"]) if dist.mlock else None,
             envs=envs,
             volumes=volumes,
             uploads=[docker.ContainerUploadArgs(file=dist.config_file, content=self.server_config)],
@@ -337,12 +356,13 @@ class VaultServer(pulumi.ComponentResource):
             description="Credentials and settings Jenkins reads, one path per service under samarth/",
             opts=self._vault_options(),
         )
-        vault.Audit(
-            "vault-audit-file",
-            type="file",
-            options={"file_path": f"{dist.logs_dir}/{settings.audit_file}"},
-            opts=self._vault_options(),
-        )
+        if not dist.declarative_audit:
+            vault.Audit(
+                "vault-audit-file",
+                type="file",
+                options={"file_path": audit_file(settings)},
+                opts=self._vault_options(),
+            )
         policy = vault.Policy("vault-policy-jenkins", name=JENKINS, policy=jenkins_policy(), opts=self._vault_options())
         approle = vault.AuthBackend("vault-approle", type="approle", path="approle", opts=self._vault_options())
         role = vault.approle.AuthBackendRole(

@@ -96,8 +96,10 @@ def test_server_config_uses_raft_on_the_protected_data_volume_with_the_ui(prod: 
     server = _hcl(inputs["uploads"][0]["content"])
     assert inputs["command"] == ["vault", "server", f"-config={inputs['uploads'][0]['file']}"]
     assert server["ui"] is True
+    assert server["disable_mlock"] is True
     (storage,) = server["storage"]
     assert list(storage) == ["raft"]
+    assert storage["raft"]["performance_multiplier"] == 1
     mounts = {v["containerPath"]: v.get("volumeName") for v in inputs["volumes"]}
     data_volume = mounts[storage["raft"]["path"]]
     volume = prod.named("docker:index/volume:Volume", data_volume)
@@ -116,12 +118,11 @@ def test_tls_and_openbao_change_the_rendered_config() -> None:
             "distribution": "openbao",
             "tls": {"certFile": "/etc/ssl/vault.pem", "keyFile": "/etc/ssl/vault.key"},
             "apiAddr": "https://vault.samarth.example.org:8200",
-            "mlock": False,
         }
     )
     server = _hcl(vault_module.render_server_config(settings, "10.20.0.10", "application"))
     assert server["api_addr"] == "https://vault.samarth.example.org:8200"
-    assert server["disable_mlock"] is True
+    assert "disable_mlock" not in server  # OpenBao has no mlock and warns about the setting
     assert server["storage"][0]["raft"]["path"] == "/openbao/file"
     for listener in server["listener"]:
         tcp = listener["tcp"]
@@ -537,3 +538,22 @@ def test_tls_config_reaches_the_listeners_the_mounts_and_the_provider() -> None:
     assert provider.inputs["address"] == "https://10.20.0.10:8200"
     assert provider.inputs["caCertFile"] == tls["caFile"]
     assert provider.inputs["tlsServerName"] == tls["serverName"]
+
+
+def test_openbao_runs_bao_without_ipc_lock_and_vault_mlock_can_be_turned_on() -> None:
+    versions = {**json.loads(_versions("prod")), "vault": "openbao/openbao:2.4.3"}
+    run = run_program("prod", overrides={"versions": versions, "vault": {"distribution": "openbao"}})
+    assert run.error is None
+    container = run.named(CONTAINER, "application-vault").plain_inputs
+    assert container["command"] == ["bao", "server", "-config=/openbao/config/samarth.hcl"]
+    assert "capabilities" not in container
+    assert "BAO_ADDR=http://127.0.0.1:8200" in container["envs"]
+    assert "bao operator init" in run.named(COMMAND, "application-vault-init").inputs["create"]
+    # OpenBao takes its audit device from the server config only.
+    assert not run.of_type("vault:index/audit:Audit")
+    server = _hcl(container["uploads"][0]["content"])
+    assert server["audit"] == [{"file": {"file": {"options": [{"file_path": "/openbao/logs/audit.log"}]}}}]
+
+    run = run_program("prod", overrides={"vault": {"mlock": True}})
+    server = _hcl(run.named(CONTAINER, "application-vault").plain_inputs["uploads"][0]["content"])
+    assert server["disable_mlock"] is False
