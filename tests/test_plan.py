@@ -143,8 +143,7 @@ def test_sample_diagram_wiring(sample: Topology) -> None:
     assert diagram.startswith("flowchart LR\n")
     edges = {line.strip() for line in diagram.splitlines() if "-->" in line}
     assert edges == {
-        "internet -->|80| application_nginx",
-        "internet -->|443| application_nginx",
+        "internet -->|80 443| application_nginx",
         "application_nginx -->|3333| swarm_master_samarth_yaus",  # the route in Nginx's config file
         "swarm_master_samarth_yaus -->|5432| db2_postgres_yaus",  # DATABASE_URL
         "application_sentry -->|5432| db2_postgres_yaus",  # the installer's command

@@ -485,9 +485,9 @@ def render_diagram(topology: Topology) -> str:
             lines.append(f'    {_node_id(server, "empty")}["(nothing deployed)"]')
         lines.append("  end")
     for node in sorted(found, key=lambda n: n.id):
-        for port in sorted(set(node.public)):
-            if port in (80, 443):
-                lines.append(f"  internet -->|{port}| {node.id}")
+        web = sorted({port for port in node.public if port in (80, 443)})
+        if web:
+            lines.append(f"  internet -->|{' '.join(str(p) for p in web)}| {node.id}")
     for (source, target), ports in edges(topology, found).items():
         lines.append(f"  {source} -->|{' '.join(str(p) for p in ports)}| {target}")
     return "\n".join(lines) + "\n"
