@@ -127,7 +127,7 @@ def test_sample_plan_details(sample: Topology) -> None:
     assert "binds 0.0.0.0:80->80/tcp, 0.0.0.0:443->443/tcp" in application
     assert "file /etc/nginx/conf.d/yaus.conf" in application
     assert "command sentry-install  (logging off)" in application
-    assert "binds 10.20.0.10:9000  (from its install script)" in application
+    assert "binds 10.20.0.10:9000  (from its scripts)" in application
     assert "container vault  image hashicorp/vault:1.20.4  network host" in application
     assert "binds 10.20.0.10:8200, 127.0.0.1:8200\n" in application  # read from its configuration file
     vault = sections["Vault"]

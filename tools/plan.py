@@ -315,7 +315,7 @@ def render_plan(topology: Topology) -> str:
             out.append(f"  [{component.type} {component.name}]" if component else "  [host]")
             installed = installed_services.get((urn, server))
             if installed is not None and installed.endpoints:
-                out.append("    binds " + ", ".join(f"{a}:{p}" for a, p in installed.endpoints) + "  (from its install script)")
+                out.append("    binds " + ", ".join(f"{a}:{p}" for a, p in installed.endpoints) + "  (from its scripts)")
             for registration in sorted(members, key=lambda r: (SHOWN.index(r.type), r.name)):
                 first, *rest = describe(topology, registration, secrets, pubs)
                 out.append(f"    {first}")
