@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from components.config import SERVER_NAMES
-from tools.offline import ROOT, TEST_SECRETS, ProgramRun, reveal, secret_strings
+from tools.offline import ROOT, TEST_SECRETS, ProgramRun, reveal, run_program, secret_strings
 from tools.plan import (
     CONTAINER,
     SERVICE,
@@ -66,6 +66,12 @@ def test_prod_plan_prints_no_secret_value(prod_topology: Topology) -> None:
     hidden = {s for r in prod_topology.run.registrations for s in secret_strings(r.inputs) if any(g in s for g in generated)}
     hidden |= generated | {line for line in TEST_SECRETS["sshPrivateKey"].splitlines() if "offline" in line}
     assert [s for s in hidden if s in plan] == []
+
+
+def test_plan_and_diagram_are_the_same_on_every_run(prod_topology: Topology) -> None:
+    again = _topology(run_program("prod"))
+    assert render_plan(again) == render_plan(prod_topology)
+    assert render_diagram(again) == render_diagram(prod_topology)
 
 
 def test_readme_and_docs_diagram_match_the_program(prod_topology: Topology) -> None:

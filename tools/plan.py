@@ -269,10 +269,10 @@ def describe(topology: Topology, registration: Registration, secrets: dict[str, 
             source = mount.get("volumeName") or mount.get("hostPath") or mount.get("source") or "?"
             target = mount.get("containerPath") or mount.get("target") or "?"
             lines.append(f"    mounts {source} at {target}{' (read-only)' if mount.get('readOnly') else ''}")
-        used = sorted({secrets[v] for v in secrets for s in strings(inputs) if v in s})
-        for secret in used:
-            places = published_at(_value_of(secrets, secret), pubs)
-            lines.append(f"    uses secret {secret}" + (f", published at {'; '.join(places)}" if places else ""))
+        texts = list(strings(inputs))
+        for owner, value in sorted((owner, value) for value, owner in secrets.items() if any(value in s for s in texts)):
+            places = published_at(value, pubs)
+            lines.append(f"    uses secret {owner}" + (f", published at {'; '.join(places)}" if places else ""))
     elif registration.type == VOLUME:
         flags = [flag for flag, on in (("protected", registration.protect), ("retained on delete", registration.retain_on_delete)) if on]
         lines.append(f"volume {name}" + (f"  ({', '.join(flags)})" if flags else "  (NOT protected)"))
@@ -290,8 +290,8 @@ def describe(topology: Topology, registration: Registration, secrets: dict[str, 
     return lines
 
 
-def _value_of(secrets: dict[str, str], name: str) -> str:
-    return next(value for value, owner in secrets.items() if owner == name)
+def _group_order(component: Optional[Registration]) -> tuple[str, str]:
+    return (component.type, component.name) if component else ("", "")
 
 
 def render_plan(topology: Topology) -> str:
@@ -310,7 +310,8 @@ def render_plan(topology: Topology) -> str:
             if registration.type in SHOWN:
                 component = topology.component_of(registration)
                 groups[component.urn if component else ""].append(registration)
-        for urn, members in groups.items():
+        # Registration order varies between runs (resources register concurrently): sort for a stable plan.
+        for urn, members in sorted(groups.items(), key=lambda item: _group_order(run.by_urn.get(item[0]))):
             component = run.by_urn.get(urn)
             out.append(f"  [{component.type} {component.name}]" if component else "  [host]")
             installed = installed_services.get((urn, server))
@@ -400,7 +401,8 @@ def nodes(topology: Topology) -> list[Node]:
                 if (binding.address, binding.port) not in owned:
                     node.endpoints.append((binding.address, binding.port))
             found.append(node)
-    return found
+    # Registration order varies between runs; the first node to bind an endpoint owns it.
+    return sorted(found, key=lambda n: n.id)
 
 
 def _addresses(topology: Topology, server: str) -> list[str]:
