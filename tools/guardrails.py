@@ -1,0 +1,155 @@
+"""The policy pack without the CLI: every registration of a mocks run, through the pack's analyzer.
+
+``tools.offline.run_program`` records what the engine would be asked to register. Each registration is
+turned into the ``AnalyzeRequest`` the engine would send a policy pack (inputs with secrets kept,
+internal keys dropped, ``protect`` in the options, the provider's inputs), and handed to the same
+analyzer servicer ``pulumi preview --policy-pack policies`` starts, with the same rules and the same
+secret handling. A violation here is a violation there.
+
+``python -m tools.guardrails [stack...]`` prints the violations of each stack (exit 1 if any).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from google.protobuf import json_format, struct_pb2
+from pulumi.runtime import proto
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyProviderResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+)
+from pulumi_policy import policy as sdk_policy
+from pulumi_policy.deserialize import serialize_properties
+from pulumi_policy.proxy import unknown_checking_proxy
+
+from policies import rules
+from tools.offline import SECRET_SIG_KEY, ProgramRun, Registration, run_program
+
+PACK = "samarth-guardrails"
+
+
+@dataclass(frozen=True)
+class Violation:
+    policy: str
+    urn: str
+    message: str
+    mandatory: bool
+
+    def __str__(self) -> str:
+        return f"[{self.policy}] {self.urn}: {self.message}"
+
+
+def engine_properties(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Inputs as the engine marshals them for an analyzer: secrets kept, internal (``__``) keys dropped."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k == SECRET_SIG_KEY or not k.startswith("__")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return serialize_properties(strip(inputs))
+
+
+def _struct(inputs: dict[str, Any]) -> struct_pb2.Struct:
+    return json_format.ParseDict(engine_properties(inputs), struct_pb2.Struct())
+
+
+def analyze_request(registration: Registration, provider: Optional[Registration]) -> Any:
+    request = proto.AnalyzeRequest(
+        urn=registration.urn,
+        type=registration.type,
+        name=registration.name,
+        properties=_struct(registration.inputs),
+        options=proto.AnalyzerResourceOptions(
+            protect=registration.protect,
+            deleteBeforeReplace=registration.delete_before_replace,
+            deleteBeforeReplaceDefined=True,
+            additionalSecretOutputs=registration.additional_secret_outputs,
+            parent=registration.parent,
+        ),
+    )
+    if provider is not None:
+        request.provider.CopyFrom(
+            proto.AnalyzerProviderResource(
+                urn=provider.urn, type=provider.type, name=provider.name, properties=_struct(provider.inputs)
+            )
+        )
+    return request
+
+
+def validation_args(registration: Registration, provider: Optional[Registration] = None) -> ResourceValidationArgs:
+    """The ``ResourceValidationArgs`` a validator receives for ``registration`` under the pack."""
+    props = unknown_checking_proxy({k: rules._marked(v) for k, v in engine_properties(registration.inputs).items()})
+    opts = PolicyResourceOptions(
+        protect=registration.protect,
+        ignore_changes=[],
+        delete_before_replace=registration.delete_before_replace,
+        aliases=[],
+        custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
+        additional_secret_outputs=registration.additional_secret_outputs,
+        parent=registration.parent or None,
+    )
+    policy_provider = (
+        PolicyProviderResource(provider.type, rules.plain(provider.inputs), provider.urn, provider.name)
+        if provider is not None
+        else None
+    )
+    return ResourceValidationArgs(registration.type, props, registration.urn, registration.name, opts, policy_provider)
+
+
+class Analyzer:
+    """The pack's analyzer servicer, as ``policies/__main__.py`` builds it, without the gRPC server."""
+
+    def __init__(self) -> None:
+        rules.keep_secret_markers()
+        self._servicer = sdk_policy._PolicyAnalyzerServicer(
+            PACK, "0.1.0", rules.POLICIES, EnforcementLevel.MANDATORY, None, None, None, None, None, None, None
+        )
+
+    def analyze(self, registration: Registration, provider: Optional[Registration] = None) -> list[Violation]:
+        response = self._servicer.Analyze(analyze_request(registration, provider), None)
+        return [
+            Violation(
+                policy=d.policyName,
+                urn=d.urn or registration.urn,
+                message=d.message,
+                mandatory=d.enforcementLevel == proto.MANDATORY,
+            )
+            for d in response.diagnostics
+        ]
+
+    def check(self, run: ProgramRun, registrations: Optional[Iterable[Registration]] = None) -> list[Violation]:
+        found: list[Violation] = []
+        for registration in run.registrations if registrations is None else registrations:
+            found.extend(self.analyze(registration, run.provider_of(registration)))
+        return found
+
+
+def main(argv: list[str]) -> int:
+    analyzer = Analyzer()
+    failed = False
+    for stack in argv or ["prod", "staging"]:
+        run = run_program(stack)
+        if run.error is not None:
+            print(f"{stack}: the program failed: {run.error}")
+            failed = True
+            continue
+        found = analyzer.check(run)
+        print(f"{stack}: {len(run.registrations)} resources, {len(found)} violations")
+        for violation in found:
+            print(f"  {violation}")
+        failed = failed or bool(found)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
