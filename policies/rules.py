@@ -183,6 +183,15 @@ def keep_secret_markers() -> None:
 
 # --- shared helpers ------------------------------------------------------------------------------
 
+_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def without_image_id(reference: str) -> str:
+    """The reference part of a RemoteImage id (``sha256:<id>`` or ``sha256:<id>name:tag``), else itself."""
+    match = _IMAGE_ID.match(reference)
+    return reference[match.end():] if match else reference
+
+
 def image_repository(reference: str) -> str:
     """The last path segment of an image reference's repository: ``postgres`` for ``postgres:16.10``."""
     name = reference.split("@", 1)[0]
@@ -197,8 +206,8 @@ def image_pin_problem(reference: Any) -> Optional[str]:
         return None  # an image id computed by a RemoteImage; the RemoteImage's own name is checked
     if not isinstance(reference, str) or not reference.strip():
         return "has no image"
-    if re.fullmatch(r"sha256:[0-9a-f]{64}", reference):
-        return None  # an image id (from RemoteImage.imageId): immutable
+    if _IMAGE_ID.match(reference):
+        return None  # an image id (RemoteImage.imageId): immutable, and its RemoteImage's name is checked
     if "@" in reference:
         digest = reference.split("@", 1)[1]
         return None if re.fullmatch(r"sha256:[0-9a-f]{64}", digest) else f"{reference!r} has a malformed digest"
@@ -248,14 +257,14 @@ def is_nginx(props: Mapping[str, Any]) -> bool:
     name = opened(props.get("name"))
     image = opened(props.get("image"))
     by_name = isinstance(name, str) and (name == "nginx" or name.endswith("-nginx"))
-    by_image = isinstance(image, str) and not image.startswith("sha256:") and image_repository(image).startswith("nginx")
+    by_image = isinstance(image, str) and image_repository(without_image_id(image)).startswith("nginx")
     return by_name or by_image
 
 
 def _sensitive_image(props: Mapping[str, Any]) -> Optional[str]:
     image = opened(props.get("image"))
-    if isinstance(image, str) and not image.startswith("sha256:"):
-        repository = image_repository(image)
+    if isinstance(image, str) and without_image_id(image):
+        repository = image_repository(without_image_id(image))
         if repository in SENSITIVE_IMAGES:
             return repository
     return None

@@ -100,7 +100,8 @@ def test_nginx_may_publish_80_and_443_publicly_but_nothing_else() -> None:
     ports = [{"internal": 80, "external": 80, "ip": "0.0.0.0"}, {"internal": 443, "external": 443}]
     by_name = container(name="nginx", image="sha256:" + "1" * 64, ports=ports)
     by_image = container(name="edge-proxy", image="nginx:1.27.3", ports=ports)
-    for props in (by_name, by_image):
+    by_image_id = container(name="edge", image="sha256:" + "2" * 64 + "nginx:1.27.3", ports=ports)
+    for props in (by_name, by_image, by_image_id):
         assert violations(rules.no_public_container_ports, resource(rules.CONTAINER, props)) == []
     status = container(name="nginx", image="nginx:1.27.3", ports=[{"internal": 8080, "external": 8080, "ip": "0.0.0.0"}])
     assert len(violations(rules.no_public_container_ports, resource(rules.CONTAINER, status))) == 1
@@ -299,6 +300,7 @@ def test_private_bucket_passes(props: dict[str, Any]) -> None:
         (rules.CONTAINER, container(name="nginx", image="nginx:1.27.3", ports=[{"internal": 5000, "external": 5000, "ip": "203.0.113.10"}])),
         (rules.CONTAINER, container(ports=[{"internal": 5432, "external": 15432, "ip": "::"}])),
         (rules.CONTAINER, container(networkMode="host", ports=[])),
+        (rules.CONTAINER, container(image="sha256:" + "3" * 64 + "redis:7.4.5", ports=[{"internal": 6380, "external": 6380}])),
         (rules.SERVICE, service(containerSpec={"image": "postgres:16.10"}) | {"endpointSpec": {"ports": [{"targetPort": 5432, "publishedPort": 5433}]}}),
         (rules.SERVICE, service() | {"endpointSpec": {"ports": [{"targetPort": 8080, "publishedPort": 9055}]}}),
     ],
