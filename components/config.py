@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, template_problems
+
 SERVER_NAMES = ("application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3")
 ServerName = Literal["application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3"]
 
@@ -153,12 +155,126 @@ class Capacity(Model):
     headroom_percent: int = Field(default=10, alias="headroomPercent", ge=0, le=90)
 
 
+
+# --- databases (db1, db2): components/catalogue.py holds the services; a stack adds or overrides them.
+
+
+def _engine_name(value: str) -> str:
+    if value not in ENGINES:
+        raise ValueError(f"unknown engine {value!r} (known engines: {', '.join(sorted(ENGINES))})")
+    return value
+
+
+def _database_server(value: str) -> str:
+    if value not in DATABASE_SERVERS:
+        raise ValueError(f"{value!r} is not a database server (databases run on {' or '.join(DATABASE_SERVERS)})")
+    return value
+
+
+def _distinct(values: list[str]) -> list[str]:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(repeated)} listed more than once")
+    return values
+
+
+EngineName = Annotated[str, AfterValidator(_engine_name)]
+DatabaseServerName = Annotated[str, AfterValidator(_database_server)]
+ServiceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$", max_length=48)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+ContainerMemory = Annotated[int, Field(ge=64)]
+
+
+class DatabaseService(Model):
+    """A service added to the catalogue, or the fields of a catalogue service a stack overrides.
+
+    ``env`` is merged into the catalogue's map (a ``null`` value removes a key); the other fields replace.
+    """
+
+    server: Optional[DatabaseServerName] = None
+    engines: Optional[Annotated[list[EngineName], AfterValidator(_distinct), Field(min_length=1)]] = None
+    env: dict[EnvName, Optional[str]] = Field(default_factory=dict)
+    host_ports: dict[EngineName, Port] = Field(default_factory=dict, alias="hostPorts")
+    memory_mib: dict[EngineName, ContainerMemory] = Field(default_factory=dict, alias="memoryMib")
+
+
+class Databases(Model):
+    """Sizes per engine (``memoryMib``, MiB per container) and services added or overridden."""
+
+    memory_mib: dict[EngineName, ContainerMemory] = Field(default_factory=dict, alias="memoryMib")
+    services: dict[ServiceName, DatabaseService] = Field(default_factory=dict)
+
+    def catalogue(self) -> tuple[Service, ...]:
+        """The catalogue with this stack's overrides applied, then the services it adds, in order."""
+        merged: dict[str, Service] = {s.name: s for s in CATALOGUE}
+        for name, override in self.services.items():
+            base = merged.get(name)
+            env = {**(base.env if base else {}), **override.env}
+            merged[name] = Service(
+                name=name,
+                server=override.server or (base.server if base else ""),
+                engines=tuple(override.engines or (base.engines if base else ())),
+                env={k: v for k, v in env.items() if v is not None},
+                host_ports={**(base.host_ports if base else {}), **override.host_ports},
+                memory_mib={**(base.memory_mib if base else {}), **override.memory_mib},
+            )
+        return tuple(merged.values())
+
+    def containers(self) -> list[Container]:
+        return containers(self.catalogue(), self.memory_mib)
+
+    def problems(self) -> list[str]:
+        """Cross-field mistakes, each naming its key path; empty when the section is consistent."""
+        problems: list[str] = []
+        catalogued = {s.name for s in CATALOGUE}
+        for name, override in self.services.items():
+            path = f"databases.services.{name}"
+            if name not in catalogued:
+                for key, value in (("server", override.server), ("engines", override.engines)):
+                    if value is None:
+                        problems.append(
+                            f"{path}.{key}: required for a service not in the catalogue ({', '.join(sorted(catalogued))})"
+                        )
+        services = self.catalogue()
+        for service in services:
+            path = f"databases.services.{service.name}"
+            if not service.server or not service.engines:
+                continue
+            own_env = self.services.get(service.name, DatabaseService()).env
+            for key, template in service.env.items():
+                origin = "" if key in own_env else " (from the catalogue: override it, or remove it with null)"
+                problems += [f"{path}.env.{key}: {p}{origin}" for p in template_problems(template, service.engines)]
+            for field_key, values in (("hostPorts", service.host_ports), ("memoryMib", service.memory_mib)):
+                for engine in values:
+                    if engine not in service.engines:
+                        problems.append(f"{path}.{field_key}.{engine}: {service.name} does not use {engine}")
+        if problems:
+            return problems
+        explicit = {(s.name, e) for s in services for e in s.host_ports}
+        taken: dict[tuple[str, int], Container] = {}
+        for container in containers(services, self.memory_mib):
+            other = taken.setdefault((container.server, container.host_port), container)
+            if other is container:
+                continue
+            blamed = container if (container.service, container.engine) in explicit else other
+            if (blamed.service, blamed.engine) in explicit:
+                where = f"databases.services.{blamed.service}.hostPorts.{blamed.engine}"
+            else:
+                where = "databases.services"
+            problems.append(
+                f"{where}: host port {container.host_port} on {container.server} is taken by both "
+                f"{other.name} and {container.name}; give one of them another hostPorts value"
+            )
+        return problems
+
+
 class StackConfig(Model):
     domain: Domain
     servers: dict[ServerName, Server]
     access: Access = Access()
     versions: Versions
     capacity: Capacity = Capacity()
+    databases: Databases = Databases()
 
     @model_validator(mode="after")
     def _servers_are_the_six(self) -> "StackConfig":
@@ -176,6 +292,14 @@ class StackConfig(Model):
             for name, server in self.servers.items():
                 if server.public_address is None:
                     raise ValueError(f"servers.{name}.publicAddress: required because access.via is 'public'")
+        return self
+
+
+    @model_validator(mode="after")
+    def _databases_are_consistent(self) -> "StackConfig":
+        problems = self.databases.problems()
+        if problems:
+            raise ValueError("\n  ".join(problems))
         return self
 
 

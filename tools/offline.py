@@ -321,3 +321,9 @@ def run_program(
     except Exception as exc:  # the program's own failure is part of the result
         error = exc
     return ProgramRun(stack=stack, registrations=monitor.registrations, exports=exports, error=error)
+
+
+@fake_outputs("docker:index/remoteImage:RemoteImage")
+def _remote_image(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    # The provider reports "<image id><reference>"; the container's `image` is this value.
+    return {"imageId": f"sha256:{_token(str(inputs.get('name')), 64)}{inputs.get('name')}", "repoDigest": ""}

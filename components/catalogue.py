@@ -1,0 +1,342 @@
+"""The backing services of db1 and db2, as data: which service needs which engines on which server,
+and the environment variables each service expects, in its own names.
+
+No Pulumi here. ``components.config`` merges the stack's ``databases`` section into ``CATALOGUE``
+and validates it; ``components.data`` turns the result into containers. Adding a service is one
+``Service`` entry below (or one entry under ``databases.services`` in a stack file).
+
+Templates
+---------
+A service's ``env`` values are text with ``{engine.facet}`` placeholders, e.g. ``"{postgres.url}"``;
+the facets an engine offers are ``Engine.facets``. Engine container settings (``environment``,
+``command``, ``healthcheck``) are text with ``{name}`` placeholders over ``Container.container_values``
+plus ``{password}`` (only in ``environment``, which is passed as a secret).
+
+Host ports
+----------
+Each container publishes its engine's port on the server's private IP. The host port is the
+engine's base port plus the index of the service among the server's services using that engine, in
+catalogue order (config-added services come after the catalogue, in the order written), unless
+``hostPorts`` sets it explicitly. So on db2: Postgres 5432 (odk-adapter) .. 5438 (airflow), Redis
+6379/6380/6381, RabbitMQ 5672/5673, Elasticsearch 9200. Adding a service at the end never moves
+another service's port; pin ``hostPorts`` before removing one from the middle.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+DATABASE_SERVERS = ("db1", "db2")
+
+# Generated passwords are alphanumeric, so they go into URLs without escaping.
+PASSWORD_LENGTH = 32
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    container_port: int
+    memory_mib: int
+    data_path: str
+    # Per-instance identity the engine needs besides host, port and password ("user", "database", "vhost").
+    identity: tuple[str, ...]
+    # Facets derived from host, port, password and the identity (URLs and the like).
+    derived: Mapping[str, str]
+    environment: Mapping[str, str]
+    healthcheck: tuple[str, ...]
+    command: tuple[str, ...] = ()
+    # Its node name is part of its data (RabbitMQ): the container hostname must never change.
+    fixed_hostname: bool = False
+    start_period: str = "30s"
+    # Kernel settings the host must provide, as minimum values.
+    host_sysctl_minimums: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def facets(self) -> tuple[str, ...]:
+        return ("host", "port", "password", *self.identity, *self.derived)
+
+    @property
+    def secret_facets(self) -> frozenset[str]:
+        """Facets whose value carries the password (directly or through another facet)."""
+        secret = {"password"}
+        for facet, template in self.derived.items():
+            if secret & set(placeholders(template)):
+                secret.add(facet)
+        return frozenset(secret)
+
+    def derive(self, values: Mapping[str, str]) -> dict[str, str]:
+        """The derived facets computable from ``values`` (host, port, identity, maybe the password);
+        each may use the ones before it. Without the password, the facets that carry it are skipped."""
+        known = dict(values)
+        for facet, template in self.derived.items():
+            if set(placeholders(template)) <= known.keys():
+                known[facet] = render(template, known)
+        return {facet: known[facet] for facet in self.derived if facet in known}
+
+
+ENGINES: Mapping[str, Engine] = MappingProxyType(
+    {
+        "postgres": Engine(
+            name="postgres",
+            container_port=5432,
+            memory_mib=512,
+            data_path="/var/lib/postgresql/data",
+            identity=("user", "database"),
+            derived={
+                "url": "postgresql://{user}:{password}@{host}:{port}/{database}",
+                "jdbc": "jdbc:postgresql://{host}:{port}/{database}",
+            },
+            environment={"POSTGRES_USER": "{user}", "POSTGRES_PASSWORD": "{password}", "POSTGRES_DB": "{database}"},
+            healthcheck=("CMD", "pg_isready", "-h", "127.0.0.1", "-U", "{user}", "-d", "{database}"),
+        ),
+        "redis": Engine(
+            name="redis",
+            container_port=6379,
+            memory_mib=256,
+            data_path="/data",
+            identity=(),
+            derived={"url": "redis://:{password}@{host}:{port}/0"},
+            # redis-cli reads REDISCLI_AUTH, so neither the server's command line nor the healthcheck
+            # carries the password; maxmemory keeps Redis under the container limit (writes fail instead
+            # of the kernel killing it).
+            environment={"REDISCLI_AUTH": "{password}"},
+            command=(
+                "sh",
+                "-c",
+                'exec docker-entrypoint.sh redis-server --appendonly yes --maxmemory {maxmemory_mib}mb --requirepass "$REDISCLI_AUTH"',
+            ),
+            healthcheck=("CMD-SHELL", "redis-cli -h 127.0.0.1 ping | grep -q PONG"),
+        ),
+        "rabbitmq": Engine(
+            name="rabbitmq",
+            container_port=5672,
+            memory_mib=512,
+            data_path="/var/lib/rabbitmq",
+            identity=("user", "vhost"),
+            derived={"url": "amqp://{user}:{password}@{host}:{port}/{vhost}"},
+            environment={
+                "RABBITMQ_DEFAULT_USER": "{user}",
+                "RABBITMQ_DEFAULT_PASS": "{password}",
+                "RABBITMQ_DEFAULT_VHOST": "{vhost}",
+                # RabbitMQ sizes its memory alarm from the machine's memory unless told the container's.
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-rabbit total_memory_available_override_value {memory_bytes}",
+            },
+            healthcheck=("CMD", "rabbitmq-diagnostics", "-q", "ping"),
+            fixed_hostname=True,
+            start_period="60s",
+        ),
+        "elasticsearch": Engine(
+            name="elasticsearch",
+            container_port=9200,
+            memory_mib=1024,
+            data_path="/usr/share/elasticsearch/data",
+            identity=(),
+            derived={
+                "user": "elastic",
+                "url": "http://{user}:{password}@{host}:{port}",
+                "endpoint": "http://{host}:{port}",
+            },
+            # Single node, security on (the built-in `elastic` user's password comes from ELASTIC_PASSWORD),
+            # plain HTTP on the private network; the JVM heap is half the container's memory.
+            environment={
+                "discovery.type": "single-node",
+                "xpack.security.enabled": "true",
+                "xpack.security.http.ssl.enabled": "false",
+                "xpack.security.transport.ssl.enabled": "false",
+                "ELASTIC_PASSWORD": "{password}",
+                "ES_JAVA_OPTS": "-Xms{heap_mib}m -Xmx{heap_mib}m",
+            },
+            healthcheck=(
+                "CMD-SHELL",
+                'curl -fsS -u "elastic:$ELASTIC_PASSWORD" '
+                "'http://127.0.0.1:{container_port}/_cluster/health?wait_for_status=yellow&timeout=5s' >/dev/null",
+            ),
+            start_period="120s",
+            host_sysctl_minimums={"vm.max_map_count": 262144},
+        ),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    server: str
+    engines: tuple[str, ...]
+    env: Mapping[str, str]
+    host_ports: Mapping[str, int] = field(default_factory=dict)
+    memory_mib: Mapping[str, int] = field(default_factory=dict)
+
+
+CATALOGUE: tuple[Service, ...] = (
+    Service(
+        "esamwad-backend",
+        "db1",
+        ("postgres", "redis", "rabbitmq"),
+        {
+            "SQL_HOST": "{postgres.host}",
+            "SQL_PORT": "{postgres.port}",
+            "SQL_DATABASE": "{postgres.database}",
+            "SQL_USER": "{postgres.user}",
+            "SQL_PASSWORD": "{postgres.password}",
+            "CELERY_BROKER": "{rabbitmq.url}",
+            "REDIS_URL": "{redis.url}",
+        },
+    ),
+    Service(
+        "odk-adapter",
+        "db2",
+        ("postgres", "redis"),
+        {
+            "DATABASE_URL": "{postgres.url}",
+            "QUEUE_HOST": "{redis.host}",
+            "QUEUE_PORT": "{redis.port}",
+            "QUEUE_PASSWORD": "{redis.password}",
+        },
+    ),
+    Service(
+        "doc-generator",
+        "db2",
+        ("postgres", "rabbitmq"),
+        {
+            "SQL_HOST": "{postgres.host}",
+            "SQL_PORT": "{postgres.port}",
+            "SQL_DATABASE": "{postgres.database}",
+            "SQL_USER": "{postgres.user}",
+            "SQL_PASSWORD": "{postgres.password}",
+            "CELERY_BROKER_URL": "{rabbitmq.url}",
+        },
+    ),
+    Service("templater", "db2", ("postgres",), {"DATABASE_URL": "{postgres.url}"}),
+    Service(
+        "yaus",
+        "db2",
+        ("postgres", "rabbitmq", "redis"),
+        {
+            "DATABASE_URL": "{postgres.url}",
+            "REDIS_URI": "{redis.url}",
+            "RMQ_URL": "{rabbitmq.url}",
+            "RMQ_QUEUE": "yaus",
+        },
+    ),
+    Service(
+        "odk-aggregate",
+        "db2",
+        ("postgres",),
+        {
+            "DB_URL": "{postgres.jdbc}",
+            "DB_USERNAME": "{postgres.user}",
+            "DB_PASSWORD": "{postgres.password}",
+            "DB_NAME": "{postgres.database}",
+            "DB_PORT": "{postgres.port}",
+            "DB_SCHEMA": "public",
+        },
+    ),
+    Service(
+        "fusionauth",
+        "db2",
+        ("postgres", "elasticsearch"),
+        {
+            "DATABASE_URL": "{postgres.jdbc}",
+            # The service owns its database; FusionAuth's root and ordinary users are the same role.
+            "DATABASE_ROOT_USERNAME": "{postgres.user}",
+            "DATABASE_ROOT_PASSWORD": "{postgres.password}",
+            "DATABASE_USERNAME": "{postgres.user}",
+            "DATABASE_PASSWORD": "{postgres.password}",
+            "SEARCH_TYPE": "elasticsearch",
+            "SEARCH_SERVERS": "{elasticsearch.url}",
+        },
+    ),
+    Service(
+        "airflow",
+        "db2",
+        ("postgres", "redis"),
+        {
+            "POSTGRES_HOST": "{postgres.host}",
+            "POSTGRES_PORT": "{postgres.port}",
+            "POSTGRES_USER": "{postgres.user}",
+            "POSTGRES_PASSWORD": "{postgres.password}",
+            "POSTGRES_DB": "{postgres.database}",
+            "REDIS_HOST": "{redis.host}",
+            "REDIS_PORT": "{redis.port}",
+            "REDIS_PASSWORD": "{redis.password}",
+        },
+    ),
+)
+
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def placeholders(template: str) -> list[str]:
+    return PLACEHOLDER.findall(template)
+
+
+def template_problems(template: str, engines: Sequence[str]) -> list[str]:
+    """Why ``template`` (a service env value) cannot be rendered for a service with ``engines``."""
+    problems = []
+    if PLACEHOLDER.sub("", template).count("{") or PLACEHOLDER.sub("", template).count("}"):
+        problems.append(f"unbalanced braces in {template!r}")
+    for name in placeholders(template):
+        engine, _, facet = name.partition(".")
+        if engine not in ENGINES or not facet:
+            problems.append(f"{{{name}}} is not an {{engine.facet}} placeholder (engines: {', '.join(ENGINES)})")
+        elif engine not in engines:
+            problems.append(f"{{{name}}} refers to {engine}, which this service does not use (engines: {', '.join(engines)})")
+        elif facet not in ENGINES[engine].facets:
+            problems.append(f"{{{name}}}: unknown facet {facet!r} of {engine} (facets: {', '.join(ENGINES[engine].facets)})")
+    return problems
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+@dataclass(frozen=True)
+class Container:
+    """One engine of one service on its server, with everything decided from config alone."""
+
+    service: str
+    engine: str
+    server: str
+    host_port: int
+    memory_mib: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.engine}-{self.service}"
+
+    @property
+    def spec(self) -> Engine:
+        return ENGINES[self.engine]
+
+    def identity(self) -> dict[str, str]:
+        """The user, database and vhost this container is created with (named after the service)."""
+        names = {"user": self.service.replace("-", "_"), "database": self.service.replace("-", "_"), "vhost": self.service}
+        return {key: names[key] for key in self.spec.identity}
+
+    def container_values(self) -> dict[str, str]:
+        """Values for the engine's container templates, except the password."""
+        return {
+            **self.identity(),
+            "memory_mib": str(self.memory_mib),
+            "memory_bytes": str(self.memory_mib * 1024 * 1024),
+            "heap_mib": str(self.memory_mib // 2),
+            "maxmemory_mib": str(self.memory_mib * 3 // 4),
+            "container_port": str(self.spec.container_port),
+        }
+
+
+def containers(services: Iterable[Service], engine_memory: Mapping[str, int]) -> list[Container]:
+    """Every container, in catalogue order, with its host port (see the module docstring) and memory."""
+    result: list[Container] = []
+    used: dict[tuple[str, str], int] = {}
+    for service in services:
+        for engine in service.engines:
+            index = used.get((service.server, engine), 0)
+            used[(service.server, engine)] = index + 1
+            port = service.host_ports.get(engine, ENGINES[engine].container_port + index)
+            memory = service.memory_mib.get(engine, engine_memory.get(engine, ENGINES[engine].memory_mib))
+            result.append(Container(service.name, engine, service.server, port, memory))
+    return result

@@ -1,0 +1,241 @@
+"""db1 and db2: one ``DatabaseServer`` per database server turns its catalogue entries into containers.
+
+What runs where, the host ports and the memory come from ``config.databases`` (the catalogue in
+``components/catalogue.py`` with the stack's overrides, already validated). Every service gets its own
+container per engine, its own generated password per engine, and a map of the environment variables
+it expects (``service_env``), which goes to the ``CredentialBook`` for Vault.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_command as command
+import pulumi_docker as docker
+import pulumi_random as random
+
+from .capacity import Placement
+from .catalogue import DATABASE_SERVERS, ENGINES, PASSWORD_LENGTH, Container, Engine, Service, placeholders, render
+from .config import StackConfig
+from .host import Host
+from .publishing import CredentialBook
+from .shell import quote, script
+
+# `up` waits this long for a new container's healthcheck to pass (Elasticsearch is the slow one).
+HEALTHY_WITHIN_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class DatabaseServerArgs:
+    host: Host
+    services: Sequence[Service]
+    containers: Sequence[Container]
+    # Pinned image per engine, from `versions`.
+    images: Mapping[str, str]
+
+
+def sysctl_check_script(server: str, minimums: Mapping[str, int]) -> str:
+    """Fail, saying how to fix it, when a kernel setting an engine needs is below its minimum.
+
+    Read-only: the operator decides how the host is tuned, this only refuses to start what would crash."""
+    body = []
+    for key, minimum in sorted(minimums.items()):
+        body.append(
+            f"""
+step "reading {key}"
+value=$(sysctl -n {quote(key)}) || fail "cannot read {key} on {server}"
+[ "$value" -ge {minimum} ] || fail "{key} is $value on {server}, at least {minimum} is needed: run 'sudo sysctl -w {key}={minimum}' and persist it in /etc/sysctl.d/99-samarth.conf"
+"""
+        )
+    body.append(f'echo "{server}: kernel settings for the databases are in place"')
+    return script(f"database-sysctls[{server}]", "".join(body))
+
+
+class DatabaseServer(pulumi.ComponentResource):
+    """The containers of every service placed on one database server, and what their clients need."""
+
+    service_env: dict[str, dict[str, pulumi.Output[str]]]
+    endpoints: dict[str, dict[str, dict[str, pulumi.Input]]]
+
+    def __init__(self, name: str, args: DatabaseServerArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("samarth:data:DatabaseServer", name, None, opts)
+        host = args.host
+        engines = sorted({c.engine for c in args.containers})
+        images = {
+            engine: docker.RemoteImage(
+                f"{host.name}-{engine}-image",
+                name=args.images[engine],
+                keep_locally=True,
+                opts=host.docker_options(self),
+            )
+            for engine in engines
+        }
+
+        minimums: dict[str, int] = {}
+        for container in args.containers:
+            minimums.update(container.spec.host_sysctl_minimums)
+        kernel_ready: list[pulumi.Resource] = []
+        if minimums:
+            kernel_ready.append(
+                command.remote.Command(
+                    f"{host.name}-database-sysctls",
+                    connection=host.connection,
+                    create=sysctl_check_script(host.name, minimums),
+                    triggers=[json.dumps(minimums, sort_keys=True)],
+                    opts=host.command_options(self),
+                )
+            )
+
+        facets: dict[tuple[str, str], dict[str, pulumi.Output[str]]] = {}
+        self.endpoints = {}
+        for container in args.containers:
+            password = random.RandomPassword(
+                f"{host.name}-{container.name}-password",
+                length=PASSWORD_LENGTH,
+                special=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            secret_password = pulumi.Output.secret(password.result)
+            needs_kernel = kernel_ready if container.spec.host_sysctl_minimums else []
+            self._container(host, container, images[container.engine], secret_password, needs_kernel)
+            facets[(container.service, container.engine)] = _facets(container, host.private_ip, secret_password)
+            self.endpoints.setdefault(container.service, {})[container.engine] = {
+                "container": container.name,
+                "host": host.private_ip,
+                "port": container.host_port,
+            }
+
+        self.service_env = {
+            service.name: {
+                key: _env_value(template, service.name, facets)
+                for key, template in service.env.items()
+            }
+            for service in args.services
+        }
+        self.register_outputs({"endpoints": self.endpoints})
+
+    def _container(
+        self,
+        host: Host,
+        container: Container,
+        image: docker.RemoteImage,
+        password: pulumi.Output[str],
+        depends_on: list[pulumi.Resource],
+    ) -> docker.Container:
+        spec = container.spec
+        values = container.container_values()
+        volume = docker.Volume(
+            f"{host.name}-{container.name}-data",
+            name=f"{container.name}-data",
+            # The data outlives the container and even the stack: removing it is a manual decision.
+            opts=host.docker_options(self, protect=True, retain_on_delete=True),
+        )
+        return docker.Container(
+            f"{host.name}-{container.name}",
+            name=container.name,
+            image=image.image_id,
+            hostname=container.name if spec.fixed_hostname else None,
+            envs=_environment(spec, values, password),
+            command=[render(part, values) for part in spec.command] or None,
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=[render(part, values) for part in spec.healthcheck],
+                interval="15s",
+                timeout="10s",
+                retries=5,
+                start_period=spec.start_period,
+            ),
+            wait=True,
+            wait_timeout=HEALTHY_WITHIN_SECONDS,
+            restart="unless-stopped",
+            network_mode="bridge",
+            memory=container.memory_mib,
+            memory_swap=container.memory_mib,
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=spec.container_port, external=container.host_port, ip=host.private_ip, protocol="tcp"
+                )
+            ],
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.data_path)],
+            log_driver="json-file",
+            log_opts={"max-size": "10m", "max-file": "3"},
+            opts=host.docker_options(self, delete_before_replace=True, depends_on=depends_on),
+        )
+
+
+def _environment(spec: Engine, values: Mapping[str, str], password: pulumi.Output[str]) -> list[pulumi.Input[str]]:
+    envs: list[pulumi.Input[str]] = []
+    for key, template in spec.environment.items():
+        if "password" in placeholders(template):
+            envs.append(pulumi.Output.secret(password.apply(lambda p, k=key, t=template: f"{k}={render(t, {**values, 'password': p})}")))
+        else:
+            envs.append(f"{key}={render(template, values)}")
+    return envs
+
+
+def _facets(container: Container, private_ip: pulumi.Output[str], password: pulumi.Output[str]) -> dict[str, pulumi.Output[str]]:
+    """Every facet of one container as its clients see it: the server's private IP and the host port."""
+    spec = container.spec
+    base = {**container.identity(), "port": str(container.host_port)}
+    result: dict[str, pulumi.Output[str]] = {
+        "host": private_ip,
+        "password": password,
+        **{k: pulumi.Output.from_input(v) for k, v in base.items()},
+    }
+    # Facets without the password are computed without it, so they stay plain (a JDBC URL, a user name).
+    public = private_ip.apply(lambda h: spec.derive({**base, "host": h}))
+    secret = pulumi.Output.all(private_ip, password).apply(lambda hp: spec.derive({**base, "host": hp[0], "password": hp[1]}))
+    for facet in spec.derived:
+        if facet in spec.secret_facets:
+            result[facet] = pulumi.Output.secret(secret.apply(lambda d, f=facet: d[f]))
+        else:
+            result[facet] = public.apply(lambda d, f=facet: d[f])
+    return result
+
+
+def _env_value(
+    template: str,
+    service: str,
+    facets: Mapping[tuple[str, str], Mapping[str, pulumi.Output[str]]],
+) -> pulumi.Output[str]:
+    names = placeholders(template)
+    if not names:
+        return pulumi.Output.from_input(template)
+    secret = False
+    parts: list[pulumi.Output[str]] = []
+    for name in names:
+        engine, _, facet = name.partition(".")
+        secret = secret or facet in ENGINES[engine].secret_facets
+        parts.append(facets[(service, engine)][facet])
+    value = pulumi.Output.all(*parts).apply(lambda resolved: render(template, dict(zip(names, resolved))))
+    return pulumi.Output.secret(value) if secret else value
+
+
+def placements(config: StackConfig) -> list[Placement]:
+    return [Placement(c.server, c.name, c.memory_mib) for c in config.databases.containers()]
+
+
+def build_databases(config: StackConfig, hosts: Mapping[str, Host], book: CredentialBook) -> dict[str, DatabaseServer]:
+    """One ``DatabaseServer`` per database server that has services; every service's env goes to ``book``."""
+    services = config.databases.catalogue()
+    all_containers = config.databases.containers()
+    servers: dict[str, DatabaseServer] = {}
+    for server in DATABASE_SERVERS:
+        placed = [c for c in all_containers if c.server == server]
+        if not placed:
+            continue
+        servers[server] = DatabaseServer(
+            f"{server}-databases",
+            DatabaseServerArgs(
+                host=hosts[server],
+                services=[s for s in services if s.server == server],
+                containers=placed,
+                images={c.engine: getattr(config.versions, c.engine) for c in placed},
+            ),
+        )
+        for service, env in servers[server].service_env.items():
+            book.add(service, env)
+    return servers
