@@ -6,12 +6,18 @@ internal keys dropped, ``protect`` in the options, the provider's inputs), and h
 analyzer servicer ``pulumi preview --policy-pack policies`` starts, with the same rules and the same
 secret handling. A violation here is a violation there.
 
+It also checks capacity from the registrations: per server (the ``Host`` owning a container's Docker
+provider), the containers' memory limits must fit the server's usable memory and not exceed what the
+components' ``placements`` planned, so the limits really are the planned numbers.
+
 ``python -m tools.guardrails [stack...]`` prints the violations of each stack (exit 1 if any).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -29,10 +35,23 @@ from pulumi_policy import policy as sdk_policy
 from pulumi_policy.deserialize import serialize_properties
 from pulumi_policy.proxy import unknown_checking_proxy
 
+from components.capacity import Placement, usable_mib
+from components.config import StackConfig, load_stack_config
 from policies import rules
-from tools.offline import SECRET_SIG_KEY, ProgramRun, Registration, run_program
+from tools.offline import (
+    PROJECT,
+    ROOT,
+    SECRET_SIG_KEY,
+    ProgramRun,
+    Registration,
+    read_stack_values,
+    reveal,
+    run_program,
+    stack_file,
+)
 
 PACK = "samarth-guardrails"
+HOST = "samarth:host:Host"
 
 
 @dataclass(frozen=True)
@@ -134,6 +153,57 @@ class Analyzer:
         return found
 
 
+# --- capacity, from what the program actually registered ----------------------------------------
+
+def server_of(run: ProgramRun, registration: Registration) -> Optional[str]:
+    """The server a Docker resource lands on: the ``Host`` that owns its Docker provider."""
+    provider = run.provider_of(registration)
+    owner = run.parent_of(provider) if provider is not None else None
+    return owner.name if owner is not None and owner.type == HOST else None
+
+
+def container_memory(run: ProgramRun) -> dict[str, dict[str, int]]:
+    """Memory limits (MiB) of every container, by server then container name."""
+    placed: dict[str, dict[str, int]] = defaultdict(dict)
+    for container in run.of_type(rules.CONTAINER):
+        server = server_of(run, container)
+        if server is None:
+            raise LookupError(f"container {container.name}: its provider is not a Host's Docker provider")
+        placed[server][container.name] = int(reveal(container.inputs).get("memory") or 0)
+    return dict(placed)
+
+
+def all_placements(config: StackConfig) -> list[Placement]:
+    """Every component module's ``placements(config)``, found by looking, not by a list to keep up."""
+    found: list[Placement] = []
+    for module in sorted(p.stem for p in (ROOT / "components").glob("*.py") if p.stem != "__init__"):
+        placements = getattr(importlib.import_module(f"components.{module}"), "placements", None)
+        if callable(placements):
+            found.extend(placements(config))
+    return found
+
+
+def capacity_problems(run: ProgramRun, config: StackConfig) -> list[str]:
+    """Per server: registered container limits must fit the usable memory and the planned placements."""
+    placements = all_placements(config)
+    problems: list[str] = []
+    for server, containers in sorted(container_memory(run).items()):
+        total = sum(containers.values())
+        planned = sum(p.memory_mib for p in placements if p.server == server)
+        usable = usable_mib(config, server)
+        listing = ", ".join(f"{name} {mib}" for name, mib in sorted(containers.items()))
+        if total > usable:
+            problems.append(f"{server}: containers take {total} MiB ({listing}), only {usable} MiB usable")
+        if total > planned:
+            problems.append(f"{server}: containers take {total} MiB ({listing}), placements planned {planned} MiB")
+    return problems
+
+
+def stack_config(stack: str) -> StackConfig:
+    values, _ = read_stack_values(stack_file(stack))
+    return load_stack_config(PROJECT, values)
+
+
 def main(argv: list[str]) -> int:
     analyzer = Analyzer()
     failed = False
@@ -143,7 +213,7 @@ def main(argv: list[str]) -> int:
             print(f"{stack}: the program failed: {run.error}")
             failed = True
             continue
-        found = analyzer.check(run)
+        found = [str(v) for v in analyzer.check(run)] + capacity_problems(run, stack_config(stack))
         print(f"{stack}: {len(run.registrations)} resources, {len(found)} violations")
         for violation in found:
             print(f"  {violation}")
