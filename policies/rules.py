@@ -363,7 +363,9 @@ def containers_supervised(args: ResourceValidationArgs, report_violation: Report
 
 # --- rule: no credential in plaintext ------------------------------------------------------------
 
-_CREDENTIAL_WORDS = frozenset({"password", "passwd", "pwd", "secret", "token", "credential", "credentials", "passphrase"})
+_CREDENTIAL_WORDS = frozenset(
+    {"password", "passwd", "pwd", "pass", "pw", "auth", "secret", "token", "credential", "credentials", "passphrase"}
+)
 # `hostKey` and friends name keys that are public or not keys at all.
 _NOT_CREDENTIAL_KEYS = frozenset({"host", "public", "primary", "foreign", "partition", "sort", "cache", "routing", "idempotency"})
 
@@ -377,7 +379,7 @@ def credential_name(name: str) -> bool:
     """Whether a property or variable called ``name`` carries a credential.
 
     The last word decides: ``SQL_PASSWORD``, ``minioPassword``, ``token``, ``API_KEY``, ``privateKey`` and
-    ``secretId``, ``PGPASSWORD`` do; ``POSTGRES_PASSWORD_FILE``, ``tokenPolicies`` and ``hostKey`` do not.
+    ``secretId``, ``PGPASSWORD``, ``RABBITMQ_DEFAULT_PASS``, ``REDISCLI_AUTH`` do; ``POSTGRES_PASSWORD_FILE``, ``tokenPolicies`` and ``hostKey`` do not.
     """
     words = _words(name)
     if not words:

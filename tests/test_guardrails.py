@@ -156,8 +156,9 @@ def test_a_plaintext_password_is_caught(prod: ProgramRun, analyzer: guardrails.A
             exposed = weakened(registration, lambda inputs: _reveal_at(inputs, path))
             assert policies_hit(analyzer, prod, exposed) == {"credentials-are-secrets"}, (registration.name, path)
             revealed.extend(names)
-    assert any("PASSWORD" in name for name in revealed), revealed
-    assert "privateKey" in revealed
+    # Every database container's credentials, and the SSH key of every command's connection.
+    for expected in ("POSTGRES_PASSWORD", "RABBITMQ_DEFAULT_PASS", "REDISCLI_AUTH", "privateKey"):
+        assert expected in revealed, revealed
 
 
 def test_latest_is_caught(prod: ProgramRun, analyzer: guardrails.Analyzer) -> None:
@@ -223,3 +224,50 @@ def test_an_overcommitted_stack_fails_early_with_the_table() -> None:
     assert f"servers.{server}.memoryMib: 512 MiB" in message
     assert re.search(rf"^{re.escape(server)}\s+= total / usable of declared\s+{placed[server]} / 460 of 512$", message, re.M)
     assert run.registrations == []
+
+
+# --- the pack as the CLI starts it ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pack_stub() -> Iterator[Any]:
+    """``policies/__main__.py`` in its own process, as `pulumi preview --policy-pack` starts it: it
+    prints the port of its analyzer gRPC server."""
+    import subprocess
+    import sys
+
+    import grpc
+    from pulumi.runtime.proto import analyzer_pb2_grpc
+
+    process = subprocess.Popen(
+        [sys.executable, "-u", str(ROOT / "policies" / "__main__.py")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        port = process.stdout.readline().strip()
+        assert port.isdigit(), process.stderr.read() if process.poll() is not None else port
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        yield analyzer_pb2_grpc.AnalyzerStub(channel)
+        channel.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_the_pack_process_serves_every_rule_as_mandatory(pack_stub: Any) -> None:
+    from google.protobuf import empty_pb2
+    from pulumi.runtime import proto
+
+    info = pack_stub.GetAnalyzerInfo(empty_pb2.Empty())
+    assert info.name == guardrails.PACK
+    assert {p.name: p.enforcementLevel for p in info.policies} == {name: proto.MANDATORY for name in rules.RULES}
+
+
+def test_the_pack_process_tells_secret_from_plaintext(prod: ProgramRun, pack_stub: Any) -> None:
+    container = database_containers(prod)[0]
+    provider = prod.provider_of(container)
+    clean = pack_stub.Analyze(guardrails.analyze_request(container, provider))
+    assert list(clean.diagnostics) == []
+    exposed = weakened(container, lambda inputs: inputs.update(envs=reveal(inputs["envs"])))
+    found = pack_stub.Analyze(guardrails.analyze_request(exposed, provider))
+    assert {d.policyName for d in found.diagnostics} == {"credentials-are-secrets"}
+    assert all("=<literal> in plaintext" in d.message for d in found.diagnostics)

@@ -194,7 +194,8 @@ def test_supervised_service_passes() -> None:
 @pytest.mark.parametrize(
     "name",
     ["SQL_PASSWORD", "POSTGRES_PASSWORD", "minioPassword", "token", "VAULT_TOKEN", "API_KEY", "SECRET_KEY",
-     "privateKey", "secretId", "MINIO_ROOT_PASSWORD", "REDIS_PASSWORD", "KEY"],
+     "privateKey", "secretId", "MINIO_ROOT_PASSWORD", "REDIS_PASSWORD", "KEY", "PGPASSWORD", "RABBITMQ_DEFAULT_PASS",
+     "REDISCLI_AUTH"],
 )
 def test_credential_names(name: str) -> None:
     assert rules.credential_name(name)
