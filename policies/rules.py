@@ -202,8 +202,10 @@ def image_repository(reference: str) -> str:
 def image_pin_problem(reference: Any) -> Optional[str]:
     """Why ``reference`` is not a pinned image, or ``None`` when it is (a version tag or a digest)."""
     reference = opened(reference)
-    if reference is UNKNOWN:
-        return None  # an image id computed by a RemoteImage; the RemoteImage's own name is checked
+    if reference is UNKNOWN or reference is None:
+        # An id computed by a RemoteImage (unknown at preview, absent under mocks without an output
+        # fake); the RemoteImage's own name is what gets checked.
+        return None
     if not isinstance(reference, str) or not reference.strip():
         return "has no image"
     if _IMAGE_ID.match(reference):
@@ -411,6 +413,9 @@ def _text_problems(text: str) -> Iterator[str]:
         # A reference ($VAR, $(cmd)) is filled in on the server; only a literal is a leak.
         if single is None and "$" in value:
             continue
+        # `key=-` and `key=@file` are how CLIs such as vault read a value from stdin or a file.
+        if value == "-" or value.startswith("@"):
+            continue
         yield f"{name}=<literal>"
 
 
@@ -518,13 +523,32 @@ def minio_anonymous_read_only(args: ResourceValidationArgs, report_violation: Re
 
 # --- rule: Vault, MinIO console, registry and database ports never public ------------------------
 
+# `address = "10.20.0.10:8200"` (Vault's listener, and the HCL/TOML/YAML style of many servers).
+_LISTEN_ADDRESS = re.compile(r"""\b(?:address|cluster_address|bind|listen)\s*[=:]\s*["']?(\[[^\]]*\]|[^\s"':]*):\d+""")
+
+
+def _host_network_problem(props: Mapping[str, Any]) -> Optional[str]:
+    """On the host network a server listens where its own config says: accept it only when the config
+    uploaded into the container names listen addresses and every one of them is private."""
+    contents = [opened(u.get("content")) for u in opened(props.get("uploads")) or [] if isinstance(u, dict)]
+    addresses = [m.group(1) for text in contents if isinstance(text, str) for m in _LISTEN_ADDRESS.finditer(text)]
+    if not addresses:
+        return "no uploaded config names its listen addresses (it may listen on every address)"
+    public = [a or "<all addresses>" for a in addresses if not address_is_private(a)]
+    if public:
+        return f"its config listens on {', '.join(public)}"
+    return None
+
+
 def sensitive_ports_private(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     props = props_of(args)
     if args.resource_type == CONTAINER:
         image = _sensitive_image(props)
         if image and opened(props.get("networkMode")) == "host":
-            report_violation(f"container {args.name} ({image}) uses the host network, so it listens on every "
-                             "address of the server; use a bridge network and publish on the private IP")
+            problem = _host_network_problem(props)
+            if problem:
+                report_violation(f"container {args.name} ({image}) uses the host network and {problem}; "
+                                 "bind its listeners to the private IP in its config, or use a bridge network")
         for i, port in enumerate(opened(props.get("ports")) or []):
             if address_is_private(port.get("ip")):
                 continue

@@ -137,6 +137,7 @@ def test_unpinned_image_fails(type_: str, props: dict[str, Any]) -> None:
         (rules.CONTAINER, container(image="postgres:16.10")),
         (rules.CONTAINER, container(image=DIGEST)),  # RemoteImage.imageId
         (rules.CONTAINER, container(image=UNKNOWN_STRING_VALUE)),  # not known at preview; its RemoteImage is checked
+        (rules.CONTAINER, {k: v for k, v in container().items() if k != "image"}),  # mocks without an imageId fake
         (rules.REMOTE_IMAGE, {"name": "registry.example.org:5000/samarth/yaus:2.1.0"}),
         (rules.REMOTE_IMAGE, {"name": f"quay.io/minio/minio@{DIGEST}"}),
         (rules.SERVICE, service()),
@@ -241,6 +242,7 @@ def test_plaintext_credential_fails(type_: str, props: dict[str, Any]) -> None:
         (rules.COMMAND, {"create": "true", "connection": secret({"host": "10.20.0.10", "privateKey": "-----BEGIN KEY-----"})}),
         (rules.COMMAND, {"create": "true", "connection": {"host": "10.20.0.10", "hostKey": "ssh-ed25519 AAAA"}}),
         (rules.COMMAND, {"create": "true", "environment": {"REDIS_PASSWORD": secret(UNKNOWN_STRING_VALUE)}}),
+        (rules.COMMAND, {"create": "keys=$(cat)\nfor key in $keys; do printf '%s' \"$key\" | vault write sys/unseal key=-; done", "stdin": secret("k1\n")}),
         ("vault:kv/secretV2:SecretV2", {"mount": "kv", "name": "samarth/yaus", "dataJson": secret('{"RMQ_PASSWORD": "x"}')}),
     ],
 )
@@ -293,6 +295,19 @@ def test_private_bucket_passes(props: dict[str, Any]) -> None:
 
 # --- Vault, MinIO console, registry, database ports never public ---------------------------------
 
+VAULT_HCL = """ui = true
+api_addr = "http://10.20.0.10:8200"
+listener "tcp" {
+  address         = "10.20.0.10:8200"
+  cluster_address = "10.20.0.10:8201"
+}
+listener "tcp" {
+  address         = "127.0.0.1:8200"
+  cluster_address = "127.0.0.1:8201"
+}
+"""
+
+
 @pytest.mark.parametrize(
     ("type_", "props"),
     [
@@ -301,6 +316,10 @@ def test_private_bucket_passes(props: dict[str, Any]) -> None:
         (rules.CONTAINER, container(name="nginx", image="nginx:1.27.3", ports=[{"internal": 5000, "external": 5000, "ip": "203.0.113.10"}])),
         (rules.CONTAINER, container(ports=[{"internal": 5432, "external": 15432, "ip": "::"}])),
         (rules.CONTAINER, container(networkMode="host", ports=[])),
+        (rules.CONTAINER, container(name="vault", image="hashicorp/vault:1.18.3", networkMode="host", ports=[],
+                                    uploads=[{"file": "/vault/config/vault.hcl", "content": VAULT_HCL.replace("10.20.0.10", "0.0.0.0")}])),
+        (rules.CONTAINER, container(name="vault", image="hashicorp/vault:1.18.3", networkMode="host", ports=[],
+                                    uploads=[{"file": "/vault/config/vault.hcl", "content": 'listener "tcp" {\n  address = ":8200"\n}\n'}])),
         (rules.CONTAINER, container(image="sha256:" + "3" * 64 + "redis:7.4.5", ports=[{"internal": 6380, "external": 6380}])),
         (rules.SERVICE, service(containerSpec={"image": "postgres:16.10"}) | {"endpointSpec": {"ports": [{"targetPort": 5432, "publishedPort": 5433}]}}),
         (rules.SERVICE, service() | {"endpointSpec": {"ports": [{"targetPort": 8080, "publishedPort": 9055}]}}),
@@ -316,6 +335,8 @@ def test_sensitive_port_in_public_fails(type_: str, props: dict[str, Any]) -> No
         (rules.CONTAINER, container()),
         (rules.CONTAINER, container(name="vault", image="hashicorp/vault:1.18.3", ports=[{"internal": 8200, "external": 8200, "ip": "127.0.0.1"}])),
         (rules.CONTAINER, container(name="nginx", image="nginx:1.27.3", ports=[{"internal": 443, "external": 443, "ip": "0.0.0.0"}])),
+        (rules.CONTAINER, container(name="vault", image="hashicorp/vault:1.18.3", networkMode="host", ports=[],
+                                    uploads=[{"file": "/vault/config/vault.hcl", "content": VAULT_HCL}])),
         (rules.SERVICE, service()),
     ],
 )
