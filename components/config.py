@@ -149,11 +149,60 @@ class Versions(Model):
     redis: ImageRef
     rabbitmq: ImageRef
     elasticsearch: ImageRef
+    # getsentry/self-hosted release tag, and the posthog-deploy commit (it has no release tags).
+    sentry: ReleaseRef
+    posthog: ReleaseRef
 
 
 class Capacity(Model):
     headroom_percent: int = Field(default=10, alias="headroomPercent", ge=0, le=90)
 
+
+def _absolute_path(value: str) -> str:
+    if not re.fullmatch(r"/[A-Za-z0-9._/-]*[A-Za-z0-9._-]", value) or "/../" in f"{value}/":
+        raise ValueError(f"{value!r} is not an absolute directory path")
+    return value
+
+
+def _email(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+Email = Annotated[str, AfterValidator(_email)]
+
+
+class SentrySettings(Model):
+    """Self-hosted Sentry on the application server; Nginx serves ``hostName`` from ``privateIp:port``."""
+
+    host_name: Domain = Field(alias="hostName")
+    port: Port = 9000
+    admin_email: Email = Field(alias="adminEmail")
+    retention_days: int = Field(default=90, alias="retentionDays", ge=1, le=3650)
+    directory: AbsolutePath = "/opt/samarth/sentry"
+
+
+class PostHogSettings(Model):
+    """PostHog (posthog-deploy) on the application server; Nginx serves ``hostName`` over HTTPS."""
+
+    host_name: Domain = Field(alias="hostName")
+    port: Port = 8023
+    directory: AbsolutePath = "/opt/samarth/posthog"
+
+
+class ObservabilitySettings(Model):
+    sentry: SentrySettings
+    posthog: PostHogSettings
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "ObservabilitySettings":
+        if self.sentry.port == self.posthog.port:
+            raise ValueError(f"posthog.port: {self.posthog.port} is already sentry.port")
+        if self.sentry.directory == self.posthog.directory:
+            raise ValueError(f"posthog.directory: {self.posthog.directory} is already sentry.directory")
+        return self
 
 
 # --- databases (db1, db2): components/catalogue.py holds the services; a stack adds or overrides them.
@@ -274,6 +323,7 @@ class StackConfig(Model):
     access: Access = Access()
     versions: Versions
     capacity: Capacity = Capacity()
+    observability: ObservabilitySettings
     databases: Databases = Databases()
 
     @model_validator(mode="after")

@@ -1,0 +1,401 @@
+"""Sentry and PostHog on the application server, each a compose project installed from a git
+repository at a pinned ref.
+
+``ComposeRelease`` is the one mechanism: clone (or fetch) the repository, check out the pinned tag or
+commit, render the env file from the repository's own sample with the program's overrides, write a
+compose override, run the project's deploy steps and record ``<ref> <fingerprint>`` in a marker file.
+The same script is the command's ``create`` and ``update``: when the marker already says this ref and
+this configuration it does nothing, otherwise it is the install (no checkout yet) or the upgrade path
+(checkout present). Deleting the resource runs ``docker compose down`` without ``-v``: the data
+volumes stay. Secrets reach the script on stdin, one per line, never in its text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+import pulumi_command as command
+import pulumi_random as random
+
+from .capacity import Placement
+from .config import PostHogSettings, SentrySettings, StackConfig
+from .host import Host
+from .publishing import CredentialBook
+from .shell import quote, script
+
+SERVER = "application"
+SENTRY_REPOSITORY = "https://github.com/getsentry/self-hosted.git"
+POSTHOG_REPOSITORY = "https://github.com/Samagra-Development/posthog-deploy.git"
+
+# getsentry/self-hosted install/_min-requirements.sh: the installer stops below MIN_RAM_HARD=14000
+# (`free -m`, so MiB, as Docker sees it) and MIN_CPU_HARD=4 for the full (non errors-only) profile.
+SENTRY_MIN_MEMORY_MIB = 14000
+SENTRY_MIN_CPUS = 4
+# The posthog-deploy "hobby" stack (Postgres, Redis, ClickHouse, Kafka, ZooKeeper, MinIO, web,
+# worker, plugins) needs at least 8 GB.
+POSTHOG_MIN_MEMORY_MIB = 8192
+
+MARKER = ".samarth-release"
+OVERRIDE_FILE = "docker-compose.override.yml"
+_ENV_KEY = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+def placements(config: StackConfig) -> list[Placement]:
+    """What Sentry and PostHog take on the application server: their installers' minimums."""
+    return [
+        Placement(SERVER, "Sentry (self-hosted installer minimum)", SENTRY_MIN_MEMORY_MIB, SENTRY_MIN_CPUS),
+        Placement(SERVER, "PostHog (posthog-deploy hobby stack)", POSTHOG_MIN_MEMORY_MIB),
+    ]
+
+
+@dataclass(frozen=True)
+class ComposeRelease:
+    """A compose project installed from ``repository`` at ``ref`` into ``directory``.
+
+    ``env_file`` is rendered from the repository's ``env_base``: every line of the base except the
+    keys the program sets, then ``settings`` (plain) and ``secret_settings`` (read from stdin). A key
+    the base does not have is refused, so an upgrade that renames a setting stops instead of silently
+    losing it. ``secret_variables`` are read from stdin for ``deploy`` only. ``deploy`` runs inside
+    the checkout with ``dc`` as the project's ``docker compose`` and must itself be idempotent.
+    """
+
+    name: str
+    repository: str
+    ref: str
+    directory: str
+    env_file: str
+    env_base: str
+    deploy: str
+    settings: Mapping[str, str] = field(default_factory=dict)
+    secret_settings: tuple[str, ...] = ()
+    secret_variables: tuple[str, ...] = ()
+    override: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        for key, value in self.settings.items():
+            if not _ENV_KEY.fullmatch(key) or "'" in value or "\n" in value:
+                raise ValueError(f"{self.name}: setting {key}={value!r} cannot be written to {self.env_file}")
+        for key in self.secrets:
+            if not _ENV_KEY.fullmatch(key):
+                raise ValueError(f"{self.name}: {key!r} is not a shell variable name")
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Names of the values the scripts read from stdin, in order."""
+        return self.secret_settings + self.secret_variables
+
+    @property
+    def pinned_commit(self) -> bool:
+        return re.fullmatch(r"[0-9a-f]{40}", self.ref) is not None
+
+    def fingerprint(self) -> str:
+        """Digest of everything non-secret the install depends on; part of the marker."""
+        document = {
+            "repository": self.repository,
+            "settings": dict(sorted(self.settings.items())),
+            "secrets": list(self.secrets),
+            "override": self.override,
+            "deploy": self.deploy,
+            "envFile": self.env_file,
+            "envBase": self.env_base,
+        }
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _compose(self) -> str:
+        # `docker compose` reads `.env` by itself; any other env file must be named every time.
+        if self.env_file == ".env":
+            return "dc() { docker compose \"$@\"; }"
+        return f"dc() {{ docker compose --env-file {quote(self.env_file)} \"$@\"; }}"
+
+    def stdin(self, values: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[str]:
+        """The secrets as the install script reads them: one line each, in ``secrets`` order."""
+        missing = [name for name in self.secrets if name not in values]
+        if missing or set(values) - set(self.secrets):
+            raise ValueError(f"{self.name}: stdin needs exactly {', '.join(self.secrets)}")
+        parts: list[pulumi.Input[str]] = []
+        for name in self.secrets:
+            parts += [values[name], "\n"]
+        return pulumi.Output.secret(pulumi.Output.concat(*parts))
+
+    def install_script(self) -> str:
+        name, ref, repo = self.name, self.ref, self.repository
+        reads = "\n".join(
+            f'IFS= read -r {key} || fail "stdin ended before {key}"\n'
+            f'[ -n "${key}" ] || fail "{key} arrived empty on stdin"'
+            for key in self.secrets
+        )
+        verify = f"{ref}^{{commit}}" if self.pinned_commit else f"refs/tags/{ref}^{{commit}}"
+        kind = "commit" if self.pinned_commit else "release tag"
+        keys = [*self.settings, *self.secret_settings]
+        # Single quotes: values are literal both to compose's dotenv parser and to a sourcing shell.
+        entry = "printf \"%s='%s'\\n\""
+        lines = [f"{entry} {key} {quote(value)}" for key, value in self.settings.items()]
+        lines += [f'{entry} {key} "${key}"' for key in self.secret_settings]
+        render = ""
+        if keys:
+            pattern = quote("^(" + "|".join(keys) + ")=")
+            render = f"""
+step "rendering {self.env_file} from {self.env_base} at {ref}"
+[ -f {quote(self.env_base)} ] || fail "{self.env_base} is missing from {repo} at {ref}"
+for key in {' '.join(keys)}; do
+  grep -q "^$key=" {quote(self.env_base)} || fail "{self.env_base} at {ref} has no $key; review the {name} settings for this release"
+done
+(
+  umask 077
+  {{
+    grep -v -E {pattern} {quote(self.env_base)} || true
+    {(chr(10) + '    ').join(lines)}
+  }} > {quote(self.env_file + '.samarth-new')}
+)
+mv {quote(self.env_file + '.samarth-new')} {quote(self.env_file)}"""
+        override = ""
+        if self.override is not None:
+            override = f"""
+step "writing {OVERRIDE_FILE}"
+cat > {OVERRIDE_FILE} <<'SAMARTH_OVERRIDE'
+{self.override.strip()}
+SAMARTH_OVERRIDE"""
+        body = f"""
+step "reading {len(self.secrets)} secret(s) from stdin"
+{reads}
+dir={quote(self.directory)}
+desired={quote(f"{ref} {self.fingerprint()}")}
+step "reading the installed release from $dir/{MARKER}"
+installed=""
+if [ -f "$dir/{MARKER}" ]; then installed=$(cat "$dir/{MARKER}"); fi
+if [ "$installed" = "$desired" ]; then
+  echo "{name}: {ref} is already installed with this configuration; nothing to do"
+  exit 0
+fi
+step "looking for git and docker compose"
+command -v git >/dev/null 2>&1 || fail "git is not installed on the server"
+docker compose version >/dev/null 2>&1 || fail "the docker compose plugin is not installed on the server"
+if [ -d "$dir/.git" ]; then
+  step "fetching {repo} into $dir"
+  git -C "$dir" fetch --quiet --tags --force origin
+else
+  step "cloning {repo} into $dir"
+  mkdir -p "$(dirname "$dir")"
+  git clone --quiet {quote(repo)} "$dir"
+fi
+step "checking out {ref}"
+git -C "$dir" rev-parse --quiet --verify {quote(verify)} >/dev/null || fail "{ref} is not a {kind} of {repo}"
+git -C "$dir" -c advice.detachedHead=false checkout --quiet --force {quote(ref)}
+cd "$dir"
+{self._compose()}
+if [ -n "$installed" ]; then
+  echo "{name}: upgrading from ${{installed%% *}} to {ref}"
+else
+  echo "{name}: installing {ref}"
+fi
+{render}
+{override}
+{self.deploy.strip()}
+step "recording {ref} in $dir/{MARKER}"
+printf '%s\\n' "$desired" > "$dir/{MARKER}.new"
+mv "$dir/{MARKER}.new" "$dir/{MARKER}"
+echo "{name}: {ref} is installed"
+"""
+        return script(f"{name}-install", re.sub(r"\n{3,}", "\n\n", body))
+
+    def delete_script(self) -> str:
+        return script(
+            f"{self.name}-delete",
+            f"""
+dir={quote(self.directory)}
+if [ ! -d "$dir" ]; then
+  echo "{self.name}: $dir does not exist; nothing to stop"
+  exit 0
+fi
+cd "$dir"
+{self._compose()}
+step "stopping {self.name} (docker compose down; volumes are kept)"
+dc down --remove-orphans
+step "forgetting the installed release"
+rm -f {MARKER}
+echo "{self.name}: stopped; its volumes and $dir are kept"
+""",
+        )
+
+
+def sentry_release(settings: SentrySettings, ref: str, private_ip: str) -> ComposeRelease:
+    return ComposeRelease(
+        name="sentry",
+        repository=SENTRY_REPOSITORY,
+        ref=ref,
+        directory=settings.directory,
+        # self-hosted's install.sh and our `dc` use `.env.custom` instead of `.env` when it exists.
+        env_file=".env.custom",
+        env_base=".env",
+        settings={
+            "SENTRY_BIND": f"{private_ip}:{settings.port}",
+            "SENTRY_EVENT_RETENTION_DAYS": str(settings.retention_days),
+        },
+        secret_variables=("SENTRY_ADMIN_PASSWORD",),
+        deploy=f"""
+step "running the Sentry installer (install.sh {ref})"
+REPORT_SELF_HOSTED_ISSUES=0 APPLY_AUTOMATIC_CONFIG_UPDATES=1 \\
+  ./install.sh --skip-user-creation --no-report-self-hosted-issues </dev/null
+step "starting Sentry"
+dc up --detach --wait
+step "creating or updating the Sentry admin user {settings.admin_email}"
+dc run --rm -T web createuser --email {quote(settings.admin_email)} --password "$SENTRY_ADMIN_PASSWORD" \\
+  --superuser --no-input --force-update </dev/null
+""",
+    )
+
+
+def posthog_release(settings: PostHogSettings, ref: str, private_ip: str) -> ComposeRelease:
+    return ComposeRelease(
+        name="posthog",
+        repository=POSTHOG_REPOSITORY,
+        ref=ref,
+        directory=settings.directory,
+        env_file=".env",
+        env_base="sample.env",
+        settings={
+            "DOMAIN": settings.host_name,
+            "SITE_URL": f"https://{settings.host_name}",
+            "MINIO_ROOT_USER": "posthog",
+        },
+        secret_settings=("POSTGRES_PASSWORD", "DATABASE_URL", "SECRET_KEY", "MINIO_ROOT_PASSWORD"),
+        # posthog-deploy publishes web as "${PORT}:8000" and Postgres as "${POSTGRES_PORT}:6432", both on
+        # every interface. Web goes to the private IP (Nginx proxies it); Postgres is not published at all
+        # (`!reset`/`!override` need Docker Compose 2.24.4 or newer; `dc config` checks that).
+        override=f"""
+services:
+  db:
+    ports: !reset []
+  web:
+    ports: !override
+      - "{private_ip}:{settings.port}:8000"
+""",
+        deploy="""
+step "validating the compose configuration (needs Docker Compose 2.24.4 or newer)"
+dc config --quiet
+step "building and pulling PostHog images"
+dc pull --quiet --ignore-buildable
+dc build --quiet
+step "starting PostHog"
+dc up --detach --remove-orphans
+""",
+    )
+
+
+@dataclass(frozen=True)
+class ComposeInstallArgs:
+    host: Host
+    release: ComposeRelease
+    secrets: Mapping[str, pulumi.Input[str]]
+
+
+class ComposeInstall(pulumi.ComponentResource):
+    """A ``ComposeRelease`` kept installed on ``host`` by one remote command."""
+
+    def __init__(self, name: str, args: ComposeInstallArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("samarth:observability:ComposeInstall", name, None, opts)
+        release = args.release
+        install = release.install_script()
+        self.command = command.remote.Command(
+            f"{name}-install",
+            connection=args.host.connection,
+            create=install,
+            # Any input change (a new ref, new settings) runs the same guarded script: the upgrade path.
+            update=install,
+            delete=release.delete_script(),
+            stdin=release.stdin(args.secrets),
+            logging=command.remote.Logging.NONE,
+            # The script reads its state from the server (the marker), not from the previous run's output.
+            add_previous_output_in_env=False,
+            opts=args.host.command_options(self),
+        )
+        self.register_outputs({"ref": release.ref, "directory": release.directory})
+
+
+@dataclass(frozen=True)
+class ObservabilityArgs:
+    host: Host
+    config: StackConfig
+    book: CredentialBook
+
+
+class Observability(pulumi.ComponentResource):
+    """Sentry and PostHog on the application server, their credentials added to the book."""
+
+    sentry_upstream: str
+    posthog_upstream: str
+
+    def __init__(self, name: str, args: ObservabilityArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("samarth:observability:Observability", name, None, opts)
+        config, host = args.config, args.host
+        settings = config.observability
+        private_ip = host.spec.private_ip
+        self.sentry_upstream = f"{private_ip}:{settings.sentry.port}"
+        self.posthog_upstream = f"{private_ip}:{settings.posthog.port}"
+
+        def password(what: str, length: int) -> pulumi.Output[str]:
+            generated = random.RandomPassword(
+                f"{name}-{what}", length=length, special=False, opts=pulumi.ResourceOptions(parent=self)
+            )
+            return pulumi.Output.secret(generated.result)
+
+        admin_password = password("sentry-admin-password", 32)
+        self.sentry = ComposeInstall(
+            f"{name}-sentry",
+            ComposeInstallArgs(
+                host=host,
+                release=sentry_release(settings.sentry, config.versions.sentry, private_ip),
+                secrets={"SENTRY_ADMIN_PASSWORD": admin_password},
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        args.book.add(
+            "sentry",
+            {
+                "SENTRY_URL": f"https://{settings.sentry.host_name}",
+                "SENTRY_ADMIN_EMAIL": settings.sentry.admin_email,
+                "SENTRY_ADMIN_PASSWORD": admin_password,
+            },
+        )
+
+        db_password = password("posthog-db-password", 32)
+        secret_key = password("posthog-secret-key", 64)
+        minio_password = password("posthog-minio-password", 32)
+        # posthog-deploy's sample: user and database `posthog` on the `posthog_db` host, port 6432.
+        database_url = pulumi.Output.secret(
+            pulumi.Output.concat("postgres://posthog:", db_password, "@posthog_db:6432/posthog")
+        )
+        self.posthog = ComposeInstall(
+            f"{name}-posthog",
+            ComposeInstallArgs(
+                host=host,
+                release=posthog_release(settings.posthog, config.versions.posthog, private_ip),
+                secrets={
+                    "POSTGRES_PASSWORD": db_password,
+                    "DATABASE_URL": database_url,
+                    "SECRET_KEY": secret_key,
+                    "MINIO_ROOT_PASSWORD": minio_password,
+                },
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        args.book.add(
+            "posthog",
+            {
+                "POSTHOG_URL": f"https://{settings.posthog.host_name}",
+                "POSTHOG_POSTGRES_PASSWORD": db_password,
+                "POSTHOG_SECRET_KEY": secret_key,
+                "POSTHOG_MINIO_ROOT_USER": "posthog",
+                "POSTHOG_MINIO_ROOT_PASSWORD": minio_password,
+            },
+        )
+
+        self.register_outputs(
+            {"sentryUpstream": self.sentry_upstream, "posthogUpstream": self.posthog_upstream}
+        )

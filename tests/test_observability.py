@@ -1,0 +1,187 @@
+"""Sentry and PostHog under mocks: pinned, unattended, guarded by version, secrets out of plaintext."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pytest
+
+from components.config import ConfigError, load_stack_config
+from components.host import Host, HostArgs
+from components.observability import Observability, ObservabilityArgs
+from components.publishing import CredentialBook
+from tools.offline import (
+    PROJECT,
+    Mocks,
+    ProgramRun,
+    RecordingMonitor,
+    is_secret,
+    plaintext_strings,
+    read_stack_values,
+    reveal,
+    run_program,
+    stack_file,
+)
+
+COMMAND = "command:remote:Command"
+SENTRY = "observability-sentry-install"
+POSTHOG = "observability-posthog-install"
+
+
+def _stack(stack: str, key: str) -> dict:
+    values, _ = read_stack_values(stack_file(stack))
+    return json.loads(values[f"{PROJECT}:{key}"])
+
+
+def test_sentry_installs_the_pinned_tag_unattended(stack_run: ProgramRun) -> None:
+    tag = _stack(stack_run.stack, "versions")["sentry"]
+    sentry = stack_run.named(COMMAND, SENTRY)
+    create = sentry.plain_inputs["create"]
+    assert f"'refs/tags/{tag}^{{commit}}'" in create
+    assert f"checkout --quiet --force {tag}\n" in create
+    assert "./install.sh --skip-user-creation --no-report-self-hosted-issues </dev/null" in create
+    assert "createuser --email devops@samarth.example.org" in create and "--no-input" in create
+    private_ip = _stack(stack_run.stack, "servers")["application"]["privateIp"]
+    assert f"printf \"%s='%s'\\n\" SENTRY_BIND {private_ip}:9000" in create
+
+
+def test_posthog_installs_the_pinned_commit_with_its_web_port_private(stack_run: ProgramRun) -> None:
+    commit = _stack(stack_run.stack, "versions")["posthog"]
+    posthog = stack_run.named(COMMAND, POSTHOG).plain_inputs["create"]
+    assert f"checkout --quiet --force {commit}\n" in posthog
+    private_ip = _stack(stack_run.stack, "servers")["application"]["privateIp"]
+    assert f'- "{private_ip}:8023:8000"' in posthog
+    host = _stack(stack_run.stack, "observability")["posthog"]["hostName"]
+    assert f"SITE_URL https://{host}" in posthog
+
+
+@pytest.mark.parametrize("name", [SENTRY, POSTHOG])
+def test_install_commands_are_guarded_logged_off_and_keep_volumes(prod: ProgramRun, name: str) -> None:
+    command = prod.named(COMMAND, name)
+    inputs = command.plain_inputs
+    assert inputs["update"] == inputs["create"]
+    assert "triggers" not in inputs
+    assert 'if [ "$installed" = "$desired" ]; then' in inputs["create"]
+    assert inputs["logging"] == "none"
+    assert inputs["addPreviousOutputInEnv"] is False
+    assert is_secret(command.inputs["stdin"])
+    assert "dc down --remove-orphans" in inputs["delete"]
+    assert " -v" not in inputs["delete"] and "--volumes" not in inputs["delete"]
+    preflight = prod.named(COMMAND, "application-preflight")
+    assert preflight.urn in command.dependencies
+    assert prod.parent_of(command).type == "samarth:observability:ComposeInstall"
+
+
+def test_generated_secrets_never_reach_a_plaintext_input(prod: ProgramRun) -> None:
+    generated = [
+        reveal(r.outputs["result"])
+        for r in prod.of_type("random:index/randomPassword:RandomPassword")
+        if r.name.startswith("observability-")
+    ]
+    assert len(generated) == 4
+    sentry_stdin = reveal(prod.named(COMMAND, SENTRY).inputs["stdin"])
+    posthog_stdin = reveal(prod.named(COMMAND, POSTHOG).inputs["stdin"])
+    assert sentry_stdin.splitlines() == [generated[0]]
+    assert all(value in posthog_stdin for value in generated[1:])
+    for registration in prod.registrations:
+        for text in plaintext_strings(registration.inputs):
+            for value in generated:
+                assert value not in text, f"{registration.name} carries a generated secret in plaintext"
+
+
+def _install_inputs(run: ProgramRun) -> dict[str, dict]:
+    assert run.error is None, run.error
+    return {name: run.named(COMMAND, name).plain_inputs for name in (SENTRY, POSTHOG)}
+
+
+def test_commands_change_only_when_their_own_version_changes(prod: ProgramRun) -> None:
+    baseline = _install_inputs(prod)
+    versions = _stack("prod", "versions")
+
+    unrelated = run_program("prod", overrides={"versions": {**versions, "postgres": "postgres:16.11"}})
+    assert _install_inputs(unrelated) == baseline
+
+    upgraded = _install_inputs(run_program("prod", overrides={"versions": {**versions, "sentry": "25.11.0"}}))
+    assert upgraded[POSTHOG] == baseline[POSTHOG]
+    assert upgraded[SENTRY]["create"] != baseline[SENTRY]["create"]
+    assert "checkout --quiet --force 25.11.0\n" in upgraded[SENTRY]["create"]
+    assert upgraded[SENTRY]["delete"] == baseline[SENTRY]["delete"]
+
+
+def test_an_8_gib_application_server_fails_before_any_registration() -> None:
+    servers = _stack("prod", "servers")
+    servers["application"] = {**servers["application"], "memoryMib": 8192}
+    run = run_program("prod", overrides={"servers": servers})
+    assert isinstance(run.error, ConfigError)
+    assert run.registrations == []
+    message = str(run.error)
+    assert "servers.application.memoryMib: 8192 MiB" in message
+    assert "Sentry (self-hosted installer minimum) (14000 MiB)" in message
+    assert "PostHog (posthog-deploy hobby stack) (8192 MiB)" in message
+
+
+def test_too_few_cpus_for_the_sentry_installer_fails_early() -> None:
+    servers = _stack("prod", "servers")
+    servers["application"] = {**servers["application"], "cpus": 2}
+    run = run_program("prod", overrides={"servers": servers})
+    assert run.registrations == []
+    assert "servers.application.cpus: Sentry (self-hosted installer minimum) needs at least 4 CPUs, 2 declared" in str(run.error)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda o: o.pop("posthog"), "observability.posthog: required key is missing"),
+        (lambda o: o["sentry"].update(adminEmail="devops"), "observability.sentry.adminEmail: 'devops' is not an email address"),
+        (lambda o: o["posthog"].update(directory="opt/posthog"), "observability.posthog.directory: 'opt/posthog' is not an absolute"),
+        (lambda o: o["posthog"].update(port=9000), "posthog.port: 9000 is already sentry.port"),
+        (lambda o: o["sentry"].update(hostNmae="x"), "observability.sentry.hostNmae: unknown key"),
+    ],
+)
+def test_bad_observability_config_fails_naming_the_key(change, expected: str) -> None:
+    observability = _stack("prod", "observability")
+    change(observability)
+    run = run_program("prod", overrides={"observability": observability})
+    assert isinstance(run.error, ConfigError)
+    assert run.registrations == []
+    assert expected in str(run.error)
+
+
+def test_a_branch_as_sentry_version_is_refused() -> None:
+    run = run_program("prod", overrides={"versions": {**_stack("prod", "versions"), "sentry": "master"}})
+    assert run.registrations == []
+    assert "versions.sentry: 'master' is a moving reference" in str(run.error)
+
+
+def test_credentials_go_to_the_book_as_the_secrets_the_installs_use() -> None:
+    values, _ = read_stack_values(stack_file("prod"))
+    config = load_stack_config(PROJECT, values)
+    mocks = Mocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="prod", preview=False, monitor=RecordingMonitor(mocks))
+    seen: dict = {}
+
+    @pulumi.runtime.test
+    def build() -> pulumi.Output:
+        book = CredentialBook()
+        host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
+        component = Observability("observability", ObservabilityArgs(host=host, config=config, book=book))
+        services = book.services()
+        seen["keys"] = {service: sorted(entries) for service, entries in services.items()}
+        password = services["sentry"]["SENTRY_ADMIN_PASSWORD"]
+        stdin = component.sentry.command.stdin
+        return pulumi.Output.all(password, stdin).apply(lambda values: seen.update(values=values))
+
+    build()
+    assert seen["keys"] == {
+        "posthog": [
+            "POSTHOG_MINIO_ROOT_PASSWORD",
+            "POSTHOG_MINIO_ROOT_USER",
+            "POSTHOG_POSTGRES_PASSWORD",
+            "POSTHOG_SECRET_KEY",
+            "POSTHOG_URL",
+        ],
+        "sentry": ["SENTRY_ADMIN_EMAIL", "SENTRY_ADMIN_PASSWORD", "SENTRY_URL"],
+    }
+    password, stdin = seen["values"]
+    assert stdin == f"{password}\n"

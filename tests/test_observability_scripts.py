@@ -1,0 +1,300 @@
+"""The rendered Sentry/PostHog scripts, run in a real shell against a scratch directory, with fake
+``git`` and ``docker`` commands on PATH that record what they were asked to do."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from components.config import PostHogSettings, SentrySettings
+from components.observability import (
+    MARKER,
+    POSTHOG_REPOSITORY,
+    SENTRY_REPOSITORY,
+    ComposeRelease,
+    posthog_release,
+    sentry_release,
+)
+
+PRIVATE_IP = "10.20.0.10"
+POSTHOG_REF = "063b9643fe43118384c7479911b08857dcdbd9a5"
+ADMIN_PASSWORD = "adminpw0123456789"
+
+FAKE_GIT = r"""#!/bin/sh
+# git -C DIR ... or git clone URL DIR, as the install script calls it.
+repo_dir=""
+if [ "$1" = "-C" ]; then repo_dir=$2; shift 2; fi
+if [ "$1" = "-c" ]; then shift 2; fi
+echo "git $*" >> "$FAKE_LOG"
+case "$1" in
+  clone) mkdir -p "$4/.git" && cp -R "$FAKE_REPO/." "$4/" ;;
+  fetch) ;;
+  rev-parse)
+    for ref in $FAKE_REFS; do [ "$ref" = "$4" ] && exit 0; done
+    exit 1 ;;
+  checkout) echo "$4" > "$repo_dir/.git/HEAD" ;;
+  *) echo "fake git: unexpected $*" >&2; exit 2 ;;
+esac
+"""
+
+FAKE_DOCKER = r"""#!/bin/sh
+echo "docker $*" >> "$FAKE_LOG"
+case "$*" in
+  *"$FAKE_DOCKER_FAIL"*) echo "docker: simulated failure" >&2; exit 1 ;;
+esac
+"""
+
+FAKE_SENTRY_INSTALLER = r"""#!/bin/sh
+echo "install.sh $* REPORT_SELF_HOSTED_ISSUES=$REPORT_SELF_HOSTED_ISSUES" >> "$FAKE_LOG"
+if read -r line; then echo "install.sh read stdin: $line" >> "$FAKE_LOG"; fi
+"""
+
+SENTRY_ENV = "COMPOSE_PROJECT_NAME=sentry-self-hosted\nSENTRY_EVENT_RETENTION_DAYS=90\nSENTRY_BIND=9000\nHEALTHCHECK_INTERVAL=30s\n"
+
+# posthog-deploy's sample.env at the pinned commit (keys and defaults).
+POSTHOG_SAMPLE = """POSTGRES_USER=posthog
+POSTGRES_DB=posthog
+POSTGRES_PASSWORD=posthog
+POSTGRES_HOST=posthog_db
+POSTGRES_PORT=6432
+DATABASE_URL="postgres://posthog:posthog@posthog_db:6432/posthog"
+
+PORT="8023"
+DOMAIN=example.com  # must be an https domain
+SENTRY_DSN=''
+SITE_URL=https://${DOMAIN}
+DISABLE_SECURE_SSL_REDIRECT=true
+IS_BEHIND_PROXY=true
+TRUST_ALL_PROXIES=true
+
+CLICKHOUSE_DATABASE=posthog
+REDIS_URL=redis://redis:6379/
+SECRET_KEY=1e027b3c2e4aa62260cd71a8ae253827196072dd153480b6ee9fb264
+DEPLOYMENT=hobby
+
+MINIO_ROOT_USER=MINIO_ROOT_USER
+MINIO_ROOT_PASSWORD=MINIO_ROOT_PASSWORD
+"""
+POSTHOG_SECRETS = {
+    "POSTGRES_PASSWORD": "dbpw0123",
+    "DATABASE_URL": "postgres://posthog:dbpw0123@posthog_db:6432/posthog",
+    "SECRET_KEY": "sk0123456789",
+    "MINIO_ROOT_PASSWORD": "miniopw0123",
+}
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+    calls: list[str]
+
+
+class ScratchServer:
+    """A scratch 'server': fake commands on PATH, an upstream checkout template, a call log."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.bin = root / "bin"
+        self.repo = root / "upstream"
+        self.log = root / "calls.log"
+        self.bin.mkdir()
+        self.repo.mkdir()
+        for name, text in (("git", FAKE_GIT), ("docker", FAKE_DOCKER)):
+            _executable(self.bin / name, text)
+        self.refs: list[str] = []
+        self.docker_fail = "never-matches"
+
+    def run(self, text: str, stdin: str = "") -> Result:
+        self.log.write_text("")
+        env = {
+            "PATH": f"{self.bin}:/usr/bin:/bin",
+            "HOME": str(self.root),
+            "FAKE_LOG": str(self.log),
+            "FAKE_REPO": str(self.repo),
+            "FAKE_REFS": " ".join(self.refs),
+            "FAKE_DOCKER_FAIL": self.docker_fail,
+        }
+        done = subprocess.run(["sh", "-c", text], input=stdin, capture_output=True, text=True, env=env, timeout=30)
+        calls = [line for line in self.log.read_text().splitlines() if line]
+        return Result(done.returncode, done.stdout, done.stderr, calls)
+
+
+def _executable(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> ScratchServer:
+    return ScratchServer(tmp_path)
+
+
+def _sentry(server: ScratchServer, ref: str = "25.10.0") -> ComposeRelease:
+    settings = SentrySettings(
+        hostName="sentry.samarth.example.org",
+        adminEmail="devops@samarth.example.org",
+        directory=str(server.root / "opt" / "sentry"),
+    )
+    return sentry_release(settings, ref, PRIVATE_IP)
+
+
+def _sentry_upstream(server: ScratchServer, *tags: str) -> None:
+    (server.repo / ".env").write_text(SENTRY_ENV)
+    _executable(server.repo / "install.sh", FAKE_SENTRY_INSTALLER)
+    server.refs = [f"refs/tags/{tag}^{{commit}}" for tag in tags]
+
+
+def test_sentry_first_install_clones_the_tag_installs_unattended_and_creates_the_admin(server: ScratchServer) -> None:
+    _sentry_upstream(server, "25.10.0")
+    release = _sentry(server)
+    result = server.run(release.install_script(), stdin=f"{ADMIN_PASSWORD}\n")
+
+    assert result.returncode == 0, result.stderr
+    assert f"git clone --quiet {SENTRY_REPOSITORY} {release.directory}" in result.calls
+    assert "git checkout --quiet --force 25.10.0" in result.calls
+    assert "install.sh --skip-user-creation --no-report-self-hosted-issues REPORT_SELF_HOSTED_ISSUES=0" in result.calls
+    assert not any(call.startswith("install.sh read stdin") for call in result.calls)
+    assert "docker compose --env-file .env.custom up --detach --wait" in result.calls
+    assert (
+        "docker compose --env-file .env.custom run --rm -T web createuser --email devops@samarth.example.org "
+        f"--password {ADMIN_PASSWORD} --superuser --no-input --force-update"
+    ) in result.calls
+    directory = Path(release.directory)
+    custom = (directory / ".env.custom").read_text().splitlines()
+    assert f"SENTRY_BIND='{PRIVATE_IP}:9000'" in custom
+    assert "SENTRY_BIND=9000" not in custom
+    assert "COMPOSE_PROJECT_NAME=sentry-self-hosted" in custom
+    assert stat.S_IMODE((directory / ".env.custom").stat().st_mode) == 0o600
+    assert (directory / MARKER).read_text() == f"25.10.0 {release.fingerprint()}\n"
+    assert "sentry: installing 25.10.0" in result.stdout
+
+
+def test_sentry_rerun_at_the_same_version_does_nothing(server: ScratchServer) -> None:
+    _sentry_upstream(server, "25.10.0")
+    script = _sentry(server).install_script()
+    assert server.run(script, stdin=f"{ADMIN_PASSWORD}\n").returncode == 0
+
+    again = server.run(script, stdin=f"{ADMIN_PASSWORD}\n")
+    assert again.returncode == 0, again.stderr
+    assert again.calls == []
+    assert "already installed with this configuration; nothing to do" in again.stdout
+
+
+def test_sentry_new_version_takes_the_upgrade_path(server: ScratchServer) -> None:
+    _sentry_upstream(server, "25.10.0", "25.11.0")
+    assert server.run(_sentry(server).install_script(), stdin=f"{ADMIN_PASSWORD}\n").returncode == 0
+
+    upgrade = _sentry(server, "25.11.0")
+    result = server.run(upgrade.install_script(), stdin=f"{ADMIN_PASSWORD}\n")
+    assert result.returncode == 0, result.stderr
+    assert "git fetch --quiet --tags --force origin" in result.calls
+    assert not any(call.startswith("git clone") for call in result.calls)
+    assert "git checkout --quiet --force 25.11.0" in result.calls
+    assert any(call.startswith("install.sh --skip-user-creation") for call in result.calls)
+    assert "sentry: upgrading from 25.10.0 to 25.11.0" in result.stdout
+    assert (Path(upgrade.directory) / MARKER).read_text().startswith("25.11.0 ")
+
+
+def test_a_failing_step_exits_non_zero_naming_it_and_keeps_the_old_marker(server: ScratchServer) -> None:
+    _sentry_upstream(server, "25.10.0", "25.11.0")
+    assert server.run(_sentry(server).install_script(), stdin=f"{ADMIN_PASSWORD}\n").returncode == 0
+    before = (Path(_sentry(server).directory) / MARKER).read_text()
+
+    server.docker_fail = "up --detach"
+    result = server.run(_sentry(server, "25.11.0").install_script(), stdin=f"{ADMIN_PASSWORD}\n")
+    assert result.returncode != 0
+    assert "sentry-install: failed while starting Sentry" in result.stderr
+    assert (Path(_sentry(server).directory) / MARKER).read_text() == before
+
+
+def test_a_ref_that_is_not_a_release_tag_is_refused(server: ScratchServer) -> None:
+    _sentry_upstream(server, "25.10.0")
+    result = server.run(_sentry(server, "25.12.0").install_script(), stdin=f"{ADMIN_PASSWORD}\n")
+    assert result.returncode != 0
+    assert f"25.12.0 is not a release tag of {SENTRY_REPOSITORY}" in result.stderr
+    assert not any(call.startswith("git checkout") for call in result.calls)
+
+
+def test_missing_secret_on_stdin_fails_before_touching_the_server(server: ScratchServer) -> None:
+    _sentry_upstream(server, "25.10.0")
+    result = server.run(_sentry(server).install_script(), stdin="")
+    assert result.returncode != 0
+    assert "stdin ended before SENTRY_ADMIN_PASSWORD" in result.stderr
+    assert result.calls == []
+
+
+def test_an_upstream_env_without_a_key_we_set_stops_the_install(server: ScratchServer) -> None:
+    _sentry_upstream(server, "25.10.0")
+    (server.repo / ".env").write_text("COMPOSE_PROJECT_NAME=sentry-self-hosted\nSENTRY_BIND=9000\n")
+    result = server.run(_sentry(server).install_script(), stdin=f"{ADMIN_PASSWORD}\n")
+    assert result.returncode != 0
+    assert ".env at 25.10.0 has no SENTRY_EVENT_RETENTION_DAYS" in result.stderr
+    assert not any(call.startswith("install.sh") for call in result.calls)
+
+
+def test_delete_stops_the_stack_keeps_volumes_and_a_new_create_reinstalls(server: ScratchServer) -> None:
+    _sentry_upstream(server, "25.10.0")
+    release = _sentry(server)
+    assert server.run(release.install_script(), stdin=f"{ADMIN_PASSWORD}\n").returncode == 0
+
+    deleted = server.run(release.delete_script())
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.calls == ["docker compose --env-file .env.custom down --remove-orphans"]
+    assert not (Path(release.directory) / MARKER).exists()
+    assert (Path(release.directory) / ".env.custom").exists()
+
+    recreated = server.run(release.install_script(), stdin=f"{ADMIN_PASSWORD}\n")
+    assert recreated.returncode == 0, recreated.stderr
+    assert "git fetch --quiet --tags --force origin" in recreated.calls
+    assert "docker compose --env-file .env.custom up --detach --wait" in recreated.calls
+
+
+def test_delete_of_a_never_installed_stack_succeeds(server: ScratchServer) -> None:
+    result = server.run(_sentry(server).delete_script())
+    assert result.returncode == 0, result.stderr
+    assert result.calls == []
+
+
+def _posthog(server: ScratchServer) -> ComposeRelease:
+    settings = PostHogSettings(hostName="posthog.samarth.example.org", directory=str(server.root / "opt" / "posthog"))
+    return posthog_release(settings, POSTHOG_REF, PRIVATE_IP)
+
+
+def test_posthog_install_renders_env_from_the_sample_with_secrets_from_stdin(server: ScratchServer) -> None:
+    (server.repo / "sample.env").write_text(POSTHOG_SAMPLE)
+    server.refs = [f"{POSTHOG_REF}^{{commit}}"]
+    release = _posthog(server)
+    stdin = "".join(f"{POSTHOG_SECRETS[name]}\n" for name in release.secrets)
+    result = server.run(release.install_script(), stdin=stdin)
+
+    assert result.returncode == 0, result.stderr
+    assert f"git clone --quiet {POSTHOG_REPOSITORY} {release.directory}" in result.calls
+    assert f"git checkout --quiet --force {POSTHOG_REF}" in result.calls
+    assert result.calls[-4:] == [
+        "docker compose config --quiet",
+        "docker compose pull --quiet --ignore-buildable",
+        "docker compose build --quiet",
+        "docker compose up --detach --remove-orphans",
+    ]
+    directory = Path(release.directory)
+    env = (directory / ".env").read_text().splitlines()
+    assert "DOMAIN='posthog.samarth.example.org'" in env
+    assert "SITE_URL='https://posthog.samarth.example.org'" in env
+    for name, value in POSTHOG_SECRETS.items():
+        assert f"{name}='{value}'" in env
+    # The sample's own keys stay; its placeholder secrets do not.
+    assert "CLICKHOUSE_DATABASE=posthog" in env and "DEPLOYMENT=hobby" in env
+    assert not any(line.startswith(("SECRET_KEY=1e027", "POSTGRES_PASSWORD=posthog", "DOMAIN=example.com")) for line in env)
+    assert stat.S_IMODE((directory / ".env").stat().st_mode) == 0o600
+    override = (directory / "docker-compose.override.yml").read_text()
+    assert f'- "{PRIVATE_IP}:8023:8000"' in override
+    assert "ports: !reset []" in override
+
+    again = server.run(release.install_script(), stdin=stdin)
+    assert again.returncode == 0 and again.calls == []
