@@ -342,3 +342,22 @@ def test_sensitive_port_in_public_fails(type_: str, props: dict[str, Any]) -> No
 )
 def test_sensitive_port_kept_private_passes(type_: str, props: dict[str, Any]) -> None:
     assert violations(rules.sensitive_ports_private, resource(type_, props)) == []
+
+
+def test_the_pack_pins_what_the_project_pins() -> None:
+    """The CLI builds the pack its own virtualenv from policies/requirements.txt: same versions as CI's."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+
+    def pins(path: Path) -> dict[str, str]:
+        lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+        return dict(line.split("==", 1) for line in lines if line)
+
+    pack, project = pins(root / "policies" / "requirements.txt"), pins(root / "requirements.txt")
+    assert set(pack) == {"pulumi", "pulumi-policy"}
+    assert all(project[name] == version for name, version in pack.items())
+    manifest = yaml.safe_load((root / "policies" / "PulumiPolicy.yaml").read_text())
+    assert manifest["runtime"]["name"] == "python" and manifest["version"]
