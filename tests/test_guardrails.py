@@ -168,6 +168,24 @@ def test_latest_is_caught(prod: ProgramRun, analyzer: guardrails.Analyzer) -> No
         assert policies_hit(analyzer, prod, untagged) == {"images-pinned"}, image.name
 
 
+def test_anonymous_listing_or_a_public_acl_on_minio_is_caught(prod: ProgramRun, analyzer: guardrails.Analyzer) -> None:
+    policies, buckets = prod.of_type(rules.BUCKET_POLICY), prod.of_type(rules.BUCKET)
+    if not policies and not buckets:
+        pytest.skip("the program creates no MinIO bucket yet (the edge component brings it)")
+
+    def list_anonymously(inputs: dict[str, Any]) -> None:
+        document = json.loads(reveal(inputs["policy"]))
+        document["Statement"].append({"Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": ["s3:ListBucket"],
+                                      "Resource": [f"arn:aws:s3:::{reveal(inputs['bucket'])}"]})
+        inputs["policy"] = json.dumps(document)
+
+    for policy in policies:
+        assert policies_hit(analyzer, prod, weakened(policy, list_anonymously)) == {"minio-anonymous-read-only"}
+    for bucket in buckets:
+        public = weakened(bucket, lambda inputs: inputs.update(acl="public-read"))
+        assert policies_hit(analyzer, prod, public) == {"minio-anonymous-read-only"}
+
+
 def test_latest_in_config_stops_the_program_before_any_resource() -> None:
     values, _ = read_stack_values(stack_file("prod"))
     versions = json.loads(values["samarth-infra:versions"])
