@@ -105,6 +105,23 @@ def test_a_database_on_the_host_network_is_caught(prod: ProgramRun, analyzer: gu
     assert hit == {"sensitive-ports-private"}
 
 
+def test_a_host_network_server_listening_on_every_address_is_caught(prod: ProgramRun, analyzer: guardrails.Analyzer) -> None:
+    targets = [c for c in prod.of_type(rules.CONTAINER) if c in database_containers(prod) and reveal(c.inputs).get("networkMode") == "host"]
+    if not targets:
+        pytest.skip("no server on the host network yet (the vault component brings one)")
+
+    def listen_everywhere(inputs: dict[str, Any]) -> None:
+        uploads = reveal(inputs["uploads"])
+        for upload in uploads:
+            upload["content"] = re.sub(r"\b(\d{1,3}\.){3}\d{1,3}:(\d+)", r"0.0.0.0:\2", upload["content"])
+        inputs["uploads"] = uploads
+
+    for container in targets:
+        loose = weakened(container, listen_everywhere)
+        assert "0.0.0.0" in json.dumps(reveal(loose.inputs["uploads"]))
+        assert policies_hit(analyzer, prod, loose) == {"sensitive-ports-private"}, container.name
+
+
 def test_an_unprotected_volume_is_caught(prod: ProgramRun, analyzer: guardrails.Analyzer) -> None:
     volumes = prod.of_type(rules.VOLUME)
     assert volumes, "the program creates no volume to weaken"
