@@ -303,3 +303,8 @@ def test_the_pack_process_tells_secret_from_plaintext(prod: ProgramRun, pack_stu
     found = pack_stub.Analyze(guardrails.analyze_request(exposed, provider))
     assert {d.policyName for d in found.diagnostics} == {"credentials-are-secrets"}
     assert all("=<literal> in plaintext" in d.message for d in found.diagnostics)
+
+
+def test_the_command_line_reports_each_stack(capsys: pytest.CaptureFixture[str]) -> None:
+    assert guardrails.main(["staging"]) == 0
+    assert re.fullmatch(r"staging: \d+ resources, 0 violations\n", capsys.readouterr().out)
