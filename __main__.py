@@ -2,9 +2,9 @@
 
 import pulumi
 
-from components import data, observability
+from components import data, edge, observability, registry, storage, vault
 from components.capacity import check_capacity
-from components.config import engine_config, engine_secret_keys, load_stack_config, ssh_private_key
+from components.config import engine_config, engine_secret_keys, imported_vault_init, load_stack_config, ssh_private_key
 from components.host import build_hosts
 from components.publishing import CredentialBook
 
@@ -13,16 +13,61 @@ project = pulumi.get_project()
 values = engine_config()
 config = load_stack_config(project, values)
 key = ssh_private_key(project, values, engine_secret_keys())
-check_capacity(config, [*data.placements(config), *observability.placements(config)])
+vault_init = imported_vault_init(project, values, engine_secret_keys())
+edge.check_ports(config)
+check_capacity(
+    config,
+    [
+        *data.placements(config),
+        *vault.placements(config),
+        *storage.placements(config),
+        *registry.placements(config),
+        *observability.placements(config),
+        *edge.placements(config),
+    ],
+)
 
 hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None)
 book = CredentialBook()
 databases = data.build_databases(config, hosts, book)
+
+vault_server = vault.VaultServer(
+    "vault",
+    vault.VaultServerArgs(
+        host=hosts[vault.SERVER],
+        settings=config.vault,
+        image=config.versions.vault,
+        imported_init=pulumi.Output.secret(vault_init) if vault_init else None,
+    ),
+)
+
+minio = storage.Storage(
+    "minio", storage.StorageArgs(host=hosts[storage.SERVER], image=config.versions.minio, book=book)
+)
+docker_registry = registry.Registry(
+    "registry",
+    registry.RegistryArgs(
+        host=hosts[registry.SERVER],
+        image=config.versions.registry,
+        public_host=registry.public_host(config),
+        book=book,
+    ),
+)
 apps = observability.Observability(
     "observability", observability.ObservabilityArgs(host=hosts[observability.SERVER], config=config, book=book)
 )
+nginx = edge.EdgeProxy("nginx", edge.EdgeArgs(host=hosts[edge.SERVER], swarm_master=hosts["swarm-master"], config=config))
+
+# Last: every component has added its credentials to the book by now.
+vault_server.publish(book)
 
 pulumi.export("privateIps", {name: host.private_ip for name, host in hosts.items()})
 pulumi.export("serverFacts", {name: host.facts for name, host in hosts.items()})
 # Where each service's databases listen (no credentials: those are in Vault, kv/samarth/<service>).
 pulumi.export("databases", {service: ends for server in databases.values() for service, ends in server.endpoints.items()})
+pulumi.export("vaultAddress", vault_server.address)
+pulumi.export("jenkinsRoleId", vault_server.jenkins_role_id)
+pulumi.export("jenkinsSecretId", vault_server.jenkins_secret_id)
+pulumi.export("registry", {"server": docker_registry.server, "username": docker_registry.username})
+pulumi.export("minioEndpoint", minio.endpoint)
+pulumi.export("edgeRoutes", [f"{r.host}{r.path} -> {r.upstream}{f':{r.port}' if r.port else ''}" for _, r in config.edge_routes()])

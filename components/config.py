@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -149,13 +150,81 @@ class Versions(Model):
     redis: ImageRef
     rabbitmq: ImageRef
     elasticsearch: ImageRef
+    # HashiCorp Vault or a compatible build (OpenBao); ``vault.distribution`` says which.
+    vault: ImageRef
     # getsentry/self-hosted release tag, and the posthog-deploy commit (it has no release tags).
     sentry: ReleaseRef
     posthog: ReleaseRef
+    # MinIO's community image is in maintenance mode: point this at a maintained compatible build if needed.
+    minio: ImageRef
+    registry: ImageRef
+    nginx: ImageRef
 
 
 class Capacity(Model):
     headroom_percent: int = Field(default=10, alias="headroomPercent", ge=0, le=90)
+
+
+class VaultTls(Model):
+    """TLS for Vault's listeners; the certificate and key are files already on the application server."""
+
+    cert_file: str = Field(alias="certFile", pattern=r"^/")
+    key_file: str = Field(alias="keyFile", pattern=r"^/")
+    # CA bundle the machine running Pulumi uses to verify Vault; empty means the system's trust store.
+    ca_file: Optional[str] = Field(default=None, alias="caFile", pattern=r"^/")
+    # Name the certificate is issued for, when it is not the application server's private IP.
+    server_name: Optional[Address] = Field(default=None, alias="serverName")
+
+
+class VaultJenkins(Model):
+    """The AppRole Jenkins logs in with: short-lived tokens, optionally bound to Jenkins' addresses."""
+
+    token_ttl_seconds: int = Field(default=1200, alias="tokenTtlSeconds", ge=60)
+    token_max_ttl_seconds: int = Field(default=3600, alias="tokenMaxTtlSeconds", ge=60)
+    token_bound_cidrs: tuple[str, ...] = Field(default=(), alias="tokenBoundCidrs")
+
+    @model_validator(mode="after")
+    def _ttl_within_max(self) -> "VaultJenkins":
+        if self.token_ttl_seconds > self.token_max_ttl_seconds:
+            raise ValueError(
+                f"tokenTtlSeconds ({self.token_ttl_seconds}) is more than tokenMaxTtlSeconds ({self.token_max_ttl_seconds})"
+            )
+        for cidr in self.token_bound_cidrs:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError:
+                raise ValueError(f"tokenBoundCidrs: {cidr!r} is not a CIDR block") from None
+        return self
+
+
+class VaultSettings(Model):
+    """Vault on the application server: how it is built, sealed and reached (see components/vault.py)."""
+
+    distribution: Literal["vault", "openbao"] = "vault"
+    key_shares: int = Field(default=5, alias="keyShares", ge=1, le=10)
+    key_threshold: int = Field(default=3, alias="keyThreshold", ge=1, le=10)
+    port: Port = 8200
+    cluster_port: Port = Field(default=8201, alias="clusterPort")
+    # Addresses Vault advertises; by default the application server's private IP and the ports above.
+    api_addr: Optional[str] = Field(default=None, alias="apiAddr", pattern=r"^https?://[^\s/]+$")
+    cluster_addr: Optional[str] = Field(default=None, alias="clusterAddr", pattern=r"^https://[^\s/]+$")
+    tls: Optional[VaultTls] = None
+    memory_mib: int = Field(default=1024, alias="memoryMib", ge=256)
+    # HashiCorp Vault only (OpenBao has no mlock). Off by default: with integrated storage HashiCorp
+    # strongly recommends `disable_mlock = true` (the raft database is memory-mapped, and locked pages
+    # would count against the container's memory limit) and no swap on the host.
+    mlock: bool = False
+    # File name on the audit volume; the audit device appends one JSON line per request.
+    audit_file: str = Field(default="audit.log", alias="auditFile", pattern=r"^[A-Za-z0-9._-]+$")
+    jenkins: VaultJenkins = VaultJenkins()
+
+    @model_validator(mode="after")
+    def _threshold_within_shares(self) -> "VaultSettings":
+        if self.key_threshold > self.key_shares:
+            raise ValueError(f"keyThreshold ({self.key_threshold}) is more than keyShares ({self.key_shares})")
+        if self.port == self.cluster_port:
+            raise ValueError(f"clusterPort: {self.cluster_port} is also the API port")
+        return self
 
 
 def _absolute_path(value: str) -> str:
@@ -203,6 +272,207 @@ class ObservabilitySettings(Model):
         if self.sentry.directory == self.posthog.directory:
             raise ValueError(f"posthog.directory: {self.posthog.directory} is already sentry.directory")
         return self
+
+
+# --- edge: Nginx routes (components/edge.py) -------------------------------------------------------
+
+# Upstreams on the application server that a route can name; "swarm" means swarm-master's routing mesh.
+# Sentry and PostHog also get a route from their observability hostName (StackConfig.edge_routes).
+APPLICATION_UPSTREAMS = ("registry", "minio", "vault", "sentry", "posthog")
+UPSTREAMS = (*APPLICATION_UPSTREAMS, "swarm")
+
+
+def _file_path(value: str) -> str:
+    if not value.startswith("/") or any(c.isspace() or c in "{};#'\"\\" for c in value):
+        raise ValueError(f"{value!r} is not an absolute path without spaces or quotes")
+    return value
+
+
+def _url_path(value: str) -> str:
+    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", value):
+        raise ValueError(f"{value!r} is not a URL path (starts with '/', letters, digits, '._~/-' only)")
+    return value
+
+
+def _network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from None
+
+
+FilePath = Annotated[str, AfterValidator(_file_path)]
+UrlPath = Annotated[str, AfterValidator(_url_path)]
+Network = Annotated[str, AfterValidator(_network)]
+HostName = Annotated[str, AfterValidator(_domain)]
+
+
+class EdgeTls(Model):
+    """Certificate and key files on the application server (PEM), mounted read-only into Nginx."""
+
+    certificate_path: FilePath = Field(alias="certificatePath")
+    key_path: FilePath = Field(alias="keyPath")
+
+
+class Route(Model):
+    """``host`` (+ ``path``) served by Nginx, proxied to ``upstream``.
+
+    ``upstream`` is an application-server service (its address is the server's private IP) or
+    ``swarm``, which needs the ``port`` the swarm publishes. ``allow`` limits the source networks.
+    """
+
+    host: HostName
+    path: UrlPath = "/"
+    upstream: str
+    port: Optional[Port] = None
+    allow: Optional[list[Network]] = Field(default=None, min_length=1)
+
+    @field_validator("upstream")
+    @classmethod
+    def _known_upstream(cls, upstream: str) -> str:
+        if upstream not in UPSTREAMS:
+            raise ValueError(f"unknown upstream {upstream!r} (expected one of {', '.join(UPSTREAMS)})")
+        return upstream
+
+    @model_validator(mode="after")
+    def _port_and_allow(self) -> "Route":
+        if self.upstream == "swarm" and self.port is None:
+            raise ValueError("port is required for upstream 'swarm' (the port the swarm service publishes)")
+        if self.upstream != "swarm" and self.port is not None:
+            raise ValueError(
+                f"port is only for swarm routes ({self.upstream!r} listens on its own, configured port)"
+            )
+        if self.upstream == "vault" and not self.allow:
+            raise ValueError("allow is required for upstream 'vault' (the source networks allowed to reach the Vault UI)")
+        if self.upstream == "registry" and self.path != "/":
+            raise ValueError("path must be '/' for upstream 'registry' (docker clients call /v2/ at the root)")
+        return self
+
+
+class Edge(Model):
+    tls: EdgeTls
+    routes: list[Route] = Field(min_length=1)
+
+    @field_validator("routes")
+    @classmethod
+    def _one_registry_route(cls, routes: list[Route]) -> list[Route]:
+        registry = [i for i, r in enumerate(routes) if r.upstream == "registry"]
+        if len(registry) != 1:
+            raise ValueError(
+                f"exactly one route must have upstream 'registry' (found {len(registry)}): "
+                "it is the registry's public name for docker login"
+            )
+        return routes
+# --- databases (db1, db2): components/catalogue.py holds the services; a stack adds or overrides them.
+
+
+def _engine_name(value: str) -> str:
+    if value not in ENGINES:
+        raise ValueError(f"unknown engine {value!r} (known engines: {', '.join(sorted(ENGINES))})")
+    return value
+
+
+def _database_server(value: str) -> str:
+    if value not in DATABASE_SERVERS:
+        raise ValueError(f"{value!r} is not a database server (databases run on {' or '.join(DATABASE_SERVERS)})")
+    return value
+
+
+def _distinct(values: list[str]) -> list[str]:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(repeated)} listed more than once")
+    return values
+
+
+EngineName = Annotated[str, AfterValidator(_engine_name)]
+DatabaseServerName = Annotated[str, AfterValidator(_database_server)]
+ServiceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$", max_length=48)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+ContainerMemory = Annotated[int, Field(ge=64)]
+
+
+class DatabaseService(Model):
+    """A service added to the catalogue, or the fields of a catalogue service a stack overrides.
+
+    ``env`` is merged into the catalogue's map (a ``null`` value removes a key); the other fields replace.
+    """
+
+    server: Optional[DatabaseServerName] = None
+    engines: Optional[Annotated[list[EngineName], AfterValidator(_distinct), Field(min_length=1)]] = None
+    env: dict[EnvName, Optional[str]] = Field(default_factory=dict)
+    host_ports: dict[EngineName, Port] = Field(default_factory=dict, alias="hostPorts")
+    memory_mib: dict[EngineName, ContainerMemory] = Field(default_factory=dict, alias="memoryMib")
+
+
+class Databases(Model):
+    """Sizes per engine (``memoryMib``, MiB per container) and services added or overridden."""
+
+    memory_mib: dict[EngineName, ContainerMemory] = Field(default_factory=dict, alias="memoryMib")
+    services: dict[ServiceName, DatabaseService] = Field(default_factory=dict)
+
+    def catalogue(self) -> tuple[Service, ...]:
+        """The catalogue with this stack's overrides applied, then the services it adds, in order."""
+        merged: dict[str, Service] = {s.name: s for s in CATALOGUE}
+        for name, override in self.services.items():
+            base = merged.get(name)
+            env = {**(base.env if base else {}), **override.env}
+            merged[name] = Service(
+                name=name,
+                server=override.server or (base.server if base else ""),
+                engines=tuple(override.engines or (base.engines if base else ())),
+                env={k: v for k, v in env.items() if v is not None},
+                host_ports={**(base.host_ports if base else {}), **override.host_ports},
+                memory_mib={**(base.memory_mib if base else {}), **override.memory_mib},
+            )
+        return tuple(merged.values())
+
+    def containers(self) -> list[Container]:
+        return containers(self.catalogue(), self.memory_mib)
+
+    def problems(self) -> list[str]:
+        """Cross-field mistakes, each naming its key path; empty when the section is consistent."""
+        problems: list[str] = []
+        catalogued = {s.name for s in CATALOGUE}
+        for name, override in self.services.items():
+            path = f"databases.services.{name}"
+            if name not in catalogued:
+                for key, value in (("server", override.server), ("engines", override.engines)):
+                    if value is None:
+                        problems.append(
+                            f"{path}.{key}: required for a service not in the catalogue ({', '.join(sorted(catalogued))})"
+                        )
+        services = self.catalogue()
+        for service in services:
+            path = f"databases.services.{service.name}"
+            if not service.server or not service.engines:
+                continue
+            own_env = self.services.get(service.name, DatabaseService()).env
+            for key, template in service.env.items():
+                origin = "" if key in own_env else " (from the catalogue: override it, or remove it with null)"
+                problems += [f"{path}.env.{key}: {p}{origin}" for p in template_problems(template, service.engines)]
+            for field_key, values in (("hostPorts", service.host_ports), ("memoryMib", service.memory_mib)):
+                for engine in values:
+                    if engine not in service.engines:
+                        problems.append(f"{path}.{field_key}.{engine}: {service.name} does not use {engine}")
+        if problems:
+            return problems
+        explicit = {(s.name, e) for s in services for e in s.host_ports}
+        taken: dict[tuple[str, int], Container] = {}
+        for container in containers(services, self.memory_mib):
+            other = taken.setdefault((container.server, container.host_port), container)
+            if other is container:
+                continue
+            blamed = container if (container.service, container.engine) in explicit else other
+            if (blamed.service, blamed.engine) in explicit:
+                where = f"databases.services.{blamed.service}.hostPorts.{blamed.engine}"
+            else:
+                where = "databases.services"
+            problems.append(
+                f"{where}: host port {container.host_port} on {container.server} is taken by both "
+                f"{other.name} and {container.name}; give one of them another hostPorts value"
+            )
+        return problems
 
 
 # --- databases (db1, db2): components/catalogue.py holds the services; a stack adds or overrides them.
@@ -323,8 +593,10 @@ class StackConfig(Model):
     access: Access = Access()
     versions: Versions
     capacity: Capacity = Capacity()
+    vault: VaultSettings = VaultSettings()
     observability: ObservabilitySettings
     databases: Databases = Databases()
+    edge: Edge
 
     @model_validator(mode="after")
     def _servers_are_the_six(self) -> "StackConfig":
@@ -350,6 +622,30 @@ class StackConfig(Model):
         problems = self.databases.problems()
         if problems:
             raise ValueError("\n  ".join(problems))
+        return self
+
+    def edge_routes(self) -> list[tuple[str, Route]]:
+        """Every route Nginx serves, with the config key it comes from: ``edge.routes``, then Sentry and
+        PostHog at their ``observability`` hostName."""
+        routes = [(f"edge.routes[{index}]", route) for index, route in enumerate(self.edge.routes)]
+        for name in ("sentry", "posthog"):
+            settings = getattr(self.observability, name)
+            routes.append((f"observability.{name}.hostName", Route(host=settings.host_name, upstream=name)))
+        return routes
+
+    @model_validator(mode="after")
+    def _edge_routes_are_distinct_and_in_domain(self) -> "StackConfig":
+        seen: dict[tuple[str, str], str] = {}
+        for key, route in self.edge_routes():
+            host_key = f"{key}.host" if key.startswith("edge.") else key
+            # A route copied from another stack would otherwise serve (and need a certificate for) its names.
+            if route.host != self.domain and not route.host.endswith("." + self.domain):
+                raise ValueError(f"{host_key}: {route.host!r} is not under domain {self.domain!r}")
+            if (route.host, route.path) in seen:
+                raise ValueError(
+                    f"{key}: host {route.host!r} and path {route.path!r} are already routed by {seen[route.host, route.path]}"
+                )
+            seen[route.host, route.path] = key
         return self
 
 
@@ -394,7 +690,7 @@ def validate(raw: Mapping[str, Any]) -> StackConfig:
 
 
 # Read by the program as a secret Output, never through the model, so it cannot end up in a repr.
-SECRET_KEYS = ("sshPrivateKey",)
+SECRET_KEYS = ("sshPrivateKey", "vaultInit")
 
 
 def load_stack_config(project: str, values: Mapping[str, Any]) -> StackConfig:
@@ -449,3 +745,32 @@ def engine_secret_keys() -> frozenset[str]:
     from pulumi.runtime import config as runtime_config
 
     return frozenset(runtime_config._SECRET_KEYS.get()) | frozenset(runtime_config.get_config_secret_keys_env())
+
+
+def imported_vault_init(project: str, values: Mapping[str, Any], secret_keys: frozenset[str]) -> Optional[str]:
+    """The init output of a Vault that was initialised outside this stack (``vault operator init
+    -format=json``), or ``None`` when the program initialises Vault itself. Only the shape is
+    checked here; the text stays out of every message."""
+    key = f"{project}:vaultInit"
+    text = values.get(key) or ""
+    if not text:
+        return None
+    if key not in secret_keys:
+        raise ConfigError(
+            "invalid stack configuration:\n  vaultInit: stored in plaintext; "
+            "remove it and run `pulumi config set --secret vaultInit < init.json`"
+        )
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = None
+    if not isinstance(document, dict):
+        document = {}
+    keys = document.get("unseal_keys_b64")
+    keys_ok = isinstance(keys, list) and bool(keys) and all(isinstance(k, str) for k in keys)
+    if not keys_ok or not isinstance(document.get("root_token"), str):
+        raise ConfigError(
+            "invalid stack configuration:\n  vaultInit: expected the JSON that `vault operator init -format=json` "
+            "prints (unseal_keys_b64 and root_token)"
+        )
+    return text

@@ -32,3 +32,5 @@ def prod(runs: dict[str, ProgramRun]) -> ProgramRun:
 @pytest.fixture(params=STACKS)
 def stack_run(request: pytest.FixtureRequest, runs: dict[str, ProgramRun]) -> ProgramRun:
     return runs[request.param]
+
+from lab_fixture import lab_session  # noqa: E402,F401  (the real-hosts lab, once per session)

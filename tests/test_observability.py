@@ -43,7 +43,8 @@ def test_sentry_installs_the_pinned_tag_unattended(stack_run: ProgramRun) -> Non
     assert "./install.sh --skip-user-creation --no-report-self-hosted-issues </dev/null" in create
     assert "createuser --email devops@samarth.example.org" in create and "--no-input" in create
     private_ip = _stack(stack_run.stack, "servers")["application"]["privateIp"]
-    assert f"printf \"%s='%s'\\n\" SENTRY_BIND {private_ip}:9000" in create
+    port = _stack(stack_run.stack, "observability")["sentry"]["port"]
+    assert f"printf \"%s='%s'\\n\" SENTRY_BIND {private_ip}:{port}" in create
 
 
 def test_posthog_installs_the_pinned_commit_with_its_web_port_private(stack_run: ProgramRun) -> None:
@@ -135,7 +136,7 @@ def test_too_few_cpus_for_the_sentry_installer_fails_early() -> None:
         (lambda o: o.pop("posthog"), "observability.posthog: required key is missing"),
         (lambda o: o["sentry"].update(adminEmail="devops"), "observability.sentry.adminEmail: 'devops' is not an email address"),
         (lambda o: o["posthog"].update(directory="opt/posthog"), "observability.posthog.directory: 'opt/posthog' is not an absolute"),
-        (lambda o: o["posthog"].update(port=9000), "posthog.port: 9000 is already sentry.port"),
+        (lambda o: o["posthog"].update(port=9001), "posthog.port: 9001 is already sentry.port"),
         (lambda o: o["sentry"].update(hostNmae="x"), "observability.sentry.hostNmae: unknown key"),
     ],
 )

@@ -323,6 +323,40 @@ def run_program(
     return ProgramRun(stack=stack, registrations=monitor.registrations, exports=exports, error=error)
 
 
+@fake_outputs("command:remote:Command", "-vault-init")
+def _vault_init(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """What `vault operator init -format=json` prints, for the shares and threshold the script asks for."""
+    import base64
+    import re
+
+    create = str(reveal(inputs.get("create")) or "")
+    shares = int(re.search(r"-key-shares=(\d+)", create).group(1))
+    threshold = int(re.search(r"-key-threshold=(\d+)", create).group(1))
+    keys = [hashlib.sha256(f"{name}-unseal-{i}".encode()).digest() for i in range(shares)]
+    document = {
+        "unseal_keys_b64": [base64.b64encode(k).decode() for k in keys],
+        "unseal_keys_hex": [k.hex() for k in keys],
+        "unseal_shares": shares,
+        "unseal_threshold": threshold,
+        "recovery_keys_b64": [],
+        "recovery_keys_hex": [],
+        "recovery_keys_shares": 0,
+        "recovery_keys_threshold": 0,
+        "root_token": f"hvs.{_token(name + 'root', 24)}",
+    }
+    return {"stdout": json.dumps(document, indent=2), "stderr": ""}
+
+
+@fake_outputs("vault:appRole/authBackendRole:AuthBackendRole")
+def _approle_role(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"roleId": f"{_token(name + 'role', 8)}-{_token(name + 'role2', 4)}-{_token(name + 'role3', 12)}"}
+
+
+@fake_outputs("vault:appRole/authBackendRoleSecretId:AuthBackendRoleSecretId")
+def _approle_secret_id(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"secretId": f"{_token(name + 'secret', 8)}-{_token(name + 'secret2', 4)}-{_token(name + 'secret3', 12)}", "accessor": _token(name + "accessor", 36)}
+
+
 @fake_outputs("docker:index/remoteImage:RemoteImage")
 def _remote_image(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     # The provider reports "<image id><reference>"; the container's `image` is this value.

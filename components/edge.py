@@ -1,0 +1,275 @@
+"""Nginx on the application server: the only container with public ports (80, 443).
+
+Its configuration is rendered from ``edge.routes`` in stack config. Each route names an upstream:
+a service on the application server (reached on the server's private IP) or ``swarm`` (swarm-master's
+private IP and the port the swarm publishes). A change uploads the new file, checks it with
+``nginx -t`` inside the running container and reloads; a config that fails the check is rolled back
+and Nginx keeps serving the previous one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_command as command
+import pulumi_docker as docker
+
+from . import registry, storage, vault
+from .capacity import Placement
+from .config import ConfigError, Route, StackConfig
+from .host import Host
+from .shell import quote, script
+
+SERVER = "application"
+CONTAINER = "nginx"
+MEMORY_MIB = 256
+HEALTH_PORT = 8081
+CONF_DIR = "/etc/nginx/conf.d"
+CONF_FILE = "samarth.conf"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    # None for the swarm: each route names the port the swarm publishes.
+    port: Optional[int]
+    # Extra directives for every location that proxies to this upstream.
+    directives: tuple[str, ...] = ()
+    scheme: str = "http"
+
+
+def application_upstreams(config: StackConfig) -> dict[str, Upstream]:
+    """The application-server services a route can name, on the ports their components bind."""
+    observability = config.observability
+    return {
+        # Image layers are large and streamed: no size limit, no buffering, long reads.
+        "registry": Upstream(
+            registry.PORT,
+            (
+                "client_max_body_size 0;",
+                "proxy_request_buffering off;",
+                "proxy_buffering off;",
+                "proxy_read_timeout 900s;",
+                "proxy_send_timeout 900s;",
+            ),
+        ),
+        # Public downloads only: the S3 API behind it serves anonymous GetObject, nothing that writes.
+        "minio": Upstream(storage.API_PORT, ("limit_except GET { deny all; }", "proxy_buffering off;")),
+        # Vault's own TLS (when configured) is kept on the private hop too.
+        "vault": Upstream(config.vault.port, scheme=vault.scheme(config.vault)),
+        "sentry": Upstream(observability.sentry.port, ("client_max_body_size 100m;",)),
+        "posthog": Upstream(observability.posthog.port, ("client_max_body_size 20m;",)),
+    }
+
+
+def check_ports(config: StackConfig) -> None:
+    """Two services on the application server with one port would only fail at `up`; fail now, naming
+    the configurable port (the fixed ones come first and never clash with each other)."""
+    ports = [
+        ("the registry", registry.PORT),
+        ("MinIO's S3 API", storage.API_PORT),
+        ("MinIO's console", storage.CONSOLE_PORT),
+        ("vault.port", config.vault.port),
+        ("vault.clusterPort", config.vault.cluster_port),
+        ("observability.sentry.port", config.observability.sentry.port),
+        ("observability.posthog.port", config.observability.posthog.port),
+    ]
+    taken: dict[int, str] = {}
+    for owner, port in ports:
+        if port in taken:
+            raise ConfigError(
+                f"invalid stack configuration:\n  {owner}: port {port} is already used by {taken[port]} on the application server"
+            )
+        taken[port] = owner
+
+
+def placements(config: StackConfig) -> list[Placement]:
+    return [Placement(SERVER, "nginx", MEMORY_MIB)]
+
+
+PROXY_HEADERS = (
+    "proxy_http_version 1.1;",
+    "proxy_set_header Host $host;",
+    "proxy_set_header X-Real-IP $remote_addr;",
+    "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+    "proxy_set_header X-Forwarded-Proto $scheme;",
+    "proxy_set_header X-Forwarded-Host $host;",
+    "proxy_set_header Upgrade $http_upgrade;",
+    "proxy_set_header Connection $connection_upgrade;",
+)
+
+
+def _location(route: Route, address: str, upstream: Upstream) -> list[str]:
+    lines = [f"    location {route.path} {{"]
+    if route.allow:
+        lines += [f"        allow {network};" for network in route.allow]
+        lines.append("        deny all;")
+    lines.append(f"        proxy_pass {upstream.scheme}://{address}:{upstream.port or route.port};")
+    lines += [f"        {directive}" for directive in (*PROXY_HEADERS, *upstream.directives)]
+    lines.append("    }")
+    return lines
+
+
+def render_config(config: StackConfig, application_ip: str, swarm_ip: str) -> str:
+    """The Nginx ``conf.d`` file (inside ``http {}``): one TLS server per host name, a location per route."""
+    edge = config.edge
+    upstreams = {**application_upstreams(config), "swarm": Upstream(None, ("client_max_body_size 50m;",))}
+    by_host: dict[str, list[Route]] = defaultdict(list)
+    for _, route in config.edge_routes():
+        by_host[route.host].append(route)
+
+    lines = [
+        "# Rendered by samarth-infra (components/edge.py) from stack config `edge`. Edits here are overwritten.",
+        "map $http_upgrade $connection_upgrade {",
+        "    default upgrade;",
+        "    ''      close;",
+        "}",
+        "",
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "ssl_prefer_server_ciphers off;",
+        "ssl_session_cache shared:samarth_tls:10m;",
+        "ssl_session_timeout 1d;",
+        f"ssl_certificate {edge.tls.certificate_path};",
+        f"ssl_certificate_key {edge.tls.key_path};",
+        "",
+        "# Container healthcheck; not published.",
+        "server {",
+        f"    listen 127.0.0.1:{HEALTH_PORT};",
+        "    access_log off;",
+        "    location = /healthz { return 200 \"ok\\n\"; }",
+        "}",
+        "",
+        "server {",
+        "    listen 80 default_server;",
+        "    server_name _;",
+        "    location / { return 301 https://$host$request_uri; }",
+        "}",
+        "",
+        "# Names that no route serves are refused during the TLS handshake.",
+        "server {",
+        "    listen 443 ssl default_server;",
+        "    server_name _;",
+        "    ssl_reject_handshake on;",
+        "}",
+    ]
+    for host, routes in sorted(by_host.items()):
+        lines += [
+            "",
+            "server {",
+            "    listen 443 ssl;",
+            f"    server_name {host};",
+            '    add_header Strict-Transport-Security "max-age=31536000" always;',
+        ]
+        for route in sorted(routes, key=lambda r: r.path):
+            address = swarm_ip if route.upstream == "swarm" else application_ip
+            lines += _location(route, address, upstreams[route.upstream])
+        lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def reload_script(container: str, live_dir: str) -> str:
+    """Install the config read from stdin, check it inside the running container, reload; on a failed
+    check put the previous file back so a restart still finds a valid config."""
+    live = posixpath.join(live_dir, CONF_FILE)
+    return script(
+        "nginx-reload",
+        f"""
+live={quote(live)}
+step "receiving the new config"
+mkdir -p {quote(live_dir)}
+cat > "$live.new"
+step "checking that container {container} is running"
+[ "$(docker inspect -f '{{{{.State.Running}}}}' {quote(container)} 2>/dev/null)" = "true" ] \\
+  || fail "container {container} is not running; see: docker logs {container}"
+step "installing the config"
+if [ -f "$live" ]; then cp "$live" "$live.previous"; else rm -f "$live.previous"; fi
+mv "$live.new" "$live"
+step "checking the config with nginx -t"
+if ! docker exec {quote(container)} nginx -t; then
+  if [ -f "$live.previous" ]; then mv "$live.previous" "$live"; else rm -f "$live"; fi
+  fail "nginx -t rejected the new config; the previous one is back in place and still served"
+fi
+step "reloading nginx"
+docker exec {quote(container)} nginx -s reload || fail "nginx -s reload failed; see: docker logs {container}"
+rm -f "$live.previous"
+echo "nginx reloaded with config $(sha256sum "$live" | cut -c1-12)"
+""",
+    )
+
+
+@dataclass(frozen=True)
+class EdgeArgs:
+    host: Host
+    swarm_master: Host
+    config: StackConfig
+
+
+class EdgeProxy(pulumi.ComponentResource):
+    """Nginx, TLS termination and routing for every public name."""
+
+    config_text: pulumi.Output[str]
+
+    def __init__(self, name: str, args: EdgeArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("samarth:edge:Nginx", name, None, opts)
+        host = args.host
+        edge = args.config.edge
+        # On the server, beside the team's existing files in the SSH user's home.
+        live_dir = f"/home/{host.spec.ssh_user}/samarth/nginx/conf.d"
+
+        self.config_text = pulumi.Output.all(host.private_ip, args.swarm_master.private_ip).apply(
+            lambda ips: render_config(args.config, ips[0], ips[1])
+        )
+
+        # Created by the SSH user before Docker would create the mount source as root.
+        directory = command.remote.Command(
+            f"{name}-directory",
+            connection=host.connection,
+            create=script(
+                "nginx-directory",
+                f"""
+step "creating {live_dir}"
+mkdir -p {quote(live_dir)}
+[ -w {quote(live_dir)} ] || fail "{live_dir} exists but user $(id -un) cannot write to it"
+""",
+            ),
+            opts=host.command_options(self),
+        )
+        image = docker.RemoteImage(f"{name}-image", name=args.config.versions.nginx, keep_locally=True, opts=host.docker_options(self))
+        tls_dirs = sorted({posixpath.dirname(edge.tls.certificate_path), posixpath.dirname(edge.tls.key_path)})
+        container = docker.Container(
+            f"{name}-container",
+            name=CONTAINER,
+            image=image.image_id,
+            # The only public binds of the deployment.
+            ports=[docker.ContainerPortArgs(internal=port, external=port, ip="0.0.0.0") for port in (80, 443)],
+            volumes=[
+                docker.ContainerVolumeArgs(host_path=live_dir, container_path=CONF_DIR, read_only=True),
+                *(docker.ContainerVolumeArgs(host_path=d, container_path=d, read_only=True) for d in tls_dirs),
+            ],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{HEALTH_PORT}/healthz"],
+                interval="15s",
+                timeout="5s",
+                retries=3,
+                start_period="10s",
+            ),
+            memory=MEMORY_MIB,
+            restart="unless-stopped",
+            network_mode="bridge",
+            opts=host.docker_options(self, delete_before_replace=True, depends_on=[directory]),
+        )
+        digest = self.config_text.apply(lambda text: hashlib.sha256(text.encode()).hexdigest())
+        command.remote.Command(
+            f"{name}-reload",
+            connection=host.connection,
+            create=reload_script(CONTAINER, live_dir),
+            stdin=self.config_text,
+            # A new config, or a new container (whose mount is still empty on a fresh server), reloads.
+            triggers=[digest, container.id],
+            opts=host.command_options(self, depends_on=[container]),
+        )
+        self.register_outputs({"configSha256": digest})

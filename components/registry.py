@@ -1,0 +1,131 @@
+"""The Docker Registry on the application server: htpasswd auth, private bind, public only via Nginx.
+
+Nginx terminates TLS for the registry's public name, so Docker daemons trust it like any HTTPS
+registry and no node needs `insecure-registries`. The swarm logs in with ``server``/``username``/
+``password``; Jenkins gets the same from ``kv/samarth/registry``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+import yaml
+
+from .capacity import Placement
+from .config import StackConfig
+from .host import Host
+from .publishing import CredentialBook
+
+SERVER = "application"
+PORT = 5000
+# The debug listener serves /debug/health (storage driver checks) for the container healthcheck;
+# it is not published.
+DEBUG_PORT = 5001
+MEMORY_MIB = 512
+USERNAME = "samarth"
+CONFIG_PATH = "/etc/docker/registry/config.yml"
+HTPASSWD_PATH = "/auth/htpasswd"
+STORAGE_PATH = "/var/lib/registry"
+
+
+def placements(config: StackConfig) -> list[Placement]:
+    return [Placement(SERVER, "registry", MEMORY_MIB)]
+
+
+def public_host(config: StackConfig) -> str:
+    """The registry's public name: the host of the one edge route to it (config validation ensures one)."""
+    (host,) = [route.host for route in config.edge.routes if route.upstream == "registry"]
+    return host
+
+
+def render_config(public_url: str, http_secret: str) -> str:
+    """The registry's config.yml; listen addresses and paths are the container's."""
+    document: dict[str, Any] = {
+        "version": 0.1,
+        "log": {"level": "info", "fields": {"service": "registry"}},
+        "storage": {
+            "filesystem": {"rootdirectory": STORAGE_PATH},
+            "delete": {"enabled": True},
+            "cache": {"blobdescriptor": "inmemory"},
+        },
+        "http": {
+            "addr": f":{PORT}",
+            # Behind Nginx: Location headers must name the public HTTPS address, not the private one.
+            "host": public_url,
+            "relativeurls": False,
+            # Shared by restarts, so uploads in progress survive a container replacement.
+            "secret": http_secret,
+            "headers": {"X-Content-Type-Options": ["nosniff"]},
+            "debug": {"addr": f"127.0.0.1:{DEBUG_PORT}"},
+        },
+        "auth": {"htpasswd": {"realm": "samarth-registry", "path": HTPASSWD_PATH}},
+        "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class RegistryArgs:
+    host: Host
+    image: str
+    public_host: str
+    book: CredentialBook
+
+
+class Registry(pulumi.ComponentResource):
+    """``registry:2`` with htpasswd auth; ``server``, ``username``, ``password`` for `docker login`."""
+
+    server: str
+    username: str
+    password: pulumi.Output[str]
+
+    def __init__(self, name: str, args: RegistryArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("samarth:registry:Registry", name, None, opts)
+        host = args.host
+        self.server = args.public_host
+        self.username = USERNAME
+
+        password = random.RandomPassword(f"{name}-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
+        http_secret = random.RandomPassword(f"{name}-http-secret", length=48, special=False, opts=pulumi.ResourceOptions(parent=self))
+        self.password = pulumi.Output.secret(password.result)
+        htpasswd = pulumi.Output.secret(password.bcrypt_hash.apply(lambda digest: f"{USERNAME}:{digest}\n"))
+        config = pulumi.Output.secret(http_secret.result.apply(lambda s: render_config(f"https://{self.server}", s)))
+
+        image = docker.RemoteImage(f"{name}-image", name=args.image, keep_locally=True, opts=host.docker_options(self))
+        data = docker.Volume(
+            f"{name}-data",
+            name=f"{name}-data",
+            opts=host.docker_options(self, protect=True, retain_on_delete=True),
+        )
+        docker.Container(
+            f"{name}-container",
+            name=name,
+            image=image.image_id,
+            ports=[docker.ContainerPortArgs(internal=PORT, external=PORT, ip=host.private_ip)],
+            volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path=STORAGE_PATH)],
+            uploads=[
+                docker.ContainerUploadArgs(file=CONFIG_PATH, content=config),
+                docker.ContainerUploadArgs(file=HTPASSWD_PATH, content=htpasswd),
+            ],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{DEBUG_PORT}/debug/health"],
+                interval="15s",
+                timeout="5s",
+                retries=3,
+                start_period="10s",
+            ),
+            memory=MEMORY_MIB,
+            restart="unless-stopped",
+            network_mode="bridge",
+            opts=host.docker_options(self, delete_before_replace=True),
+        )
+
+        args.book.add(
+            "registry",
+            {"DOCKER_SERVER": self.server, "DOCKER_USERNAME": self.username, "DOCKER_PASSWORD": self.password},
+        )
+        self.register_outputs({"server": self.server, "username": self.username})

@@ -1,0 +1,145 @@
+"""MinIO on the application server, and the doc-generator bucket, policy and user inside it.
+
+The team set MinIO up by hand with `mc` (alias, `mb`, `admin policy create`, `anonymous set download`);
+here the same state is declared through the MinIO provider, which talks to the S3 API on the
+server's private address with the generated root credentials.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_minio as minio
+import pulumi_random as random
+
+from .capacity import Placement
+from .config import StackConfig
+from .host import Host
+from .publishing import CredentialBook
+
+SERVER = "application"
+API_PORT = 9000
+CONSOLE_PORT = 9090
+MEMORY_MIB = 2048
+BUCKET = "doc-generator"
+POLICY_FILE = Path(__file__).parent / "policies" / "doc-generator.json"
+
+
+def placements(config: StackConfig) -> list[Placement]:
+    return [Placement(SERVER, "minio", MEMORY_MIB)]
+
+
+def anonymous_download_policy(bucket: str) -> dict[str, Any]:
+    """What `mc anonymous set download` grants: read objects, locate the bucket; no listing."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": ["*"]},
+                "Action": ["s3:GetBucketLocation"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+            },
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": ["*"]},
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/*"],
+            },
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class StorageArgs:
+    host: Host
+    image: str
+    book: CredentialBook
+
+
+class Storage(pulumi.ComponentResource):
+    """MinIO with its data on a protected volume, and doc-generator's bucket, policy and user."""
+
+    endpoint: pulumi.Output[str]
+    bucket: minio.S3Bucket
+
+    def __init__(self, name: str, args: StorageArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("samarth:storage:Storage", name, None, opts)
+        host = args.host
+
+        root_user = random.RandomPassword(f"{name}-root-user", length=20, special=False, opts=pulumi.ResourceOptions(parent=self))
+        root_password = random.RandomPassword(f"{name}-root-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self))
+
+        image = docker.RemoteImage(f"{name}-image", name=args.image, keep_locally=True, opts=host.docker_options(self))
+        data = docker.Volume(
+            f"{name}-data",
+            name=f"{name}-data",
+            opts=host.docker_options(self, protect=True, retain_on_delete=True),
+        )
+        container = docker.Container(
+            f"{name}-container",
+            name=name,
+            image=image.image_id,
+            command=["server", "/data", "--address", f":{API_PORT}", "--console-address", f":{CONSOLE_PORT}"],
+            envs=pulumi.Output.secret(
+                pulumi.Output.all(root_user.result, root_password.result).apply(
+                    lambda creds: [f"MINIO_ROOT_USER={creds[0]}", f"MINIO_ROOT_PASSWORD={creds[1]}"]
+                )
+            ),
+            ports=[
+                docker.ContainerPortArgs(internal=port, external=port, ip=host.private_ip)
+                for port in (API_PORT, CONSOLE_PORT)
+            ],
+            volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path="/data")],
+            # Recent MinIO images ship without curl; `mc ready` is the image's own readiness probe.
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", "mc", "ready", "local"], interval="15s", timeout="5s", retries=5, start_period="20s"
+            ),
+            memory=MEMORY_MIB,
+            restart="unless-stopped",
+            network_mode="bridge",
+            # The provider below configures MinIO right after: wait until it answers.
+            wait=True,
+            wait_timeout=120,
+            opts=host.docker_options(self, delete_before_replace=True),
+        )
+
+        self.endpoint = pulumi.Output.concat(host.private_ip, f":{API_PORT}")
+        provider = minio.Provider(
+            f"{name}-minio",
+            minio_server=self.endpoint,
+            minio_user=pulumi.Output.secret(root_user.result),
+            minio_password=pulumi.Output.secret(root_password.result),
+            minio_ssl=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[container]),
+        )
+        in_minio = pulumi.ResourceOptions(parent=self, provider=provider)
+
+        self.bucket = minio.S3Bucket(f"{name}-{BUCKET}", bucket=BUCKET, acl="private", opts=in_minio)
+        minio.S3BucketPolicy(
+            f"{name}-{BUCKET}-anonymous-download",
+            bucket=self.bucket.bucket,
+            policy=json.dumps(anonymous_download_policy(BUCKET)),
+            opts=in_minio,
+        )
+        policy = minio.IamPolicy(f"{name}-{BUCKET}-policy", name=BUCKET, policy=POLICY_FILE.read_text(), opts=in_minio)
+        secret = random.RandomPassword(f"{name}-{BUCKET}-secret", length=40, special=False, opts=pulumi.ResourceOptions(parent=self))
+        user = minio.IamUser(f"{name}-{BUCKET}-user", name=BUCKET, secret=secret.result, opts=in_minio)
+        minio.IamUserPolicyAttachment(
+            f"{name}-{BUCKET}-attachment", user_name=user.name, policy_name=policy.name, opts=in_minio
+        )
+
+        args.book.add(
+            BUCKET,
+            {
+                "MINIO_URL": self.endpoint,
+                "MINIO_USER": user.name,
+                "MINIO_PASSWORD": pulumi.Output.secret(secret.result),
+            },
+        )
+        self.register_outputs({"endpoint": self.endpoint, "bucket": self.bucket.bucket})

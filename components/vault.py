@@ -1,0 +1,410 @@
+"""Vault on the application server: the container, its bootstrap, its configuration and the secrets
+Jenkins reads.
+
+The program does what used to be done by hand:
+1. a Vault (or OpenBao) container with a rendered server config (integrated raft storage on a
+   protected volume, UI on, listeners on the private IP and loopback only);
+2. remote scripts that initialise it once (the init output becomes a Pulumi secret) and unseal it on
+   every ``pulumi up`` that finds it sealed (after a reboot it is);
+3. the Vault provider, built from those outputs, for the KV v2 mount ``kv``, a file audit device,
+   the ``jenkins`` policy and the AppRole Jenkins logs in with;
+4. ``publish(book)``: every service's credentials at ``kv/samarth/<service>``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import pulumi
+import pulumi_command as command
+import pulumi_docker as docker
+import pulumi_vault as vault
+
+from .capacity import Placement
+from .config import StackConfig, VaultSettings
+from .host import Host
+from .publishing import CredentialBook
+from .shell import quote, script
+
+SERVER = "application"
+KV_MOUNT = "kv"
+KV_PREFIX = "samarth"
+JENKINS = "jenkins"
+# How long the bootstrap scripts wait for a freshly started container to answer.
+STATUS_ATTEMPTS = 30
+STATUS_INTERVAL_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """What differs between HashiCorp Vault's image and OpenBao's: the CLI's name, the directories
+    the image's entrypoint hands to its unprivileged user, and the CLI's environment prefix."""
+
+    binary: str
+    home: str
+    env_prefix: str
+    # HashiCorp Vault knows mlock, and its image's entrypoint gives the binary cap_ipc_lock, which
+    # only runs with IPC_LOCK; OpenBao dropped mlock and warns about `disable_mlock`.
+    mlock: bool
+    # OpenBao refuses to enable audit devices through the API: they are declared in the server config.
+    declarative_audit: bool
+
+    @property
+    def config_file(self) -> str:
+        return f"{self.home}/config/samarth.hcl"
+
+    @property
+    def data_dir(self) -> str:
+        return f"{self.home}/file"
+
+    @property
+    def logs_dir(self) -> str:
+        return f"{self.home}/logs"
+
+    @property
+    def tls_dir(self) -> str:
+        return f"{self.home}/tls"
+
+
+DISTRIBUTIONS = {
+    "vault": Distribution(binary="vault", home="/vault", env_prefix="VAULT", mlock=True, declarative_audit=False),
+    "openbao": Distribution(binary="bao", home="/openbao", env_prefix="BAO", mlock=False, declarative_audit=True),
+}
+
+
+def placements(config: StackConfig) -> list[Placement]:
+    return [Placement(SERVER, "vault", config.vault.memory_mib)]
+
+
+def scheme(settings: VaultSettings) -> str:
+    return "https" if settings.tls else "http"
+
+
+def api_addr(settings: VaultSettings, private_ip: str) -> str:
+    return settings.api_addr or f"{scheme(settings)}://{private_ip}:{settings.port}"
+
+
+def audit_file(settings: VaultSettings) -> str:
+    return f"{DISTRIBUTIONS[settings.distribution].logs_dir}/{settings.audit_file}"
+
+
+def _hcl(value: Any) -> str:
+    """An HCL literal; JSON's string and boolean syntax is HCL's."""
+    return json.dumps(value)
+
+
+def render_server_config(settings: VaultSettings, private_ip: str, node_id: str) -> str:
+    """The server's HCL: raft storage on the data volume, UI on, one listener on the private IP (which
+    also carries raft's cluster traffic) and one on loopback for the bootstrap scripts and healthcheck.
+    Nothing listens on a wildcard address."""
+    dist = DISTRIBUTIONS[settings.distribution]
+    if settings.tls:
+        tls = (
+            f"  tls_cert_file = {_hcl(dist.tls_dir + '/cert.pem')}\n"
+            f"  tls_key_file  = {_hcl(dist.tls_dir + '/key.pem')}\n"
+        )
+    else:
+        tls = "  tls_disable = true\n"
+    cluster_addr = settings.cluster_addr or f"https://{private_ip}:{settings.cluster_port}"
+    mlock = f"disable_mlock = {_hcl(not settings.mlock)}\n" if dist.mlock else ""
+    audit = (
+        f'\naudit "file" "file" {{\n  options {{\n    file_path = {_hcl(audit_file(settings))}\n  }}\n}}\n'
+        if dist.declarative_audit
+        else ""
+    )
+    return (
+        f"ui            = true\n"
+        f"{mlock}"
+        f"api_addr      = {_hcl(api_addr(settings, private_ip))}\n"
+        f"cluster_addr  = {_hcl(cluster_addr)}\n"
+        f"\n"
+        f'storage "raft" {{\n'
+        f"  path    = {_hcl(dist.data_dir)}\n"
+        f"  node_id = {_hcl(node_id)}\n"
+        # Raft's fastest timings, which HashiCorp recommends for production: a single node elects
+        # itself leader within seconds of starting instead of tens of seconds.
+        f"  performance_multiplier = 1\n"
+        f"}}\n"
+        f"\n"
+        f'listener "tcp" {{\n'
+        f"  address         = {_hcl(f'{private_ip}:{settings.port}')}\n"
+        f"  cluster_address = {_hcl(f'{private_ip}:{settings.cluster_port}')}\n"
+        f"{tls}"
+        f"}}\n"
+        f"\n"
+        f'listener "tcp" {{\n'
+        f"  address         = {_hcl(f'127.0.0.1:{settings.port}')}\n"
+        f"  cluster_address = {_hcl(f'127.0.0.1:{settings.cluster_port}')}\n"
+        f"{tls}"
+        f"}}\n"
+        f"{audit}"
+    )
+
+
+def jenkins_policy() -> str:
+    """Read every service's secret and list the service paths; nothing else (no write, no other mount)."""
+    return (
+        f'path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{\n'
+        f'  capabilities = ["read"]\n'
+        f"}}\n"
+        f"\n"
+        f'path "{KV_MOUNT}/metadata/{KV_PREFIX}/*" {{\n'
+        f'  capabilities = ["list"]\n'
+        f"}}\n"
+    )
+
+
+def _wait_for_status(container: str, binary: str) -> str:
+    """Shell that leaves ``vault status -format=json`` in ``$status``, or fails saying Vault is unreachable.
+
+    ``vault status`` exits 0 when unsealed, 2 when sealed (or not initialised) and 1 when it cannot
+    reach the server; anything else means the CLI itself could not run."""
+    cli = f"docker exec {quote(container)} {binary}"
+    return f"""
+step "waiting for {binary} in container {container} to answer"
+tries=0
+while :; do
+  rc=0
+  status=$({cli} status -format=json 2>/dev/null) || rc=$?
+  case "$rc" in 0|2) break ;; esac
+  tries=$((tries + 1))
+  [ "$tries" -lt {STATUS_ATTEMPTS} ] || fail "vault is unreachable: '{cli} status' failed {STATUS_ATTEMPTS} times over {STATUS_ATTEMPTS * STATUS_INTERVAL_SECONDS}s (last exit $rc); check 'docker ps -a --filter name={container}' and 'docker logs {container}'"
+  sleep {STATUS_INTERVAL_SECONDS}
+done
+"""
+
+
+def init_script(container: str, settings: VaultSettings) -> str:
+    """Initialise Vault when it is not, printing only the init JSON (the command's stdout, kept as a
+    secret). A Vault initialised by someone else is refused: this stack would hold no keys for it."""
+    dist = DISTRIBUTIONS[settings.distribution]
+    cli = f"docker exec {quote(container)} {dist.binary}"
+    return script(
+        "vault-init",
+        _wait_for_status(container, dist.binary)
+        + f"""
+if printf '%s' "$status" | grep -Eq '"initialized": *true'; then
+  fail "vault in container {container} is already initialised, but this stack holds no init output for it. To manage it, import its keys: save the output of '{dist.binary} operator init -format=json' (at least unseal_keys_b64 and root_token) as init.json and run 'pulumi config set --secret vaultInit < init.json', then 'pulumi up' again"
+fi
+step "initialising vault ({settings.key_shares} key shares, threshold {settings.key_threshold})"
+{cli} operator init -format=json -key-shares={settings.key_shares} -key-threshold={settings.key_threshold}
+""",
+    )
+
+
+def unseal_script(container: str, settings: VaultSettings) -> str:
+    """Unseal Vault when it is sealed, with the keys given on stdin one per line (never in argv or the
+    environment: each key goes to ``write sys/unseal key=-`` on its own stdin)."""
+    dist = DISTRIBUTIONS[settings.distribution]
+    cli = f"docker exec {quote(container)} {dist.binary}"
+    return script(
+        "vault-unseal",
+        f"""
+step "reading the unseal keys from stdin"
+keys=$(cat)
+[ -n "$keys" ] || fail "no unseal keys on stdin"
+"""
+        + _wait_for_status(container, dist.binary)
+        + f"""
+printf '%s' "$status" | grep -Eq '"initialized": *true' \\
+  || fail "vault in container {container} is not initialised, yet this stack holds unseal keys: its data volume was replaced; restore the volume, or initialise anew by removing the init record (pulumi state unprotect, then pulumi state delete, on its application-vault-init resource; README, Vault)"
+if printf '%s' "$status" | grep -Eq '"sealed": *false'; then
+  exit 0
+fi
+step "unsealing vault"
+set -f
+for key in $keys; do
+  printf '%s' "$key" | docker exec -i {quote(container)} {dist.binary} write -format=json sys/unseal key=- >/dev/null \\
+    || fail "vault in container {container} rejected an unseal key"
+  status=$({cli} status -format=json 2>/dev/null) || true
+  if printf '%s' "$status" | grep -Eq '"sealed": *false'; then
+    exit 0
+  fi
+done
+fail "vault in container {container} is still sealed after every unseal key this stack holds: they are not this Vault's keys (was it rekeyed outside Pulumi? see README, Vault, rotation)"
+""",
+    )
+
+
+@dataclass(frozen=True)
+class VaultServerArgs:
+    host: Host
+    settings: VaultSettings
+    image: str
+    # Init output of a Vault initialised outside this stack (config ``vaultInit``); None: init here.
+    imported_init: Optional[pulumi.Input[str]] = None
+
+
+class VaultServer(pulumi.ComponentResource):
+    """Vault on the application server, initialised, unsealed and configured for Jenkins."""
+
+    address: pulumi.Output[str]
+    root_token: pulumi.Output[str]
+    jenkins_role_id: pulumi.Output[str]
+    jenkins_secret_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: VaultServerArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("samarth:vault:VaultServer", name, None, opts)
+        host, settings = args.host, args.settings
+        dist = DISTRIBUTIONS[settings.distribution]
+        prefix = f"{host.name}-vault"
+        container_name = "vault"
+
+        image = docker.RemoteImage(
+            f"{prefix}-image", name=args.image, keep_locally=True, opts=host.docker_options(self)
+        )
+        volume_opts = host.docker_options(self, protect=True, retain_on_delete=True)
+        data = docker.Volume(f"{prefix}-data", name=f"{prefix}-data", opts=volume_opts)
+        audit = docker.Volume(f"{prefix}-audit", name=f"{prefix}-audit", opts=volume_opts)
+
+        self.server_config = render_server_config(settings, host.spec.private_ip, host.name)
+        volumes = [
+            docker.ContainerVolumeArgs(volume_name=data.name, container_path=dist.data_dir),
+            docker.ContainerVolumeArgs(volume_name=audit.name, container_path=dist.logs_dir),
+        ]
+        # The CLI inside the container (scripts, healthcheck, an operator's `docker exec`) talks to the
+        # loopback listener; with TLS it skips verification there, as that traffic never leaves the host.
+        envs = [f"{dist.env_prefix}_ADDR={scheme(settings)}://127.0.0.1:{settings.port}"]
+        if settings.tls:
+            volumes += [
+                docker.ContainerVolumeArgs(host_path=settings.tls.cert_file, container_path=f"{dist.tls_dir}/cert.pem", read_only=True),
+                docker.ContainerVolumeArgs(host_path=settings.tls.key_file, container_path=f"{dist.tls_dir}/key.pem", read_only=True),
+            ]
+            envs.append(f"{dist.env_prefix}_SKIP_VERIFY=true")
+
+        self.container = docker.Container(
+            prefix,
+            name=container_name,
+            image=image.image_id,
+            command=[dist.binary, "server", f"-config={dist.config_file}"],
+            # Host networking so the listeners bind exactly the addresses in the server config; a
+            # published port would need a wildcard listener inside the container.
+            network_mode="host",
+            restart="unless-stopped",
+            memory=settings.memory_mib,
+            capabilities=docker.ContainerCapabilitiesArgs(adds=["IPC_LOCK"]) if dist.mlock else None,
+            envs=envs,
+            volumes=volumes,
+            uploads=[docker.ContainerUploadArgs(file=dist.config_file, content=self.server_config)],
+            # Healthy when the server answers, sealed or not: unsealing is the bootstrap's job.
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD-SHELL", f"{dist.binary} status >/dev/null 2>&1; [ $? -ne 1 ]"],
+                interval="15s",
+                timeout="5s",
+                retries=3,
+                start_period="20s",
+            ),
+            opts=host.docker_options(self, delete_before_replace=True),
+        )
+
+        if args.imported_init is not None:
+            init_json = pulumi.Output.secret(args.imported_init)
+            init_deps: list[pulumi.Resource] = []
+        else:
+            init = command.remote.Command(
+                f"{prefix}-init",
+                connection=host.connection,
+                create=init_script(container_name, settings),
+                logging=command.remote.Logging.NONE,
+                opts=host.command_options(
+                    self,
+                    depends_on=[self.container],
+                    additional_secret_outputs=["stdout", "stderr"],
+                    # Init runs once: its stdout holds the only copy of the keys in this stack. A new
+                    # connection or script must not re-run it, and deleting it would forget the keys.
+                    ignore_changes=["connection", "create"],
+                    protect=True,
+                ),
+            )
+            init_json = pulumi.Output.secret(init.stdout)
+            init_deps = [init]
+        init_doc = init_json.apply(json.loads)
+        self.root_token = pulumi.Output.secret(init_doc.apply(lambda doc: doc["root_token"]))
+        unseal_keys = pulumi.Output.secret(init_doc.apply(lambda doc: "".join(f"{k}\n" for k in doc["unseal_keys_b64"])))
+
+        self.unseal = command.remote.Command(
+            f"{prefix}-unseal",
+            connection=host.connection,
+            create=unseal_script(container_name, settings),
+            stdin=unseal_keys,
+            logging=command.remote.Logging.NONE,
+            # A reboot or a container restart seals Vault and Pulumi cannot see it (the command provider
+            # reads nothing back from the host), so the check runs on every `up`: the stamp replaces
+            # this command each run. The script only acts when Vault reports itself sealed.
+            triggers=[self.container.id, datetime.now(timezone.utc).isoformat()],
+            opts=host.command_options(self, depends_on=[self.container, *init_deps]),
+        )
+
+        self.address = pulumi.Output.concat(scheme(settings), "://", host.private_ip, f":{settings.port}")
+        self.provider = vault.Provider(
+            "vault",
+            address=self.address,
+            token=self.root_token,
+            ca_cert_file=settings.tls.ca_file if settings.tls else None,
+            tls_server_name=settings.tls.server_name if settings.tls else None,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        self.kv = vault.Mount(
+            "vault-kv",
+            path=KV_MOUNT,
+            type="kv",
+            options={"version": "2"},
+            description="Credentials and settings Jenkins reads, one path per service under samarth/",
+            opts=self._vault_options(),
+        )
+        if not dist.declarative_audit:
+            vault.Audit(
+                "vault-audit-file",
+                type="file",
+                options={"file_path": audit_file(settings)},
+                opts=self._vault_options(),
+            )
+        policy = vault.Policy("vault-policy-jenkins", name=JENKINS, policy=jenkins_policy(), opts=self._vault_options())
+        approle = vault.AuthBackend("vault-approle", type="approle", path="approle", opts=self._vault_options())
+        role = vault.approle.AuthBackendRole(
+            "vault-approle-jenkins",
+            backend=approle.path,
+            role_name=JENKINS,
+            token_policies=[policy.name],
+            token_ttl=settings.jenkins.token_ttl_seconds,
+            token_max_ttl=settings.jenkins.token_max_ttl_seconds,
+            token_bound_cidrs=list(settings.jenkins.token_bound_cidrs) or None,
+            opts=self._vault_options(),
+        )
+        secret_id = vault.approle.AuthBackendRoleSecretId(
+            "vault-approle-jenkins-secret-id",
+            backend=approle.path,
+            role_name=role.role_name,
+            opts=self._vault_options(),
+        )
+        self.jenkins_role_id = role.role_id
+        self.jenkins_secret_id = pulumi.Output.secret(secret_id.secret_id)
+
+        self.register_outputs(
+            {
+                "address": self.address,
+                "jenkinsRoleId": self.jenkins_role_id,
+                "jenkinsSecretId": self.jenkins_secret_id,
+            }
+        )
+
+    def _vault_options(self) -> pulumi.ResourceOptions:
+        """Every Vault resource waits for the unseal: before it, Vault answers nothing."""
+        return pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.unseal])
+
+    def publish(self, book: CredentialBook) -> list[vault.kv.SecretV2]:
+        """One secret per service at ``kv/samarth/<service>``: the path layout Jenkins jobs read."""
+        return [
+            vault.kv.SecretV2(
+                f"vault-kv-{KV_PREFIX}-{service}",
+                mount=self.kv.path,
+                name=f"{KV_PREFIX}/{service}",
+                data_json=pulumi.Output.secret(pulumi.Output.json_dumps(values)),
+                opts=self._vault_options(),
+            )
+            for service, values in book.services().items()
+        ]

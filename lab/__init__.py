@@ -1,0 +1,29 @@
+"""Local test hosts (network namespaces with sshd and dockerd) for rehearsals and real tests."""
+
+from .core import (
+    DEFAULT_PREFIX,
+    DEFAULT_STATE,
+    DEFAULT_SUBNET,
+    Lab,
+    LabError,
+    LabHost,
+    docker,
+    free_subnet,
+    machine_lock,
+    ssh,
+    ssh_command,
+)
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "DEFAULT_STATE",
+    "DEFAULT_SUBNET",
+    "Lab",
+    "LabError",
+    "LabHost",
+    "docker",
+    "free_subnet",
+    "machine_lock",
+    "ssh",
+    "ssh_command",
+]

@@ -1,0 +1,75 @@
+"""`python -m lab up|down|status`: local test hosts, and the `lab` stack file pointing at them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from components.config import SERVER_NAMES, ConfigError
+
+from .core import DEFAULT_PREFIX, DEFAULT_STATE, DEFAULT_SUBNET, Lab, LabError
+from .stack import LAB_STACK, write_stack_file
+
+
+def host_names(spec: str) -> list[str]:
+    """``--hosts 3`` (the first three server names) or ``--hosts swarm-master,swarm-node2``."""
+    if spec.isdigit():
+        count = int(spec)
+        if not 1 <= count <= len(SERVER_NAMES):
+            raise argparse.ArgumentTypeError(f"between 1 and {len(SERVER_NAMES)} hosts, or a list of names")
+        return list(SERVER_NAMES[:count])
+    return [n.strip() for n in spec.split(",") if n.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument("--hosts", type=host_names, default=list(SERVER_NAMES),
+                        help="a number (the first N server names) or comma-separated names; default: the six servers")
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"names of namespaces and links (default {DEFAULT_PREFIX})")
+    parser.add_argument("--subnet", default=DEFAULT_SUBNET, help=f"private subnet; the bridge takes .1 (default {DEFAULT_SUBNET})")
+    parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="keys, configs, logs and Docker data")
+    parser.add_argument("--stack-file", type=Path, default=LAB_STACK, help="where `up` writes the lab stack")
+    parser.add_argument("--timeout", type=float, default=90.0, help="seconds `up` waits for every daemon")
+    args = parser.parse_args(argv)
+
+    try:
+        lab = Lab(args.prefix, args.subnet, args.state, timeout=args.timeout)
+        if args.action == "up":
+            started = time.monotonic()
+            hosts = lab.up(args.hosts)
+            print(f"lab up in {time.monotonic() - started:.1f}s:")
+            for host in hosts:
+                print(f"  {host.name:<14} {host.address:<15} DOCKER_HOST={host.docker_host}")
+            try:
+                path = write_stack_file(lab.hosts(), args.stack_file)
+                print(f"wrote {path} (stack `lab`)")
+            except ValueError as exc:  # ConfigError is a ValueError too
+                print(f"stack file not written: {exc}", file=sys.stderr)
+            print(f"SSH for Pulumi: `ssh-add {lab.key_path}` (commands) and `Include {lab.ssh_config}` at the top of ~/.ssh/config (Docker)")
+            print(f"log in: ssh -F {lab.ssh_config} {hosts[0].address}")
+            return 0
+        if args.action == "down":
+            lab.down()
+            args.stack_file.unlink(missing_ok=True)
+            print(f"lab {args.prefix} is down")
+            return 0
+        rows = lab.status()
+        if not rows:
+            print(f"no lab {args.prefix} (state {lab.state_dir})")
+            return 1
+        print(f"{'host':<14} {'address':<15} {'netns':<6} {'sshd':<5} dockerd")
+        mark = {True: "up", False: "down"}
+        for row in rows:
+            print(f"{row['name']:<14} {row['address']:<15} {mark[bool(row['namespace'])]:<6} "
+                  f"{mark[bool(row['sshd'])]:<5} {mark[bool(row['dockerd'])]}")
+        return 0 if all(row["sshd"] and row["dockerd"] for row in rows) else 1
+    except (LabError, ConfigError) as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The stack file that points the program at lab hosts (``Pulumi.lab.yaml``).
+
+Everything but the servers and how to reach them is copied from the staging stack, so the lab
+rehearses what staging will get (versions and every component's settings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.config import SERVER_NAMES, load_stack_config
+
+from .core import ROOT, LabHost
+
+PROJECT = "samarth-infra"
+STAGING = ROOT / "Pulumi.staging.yaml"
+LAB_STACK = ROOT / "Pulumi.lab.yaml"
+
+
+def machine_size() -> tuple[int, int]:
+    """Memory (MiB) and CPUs of this machine, which every lab host reports as its own."""
+    with open("/proc/meminfo") as meminfo:
+        kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
+    return kib // 1024, os.cpu_count() or 1
+
+
+def lab_server(host: LabHost, base: Mapping[str, Any]) -> dict[str, Any]:
+    """``servers.<name>`` for a server played by ``host``: staging's size, capped at the machine's,
+    since the preflight compares the declared size with what the host reports."""
+    memory_mib, cpus = machine_size()
+    server: dict[str, Any] = {
+        "privateIp": host.address,
+        "sshUser": "root",
+        "sshPort": 22,
+        "memoryMib": min(int(base.get("memoryMib", memory_mib)), memory_mib),
+        "cpus": min(int(base.get("cpus", cpus)), cpus),
+    }
+    if "publicAddress" in base:
+        server["publicAddress"] = host.address
+    if host.host_key:
+        server["hostKey"] = host.host_key
+    return server
+
+
+def servers_section(assignments: Mapping[str, LabHost], base_servers: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``servers`` value: servers in ``assignments`` point at their lab host, others keep ``base_servers``."""
+    servers = {name: dict(value) for name, value in base_servers.items()}
+    for name, host in assignments.items():
+        servers[name] = lab_server(host, base_servers.get(name, {}))
+    return servers
+
+
+def stack_document(assignments: Mapping[str, LabHost], base: Path = STAGING) -> dict[str, Any]:
+    """The lab stack file's content: ``base``'s config with servers on lab hosts and no jump host."""
+    document = yaml.safe_load(base.read_text()) or {}
+    config: dict[str, Any] = {}
+    for key, value in (document.get("config") or {}).items():
+        # Secure values are encrypted for the base stack only: the lab stack cannot read them.
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            continue
+        config[key] = value
+    config[f"{PROJECT}:servers"] = servers_section(assignments, config.get(f"{PROJECT}:servers") or {})
+    config[f"{PROJECT}:access"] = {"via": "private"}
+    return {"config": config}
+
+
+def default_assignments(hosts: list[LabHost]) -> dict[str, LabHost]:
+    """Six hosts play the six servers: by name where a host is named after a server, else in order."""
+    by_name = {h.name: h for h in hosts}
+    spare = [h for h in hosts if h.name not in SERVER_NAMES]
+    assignments = {}
+    for server in SERVER_NAMES:
+        if server in by_name:
+            assignments[server] = by_name[server]
+        elif spare:
+            assignments[server] = spare.pop(0)
+    return assignments
+
+
+def validate_document(document: Mapping[str, Any]) -> None:
+    """Raise ``ConfigError`` when the program would refuse this stack file."""
+    values = {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in document["config"].items()
+    }
+    load_stack_config(PROJECT, values)
+
+
+HEADER = """\
+# Written by `python -m lab up`: the six servers are local lab hosts (network namespaces on this
+# machine), everything else is copied from Pulumi.staging.yaml. Not committed; `python -m lab down`
+# deletes it. SSH: `ssh-add {key}` for remote commands, and `Include {ssh_config}` at the top of
+# ~/.ssh/config for the Docker provider (it runs the plain ssh client).
+"""
+
+
+def write_stack_file(hosts: list[LabHost], path: Path = LAB_STACK, base: Path = STAGING) -> Path:
+    """Validate and write the lab stack file; needs a host for each of the six servers."""
+    assignments = default_assignments(hosts)
+    missing = [s for s in SERVER_NAMES if s not in assignments]
+    if missing:
+        raise ValueError(
+            f"the stack needs one lab host per server (their private IPs must differ); no host for: {', '.join(missing)}"
+        )
+    document = stack_document(assignments, base)
+    validate_document(document)
+    header = HEADER.format(key=hosts[0].ssh_key_path, ssh_config=hosts[0].ssh_config)
+    path.write_text(header + yaml.safe_dump(document, sort_keys=False))
+    return path

@@ -1,0 +1,60 @@
+"""A lab of three real hosts (sshd + dockerd in network namespaces), started once per test session.
+
+``lab_session`` is imported by conftest.py. It picks a prefix and a free subnet of its own, so
+several test sessions (and a developer's `python -m lab up`) can run on one machine at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lab import Lab, LabHost, free_subnet, machine_lock
+from lab.core import RUN_DIR
+
+# The three swarm servers, so tests can map config names to lab hosts one to one.
+LAB_HOSTS = ("swarm-master", "swarm-node2", "swarm-node3")
+
+
+@dataclass(frozen=True)
+class LabSession:
+    lab: Lab
+    hosts: list[LabHost]
+
+    def host(self, name: str) -> LabHost:
+        return next(h for h in self.hosts if h.name == name)
+
+
+def reap_abandoned_labs() -> None:
+    """Tear down labs of test runs that died before their own teardown (their prefix ends in their
+    pid), so they do not pile up on a developer's machine."""
+    if not RUN_DIR.exists():
+        return
+    for directory in RUN_DIR.iterdir():
+        owner = re.fullmatch(r"[a-z](\d+)", directory.name)
+        if owner and not Path(f"/proc/{owner.group(1)}").exists() and (directory / "lab.json").exists():
+            Lab.recorded(directory.name).down()
+
+
+@pytest.fixture(scope="session")
+def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSession]:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (network namespaces); CI runs as root")
+    state = tmp_path_factory.mktemp("lab") / "state"
+    with machine_lock():
+        reap_abandoned_labs()
+        lab = Lab(prefix=f"t{os.getpid()}", subnet=free_subnet(), state_dir=state, timeout=90)
+        try:
+            hosts = lab.up(list(LAB_HOSTS))
+        except BaseException:
+            lab.down()
+            raise
+    try:
+        yield LabSession(lab=lab, hosts=hosts)
+    finally:
+        lab.down()

