@@ -7,6 +7,7 @@ from components.capacity import check_capacity
 from components.config import engine_config, engine_secret_keys, imported_vault_init, load_stack_config, ssh_private_key
 from components.host import build_hosts
 from components.publishing import CredentialBook
+from components.swarm import Cluster, ClusterArgs, RegistryLogin
 
 # Validation first: a bad stack file stops here, before any resource is registered.
 project = pulumi.get_project()
@@ -56,6 +57,17 @@ docker_registry = registry.Registry(
 apps = observability.Observability(
     "observability", observability.ObservabilityArgs(host=hosts[observability.SERVER], config=config, book=book)
 )
+swarm = Cluster(
+    "swarm",
+    ClusterArgs(
+        settings=config.swarm,
+        manager=hosts["swarm-master"],
+        workers={name: hosts[name] for name in config.swarm.workers},
+        registry=RegistryLogin(
+            server=docker_registry.server, username=docker_registry.username, password=docker_registry.password
+        ),
+    ),
+)
 nginx = edge.EdgeProxy("nginx", edge.EdgeArgs(host=hosts[edge.SERVER], swarm_master=hosts["swarm-master"], config=config))
 
 # Last: every component has added its credentials to the book by now.
@@ -71,3 +83,5 @@ pulumi.export("jenkinsSecretId", vault_server.jenkins_secret_id)
 pulumi.export("registry", {"server": docker_registry.server, "username": docker_registry.username})
 pulumi.export("minioEndpoint", minio.endpoint)
 pulumi.export("edgeRoutes", [f"{r.host}{r.path} -> {r.upstream}{f':{r.port}' if r.port else ''}" for _, r in config.edge_routes()])
+pulumi.export("swarmManagerAddress", swarm.manager_address)
+pulumi.export("swarmNetwork", swarm.network.name)

@@ -165,6 +165,33 @@ class Capacity(Model):
     headroom_percent: int = Field(default=10, alias="headroomPercent", ge=0, le=90)
 
 
+SWARM_MANAGER = "swarm-master"
+SWARM_WORKERS = ("swarm-node2", "swarm-node3")
+SwarmWorker = Literal["swarm-node2", "swarm-node3"]
+# Labels the program sets on every swarm node itself (see components/swarm.py).
+SWARM_AUTOMATIC_LABELS = ("role", "memory_mib")
+LabelKey = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")]
+LabelValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:/-]{0,128}$")]
+
+
+class Swarm(Model):
+    """The Docker Swarm over swarm-master (manager) and its workers.
+
+    ``workers`` lists the servers that are members: taking one out drains it, makes it leave and
+    removes it from the node list. ``labels`` are extra node labels per member, for placement
+    constraints (``node.labels.<key>``); ``role`` and ``memory_mib`` are set by the program.
+    """
+
+    workers: list[SwarmWorker] = Field(default_factory=lambda: list(SWARM_WORKERS))
+    labels: dict[ServerName, dict[LabelKey, LabelValue]] = Field(default_factory=dict)
+    encrypt_overlay: bool = Field(default=True, alias="encryptOverlay")
+    registry_login: bool = Field(default=True, alias="registryLogin")
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return (SWARM_MANAGER, *self.workers)
+
+
 class VaultTls(Model):
     """TLS for Vault's listeners; the certificate and key are files already on the application server."""
 
@@ -483,6 +510,7 @@ class StackConfig(Model):
     access: Access = Access()
     versions: Versions
     capacity: Capacity = Capacity()
+    swarm: Swarm = Swarm()
     vault: VaultSettings = VaultSettings()
     observability: ObservabilitySettings
     databases: Databases = Databases()
@@ -504,6 +532,22 @@ class StackConfig(Model):
             for name, server in self.servers.items():
                 if server.public_address is None:
                     raise ValueError(f"servers.{name}.publicAddress: required because access.via is 'public'")
+        return self
+
+    @model_validator(mode="after")
+    def _swarm_labels_name_members(self) -> "StackConfig":
+        # Here rather than on Swarm so the messages carry the full key path.
+        swarm = self.swarm
+        if len(set(swarm.workers)) != len(swarm.workers):
+            raise ValueError(f"swarm.workers: {', '.join(swarm.workers)} names a worker twice")
+        for name, labels in swarm.labels.items():
+            if name not in swarm.members:
+                raise ValueError(
+                    f"swarm.labels.{name}: {name} is not a member of the swarm (members: {', '.join(swarm.members)})"
+                )
+            for key in labels:
+                if key in SWARM_AUTOMATIC_LABELS:
+                    raise ValueError(f"swarm.labels.{name}.{key}: {key} is set by the program, choose another key")
         return self
 
 

@@ -323,6 +323,23 @@ def run_program(
     return ProgramRun(stack=stack, registrations=monitor.registrations, exports=exports, error=error)
 
 
+@fake_outputs("command:remote:Command", "-swarm-init")
+def _swarm_init(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """What the init script prints: cluster facts and both join tokens (secret via additionalSecretOutputs)."""
+    return {
+        "stdout": json.dumps(
+            {
+                "clusterId": _token(name + "cluster", 25),
+                "nodeId": _token(name + "node", 25),
+                "managerAddress": "10.0.0.1:2377",
+                "workerToken": f"SWMTKN-1-{_token(name + 'ca', 50)}-{_token(name + 'worker', 25)}",
+                "managerToken": f"SWMTKN-1-{_token(name + 'ca', 50)}-{_token(name + 'manager', 25)}",
+            }
+        ),
+        "stderr": "",
+    }
+
+
 @fake_outputs("command:remote:Command", "-vault-init")
 def _vault_init(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """What `vault operator init -format=json` prints, for the shares and threshold the script asks for."""

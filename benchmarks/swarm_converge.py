@@ -1,0 +1,90 @@
+"""Prints how long three lab hosts take to become a swarm: through the program's scripts (taken from
+the program under mocks and run as the engine would, see tests/swarm_lab.py) against the bare
+`docker swarm init` / `join-token` / `join` commands over the same SSH, and the ratio of the two.
+Also the program's second run (everything already in place) and the removal of one worker.
+
+Run as root: `sudo venv/bin/python -m benchmarks.swarm_converge [rounds]` (default 3).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from lab import Lab, LabHost, free_subnet, machine_lock, ssh_command
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from swarm_lab import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, reset  # noqa: E402
+
+
+def _ssh(host: LabHost, command: str) -> str:
+    result = subprocess.run(ssh_command(host, command), capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"{host.name}: {command}: {result.stderr}")
+    return result.stdout.strip()
+
+
+def bare(hosts: dict[str, LabHost]) -> float:
+    """The hand-run steps of the seed: init on the master, read the token, both workers join."""
+    master = hosts["swarm-master"]
+    started = time.monotonic()
+    _ssh(master, f"docker swarm init --advertise-addr {master.address}")
+    token = _ssh(master, "docker swarm join-token -q worker")
+    with ThreadPoolExecutor() as pool:
+        list(pool.map(lambda w: _ssh(hosts[w], f"docker swarm join --token {token} {master.address}:2377"),
+                      ("swarm-node2", "swarm-node3")))
+    return time.monotonic() - started
+
+
+def timed(action) -> float:
+    started = time.monotonic()
+    outcomes = action()
+    failed = [o for o in outcomes if o.returncode != 0]
+    if failed:
+        raise RuntimeError(f"{failed[0].name}: {failed[0].stderr}")
+    return time.monotonic() - started
+
+
+def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    settings = {**yaml.safe_load(STAGING.read_text())["config"]["samarth-infra:swarm"], "registryLogin": False}
+    with tempfile.TemporaryDirectory(prefix="swarm-bench-") as tmp:
+        with machine_lock():
+            lab = Lab(prefix=f"b{os.getpid()}", subnet=free_subnet(), state_dir=Path(tmp) / "state", timeout=120)
+            try:
+                hosts = {h.name: h for h in lab.up(list(SWARM_HOSTS))}
+            except BaseException:
+                lab.down()
+                raise
+        try:
+            scripts = SwarmScripts(lab_program(hosts, {"swarm": settings}), hosts)
+            rows: dict[str, list[float]] = {"bare": [], "program": [], "again": [], "remove": []}
+            for _ in range(rounds):
+                reset(hosts.values())
+                rows["bare"].append(bare(hosts))
+                reset(hosts.values())
+                rows["program"].append(timed(scripts.converge))
+                rows["again"].append(timed(scripts.converge))
+                rows["remove"].append(timed(lambda: scripts.remove(scripts.commands_of("swarm-node3"))))
+            reset(hosts.values())
+        finally:
+            lab.down()
+    median = {k: statistics.median(v) for k, v in rows.items()}
+    print(f"three lab hosts, {rounds} rounds, median seconds (every step over real SSH)")
+    print(f"  bare init + join-token + 2 joins       {median['bare']:6.1f}")
+    print(f"  program scripts, first converge        {median['program']:6.1f}   (incl. labels and the overlay network)")
+    print(f"  program scripts, second run            {median['again']:6.1f}")
+    print(f"  remove one worker (drain, leave, rm)   {median['remove']:6.1f}")
+    print(f"  ratio program / bare                   {median['program'] / median['bare']:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
