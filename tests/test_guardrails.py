@@ -83,6 +83,13 @@ def database_containers(run: ProgramRun) -> list[Registration]:
     ]
 
 
+def a_postgres(run: ProgramRun) -> Registration:
+    return next(
+        c for c in database_containers(run)
+        if rules.image_repository(rules.without_image_id(reveal(c.inputs)["image"])) == "postgres"
+    )
+
+
 def test_a_database_port_on_0000_is_caught(prod: ProgramRun, analyzer: guardrails.Analyzer) -> None:
     targets = [c for c in database_containers(prod) if c.inputs.get("ports")]
     assert targets, "the program publishes no database port to weaken"
@@ -100,7 +107,7 @@ def test_a_database_port_on_0000_is_caught(prod: ProgramRun, analyzer: guardrail
 
 
 def test_a_database_on_the_host_network_is_caught(prod: ProgramRun, analyzer: guardrails.Analyzer) -> None:
-    container = database_containers(prod)[0]
+    container = a_postgres(prod)
     hit = policies_hit(analyzer, prod, weakened(container, lambda inputs: inputs.update(networkMode="host", ports=[])))
     assert hit == {"sensitive-ports-private"}
 
@@ -295,7 +302,7 @@ def test_the_pack_process_serves_every_rule_as_mandatory(pack_stub: Any) -> None
 
 
 def test_the_pack_process_tells_secret_from_plaintext(prod: ProgramRun, pack_stub: Any) -> None:
-    container = database_containers(prod)[0]
+    container = a_postgres(prod)
     provider = prod.provider_of(container)
     clean = pack_stub.Analyze(guardrails.analyze_request(container, provider))
     assert list(clean.diagnostics) == []
