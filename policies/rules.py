@@ -263,12 +263,22 @@ def is_nginx(props: Mapping[str, Any]) -> bool:
     return by_name or by_image
 
 
-def _sensitive_image(props: Mapping[str, Any]) -> Optional[str]:
+def sensitive_kind(props: Mapping[str, Any]) -> Optional[str]:
+    """Which sensitive server (``postgres``, ``vault``...) a container runs, else ``None``.
+
+    Read from the image reference, or, as a container usually gets a bare image id (``RemoteImage.imageId``),
+    from its Docker name (``postgres-yaus``, ``vault``, ``db2-redis-airflow``).
+    """
     image = opened(props.get("image"))
     if isinstance(image, str) and without_image_id(image):
         repository = image_repository(without_image_id(image))
         if repository in SENSITIVE_IMAGES:
             return repository
+    name = opened(props.get("name"))
+    if isinstance(name, str):
+        for part in re.split(r"[-_.]", name.lower()):
+            if part in SENSITIVE_IMAGES:
+                return part
     return None
 
 
@@ -543,7 +553,7 @@ def _host_network_problem(props: Mapping[str, Any]) -> Optional[str]:
 def sensitive_ports_private(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     props = props_of(args)
     if args.resource_type == CONTAINER:
-        image = _sensitive_image(props)
+        image = sensitive_kind(props)
         if image and opened(props.get("networkMode")) == "host":
             problem = _host_network_problem(props)
             if problem:
@@ -559,7 +569,7 @@ def sensitive_ports_private(args: ResourceValidationArgs, report_violation: Repo
                                  f"{internal}) on {_describe_ip(port.get('ip'))}; bind it to the private IP")
     elif args.resource_type == SERVICE:
         spec = opened(props.get("taskSpec")) or {}
-        image = _sensitive_image(spec.get("containerSpec") or {})
+        image = sensitive_kind({**(spec.get("containerSpec") or {}), "name": props.get("name")})
         # Swarm publishes on every address of every node (moby 26696): no sensitive port may be published.
         for i, port in enumerate((opened(props.get("endpointSpec")) or {}).get("ports") or []):
             target, published = _number(port.get("targetPort")), _number(port.get("publishedPort"))

@@ -77,17 +77,11 @@ def policies_hit(analyzer: guardrails.Analyzer, run: ProgramRun, registration: R
 
 
 def database_containers(run: ProgramRun) -> list[Registration]:
-    return [
-        c for c in run.of_type(rules.CONTAINER)
-        if rules.image_repository(rules.without_image_id(reveal(c.inputs)["image"])) in rules.SENSITIVE_IMAGES
-    ]
+    return [c for c in run.of_type(rules.CONTAINER) if rules.sensitive_kind(reveal(c.inputs))]
 
 
 def a_postgres(run: ProgramRun) -> Registration:
-    return next(
-        c for c in database_containers(run)
-        if rules.image_repository(rules.without_image_id(reveal(c.inputs)["image"])) == "postgres"
-    )
+    return next(c for c in database_containers(run) if rules.sensitive_kind(reveal(c.inputs)) == "postgres")
 
 
 def test_a_database_port_on_0000_is_caught(prod: ProgramRun, analyzer: guardrails.Analyzer) -> None:

@@ -321,6 +321,8 @@ listener "tcp" {
         (rules.CONTAINER, container(name="vault", image="hashicorp/vault:1.18.3", networkMode="host", ports=[],
                                     uploads=[{"file": "/vault/config/vault.hcl", "content": 'listener "tcp" {\n  address = ":8200"\n}\n'}])),
         (rules.CONTAINER, container(image="sha256:" + "3" * 64 + "redis:7.4.5", ports=[{"internal": 6380, "external": 6380}])),
+        (rules.CONTAINER, container(name="redis-yaus", image="sha256:" + "3" * 64, ports=[{"internal": 6380, "external": 6380}])),
+        (rules.CONTAINER, container(name="vault", image="sha256:" + "4" * 64, networkMode="host", ports=[])),
         (rules.SERVICE, service(containerSpec={"image": "postgres:16.10"}) | {"endpointSpec": {"ports": [{"targetPort": 5432, "publishedPort": 5433}]}}),
         (rules.SERVICE, service() | {"endpointSpec": {"ports": [{"targetPort": 8080, "publishedPort": 9055}]}}),
     ],
