@@ -390,8 +390,9 @@ def _words(name: str) -> list[str]:
 def credential_name(name: str) -> bool:
     """Whether a property or variable called ``name`` carries a credential.
 
-    The last word decides: ``SQL_PASSWORD``, ``minioPassword``, ``token``, ``API_KEY``, ``privateKey`` and
-    ``secretId``, ``PGPASSWORD``, ``RABBITMQ_DEFAULT_PASS``, ``REDISCLI_AUTH`` do; ``POSTGRES_PASSWORD_FILE``, ``tokenPolicies`` and ``hostKey`` do not.
+    The last word decides: ``SQL_PASSWORD``, ``minioPassword``, ``token``, ``API_KEY``, ``privateKey``,
+    ``secretId``, ``PGPASSWORD``, ``RABBITMQ_DEFAULT_PASS`` and ``REDISCLI_AUTH`` do;
+    ``POSTGRES_PASSWORD_FILE``, ``tokenPolicies`` and ``hostKey`` do not.
     """
     words = _words(name)
     if not words:
