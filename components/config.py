@@ -623,6 +623,15 @@ def validate(raw: Mapping[str, Any]) -> StackConfig:
         raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(lines)) from None
 
 
+def validate_versions(raw: Any) -> Versions:
+    """The ``versions`` map alone (what promotion copies), with the same key-path messages."""
+    try:
+        return Versions.model_validate(raw)
+    except ValidationError as exc:
+        lines = sorted({_describe({**e, "loc": ("versions", *e["loc"])}) for e in exc.errors()})
+        raise ConfigError("invalid versions:\n  " + "\n  ".join(lines)) from None
+
+
 # Read by the program as a secret Output, never through the model, so it cannot end up in a repr.
 SECRET_KEYS = ("sshPrivateKey", "vaultInit")
 

@@ -11,6 +11,7 @@ does, so a generated password that flows into a plaintext input is visible as pl
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import runpy
@@ -136,6 +137,12 @@ def _password(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"result": value, "bcryptHash": f"$2a$10${_token(name + 'bcrypt', 53)}"}
 
 
+@fake_outputs("docker:index/remoteImage:RemoteImage")
+def _image(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    # What a pull reports: the image's content ID, which containers take as their `image`.
+    return {"imageId": f"sha256:{_token(str(inputs.get('name')), 64)}", "repoDigest": f"{inputs.get('name')}@sha256:{_token(name, 64)}"}
+
+
 @fake_outputs("command:remote:Command", "-preflight")
 def _preflight(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"stdout": json.dumps({"dockerVersion": "26.1.5", "memoryMib": 65536, "cpus": 16}), "stderr": ""}
@@ -167,12 +174,14 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
         self.registrations: list[Registration] = []
+        # Registrations run on executor threads, each of which gets its own event loop.
+        self.thread_loops: set[asyncio.AbstractEventLoop] = set()
 
     def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
             return resource_pb2.RegisterResourceResponse(urn=urn)
-        _ensure_event_loop()
+        self.thread_loops.add(_ensure_event_loop())
         inputs = rpc.deserialize_properties(request.object, keep_unknowns=True, keep_internal=True) or {}
         args = pulumi.runtime.MockResourceArgs(
             typ=request.type,
@@ -251,7 +260,11 @@ def stack_file(stack: str, root: Path = ROOT) -> Path:
 
 def read_stack_values(path: Path) -> tuple[dict[str, str], list[str]]:
     """Config as the engine passes it: ``{"<ns>:<key>": text}`` plus the names of secure keys."""
-    document = yaml.safe_load(path.read_text()) or {}
+    return engine_values(yaml.safe_load(path.read_text()) or {})
+
+
+def engine_values(document: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """``read_stack_values`` for a stack document already parsed."""
     values: dict[str, str] = {}
     secure: list[str] = []
     for key, value in (document.get("config") or {}).items():
@@ -270,6 +283,17 @@ def _engine_text(value: Any) -> str:
     if isinstance(value, (int, float)):
         return str(value)
     return json.dumps(value)
+
+
+def _close_loops(loop: asyncio.AbstractEventLoop, monitor: RecordingMonitor) -> None:
+    """Close every event loop the run used while the interpreter is intact. Loops left to interpreter
+    exit fail to close ("Exception ignored in BaseEventLoop.__del__") and slow the exit down."""
+    loop.run_until_complete(loop.shutdown_default_executor())
+    for thread_loop in monitor.thread_loops:
+        thread_loop.close()
+    loop.close()
+    # Code after the run (tests building Outputs) still needs a current loop.
+    asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 def run_program(
@@ -300,6 +324,8 @@ def run_program(
         config[f"{PROJECT}:{key}"] = value
 
     runtime_settings.ROOT.set(None)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     mocks = Mocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
@@ -320,6 +346,7 @@ def run_program(
         program()
     except Exception as exc:  # the program's own failure is part of the result
         error = exc
+    _close_loops(loop, monitor)
     return ProgramRun(stack=stack, registrations=monitor.registrations, exports=exports, error=error)
 
 
