@@ -21,6 +21,7 @@ import pulumi_random as random
 from .capacity import Placement
 from .catalogue import DATABASE_SERVERS, ENGINES, PASSWORD_LENGTH, Container, Engine, Service, placeholders, render
 from .config import StackConfig
+from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
 from .publishing import CredentialBook
 from .shell import quote, script
@@ -65,15 +66,7 @@ class DatabaseServer(pulumi.ComponentResource):
         super().__init__("samarth:data:DatabaseServer", name, None, opts)
         host = args.host
         engines = sorted({c.engine for c in args.containers})
-        images = {
-            engine: docker.RemoteImage(
-                f"{host.name}-{engine}-image",
-                name=args.images[engine],
-                keep_locally=True,
-                opts=host.docker_options(self),
-            )
-            for engine in engines
-        }
+        images = {engine: pinned_image(host, self, f"{host.name}-{engine}-image", args.images[engine]) for engine in engines}
 
         minimums: dict[str, int] = {}
         for container in args.containers:
@@ -128,41 +121,31 @@ class DatabaseServer(pulumi.ComponentResource):
     ) -> docker.Container:
         spec = container.spec
         values = container.container_values()
-        volume = docker.Volume(
-            f"{host.name}-{container.name}-data",
-            name=f"{container.name}-data",
-            # The data outlives the container and even the stack: removing it is a manual decision.
-            opts=host.docker_options(self, protect=True, retain_on_delete=True),
-        )
-        return docker.Container(
+        volume = data_volume(host, self, f"{host.name}-{container.name}-data", f"{container.name}-data")
+        return service_container(
+            host,
+            self,
             f"{host.name}-{container.name}",
             name=container.name,
-            image=image.image_id,
+            image=image,
+            memory_mib=container.memory_mib,
+            healthcheck=Healthcheck(
+                tests=[render(part, values) for part in spec.healthcheck],
+                start_period=spec.start_period,
+                timeout="10s",
+                retries=5,
+            ),
+            ports=[private_port(host, spec.container_port, container.host_port, protocol="tcp")],
+            depends_on=depends_on,
             hostname=container.name if spec.fixed_hostname else None,
             envs=_environment(spec, values, password),
             command=[render(part, values) for part in spec.command] or None,
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=[render(part, values) for part in spec.healthcheck],
-                interval="15s",
-                timeout="10s",
-                retries=5,
-                start_period=spec.start_period,
-            ),
             wait=True,
             wait_timeout=HEALTHY_WITHIN_SECONDS,
-            restart="unless-stopped",
-            network_mode="bridge",
-            memory=container.memory_mib,
             memory_swap=container.memory_mib,
-            ports=[
-                docker.ContainerPortArgs(
-                    internal=spec.container_port, external=container.host_port, ip=host.private_ip, protocol="tcp"
-                )
-            ],
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.data_path)],
             log_driver="json-file",
             log_opts={"max-size": "10m", "max-file": "3"},
-            opts=host.docker_options(self, delete_before_replace=True, depends_on=depends_on),
         )
 
 

@@ -22,6 +22,7 @@ import pulumi_docker as docker
 from . import registry, storage, vault
 from .capacity import Placement
 from .config import ConfigError, Route, StackConfig
+from .containers import Healthcheck, pinned_image, service_container
 from .host import Host
 from .shell import quote, script
 
@@ -238,29 +239,26 @@ mkdir -p {quote(live_dir)}
             ),
             opts=host.command_options(self),
         )
-        image = docker.RemoteImage(f"{name}-image", name=args.config.versions.nginx, keep_locally=True, opts=host.docker_options(self))
+        image = pinned_image(host, self, f"{name}-image", args.config.versions.nginx)
         tls_dirs = sorted({posixpath.dirname(edge.tls.certificate_path), posixpath.dirname(edge.tls.key_path)})
-        container = docker.Container(
+        container = service_container(
+            host,
+            self,
             f"{name}-container",
             name=CONTAINER,
-            image=image.image_id,
+            image=image,
+            memory_mib=MEMORY_MIB,
+            healthcheck=Healthcheck(
+                tests=["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{HEALTH_PORT}/healthz"],
+                start_period="10s",
+            ),
             # The only public binds of the deployment.
             ports=[docker.ContainerPortArgs(internal=port, external=port, ip="0.0.0.0") for port in (80, 443)],
+            depends_on=[directory],
             volumes=[
                 docker.ContainerVolumeArgs(host_path=live_dir, container_path=CONF_DIR, read_only=True),
                 *(docker.ContainerVolumeArgs(host_path=d, container_path=d, read_only=True) for d in tls_dirs),
             ],
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{HEALTH_PORT}/healthz"],
-                interval="15s",
-                timeout="5s",
-                retries=3,
-                start_period="10s",
-            ),
-            memory=MEMORY_MIB,
-            restart="unless-stopped",
-            network_mode="bridge",
-            opts=host.docker_options(self, delete_before_replace=True, depends_on=[directory]),
         )
         digest = self.config_text.apply(lambda text: hashlib.sha256(text.encode()).hexdigest())
         command.remote.Command(

@@ -17,6 +17,7 @@ import yaml
 
 from .capacity import Placement
 from .config import StackConfig
+from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
 from .publishing import CredentialBook
 
@@ -95,33 +96,25 @@ class Registry(pulumi.ComponentResource):
         htpasswd = pulumi.Output.secret(password.bcrypt_hash.apply(lambda digest: f"{USERNAME}:{digest}\n"))
         config = pulumi.Output.secret(http_secret.result.apply(lambda s: render_config(f"https://{self.server}", s)))
 
-        image = docker.RemoteImage(f"{name}-image", name=args.image, keep_locally=True, opts=host.docker_options(self))
-        data = docker.Volume(
-            f"{name}-data",
-            name=f"{name}-data",
-            opts=host.docker_options(self, protect=True, retain_on_delete=True),
-        )
-        docker.Container(
+        image = pinned_image(host, self, f"{name}-image", args.image)
+        data = data_volume(host, self, f"{name}-data", f"{name}-data")
+        service_container(
+            host,
+            self,
             f"{name}-container",
             name=name,
-            image=image.image_id,
-            ports=[docker.ContainerPortArgs(internal=PORT, external=PORT, ip=host.private_ip)],
+            image=image,
+            memory_mib=MEMORY_MIB,
+            healthcheck=Healthcheck(
+                tests=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{DEBUG_PORT}/debug/health"],
+                start_period="10s",
+            ),
+            ports=[private_port(host, PORT)],
             volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path=STORAGE_PATH)],
             uploads=[
                 docker.ContainerUploadArgs(file=CONFIG_PATH, content=config),
                 docker.ContainerUploadArgs(file=HTPASSWD_PATH, content=htpasswd),
             ],
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{DEBUG_PORT}/debug/health"],
-                interval="15s",
-                timeout="5s",
-                retries=3,
-                start_period="10s",
-            ),
-            memory=MEMORY_MIB,
-            restart="unless-stopped",
-            network_mode="bridge",
-            opts=host.docker_options(self, delete_before_replace=True),
         )
 
         args.book.add(

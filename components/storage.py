@@ -19,6 +19,7 @@ import pulumi_random as random
 
 from .capacity import Placement
 from .config import StackConfig
+from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
 from .publishing import CredentialBook
 
@@ -75,38 +76,28 @@ class Storage(pulumi.ComponentResource):
         root_user = random.RandomPassword(f"{name}-root-user", length=20, special=False, opts=pulumi.ResourceOptions(parent=self))
         root_password = random.RandomPassword(f"{name}-root-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self))
 
-        image = docker.RemoteImage(f"{name}-image", name=args.image, keep_locally=True, opts=host.docker_options(self))
-        data = docker.Volume(
-            f"{name}-data",
-            name=f"{name}-data",
-            opts=host.docker_options(self, protect=True, retain_on_delete=True),
-        )
-        container = docker.Container(
+        image = pinned_image(host, self, f"{name}-image", args.image)
+        data = data_volume(host, self, f"{name}-data", f"{name}-data")
+        container = service_container(
+            host,
+            self,
             f"{name}-container",
             name=name,
-            image=image.image_id,
+            image=image,
+            memory_mib=MEMORY_MIB,
+            # Recent MinIO images ship without curl; `mc ready` is the image's own readiness probe.
+            healthcheck=Healthcheck(tests=["CMD", "mc", "ready", "local"], start_period="20s", retries=5),
+            ports=[private_port(host, port) for port in (API_PORT, CONSOLE_PORT)],
             command=["server", "/data", "--address", f":{API_PORT}", "--console-address", f":{CONSOLE_PORT}"],
             envs=pulumi.Output.secret(
                 pulumi.Output.all(root_user.result, root_password.result).apply(
                     lambda creds: [f"MINIO_ROOT_USER={creds[0]}", f"MINIO_ROOT_PASSWORD={creds[1]}"]
                 )
             ),
-            ports=[
-                docker.ContainerPortArgs(internal=port, external=port, ip=host.private_ip)
-                for port in (API_PORT, CONSOLE_PORT)
-            ],
             volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path="/data")],
-            # Recent MinIO images ship without curl; `mc ready` is the image's own readiness probe.
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD", "mc", "ready", "local"], interval="15s", timeout="5s", retries=5, start_period="20s"
-            ),
-            memory=MEMORY_MIB,
-            restart="unless-stopped",
-            network_mode="bridge",
             # The provider below configures MinIO right after: wait until it answers.
             wait=True,
             wait_timeout=120,
-            opts=host.docker_options(self, delete_before_replace=True),
         )
 
         self.endpoint = pulumi.Output.concat(host.private_ip, f":{API_PORT}")

@@ -25,6 +25,7 @@ import pulumi_vault as vault
 
 from .capacity import Placement
 from .config import StackConfig, VaultSettings
+from .containers import Healthcheck, data_volume, pinned_image, service_container
 from .host import Host
 from .publishing import CredentialBook
 from .shell import quote, script
@@ -253,12 +254,9 @@ class VaultServer(pulumi.ComponentResource):
         prefix = f"{host.name}-vault"
         container_name = "vault"
 
-        image = docker.RemoteImage(
-            f"{prefix}-image", name=args.image, keep_locally=True, opts=host.docker_options(self)
-        )
-        volume_opts = host.docker_options(self, protect=True, retain_on_delete=True)
-        data = docker.Volume(f"{prefix}-data", name=f"{prefix}-data", opts=volume_opts)
-        audit = docker.Volume(f"{prefix}-audit", name=f"{prefix}-audit", opts=volume_opts)
+        image = pinned_image(host, self, f"{prefix}-image", args.image)
+        data = data_volume(host, self, f"{prefix}-data", f"{prefix}-data")
+        audit = data_volume(host, self, f"{prefix}-audit", f"{prefix}-audit")
 
         self.server_config = render_server_config(settings, host.spec.private_ip, host.name)
         volumes = [
@@ -275,29 +273,25 @@ class VaultServer(pulumi.ComponentResource):
             ]
             envs.append(f"{dist.env_prefix}_SKIP_VERIFY=true")
 
-        self.container = docker.Container(
+        self.container = service_container(
+            host,
+            self,
             prefix,
             name=container_name,
-            image=image.image_id,
-            command=[dist.binary, "server", f"-config={dist.config_file}"],
+            image=image,
+            memory_mib=settings.memory_mib,
+            # Healthy when the server answers, sealed or not: unsealing is the bootstrap's job.
+            healthcheck=Healthcheck(
+                tests=["CMD-SHELL", f"{dist.binary} status >/dev/null 2>&1; [ $? -ne 1 ]"], start_period="20s"
+            ),
             # Host networking so the listeners bind exactly the addresses in the server config; a
             # published port would need a wildcard listener inside the container.
             network_mode="host",
-            restart="unless-stopped",
-            memory=settings.memory_mib,
+            command=[dist.binary, "server", f"-config={dist.config_file}"],
             capabilities=docker.ContainerCapabilitiesArgs(adds=["IPC_LOCK"]) if dist.mlock else None,
             envs=envs,
             volumes=volumes,
             uploads=[docker.ContainerUploadArgs(file=dist.config_file, content=self.server_config)],
-            # Healthy when the server answers, sealed or not: unsealing is the bootstrap's job.
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD-SHELL", f"{dist.binary} status >/dev/null 2>&1; [ $? -ne 1 ]"],
-                interval="15s",
-                timeout="5s",
-                retries=3,
-                start_period="20s",
-            ),
-            opts=host.docker_options(self, delete_before_replace=True),
         )
 
         if args.imported_init is not None:
