@@ -135,3 +135,30 @@ def test_both_stacks_share_one_schema() -> None:
     prod_keys = set(read_stack_values(stack_file("prod"))[0])
     staging_keys = set(read_stack_values(stack_file("staging"))[0])
     assert prod_keys == staging_keys
+
+
+def test_pulumi_yaml_declares_exactly_the_keys_the_program_reads() -> None:
+    import yaml
+
+    from components.config import SECRET_KEYS, TOP_LEVEL_KEYS
+    from tools.offline import ROOT, project_declarations
+
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == PROJECT
+    assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}}
+    declarations = project_declarations()
+    assert set(declarations) == set(TOP_LEVEL_KEYS) | set(SECRET_KEYS)
+    for key, spec in declarations.items():
+        assert spec["type"] in {"string", "integer", "boolean", "array", "object"}, key
+        assert spec.get("description"), f"{key} has no description"
+
+
+def test_project_defaults_alone_are_valid_config() -> None:
+    """A stack that sets only what has no default runs on Pulumi.yaml's defaults, as under the CLI."""
+    from tools.offline import project_declarations
+
+    values, _ = read_stack_values(stack_file("prod"))
+    required = {k for k, spec in project_declarations().items() if "default" not in spec}
+    minimal = {k: v for k, v in values.items() if k.split(":", 1)[1] in required}
+    run = run_program("prod", values=minimal, secrets={})
+    assert run.error is None, run.error

@@ -275,6 +275,18 @@ def engine_values(document: Mapping[str, Any]) -> tuple[dict[str, str], list[str
     return values, secure
 
 
+def project_declarations(root: Path = ROOT) -> dict[str, dict[str, Any]]:
+    """The ``config:`` block of ``Pulumi.yaml`` (empty when the directory has none)."""
+    path = root / "Pulumi.yaml"
+    if not path.exists():
+        return {}
+    return (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+
+
+def project_defaults(root: Path = ROOT) -> dict[str, Any]:
+    return {key: spec["default"] for key, spec in project_declarations(root).items() if "default" in spec}
+
+
 def _engine_text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -322,6 +334,9 @@ def run_program(
     secret_values = TEST_SECRETS if secrets is None else secrets
     for key, value in secret_values.items():
         config[f"{PROJECT}:{key}"] = value
+    # As the CLI does: a key the stack does not set takes its default from Pulumi.yaml.
+    for key, default in project_defaults(root).items():
+        config.setdefault(f"{PROJECT}:{key}", _engine_text(default))
 
     runtime_settings.ROOT.set(None)
     loop = asyncio.new_event_loop()
