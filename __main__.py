@@ -6,6 +6,7 @@ from components import data, edge, observability, registry, storage, vault
 from components.capacity import check_capacity
 from components.config import engine_config, engine_secret_keys, imported_vault_init, load_stack_config, ssh_private_key
 from components.host import build_hosts
+from components.placements import stack_placements
 from components.publishing import CredentialBook
 from components.swarm import Cluster, ClusterArgs, RegistryLogin
 
@@ -16,17 +17,7 @@ config = load_stack_config(project, values)
 key = ssh_private_key(project, values, engine_secret_keys())
 vault_init = imported_vault_init(project, values, engine_secret_keys())
 edge.check_ports(config)
-check_capacity(
-    config,
-    [
-        *data.placements(config),
-        *vault.placements(config),
-        *storage.placements(config),
-        *registry.placements(config),
-        *observability.placements(config),
-        *edge.placements(config),
-    ],
-)
+check_capacity(config, stack_placements(config))
 
 hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None)
 book = CredentialBook()

@@ -271,8 +271,10 @@ Email = Annotated[str, AfterValidator(_email)]
 
 
 class SentrySettings(Model):
-    """Self-hosted Sentry on the application server; Nginx serves ``hostName`` from ``privateIp:port``."""
+    """Self-hosted Sentry on the application server; Nginx serves ``hostName`` from ``privateIp:port``.
+    ``enabled: false`` leaves it out altogether (install, credentials, route, capacity)."""
 
+    enabled: bool = True
     host_name: Domain = Field(alias="hostName")
     port: Port = 9000
     admin_email: Email = Field(alias="adminEmail")
@@ -281,16 +283,25 @@ class SentrySettings(Model):
 
 
 class PostHogSettings(Model):
-    """PostHog (posthog-deploy) on the application server; Nginx serves ``hostName`` over HTTPS."""
+    """PostHog (posthog-deploy) on the application server; Nginx serves ``hostName`` over HTTPS.
+    ``enabled: false`` leaves it out altogether (install, credentials, route, capacity)."""
 
+    enabled: bool = True
     host_name: Domain = Field(alias="hostName")
     port: Port = 8023
     directory: AbsolutePath = "/opt/samarth/posthog"
 
 
+OBSERVABILITY_SERVICES = ("sentry", "posthog")
+
+
 class ObservabilitySettings(Model):
     sentry: SentrySettings
     posthog: PostHogSettings
+
+    def enabled(self) -> list[str]:
+        """Names of the services this stack installs, of ``OBSERVABILITY_SERVICES``."""
+        return [name for name in OBSERVABILITY_SERVICES if getattr(self, name).enabled]
 
     @model_validator(mode="after")
     def _distinct(self) -> "ObservabilitySettings":
@@ -560,9 +571,9 @@ class StackConfig(Model):
 
     def edge_routes(self) -> list[tuple[str, Route]]:
         """Every route Nginx serves, with the config key it comes from: ``edge.routes``, then Sentry and
-        PostHog at their ``observability`` hostName."""
+        PostHog (when enabled) at their ``observability`` hostName."""
         routes = [(f"edge.routes[{index}]", route) for index, route in enumerate(self.edge.routes)]
-        for name in ("sentry", "posthog"):
+        for name in self.observability.enabled():
             settings = getattr(self.observability, name)
             routes.append((f"observability.{name}.hostName", Route(host=settings.host_name, upstream=name)))
         return routes
@@ -571,6 +582,10 @@ class StackConfig(Model):
     def _edge_routes_are_distinct_and_in_domain(self) -> "StackConfig":
         seen: dict[tuple[str, str], str] = {}
         for key, route in self.edge_routes():
+            if route.upstream in OBSERVABILITY_SERVICES and route.upstream not in self.observability.enabled():
+                raise ValueError(
+                    f"{key}.upstream: {route.upstream!r} is not installed (observability.{route.upstream}.enabled is false)"
+                )
             host_key = f"{key}.host" if key.startswith("edge.") else key
             # A route copied from another stack would otherwise serve (and need a certificate for) its names.
             if route.host != self.domain and not route.host.endswith("." + self.domain):

@@ -44,9 +44,10 @@ class Upstream:
 
 
 def application_upstreams(config: StackConfig) -> dict[str, Upstream]:
-    """The application-server services a route can name, on the ports their components bind."""
+    """The application-server services a route can name, on the ports their components bind (Sentry and
+    PostHog only when the stack installs them)."""
     observability = config.observability
-    return {
+    upstreams = {
         # Image layers are large and streamed: no size limit, no buffering, long reads.
         "registry": Upstream(
             registry.PORT,
@@ -62,9 +63,13 @@ def application_upstreams(config: StackConfig) -> dict[str, Upstream]:
         "minio": Upstream(storage.API_PORT, ("limit_except GET { deny all; }", "proxy_buffering off;")),
         # Vault's own TLS (when configured) is kept on the private hop too.
         "vault": Upstream(config.vault.port, scheme=vault.scheme(config.vault)),
-        "sentry": Upstream(observability.sentry.port, ("client_max_body_size 100m;",)),
-        "posthog": Upstream(observability.posthog.port, ("client_max_body_size 20m;",)),
     }
+    installed = observability.enabled()
+    if "sentry" in installed:
+        upstreams["sentry"] = Upstream(observability.sentry.port, ("client_max_body_size 100m;",))
+    if "posthog" in installed:
+        upstreams["posthog"] = Upstream(observability.posthog.port, ("client_max_body_size 20m;",))
+    return upstreams
 
 
 def check_ports(config: StackConfig) -> None:
@@ -76,8 +81,7 @@ def check_ports(config: StackConfig) -> None:
         ("MinIO's console", storage.CONSOLE_PORT),
         ("vault.port", config.vault.port),
         ("vault.clusterPort", config.vault.cluster_port),
-        ("observability.sentry.port", config.observability.sentry.port),
-        ("observability.posthog.port", config.observability.posthog.port),
+        *((f"observability.{name}.port", getattr(config.observability, name).port) for name in config.observability.enabled()),
     ]
     taken: dict[int, str] = {}
     for owner, port in ports:

@@ -47,11 +47,12 @@ _ENV_KEY = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
 def placements(config: StackConfig) -> list[Placement]:
-    """What Sentry and PostHog take on the application server: their installers' minimums."""
-    return [
-        Placement(SERVER, "Sentry (self-hosted installer minimum)", SENTRY_MIN_MEMORY_MIB, SENTRY_MIN_CPUS),
-        Placement(SERVER, "PostHog (posthog-deploy hobby stack)", POSTHOG_MIN_MEMORY_MIB),
-    ]
+    """What the enabled ones of Sentry and PostHog take on the application server: their installers' minimums."""
+    every = {
+        "sentry": Placement(SERVER, "Sentry (self-hosted installer minimum)", SENTRY_MIN_MEMORY_MIB, SENTRY_MIN_CPUS),
+        "posthog": Placement(SERVER, "PostHog (posthog-deploy hobby stack)", POSTHOG_MIN_MEMORY_MIB),
+    }
+    return [every[name] for name in config.observability.enabled()]
 
 
 @dataclass(frozen=True)
@@ -326,18 +327,19 @@ class ObservabilityArgs:
 
 
 class Observability(pulumi.ComponentResource):
-    """Sentry and PostHog on the application server, their credentials added to the book."""
+    """Sentry and PostHog (those enabled) on the application server, their credentials added to the book."""
 
-    sentry_upstream: str
-    posthog_upstream: str
+    # None for a service the stack does not install.
+    sentry: Optional[ComposeInstall] = None
+    posthog: Optional[ComposeInstall] = None
+    sentry_upstream: Optional[str] = None
+    posthog_upstream: Optional[str] = None
 
     def __init__(self, name: str, args: ObservabilityArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:observability:Observability", name, None, opts)
         config, host = args.config, args.host
         settings = config.observability
         private_ip = host.spec.private_ip
-        self.sentry_upstream = f"{private_ip}:{settings.sentry.port}"
-        self.posthog_upstream = f"{private_ip}:{settings.posthog.port}"
 
         def password(what: str, length: int) -> pulumi.Output[str]:
             generated = random.RandomPassword(
@@ -345,57 +347,60 @@ class Observability(pulumi.ComponentResource):
             )
             return pulumi.Output.secret(generated.result)
 
-        admin_password = password("sentry-admin-password", 32)
-        self.sentry = ComposeInstall(
-            f"{name}-sentry",
-            ComposeInstallArgs(
-                host=host,
-                release=sentry_release(settings.sentry, config.versions.sentry, private_ip),
-                secrets={"SENTRY_ADMIN_PASSWORD": admin_password},
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        args.book.add(
-            "sentry",
-            {
-                "SENTRY_URL": f"https://{settings.sentry.host_name}",
-                "SENTRY_ADMIN_EMAIL": settings.sentry.admin_email,
-                "SENTRY_ADMIN_PASSWORD": admin_password,
-            },
-        )
-
-        db_password = password("posthog-db-password", 32)
-        secret_key = password("posthog-secret-key", 64)
-        minio_password = password("posthog-minio-password", 32)
-        # posthog-deploy's sample: user and database `posthog` on the `posthog_db` host, port 6432.
-        database_url = pulumi.Output.secret(
-            pulumi.Output.concat("postgres://posthog:", db_password, "@posthog_db:6432/posthog")
-        )
-        self.posthog = ComposeInstall(
-            f"{name}-posthog",
-            ComposeInstallArgs(
-                host=host,
-                release=posthog_release(settings.posthog, config.versions.posthog, private_ip),
-                secrets={
-                    "POSTGRES_PASSWORD": db_password,
-                    "DATABASE_URL": database_url,
-                    "SECRET_KEY": secret_key,
-                    "MINIO_ROOT_PASSWORD": minio_password,
+        outputs: dict[str, str] = {}
+        if settings.sentry.enabled:
+            self.sentry_upstream = outputs["sentryUpstream"] = f"{private_ip}:{settings.sentry.port}"
+            admin_password = password("sentry-admin-password", 32)
+            self.sentry = ComposeInstall(
+                f"{name}-sentry",
+                ComposeInstallArgs(
+                    host=host,
+                    release=sentry_release(settings.sentry, config.versions.sentry, private_ip),
+                    secrets={"SENTRY_ADMIN_PASSWORD": admin_password},
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            args.book.add(
+                "sentry",
+                {
+                    "SENTRY_URL": f"https://{settings.sentry.host_name}",
+                    "SENTRY_ADMIN_EMAIL": settings.sentry.admin_email,
+                    "SENTRY_ADMIN_PASSWORD": admin_password,
                 },
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        args.book.add(
-            "posthog",
-            {
-                "POSTHOG_URL": f"https://{settings.posthog.host_name}",
-                "POSTHOG_POSTGRES_PASSWORD": db_password,
-                "POSTHOG_SECRET_KEY": secret_key,
-                "POSTHOG_MINIO_ROOT_USER": "posthog",
-                "POSTHOG_MINIO_ROOT_PASSWORD": minio_password,
-            },
-        )
+            )
 
-        self.register_outputs(
-            {"sentryUpstream": self.sentry_upstream, "posthogUpstream": self.posthog_upstream}
-        )
+        if settings.posthog.enabled:
+            self.posthog_upstream = outputs["posthogUpstream"] = f"{private_ip}:{settings.posthog.port}"
+            db_password = password("posthog-db-password", 32)
+            secret_key = password("posthog-secret-key", 64)
+            minio_password = password("posthog-minio-password", 32)
+            # posthog-deploy's sample: user and database `posthog` on the `posthog_db` host, port 6432.
+            database_url = pulumi.Output.secret(
+                pulumi.Output.concat("postgres://posthog:", db_password, "@posthog_db:6432/posthog")
+            )
+            self.posthog = ComposeInstall(
+                f"{name}-posthog",
+                ComposeInstallArgs(
+                    host=host,
+                    release=posthog_release(settings.posthog, config.versions.posthog, private_ip),
+                    secrets={
+                        "POSTGRES_PASSWORD": db_password,
+                        "DATABASE_URL": database_url,
+                        "SECRET_KEY": secret_key,
+                        "MINIO_ROOT_PASSWORD": minio_password,
+                    },
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            args.book.add(
+                "posthog",
+                {
+                    "POSTHOG_URL": f"https://{settings.posthog.host_name}",
+                    "POSTHOG_POSTGRES_PASSWORD": db_password,
+                    "POSTHOG_SECRET_KEY": secret_key,
+                    "POSTHOG_MINIO_ROOT_USER": "posthog",
+                    "POSTHOG_MINIO_ROOT_PASSWORD": minio_password,
+                },
+            )
+
+        self.register_outputs(outputs)

@@ -14,7 +14,9 @@ from typing import Any
 
 import yaml
 
-from components.config import SERVER_NAMES, load_stack_config
+from components.capacity import check_capacity
+from components.config import SERVER_NAMES, ConfigError, StackConfig, load_stack_config
+from components.placements import stack_placements
 
 from .core import ROOT, LabHost
 
@@ -83,13 +85,42 @@ def default_assignments(hosts: list[LabHost]) -> dict[str, LabHost]:
     return assignments
 
 
-def validate_document(document: Mapping[str, Any]) -> None:
-    """Raise ``ConfigError`` when the program would refuse this stack file."""
+def validate_document(document: Mapping[str, Any]) -> StackConfig:
+    """The stack file's config, or ``ConfigError`` when the program would refuse this stack file."""
     values = {
         key: value if isinstance(value, str) else json.dumps(value)
         for key, value in document["config"].items()
     }
-    load_stack_config(PROJECT, values)
+    return load_stack_config(PROJECT, values)
+
+
+def fits(config: StackConfig) -> bool:
+    try:
+        check_capacity(config, stack_placements(config))
+    except ConfigError:
+        return False
+    return True
+
+
+def leave_out_what_does_not_fit(document: dict[str, Any]) -> list[str]:
+    """Disable (``enabled: false``) each of Sentry and PostHog that the lab's application server,
+    capped at this machine's size, cannot hold with the rest, in that order; return their names.
+
+    Sentry alone needs 4 CPUs, more than most machines a newcomer rehearses on; without this, the
+    capacity check would refuse the whole lab stack.
+    """
+    section = document["config"][f"{PROJECT}:observability"]
+    wanted = validate_document(document).observability.enabled()
+    settings = {name: section[name] for name in wanted}
+    for name in wanted:
+        section[name] = {**settings[name], "enabled": False}
+    left_out = []
+    for name in wanted:
+        section[name] = settings[name]
+        if not fits(validate_document(document)):
+            section[name] = {**settings[name], "enabled": False}
+            left_out.append(name)
+    return left_out
 
 
 HEADER = """\
@@ -109,7 +140,9 @@ def write_stack_file(hosts: list[LabHost], path: Path = LAB_STACK, base: Path = 
             f"the stack needs one lab host per server (their private IPs must differ); no host for: {', '.join(missing)}"
         )
     document = stack_document(assignments, base)
-    validate_document(document)
+    left_out = leave_out_what_does_not_fit(document)
     header = HEADER.format(key=hosts[0].ssh_key_path, ssh_config=hosts[0].ssh_config)
+    if left_out:
+        header += f"# Disabled here, as this machine cannot hold them with the rest: {', '.join(left_out)}.\n"
     path.write_text(header + yaml.safe_dump(document, sort_keys=False))
     return path

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from components.config import ConfigError
+from components.placements import stack_placements
 from policies import rules
 from tools import guardrails
 from tools.offline import ROOT, ProgramRun, Registration, is_secret, read_stack_values, reveal, run_program, stack_file
@@ -232,6 +233,13 @@ def test_container_memory_fits_each_server_as_planned(stack: str, every_run: dic
                 matched += 1
                 assert containers[container.name] == planned[key], key
     assert matched
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_programs_placements_are_every_modules(stack: str) -> None:
+    # __main__.py and the lab check capacity with components.placements' list; it must not miss a module.
+    config = guardrails.stack_config(stack)
+    assert sorted(map(repr, stack_placements(config))) == sorted(map(repr, guardrails.all_placements(config)))
 
 
 def test_registered_memory_beyond_a_server_is_caught(prod: ProgramRun) -> None:

@@ -138,6 +138,7 @@ def test_too_few_cpus_for_the_sentry_installer_fails_early() -> None:
         (lambda o: o["posthog"].update(directory="opt/posthog"), "observability.posthog.directory: 'opt/posthog' is not an absolute"),
         (lambda o: o["posthog"].update(port=9001), "posthog.port: 9001 is already sentry.port"),
         (lambda o: o["sentry"].update(hostNmae="x"), "observability.sentry.hostNmae: unknown key"),
+        (lambda o: o["posthog"].update(enabled="maybe"), "observability.posthog.enabled: Input should be a valid boolean"),
     ],
 )
 def test_bad_observability_config_fails_naming_the_key(change, expected: str) -> None:
@@ -186,3 +187,67 @@ def test_credentials_go_to_the_book_as_the_secrets_the_installs_use() -> None:
     }
     password, stdin = seen["values"]
     assert stdin == f"{password}\n"
+
+
+# --- enabled: false ------------------------------------------------------------------------------
+
+def _signature(run: ProgramRun) -> dict[tuple[str, str], str]:
+    """Each registration's inputs, revealed, by (type, name); the unseal trigger's timestamp left out."""
+    assert run.error is None, run.error
+    signature = {}
+    for r in run.registrations:
+        inputs = r.plain_inputs
+        if r.name == "application-vault-unseal":
+            inputs = {**inputs, "triggers": inputs["triggers"][:-1]}
+        signature[r.type, r.name] = json.dumps(inputs, sort_keys=True)
+    return signature
+
+
+def _with(**enabled: bool) -> dict:
+    observability = _stack("prod", "observability")
+    for name, value in enabled.items():
+        observability[name]["enabled"] = value
+    return observability
+
+
+def test_enabled_true_is_the_default(prod: ProgramRun) -> None:
+    explicit = run_program("prod", overrides={"observability": _with(sentry=True, posthog=True)})
+    assert _signature(explicit) == _signature(prod)
+
+
+@pytest.mark.parametrize(("name", "other"), [("sentry", "posthog"), ("posthog", "sentry")])
+def test_a_disabled_service_leaves_no_install_credentials_or_route(prod: ProgramRun, name: str, other: str) -> None:
+    run = run_program("prod", overrides={"observability": _with(**{name: False})})
+    assert run.error is None, run.error
+    assert [r.name for r in run.registrations if name in r.name] == []
+    published = {r.plain_inputs["name"] for r in run.of_type("vault:kv/secretV2:SecretV2")}
+    assert f"samarth/{name}" not in published and f"samarth/{other}" in published
+    settings = _stack("prod", "observability")
+    nginx = run.named(COMMAND, "nginx-reload").plain_inputs["stdin"]
+    assert settings[name]["hostName"] not in nginx and f":{settings[name]['port']};" not in nginx
+    assert f"server_name {settings[other]['hostName']};" in nginx
+    # Everything else is registered exactly as with both enabled; only Nginx's config (and its digest) differ.
+    before = {key: value for key, value in _signature(prod).items() if name not in key[1]}
+    after = _signature(run)
+    changed = {key for key in before if before[key] != after.get(key)}
+    assert changed == {(COMMAND, "nginx-reload")}
+    assert set(after) == set(before)
+
+
+def test_a_disabled_sentry_needs_no_room_on_the_application_server() -> None:
+    servers = _stack("prod", "servers")
+    servers["application"] = {**servers["application"], "cpus": 2, "memoryMib": 14336}
+    run = run_program("prod", overrides={"servers": servers, "observability": _with(sentry=False)})
+    assert run.error is None, run.error
+    assert run.named(COMMAND, POSTHOG)
+
+
+def test_a_route_to_a_disabled_service_is_refused_before_any_registration() -> None:
+    values, _ = read_stack_values(stack_file("prod"))
+    edge = _stack("prod", "edge")
+    edge["routes"].append({"host": f"errors.{values[PROJECT + ':domain']}", "upstream": "sentry"})
+    index = len(edge["routes"]) - 1
+    run = run_program("prod", overrides={"edge": edge, "observability": _with(sentry=False)})
+    assert isinstance(run.error, ConfigError)
+    assert run.registrations == []
+    assert f"edge.routes[{index}].upstream: 'sentry' is not installed (observability.sentry.enabled is false)" in str(run.error)

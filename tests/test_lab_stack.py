@@ -1,0 +1,95 @@
+"""The lab stack file from six (fake) lab hosts, and the whole program on it under mocks: no daemons.
+
+Lab servers are capped at the machine's size, so the lab stack leaves out Sentry and/or PostHog when
+the application server cannot hold them; these tests pin which, from the capacity check's own numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import lab.stack
+from components.config import SERVER_NAMES
+from lab import LabHost
+from lab.stack import PROJECT, write_stack_file
+from tools.offline import ProgramRun, read_stack_values, reveal, run_program
+
+COMMAND = "command:remote:Command"
+INSTALLS = {"sentry": "observability-sentry-install", "posthog": "observability-posthog-install"}
+
+
+def fake_hosts(tmp_path: Path) -> list[LabHost]:
+    return [
+        LabHost(
+            name=name,
+            address=f"10.231.0.{10 + index}",
+            namespace=f"fake-{name}",
+            docker_sock=tmp_path / name / "docker.sock",
+            ssh_key_path=tmp_path / "id_ed25519",
+            known_hosts=tmp_path / "known_hosts",
+            ssh_config=tmp_path / "ssh_config",
+            host_key=f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeHostKeyOf{index}",
+        )
+        for index, name in enumerate(SERVER_NAMES)
+    ]
+
+
+def lab_run(tmp_path: Path) -> tuple[ProgramRun, str]:
+    path = write_stack_file(fake_hosts(tmp_path), tmp_path / "Pulumi.lab.yaml")
+    values, secure = read_stack_values(path)
+    assert secure == []
+    return run_program("lab", values=values), path.read_text()
+
+
+def installed(run: ProgramRun) -> set[str]:
+    names = {r.name for r in run.of_type(COMMAND)}
+    return {service for service, command in INSTALLS.items() if command in names}
+
+
+def test_the_whole_program_accepts_the_lab_stack_on_this_machine(tmp_path: Path) -> None:
+    run, text = lab_run(tmp_path)
+    assert run.error is None, run.error
+    servers = {reveal(r.inputs["connection"])["host"] for r in run.of_type(COMMAND) if r.name.endswith("-preflight")}
+    assert servers == {h.address for h in fake_hosts(tmp_path)}
+    left_out = set(INSTALLS) - installed(run)
+    if left_out:
+        assert f"cannot hold them with the rest: {', '.join(s for s in INSTALLS if s in left_out)}." in text
+
+
+@pytest.mark.parametrize(
+    ("size", "left_out"),
+    [
+        ((65536, 8), []),  # staging's own sizes fit: the lab keeps both
+        ((24576, 2), ["sentry"]),  # Sentry's installer needs 4 CPUs
+        ((20480, 4), ["posthog"]),  # Sentry first takes what PostHog would need
+        ((8192, 2), ["sentry", "posthog"]),
+    ],
+)
+def test_the_lab_leaves_out_what_the_application_server_cannot_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int], left_out: list[str]
+) -> None:
+    monkeypatch.setattr(lab.stack, "machine_size", lambda: size)
+    run, text = lab_run(tmp_path)
+    assert run.error is None, run.error
+    assert installed(run) == set(INSTALLS) - set(left_out)
+    assert ("Disabled here" in text) == bool(left_out)
+    # Capped at the machine's size (staging declares 32768 MiB), as the preflight will compare.
+    preflight = run.named(COMMAND, "application-preflight").inputs["create"]
+    assert f"servers.application.memoryMib declares {min(size[0], 32768)}" in preflight
+
+
+def test_a_service_the_base_stack_disables_stays_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lab.stack, "machine_size", lambda: (65536, 8))
+    base = tmp_path / "Pulumi.staging.yaml"
+    text = lab.stack.STAGING.read_text()
+    assert "    posthog:\n      hostName:" in text
+    base.write_text(text.replace("    posthog:\n      hostName:", "    posthog:\n      enabled: false\n      hostName:"))
+    path = write_stack_file(fake_hosts(tmp_path), tmp_path / "Pulumi.lab.yaml", base=base)
+    values, _ = read_stack_values(path)
+    assert '"enabled": false' in values[f"{PROJECT}:observability"]
+    run = run_program("lab", values=values)
+    assert run.error is None, run.error
+    assert installed(run) == {"sentry"}
+    assert "Disabled here" not in path.read_text()
