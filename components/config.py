@@ -256,7 +256,7 @@ class VaultSettings(Model):
 
 def _absolute_path(value: str) -> str:
     if not re.fullmatch(r"/[A-Za-z0-9._/-]*[A-Za-z0-9._-]", value) or "/../" in f"{value}/":
-        raise ValueError(f"{value!r} is not an absolute directory path")
+        raise ValueError(f"{value!r} is not an absolute path (letters, digits and '._-/' only)")
     return value
 
 
@@ -320,12 +320,6 @@ APPLICATION_UPSTREAMS = ("registry", "minio", "vault", "sentry", "posthog")
 UPSTREAMS = (*APPLICATION_UPSTREAMS, "swarm")
 
 
-def _file_path(value: str) -> str:
-    if not value.startswith("/") or any(c.isspace() or c in "{};#'\"\\" for c in value):
-        raise ValueError(f"{value!r} is not an absolute path without spaces or quotes")
-    return value
-
-
 def _url_path(value: str) -> str:
     if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", value):
         raise ValueError(f"{value!r} is not a URL path (starts with '/', letters, digits, '._~/-' only)")
@@ -339,7 +333,6 @@ def _network(value: str) -> str:
         raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from None
 
 
-FilePath = Annotated[str, AfterValidator(_file_path)]
 UrlPath = Annotated[str, AfterValidator(_url_path)]
 Network = Annotated[str, AfterValidator(_network)]
 HostName = Annotated[str, AfterValidator(_domain)]
@@ -348,8 +341,8 @@ HostName = Annotated[str, AfterValidator(_domain)]
 class EdgeTls(Model):
     """Certificate and key files on the application server (PEM), mounted read-only into Nginx."""
 
-    certificate_path: FilePath = Field(alias="certificatePath")
-    key_path: FilePath = Field(alias="keyPath")
+    certificate_path: AbsolutePath = Field(alias="certificatePath")
+    key_path: AbsolutePath = Field(alias="keyPath")
 
 
 class Route(Model):

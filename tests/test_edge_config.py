@@ -94,3 +94,11 @@ def test_missing_edge_section() -> None:
     run = run_program("prod", overrides={"edge": None})
     assert run.registrations == []
     assert "edge: required key is missing" in str(run.error)
+
+
+@pytest.mark.parametrize("path", ["certs/fullchain.pem", "/etc/ssl/my cert.pem", "/etc/ssl/x;include /etc/passwd"])
+def test_tls_paths_must_be_plain_absolute_paths(path: str) -> None:
+    edge = _edge()
+    edge["tls"]["certificatePath"] = path
+    message = _fails_early(edge)
+    assert "edge.tls.certificatePath" in message and "is not an absolute path" in message
