@@ -14,8 +14,9 @@ from components.swarm import Cluster, ClusterArgs, RegistryLogin
 project = pulumi.get_project()
 values = engine_config()
 config = load_stack_config(project, values)
-key = ssh_private_key(project, values, engine_secret_keys())
-vault_init = imported_vault_init(project, values, engine_secret_keys())
+secret_keys = engine_secret_keys()
+key = ssh_private_key(project, values, secret_keys)
+vault_init = imported_vault_init(project, values, secret_keys)
 edge.check_ports(config)
 check_capacity(config, stack_placements(config))
 

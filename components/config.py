@@ -678,18 +678,25 @@ def engine_config() -> dict[str, Any]:
     return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
 
 
-def ssh_private_key(project: str, values: Mapping[str, Any], secret_keys: frozenset[str]) -> Optional[str]:
-    """The SSH key from config, or ``None`` to use the SSH agent. A key stored in plaintext is refused."""
-    key = f"{project}:sshPrivateKey"
+def _secret_setting(
+    project: str, values: Mapping[str, Any], secret_keys: frozenset[str], name: str, source: str
+) -> Optional[str]:
+    """A secret config value, or ``None`` when unset; one stored in plaintext is refused."""
+    key = f"{project}:{name}"
     text = values.get(key) or ""
     if not text:
         return None
     if key not in secret_keys:
         raise ConfigError(
-            "invalid stack configuration:\n  sshPrivateKey: stored in plaintext; "
-            "remove it and run `pulumi config set --secret sshPrivateKey < key`"
+            f"invalid stack configuration:\n  {name}: stored in plaintext; "
+            f"remove it and run `pulumi config set --secret {name} < {source}`"
         )
     return text
+
+
+def ssh_private_key(project: str, values: Mapping[str, Any], secret_keys: frozenset[str]) -> Optional[str]:
+    """The SSH key from config, or ``None`` to use the SSH agent."""
+    return _secret_setting(project, values, secret_keys, "sshPrivateKey", "key")
 
 
 def engine_secret_keys() -> frozenset[str]:
@@ -702,15 +709,9 @@ def imported_vault_init(project: str, values: Mapping[str, Any], secret_keys: fr
     """The init output of a Vault that was initialised outside this stack (``vault operator init
     -format=json``), or ``None`` when the program initialises Vault itself. Only the shape is
     checked here; the text stays out of every message."""
-    key = f"{project}:vaultInit"
-    text = values.get(key) or ""
-    if not text:
+    text = _secret_setting(project, values, secret_keys, "vaultInit", "init.json")
+    if text is None:
         return None
-    if key not in secret_keys:
-        raise ConfigError(
-            "invalid stack configuration:\n  vaultInit: stored in plaintext; "
-            "remove it and run `pulumi config set --secret vaultInit < init.json`"
-        )
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
