@@ -203,7 +203,7 @@ def unseal_script(container: str, settings: VaultSettings) -> str:
     cli = f"docker exec {quote(container)} {dist.binary}"
     return script(
         "vault-unseal",
-        f"""
+        """
 step "reading the unseal keys from stdin"
 keys=$(cat)
 [ -n "$keys" ] || fail "no unseal keys on stdin"

@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import pulumi
-import pytest
 import yaml
 
 from components import edge, registry, storage
@@ -24,7 +23,6 @@ from tools.offline import (
     plaintext_strings,
     read_stack_values,
     reveal,
-    secret_strings,
     stack_file,
 )
 

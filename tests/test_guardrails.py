@@ -4,6 +4,7 @@ caught, and capacity checked both from config (early) and from what was register
 from __future__ import annotations
 
 import copy
+import importlib
 import dataclasses
 import json
 import re
@@ -222,7 +223,7 @@ def test_container_memory_fits_each_server_as_planned(stack: str, every_run: dic
     assert by_server and all(mib > 0 for containers in by_server.values() for mib in containers.values())
     assert guardrails.capacity_problems(run, config) == []
     # Where a container is named like its placement, its limit is the placement's number.
-    planned = {(p.server, p.what): p.memory_mib for p in guardrails.all_placements(config)}
+    planned = {(p.server, p.what): p.memory_mib for p in stack_placements(config)}
     matched = 0
     for server, containers in by_server.items():
         for container in run.of_type(rules.CONTAINER):
@@ -237,9 +238,15 @@ def test_container_memory_fits_each_server_as_planned(stack: str, every_run: dic
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_programs_placements_are_every_modules(stack: str) -> None:
-    # __main__.py and the lab check capacity with components.placements' list; it must not miss a module.
+    # __main__.py, the lab and the guardrails use components.placements' list; it must not miss a
+    # module: every components module's placements(config), found by looking, is in it.
     config = guardrails.stack_config(stack)
-    assert sorted(map(repr, stack_placements(config))) == sorted(map(repr, guardrails.all_placements(config)))
+    found = []
+    for module in sorted(p.stem for p in (ROOT / "components").glob("*.py") if p.stem != "__init__"):
+        placements = getattr(importlib.import_module(f"components.{module}"), "placements", None)
+        if callable(placements):
+            found.extend(placements(config))
+    assert found and sorted(map(repr, stack_placements(config))) == sorted(map(repr, found))
 
 
 def test_registered_memory_beyond_a_server_is_caught(prod: ProgramRun) -> None:
@@ -255,7 +262,7 @@ def test_an_overcommitted_stack_fails_early_with_the_table() -> None:
     servers = json.loads(values["samarth-infra:servers"])
     config = guardrails.stack_config("prod")
     placed: dict[str, int] = {}
-    for p in guardrails.all_placements(config):
+    for p in stack_placements(config):
         placed[p.server] = placed.get(p.server, 0) + p.memory_mib
     server = max(placed, key=placed.__getitem__)
     servers[server]["memoryMib"] = 512

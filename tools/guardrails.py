@@ -15,7 +15,6 @@ components' ``placements`` planned, so the limits really are the planned numbers
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
@@ -35,12 +34,12 @@ from pulumi_policy import policy as sdk_policy
 from pulumi_policy.deserialize import serialize_properties
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from components.capacity import Placement, usable_mib
+from components.capacity import usable_mib
 from components.config import StackConfig, load_stack_config
+from components.placements import stack_placements
 from policies import rules
 from tools.offline import (
     PROJECT,
-    ROOT,
     SECRET_SIG_KEY,
     ProgramRun,
     Registration,
@@ -173,19 +172,9 @@ def container_memory(run: ProgramRun) -> dict[str, dict[str, int]]:
     return dict(placed)
 
 
-def all_placements(config: StackConfig) -> list[Placement]:
-    """Every component module's ``placements(config)``, found by looking, not by a list to keep up."""
-    found: list[Placement] = []
-    for module in sorted(p.stem for p in (ROOT / "components").glob("*.py") if p.stem != "__init__"):
-        placements = getattr(importlib.import_module(f"components.{module}"), "placements", None)
-        if callable(placements):
-            found.extend(placements(config))
-    return found
-
-
 def capacity_problems(run: ProgramRun, config: StackConfig) -> list[str]:
     """Per server: registered container limits must fit the usable memory and the planned placements."""
-    placements = all_placements(config)
+    placements = stack_placements(config)
     problems: list[str] = []
     for server, containers in sorted(container_memory(run).items()):
         total = sum(containers.values())
