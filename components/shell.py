@@ -1,15 +1,52 @@
-"""Shell scripts run on the servers: one prelude, so every script fails the same, legible way.
+"""Shell scripts run on the servers: real ``.sh`` files under ``components/scripts/``, rendered with a
+generated header of quoted variable assignments, so no value is ever interpolated into a script body.
 
-Scripts are POSIX ``sh`` (the servers' ``/bin/sh`` may be dash). Each announces the step it is in
-with ``step "..."``; on any failure the EXIT trap prints which script and which step failed, then
-the command exits non-zero, which is what ``pulumi up`` shows the operator.
+Scripts are POSIX ``sh`` (the servers' ``/bin/sh`` may be dash). A rendered script is:
+
+    SAMARTH_SCRIPT='<name>'          # how failures identify the script
+    NAME='value' ...                 # the values, each ``shlex``-quoted, UPPER_CASE by convention
+    <prelude.sh>                     # set -eu, step/fail, the EXIT trap
+    <the script file's body>
+
+Each script announces the step it is in with ``step "..."``; on any failure the EXIT trap prints which
+script and which step failed, then the command exits non-zero. Inputs are UPPER_CASE variables, which
+shellcheck treats as coming from outside (no SC2154), and every file passes shellcheck (tests).
 """
 
 from __future__ import annotations
 
+import re
 import shlex
+from functools import cache
+from pathlib import Path
 
-PRELUDE = """\
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+_VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+@cache
+def _source(file: str) -> str:
+    """A script file without its leading comment block (shellcheck directives, the file's docs)."""
+    lines = (SCRIPTS / file).read_text().splitlines(keepends=True)
+    while lines and lines[0].startswith("#"):
+        lines.pop(0)
+    return "".join(lines)
+
+
+def render(file: str, name: str, **values: str | int) -> str:
+    """The script ``components/scripts/<file>`` with the prelude and ``values`` assigned before it;
+    ``name`` is how failures identify the script (for example ``swarm-join[swarm-node2]``)."""
+    header = [f"SAMARTH_SCRIPT={shlex.quote(name)}"]
+    for variable, value in values.items():
+        if not _VARIABLE.match(variable):
+            raise ValueError(f"{file}: script variable {variable!r} must be UPPER_CASE")
+        header.append(f"{variable}={shlex.quote(str(value))}")
+    return "\n".join(header) + "\n" + _source("prelude.sh") + _source(file)
+
+
+# The inline scripts' prelude, kept byte-for-byte until every inline script has moved to a file
+# (issue 17): changing it changes every remote command's text, so each would run again on `up`.
+_INLINE_PRELUDE = """\
 set -eu
 SAMARTH_SCRIPT={name}
 SAMARTH_STEP="starting"
@@ -20,8 +57,9 @@ trap 'rc=$?; if [ "$rc" -ne 0 ] && [ -n "$SAMARTH_STEP" ]; then echo "$SAMARTH_S
 
 
 def script(name: str, body: str) -> str:
-    """Prefix ``body`` with the common prelude; ``name`` is how failures identify the script."""
-    return PRELUDE.format(name=shlex.quote(name)) + body.strip("\n") + "\n"
+    """Prefix an inline ``body`` with the common prelude. Being replaced by ``render``: new scripts
+    are files under components/scripts/."""
+    return _INLINE_PRELUDE.format(name=shlex.quote(name)) + body.strip("\n") + "\n"
 
 
 def quote(value: str) -> str:

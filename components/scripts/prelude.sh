@@ -1,0 +1,9 @@
+# shellcheck shell=sh
+# Prepended to every remote script (after its generated variable header): every script fails the
+# same, legible way. On any failure the EXIT trap names the script and the step it was in, then the
+# command exits non-zero, which is what `pulumi up` shows the operator.
+set -eu
+SAMARTH_STEP="starting"
+step() { SAMARTH_STEP="$1"; }
+fail() { echo "$SAMARTH_SCRIPT: $*" >&2; SAMARTH_STEP=""; exit 1; }
+trap 'rc=$?; if [ "$rc" -ne 0 ] && [ -n "$SAMARTH_STEP" ]; then echo "$SAMARTH_SCRIPT: failed while $SAMARTH_STEP (exit $rc)" >&2; fi' EXIT
