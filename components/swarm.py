@@ -10,12 +10,16 @@ out of ``swarm.workers``) runs drain, leave, remove in that order:
     <worker>-swarm-join   (worker)  create: join the master's swarm; delete: leave it
     <worker>-swarm-node   (master)  create/update: set the node's labels; delete: drain it
 
-Pulumi deletes dependents first, and node depends on join depends on seat.
+Pulumi deletes dependents first, and node depends on join depends on seat. On create the seat waits
+for nothing but the master's preflight: before the swarm exists it has nothing to tidy (it checks), so
+it runs beside the init instead of after it. The registry logins wait for what a login really needs
+(``RegistryLogin.ready``: the registry and the proxy serving its name), not for the swarm.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -111,11 +115,13 @@ def login_script(node: str, server: str) -> str:
 
 @dataclass(frozen=True)
 class RegistryLogin:
-    """Where the nodes log in and with what (the registry component provides these)."""
+    """Where the nodes log in and with what (the registry component provides these), and what must be
+    up before a login can succeed: the registry itself and the proxy that serves its public name."""
 
     server: pulumi.Input[str]
     username: pulumi.Input[str]
     password: pulumi.Input[str]
+    ready: Sequence[pulumi.Resource] = ()
 
 
 @dataclass(frozen=True)
@@ -168,7 +174,7 @@ class Cluster(pulumi.ComponentResource):
                 connection=master.connection,
                 create=seat_script(master.name, worker_name, worker_ip),
                 delete=unseat_script(master.name, worker_name, worker_ip),
-                opts=master.command_options(self, depends_on=[init]),
+                opts=master.command_options(self),
             )
             join = command.remote.Command(
                 f"{worker_name}-swarm-join",
@@ -210,7 +216,7 @@ class Cluster(pulumi.ComponentResource):
                     create=pulumi.Output.from_input(registry.server).apply(lambda s, n=host.name: login_script(n, s)),
                     stdin=credentials,
                     logging=command.remote.Logging.NONE,
-                    opts=host.command_options(self, depends_on=[init]),
+                    opts=host.command_options(self, depends_on=list(registry.ready)),
                 )
 
         self.register_outputs(
