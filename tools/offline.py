@@ -409,8 +409,8 @@ def _vault_init(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     import re
 
     create = str(reveal(inputs.get("create")) or "")
-    shares = int(re.search(r"-key-shares=(\d+)", create).group(1))
-    threshold = int(re.search(r"-key-threshold=(\d+)", create).group(1))
+    shares = int(re.search(r"^KEY_SHARES='?(\d+)", create, re.M).group(1))
+    threshold = int(re.search(r"^KEY_THRESHOLD='?(\d+)", create, re.M).group(1))
     keys = [hashlib.sha256(f"{name}-unseal-{i}".encode()).digest() for i in range(shares)]
     document = {
         "unseal_keys_b64": [base64.b64encode(k).decode() for k in keys],

@@ -27,6 +27,7 @@ from typing import Any, Optional
 import pulumi
 
 from components.config import StackConfig, load_stack_config
+from tools import deploy_graph
 from tools.offline import (
     PROJECT,
     ROOT,
@@ -356,6 +357,8 @@ def render_plan(topology: Topology) -> str:
     )
     if unplaced:
         out.append(f"  also not tied to one server: {', '.join(unplaced)}")
+    out.append("")
+    out.extend(deploy_graph.render(run, topology.server_of, topology.servers))
     return "\n".join(out) + "\n"
 
 
