@@ -25,8 +25,16 @@ from pydantic import (
 
 from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, template_problems
 
-SERVER_NAMES = ("application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3")
+SERVER_NAMES: tuple[ServerName, ...] = ("application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3")
 ServerName = Literal["application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3"]
+
+
+def server_name(name: str) -> ServerName:
+    """``name`` as a ``ServerName`` (a Host's resource name, say), or ``ValueError``."""
+    for known in SERVER_NAMES:
+        if name == known:
+            return known
+    raise ValueError(f"{name!r} is not a server of the deployment (expected one of {', '.join(SERVER_NAMES)})")
 
 # RFC 1918 plus RFC 6598 (carrier-grade NAT), the ranges a cloud hands out as private addresses.
 PRIVATE_NETWORKS = tuple(
@@ -166,8 +174,8 @@ class Capacity(Model):
 
 
 SWARM_MANAGER = "swarm-master"
-SWARM_WORKERS = ("swarm-node2", "swarm-node3")
 SwarmWorker = Literal["swarm-node2", "swarm-node3"]
+SWARM_WORKERS: tuple[SwarmWorker, ...] = ("swarm-node2", "swarm-node3")
 # Labels the program sets on every swarm node itself (see components/swarm.py).
 SWARM_AUTOMATIC_LABELS = ("role", "memory_mib")
 LabelKey = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")]
@@ -211,7 +219,7 @@ class VaultJenkins(Model):
     token_bound_cidrs: tuple[str, ...] = Field(default=(), alias="tokenBoundCidrs")
 
     @model_validator(mode="after")
-    def _ttl_within_max(self) -> "VaultJenkins":
+    def _ttl_within_max(self) -> VaultJenkins:
         if self.token_ttl_seconds > self.token_max_ttl_seconds:
             raise ValueError(
                 f"tokenTtlSeconds ({self.token_ttl_seconds}) is more than tokenMaxTtlSeconds ({self.token_max_ttl_seconds})"
@@ -246,7 +254,7 @@ class VaultSettings(Model):
     jenkins: VaultJenkins = VaultJenkins()
 
     @model_validator(mode="after")
-    def _threshold_within_shares(self) -> "VaultSettings":
+    def _threshold_within_shares(self) -> VaultSettings:
         if self.key_threshold > self.key_shares:
             raise ValueError(f"keyThreshold ({self.key_threshold}) is more than keyShares ({self.key_shares})")
         if self.port == self.cluster_port:
@@ -304,7 +312,7 @@ class ObservabilitySettings(Model):
         return [name for name in OBSERVABILITY_SERVICES if getattr(self, name).enabled]
 
     @model_validator(mode="after")
-    def _distinct(self) -> "ObservabilitySettings":
+    def _distinct(self) -> ObservabilitySettings:
         if self.sentry.port == self.posthog.port:
             raise ValueError(f"posthog.port: {self.posthog.port} is already sentry.port")
         if self.sentry.directory == self.posthog.directory:
@@ -366,7 +374,7 @@ class Route(Model):
         return upstream
 
     @model_validator(mode="after")
-    def _port_and_allow(self) -> "Route":
+    def _port_and_allow(self) -> Route:
         if self.upstream == "swarm" and self.port is None:
             raise ValueError("port is required for upstream 'swarm' (the port the swarm service publishes)")
         if self.upstream != "swarm" and self.port is not None:
@@ -521,7 +529,7 @@ class StackConfig(Model):
     edge: Edge
 
     @model_validator(mode="after")
-    def _servers_are_the_six(self) -> "StackConfig":
+    def _servers_are_the_six(self) -> StackConfig:
         missing = [name for name in SERVER_NAMES if name not in self.servers]
         if missing:
             raise ValueError(f"servers: missing {', '.join(missing)} (expected exactly {', '.join(SERVER_NAMES)})")
@@ -539,7 +547,7 @@ class StackConfig(Model):
         return self
 
     @model_validator(mode="after")
-    def _swarm_labels_name_members(self) -> "StackConfig":
+    def _swarm_labels_name_members(self) -> StackConfig:
         # Here rather than on Swarm so the messages carry the full key path.
         swarm = self.swarm
         if len(set(swarm.workers)) != len(swarm.workers):
@@ -556,7 +564,7 @@ class StackConfig(Model):
 
 
     @model_validator(mode="after")
-    def _databases_are_consistent(self) -> "StackConfig":
+    def _databases_are_consistent(self) -> StackConfig:
         problems = self.databases.problems()
         if problems:
             raise ValueError("\n  ".join(problems))
@@ -572,7 +580,7 @@ class StackConfig(Model):
         return routes
 
     @model_validator(mode="after")
-    def _edge_routes_are_distinct_and_in_domain(self) -> "StackConfig":
+    def _edge_routes_are_distinct_and_in_domain(self) -> StackConfig:
         seen: dict[tuple[str, str], str] = {}
         for key, route in self.edge_routes():
             if route.upstream in OBSERVABILITY_SERVICES and route.upstream not in self.observability.enabled():

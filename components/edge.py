@@ -21,12 +21,12 @@ import pulumi_docker as docker
 
 from . import registry, storage, vault
 from .capacity import Placement
-from .config import ConfigError, Route, StackConfig
+from .config import ConfigError, Route, ServerName, StackConfig
 from .containers import Healthcheck, pinned_image, service_container
 from .host import Host
 from .shell import render
 
-SERVER = "application"
+SERVER: ServerName = "application"
 CONTAINER = "nginx"
 MEMORY_MIB = 256
 HEALTH_PORT = 8081

@@ -8,6 +8,7 @@ from here.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -15,7 +16,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from .config import Access, Server
+from .config import Access, Server, ServerName
 from .shell import render
 
 # A VM reports a little less than its nominal memory (kernel, firmware reservations).
@@ -46,7 +47,7 @@ def preflight_script(name: str, server: Server) -> str:
 class Host(pulumi.ComponentResource):
     """A server of the deployment: its connections, its Docker provider and its preflight."""
 
-    name: str
+    name: ServerName
     spec: Server
     private_ip: pulumi.Output[str]
     connection: command.remote.ConnectionArgs
@@ -54,7 +55,7 @@ class Host(pulumi.ComponentResource):
     preflight: command.remote.Command
     facts: pulumi.Output[dict[str, Any]]
 
-    def __init__(self, name: str, args: HostArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(self, name: ServerName, args: HostArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:host:Host", name, None, opts)
         self.name = name
         self.spec = args.server
@@ -113,8 +114,8 @@ class Host(pulumi.ComponentResource):
 
 
 def build_hosts(
-    servers: dict[str, Server], access: Access, ssh_private_key: Optional[pulumi.Input[str]]
-) -> dict[str, Host]:
+    servers: Mapping[ServerName, Server], access: Access, ssh_private_key: Optional[pulumi.Input[str]]
+) -> dict[ServerName, Host]:
     return {
         name: Host(name, HostArgs(server=server, access=access, ssh_private_key=ssh_private_key))
         for name, server in servers.items()

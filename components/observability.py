@@ -24,12 +24,12 @@ import pulumi_command as command
 import pulumi_random as random
 
 from .capacity import Placement
-from .config import PostHogSettings, SentrySettings, StackConfig
+from .config import PostHogSettings, SentrySettings, ServerName, StackConfig
 from .host import Host
 from .publishing import CredentialBook
 from .shell import quote, script
 
-SERVER = "application"
+SERVER: ServerName = "application"
 SENTRY_REPOSITORY = "https://github.com/getsentry/self-hosted.git"
 POSTHOG_REPOSITORY = "https://github.com/Samagra-Development/posthog-deploy.git"
 
@@ -375,7 +375,7 @@ class Observability(pulumi.ComponentResource):
             secret_key = password("posthog-secret-key", 64)
             minio_password = password("posthog-minio-password", 32)
             # posthog-deploy's sample: user and database `posthog` on the `posthog_db` host, port 6432.
-            database_url = pulumi.Output.secret(
+            database_url: pulumi.Output[str] = pulumi.Output.secret(
                 pulumi.Output.concat("postgres://posthog:", db_password, "@posthog_db:6432/posthog")
             )
             self.posthog = ComposeInstall(

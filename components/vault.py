@@ -15,8 +15,9 @@ The program does what used to be done by hand:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Optional
 
 import pulumi
@@ -25,13 +26,13 @@ import pulumi_docker as docker
 import pulumi_vault as vault
 
 from .capacity import Placement
-from .config import StackConfig, VaultSettings
+from .config import ServerName, StackConfig, VaultSettings
 from .containers import Healthcheck, data_volume, pinned_image, service_container
 from .host import Host
 from .publishing import CredentialBook
 from .shell import render
 
-SERVER = "application"
+SERVER: ServerName = "application"
 KV_MOUNT = "kv"
 KV_PREFIX = "samarth"
 JENKINS = "jenkins"
@@ -305,7 +306,7 @@ class VaultServer(pulumi.ComponentResource):
             init_deps = [init]
         init_doc = init_json.apply(parse_init_output)
         self.root_token = pulumi.Output.secret(init_doc.apply(lambda doc: doc["root_token"]))
-        unseal_keys = pulumi.Output.secret(init_doc.apply(lambda doc: "".join(f"{k}\n" for k in doc["unseal_keys_b64"])))
+        unseal_keys: pulumi.Output[str] = pulumi.Output.secret(init_doc.apply(lambda doc: "".join(f"{k}\n" for k in doc["unseal_keys_b64"])))
 
         self.unseal = command.remote.Command(
             f"{prefix}-unseal",
@@ -316,7 +317,7 @@ class VaultServer(pulumi.ComponentResource):
             # A reboot or a container restart seals Vault and Pulumi cannot see it (the command provider
             # reads nothing back from the host), so the check runs on every `up`: the stamp replaces
             # this command each run. The script only acts when Vault reports itself sealed.
-            triggers=[self.container.id, datetime.now(timezone.utc).isoformat()],
+            triggers=[self.container.id, datetime.now(UTC).isoformat()],
             opts=host.command_options(self, depends_on=[self.container, *init_deps]),
         )
 
@@ -380,12 +381,15 @@ class VaultServer(pulumi.ComponentResource):
 
     def publish(self, book: CredentialBook) -> list[vault.kv.SecretV2]:
         """One secret per service at ``kv/samarth/<service>``: the path layout Jenkins jobs read."""
+        def secret_json(values: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[str]:
+            return pulumi.Output.secret(pulumi.Output.json_dumps(values))
+
         return [
             vault.kv.SecretV2(
                 f"vault-kv-{KV_PREFIX}-{service}",
                 mount=self.kv.path,
                 name=f"{KV_PREFIX}/{service}",
-                data_json=pulumi.Output.secret(pulumi.Output.json_dumps(values)),
+                data_json=secret_json(values),
                 opts=self._vault_options(),
             )
             for service, values in book.services().items()

@@ -34,7 +34,7 @@ def resource(type_: str, props: dict[str, Any], name: str = "res", protect: bool
 
 def violations(validator: rules.Validator, args: ResourceValidationArgs) -> list[str]:
     found: list[str] = []
-    validator(args, lambda message, urn=None: found.append(message))
+    validator(args, lambda message, urn: found.append(message))
     return found
 
 

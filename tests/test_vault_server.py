@@ -11,9 +11,9 @@ policy lets an AppRole login read `kv/samarth/*` and nothing else, as the README
 from __future__ import annotations
 
 import base64
-import signal
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess

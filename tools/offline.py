@@ -28,6 +28,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.stack import Stack
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,8 +225,8 @@ class RecordingMonitor(MockMonitor):
             )
         )
         obj = _sync_await(rpc.serialize_properties(state, {}))
-        self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_, state)
-        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
+        self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_ or "", state)
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_ or "", object=obj)
 
 
 @dataclass
@@ -375,6 +376,7 @@ def run_program(
     def program() -> pulumi.Output:
         runpy.run_path(str(root / "__main__.py"), run_name="__main__")
         stack = runtime_settings.ROOT.get()
+        assert isinstance(stack, Stack), "the program registered no stack resource"
         return pulumi.Output.from_input(stack.outputs).apply(exports.update)
 
     try:
@@ -409,8 +411,7 @@ def _vault_init(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     import re
 
     create = str(reveal(inputs.get("create")) or "")
-    shares = int(re.search(r"^KEY_SHARES='?(\d+)", create, re.M).group(1))
-    threshold = int(re.search(r"^KEY_THRESHOLD='?(\d+)", create, re.M).group(1))
+    shares, threshold = (int(m.group(1)) for m in re.finditer(r"^KEY_(?:SHARES|THRESHOLD)='?(\d+)", create, re.M))
     keys = [hashlib.sha256(f"{name}-unseal-{i}".encode()).digest() for i in range(shares)]
     document = {
         "unseal_keys_b64": [base64.b64encode(k).decode() for k in keys],
