@@ -26,6 +26,7 @@ from typing import Any, Optional
 import pulumi
 
 from components.config import StackConfig, load_stack_config
+from tools import deploy_graph
 from tools.offline import PROJECT, ROOT, ProgramRun, Registration, read_stack_values, reveal, run_program, stack_file
 
 HOST = "samarth:host:Host"
@@ -340,6 +341,8 @@ def render_plan(topology: Topology) -> str:
     )
     if unplaced:
         out.append(f"  also not tied to one server: {', '.join(unplaced)}")
+    out.append("")
+    out.extend(deploy_graph.render(run, topology.server_of, topology.servers))
     return "\n".join(out) + "\n"
 
 
