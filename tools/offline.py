@@ -307,6 +307,15 @@ def read_yaml(path: Path, text: Optional[str] = None) -> Any:
         raise StackFileError(f"{path}: {exc}") from None
 
 
+def known_stack_file(stack: str, root: Path = ROOT) -> Path:
+    """``stack_file``, or a ``ValueError`` naming the stacks there are when it has none."""
+    path = stack_file(stack, root)
+    if not path.is_file():
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in root.glob("Pulumi.*.yaml"))
+        raise ValueError(f"unknown stack {stack!r}: no {path.name} in {root} (stacks here: {', '.join(known) or 'none'})")
+    return path
+
+
 def read_stack_values(path: Path) -> tuple[dict[str, str], list[str]]:
     """Config as the engine passes it: ``{"<ns>:<key>": text}`` plus the names of secure keys."""
     return engine_values(read_yaml(path) or {})
