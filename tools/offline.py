@@ -103,6 +103,7 @@ class Registration:
     delete_before_replace: bool
     dependencies: list[str]
     additional_secret_outputs: list[str]
+    aliases: list[str] = field(default_factory=list)
 
     @property
     def plain_inputs(self) -> dict[str, Any]:
@@ -184,6 +185,15 @@ class RecordingMonitor(MockMonitor):
         # Registrations run on executor threads, each of which gets its own event loop.
         self.thread_loops: set[asyncio.AbstractEventLoop] = set()
 
+    def _alias_urn(self, request: Any, alias: Any) -> str:
+        """The URN an alias stands for, as the engine computes it from a spec (fields left empty
+        mean "the same as the resource's own"; a different stack or project is not supported here)."""
+        if alias.urn:
+            return str(alias.urn)
+        spec = alias.spec
+        parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+        return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
+
     def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
@@ -217,6 +227,7 @@ class RecordingMonitor(MockMonitor):
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 dependencies=list(request.dependencies),
                 additional_secret_outputs=list(request.additionalSecretOutputs),
+                aliases=[self._alias_urn(request, alias) for alias in request.aliases],
             )
         )
         obj = _sync_await(rpc.serialize_properties(state, {}))
