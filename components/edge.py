@@ -247,6 +247,8 @@ class EdgeProxy(pulumi.ComponentResource):
     """Nginx, TLS termination and routing for every public name."""
 
     config_text: pulumi.Output[str]
+    # Once this has run, Nginx serves the current config (every route, with its certificate).
+    serving: command.remote.Command
 
     def __init__(self, name: str, args: EdgeArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:edge:Nginx", name, None, opts)
@@ -284,10 +286,12 @@ mkdir -p {quote(live_dir)}
             account_key = random.RandomBytes(
                 f"{name}-acme-account-key", length=acme.ACCOUNT_KEY_BYTES, opts=pulumi.ResourceOptions(parent=self)
             )
+            install = acme.install_script(args.config, nginx_container=CONTAINER)
+            install_digest = hashlib.sha256(install.encode()).hexdigest()
             certificates_install = command.remote.Command(
                 f"{name}-certificates-install",
                 connection=host.connection,
-                create=acme.install_script(args.config, nginx_container=CONTAINER),
+                create=install,
                 stdin=pulumi.Output.secret(account_key.base64.apply(acme.account_key_pem)),
                 opts=host.command_options(self),
             )
@@ -337,15 +341,16 @@ mkdir -p {quote(live_dir)}
             triggers=[digest, container.id],
             opts=host.command_options(self, depends_on=[container]),
         )
+        self.serving = reload
         if certificates_install is not None:
             # After Nginx serves the challenges of every name: obtains what is missing or due, and
             # reloads Nginx (checked) when a certificate changed. Runs again on a new config (a name
             # added), a new install (new client, CA or names) or a new container.
-            command.remote.Command(
+            self.serving = command.remote.Command(
                 f"{name}-certificates-renew",
                 connection=host.connection,
                 create=acme.run_script("renew"),
-                triggers=[digest, container.id, certificates_install.id],
+                triggers=[digest, container.id, install_digest],
                 opts=host.command_options(self, depends_on=[reload, certificates_install]),
             )
         self.register_outputs({"configSha256": digest})

@@ -276,6 +276,15 @@ def stack_file(stack: str, root: Path = ROOT) -> Path:
     return root / f"Pulumi.{stack}.yaml"
 
 
+def known_stack_file(stack: str, root: Path = ROOT) -> Path:
+    """``stack_file``, or a ``ValueError`` naming the stacks there are when it has none."""
+    path = stack_file(stack, root)
+    if not path.is_file():
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in root.glob("Pulumi.*.yaml"))
+        raise ValueError(f"unknown stack {stack!r}: no {path.name} in {root} (stacks here: {', '.join(known) or 'none'})")
+    return path
+
+
 def read_stack_values(path: Path) -> tuple[dict[str, str], list[str]]:
     """Config as the engine passes it: ``{"<ns>:<key>": text}`` plus the names of secure keys."""
     return engine_values(yaml.safe_load(path.read_text()) or {})
@@ -407,8 +416,8 @@ def _vault_init(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     import re
 
     create = str(reveal(inputs.get("create")) or "")
-    shares = int(re.search(r"-key-shares=(\d+)", create).group(1))
-    threshold = int(re.search(r"-key-threshold=(\d+)", create).group(1))
+    shares = int(re.search(r"^KEY_SHARES='?(\d+)", create, re.M).group(1))
+    threshold = int(re.search(r"^KEY_THRESHOLD='?(\d+)", create, re.M).group(1))
     keys = [hashlib.sha256(f"{name}-unseal-{i}".encode()).digest() for i in range(shares)]
     document = {
         "unseal_keys_b64": [base64.b64encode(k).decode() for k in keys],
