@@ -25,7 +25,7 @@ from .capacity import Placement
 from .config import ConfigError, Route, StackConfig
 from .containers import Healthcheck, pinned_image, service_container
 from .host import Host
-from .shell import quote, script
+from .shell import render
 
 SERVER = "application"
 CONTAINER = "nginx"
@@ -209,30 +209,12 @@ def render_config(config: StackConfig, application_ip: str, swarm_ip: str) -> st
 def reload_script(container: str, live_dir: str) -> str:
     """Install the config read from stdin, check it inside the running container, reload; on a failed
     check put the previous file back so a restart still finds a valid config."""
-    live = posixpath.join(live_dir, CONF_FILE)
-    return script(
+    return render(
+        "nginx-reload.sh",
         "nginx-reload",
-        f"""
-live={quote(live)}
-step "receiving the new config"
-mkdir -p {quote(live_dir)}
-cat > "$live.new"
-step "checking that container {container} is running"
-[ "$(docker inspect -f '{{{{.State.Running}}}}' {quote(container)} 2>/dev/null)" = "true" ] \\
-  || fail "container {container} is not running; see: docker logs {container}"
-step "installing the config"
-if [ -f "$live" ]; then cp "$live" "$live.previous"; else rm -f "$live.previous"; fi
-mv "$live.new" "$live"
-step "checking the config with nginx -t"
-if ! docker exec {quote(container)} nginx -t; then
-  if [ -f "$live.previous" ]; then mv "$live.previous" "$live"; else rm -f "$live"; fi
-  fail "nginx -t rejected the new config; the previous one is back in place and still served"
-fi
-step "reloading nginx"
-docker exec {quote(container)} nginx -s reload || fail "nginx -s reload failed; see: docker logs {container}"
-rm -f "$live.previous"
-echo "nginx reloaded with config $(sha256sum "$live" | cut -c1-12)"
-""",
+        CONTAINER=container,
+        LIVE_DIR=live_dir,
+        LIVE=posixpath.join(live_dir, CONF_FILE),
     )
 
 
@@ -265,14 +247,7 @@ class EdgeProxy(pulumi.ComponentResource):
         directory = command.remote.Command(
             f"{name}-directory",
             connection=host.connection,
-            create=script(
-                "nginx-directory",
-                f"""
-step "creating {live_dir}"
-mkdir -p {quote(live_dir)}
-[ -w {quote(live_dir)} ] || fail "{live_dir} exists but user $(id -un) cannot write to it"
-""",
-            ),
+            create=render("nginx-directory.sh", "nginx-directory", LIVE_DIR=live_dir),
             opts=host.command_options(self),
         )
         image = pinned_image(host, self, f"{name}-image", args.config.versions.nginx)
