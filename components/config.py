@@ -7,6 +7,8 @@ path and what is wrong, so a bad stack file stops ``pulumi preview`` before anyt
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import re
@@ -105,7 +107,30 @@ def _release_ref(value: str) -> str:
     return value
 
 
+# Host key types OpenSSH and pulumi-command both verify; DSA is refused by current OpenSSH.
+HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
+# The comment the committed stacks' example keys carry: they are not any server's key.
+EXAMPLE_HOST_KEY_MARK = "example-key-replace-with-tools.hostkeys"
+HOST_KEYS_COMMAND = "python -m tools.hostkeys --stack {stack}"
+
+
+def _host_key(value: str) -> str:
+    """``<type> <base64 blob> [comment]`` as in known_hosts, the blob naming the same type."""
+    parts = value.split()
+    if len(parts) < 2 or parts[0] not in HOST_KEY_TYPES:
+        raise ValueError(f"{value[:40]!r} is not an SSH public host key ('<type> <base64>', type one of {', '.join(HOST_KEY_TYPES)})")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"the {parts[0]} key is not valid base64") from None
+    length = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else 0
+    if blob[4 : 4 + length] != parts[0].encode():
+        raise ValueError(f"the key data is not a {parts[0]} key (was it copied whole?)")
+    return value
+
+
 PrivateIPv4 = Annotated[str, AfterValidator(_private_ipv4)]
+HostKey = Annotated[str, AfterValidator(_host_key)]
 Address = Annotated[str, AfterValidator(_address)]
 Domain = Annotated[str, AfterValidator(_domain)]
 ImageRef = Annotated[str, AfterValidator(_image_ref)]
@@ -122,13 +147,15 @@ class Server(Model):
     ssh_port: Port = Field(default=22, alias="sshPort")
     memory_mib: int = Field(alias="memoryMib", ge=512)
     cpus: int = Field(ge=1)
-    host_key: Optional[str] = Field(default=None, alias="hostKey", min_length=16)
+    # The server's SSH host key, pinned: every connection (commands and Docker) refuses any other.
+    host_key: Optional[HostKey] = Field(default=None, alias="hostKey")
 
 
 class JumpHost(Model):
     host: Address
     user: str = Field(default="samarth-devops", min_length=1)
     port: Port = 22
+    host_key: Optional[HostKey] = Field(default=None, alias="hostKey")
 
 
 class Access(Model):
@@ -589,6 +616,27 @@ class StackConfig(Model):
                 )
             seen[route.host, route.path] = key
         return self
+
+
+def missing_host_keys(config: StackConfig) -> list[str]:
+    """Key paths of the host keys the stack does not pin (servers, then the jump host)."""
+    missing = [f"servers.{name}.hostKey" for name, server in config.servers.items() if server.host_key is None]
+    jump = config.access.jump_host
+    if jump is not None and jump.host_key is None:
+        missing.append("access.jumpHost.hostKey")
+    return missing
+
+
+def require_host_keys(config: StackConfig, stack: str) -> None:
+    """Refuse a stack that does not pin every SSH host key: without them any machine answering on a
+    server's address would receive the Vault unseal keys and every other secret."""
+    missing = missing_host_keys(config)
+    if missing:
+        raise ConfigError(
+            "invalid stack configuration:\n  "
+            + "\n  ".join(f"{path}: required (the server's SSH host key, pinned)" for path in missing)
+            + f"\n  scan the servers, compare the fingerprints and write the keys with: {HOST_KEYS_COMMAND.format(stack=stack)}"
+        )
 
 
 # Top-level keys the program reads; each is one JSON document in the stack file.
