@@ -566,6 +566,29 @@ class StackConfig(Model):
         return self
 
     @model_validator(mode="after")
+    def _one_key_per_ssh_endpoint(self) -> "StackConfig":
+        # known_hosts accepts any key listed for an address: two different keys pinned for one
+        # address and port (a jump host that is also a server) would let either pass for both.
+        pinned: dict[tuple[str, int], tuple[str, str]] = {}
+        endpoints = []
+        for name, server in self.servers.items():
+            address = server.public_address if self.access.via == "public" else server.private_ip
+            if address is not None and server.host_key is not None:
+                endpoints.append((f"servers.{name}.hostKey", address, server.ssh_port, server.host_key))
+        jump = self.access.jump_host
+        if jump is not None and jump.host_key is not None:
+            endpoints.append(("access.jumpHost.hostKey", jump.host, jump.port, jump.host_key))
+        for path, address, port, key in endpoints:
+            blob = key.split()[1]
+            other_path, other_blob = pinned.setdefault((address, port), (path, blob))
+            if other_blob != blob:
+                raise ValueError(
+                    f"{path}: {address}:{port} is also where {other_path.rsplit('.', 1)[0]} is reached, "
+                    f"pinned with another key; one machine has one host key"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _swarm_labels_name_members(self) -> "StackConfig":
         # Here rather than on Swarm so the messages carry the full key path.
         swarm = self.swarm

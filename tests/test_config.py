@@ -197,3 +197,13 @@ def test_a_stack_without_host_keys_is_refused_naming_the_servers_and_the_fix() -
 )
 def test_a_malformed_host_key_is_refused(key: str, expected: str) -> None:
     _fails(["servers.db1.hostKey", expected], servers=_servers_with(db1__hostKey=key))
+
+
+def test_a_jump_host_that_is_a_server_cannot_pin_another_key() -> None:
+    values, _ = read_stack_values(stack_file("prod"))
+    servers = json.loads(values[f"{PROJECT}:servers"])
+    jump = {"host": servers["db1"]["privateIp"], "hostKey": servers["db2"]["hostKey"]}
+    _fails(
+        ["access.jumpHost.hostKey", "10.20.0.21:22 is also where servers.db1 is reached, pinned with another key"],
+        access={"via": "private", "jumpHost": jump},
+    )
