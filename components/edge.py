@@ -217,6 +217,8 @@ class EdgeProxy(pulumi.ComponentResource):
     """Nginx, TLS termination and routing for every public name."""
 
     config_text: pulumi.Output[str]
+    # Once this has run, Nginx serves the current config (every route, with its certificate).
+    serving: command.remote.Command
 
     def __init__(self, name: str, args: EdgeArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:edge:Nginx", name, None, opts)
@@ -265,7 +267,7 @@ mkdir -p {quote(live_dir)}
             ],
         )
         digest = self.config_text.apply(lambda text: hashlib.sha256(text.encode()).hexdigest())
-        command.remote.Command(
+        self.serving = command.remote.Command(
             f"{name}-reload",
             connection=host.connection,
             create=reload_script(CONTAINER, live_dir),

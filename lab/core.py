@@ -290,11 +290,9 @@ class Lab:
         return hosts
 
     def _preflight(self) -> None:
-        if os.geteuid() != 0:
-            raise LabError("the lab needs root (network namespaces, bridges): run it with sudo")
-        missing = sorted({pkg for tool, pkg in TOOLS.items() if _program(tool) is None})
-        if missing:
-            raise LabError(f"missing programs; install them with `apt-get install -y {' '.join(missing)}`")
+        reason = unavailable()
+        if reason:
+            raise LabError(reason)
         for directory in (Path("/run/sshd"), NETNS_DIR, self.state_dir):
             directory.mkdir(parents=True, exist_ok=True)
         # sshd refuses to start without its privilege separation directory, root-owned, not group/world-writable.
@@ -467,7 +465,7 @@ class Lab:
     def down(self) -> None:
         """Stop every daemon, delete namespaces, veths, the bridge and the state; safe to run again."""
         if os.geteuid() != 0:
-            raise LabError("the lab needs root (network namespaces, bridges): run it with sudo")
+            raise LabError("the lab needs root (network namespaces, bridges): run it as root")
         namespaces = {self.namespace(h.name) for h in self.hosts()}
         if NETNS_DIR.exists():
             namespaces |= {p.name for p in NETNS_DIR.iterdir() if p.name.startswith(f"{self.prefix}-")}
@@ -516,6 +514,16 @@ class Lab:
                 mounts.append(target)
         for target in sorted(mounts, key=len, reverse=True):
             _run(["umount", "-l", target], "", check=False)
+
+
+def unavailable() -> Optional[str]:
+    """Why no lab can start on this machine (not root, or programs missing), or None when one can."""
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces, bridges): run it as root"
+    missing = sorted({pkg for tool, pkg in TOOLS.items() if _program(tool) is None})
+    if missing:
+        return f"the lab needs programs that are missing: install them with `apt-get install -y {' '.join(missing)}`"
+    return None
 
 
 def _program(name: str) -> Optional[str]:

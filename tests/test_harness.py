@@ -48,3 +48,27 @@ def test_secure_config_values_are_replaced_by_test_secrets(tmp_path: Path) -> No
 
     assert runtime_config.get_config("samarth-infra:token") == "t0ken"
     assert runtime_config.is_config_secret("samarth-infra:token")
+
+
+ALIASED = '''
+import pulumi
+import pulumi_random as random
+
+class Box(pulumi.ComponentResource):
+    def __init__(self, name):
+        super().__init__("samarth:test:Box", name)
+        random.RandomPassword(f"{name}-password", length=8, opts=pulumi.ResourceOptions(
+            parent=self, aliases=[pulumi.Alias(name="old-password", parent=pulumi.ROOT_STACK_RESOURCE)]))
+
+Box("box")
+'''
+
+
+def test_aliases_are_recorded_as_the_urns_they_stand_for(tmp_path: Path) -> None:
+    (tmp_path / "__main__.py").write_text(ALIASED)
+    (tmp_path / "Pulumi.scratch.yaml").write_text("config: {}\n")
+    run = run_program("scratch", root=tmp_path, secrets={})
+    assert run.error is None, run.error
+    password = run.named("random:index/randomPassword:RandomPassword", "box-password")
+    assert password.urn == "urn:pulumi:scratch::samarth-infra::samarth:test:Box$random:index/randomPassword:RandomPassword::box-password"
+    assert password.aliases == ["urn:pulumi:scratch::samarth-infra::random:index/randomPassword:RandomPassword::old-password"]

@@ -102,6 +102,7 @@ class Registration:
     delete_before_replace: bool
     dependencies: list[str]
     additional_secret_outputs: list[str]
+    aliases: list[str] = field(default_factory=list)
 
     @property
     def plain_inputs(self) -> dict[str, Any]:
@@ -177,6 +178,15 @@ class RecordingMonitor(MockMonitor):
         # Registrations run on executor threads, each of which gets its own event loop.
         self.thread_loops: set[asyncio.AbstractEventLoop] = set()
 
+    def _alias_urn(self, request: Any, alias: Any) -> str:
+        """The URN an alias stands for, as the engine computes it from a spec (fields left empty
+        mean "the same as the resource's own"; a different stack or project is not supported here)."""
+        if alias.urn:
+            return str(alias.urn)
+        spec = alias.spec
+        parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+        return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
+
     def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
@@ -210,6 +220,7 @@ class RecordingMonitor(MockMonitor):
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 dependencies=list(request.dependencies),
                 additional_secret_outputs=list(request.additionalSecretOutputs),
+                aliases=[self._alias_urn(request, alias) for alias in request.aliases],
             )
         )
         obj = _sync_await(rpc.serialize_properties(state, {}))
@@ -256,6 +267,15 @@ class ProgramRun:
 
 def stack_file(stack: str, root: Path = ROOT) -> Path:
     return root / f"Pulumi.{stack}.yaml"
+
+
+def known_stack_file(stack: str, root: Path = ROOT) -> Path:
+    """``stack_file``, or a ``ValueError`` naming the stacks there are when it has none."""
+    path = stack_file(stack, root)
+    if not path.is_file():
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in root.glob("Pulumi.*.yaml"))
+        raise ValueError(f"unknown stack {stack!r}: no {path.name} in {root} (stacks here: {', '.join(known) or 'none'})")
+    return path
 
 
 def read_stack_values(path: Path) -> tuple[dict[str, str], list[str]]:
@@ -389,8 +409,8 @@ def _vault_init(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     import re
 
     create = str(reveal(inputs.get("create")) or "")
-    shares = int(re.search(r"-key-shares=(\d+)", create).group(1))
-    threshold = int(re.search(r"-key-threshold=(\d+)", create).group(1))
+    shares = int(re.search(r"^KEY_SHARES='?(\d+)", create, re.M).group(1))
+    threshold = int(re.search(r"^KEY_THRESHOLD='?(\d+)", create, re.M).group(1))
     keys = [hashlib.sha256(f"{name}-unseal-{i}".encode()).digest() for i in range(shares)]
     document = {
         "unseal_keys_b64": [base64.b64encode(k).decode() for k in keys],

@@ -6,4 +6,4 @@ set -eu
 SAMARTH_STEP="starting"
 step() { SAMARTH_STEP="$1"; }
 fail() { echo "$SAMARTH_SCRIPT: $*" >&2; SAMARTH_STEP=""; exit 1; }
-trap 'rc=$?; if [ "$rc" -ne 0 ] && [ -n "$SAMARTH_STEP" ]; then echo "$SAMARTH_SCRIPT: failed while $SAMARTH_STEP (exit $rc)" >&2; fi' EXIT
+trap 'SAMARTH_RC=$?; if [ "$SAMARTH_RC" -ne 0 ] && [ -n "$SAMARTH_STEP" ]; then echo "$SAMARTH_SCRIPT: failed while $SAMARTH_STEP (exit $SAMARTH_RC)" >&2; fi' EXIT
