@@ -186,6 +186,8 @@ class Versions(Model):
     minio: ImageRef
     registry: ImageRef
     nginx: ImageRef
+    # The ACME client (goacme/lego) that obtains and renews Nginx's certificates (edge.tls.mode acme).
+    lego: ImageRef
 
 
 class Capacity(Model):
@@ -365,11 +367,69 @@ Network = Annotated[str, AfterValidator(_network)]
 HostName = Annotated[str, AfterValidator(_domain)]
 
 
-class EdgeTls(Model):
-    """Certificate and key files on the application server (PEM), mounted read-only into Nginx."""
+LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
+# The default, so that no stack but the one that sets production explicitly can hit Let's Encrypt's rate limits.
+LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
+class Acme(Model):
+    """The ACME CA the program gets certificates from (components/acme.py)."""
+
+    directory_url: str = Field(default=LETSENCRYPT_STAGING, alias="directoryUrl", pattern=r"^https://[A-Za-z0-9.:-]+(/[A-Za-z0-9._~/-]*)?$")
+    # Let's Encrypt writes to it before certificates expire and about changes to its terms.
+    email: Email
+    # PEM bundle on the application server the client trusts for the directory's own TLS (a private
+    # ACME CA); by default the client image's trust store (Let's Encrypt's directory needs nothing).
+    ca_certificate: Optional[AbsolutePath] = Field(default=None, alias="caCertificate")
+
+
+class CertificateFiles(Model):
+    """A certificate and key placed by the operator on the application server (PEM), mounted read-only into Nginx."""
 
     certificate_path: AbsolutePath = Field(alias="certificatePath")
     key_path: AbsolutePath = Field(alias="keyPath")
+
+
+class EdgeTls(Model):
+    """Where Nginx's certificates come from.
+
+    ``mode: acme`` (the default): the program obtains and renews one certificate per route host name
+    over HTTP-01; a name listed under ``files`` (one without public DNS, say) uses the operator's files
+    instead. ``mode: files``: one ``certificatePath``/``keyPath`` pair (placed and renewed by the
+    operator) serves every name.
+    """
+
+    mode: Literal["acme", "files"] = "acme"
+    acme: Optional[Acme] = None
+    files: dict[HostName, CertificateFiles] = Field(default_factory=dict)
+    certificate_path: Optional[AbsolutePath] = Field(default=None, alias="certificatePath")
+    key_path: Optional[AbsolutePath] = Field(default=None, alias="keyPath")
+
+    @model_validator(mode="after")
+    def _mode_has_its_keys(self) -> "EdgeTls":
+        if self.mode == "files":
+            for key, value in (("certificatePath", self.certificate_path), ("keyPath", self.key_path)):
+                if value is None:
+                    raise ValueError(f"{key}: required because mode is 'files'")
+            if self.acme is not None or self.files:
+                extra = "acme" if self.acme is not None else "files"
+                raise ValueError(f"{extra}: only for mode 'acme' (mode 'files' serves every name from certificatePath/keyPath)")
+        else:
+            if self.acme is None:
+                raise ValueError("acme: required because mode is 'acme' (at least acme.email)")
+            for key, value in (("certificatePath", self.certificate_path), ("keyPath", self.key_path)):
+                if value is not None:
+                    raise ValueError(
+                        f"{key}: only for mode 'files'; in mode 'acme' a name served from the operator's files goes under files.<host name>"
+                    )
+        return self
+
+    def operator_files(self, host: str) -> Optional[CertificateFiles]:
+        """The operator's certificate for ``host``, or ``None`` when the program obtains it over ACME."""
+        if self.mode == "files":
+            assert self.certificate_path is not None and self.key_path is not None
+            return CertificateFiles(certificatePath=self.certificate_path, keyPath=self.key_path)
+        return self.files.get(host)
 
 
 class Route(Model):
@@ -638,6 +698,27 @@ class StackConfig(Model):
                     f"{key}: host {route.host!r} and path {route.path!r} are already routed by {seen[route.host, route.path]}"
                 )
             seen[route.host, route.path] = key
+        return self
+
+    def acme_hosts(self) -> list[str]:
+        """The names the program gets certificates for over ACME: every routed host name not served
+        from operator files, sorted."""
+        if self.edge.tls.mode != "acme":
+            return []
+        return sorted({route.host for _, route in self.edge_routes()} - set(self.edge.tls.files))
+
+    @model_validator(mode="after")
+    def _certificate_files_name_routed_hosts(self) -> "StackConfig":
+        routed = {route.host for _, route in self.edge_routes()}
+        for host in self.edge.tls.files:
+            key = f"edge.tls.files.{host}"
+            if host != self.domain and not host.endswith("." + self.domain):
+                raise ValueError(f"{key}: {host!r} is not under domain {self.domain!r}")
+            if host not in routed:
+                raise ValueError(
+                    f"{key}: {host!r} is not routed through Nginx (no edge.routes entry or enabled observability hostName), "
+                    "so no certificate for it would be served"
+                )
         return self
 
 

@@ -32,7 +32,7 @@ def _config(stack: str):
 
 
 def _with_tls(config, cert: Path, key: Path):
-    tls = EdgeTls(certificatePath=str(cert), keyPath=str(key))
+    tls = EdgeTls(mode="files", certificatePath=str(cert), keyPath=str(key))
     return config.model_copy(update={"edge": config.edge.model_copy(update={"tls": tls})})
 
 

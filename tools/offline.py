@@ -12,6 +12,7 @@ does, so a generated password that flows into a plaintext input is visible as pl
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import runpy
@@ -136,6 +137,12 @@ def _token(name: str, length: int = 24) -> str:
 def _password(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     value = f"pw{_token(name)}"[: int(inputs.get("length") or 24)]
     return {"result": value, "bcryptHash": f"$2a$10${_token(name + 'bcrypt', 53)}"}
+
+
+@fake_outputs("random:index/randomBytes:RandomBytes")
+def _bytes(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    raw = hashlib.sha256(name.encode()).digest()[: int(inputs.get("length") or 32)]
+    return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
 
 
 @fake_outputs("docker:index/remoteImage:RemoteImage")
@@ -434,6 +441,12 @@ def _approle_role(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 @fake_outputs("vault:appRole/authBackendRoleSecretId:AuthBackendRoleSecretId")
 def _approle_secret_id(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"secretId": f"{_token(name + 'secret', 8)}-{_token(name + 'secret2', 4)}-{_token(name + 'secret3', 12)}", "accessor": _token(name + "accessor", 36)}
+
+
+@fake_outputs("random:index/randomBytes:RandomBytes")
+def _bytes(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    raw = hashlib.sha256(name.encode()).digest()[: int(inputs.get("length") or 32)]
+    return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
 
 
 @fake_outputs("docker:index/remoteImage:RemoteImage")
