@@ -25,7 +25,6 @@ require_host_keys(config, pulumi.get_stack())
 secret_keys = engine_secret_keys()
 key = ssh_private_key(project, values, secret_keys)
 vault_init = imported_vault_init(project, values, secret_keys)
-edge.check_ports(config)
 check_capacity(config, stack_placements(config))
 
 hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None)
