@@ -2,7 +2,7 @@
 
 import pulumi
 
-from components import data, edge, observability, registry, storage, vault
+from components import data, edge, firewall, observability, registry, storage, vault
 from components.capacity import check_capacity
 from components.config import engine_config, engine_secret_keys, imported_vault_init, load_stack_config, ssh_private_key
 from components.host import build_hosts
@@ -68,6 +68,25 @@ swarm = Cluster(
 # Last: every component has added its credentials to the book by now.
 vault_server.publish(book)
 
+# Every component's listeners and their legitimate clients, as host firewall rules on each server.
+host_firewall = firewall.Firewall(
+    "firewall",
+    firewall.FirewallArgs(
+        hosts=hosts,
+        config=config,
+        openings=[
+            *(opening for host in hosts.values() for opening in host.openings),
+            *(opening for server in databases.values() for opening in server.openings),
+            *vault_server.openings,
+            *minio.openings,
+            *docker_registry.openings,
+            *apps.openings,
+            *nginx.openings,
+            *swarm.openings,
+        ],
+    ),
+)
+
 pulumi.export("privateIps", {name: host.private_ip for name, host in hosts.items()})
 pulumi.export("serverFacts", {name: host.facts for name, host in hosts.items()})
 # Where each service's databases listen (no credentials: those are in Vault, kv/samarth/<service>).
@@ -80,3 +99,4 @@ pulumi.export("minioEndpoint", minio.endpoint)
 pulumi.export("edgeRoutes", [f"{r.host}{r.path} -> {r.upstream}{f':{r.port}' if r.port else ''}" for _, r in config.edge_routes()])
 pulumi.export("swarmManagerAddress", swarm.manager_address)
 pulumi.export("swarmNetwork", swarm.network.name)
+pulumi.export("firewall", [firewall.row_export(row) for row in host_firewall.rows])

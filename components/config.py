@@ -612,6 +612,24 @@ class Databases(Model):
         return problems
 
 
+class FirewallSettings(Model):
+    """Who may reach the servers' private ports besides each other (components/firewall.py).
+
+    ``operators``: the operators' networks (SSH to every server, admin UIs such as MinIO's console).
+    ``pulumiFrom``: the address(es) of the machine that runs Pulumi (SSH, and the Vault and MinIO API
+    ports its providers call); by default the application server, where the seed clones this repository.
+    ``jumpHostFrom``: the address the jump host's connections come from, when ``access.jumpHost.host`` is
+    neither an IP address nor one of the servers. ``dockerBridge``: the default bridge network's
+    subnet (daemon.json ``bip``), the source address of Nginx's container reaching a host-network service.
+    """
+
+    enabled: bool = True
+    operators: list[Network] = Field(min_length=1)
+    pulumi_from: Optional[list[Network]] = Field(default=None, alias="pulumiFrom", min_length=1)
+    jump_host_from: Optional[list[Network]] = Field(default=None, alias="jumpHostFrom", min_length=1)
+    docker_bridge: Network = Field(default="172.17.0.0/16", alias="dockerBridge")
+
+
 class StackConfig(Model):
     domain: Domain
     servers: dict[ServerName, Server]
@@ -623,6 +641,7 @@ class StackConfig(Model):
     observability: ObservabilitySettings
     databases: Databases = Databases()
     edge: Edge
+    firewall: FirewallSettings
 
     @model_validator(mode="after")
     def _servers_are_the_six(self) -> "StackConfig":
@@ -735,6 +754,35 @@ class StackConfig(Model):
                 )
         if problems:
             raise ValueError("\n  ".join(problems))
+        return self
+
+    def jump_host_sources(self) -> list[str]:
+        """Networks the jump host's SSH connections come from (empty without a jump host)."""
+        jump = self.access.jump_host
+        if jump is None:
+            return []
+        if self.firewall.jump_host_from:
+            return list(self.firewall.jump_host_from)
+        for server in self.servers.values():
+            # One of the servers is the bastion: towards the others it connects from its private IP.
+            if jump.host in (server.private_ip, server.public_address):
+                return [f"{server.private_ip}/32"]
+        return [str(ipaddress.ip_network(jump.host))]
+
+    @model_validator(mode="after")
+    def _jump_host_address_is_known(self) -> "StackConfig":
+        jump = self.access.jump_host
+        if jump is None or self.firewall.jump_host_from:
+            return self
+        named_server = any(jump.host in (s.private_ip, s.public_address) for s in self.servers.values())
+        try:
+            ipaddress.ip_address(jump.host)
+        except ValueError:
+            if not named_server:
+                raise ValueError(
+                    f"firewall.jumpHostFrom: required because access.jumpHost.host {jump.host!r} is a name "
+                    "(the firewall allows SSH from addresses)"
+                ) from None
         return self
 
     def edge_routes(self) -> list[tuple[str, Route]]:

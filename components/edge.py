@@ -25,7 +25,7 @@ from .capacity import Placement
 from .config import Route, StackConfig
 from .containers import Healthcheck, pinned_image, service_container
 from .host import Host
-from .ports import NGINX_HTTP_PORT, NGINX_HTTPS_PORT
+from .ports import NGINX_HTTP_PORT, NGINX_HTTPS_PORT, Opening
 from .shell import render
 
 SERVER = "application"
@@ -312,4 +312,12 @@ class EdgeProxy(pulumi.ComponentResource):
                 triggers=[digest, container.id, install_digest],
                 opts=host.command_options(self, depends_on=[reload, certificates_install]),
             )
+        # What the swarm publishes for the routes (on every member: routing mesh) is for Nginx, whose
+        # container's traffic leaves the application server from its private IP.
+        swarm_ports = sorted({r.port for _, r in args.config.edge_routes() if r.upstream == "swarm" and r.port})
+        self.openings = [
+            Opening(member, "swarm route (Nginx upstream)", port, "tcp", True, (SERVER,))
+            for member in args.config.swarm.members
+            for port in swarm_ports
+        ]
         self.register_outputs({"configSha256": digest})

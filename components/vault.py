@@ -25,9 +25,10 @@ import pulumi_docker as docker
 import pulumi_vault as vault
 
 from .capacity import Placement
-from .config import StackConfig, VaultSettings
+from .config import SWARM_MANAGER, StackConfig, VaultSettings
 from .containers import Healthcheck, data_volume, pinned_image, service_container
 from .host import Host
+from .ports import CONTAINERS, PULUMI, Opening
 from .publishing import CredentialBook
 from .shell import render
 
@@ -366,6 +367,12 @@ class VaultServer(pulumi.ComponentResource):
         self.jenkins_role_id = role.role_id
         self.jenkins_secret_id = pulumi.Output.secret(secret_id.secret_id)
 
+        # The API: Nginx's container (the UI route), swarm-master's deployments and Pulumi's Vault
+        # provider. The cluster port serves a single node: nobody else.
+        self.openings = [
+            Opening(host.name, "Vault API", settings.port, "tcp", False, (CONTAINERS, SWARM_MANAGER, PULUMI)),
+            Opening(host.name, "Vault cluster", settings.cluster_port, "tcp", False, ()),
+        ]
         self.register_outputs(
             {
                 "address": self.address,

@@ -396,7 +396,6 @@ class Lab:
                         "--pidfile", str(d / "docker.pid"),
                         "-H", host.docker_host,
                         "--storage-driver=vfs",
-                        "--iptables=false",
                     ])],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True,
                 )

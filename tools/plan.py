@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 import pulumi
 
+from components import firewall
 from components.config import StackConfig, load_stack_config
 from tools import deploy_graph
 from tools.offline import (
@@ -357,6 +358,9 @@ def render_plan(topology: Topology) -> str:
     )
     if unplaced:
         out.append(f"  also not tied to one server: {', '.join(unplaced)}")
+    out.append("")
+    out.append("== Host firewall: who may reach which private port (components/firewall.py; others are refused)")
+    out.extend(f"  {line}" for line in firewall.matrix_table(run.exports.get("firewall", [])).splitlines())
     out.append("")
     out.extend(deploy_graph.render(run, topology.server_of, topology.servers))
     return "\n".join(out) + "\n"
