@@ -7,6 +7,8 @@ path and what is wrong, so a bad stack file stops ``pulumi preview`` before anyt
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import re
@@ -122,6 +124,28 @@ def _release_ref(value: str) -> str:
     return value
 
 
+# Host key types OpenSSH and pulumi-command both verify; DSA is refused by current OpenSSH.
+HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
+# The comment the committed stacks' example keys carry: they are not any server's key.
+EXAMPLE_HOST_KEY_MARK = "example-key-replace-with-tools.hostkeys"
+HOST_KEYS_COMMAND = "python -m tools.hostkeys --stack {stack}"
+
+
+def _host_key(value: str) -> str:
+    """``<type> <base64 blob> [comment]`` as in known_hosts, the blob naming the same type."""
+    parts = value.split()
+    if len(parts) < 2 or parts[0] not in HOST_KEY_TYPES:
+        raise ValueError(f"{value[:40]!r} is not an SSH public host key ('<type> <base64>', type one of {', '.join(HOST_KEY_TYPES)})")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"the {parts[0]} key is not valid base64") from None
+    length = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else 0
+    if blob[4 : 4 + length] != parts[0].encode():
+        raise ValueError(f"the key data is not a {parts[0]} key (was it copied whole?)")
+    return value
+
+
 def image_repository(ref: str) -> str:
     """``hashicorp/vault`` of ``hashicorp/vault:1.20.4`` (registry host kept, tag and digest dropped)."""
     name = ref.partition("@")[0]
@@ -129,6 +153,7 @@ def image_repository(ref: str) -> str:
 
 
 PrivateIPv4 = Annotated[str, AfterValidator(_private_ipv4)]
+HostKey = Annotated[str, AfterValidator(_host_key)]
 Address = Annotated[str, AfterValidator(_address)]
 Domain = Annotated[str, AfterValidator(_domain)]
 ImageRef = Annotated[str, AfterValidator(_image_ref)]
@@ -145,13 +170,15 @@ class Server(Model):
     ssh_port: Port = Field(default=22, alias="sshPort")
     memory_mib: int = Field(alias="memoryMib", ge=512)
     cpus: int = Field(ge=1)
-    host_key: Optional[str] = Field(default=None, alias="hostKey", min_length=16)
+    # The server's SSH host key, pinned: every connection (commands and Docker) refuses any other.
+    host_key: Optional[HostKey] = Field(default=None, alias="hostKey")
 
 
 class JumpHost(Model):
     host: Address
     user: str = Field(default="samarth-devops", min_length=1)
     port: Port = 22
+    host_key: Optional[HostKey] = Field(default=None, alias="hostKey")
 
 
 class Access(Model):
@@ -662,6 +689,29 @@ class StackConfig(Model):
         return self
 
     @model_validator(mode="after")
+    def _one_key_per_ssh_endpoint(self) -> "StackConfig":
+        # known_hosts accepts any key listed for an address: two different keys pinned for one
+        # address and port (a jump host that is also a server) would let either pass for both.
+        pinned: dict[tuple[str, int], tuple[str, str]] = {}
+        endpoints = []
+        for name, server in self.servers.items():
+            address = server.public_address if self.access.via == "public" else server.private_ip
+            if address is not None and server.host_key is not None:
+                endpoints.append((f"servers.{name}.hostKey", address, server.ssh_port, server.host_key))
+        jump = self.access.jump_host
+        if jump is not None and jump.host_key is not None:
+            endpoints.append(("access.jumpHost.hostKey", jump.host, jump.port, jump.host_key))
+        for path, address, port, key in endpoints:
+            blob = key.split()[1]
+            other_path, other_blob = pinned.setdefault((address, port), (path, blob))
+            if other_blob != blob:
+                raise ValueError(
+                    f"{path}: {address}:{port} is also where {other_path.rsplit('.', 1)[0]} is reached, "
+                    f"pinned with another key; one machine has one host key"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _swarm_labels_name_members(self) -> "StackConfig":
         # Here rather than on Swarm so the messages carry the full key path.
         swarm = self.swarm
@@ -833,6 +883,28 @@ class StackConfig(Model):
                     "so no certificate for it would be served"
                 )
         return self
+
+
+def missing_host_keys(config: StackConfig) -> list[str]:
+    """Key paths of the host keys the stack does not pin (servers, then the jump host)."""
+    missing = [f"servers.{name}.hostKey" for name, server in config.servers.items() if server.host_key is None]
+    jump = config.access.jump_host
+    if jump is not None and jump.host_key is None:
+        missing.append("access.jumpHost.hostKey")
+    return missing
+
+
+def require_host_keys(config: StackConfig, stack: str) -> None:
+    """Refuse a stack that does not pin every SSH host key: without them any machine answering on a
+    server's address would receive the Vault unseal keys and every other secret."""
+    missing = missing_host_keys(config)
+    if missing:
+        raise ConfigError(
+            "invalid stack configuration:\n  "
+            + "\n  ".join(f"{path}: required (the server's SSH host key, pinned)" for path in missing)
+            + f"\n  scan the servers, compare the fingerprints and write the keys with: {HOST_KEYS_COMMAND.format(stack=stack)}"
+        )
+
 
 
 # What the platform's own components publish to kv/samarth/<service> besides the database services:
