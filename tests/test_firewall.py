@@ -140,7 +140,9 @@ def test_disabled_firewall_installs_nothing() -> None:
 def test_a_jump_host_by_name_needs_its_address() -> None:
     from components.config import ConfigError
 
-    access = {"via": "private", "jumpHost": {"host": "bastion.example.org"}}
+    staging, _ = read_stack_values(stack_file("staging"))
+    key = json.loads(staging[f"{PROJECT}:access"])["jumpHost"]["hostKey"]
+    access = {"via": "private", "jumpHost": {"host": "bastion.example.org", "hostKey": key}}
     run = run_program("prod", overrides={"access": access})
     assert isinstance(run.error, ConfigError) and run.registrations == []
     assert "firewall.jumpHostFrom: required because access.jumpHost.host 'bastion.example.org' is a name" in str(run.error)
