@@ -300,6 +300,8 @@ def render_plan(topology: Topology) -> str:
     pubs = publications(run)
     installed_services = {(n.members[0].urn, n.server): n for n in nodes(topology) if not n.members[0].custom}
     out: list[str] = [f"Plan for stack {run.stack}: {len(run.registrations)} resources, {len(topology.servers)} servers", ""]
+    if run.warnings:
+        out += ["== Warnings", *(f"  warning: {message}" for message in run.warnings), ""]
     for server in topology.servers:
         spec = topology.config.servers[server]
         public = f", public {spec.public_address}" if spec.public_address else ""
