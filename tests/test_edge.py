@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -90,7 +91,9 @@ def test_rendered_nginx_config_has_redirect_websockets_registry_needs_and_vault_
     (minio_route,) = [r for r in config.edge.routes if r.upstream == "minio"]
     assert "limit_except GET { deny all; }" in servers[f"{minio_route.host}:443"]
     listens = {line.strip() for line in text.splitlines() if line.strip().startswith("listen")}
-    assert listens == {"listen 80 default_server;", "listen 443 ssl default_server;", "listen 443 ssl;", f"listen 127.0.0.1:{edge.HEALTH_PORT};"}
+    assert listens == {
+        "listen 80 default_server;", "listen 80;", "listen 443 ssl default_server;", "listen 443 ssl;", f"listen 127.0.0.1:{edge.HEALTH_PORT};"
+    }
 
 
 def _server_blocks(text: str) -> dict[str, str]:
@@ -223,7 +226,7 @@ def _book_of_components() -> dict[str, dict[str, tuple[Any, bool]]]:
 
     @pulumi.runtime.test
     def program() -> pulumi.Output:
-        host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
+        host = Host("application", HostArgs(server=config.servers["application"], access=config.access, known_hosts=Path("known_hosts")))
         storage.Storage("minio", storage.StorageArgs(host=host, image=config.versions.minio, book=book))
         registry.Registry(
             "registry",

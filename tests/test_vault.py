@@ -119,11 +119,19 @@ def test_server_config_uses_raft_on_the_protected_data_volume_with_the_ui(prod: 
 OPERATOR_CA = "-----BEGIN CERTIFICATE-----\nMIIBoperatorCA\n-----END CERTIFICATE-----\n"
 
 
-def test_tls_and_openbao_change_the_rendered_config() -> None:
+@pytest.fixture
+def operator_ca(tmp_path: Path) -> Path:
+    """The operator's CA certificate file on the machine running Pulumi."""
+    path = tmp_path / "operator-ca.pem"
+    path.write_text(OPERATOR_CA)
+    return path
+
+
+def test_tls_and_openbao_change_the_rendered_config(operator_ca: Path) -> None:
     settings = VaultSettings.model_validate(
         {
             "distribution": "openbao",
-            "tls": {"certFile": "/etc/ssl/vault.pem", "keyFile": "/etc/ssl/vault.key", "caCertificate": OPERATOR_CA},
+            "tls": {"certFile": "/etc/ssl/vault.pem", "keyFile": "/etc/ssl/vault.key", "caFile": str(operator_ca)},
             "apiAddr": "https://vault.samarth.example.org:8200",
         }
     )
@@ -243,10 +251,11 @@ def test_no_generated_secret_appears_in_plaintext_anywhere(stack_run: ProgramRun
         ({"jenkins": {"tokenTtlSeconds": 7200}}, "vault.jenkins: tokenTtlSeconds (7200) is more than tokenMaxTtlSeconds (3600)"),
         ({"auditFile": "../etc/passwd"}, "vault.auditFile:"),
         ({"distribution": "consul"}, "vault.distribution:"),
-        ({"tls": {"certFile": "vault.pem", "keyFile": "/k", "caCertificate": OPERATOR_CA}}, "vault.tls.certFile:"),
-        ({"tls": {"certFile": "/c", "keyFile": "/k", "caCertificate": "/etc/ssl/ca.pem"}}, "vault.tls.caCertificate: expected a PEM certificate"),
-        ({"tls": {"certFile": "/c", "keyFile": "/k"}}, "vault.tls.caCertificate:"),
-        ({"plainHttp": True, "tls": {"certFile": "/c", "keyFile": "/k", "caCertificate": OPERATOR_CA}}, "plainHttp: true turns TLS off, yet tls is set"),
+        ({"tls": {"certFile": "vault.pem", "keyFile": "/k", "caFile": "/etc/passwd"}}, "vault.tls.certFile:"),
+        ({"tls": {"certFile": "/c", "keyFile": "/k", "caFile": "/etc/passwd"}}, "vault.tls: caFile: /etc/passwd is not a PEM certificate"),
+        ({"tls": {"certFile": "/c", "keyFile": "/k", "caFile": "/nonexistent/ca.pem"}}, "vault.tls: caFile: cannot read /nonexistent/ca.pem on this machine"),
+        ({"tls": {"certFile": "/c", "keyFile": "/k"}}, "vault.tls.caFile:"),
+        ({"plainHttp": True, "tls": {"certFile": "/c", "keyFile": "/k", "caFile": "/etc/ssl/certs/ca-certificates.crt"}}, "plainHttp: true turns TLS off, yet tls is set"),
         ({"apiAddr": "http://vault.samarth.example.org:8200"}, "apiAddr: http://vault.samarth.example.org:8200 is plain http, yet Vault serves TLS"),
         ({"serverName": "not a name"}, "vault.serverName:"),
     ],
@@ -320,7 +329,7 @@ def _publish_under_mocks(book_entries: dict[str, dict[str, Any]]) -> list:
 
     @pulumi.runtime.test
     def program() -> None:
-        host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
+        host = Host("application", HostArgs(server=config.servers["application"], access=config.access, known_hosts=Path("known_hosts")))
         server = vault_module.VaultServer(
             "vault", vault_module.VaultServerArgs(host=host, settings=config.vault, image=config.versions.vault, server_name=vault_module.server_name(config))
         )
@@ -639,8 +648,8 @@ def test_image_comes_from_versions_and_is_kept_locally(prod: ProgramRun) -> None
     assert container.inputs["image"] == image.outputs["imageId"]
 
 
-def test_operator_tls_files_reach_the_listeners_the_mounts_the_provider_and_nginx() -> None:
-    tls = {"certFile": "/etc/ssl/samarth/vault.pem", "keyFile": "/etc/ssl/samarth/vault.key", "caCertificate": OPERATOR_CA}
+def test_operator_tls_files_reach_the_listeners_the_mounts_the_provider_and_nginx(operator_ca: Path) -> None:
+    tls = {"certFile": "/etc/ssl/samarth/vault.pem", "keyFile": "/etc/ssl/samarth/vault.key", "caFile": str(operator_ca)}
     run = run_program("prod", overrides={"vault": {"tls": tls, "serverName": "vault.samarth.internal"}})
     assert run.error is None
     assert not run.of_type("tls:index/privateKey:PrivateKey")  # no private CA of the program's

@@ -32,6 +32,8 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
+from components.config import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "samarth-infra"
 SECRET_SIG_KEY = rpc._special_sig_key
@@ -138,6 +140,12 @@ def _token(name: str, length: int = 24) -> str:
 def _password(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     value = f"pw{_token(name)}"[: int(inputs.get("length") or 24)]
     return {"result": value, "bcryptHash": f"$2a$10${_token(name + 'bcrypt', 53)}"}
+
+
+@fake_outputs("random:index/randomBytes:RandomBytes")
+def _bytes(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    raw = hashlib.sha256(name.encode()).digest()[: int(inputs.get("length") or 32)]
+    return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
 
 
 @fake_outputs("docker:index/remoteImage:RemoteImage")
@@ -273,9 +281,54 @@ def stack_file(stack: str, root: Path = ROOT) -> Path:
     return root / f"Pulumi.{stack}.yaml"
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as the Pulumi CLI reads stack files: a key written twice in one mapping is an error, not
+    "the last one wins"."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    f"while reading the mapping that starts at line {node.start_mark.line + 1}",
+                    node.start_mark,
+                    f"key {key!r} is written twice (first at line {seen[key].line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
+class StackFileError(ConfigError):
+    """A stack or project file that is not valid YAML; the message names the file and the line."""
+
+
+def read_yaml(path: Path, text: Optional[str] = None) -> Any:
+    """``path`` (or ``text`` read from it) parsed as the CLI parses it, or ``StackFileError``."""
+    try:
+        return yaml.load(path.read_text() if text is None else text, Loader=_StrictLoader)  # noqa: S506 (SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        context = f" ({exc.context})" if exc.context else ""
+        raise StackFileError(f"{where}: {exc.problem}{context}") from None
+    except yaml.YAMLError as exc:
+        raise StackFileError(f"{path}: {exc}") from None
+
+
+def known_stack_file(stack: str, root: Path = ROOT) -> Path:
+    """``stack_file``, or a ``ValueError`` naming the stacks there are when it has none."""
+    path = stack_file(stack, root)
+    if not path.is_file():
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in root.glob("Pulumi.*.yaml"))
+        raise ValueError(f"unknown stack {stack!r}: no {path.name} in {root} (stacks here: {', '.join(known) or 'none'})")
+    return path
+
+
 def read_stack_values(path: Path) -> tuple[dict[str, str], list[str]]:
     """Config as the engine passes it: ``{"<ns>:<key>": text}`` plus the names of secure keys."""
-    return engine_values(yaml.safe_load(path.read_text()) or {})
+    return engine_values(read_yaml(path) or {})
 
 
 def engine_values(document: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
@@ -295,7 +348,7 @@ def project_declarations(root: Path = ROOT) -> dict[str, dict[str, Any]]:
     path = root / "Pulumi.yaml"
     if not path.exists():
         return {}
-    return (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    return (read_yaml(path) or {}).get("config") or {}
 
 
 def project_defaults(root: Path = ROOT) -> dict[str, Any]:
@@ -466,6 +519,12 @@ def _approle_role(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 @fake_outputs("vault:appRole/authBackendRoleSecretId:AuthBackendRoleSecretId")
 def _approle_secret_id(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"secretId": f"{_token(name + 'secret', 8)}-{_token(name + 'secret2', 4)}-{_token(name + 'secret3', 12)}", "accessor": _token(name + "accessor", 36)}
+
+
+@fake_outputs("random:index/randomBytes:RandomBytes")
+def _bytes(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    raw = hashlib.sha256(name.encode()).digest()[: int(inputs.get("length") or 32)]
+    return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
 
 
 @fake_outputs("docker:index/remoteImage:RemoteImage")
