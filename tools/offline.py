@@ -18,8 +18,10 @@ import json
 import logging
 import runpy
 import sys
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
@@ -108,7 +110,7 @@ class Registration:
     additional_secret_outputs: list[str]
     aliases: list[str] = field(default_factory=list)
 
-    @property
+    @cached_property
     def plain_inputs(self) -> dict[str, Any]:
         return reveal(self.inputs)
 
@@ -247,6 +249,7 @@ class ProgramRun:
     # What the program logged at warning level or above (`pulumi preview` shows these as diagnostics).
     warnings: list[str] = field(default_factory=list)
     by_urn: dict[str, Registration] = field(default_factory=dict)
+    _descendants: Optional[defaultdict[str, list[Registration]]] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.by_urn = {r.urn: r for r in self.registrations}
@@ -270,8 +273,13 @@ class ProgramRun:
             parent = self.parent_of(parent)
 
     def under(self, component: Registration) -> list[Registration]:
-        """Every registration whose ancestors include ``component``."""
-        return [r for r in self.registrations if component in list(self.ancestors(r))]
+        """Every registration whose ancestors include ``component``, in registration order."""
+        if self._descendants is None:
+            self._descendants = defaultdict(list)
+            for registration in self.registrations:
+                for ancestor in self.ancestors(registration):
+                    self._descendants[ancestor.urn].append(registration)
+        return list(self._descendants.get(component.urn, []))
 
     def provider_of(self, registration: Registration) -> Optional[Registration]:
         return self.by_urn.get(registration.provider_urn)
