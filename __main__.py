@@ -37,6 +37,7 @@ vault_server = vault.VaultServer(
         host=hosts[vault.SERVER],
         settings=config.vault,
         image=config.versions.vault,
+        server_name=vault.server_name(config),
         imported_init=pulumi.Output.secret(vault_init) if vault_init else None,
     ),
 )
@@ -56,7 +57,15 @@ docker_registry = registry.Registry(
 apps = observability.Observability(
     "observability", observability.ObservabilityArgs(host=hosts[observability.SERVER], config=config, book=book)
 )
-nginx = edge.EdgeProxy("nginx", edge.EdgeArgs(host=hosts[edge.SERVER], swarm_master=hosts["swarm-master"], config=config))
+nginx = edge.EdgeProxy(
+    "nginx",
+    edge.EdgeArgs(
+        host=hosts[edge.SERVER],
+        swarm_master=hosts["swarm-master"],
+        config=config,
+        vault_ca_certificate=vault_server.ca_certificate,
+    ),
+)
 swarm = Cluster(
     "swarm",
     ClusterArgs(
@@ -100,6 +109,9 @@ pulumi.export("serverFacts", {name: host.facts for name, host in hosts.items()})
 # Where each service's databases listen (no credentials: those are in Vault, kv/samarth/<service>).
 pulumi.export("databases", {service: ends for server in databases.values() for service, ends in server.endpoints.items()})
 pulumi.export("vaultAddress", vault_server.address)
+if vault_server.ca_certificate is not None:
+    # What Jenkins (and anyone else) verifies Vault's certificate with: VAULT_CACERT.
+    pulumi.export("vaultCaCertificate", vault_server.ca_certificate)
 pulumi.export("jenkinsRoleId", vault_server.jenkins_role_id)
 pulumi.export("jenkinsSecretId", vault_server.jenkins_secret_id)
 pulumi.export("registry", {"server": docker_registry.server, "username": docker_registry.username})
