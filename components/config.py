@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, template_problems
+from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, image_major, template_problems
 
 SERVER_NAMES = ("application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3")
 ServerName = Literal["application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3"]
@@ -79,16 +79,17 @@ def _domain(value: str) -> str:
 
 
 def _image_ref(value: str) -> str:
-    """``name:tag`` or ``name@sha256:...``; a missing tag or a moving tag is refused."""
+    """``name:tag``, ``name@sha256:...`` or ``name:tag@sha256:...``; no tag and no digest, or a moving
+    tag, is refused."""
     if any(c.isspace() for c in value) or not value:
         raise ValueError(f"{value!r} is not an image reference")
-    if "@" in value:
-        _, digest = value.split("@", 1)
-        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-            raise ValueError(f"{value!r} has a malformed digest (expected sha256:<64 hex>)")
-        return value
-    last = value.rsplit("/", 1)[-1]
+    reference, _, digest = value.partition("@")
+    if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        raise ValueError(f"{value!r} has a malformed digest (expected sha256:<64 hex>)")
+    last = reference.rsplit("/", 1)[-1]
     if ":" not in last:
+        if digest:
+            return value
         raise ValueError(f"{value!r} has no tag; pin a version such as {value}:1.2.3")
     tag = last.split(":", 1)[1]
     if not tag or tag.lower() in MOVING_REFS:
@@ -143,22 +144,53 @@ class Access(Model):
     jump_host: Optional[JumpHost] = Field(default=None, alias="jumpHost")
 
 
+class PostHogImages(Model):
+    """The images the pinned posthog-deploy compose file runs, each replaced by this pin in the program's
+    compose override (components/observability.py; docs/upstreams.md says why each one)."""
+
+    web: ImageRef
+    clickhouse: ImageRef
+    kafka: ImageRef
+    zookeeper: ImageRef
+    postgres: ImageRef
+    redis: ImageRef
+
+
 class Versions(Model):
-    """Every image and external release the program deploys, pinned. Promotion copies this map."""
+    """Every image and external release the program deploys, pinned. Promotion copies this map.
+
+    ``name:tag``, ``name@sha256:<digest>`` or both (``name:tag@sha256:<digest>``: the tag says which
+    release, the digest which build; official tags are rebuilt in place). Engines no catalogue
+    service uses may be left out; one that is used must be pinned (checked in ``StackConfig``).
+    """
 
     postgres: ImageRef
     redis: ImageRef
     rabbitmq: ImageRef
-    elasticsearch: ImageRef
+    # FusionAuth's search engine (OpenSearch 2.x); Elasticsearch only for a service that asks for it.
+    opensearch: Optional[ImageRef] = None
+    elasticsearch: Optional[ImageRef] = None
     # HashiCorp Vault or a compatible build (OpenBao); ``vault.distribution`` says which.
     vault: ImageRef
     # getsentry/self-hosted release tag, and the posthog-deploy commit (it has no release tags).
     sentry: ReleaseRef
     posthog: ReleaseRef
-    # MinIO's community image is in maintenance mode: point this at a maintained compatible build if needed.
+    posthog_images: PostHogImages = Field(alias="posthogImages")
+    # MinIO's community image is frozen (docs/upstreams.md): point this at a maintained compatible build if needed.
     minio: ImageRef
     registry: ImageRef
     nginx: ImageRef
+
+    @field_validator("postgres")
+    @classmethod
+    def _postgres_has_a_version_tag(cls, value: str) -> str:
+        # The data path and the major-version check on the server both follow the tag's major version.
+        if image_major(value) is None:
+            raise ValueError(
+                f"{value!r} has no version tag; write postgres:<version> or postgres:<version>@sha256:<digest> "
+                "(the data path and the upgrade check follow the major version)"
+            )
+        return value
 
 
 class Capacity(Model):
@@ -560,6 +592,12 @@ class StackConfig(Model):
         problems = self.databases.problems()
         if problems:
             raise ValueError("\n  ".join(problems))
+        users: dict[str, list[str]] = {}
+        for container in self.databases.containers():
+            users.setdefault(container.engine, []).append(container.service)
+        for engine, services in users.items():
+            if getattr(self.versions, engine) is None:
+                raise ValueError(f"versions.{engine}: required, {engine} is used by {', '.join(services)}; pin an image")
         return self
 
     def edge_routes(self) -> list[tuple[str, Route]]:

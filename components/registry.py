@@ -28,7 +28,10 @@ PORT = 5000
 DEBUG_PORT = 5001
 MEMORY_MIB = 512
 USERNAME = "samarth"
-CONFIG_PATH = "/etc/docker/registry/config.yml"
+# registry 3.x images read /etc/distribution/config.yml (distribution-library-image Dockerfile: its CMD);
+# 2.x read /etc/docker/registry/config.yml. The container names the file itself (its command), so the
+# upload is what runs whichever major version `versions.registry` pins.
+CONFIG_PATH = "/etc/distribution/config.yml"
 HTPASSWD_PATH = "/auth/htpasswd"
 STORAGE_PATH = "/var/lib/registry"
 
@@ -78,7 +81,8 @@ class RegistryArgs:
 
 
 class Registry(pulumi.ComponentResource):
-    """``registry:2`` with htpasswd auth; ``server``, ``username``, ``password`` for `docker login`."""
+    """The registry (``versions.registry``, 3.x) with htpasswd auth; ``server``, ``username``, ``password``
+    for `docker login`."""
 
     server: str
     username: str
@@ -110,6 +114,8 @@ class Registry(pulumi.ComponentResource):
                 start_period="10s",
             ),
             ports=[private_port(host, PORT)],
+            # The image's entrypoint runs `registry serve <file>` for a *.yml argument.
+            command=[CONFIG_PATH],
             volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path=STORAGE_PATH)],
             uploads=[
                 docker.ContainerUploadArgs(file=CONFIG_PATH, content=config),
