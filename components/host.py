@@ -16,7 +16,7 @@ import pulumi_command as command
 import pulumi_docker as docker
 
 from .config import Access, Server
-from .shell import script
+from .shell import render
 
 # A VM reports a little less than its nominal memory (kernel, firmware reservations).
 MEMORY_TOLERANCE = 0.9
@@ -33,23 +33,13 @@ def preflight_script(name: str, server: Server) -> str:
     """Report Docker's version, memory and CPUs as JSON; fail clearly when Docker is unusable or the
     machine is smaller than ``servers.<name>`` declares (capacity planning relied on that figure)."""
     minimum_mib = int(server.memory_mib * MEMORY_TOLERANCE)
-    return script(
+    return render(
+        "preflight.sh",
         f"preflight[{name}]",
-        f"""
-step "looking for docker"
-command -v docker >/dev/null 2>&1 || fail "docker is not installed on {name}; install Docker Engine (docker.io or docker-ce) first"
-step "asking the docker daemon for its version"
-version=$(docker version --format '{{{{.Server.Version}}}}' 2>/dev/null) \\
-  || fail "docker is installed on {name} but its daemon does not answer user $(id -un): is dockerd running and is the user in the docker group?"
-step "measuring memory and CPUs"
-memory_mib=$(( $(awk '/^MemTotal:/ {{print $2}}' /proc/meminfo) / 1024 ))
-cpus=$(nproc)
-[ "$memory_mib" -ge {minimum_mib} ] \\
-  || fail "{name} has $memory_mib MiB of memory but config servers.{name}.memoryMib declares {server.memory_mib}"
-[ "$cpus" -ge {server.cpus} ] \\
-  || fail "{name} has $cpus CPUs but config servers.{name}.cpus declares {server.cpus}"
-printf '{{"dockerVersion":"%s","memoryMib":%s,"cpus":%s}}\\n' "$version" "$memory_mib" "$cpus"
-""",
+        SERVER=name,
+        DECLARED_MIB=server.memory_mib,
+        MINIMUM_MIB=minimum_mib,
+        DECLARED_CPUS=server.cpus,
     )
 
 

@@ -4,8 +4,9 @@
 places every Docker object and remote command on the server whose Docker provider or SSH connection
 it uses, and prints containers, swarm objects, images, bound addresses and ports, volumes, commands
 and where each generated secret is published in Vault (paths and keys, never values). It writes a
-Mermaid diagram of servers, services and their wiring to ``docs/topology-<stack>.mmd``;
-``--write-readme`` also puts it between the README's topology markers.
+Mermaid diagram of servers, services and their wiring: prod's to ``docs/topology-prod.mmd`` (committed,
+and ``--write-readme`` also puts it between the README's topology markers), every other stack's to
+``build/topology-<stack>.mmd``, which git ignores.
 
 Wiring is read from the program itself: a service is drawn as using another when an address and
 port the other binds appear in its inputs (environment, configuration files, routes).
@@ -26,7 +27,18 @@ from typing import Any, Optional
 import pulumi
 
 from components.config import StackConfig, load_stack_config
-from tools.offline import PROJECT, ROOT, ProgramRun, Registration, read_stack_values, reveal, run_program, stack_file
+from tools import deploy_graph
+from tools.offline import (
+    PROJECT,
+    ROOT,
+    ProgramRun,
+    Registration,
+    known_stack_file,
+    read_stack_values,
+    reveal,
+    run_program,
+    stack_file,
+)
 
 HOST = "samarth:host:Host"
 CONTAINER = "docker:index/container:Container"
@@ -44,8 +56,13 @@ README_END = "<!-- topology:end -->"
 ANY_ADDRESS = "0.0.0.0"
 
 
+# The README and docs/ describe prod; any other stack's diagram is a working file.
+DOCUMENTED_STACK = "prod"
+
+
 def diagram_path(stack: str, root: Path = ROOT) -> Path:
-    return root / "docs" / f"topology-{stack}.mmd"
+    folder = root / "docs" if stack == DOCUMENTED_STACK else root / "build"
+    return folder / f"topology-{stack}.mmd"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -340,6 +357,8 @@ def render_plan(topology: Topology) -> str:
     )
     if unplaced:
         out.append(f"  also not tied to one server: {', '.join(unplaced)}")
+    out.append("")
+    out.extend(deploy_graph.render(run, topology.server_of, topology.servers))
     return "\n".join(out) + "\n"
 
 
@@ -520,12 +539,17 @@ def build(stack: str, root: Path = ROOT) -> Topology:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__.split("\n")[0])
     parser.add_argument("--stack", required=True, help="stack to plan (a Pulumi.<stack>.yaml)")
-    parser.add_argument("--diagram", type=Path, help="where to write the Mermaid diagram (default docs/topology-<stack>.mmd)")
-    parser.add_argument("--write-readme", action="store_true", help="also update the diagram in README.md")
+    parser.add_argument("--diagram", type=Path,
+                        help="where to write the Mermaid diagram (default docs/topology-prod.mmd for prod, "
+                             "build/topology-<stack>.mmd for any other stack)")
+    parser.add_argument("--write-readme", action="store_true", help="also update the diagram in README.md (prod only)")
     args = parser.parse_args(argv)
-    if not stack_file(args.stack).is_file():
-        print(f"plan: unknown stack {args.stack!r}: no {stack_file(args.stack).name}", file=sys.stderr)
-        return 1
+    try:
+        known_stack_file(args.stack)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.write_readme and args.stack != DOCUMENTED_STACK:
+        parser.error(f"--write-readme draws the README's {DOCUMENTED_STACK} diagram; it refuses stack {args.stack!r}")
     try:
         topology = build(args.stack)
     except Exception as exc:  # a config or program error is the plan's answer; show it plainly
