@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rendered import script_values
-
 from components import firewall
 from components.config import PRIVATE_NETWORKS
+from rendered import script_values
 from tools.offline import PROJECT, ROOT, ProgramRun, read_stack_values, run_program, stack_file
 
 DOC = ROOT / "docs" / "firewall.md"

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lab_fixture import LabSession
-from swarm_lab import STAGING, lab_program
 
 from components import firewall
 from lab import LabHost, docker, ssh_command
 from lab.core import NETNS_DIR
+from lab_fixture import LabSession
+from swarm_lab import STAGING, lab_program
 from tools.offline import PROJECT, ProgramRun, reveal
 
 IMAGE = "samarth-fwtest:1"

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from lab_fixture import LabSession
-from swarm_lab import SWARM_HOSTS, lab_program, lab_servers
 
 from lab import LabHost
+from lab_fixture import LabSession
+from swarm_lab import SWARM_HOSTS, lab_program, lab_servers
 from tools.hostkeys import choose, parse_keyscan
 from tools.offline import ProgramRun, reveal
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lab_fixture import LabSession
 
 from components.config import EXAMPLE_HOST_KEY_MARK
 from lab import LabHost
+from lab_fixture import LabSession
 from tools.hostkeys import choose, fingerprint, parse_keyscan
 from tools.offline import ROOT
 

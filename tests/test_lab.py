@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lab_fixture import LAB_HOSTS, LabSession, reap_abandoned_labs
 
 from components.capacity import check_capacity
 from components.config import ConfigError, load_stack_config, server_name
 from lab import Lab, LabError, docker, free_subnet, machine_lock, ssh, unavailable
 from lab.stack import PROJECT, servers_section, stack_document, validate_document, write_stack_file
+from lab_fixture import LAB_HOSTS, LabSession, reap_abandoned_labs
 from tools.offline import read_stack_values, reveal, run_program
 
 

@@ -10,12 +10,12 @@ import base64
 from pathlib import Path
 
 import pytest
-from rendered import script_values
 
 import lab.stack
 from components.config import SERVER_NAMES
 from lab import LabHost
 from lab.stack import PROJECT, write_stack_file
+from rendered import script_values
 from tools.offline import ProgramRun, read_stack_values, reveal, run_program
 
 COMMAND = "command:remote:Command"

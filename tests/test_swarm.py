@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from rendered import script_values
 
+from rendered import script_values
 from tools.offline import ProgramRun, Registration, is_secret, plaintext_strings, reveal, run_program, secret_strings
 
 COMMAND = "command:remote:Command"

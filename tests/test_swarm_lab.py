@@ -20,12 +20,12 @@ from pathlib import Path
 import bcrypt
 import pytest
 import yaml
-from lab_fixture import LabSession
-from swarm_lab import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, lab_servers, nodes, reset, swarm_state
 
 from components import registry
 from components.swarm import login_script
 from lab import docker, ssh_command
+from lab_fixture import LabSession
+from swarm_lab import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, lab_servers, nodes, reset, swarm_state
 from tools.offline import reveal
 
 WORKERS = ("swarm-node2", "swarm-node3")
