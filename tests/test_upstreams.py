@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -237,6 +238,10 @@ def test_posthog_override_keeps_what_the_builds_added_and_exposes_only_web() -> 
     kafka = merged["services"]["kafka"]["environment"]
     assert not [k for k in kafka if k.startswith(("KAFKA_CFG_", "ALLOW_"))]
     assert kafka["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    # apache/kafka's launch formats the KRaft storage with CLUSTER_ID and refuses to start without it.
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", kafka["CLUSTER_ID"])
+    assert base64.urlsafe_b64decode(kafka["CLUSTER_ID"] + "==") and len(base64.urlsafe_b64decode(kafka["CLUSTER_ID"] + "==")) == 16
+    assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller" and kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@localhost:9093"
     assert all(s.get("build") is None for s in merged["services"].values())
 
 
