@@ -139,7 +139,8 @@ def test_the_install_mounts_the_patched_nginx_conf_and_runs_the_settings_first()
     (mount,) = override["services"]["nginx"]["volumes"]
     assert mount == {"type": "bind", "read_only": True, "source": "./nginx.samarth.conf", "target": "/etc/nginx/nginx.conf"}
     script = release.install_script()
-    assert script.index("sentry-proxy-settings") < script.index("./install.sh")
+    # sentry-proxy-settings.sh's body, inlined where sentry-install.sh sources it, before the installer.
+    assert script.index('step "writing system.url-prefix to sentry/config.yml"') < script.index("./install.sh")
     assert release.requirements == sentry_requirements_script()
 
 
