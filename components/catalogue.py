@@ -46,6 +46,11 @@ class Engine:
     derived: Mapping[str, str]
     environment: Mapping[str, str]
     healthcheck: tuple[str, ...]
+    # The script (components/scripts/) that makes the running server accept the password on its stdin,
+    # or proves it does, before Vault publishes it; its inputs are templates over the container values
+    # (CONTAINER is always given). Most images read their password only when they create their data.
+    password_script: str
+    password_inputs: Mapping[str, str] = field(default_factory=dict)
     command: tuple[str, ...] = ()
     # Its node name is part of its data (RabbitMQ): the container hostname must never change.
     fixed_hostname: bool = False
@@ -90,6 +95,8 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
             },
             environment={"POSTGRES_USER": "{user}", "POSTGRES_PASSWORD": "{password}", "POSTGRES_DB": "{database}"},
             healthcheck=("CMD", "pg_isready", "-h", "127.0.0.1", "-U", "{user}", "-d", "{database}"),
+            password_script="password-postgres.sh",
+            password_inputs={"ROLE": "{user}", "DATABASE": "{database}"},
         ),
         "redis": Engine(
             name="redis",
@@ -108,6 +115,7 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
                 'exec docker-entrypoint.sh redis-server --appendonly yes --maxmemory {maxmemory_mib}mb --requirepass "$REDISCLI_AUTH"',
             ),
             healthcheck=("CMD-SHELL", "redis-cli -h 127.0.0.1 ping | grep -q PONG"),
+            password_script="password-redis.sh",
         ),
         "rabbitmq": Engine(
             name="rabbitmq",
@@ -124,6 +132,8 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-rabbit total_memory_available_override_value {memory_bytes}",
             },
             healthcheck=("CMD", "rabbitmq-diagnostics", "-q", "ping"),
+            password_script="password-rabbitmq.sh",
+            password_inputs={"USER": "{user}"},
             fixed_hostname=True,
             start_period="60s",
         ),
@@ -153,6 +163,8 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
                 'curl -fsS -u "elastic:$ELASTIC_PASSWORD" '
                 "'http://127.0.0.1:{container_port}/_cluster/health?wait_for_status=yellow&timeout=5s' >/dev/null",
             ),
+            password_script="password-elasticsearch.sh",
+            password_inputs={"PORT": "{container_port}"},
             start_period="120s",
             host_sysctl_minimums={"vm.max_map_count": 262144},
         ),
