@@ -20,6 +20,7 @@ ENTRY_POINTS = {
     "benchmarks.plan_speed": ["--runs", "many"],
     "benchmarks.lab_up": ["three"],
     "benchmarks.swarm_converge": ["three"],
+    "benchmarks.request_flow": ["--requests", "many"],
 }
 
 
