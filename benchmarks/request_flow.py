@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.report import figure
 from lab import Lab, free_subnet, machine_lock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -26,7 +27,8 @@ from swarm_lab import reset
 
 def latencies(argv: list[str], url: str, count: int) -> list[float]:
     """Seconds per request of ``count`` requests on one kept-alive connection (curl's time_total of each)."""
-    result = subprocess.run([*argv, "-sS", "-o", "/dev/null", "-w", "%{time_total}\n", *[url] * count],
+    each = [arg for _ in range(count) for arg in ("-o", "/dev/null", url)]  # one -o per URL
+    result = subprocess.run([*argv, "-sS", "-w", "%{time_total}\n", *each],
                             capture_output=True, text=True, timeout=300, check=True)
     return [float(t) for t in result.stdout.split()]
 
@@ -62,11 +64,10 @@ def main() -> None:
             reset([h for n, h in hosts.items() if n.startswith("swarm-")])
             lab.down()
     nginx_ms, direct_ms = statistics.median(via_nginx) * 1000, statistics.median(direct) * 1000
-    print(f"push to first answer through Nginx       {deployment.push_to_answer_s:6.1f} s")
-    print(f"request through Nginx (HTTPS, public)    {nginx_ms:6.2f} ms median of {count}")
-    print(f"request direct to swarm-master (HTTP)    {direct_ms:6.2f} ms median of {count}")
-    print(f"added by Nginx                           {nginx_ms - direct_ms:6.2f} ms")
-
+    figure("push to first answer through Nginx", deployment.push_to_answer_s, "s", "Jenkins job: login, push, deploy")
+    figure("request through Nginx (HTTPS, public network)", nginx_ms, "ms", f"median of {count}")
+    figure("request direct to swarm-master (HTTP)", direct_ms, "ms", f"median of {count}")
+    figure("added by Nginx", nginx_ms - direct_ms, "ms")
 
 if __name__ == "__main__":
     main()

@@ -79,9 +79,9 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
 
 
-def _run(argv: list[str], what: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def _run(argv: list[str], what: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, **kwargs)
-    if result.returncode != 0:
+    if check and result.returncode != 0:
         raise AssertionError(f"{what}: {result.stderr} {result.stdout}")
     return result
 
@@ -235,6 +235,13 @@ class Flow:
         init = self.vault_api("PUT", "sys/init", {"secret_shares": 1, "secret_threshold": 1}, ca)
         self.vault_api("PUT", "sys/unseal", {"key": init["keys_base64"][0]}, ca)
         self.vault_token = init["root_token"]
+        # Unsealed is not yet active: raft elects this node leader a moment later (sys/health: 200).
+        health = in_namespace(self.application, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert",
+                                                 str(ca.ca), f"{address}/v1/sys/health"])
+        deadline = time.monotonic() + 30
+        while _run(health, "vault health", check=False).stdout != "200":
+            assert time.monotonic() < deadline, (self.root / "vault.log").read_text()
+            time.sleep(0.2)
 
     @staticmethod
     def _distribution(config: str) -> str:
