@@ -7,10 +7,13 @@ path and what is wrong, so a bad stack file stops ``pulumi preview`` before anyt
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import (
@@ -18,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -122,6 +126,28 @@ def _release_ref(value: str) -> str:
     return value
 
 
+# Host key types OpenSSH and pulumi-command both verify; DSA is refused by current OpenSSH.
+HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
+# The comment the committed stacks' example keys carry: they are not any server's key.
+EXAMPLE_HOST_KEY_MARK = "example-key-replace-with-tools.hostkeys"
+HOST_KEYS_COMMAND = "python -m tools.hostkeys --stack {stack}"
+
+
+def _host_key(value: str) -> str:
+    """``<type> <base64 blob> [comment]`` as in known_hosts, the blob naming the same type."""
+    parts = value.split()
+    if len(parts) < 2 or parts[0] not in HOST_KEY_TYPES:
+        raise ValueError(f"{value[:40]!r} is not an SSH public host key ('<type> <base64>', type one of {', '.join(HOST_KEY_TYPES)})")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"the {parts[0]} key is not valid base64") from None
+    length = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else 0
+    if blob[4 : 4 + length] != parts[0].encode():
+        raise ValueError(f"the key data is not a {parts[0]} key (was it copied whole?)")
+    return value
+
+
 def image_repository(ref: str) -> str:
     """``hashicorp/vault`` of ``hashicorp/vault:1.20.4`` (registry host kept, tag and digest dropped)."""
     name = ref.partition("@")[0]
@@ -129,6 +155,7 @@ def image_repository(ref: str) -> str:
 
 
 PrivateIPv4 = Annotated[str, AfterValidator(_private_ipv4)]
+HostKey = Annotated[str, AfterValidator(_host_key)]
 Address = Annotated[str, AfterValidator(_address)]
 Domain = Annotated[str, AfterValidator(_domain)]
 ImageRef = Annotated[str, AfterValidator(_image_ref)]
@@ -145,13 +172,15 @@ class Server(Model):
     ssh_port: Port = Field(default=22, alias="sshPort")
     memory_mib: int = Field(alias="memoryMib", ge=512)
     cpus: int = Field(ge=1)
-    host_key: Optional[str] = Field(default=None, alias="hostKey", min_length=16)
+    # The server's SSH host key, pinned: every connection (commands and Docker) refuses any other.
+    host_key: Optional[HostKey] = Field(default=None, alias="hostKey")
 
 
 class JumpHost(Model):
     host: Address
     user: str = Field(default="samarth-devops", min_length=1)
     port: Port = 22
+    host_key: Optional[HostKey] = Field(default=None, alias="hostKey")
 
 
 class Access(Model):
@@ -218,14 +247,31 @@ class Swarm(Model):
 
 
 class VaultTls(Model):
-    """TLS for Vault's listeners; the certificate and key are files already on the application server."""
+    """The operator's own TLS for Vault instead of the program's private CA: certificate and key are
+    files already on the application server (PEM); ``caFile`` is the issuing CA's certificate on the
+    machine running Pulumi, read when the stack is validated: the Vault provider, Nginx and Jenkins
+    (stack output ``vaultCaCertificate``) verify Vault with it."""
 
     cert_file: str = Field(alias="certFile", pattern=r"^/")
     key_file: str = Field(alias="keyFile", pattern=r"^/")
-    # CA bundle the machine running Pulumi uses to verify Vault; empty means the system's trust store.
-    ca_file: Optional[str] = Field(default=None, alias="caFile", pattern=r"^/")
-    # Name the certificate is issued for, when it is not the application server's private IP.
-    server_name: Optional[Address] = Field(default=None, alias="serverName")
+    ca_file: str = Field(alias="caFile", pattern=r"^/")
+    _ca_certificate: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _read_ca(self) -> "VaultTls":
+        try:
+            text = Path(self.ca_file).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"caFile: cannot read {self.ca_file} on this machine ({error.__class__.__name__})") from None
+        if not (text.startswith("-----BEGIN CERTIFICATE-----") and text.endswith("-----END CERTIFICATE-----")):
+            raise ValueError(f"caFile: {self.ca_file} is not a PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)")
+        self._ca_certificate = text + "\n"
+        return self
+
+    @property
+    def ca_certificate(self) -> str:
+        """The CA certificate's PEM text, as read from ``caFile``."""
+        return self._ca_certificate
 
 
 class VaultJenkins(Model):
@@ -261,7 +307,12 @@ class VaultSettings(Model):
     # Addresses Vault advertises; by default the application server's private IP and the ports above.
     api_addr: Optional[str] = Field(default=None, alias="apiAddr", pattern=r"^https?://[^\s/]+$")
     cluster_addr: Optional[str] = Field(default=None, alias="clusterAddr", pattern=r"^https://[^\s/]+$")
+    # TLS by default, from a private CA the program creates (components/vault.py); `tls` uses the
+    # operator's files instead; plain HTTP only when a stack says `plainHttp: true` (warned about).
     tls: Optional[VaultTls] = None
+    plain_http: bool = Field(default=False, alias="plainHttp")
+    # The name Vault's certificate is issued for and clients verify; default vault.<domain>.
+    server_name: Optional[Domain] = Field(default=None, alias="serverName")
     memory_mib: int = Field(default=1024, alias="memoryMib", ge=256)
     # HashiCorp Vault only (OpenBao has no mlock). Off by default: with integrated storage HashiCorp
     # strongly recommends `disable_mlock = true` (the raft database is memory-mapped, and locked pages
@@ -277,6 +328,12 @@ class VaultSettings(Model):
             raise ValueError(f"keyThreshold ({self.key_threshold}) is more than keyShares ({self.key_shares})")
         if self.port == self.cluster_port:
             raise ValueError(f"clusterPort: {self.cluster_port} is also the API port")
+        if self.plain_http and self.tls is not None:
+            raise ValueError("plainHttp: true turns TLS off, yet tls is set; keep one of them")
+        if self.plain_http and self.api_addr and self.api_addr.startswith("https://"):
+            raise ValueError(f"apiAddr: {self.api_addr} is https, yet plainHttp is true")
+        if not self.plain_http and self.api_addr and self.api_addr.startswith("http://"):
+            raise ValueError(f"apiAddr: {self.api_addr} is plain http, yet Vault serves TLS (set plainHttp: true to turn TLS off)")
         return self
 
 
@@ -612,6 +669,24 @@ class Databases(Model):
         return problems
 
 
+class FirewallSettings(Model):
+    """Who may reach the servers' private ports besides each other (components/firewall.py).
+
+    ``operators``: the operators' networks (SSH to every server, admin UIs such as MinIO's console).
+    ``pulumiFrom``: the address(es) of the machine that runs Pulumi (SSH, and the Vault and MinIO API
+    ports its providers call); by default the application server, where the seed clones this repository.
+    ``jumpHostFrom``: the address the jump host's connections come from, when ``access.jumpHost.host`` is
+    neither an IP address nor one of the servers. ``dockerBridge``: the default bridge network's
+    subnet (daemon.json ``bip``), the source address of Nginx's container reaching a host-network service.
+    """
+
+    enabled: bool = True
+    operators: list[Network] = Field(min_length=1)
+    pulumi_from: Optional[list[Network]] = Field(default=None, alias="pulumiFrom", min_length=1)
+    jump_host_from: Optional[list[Network]] = Field(default=None, alias="jumpHostFrom", min_length=1)
+    docker_bridge: Network = Field(default="172.17.0.0/16", alias="dockerBridge")
+
+
 class StackConfig(Model):
     domain: Domain
     servers: dict[ServerName, Server]
@@ -623,6 +698,7 @@ class StackConfig(Model):
     observability: ObservabilitySettings
     databases: Databases = Databases()
     edge: Edge
+    firewall: FirewallSettings
 
     @model_validator(mode="after")
     def _servers_are_the_six(self) -> "StackConfig":
@@ -640,6 +716,29 @@ class StackConfig(Model):
             for name, server in self.servers.items():
                 if server.public_address is None:
                     raise ValueError(f"servers.{name}.publicAddress: required because access.via is 'public'")
+        return self
+
+    @model_validator(mode="after")
+    def _one_key_per_ssh_endpoint(self) -> "StackConfig":
+        # known_hosts accepts any key listed for an address: two different keys pinned for one
+        # address and port (a jump host that is also a server) would let either pass for both.
+        pinned: dict[tuple[str, int], tuple[str, str]] = {}
+        endpoints = []
+        for name, server in self.servers.items():
+            address = server.public_address if self.access.via == "public" else server.private_ip
+            if address is not None and server.host_key is not None:
+                endpoints.append((f"servers.{name}.hostKey", address, server.ssh_port, server.host_key))
+        jump = self.access.jump_host
+        if jump is not None and jump.host_key is not None:
+            endpoints.append(("access.jumpHost.hostKey", jump.host, jump.port, jump.host_key))
+        for path, address, port, key in endpoints:
+            blob = key.split()[1]
+            other_path, other_blob = pinned.setdefault((address, port), (path, blob))
+            if other_blob != blob:
+                raise ValueError(
+                    f"{path}: {address}:{port} is also where {other_path.rsplit('.', 1)[0]} is reached, "
+                    f"pinned with another key; one machine has one host key"
+                )
         return self
 
     @model_validator(mode="after")
@@ -737,6 +836,35 @@ class StackConfig(Model):
             raise ValueError("\n  ".join(problems))
         return self
 
+    def jump_host_sources(self) -> list[str]:
+        """Networks the jump host's SSH connections come from (empty without a jump host)."""
+        jump = self.access.jump_host
+        if jump is None:
+            return []
+        if self.firewall.jump_host_from:
+            return list(self.firewall.jump_host_from)
+        for server in self.servers.values():
+            # One of the servers is the bastion: towards the others it connects from its private IP.
+            if jump.host in (server.private_ip, server.public_address):
+                return [f"{server.private_ip}/32"]
+        return [str(ipaddress.ip_network(jump.host))]
+
+    @model_validator(mode="after")
+    def _jump_host_address_is_known(self) -> "StackConfig":
+        jump = self.access.jump_host
+        if jump is None or self.firewall.jump_host_from:
+            return self
+        named_server = any(jump.host in (s.private_ip, s.public_address) for s in self.servers.values())
+        try:
+            ipaddress.ip_address(jump.host)
+        except ValueError:
+            if not named_server:
+                raise ValueError(
+                    f"firewall.jumpHostFrom: required because access.jumpHost.host {jump.host!r} is a name "
+                    "(the firewall allows SSH from addresses)"
+                ) from None
+        return self
+
     def edge_routes(self) -> list[tuple[str, Route]]:
         """Every route Nginx serves, with the config key it comes from: ``edge.routes``, then Sentry and
         PostHog (when enabled) at their ``observability`` hostName."""
@@ -785,6 +913,28 @@ class StackConfig(Model):
                     "so no certificate for it would be served"
                 )
         return self
+
+
+def missing_host_keys(config: StackConfig) -> list[str]:
+    """Key paths of the host keys the stack does not pin (servers, then the jump host)."""
+    missing = [f"servers.{name}.hostKey" for name, server in config.servers.items() if server.host_key is None]
+    jump = config.access.jump_host
+    if jump is not None and jump.host_key is None:
+        missing.append("access.jumpHost.hostKey")
+    return missing
+
+
+def require_host_keys(config: StackConfig, stack: str) -> None:
+    """Refuse a stack that does not pin every SSH host key: without them any machine answering on a
+    server's address would receive the Vault unseal keys and every other secret."""
+    missing = missing_host_keys(config)
+    if missing:
+        raise ConfigError(
+            "invalid stack configuration:\n  "
+            + "\n  ".join(f"{path}: required (the server's SSH host key, pinned)" for path in missing)
+            + f"\n  scan the servers, compare the fingerprints and write the keys with: {HOST_KEYS_COMMAND.format(stack=stack)}"
+        )
+
 
 
 # What the platform's own components publish to kv/samarth/<service> besides the database services:

@@ -164,6 +164,51 @@ def test_project_defaults_alone_are_valid_config() -> None:
     assert run.error is None, run.error
 
 
+def test_a_stack_without_host_keys_is_refused_naming_the_servers_and_the_fix() -> None:
+    values, _ = read_stack_values(stack_file("staging"))
+    servers = json.loads(values[f"{PROJECT}:servers"])
+    access = json.loads(values[f"{PROJECT}:access"])
+    for name in ("db1", "swarm-node3"):
+        del servers[name]["hostKey"]
+    del access["jumpHost"]["hostKey"]
+    run = run_program("staging", overrides={"servers": servers, "access": access})
+    assert isinstance(run.error, ConfigError), run.error
+    message = str(run.error)
+    for fragment in (
+        "servers.db1.hostKey: required",
+        "servers.swarm-node3.hostKey: required",
+        "access.jumpHost.hostKey: required",
+        "python -m tools.hostkeys --stack staging",
+    ):
+        assert fragment in message, message
+    assert "servers.db2.hostKey" not in message
+    assert run.registrations == []
+
+
+@pytest.mark.parametrize(
+    "key, expected",
+    [
+        ("ssh-dss AAAAB3NzaC1kc3MAAACBAP", "is not an SSH public host key"),
+        ("ssh-ed25519 not-base64!", "is not valid base64"),
+        # An RSA key's data labelled as ed25519: a copy-paste mix-up.
+        ("ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQAB", "is not a ssh-ed25519 key"),
+        ("SHA256:3VkGa2TbQz0yZ", "is not an SSH public host key"),
+    ],
+)
+def test_a_malformed_host_key_is_refused(key: str, expected: str) -> None:
+    _fails(["servers.db1.hostKey", expected], servers=_servers_with(db1__hostKey=key))
+
+
+def test_a_jump_host_that_is_a_server_cannot_pin_another_key() -> None:
+    values, _ = read_stack_values(stack_file("prod"))
+    servers = json.loads(values[f"{PROJECT}:servers"])
+    jump = {"host": servers["db1"]["privateIp"], "hostKey": servers["db2"]["hostKey"]}
+    _fails(
+        ["access.jumpHost.hostKey", "10.20.0.21:22 is also where servers.db1 is reached, pinned with another key"],
+        access={"via": "private", "jumpHost": jump},
+    )
+
+
 # --- the holes of issue 14: each kind of mistake refused before anything is registered ----------
 
 

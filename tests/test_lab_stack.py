@@ -6,6 +6,7 @@ the application server cannot hold them; these tests pin which, from the capacit
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,12 @@ COMMAND = "command:remote:Command"
 INSTALLS = {"sentry": "observability-sentry-install", "posthog": "observability-posthog-install"}
 
 
+def fake_host_key(index: int) -> str:
+    """A well-formed ed25519 public key (no one holds its private half)."""
+    blob = b"".join(len(part).to_bytes(4, "big") + part for part in (b"ssh-ed25519", bytes([index]) * 32))
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()}"
+
+
 def fake_hosts(tmp_path: Path) -> list[LabHost]:
     return [
         LabHost(
@@ -30,7 +37,7 @@ def fake_hosts(tmp_path: Path) -> list[LabHost]:
             ssh_key_path=tmp_path / "id_ed25519",
             known_hosts=tmp_path / "known_hosts",
             ssh_config=tmp_path / "ssh_config",
-            host_key=f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeHostKeyOf{index}",
+            host_key=fake_host_key(index),
         )
         for index, name in enumerate(SERVER_NAMES)
     ]
@@ -93,3 +100,13 @@ def test_a_service_the_base_stack_disables_stays_disabled(tmp_path: Path, monkey
     assert run.error is None, run.error
     assert installed(run) == {"sentry"}
     assert "Disabled here" not in path.read_text()
+
+
+def test_the_lab_firewall_lets_in_the_machine_running_pulumi(tmp_path: Path) -> None:
+    """Pulumi runs in the lab's root namespace: its bridge address must keep SSH and the providers' ports."""
+    path = write_stack_file(fake_hosts(tmp_path), tmp_path / "Pulumi.lab.yaml", pulumi_from="10.231.0.1")
+    run = run_program("lab", values=read_stack_values(path)[0])
+    assert run.error is None, run.error
+    for row in run.exports["firewall"]:
+        if row["service"] in ("SSH", "Vault API", "MinIO S3 API"):
+            assert "10.231.0.1/32" in {n for networks in row["from"].values() for n in networks}, row
