@@ -14,6 +14,7 @@ name, as on separate machines.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import ipaddress
 import json
@@ -244,7 +245,7 @@ class Lab:
         self._registry = self.state_dir / "lab.json"
 
     @classmethod
-    def recorded(cls, prefix: str) -> "Lab":
+    def recorded(cls, prefix: str) -> Lab:
         """The lab that ``up`` made with ``prefix``, as it recorded itself under /run: lets whoever
         finds a lab abandoned by its owner tear it down, state directory included."""
         try:
@@ -481,7 +482,7 @@ class Lab:
         by_name = {h.name: h for h in hosts}
         while True:
             with ThreadPoolExecutor(max_workers=8) as pool:
-                answers = list(pool.map(lambda n: (n, _answers(by_name[n], pending[n])), list(pending)))
+                answers = list(pool.map(lambda n, wanted=pending: (n, _answers(by_name[n], wanted[n])), list(pending)))
             for name, answered in answers:
                 pending[name] -= answered
             pending = {n: w for n, w in pending.items() if w}
@@ -618,10 +619,8 @@ def _netns_pids(ns: str) -> list[int]:
 
 def _signal(pids: Sequence[int], sig: signal.Signals) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _wait_gone(pids: Sequence[int], seconds: float) -> bool:
