@@ -24,13 +24,13 @@ import pulumi_command as command
 import pulumi_random as random
 
 from .capacity import Placement
-from .config import PostHogImages, PostHogSettings, SentrySettings, StackConfig
+from .config import PostHogImages, PostHogSettings, SentrySettings, ServerName, StackConfig
 from .host import Host
 from .ports import CONTAINERS, Opening
 from .publishing import CredentialBook
 from .shell import quote, render, script
 
-SERVER = "application"
+SERVER: ServerName = "application"
 SENTRY_REPOSITORY = "https://github.com/getsentry/self-hosted.git"
 POSTHOG_REPOSITORY = "https://github.com/Samagra-Development/posthog-deploy.git"
 
@@ -492,7 +492,7 @@ class Observability(pulumi.ComponentResource):
             secret_key = password("posthog-secret-key", 64)
             minio_password = password("posthog-minio-password", 32)
             # posthog-deploy's sample: user and database `posthog` on the `posthog_db` host, port 6432.
-            database_url = pulumi.Output.secret(
+            database_url: pulumi.Output[str] = pulumi.Output.secret(
                 pulumi.Output.concat("postgres://posthog:", db_password, "@posthog_db:6432/posthog")
             )
             self.posthog = ComposeInstall(

@@ -14,7 +14,7 @@ import base64
 import json
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 import yaml
@@ -69,7 +69,7 @@ def test_every_versions_key_has_a_row_with_prods_pin() -> None:
             assert pinned == pins[key], f"{key}: prod pins {pins[key]!r}, docs/upstreams.md says {pinned!r}"
         else:
             assert pinned == "not pinned", f"{key}: prod does not pin it, the record says {pinned!r}"
-        for column, cell in zip(("upstream read", "contract", "support status", "checked"), rows[key][3:]):
+        for column, cell in zip(("upstream read", "contract", "support status", "checked"), rows[key][3:], strict=False):
             assert cell, f"{key}: empty {column}"
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", rows[key][6]), f"{key}: checked must be a date"
 
