@@ -12,7 +12,7 @@ import yaml
 from components.capacity import check_capacity
 from components.config import ConfigError, load_stack_config, server_name
 from lab import Lab, LabError, docker, free_subnet, machine_lock, ssh, unavailable
-from lab.stack import PROJECT, servers_section, stack_document, validate_document, write_stack_file
+from lab.stack import PROJECT, leave_out_what_does_not_fit, servers_section, stack_document, validate_document, write_stack_file
 from lab_fixture import LAB_HOSTS, LabSession, reap_abandoned_labs
 from tools.offline import read_stack_values, reveal, run_program
 
@@ -74,8 +74,9 @@ def test_up_again_changes_nothing(lab_session: LabSession) -> None:
 
 
 def test_stack_file_for_lab_hosts_validates(lab_session: LabSession, tmp_path: Path) -> None:
-    # Three lab hosts play the swarm servers; the other servers keep staging's addresses.
+    # The session's lab hosts play their servers; the other servers keep staging's addresses.
     document = stack_document({h.name: h for h in lab_session.hosts})
+    leave_out_what_does_not_fit(document)  # as `python -m lab up` does, for this machine's size
     path = tmp_path / "Pulumi.lab.yaml"
     path.write_text(yaml.safe_dump(document))
     values, secure = read_stack_values(path)
@@ -97,7 +98,7 @@ def test_stack_file_for_lab_hosts_validates(lab_session: LabSession, tmp_path: P
 
 
 def test_stack_file_needs_six_hosts(lab_session: LabSession, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no host for: application, db1, db2"):
+    with pytest.raises(ValueError, match="no host for: db1$"):
         write_stack_file(lab_session.hosts, tmp_path / "Pulumi.lab.yaml")
     assert not (tmp_path / "Pulumi.lab.yaml").exists()
 
