@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lab_fixture import LabSession
 
 from components.config import SentrySettings
 from components.observability import (
@@ -25,6 +24,7 @@ from components.observability import (
     sentry_requirements_script,
 )
 from lab.core import docker, ssh
+from lab_fixture import LabSession
 
 RELEASE = Path(__file__).resolve().parent / "fixtures" / "upstreams" / "sentry-self-hosted-25.10.0"
 SETTINGS = SentrySettings.model_validate({"hostName": "sentry.samarth.example.org", "adminEmail": "devops@samarth.example.org"})
