@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, template_problems
-from .ports import APPLICATION_FIXED, NGINX_HTTP_PORT, NGINX_HTTPS_PORT, SWARM_FIXED
+from .ports import APPLICATION_FIXED, SWARM_FIXED
 
 SERVER_NAMES = ("application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3")
 ServerName = Literal["application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3"]

@@ -115,7 +115,7 @@ def matrix(config: StackConfig, openings: Sequence[Opening]) -> list[Row]:
         )
         chain = PUBLISHED_CHAIN if opening.published else INPUT_CHAIN
         rows.append(Row(opening.server, opening.service, opening.port, opening.protocol, chain, sources))
-    ssh_ports = {name: server.ssh_port for name, server in config.servers.items()}
+    ssh_ports: dict[str, int] = {name: server.ssh_port for name, server in config.servers.items()}
     return sorted(rows, key=lambda r: (r.server, r.port != ssh_ports.get(r.server), r.protocol == "esp", r.port, r.protocol))
 
 
