@@ -12,7 +12,7 @@ from components.swarm import Cluster, ClusterArgs, RegistryLogin
 deployment = engine_deployment()
 config, key, vault_init = deployment.config, deployment.ssh_private_key, deployment.vault_init
 
-hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None)
+hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None, config.logs)
 book = CredentialBook()
 databases = data.build_databases(config, hosts, book)
 

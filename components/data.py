@@ -180,8 +180,6 @@ class DatabaseServer(pulumi.ComponentResource):
             wait_timeout=HEALTHY_WITHIN_SECONDS,
             memory_swap=container.memory_mib,
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.mount_path(self._images[container.engine]))],
-            log_driver="json-file",
-            log_opts={"max-size": "10m", "max-file": "3"},
         )
 
 

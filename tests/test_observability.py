@@ -249,12 +249,17 @@ def test_a_disabled_service_leaves_no_install_credentials_or_route(prod: Program
     assert f"server_name {settings[other]['hostName']};" in nginx
     # No certificate for the name any more.
     assert settings[name]["hostName"] not in run.named(COMMAND, "nginx-certificates-install").plain_inputs["create"]
-    # Everything else is registered exactly as with both enabled; only Nginx's config (and its digest)
-    # and the list of names with certificates differ.
+    # Everything else is registered exactly as with both enabled; only Nginx's config (and its digest),
+    # the list of names with certificates and the application server's firewall (one port fewer) differ.
     before = {key: value for key, value in _signature(prod).items() if name not in key[1]}
     after = _signature(run)
     changed = {key for key in before if before[key] != after.get(key)}
-    assert changed == {(COMMAND, "nginx-reload"), (COMMAND, "nginx-certificates-install"), (COMMAND, "nginx-certificates-renew")}
+    assert changed == {
+        (COMMAND, "nginx-reload"),
+        (COMMAND, "nginx-certificates-install"),
+        (COMMAND, "nginx-certificates-renew"),
+        (COMMAND, "firewall-application"),
+    }
     assert set(after) == set(before)
 
 
