@@ -31,7 +31,7 @@ def test_capacity_is_checked_here() -> None:
     values, secure = _prod()
     servers = json.loads(values[f"{PROJECT}:servers"])
     servers["db2"]["memoryMib"] = 1024
-    with pytest.raises(CapacityError, match="servers.db2.memoryMib"):
+    with pytest.raises(CapacityError, match=r"servers\.db2\.memoryMib"):
         load_deployment(PROJECT, "prod", {**values, f"{PROJECT}:servers": json.dumps(servers)}, secure)
 
 
@@ -39,7 +39,7 @@ def test_host_keys_and_secret_settings_are_checked_here() -> None:
     values, secure = _prod()
     servers = json.loads(values[f"{PROJECT}:servers"])
     del servers["db1"]["hostKey"]
-    with pytest.raises(ConfigError, match="servers.db1.hostKey: required"):
+    with pytest.raises(ConfigError, match=r"servers\.db1\.hostKey: required"):
         load_deployment(PROJECT, "prod", {**values, f"{PROJECT}:servers": json.dumps(servers)}, secure)
     plaintext_key = {**values, f"{PROJECT}:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----"}
     with pytest.raises(ConfigError, match="sshPrivateKey: stored in plaintext"):
