@@ -311,8 +311,10 @@ class VaultServer(pulumi.ComponentResource):
         super().__init__("samarth:vault:VaultServer", name, None, opts)
         host, settings = args.host, args.settings
         dist = DISTRIBUTIONS[settings.distribution]
-        prefix = f"{host.name}-vault"
-        container_name = "vault"
+        # Children are named from the component's name ("vault" in __main__.py, which keeps every URN).
+        self.name = name
+        prefix = f"{host.name}-{name}"
+        container_name = name
 
         image = pinned_image(host, self, f"{prefix}-image", args.image)
         data = data_volume(host, self, f"{prefix}-data", f"{prefix}-data")
@@ -424,7 +426,7 @@ class VaultServer(pulumi.ComponentResource):
         # the first preview it is not, and neither is the token: the provider's resources show as unknown).
         stack = pulumi.get_stack()
         self.provider = vault.Provider(
-            "vault",
+            name,
             address=self.address,
             token=self.root_token,
             ca_cert_file=self.ca_certificate.apply(lambda pem: write_ca_file(stack, pem)) if self.ca_certificate is not None else None,
@@ -433,7 +435,7 @@ class VaultServer(pulumi.ComponentResource):
         )
 
         self.kv = vault.Mount(
-            "vault-kv",
+            f"{name}-kv",
             path=KV_MOUNT,
             type="kv",
             options={"version": "2"},
@@ -442,15 +444,15 @@ class VaultServer(pulumi.ComponentResource):
         )
         if not dist.declarative_audit:
             vault.Audit(
-                "vault-audit-file",
+                f"{name}-audit-file",
                 type="file",
                 options={"file_path": audit_file(settings)},
                 opts=self._vault_options(),
             )
-        policy = vault.Policy("vault-policy-jenkins", name=JENKINS, policy=jenkins_policy(), opts=self._vault_options())
-        approle = vault.AuthBackend("vault-approle", type="approle", path="approle", opts=self._vault_options())
+        policy = vault.Policy(f"{name}-policy-jenkins", name=JENKINS, policy=jenkins_policy(), opts=self._vault_options())
+        approle = vault.AuthBackend(f"{name}-approle", type="approle", path="approle", opts=self._vault_options())
         role = vault.approle.AuthBackendRole(
-            "vault-approle-jenkins",
+            f"{name}-approle-jenkins",
             backend=approle.path,
             role_name=JENKINS,
             token_policies=[policy.name],
@@ -460,7 +462,7 @@ class VaultServer(pulumi.ComponentResource):
             opts=self._vault_options(),
         )
         secret_id = vault.approle.AuthBackendRoleSecretId(
-            "vault-approle-jenkins-secret-id",
+            f"{name}-approle-jenkins-secret-id",
             backend=approle.path,
             role_name=role.role_name,
             opts=self._vault_options(),
@@ -532,11 +534,11 @@ class VaultServer(pulumi.ComponentResource):
 
         return [
             vault.kv.SecretV2(
-                f"vault-kv-{KV_PREFIX}-{service}",
+                f"{self.name}-kv-{KV_PREFIX}-{service}",
                 mount=self.kv.path,
                 name=f"{KV_PREFIX}/{service}",
                 data_json=secret_json(values),
                 opts=self._vault_options(),
             )
-            for service, values in book.services().items()
+            for service, values in book.close().items()
         ]
