@@ -135,6 +135,16 @@ class DatabaseServer(pulumi.ComponentResource):
             hostname=container.name if spec.fixed_hostname else None,
             envs=_environment(spec, values, password),
             command=[render(part, values) for part in spec.command] or None,
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file=file.path,
+                    content=pulumi.Output.secret(password.apply(lambda p, t=file.template: render(t, {**values, "password": p}))),
+                    owner=file.owner,
+                    group=file.group,
+                    permissions=file.mode,
+                )
+                for file in spec.files
+            ] or None,
             wait=True,
             wait_timeout=HEALTHY_WITHIN_SECONDS,
             memory_swap=container.memory_mib,

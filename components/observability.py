@@ -246,8 +246,10 @@ REPORT_SELF_HOSTED_ISSUES=0 APPLY_AUTOMATIC_CONFIG_UPDATES=1 \\
 step "starting Sentry"
 dc up --detach --wait
 step "creating or updating the Sentry admin user {settings.admin_email}"
-dc run --rm -T web createuser --email {quote(settings.admin_email)} --password "$SENTRY_ADMIN_PASSWORD" \\
-  --superuser --no-input --force-update </dev/null
+# The password answers createuser's own prompt (asked twice, to confirm) on stdin: on its command
+# line the host's process list would show it.
+printf '%s\\n%s\\n' "$SENTRY_ADMIN_PASSWORD" "$SENTRY_ADMIN_PASSWORD" \\
+  | dc run --rm -T web createuser --email {quote(settings.admin_email)} --superuser --force-update
 """,
     )
 

@@ -207,8 +207,15 @@ def test_credentials_reach_each_container_only_as_secrets(prod_data: DataRun) ->
     redis_password = urlsplit(env["REDIS_URL"].value).password
     assert reveal(redis.inputs["envs"]) == [f"REDISCLI_AUTH={redis_password}"] and is_secret(redis.inputs["envs"])
     command = " ".join(redis.inputs["command"])
-    assert "--appendonly yes" in command and '--requirepass "$REDISCLI_AUTH"' in command
+    assert command.startswith("redis-server /usr/local/etc/redis/samarth.conf ") and "--appendonly yes" in command
     assert "--maxmemory 192mb" in command  # three quarters of 256 MiB
+    # requirepass from a file only the redis user (uid 999 in the image) reads, never in argv.
+    assert is_secret(redis.inputs["uploads"])
+    (conf,) = reveal(redis.inputs["uploads"])
+    assert conf["file"] == "/usr/local/etc/redis/samarth.conf"
+    assert conf["content"] == f"requirepass {redis_password}\n"
+    assert (conf["owner"], conf["group"], conf["permissions"]) == ("999", "999", "0400")
+    assert redis_password not in command
     assert "redis-cli" in redis.inputs["healthcheck"]["tests"][1] and redis.inputs["healthcheck"]["tests"][0] == "CMD-SHELL"
 
     rabbit = db1["rabbitmq-esamwad-backend"]
@@ -232,7 +239,13 @@ def test_elasticsearch_is_single_node_secured_sized_and_waits_for_the_kernel_che
     assert envs["ELASTIC_PASSWORD"] == search.password and search.username == "elastic"
     assert envs["ES_JAVA_OPTS"] == "-Xms1024m -Xmx1024m"  # half of prod's 2048 MiB
     check = es.inputs["healthcheck"]["tests"]
-    assert check[0] == "CMD-SHELL" and "_cluster/health" in check[1] and '-u "elastic:$ELASTIC_PASSWORD"' in check[1]
+    # curl reads the credentials from a file only the elasticsearch user (uid 1000) reads.
+    assert is_secret(es.inputs["uploads"])
+    (curlrc,) = reveal(es.inputs["uploads"])
+    assert check[:2] == ["CMD", "curl"] and check[check.index("-K") + 1] == curlrc["file"]
+    assert "_cluster/health" in check[-1] and not any("ELASTIC_PASSWORD" in part for part in check)
+    assert curlrc["content"] == f'user = "elastic:{search.password}"\n'
+    assert (curlrc["owner"], curlrc["permissions"]) == ("1000", "0400")
     sysctls = prod_data.run.named("command:remote:Command", "db2-database-sysctls")
     assert sysctls.urn in es.dependencies
     assert "vm.max_map_count" in sysctls.inputs["create"]

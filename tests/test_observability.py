@@ -41,7 +41,9 @@ def test_sentry_installs_the_pinned_tag_unattended(stack_run: ProgramRun) -> Non
     assert f"'refs/tags/{tag}^{{commit}}'" in create
     assert f"checkout --quiet --force {tag}\n" in create
     assert "./install.sh --skip-user-creation --no-report-self-hosted-issues </dev/null" in create
-    assert "createuser --email devops@samarth.example.org" in create and "--no-input" in create
+    assert "createuser --email devops@samarth.example.org --superuser --force-update" in create
+    # Without --no-input: the password answers createuser's prompt on stdin (issue 13).
+    assert "--no-input" not in create and "createuser --password" not in create and " --password " not in create
     private_ip = _stack(stack_run.stack, "servers")["application"]["privateIp"]
     port = _stack(stack_run.stack, "observability")["sentry"]["port"]
     assert f"printf \"%s='%s'\\n\" SENTRY_BIND {private_ip}:{port}" in create
