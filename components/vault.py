@@ -320,7 +320,10 @@ class VaultServer(pulumi.ComponentResource):
             self.ca_certificate, certificate, key = self._private_ca(prefix, args.server_name, host.spec.private_ip)
             uploads += [
                 docker.ContainerUploadArgs(file=f"{dist.tls_dir}/cert.pem", content=certificate),
-                docker.ContainerUploadArgs(file=f"{dist.tls_dir}/key.pem", content=key),
+                # The private key: readable by the server's own user only (uid 100, gid 1000 in both images).
+                docker.ContainerUploadArgs(
+                    file=f"{dist.tls_dir}/key.pem", content=key, owner="100", group="1000", permissions="0400"
+                ),
             ]
         if self.ca_certificate is not None:
             uploads.append(docker.ContainerUploadArgs(file=f"{dist.tls_dir}/ca.pem", content=self.ca_certificate))

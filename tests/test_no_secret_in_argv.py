@@ -20,9 +20,12 @@ PRIVATE_MODES = ("0400", "0440", "0600", "0640")
 
 
 def atoms_of(run: ProgramRun) -> set[str]:
+    """What a secret looks like in this run: the secret config values, and every output its resource
+    marks secret (generated passwords, private keys, tokens, Vault's init output)."""
     values = list(TEST_SECRETS.values())
     for registration in run.registrations:
-        values += [*secret_strings(registration.inputs), *secret_strings(registration.outputs)]
+        for key in registration.additional_secret_outputs:
+            values += secret_strings(registration.outputs.get(key))
     atoms = secret_atoms(values)
     assert len(atoms) > 20  # passwords, tokens, keys: the check has something to look for
     return atoms
