@@ -1,5 +1,5 @@
 """The files that keep database passwords off command lines, read by the real programs: redis-server
-with the rendered config file and command, curl with the rendered healthcheck config. Each checks
+with the rendered config file and command, curl with the rendered search-engine healthcheck config. Each checks
 that the program works with the file and that the running process's argv carries no password."""
 
 from __future__ import annotations
@@ -68,15 +68,15 @@ def test_redis_reads_its_password_from_the_uploaded_file(prod: ProgramRun, tmp_p
         server.wait(timeout=10)
 
 
-def test_the_elasticsearch_healthcheck_authenticates_with_its_curl_config(prod: ProgramRun, tmp_path: Path) -> None:
-    inputs = _container(prod, "db2-elasticsearch-fusionauth")
+def test_the_search_healthcheck_authenticates_with_its_curl_config(prod: ProgramRun, tmp_path: Path) -> None:
+    inputs = _container(prod, "db2-opensearch-fusionauth")
     (upload,) = inputs["uploads"]
-    password = dict(e.split("=", 1) for e in inputs["envs"])["ELASTIC_PASSWORD"]
+    password = dict(e.split("=", 1) for e in inputs["envs"])["OPENSEARCH_INITIAL_ADMIN_PASSWORD"]
     curlrc = tmp_path / "healthcheck.curlrc"
     curlrc.write_text(upload["content"])
     tests = list(inputs["healthcheck"]["tests"])
     assert tests[0] == "CMD"
-    expected = "Basic " + base64.b64encode(f"elastic:{password}".encode()).decode()
+    expected = "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
     seen: list[str] = []
 
     class Health(http.server.BaseHTTPRequestHandler):
@@ -99,7 +99,7 @@ def test_the_elasticsearch_healthcheck_authenticates_with_its_curl_config(prod: 
         assert all(password not in part for part in argv)
         assert subprocess.run(argv, capture_output=True, text=True, timeout=30).returncode == 0
         assert seen and seen[-1].startswith("/_cluster/health?wait_for_status=yellow")
-        curlrc.write_text('user = "elastic:not-the-password"\n')
+        curlrc.write_text('user = "admin:not-the-password"\n')
         assert subprocess.run(argv, capture_output=True, text=True, timeout=30).returncode != 0
     finally:
         server.shutdown()

@@ -29,7 +29,7 @@ import pulumi
 
 from components import firewall
 from components.config import StackConfig, load_stack_config
-from tools import deploy_graph
+from tools import deploy_graph, upstreams
 from tools.offline import (
     PROJECT,
     ROOT,
@@ -375,6 +375,8 @@ def render_plan(topology: Topology) -> str:
     )
     if unplaced:
         out.append(f"  also not tied to one server: {', '.join(unplaced)}")
+    out.append("")
+    out.extend(upstreams.plan_lines(topology.config.versions.model_dump(by_alias=True)))
     out.append("")
     out.append("== Host firewall: who may reach which private port (components/firewall.py; others are refused)")
     out.extend(f"  {line}" for line in firewall.matrix_table(run.exports.get("firewall", [])).splitlines())
