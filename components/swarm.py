@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 import pulumi
@@ -106,6 +107,10 @@ def drain_script(master: str, worker: str, worker_ip: str) -> str:
         "swarm-drain.sh", f"swarm-drain[{worker}]",
         MASTER=master, WORKER=worker, WORKER_IP=worker_ip, DRAIN_TIMEOUT_S=DRAIN_TIMEOUT_S,
     )
+
+
+def _login_script(node: str, server_and_user: list[str]) -> str:
+    return login_script(node, server_and_user[0], server_and_user[1])
 
 
 def login_script(node: str, server: str, username: str) -> str:
@@ -220,14 +225,12 @@ class Cluster(pulumi.ComponentResource):
         if args.registry is not None and settings.registry_login:
             registry = args.registry
             # Only the password is secret: the user name is in the script, the password on stdin.
-            password = pulumi.Output.secret(pulumi.Output.from_input(registry.password).apply(lambda p: f"{p}\n"))
+            password: pulumi.Output[str] = pulumi.Output.secret(pulumi.Output.from_input(registry.password).apply(lambda p: f"{p}\n"))
             for host in (master, *(args.workers[w] for w in settings.workers)):
                 command.remote.Command(
                     f"{host.name}-registry-login",
                     connection=host.connection,
-                    create=pulumi.Output.all(registry.server, registry.username).apply(
-                        lambda su, n=host.name: login_script(n, su[0], su[1])
-                    ),
+                    create=pulumi.Output.all(registry.server, registry.username).apply(partial(_login_script, host.name)),
                     stdin=password,
                     logging=command.remote.Logging.NONE,
                     add_previous_output_in_env=False,

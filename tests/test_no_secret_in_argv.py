@@ -144,5 +144,5 @@ READ = 'IFS= read -r token\n'
 def test_the_checker_finds_argv_leaks(script: str, secret_stdin: bool, variables: tuple[str, ...], leaks: list[str]) -> None:
     found = [leak.what for leak in script_leaks("t", script, variables, secret_stdin)]
     assert len(found) == len(leaks), found
-    for expected, actual in zip(leaks, found):
+    for expected, actual in zip(leaks, found, strict=True):
         assert expected in actual

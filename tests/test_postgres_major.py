@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lab_fixture import LabSession
 
 from components.catalogue import ENGINES, Container, image_major
 from components.data import major_check_script
 from lab.core import docker, ssh
+from lab_fixture import LabSession
 from tools.offline import ProgramRun, run_program, stack_file
 
 CONTAINER = "docker:index/container:Container"

@@ -80,7 +80,7 @@ def test_the_search_healthcheck_authenticates_with_its_curl_config(prod: Program
     seen: list[str] = []
 
     class Health(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        def do_GET(self) -> None:
             seen.append(self.path)
             ok = self.headers.get("Authorization") == expected
             self.send_response(200 if ok else 401)

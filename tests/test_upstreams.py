@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 import yaml
@@ -68,7 +69,7 @@ def test_every_versions_key_has_a_row_with_prods_pin() -> None:
             assert pinned == pins[key], f"{key}: prod pins {pins[key]!r}, docs/upstreams.md says {pinned!r}"
         else:
             assert pinned == "not pinned", f"{key}: prod does not pin it, the record says {pinned!r}"
-        for column, cell in zip(("upstream read", "contract", "support status", "checked"), rows[key][3:]):
+        for column, cell in zip(("upstream read", "contract", "support status", "checked"), rows[key][3:], strict=False):
             assert cell, f"{key}: empty {column}"
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", rows[key][6]), f"{key}: checked must be a date"
 
@@ -237,6 +238,10 @@ def test_posthog_override_keeps_what_the_builds_added_and_exposes_only_web() -> 
     kafka = merged["services"]["kafka"]["environment"]
     assert not [k for k in kafka if k.startswith(("KAFKA_CFG_", "ALLOW_"))]
     assert kafka["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    # apache/kafka's launch formats the KRaft storage with CLUSTER_ID and refuses to start without it.
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", kafka["CLUSTER_ID"])
+    assert base64.urlsafe_b64decode(kafka["CLUSTER_ID"] + "==") and len(base64.urlsafe_b64decode(kafka["CLUSTER_ID"] + "==")) == 16
+    assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller" and kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@localhost:9093"
     assert all(s.get("build") is None for s in merged["services"].values())
 
 
