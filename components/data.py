@@ -95,8 +95,11 @@ class DatabaseServer(pulumi.ComponentResource):
             needs = list(kernel_ready) if container.spec.host_sysctl_minimums else []
             if container.spec.data_path_from_major:
                 needs.append(self._major_check(host, container, images[container.engine]))
-            self._container(host, container, images[container.engine], secret_password, needs)
-            facets[(container.service, container.engine)] = _facets(container, host.private_ip, secret_password)
+            running = self._container(host, container, images[container.engine], secret_password, needs)
+            applied = self._apply_password(host, container, running, secret_password)
+            # Clients (Vault, hence Jenkins) get the password only once the running server accepts it.
+            published = pulumi.Output.secret(pulumi.Output.all(applied.id, secret_password).apply(lambda values: values[1]))
+            facets[(container.service, container.engine)] = _facets(container, host.private_ip, published)
             self.endpoints.setdefault(container.service, {})[container.engine] = {
                 "container": container.name,
                 "host": host.private_ip,
@@ -111,6 +114,24 @@ class DatabaseServer(pulumi.ComponentResource):
             for service in args.services
         }
         self.register_outputs({"endpoints": self.endpoints})
+
+    def _apply_password(
+        self, host: Host, container: Container, running: docker.Container, password: pulumi.Output[str]
+    ) -> command.remote.Command:
+        """The engine's password script (catalogue ``password_script``), run whenever the password or the
+        container changes: the running server accepts the current password, whatever it was created with."""
+        values = container.container_values()
+        inputs = {key: render(template, values) for key, template in container.spec.password_inputs.items()}
+        return command.remote.Command(
+            f"{host.name}-{container.name}-password",
+            connection=host.connection,
+            create=shell.render(container.spec.password_script, f"password[{container.name}]", CONTAINER=container.name, **inputs),
+            stdin=pulumi.Output.secret(pulumi.Output.concat(password, "\n")),
+            # The password is on stdin; it never comes back as the command's output or environment.
+            add_previous_output_in_env=False,
+            triggers=[running.id],
+            opts=host.command_options(self, depends_on=[running]),
+        )
 
     def _major_check(self, host: Host, container: Container, image: docker.RemoteImage) -> command.remote.Command:
         """Refuse, before the container is replaced, an image whose major version differs from the data
