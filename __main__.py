@@ -4,7 +4,14 @@ import pulumi
 
 from components import data, edge, observability, registry, storage, vault
 from components.capacity import check_capacity
-from components.config import engine_config, engine_secret_keys, imported_vault_init, load_stack_config, ssh_private_key
+from components.config import (
+    engine_config,
+    engine_secret_keys,
+    imported_vault_init,
+    load_stack_config,
+    require_host_keys,
+    ssh_private_key,
+)
 from components.host import build_hosts
 from components.placements import stack_placements
 from components.publishing import CredentialBook
@@ -14,10 +21,10 @@ from components.swarm import Cluster, ClusterArgs, RegistryLogin
 project = pulumi.get_project()
 values = engine_config()
 config = load_stack_config(project, values)
+require_host_keys(config, pulumi.get_stack())
 secret_keys = engine_secret_keys()
 key = ssh_private_key(project, values, secret_keys)
 vault_init = imported_vault_init(project, values, secret_keys)
-edge.check_ports(config)
 check_capacity(config, stack_placements(config))
 
 hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None)

@@ -22,9 +22,10 @@ import pulumi_random as random
 
 from . import acme, registry, storage, vault
 from .capacity import Placement
-from .config import ConfigError, Route, StackConfig
+from .config import Route, StackConfig
 from .containers import Healthcheck, pinned_image, service_container
 from .host import Host
+from .ports import NGINX_HTTP_PORT, NGINX_HTTPS_PORT
 from .shell import render
 
 SERVER = "application"
@@ -71,26 +72,6 @@ def application_upstreams(config: StackConfig) -> dict[str, Upstream]:
     if "posthog" in installed:
         upstreams["posthog"] = Upstream(observability.posthog.port, ("client_max_body_size 20m;",))
     return upstreams
-
-
-def check_ports(config: StackConfig) -> None:
-    """Two services on the application server with one port would only fail at `up`; fail now, naming
-    the configurable port (the fixed ones come first and never clash with each other)."""
-    ports = [
-        ("the registry", registry.PORT),
-        ("MinIO's S3 API", storage.API_PORT),
-        ("MinIO's console", storage.CONSOLE_PORT),
-        ("vault.port", config.vault.port),
-        ("vault.clusterPort", config.vault.cluster_port),
-        *((f"observability.{name}.port", getattr(config.observability, name).port) for name in config.observability.enabled()),
-    ]
-    taken: dict[int, str] = {}
-    for owner, port in ports:
-        if port in taken:
-            raise ConfigError(
-                f"invalid stack configuration:\n  {owner}: port {port} is already used by {taken[port]} on the application server"
-            )
-        taken[port] = owner
 
 
 def placements(config: StackConfig) -> list[Placement]:
@@ -298,7 +279,10 @@ class EdgeProxy(pulumi.ComponentResource):
                 start_period="10s",
             ),
             # The only public binds of the deployment.
-            ports=[docker.ContainerPortArgs(internal=port, external=port, ip="0.0.0.0") for port in (80, 443)],
+            ports=[
+                docker.ContainerPortArgs(internal=port, external=port, ip="0.0.0.0")
+                for port in (NGINX_HTTP_PORT, NGINX_HTTPS_PORT)
+            ],
             depends_on=before_container,
             volumes=[
                 docker.ContainerVolumeArgs(host_path=live_dir, container_path=CONF_DIR, read_only=True),

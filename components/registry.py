@@ -19,10 +19,11 @@ from .capacity import Placement
 from .config import StackConfig
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
+from .ports import REGISTRY_PORT
 from .publishing import CredentialBook
 
 SERVER = "application"
-PORT = 5000
+PORT = REGISTRY_PORT
 # The debug listener serves /debug/health (storage driver checks) for the container healthcheck;
 # it is not published.
 DEBUG_PORT = 5001

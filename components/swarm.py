@@ -29,9 +29,10 @@ import pulumi_docker as docker
 
 from .config import SWARM_MANAGER, Swarm
 from .host import Host
+from .ports import SWARM_MANAGEMENT_PORT
 from .shell import render
 
-SWARM_PORT = 2377
+SWARM_PORT = SWARM_MANAGEMENT_PORT
 NETWORK_NAME = "application_default"
 # How long a drained worker may take to stop its tasks, and a leaving worker to show as down.
 DRAIN_TIMEOUT_S = 300

@@ -153,7 +153,7 @@ def test_bad_observability_config_fails_naming_the_key(change, expected: str) ->
 def test_a_branch_as_sentry_version_is_refused() -> None:
     run = run_program("prod", overrides={"versions": {**_stack("prod", "versions"), "sentry": "master"}})
     assert run.registrations == []
-    assert "versions.sentry: 'master' is a moving reference" in str(run.error)
+    assert "versions.sentry: 'master' is not a pinned release" in str(run.error)
 
 
 def test_credentials_go_to_the_book_as_the_secrets_the_installs_use() -> None:

@@ -31,6 +31,8 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
+from components.config import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "samarth-infra"
 SECRET_SIG_KEY = rpc._special_sig_key
@@ -276,6 +278,42 @@ def stack_file(stack: str, root: Path = ROOT) -> Path:
     return root / f"Pulumi.{stack}.yaml"
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as the Pulumi CLI reads stack files: a key written twice in one mapping is an error, not
+    "the last one wins"."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    f"while reading the mapping that starts at line {node.start_mark.line + 1}",
+                    node.start_mark,
+                    f"key {key!r} is written twice (first at line {seen[key].line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
+class StackFileError(ConfigError):
+    """A stack or project file that is not valid YAML; the message names the file and the line."""
+
+
+def read_yaml(path: Path, text: Optional[str] = None) -> Any:
+    """``path`` (or ``text`` read from it) parsed as the CLI parses it, or ``StackFileError``."""
+    try:
+        return yaml.load(path.read_text() if text is None else text, Loader=_StrictLoader)  # noqa: S506 (SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        context = f" ({exc.context})" if exc.context else ""
+        raise StackFileError(f"{where}: {exc.problem}{context}") from None
+    except yaml.YAMLError as exc:
+        raise StackFileError(f"{path}: {exc}") from None
+
+
 def known_stack_file(stack: str, root: Path = ROOT) -> Path:
     """``stack_file``, or a ``ValueError`` naming the stacks there are when it has none."""
     path = stack_file(stack, root)
@@ -287,7 +325,7 @@ def known_stack_file(stack: str, root: Path = ROOT) -> Path:
 
 def read_stack_values(path: Path) -> tuple[dict[str, str], list[str]]:
     """Config as the engine passes it: ``{"<ns>:<key>": text}`` plus the names of secure keys."""
-    return engine_values(yaml.safe_load(path.read_text()) or {})
+    return engine_values(read_yaml(path) or {})
 
 
 def engine_values(document: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
@@ -307,7 +345,7 @@ def project_declarations(root: Path = ROOT) -> dict[str, dict[str, Any]]:
     path = root / "Pulumi.yaml"
     if not path.exists():
         return {}
-    return (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    return (read_yaml(path) or {}).get("config") or {}
 
 
 def project_defaults(root: Path = ROOT) -> dict[str, Any]:
