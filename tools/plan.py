@@ -21,11 +21,13 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
 
+from components import firewall
 from components.config import StackConfig, load_stack_config
 from tools import deploy_graph
 from tools.offline import (
@@ -160,16 +162,30 @@ class Binding:
         return f"{self.address}:{self.port}" + (f"->{self.target}/{self.protocol}" if self.target else "")
 
 
+@cache
+def _address_pattern(addresses: tuple[str, ...]) -> re.Pattern[str]:
+    # Longest first, so that 10.0.0.10 is not read as 10.0.0.1 followed by a digit.
+    alternatives = "|".join(re.escape(a) for a in sorted(addresses, key=len, reverse=True))
+    return re.compile(rf"({alternatives}):([0-9]{{1,5}})(?![0-9])")
+
+
+def address_ports(text: str, addresses: Iterable[str]) -> set[tuple[str, int]]:
+    """Every ``address:port`` written in ``text`` for one of ``addresses``, not inside a longer address."""
+    found = set()
+    for match in _address_pattern(tuple(sorted(set(addresses)))).finditer(text):
+        start = match.start()
+        if start == 0 or text[start - 1] not in "0123456789.":
+            found.add((match.group(1), int(match.group(2))))
+    return found
+
+
 def mentioned_bindings(topology: Topology, server: str, texts: Iterable[str], loopback: bool) -> list[Binding]:
     """``<this server's address>:<port>`` as written in a service's configuration or install script:
     all there is to know about what a host-network container or a compose installation binds."""
-    text = "\n".join(texts)
     addresses = _addresses(topology, server)
-    found = []
-    for address in addresses if loopback else addresses[:-1]:
-        pattern = rf"(?<![0-9.]){re.escape(address)}:([0-9]{{1,5}})(?![0-9])"
-        found += [Binding(address, port) for port in sorted({int(p) for p in re.findall(pattern, text)})]
-    return found
+    wanted = addresses if loopback else addresses[:-1]
+    mentioned = address_ports("\n".join(texts), wanted)
+    return [Binding(address, port) for address in wanted for port in sorted(p for a, p in mentioned if a == address)]
 
 
 def image_of(run: ProgramRun, registration: Registration) -> str:
@@ -336,6 +352,8 @@ def render_plan(topology: Topology) -> str:
     pubs = publications(run)
     installed_services = {(n.members[0].urn, n.server): n for n in nodes(topology) if not n.members[0].custom}
     out: list[str] = [f"Plan for stack {run.stack}: {len(run.registrations)} resources, {len(topology.servers)} servers", ""]
+    if run.warnings:
+        out += ["== Warnings", *(f"  warning: {message}" for message in run.warnings), ""]
     for server in topology.servers:
         spec = topology.config.servers[server]
         public = f", public {spec.public_address}" if spec.public_address else ""
@@ -377,6 +395,9 @@ def render_plan(topology: Topology) -> str:
     )
     if unplaced:
         out.append(f"  also not tied to one server: {', '.join(unplaced)}")
+    out.append("")
+    out.append("== Host firewall: who may reach which private port (components/firewall.py; others are refused)")
+    out.extend(f"  {line}" for line in firewall.matrix_table(run.exports.get("firewall", [])).splitlines())
     out.append("")
     out.extend(deploy_graph.render(run, topology.server_of, topology.servers))
     return "\n".join(out) + "\n"
@@ -472,9 +493,6 @@ def _texts(topology: Topology, node: Node, by_component: dict[str, list[Node]]) 
     return texts
 
 
-def _mentions(text: str, values: set[str], address: str, port: int) -> bool:
-    """``address:port`` in any text, or the address and the port as two separate values (HOST=, PORT=)."""
-    return bool(re.search(rf"(?<![0-9.]){re.escape(address)}:{port}(?![0-9])", text)) or (address in values and str(port) in values)
 
 
 def edges(topology: Topology, found: list[Node]) -> dict[tuple[str, str], list[int]]:
@@ -490,22 +508,21 @@ def edges(topology: Topology, found: list[Node]) -> dict[tuple[str, str], list[i
     for node in found:
         for endpoint in node.endpoints:
             owners.setdefault(endpoint, node)
+    private_ips = {topology.config.servers[server].private_ip: server for server in topology.servers}
+    addresses = {address for address, _ in owners} | set(private_ips)
     result: dict[tuple[str, str], set[int]] = defaultdict(set)
     for node in found:
         texts = _texts(topology, node, by_component)
         values = {t.split("=", 1)[1] if re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", t, re.S) else t for t in texts}
-        joined = "\n".join(texts)
+        # An address and port written together, or as two separate values (HOST=, PORT=).
+        mentioned = address_ports("\n".join(texts), addresses)
         for (address, port), owner in owners.items():
-            if owner is not node and _mentions(joined, values, address, port):
+            if owner is not node and ((address, port) in mentioned or (address in values and str(port) in values)):
                 result[(node.id, owner.id)].add(port)
-        for server in topology.servers:
-            address = topology.config.servers[server].private_ip
-            if server == node.server:
-                continue
-            pattern = rf"(?<![0-9.]){re.escape(address)}:([0-9]{{1,5}})(?![0-9])"
-            for port in {int(p) for p in re.findall(pattern, joined)}:
-                if (address, port) not in owners:
-                    result[(node.id, _node_id("srv", server))].add(port)
+        for address, port in mentioned:
+            server = private_ips.get(address)
+            if server is not None and server != node.server and (address, port) not in owners:
+                result[(node.id, _node_id("srv", server))].add(port)
     return {key: sorted(ports) for key, ports in sorted(result.items())}
 
 
