@@ -137,7 +137,13 @@ def build_images(host: LabHost, config: StackConfig) -> None:
     _import_image(
         host,
         NGINX_IMAGE,
-        {NGINX: "/usr/sbin/nginx", "/etc/nginx/mime.types": "/etc/nginx/mime.types", **{lib: lib for lib in _libraries(NGINX)}},
+        {
+            NGINX: "/usr/sbin/nginx",
+            "/etc/nginx/mime.types": "/etc/nginx/mime.types",
+            # The program uploads Vault's CA there for the proxy hop; any CA does for the lab.
+            "/etc/ssl/certs/ca-certificates.crt": edge.VAULT_CA_FILE,
+            **{lib: lib for lib in _libraries(NGINX)},
+        },
         {
             "/etc/nginx/nginx.conf": NGINX_MAIN_CONF,
             "/etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",

@@ -234,7 +234,11 @@ def test_a_disabled_service_leaves_no_install_credentials_or_route(prod: Program
     before = {key: value for key, value in _signature(prod).items() if name not in key[1]}
     after = _signature(run)
     changed = {key for key in before if before[key] != after.get(key)}
-    assert changed == {(COMMAND, "nginx-reload"), (COMMAND, "nginx-certificates-install"), (COMMAND, "nginx-certificates-renew")}
+    assert changed == {
+        (COMMAND, "nginx-reload"), (COMMAND, "nginx-certificates-install"), (COMMAND, "nginx-certificates-renew"),
+        # Its port is no longer opened to Nginx.
+        (COMMAND, "firewall-application"),
+    }
     assert set(after) == set(before)
 
 
