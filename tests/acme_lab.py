@@ -129,7 +129,12 @@ def build_images(host: LabHost, config: StackConfig) -> None:
     _import_image(
         host,
         config.versions.lego,
-        {LEGO: "/usr/bin/lego", BUSYBOX: "/bin/busybox", "/etc/ssl/certs/ca-certificates.crt": "/etc/ssl/certs/ca-certificates.crt", **libraries},
+        {
+            LEGO: "/usr/bin/lego",
+            BUSYBOX: "/bin/busybox",
+            "/etc/ssl/certs/ca-certificates.crt": "/etc/ssl/certs/ca-certificates.crt",
+            **libraries,
+        },
         {},
         busybox_links,
         entrypoint="/usr/bin/lego",

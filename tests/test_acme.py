@@ -236,3 +236,18 @@ def test_the_renewal_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     # The timer script installs exactly these units.
     assert f"SERVICE_UNIT={shlex.quote(acme.SERVICE_UNIT)}" in acme.timer_script()
     assert f"TIMER_UNIT={shlex.quote(acme.TIMER_UNIT)}" in acme.timer_script()
+
+
+def test_the_pinned_client_keeps_the_layout_the_scripts_rely_on() -> None:
+    """lego v4.9.1's own files (tests/fixtures/upstreams/lego-v4.9.1, read at the tag): the image's
+    entrypoint, where the account key is read, where webroot tokens go."""
+    upstream = Path(__file__).parent / "fixtures" / "upstreams" / "lego-v4.9.1"
+    assert _config().versions.lego == "goacme/lego:v4.9.1"
+    dockerfile = (upstream / "Dockerfile").read_text()
+    assert 'ENTRYPOINT [ "/usr/bin/lego" ]' in dockerfile and "FROM alpine:" in dockerfile
+    accounts = (upstream / "accounts_storage.go").read_text()
+    assert 'baseKeysFolderName         = "keys"' in accounts
+    assert 'strings.NewReplacer(":", "_", "/", string(os.PathSeparator)).Replace(serverURL.Host)' in accounts
+    assert 'filepath.Join(rootPath, serverPath)' in accounts and 'filepath.Join(accountsPath, email)' in accounts
+    webroot = (upstream / "webroot.go").read_text()
+    assert "http01.ChallengePath(token)" in webroot and "0o644" in webroot
