@@ -18,7 +18,7 @@ Each container publishes its engine's port on the server's private IP. The host 
 engine's base port plus the index of the service among the server's services using that engine, in
 catalogue order (config-added services come after the catalogue, in the order written), unless
 ``hostPorts`` sets it explicitly. So on db2: Postgres 5432 (odk-adapter) .. 5438 (airflow), Redis
-6379/6380/6381, RabbitMQ 5672/5673, Elasticsearch 9200. Adding a service at the end never moves
+6379/6380/6381, RabbitMQ 5672/5673, OpenSearch 9200. Adding a service at the end never moves
 another service's port; pin ``hostPorts`` before removing one from the middle.
 """
 
@@ -52,6 +52,22 @@ class Engine:
     start_period: str = "30s"
     # Kernel settings the host must provide, as minimum values.
     host_sysctl_minimums: Mapping[str, int] = field(default_factory=dict)
+    # Where the data volume is mounted from a major version of the image on (``data_path`` before the
+    # first entry). The official Postgres images from 18 on keep PGDATA under the major version
+    # (/var/lib/postgresql/18/docker) and declare the volume at /var/lib/postgresql.
+    data_path_from_major: Mapping[int, str] = field(default_factory=dict)
+    # Characters the generated password draws one or more of besides letters and digits, for engines
+    # that refuse a password without them; URL-unreserved, so URLs carrying the password stay valid.
+    password_specials: str = ""
+
+    def mount_path(self, image: str) -> str:
+        """The data volume's mount point for ``image``, from its tag's major version."""
+        major = image_major(image)
+        path = self.data_path
+        for since, candidate in sorted(self.data_path_from_major.items()):
+            if major is not None and major >= since:
+                path = candidate
+        return path
 
     @property
     def facets(self) -> tuple[str, ...]:
@@ -76,6 +92,16 @@ class Engine:
         return {facet: known[facet] for facet in self.derived if facet in known}
 
 
+def image_major(image: str) -> int | None:
+    """The major version in an image reference's tag (``postgres:18.1`` -> 18), or None without one."""
+    reference = image.split("@", 1)[0]
+    last = reference.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return None
+    match = re.match(r"v?(\d+)", last.split(":", 1)[1])
+    return int(match.group(1)) if match else None
+
+
 ENGINES: Mapping[str, Engine] = MappingProxyType(
     {
         "postgres": Engine(
@@ -83,6 +109,7 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
             container_port=5432,
             memory_mib=512,
             data_path="/var/lib/postgresql/data",
+            data_path_from_major={18: "/var/lib/postgresql"},
             identity=("user", "database"),
             derived={
                 "url": "postgresql://{user}:{password}@{host}:{port}/{database}",
@@ -155,6 +182,39 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
             ),
             start_period="120s",
             host_sysctl_minimums={"vm.max_map_count": 262144},
+        ),
+        # OpenSearch 2.x (opensearch-build docker/release: opensearch-docker-entrypoint-2.x.sh). The
+        # security plugin's demo configuration creates the `admin` user from OPENSEARCH_INITIAL_ADMIN_PASSWORD
+        # (2.12 and later refuse to start without one, or with one lacking an upper-case letter, a
+        # digit and a special character); HTTP stays plain on the private network like Elasticsearch
+        # above, so clients need no CA. Lower-case dotted variables become `-E` settings.
+        "opensearch": Engine(
+            name="opensearch",
+            container_port=9200,
+            memory_mib=1024,
+            data_path="/usr/share/opensearch/data",
+            identity=(),
+            derived={
+                "user": "admin",
+                "url": "http://{user}:{password}@{host}:{port}",
+                "endpoint": "http://{host}:{port}",
+            },
+            environment={
+                "discovery.type": "single-node",
+                "plugins.security.ssl.http.enabled": "false",
+                "OPENSEARCH_INITIAL_ADMIN_PASSWORD": "{password}",
+                "OPENSEARCH_JAVA_OPTS": "-Xms{heap_mib}m -Xmx{heap_mib}m",
+                # The performance analyzer agent is a second JVM outside the heap budget above.
+                "DISABLE_PERFORMANCE_ANALYZER_AGENT_CLI": "true",
+            },
+            healthcheck=(
+                "CMD-SHELL",
+                'curl -fsS -u "admin:$OPENSEARCH_INITIAL_ADMIN_PASSWORD" '
+                "'http://127.0.0.1:{container_port}/_cluster/health?wait_for_status=yellow&timeout=5s' >/dev/null",
+            ),
+            start_period="120s",
+            host_sysctl_minimums={"vm.max_map_count": 262144},
+            password_specials="-_.",
         ),
     }
 )
@@ -237,7 +297,7 @@ CATALOGUE: tuple[Service, ...] = (
     Service(
         "fusionauth",
         "db2",
-        ("postgres", "elasticsearch"),
+        ("postgres", "opensearch"),
         {
             "DATABASE_URL": "{postgres.jdbc}",
             # The service owns its database; FusionAuth's root and ordinary users are the same role.
@@ -245,8 +305,10 @@ CATALOGUE: tuple[Service, ...] = (
             "DATABASE_ROOT_PASSWORD": "{postgres.password}",
             "DATABASE_USERNAME": "{postgres.user}",
             "DATABASE_PASSWORD": "{postgres.password}",
+            # FusionAuth documents Elasticsearch 7.6.1-7.17.x (7.17 is past Elastic's end of life)
+            # and OpenSearch 2.x from FusionAuth 1.42; its search type for both is "elasticsearch".
             "SEARCH_TYPE": "elasticsearch",
-            "SEARCH_SERVERS": "{elasticsearch.url}",
+            "SEARCH_SERVERS": "{opensearch.url}",
         },
     ),
     Service(

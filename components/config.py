@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, template_problems
+from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, image_major, template_problems
 from .ports import APPLICATION_FIXED, NGINX_HTTP_PORT, NGINX_HTTPS_PORT, SWARM_FIXED
 
 SERVER_NAMES = ("application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3")
@@ -83,10 +83,11 @@ def _domain(value: str) -> str:
 
 
 # The one rule for every pinned image tag and release reference (README, "Versions"): a full version
-# (x.y or x.y.z..., optional "v" and suffix), a dated release tag (MinIO's RELEASE.2025-09-07T16-13-09Z),
+# (x.y or x.y.z..., optional "v", word prefix and suffix), a dated release tag (MinIO's RELEASE.2025-09-07T16-13-09Z),
 # or, for git releases, a full commit id. Anything else (a major-only tag such as "16", a named channel
 # such as "alpine", "mainline", "stable" or "lts") can move under the same name, so it is refused.
-_FULL_VERSION = re.compile(r"v?[0-9]+(\.[0-9]+)+([-+_.][A-Za-z0-9][A-Za-z0-9._+-]*)?", re.ASCII)
+# A word prefix is part of some projects' release tags (PostHog's "release-1.40.0").
+_FULL_VERSION = re.compile(r"([A-Za-z]+[-_])?v?[0-9]+(\.[0-9]+)+([-+_.][A-Za-z0-9][A-Za-z0-9._+-]*)?", re.ASCII)
 _DATED_RELEASE = re.compile(
     r"([A-Za-z]+[.-])?[0-9]{4}-?[0-9]{2}-?[0-9]{2}([T.-][A-Za-z0-9][A-Za-z0-9._-]*)?", re.ASCII
 )
@@ -195,24 +196,55 @@ class Access(Model):
     jump_host: Optional[JumpHost] = Field(default=None, alias="jumpHost")
 
 
+class PostHogImages(Model):
+    """The images the pinned posthog-deploy compose file runs, each replaced by this pin in the program's
+    compose override (components/observability.py; docs/upstreams.md says why each one)."""
+
+    web: ImageRef
+    clickhouse: ImageRef
+    kafka: ImageRef
+    zookeeper: ImageRef
+    postgres: ImageRef
+    redis: ImageRef
+
+
 class Versions(Model):
-    """Every image and external release the program deploys, pinned. Promotion copies this map."""
+    """Every image and external release the program deploys, pinned. Promotion copies this map.
+
+    ``name:tag``, ``name@sha256:<digest>`` or both (``name:tag@sha256:<digest>``: the tag says which
+    release, the digest which build; official tags are rebuilt in place). Engines no catalogue
+    service uses may be left out; one that is used must be pinned (checked in ``StackConfig``).
+    """
 
     postgres: ImageRef
     redis: ImageRef
     rabbitmq: ImageRef
-    elasticsearch: ImageRef
+    # FusionAuth's search engine (OpenSearch 2.x); Elasticsearch only for a service that asks for it.
+    opensearch: Optional[ImageRef] = None
+    elasticsearch: Optional[ImageRef] = None
     # HashiCorp Vault or a compatible build (OpenBao); ``vault.distribution`` says which.
     vault: ImageRef
     # getsentry/self-hosted release tag, and the posthog-deploy commit (it has no release tags).
     sentry: ReleaseRef
     posthog: ReleaseRef
-    # MinIO's community image is in maintenance mode: point this at a maintained compatible build if needed.
+    posthog_images: PostHogImages = Field(alias="posthogImages")
+    # MinIO's community image is frozen (docs/upstreams.md): point this at a maintained compatible build if needed.
     minio: ImageRef
     registry: ImageRef
     nginx: ImageRef
     # The ACME client (goacme/lego) that obtains and renews Nginx's certificates (edge.tls.mode acme).
     lego: ImageRef
+
+    @field_validator("postgres")
+    @classmethod
+    def _postgres_has_a_version_tag(cls, value: str) -> str:
+        # The data path and the major-version check on the server both follow the tag's major version.
+        if image_major(value) is None:
+            raise ValueError(
+                f"{value!r} has no version tag; write postgres:<version> or postgres:<version>@sha256:<digest> "
+                "(the data path and the upgrade check follow the major version)"
+            )
+        return value
 
 
 class Capacity(Model):
@@ -744,6 +776,12 @@ class StackConfig(Model):
         problems = self.databases.problems()
         if problems:
             raise ValueError("\n  ".join(problems))
+        users: dict[str, list[str]] = {}
+        for container in self.databases.containers():
+            users.setdefault(container.engine, []).append(container.service)
+        for engine, services in users.items():
+            if getattr(self.versions, engine) is None:
+                raise ValueError(f"versions.{engine}: required, {engine} is used by {', '.join(services)}; pin an image")
         return self
 
     @model_validator(mode="after")

@@ -19,7 +19,7 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from .capacity import Placement
-from .catalogue import DATABASE_SERVERS, ENGINES, PASSWORD_LENGTH, Container, Engine, Service, placeholders, render
+from .catalogue import DATABASE_SERVERS, ENGINES, PASSWORD_LENGTH, Container, Engine, Service, image_major, placeholders, render
 from .config import StackConfig
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
@@ -63,6 +63,7 @@ class DatabaseServer(pulumi.ComponentResource):
         host = args.host
         engines = sorted({c.engine for c in args.containers})
         images = {engine: pinned_image(host, self, f"{host.name}-{engine}-image", args.images[engine]) for engine in engines}
+        self._images = args.images
 
         minimums: dict[str, int] = {}
         for container in args.containers:
@@ -87,15 +88,12 @@ class DatabaseServer(pulumi.ComponentResource):
             for c in args.containers
         ]
         for container in args.containers:
-            password = random.RandomPassword(
-                f"{host.name}-{container.name}-password",
-                length=PASSWORD_LENGTH,
-                special=False,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+            password = _password(f"{host.name}-{container.name}-password", container.spec, self)
             secret_password = pulumi.Output.secret(password.result)
-            needs_kernel = kernel_ready if container.spec.host_sysctl_minimums else []
-            self._container(host, container, images[container.engine], secret_password, needs_kernel)
+            needs = list(kernel_ready) if container.spec.host_sysctl_minimums else []
+            if container.spec.data_path_from_major:
+                needs.append(self._major_check(host, container, images[container.engine]))
+            self._container(host, container, images[container.engine], secret_password, needs)
             facets[(container.service, container.engine)] = _facets(container, host.private_ip, secret_password)
             self.endpoints.setdefault(container.service, {})[container.engine] = {
                 "container": container.name,
@@ -111,6 +109,18 @@ class DatabaseServer(pulumi.ComponentResource):
             for service in args.services
         }
         self.register_outputs({"endpoints": self.endpoints})
+
+    def _major_check(self, host: Host, container: Container, image: docker.RemoteImage) -> command.remote.Command:
+        """Refuse, before the container is replaced, an image whose major version differs from the data
+        directory already on the volume: a major upgrade is pg_upgrade or a dump and restore."""
+        ref = self._images[container.engine]
+        return command.remote.Command(
+            f"{host.name}-{container.name}-major-check",
+            connection=host.connection,
+            create=major_check_script(host.name, container, ref),
+            triggers=[ref],
+            opts=host.command_options(self, depends_on=[image]),
+        )
 
     def _container(
         self,
@@ -144,10 +154,43 @@ class DatabaseServer(pulumi.ComponentResource):
             wait=True,
             wait_timeout=HEALTHY_WITHIN_SECONDS,
             memory_swap=container.memory_mib,
-            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.data_path)],
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.mount_path(self._images[container.engine]))],
             log_driver="json-file",
             log_opts={"max-size": "10m", "max-file": "3"},
         )
+
+
+def major_check_script(server: str, container: Container, image: str) -> str:
+    """The remote check that the data volume of ``container`` holds no other major version than ``image``'s."""
+    major = image_major(image)
+    if major is None:
+        raise ValueError(f"{image!r} has no version tag to read a major version from")
+    return shell.render(
+        "postgres-major-check.sh",
+        f"postgres-major-check[{server}/{container.name}]",
+        CONTAINER=container.name,
+        VOLUME=f"{container.name}-data",
+        IMAGE=image,
+        MAJOR=major,
+        MOUNT_PATH=container.spec.mount_path(image),
+    )
+
+
+def _password(name: str, spec: Engine, parent: pulumi.Resource) -> random.RandomPassword:
+    """A generated password: letters and digits, plus the engine's required specials if it has any."""
+    if not spec.password_specials:
+        return random.RandomPassword(name, length=PASSWORD_LENGTH, special=False, opts=pulumi.ResourceOptions(parent=parent))
+    return random.RandomPassword(
+        name,
+        length=PASSWORD_LENGTH,
+        special=True,
+        override_special=spec.password_specials,
+        min_special=1,
+        min_upper=1,
+        min_lower=1,
+        min_numeric=1,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 def _environment(spec: Engine, values: Mapping[str, str], password: pulumi.Output[str]) -> list[pulumi.Input[str]]:

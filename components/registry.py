@@ -29,7 +29,10 @@ PORT = REGISTRY_PORT
 DEBUG_PORT = 5001
 MEMORY_MIB = 512
 USERNAME = "samarth"
-CONFIG_PATH = "/etc/docker/registry/config.yml"
+# registry 3.x images read /etc/distribution/config.yml (distribution-library-image Dockerfile: its CMD);
+# 2.x read /etc/docker/registry/config.yml. The container names the file itself (its command), so the
+# upload is what runs whichever major version `versions.registry` pins.
+CONFIG_PATH = "/etc/distribution/config.yml"
 HTPASSWD_PATH = "/auth/htpasswd"
 STORAGE_PATH = "/var/lib/registry"
 
@@ -79,7 +82,8 @@ class RegistryArgs:
 
 
 class Registry(pulumi.ComponentResource):
-    """``registry:2`` with htpasswd auth; ``server``, ``username``, ``password`` for `docker login`."""
+    """The registry (``versions.registry``, 3.x) with htpasswd auth; ``server``, ``username``, ``password``
+    for `docker login`."""
 
     server: str
     username: str
@@ -113,6 +117,8 @@ class Registry(pulumi.ComponentResource):
                 start_period="10s",
             ),
             ports=[private_port(host, PORT)],
+            # The image's entrypoint runs `registry serve <file>` for a *.yml argument.
+            command=[CONFIG_PATH],
             volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path=STORAGE_PATH)],
             uploads=[
                 docker.ContainerUploadArgs(file=CONFIG_PATH, content=config),

@@ -96,7 +96,7 @@ SENSITIVE_PORTS: dict[int, str] = {
 }
 # Images whose every port is sensitive (databases, brokers, Vault, the registry).
 SENSITIVE_IMAGES = frozenset(
-    {"postgres", "redis", "rabbitmq", "elasticsearch", "vault", "openbao", "registry", "mysql", "mariadb", "mongo", "clickhouse-server"}
+    {"postgres", "redis", "rabbitmq", "elasticsearch", "opensearch", "vault", "openbao", "registry", "mysql", "mariadb", "mongo", "clickhouse-server"}
 )
 
 RESTART_POLICIES = frozenset({"always", "unless-stopped", "on-failure"})

@@ -177,7 +177,7 @@ def test_the_account_key_is_a_p256_key_openssl_and_lego_read() -> None:
 
 
 def test_account_key_path_is_where_lego_looks() -> None:
-    # lego v4.9.1 cmd/accounts_storage.go: accounts/<host with ':' as '_'>/<email>/keys/<email>.key
+    # lego cmd/accounts_storage.go (v4.9.1 and v4.35.2): accounts/<host with ':' as '_'>/<email>/keys/<email>.key
     assert acme.account_key_path(Acme(email="ops@example.org", directoryUrl="https://10.0.0.3:14000/dir"), "/x") == (
         "/x/lego/accounts/10.0.0.3_14000/ops@example.org/keys/ops@example.org.key"
     )
@@ -210,7 +210,7 @@ def test_policy_names_an_acme_name_without_a_challenge_and_an_https_name_without
 def test_plan_lists_the_names_that_get_certificates() -> None:
     lines = render_certificates(_config("staging"))
     assert lines[0] == "== Certificates (edge.tls.mode acme)"
-    assert LETSENCRYPT_STAGING in lines[1] and "goacme/lego:v4.9.1" in lines[1]
+    assert LETSENCRYPT_STAGING in lines[1] and "goacme/lego:v4.35.2" in lines[1]
     assert [line.strip() for line in lines[2:-1]] == _config("staging").acme_hosts()
 
 
@@ -239,15 +239,16 @@ def test_the_renewal_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 def test_the_pinned_client_keeps_the_layout_the_scripts_rely_on() -> None:
-    """lego v4.9.1's own files (tests/fixtures/upstreams/lego-v4.9.1, read at the tag): the image's
+    """lego's own files at the pinned tag (tests/fixtures/upstreams/lego-v4.35.2): the image's
     entrypoint, where the account key is read, where webroot tokens go."""
-    upstream = Path(__file__).parent / "fixtures" / "upstreams" / "lego-v4.9.1"
-    assert _config().versions.lego == "goacme/lego:v4.9.1"
+    upstream = Path(__file__).parent / "fixtures" / "upstreams" / "lego-v4.35.2"
+    assert _config().versions.lego == "goacme/lego:v4.35.2"
     dockerfile = (upstream / "Dockerfile").read_text()
     assert 'ENTRYPOINT [ "/usr/bin/lego" ]' in dockerfile and "FROM alpine:" in dockerfile
     accounts = (upstream / "accounts_storage.go").read_text()
     assert 'baseKeysFolderName         = "keys"' in accounts
     assert 'strings.NewReplacer(":", "_", "/", string(os.PathSeparator)).Replace(serverURL.Host)' in accounts
-    assert 'filepath.Join(rootPath, serverPath)' in accounts and 'filepath.Join(accountsPath, email)' in accounts
+    assert 'filepath.Join(rootPath, serverPath)' in accounts and 'filepath.Join(accountsPath, userID)' in accounts
+    assert "userID := email" in accounts
     webroot = (upstream / "webroot.go").read_text()
     assert "http01.ChallengePath(token)" in webroot and "0o644" in webroot

@@ -106,11 +106,27 @@ def test_unknown_version_key() -> None:
 def test_pinned_by_registry_port_and_digest_is_accepted() -> None:
     versions = dict(
         _prod("versions"),
-        redis="registry.example.org:5000/redis:7.4.5",
-        postgres="postgres@sha256:" + "a" * 64,
+        redis="registry.example.org:5000/redis:7.4.11",
+        rabbitmq="rabbitmq@sha256:" + "b" * 64,
+        postgres="postgres:16.15@sha256:" + "a" * 64,
     )
     run = run_program("prod", overrides={"versions": versions})
     assert run.error is None, run.error
+
+
+def test_postgres_needs_its_major_version_in_the_tag() -> None:
+    _fails(
+        [
+            "versions.postgres: 'postgres@sha256:" + "a" * 64 + "' has no version tag; write postgres:<version> "
+            "or postgres:<version>@sha256:<digest> (the data path and the upgrade check follow the major version)",
+        ],
+        versions=dict(_prod("versions"), postgres="postgres@sha256:" + "a" * 64),
+    )
+
+
+def test_an_engine_a_service_uses_must_be_pinned() -> None:
+    versions = {k: v for k, v in _prod("versions").items() if k != "opensearch"}
+    _fails(["versions.opensearch: required, opensearch is used by fusionauth; pin an image"], versions=versions)
 
 
 def test_public_access_needs_every_public_address() -> None:
