@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from acme_lab import RequestLoop, Step, acme_lab  # noqa: E402
+from acme_lab import RequestLoop, Step, acme_lab
 
 
 def _checked(step: Step, what: str) -> Step:

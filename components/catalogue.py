@@ -28,8 +28,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 
-DATABASE_SERVERS = ("db1", "db2")
+DATABASE_SERVERS: tuple[Literal["db1"], Literal["db2"]] = ("db1", "db2")
 
 # Generated passwords are alphanumeric, so they go into URLs without escaping.
 PASSWORD_LENGTH = 32

@@ -28,14 +28,22 @@ from pydantic import (
 )
 
 from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, image_major, template_problems
-from .ports import APPLICATION_FIXED, NGINX_HTTP_PORT, NGINX_HTTPS_PORT, SWARM_FIXED
+from .ports import APPLICATION_FIXED, SWARM_FIXED
 
-SERVER_NAMES = ("application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3")
+SERVER_NAMES: tuple[ServerName, ...] = ("application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3")
 ServerName = Literal["application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3"]
+
+
+def server_name(name: str) -> ServerName:
+    """``name`` as a ``ServerName`` (a Host's resource name, say), or ``ValueError``."""
+    for known in SERVER_NAMES:
+        if name == known:
+            return known
+    raise ValueError(f"{name!r} is not a server of the deployment (expected one of {', '.join(SERVER_NAMES)})")
 
 # RFC 1918 plus RFC 6598 (carrier-grade NAT), the ranges a cloud hands out as private addresses.
 PRIVATE_NETWORKS = tuple(
-    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+    ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 )
 
 class ConfigError(ValueError):
@@ -252,8 +260,8 @@ class Capacity(Model):
 
 
 SWARM_MANAGER = "swarm-master"
-SWARM_WORKERS = ("swarm-node2", "swarm-node3")
 SwarmWorker = Literal["swarm-node2", "swarm-node3"]
+SWARM_WORKERS: tuple[SwarmWorker, ...] = ("swarm-node2", "swarm-node3")
 # Labels the program sets on every swarm node itself (see components/swarm.py).
 SWARM_AUTOMATIC_LABELS = ("role", "memory_mib")
 LabelKey = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")]
@@ -290,7 +298,7 @@ class VaultTls(Model):
     _ca_certificate: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
-    def _read_ca(self) -> "VaultTls":
+    def _read_ca(self) -> VaultTls:
         try:
             text = Path(self.ca_file).read_text(encoding="ascii").strip()
         except (OSError, UnicodeDecodeError) as error:
@@ -315,7 +323,7 @@ class VaultJenkins(Model):
     token_bound_cidrs: tuple[str, ...] = Field(default=(), alias="tokenBoundCidrs", strict=False)
 
     @model_validator(mode="after")
-    def _ttl_within_max(self) -> "VaultJenkins":
+    def _ttl_within_max(self) -> VaultJenkins:
         if self.token_ttl_seconds > self.token_max_ttl_seconds:
             raise ValueError(
                 f"tokenTtlSeconds ({self.token_ttl_seconds}) is more than tokenMaxTtlSeconds ({self.token_max_ttl_seconds})"
@@ -355,7 +363,7 @@ class VaultSettings(Model):
     jenkins: VaultJenkins = VaultJenkins()
 
     @model_validator(mode="after")
-    def _threshold_within_shares(self) -> "VaultSettings":
+    def _threshold_within_shares(self) -> VaultSettings:
         if self.key_threshold > self.key_shares:
             raise ValueError(f"keyThreshold ({self.key_threshold}) is more than keyShares ({self.key_shares})")
         if self.port == self.cluster_port:
@@ -419,7 +427,7 @@ class ObservabilitySettings(Model):
         return [name for name in OBSERVABILITY_SERVICES if getattr(self, name).enabled]
 
     @model_validator(mode="after")
-    def _distinct(self) -> "ObservabilitySettings":
+    def _distinct(self) -> ObservabilitySettings:
         if self.sentry.port == self.posthog.port:
             raise ValueError(f"posthog.port: {self.posthog.port} is already sentry.port")
         if self.sentry.directory == self.posthog.directory:
@@ -454,7 +462,7 @@ PUBLIC_ALLOW_MIN_PREFIX = {4: 24, 6: 48}
 
 def _narrow_network(value: str) -> bool:
     network = ipaddress.ip_network(value)
-    if network.version == 4 and any(network.subnet_of(private) for private in PRIVATE_NETWORKS):  # type: ignore[arg-type]
+    if network.version == 4 and any(network.subnet_of(private) for private in PRIVATE_NETWORKS):
         return True
     if network.version == 6 and network.subnet_of(ipaddress.IPv6Network("fc00::/7")):
         return True
@@ -533,7 +541,7 @@ class Route(Model):
         return upstream
 
     @model_validator(mode="after")
-    def _port_and_allow(self) -> "Route":
+    def _port_and_allow(self) -> Route:
         if self.upstream == "swarm" and self.port is None:
             raise ValueError("port is required for upstream 'swarm' (the port the swarm service publishes)")
         if self.upstream != "swarm" and self.port is not None:
@@ -714,7 +722,7 @@ class StackConfig(Model):
     firewall: FirewallSettings
 
     @model_validator(mode="after")
-    def _servers_are_the_six(self) -> "StackConfig":
+    def _servers_are_the_six(self) -> StackConfig:
         missing = [name for name in SERVER_NAMES if name not in self.servers]
         if missing:
             raise ValueError(f"servers: missing {', '.join(missing)} (expected exactly {', '.join(SERVER_NAMES)})")
@@ -732,7 +740,7 @@ class StackConfig(Model):
         return self
 
     @model_validator(mode="after")
-    def _one_key_per_ssh_endpoint(self) -> "StackConfig":
+    def _one_key_per_ssh_endpoint(self) -> StackConfig:
         # known_hosts accepts any key listed for an address: two different keys pinned for one
         # address and port (a jump host that is also a server) would let either pass for both.
         pinned: dict[tuple[str, int], tuple[str, str]] = {}
@@ -755,7 +763,7 @@ class StackConfig(Model):
         return self
 
     @model_validator(mode="after")
-    def _swarm_labels_name_members(self) -> "StackConfig":
+    def _swarm_labels_name_members(self) -> StackConfig:
         # Here rather than on Swarm so the messages carry the full key path.
         swarm = self.swarm
         if len(set(swarm.workers)) != len(swarm.workers):
@@ -772,7 +780,7 @@ class StackConfig(Model):
 
 
     @model_validator(mode="after")
-    def _databases_are_consistent(self) -> "StackConfig":
+    def _databases_are_consistent(self) -> StackConfig:
         problems = self.databases.problems()
         if problems:
             raise ValueError("\n  ".join(problems))
@@ -785,7 +793,7 @@ class StackConfig(Model):
         return self
 
     @model_validator(mode="after")
-    def _vault_image_is_its_distribution(self) -> "StackConfig":
+    def _vault_image_is_its_distribution(self) -> StackConfig:
         repository = image_repository(self.versions.vault).rsplit("/", 1)[-1]
         distribution = self.vault.distribution
         if repository != distribution and not repository.startswith(f"{distribution}-"):
@@ -825,7 +833,7 @@ class StackConfig(Model):
         return ports
 
     @model_validator(mode="after")
-    def _ports_are_distinct(self) -> "StackConfig":
+    def _ports_are_distinct(self) -> StackConfig:
         problems: list[str] = []
         for server, listeners in self.listeners().items():
             taken: dict[tuple[int, str], str] = {}
@@ -839,7 +847,7 @@ class StackConfig(Model):
         return self
 
     @model_validator(mode="after")
-    def _credentials_have_one_owner(self) -> "StackConfig":
+    def _credentials_have_one_owner(self) -> StackConfig:
         # A database service shares kv/samarth/<name> with a platform service of that name; a key both
         # publish would only fail when the Vault component writes the path, after every server is done.
         installed = {*self.observability.enabled(), "registry", "doc-generator"}
@@ -869,7 +877,7 @@ class StackConfig(Model):
         return [str(ipaddress.ip_network(jump.host))]
 
     @model_validator(mode="after")
-    def _jump_host_address_is_known(self) -> "StackConfig":
+    def _jump_host_address_is_known(self) -> StackConfig:
         jump = self.access.jump_host
         if jump is None or self.firewall.jump_host_from:
             return self
@@ -894,7 +902,7 @@ class StackConfig(Model):
         return routes
 
     @model_validator(mode="after")
-    def _edge_routes_are_distinct_and_in_domain(self) -> "StackConfig":
+    def _edge_routes_are_distinct_and_in_domain(self) -> StackConfig:
         seen: dict[tuple[str, str], str] = {}
         for key, route in self.edge_routes():
             if route.upstream in OBSERVABILITY_SERVICES and route.upstream not in self.observability.enabled():
@@ -920,7 +928,7 @@ class StackConfig(Model):
         return sorted({route.host for _, route in self.edge_routes()} - set(self.edge.tls.files))
 
     @model_validator(mode="after")
-    def _tls_mode_has_its_keys(self) -> "StackConfig":
+    def _tls_mode_has_its_keys(self) -> StackConfig:
         # Here rather than on EdgeTls so the messages carry the full key path.
         tls = self.edge.tls
         if tls.mode == "files":
@@ -942,7 +950,7 @@ class StackConfig(Model):
         return self
 
     @model_validator(mode="after")
-    def _certificate_files_name_routed_hosts(self) -> "StackConfig":
+    def _certificate_files_name_routed_hosts(self) -> StackConfig:
         routed = {route.host for _, route in self.edge_routes()}
         for host in self.edge.tls.files:
             key = f"edge.tls.files.{host}"

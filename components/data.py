@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
+from operator import itemgetter
 from typing import Optional
 
 import pulumi
@@ -18,14 +20,14 @@ import pulumi_command as command
 import pulumi_docker as docker
 import pulumi_random as random
 
+from . import shell
 from .capacity import Placement
 from .catalogue import DATABASE_SERVERS, ENGINES, PASSWORD_LENGTH, Container, Engine, Service, image_major, placeholders, render
-from .config import StackConfig
+from .config import ServerName, StackConfig, server_name
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
 from .ports import SWARM_MEMBERS, Opening
 from .publishing import CredentialBook
-from . import shell
 
 # `up` waits this long for a new container's healthcheck to pass (Elasticsearch is the slow one).
 HEALTHY_WITHIN_SECONDS = 300
@@ -89,7 +91,7 @@ class DatabaseServer(pulumi.ComponentResource):
         ]
         for container in args.containers:
             password = _password(f"{host.name}-{container.name}-password", container.spec, self)
-            secret_password = pulumi.Output.secret(password.result)
+            secret_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
             needs = list(kernel_ready) if container.spec.host_sysctl_minimums else []
             if container.spec.data_path_from_major:
                 needs.append(self._major_check(host, container, images[container.engine]))
@@ -197,10 +199,15 @@ def _environment(spec: Engine, values: Mapping[str, str], password: pulumi.Outpu
     envs: list[pulumi.Input[str]] = []
     for key, template in spec.environment.items():
         if "password" in placeholders(template):
-            envs.append(pulumi.Output.secret(password.apply(lambda p, k=key, t=template: f"{k}={render(t, {**values, 'password': p})}")))
+            line: pulumi.Output[str] = pulumi.Output.secret(password.apply(partial(_env_line, key, template, values)))
+            envs.append(line)
         else:
             envs.append(f"{key}={render(template, values)}")
     return envs
+
+
+def _env_line(key: str, template: str, values: Mapping[str, str], password: str) -> str:
+    return f"{key}={render(template, {**values, 'password': password})}"
 
 
 def _facets(container: Container, private_ip: pulumi.Output[str], password: pulumi.Output[str]) -> dict[str, pulumi.Output[str]]:
@@ -217,9 +224,9 @@ def _facets(container: Container, private_ip: pulumi.Output[str], password: pulu
     secret = pulumi.Output.all(private_ip, password).apply(lambda hp: spec.derive({**base, "host": hp[0], "password": hp[1]}))
     for facet in spec.derived:
         if facet in spec.secret_facets:
-            result[facet] = pulumi.Output.secret(secret.apply(lambda d, f=facet: d[f]))
+            result[facet] = pulumi.Output.secret(secret.apply(itemgetter(facet)))
         else:
-            result[facet] = public.apply(lambda d, f=facet: d[f])
+            result[facet] = public.apply(itemgetter(facet))
     return result
 
 
@@ -237,15 +244,15 @@ def _env_value(
         engine, _, facet = name.partition(".")
         secret = secret or facet in ENGINES[engine].secret_facets
         parts.append(facets[(service, engine)][facet])
-    value = pulumi.Output.all(*parts).apply(lambda resolved: render(template, dict(zip(names, resolved))))
+    value = pulumi.Output.all(*parts).apply(lambda resolved: render(template, dict(zip(names, resolved, strict=True))))
     return pulumi.Output.secret(value) if secret else value
 
 
 def placements(config: StackConfig) -> list[Placement]:
-    return [Placement(c.server, c.name, c.memory_mib) for c in config.databases.containers()]
+    return [Placement(server_name(c.server), c.name, c.memory_mib) for c in config.databases.containers()]
 
 
-def build_databases(config: StackConfig, hosts: Mapping[str, Host], book: CredentialBook) -> dict[str, DatabaseServer]:
+def build_databases(config: StackConfig, hosts: Mapping[ServerName, Host], book: CredentialBook) -> dict[str, DatabaseServer]:
     """One ``DatabaseServer`` per database server that has services; every service's env goes to ``book``."""
     services = config.databases.catalogue()
     all_containers = config.databases.containers()

@@ -24,13 +24,13 @@ import pulumi_command as command
 import pulumi_random as random
 
 from .capacity import Placement
-from .config import PostHogImages, PostHogSettings, SentrySettings, StackConfig
+from .config import PostHogImages, PostHogSettings, SentrySettings, ServerName, StackConfig
 from .host import Host
 from .ports import CONTAINERS, Opening
 from .publishing import CredentialBook
 from .shell import quote, render, script
 
-SERVER = "application"
+SERVER: ServerName = "application"
 SENTRY_REPOSITORY = "https://github.com/getsentry/self-hosted.git"
 POSTHOG_REPOSITORY = "https://github.com/Samagra-Development/posthog-deploy.git"
 
@@ -304,6 +304,10 @@ dc run --rm -T web createuser --email {quote(settings.admin_email)} --password "
 # plus ./compose and ./docker-server): they run the pinned web image instead, web with those two
 # mounted where the Dockerfile copied them.
 POSTHOG_APP_SERVICES = ("web", "worker", "plugins", "asyncmigrationscheck")
+# apache/kafka in KRaft mode formats its storage with CLUSTER_ID (docker/jvm/launch; `ub ensure CLUSTER_ID`
+# in docker/jvm/include/etc/kafka/docker/configure): 16 bytes in base64url (22 characters), fixed for this
+# one-broker cluster (the first 16 bytes of sha256("samarth-posthog-kafka")).
+POSTHOG_KAFKA_CLUSTER_ID = "oQ-bP7agMF_xAp1xexsgcg"
 
 
 def posthog_override(settings: PostHogSettings, images: PostHogImages, minio: str, private_ip: str) -> str:
@@ -334,6 +338,7 @@ services:
     image: {images.kafka}
     # One combined broker and controller (KRaft): bitnami's KAFKA_CFG_* variables mean nothing here.
     environment: !override
+      CLUSTER_ID: {POSTHOG_KAFKA_CLUSTER_ID}
       KAFKA_NODE_ID: "1"
       KAFKA_PROCESS_ROLES: broker,controller
       KAFKA_LISTENERS: PLAINTEXT://:9092,CONTROLLER://:9093
@@ -344,6 +349,7 @@ services:
       KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR: "1"
       KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR: "1"
       KAFKA_TRANSACTION_STATE_LOG_MIN_ISR: "1"
+      KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS: "0"
       KAFKA_AUTO_CREATE_TOPICS_ENABLE: "true"
   web:
     build: !reset null
@@ -486,7 +492,7 @@ class Observability(pulumi.ComponentResource):
             secret_key = password("posthog-secret-key", 64)
             minio_password = password("posthog-minio-password", 32)
             # posthog-deploy's sample: user and database `posthog` on the `posthog_db` host, port 6432.
-            database_url = pulumi.Output.secret(
+            database_url: pulumi.Output[str] = pulumi.Output.secret(
                 pulumi.Output.concat("postgres://posthog:", db_password, "@posthog_db:6432/posthog")
             )
             self.posthog = ComposeInstall(

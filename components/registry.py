@@ -16,13 +16,13 @@ import pulumi_random as random
 import yaml
 
 from .capacity import Placement
-from .config import StackConfig
+from .config import ServerName, StackConfig
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
 from .ports import CONTAINERS, REGISTRY_PORT, SWARM_MEMBERS, Opening
 from .publishing import CredentialBook
 
-SERVER = "application"
+SERVER: ServerName = "application"
 PORT = REGISTRY_PORT
 # The debug listener serves /debug/health (storage driver checks) for the container healthcheck;
 # it is not published.
@@ -100,8 +100,8 @@ class Registry(pulumi.ComponentResource):
         password = random.RandomPassword(f"{name}-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
         http_secret = random.RandomPassword(f"{name}-http-secret", length=48, special=False, opts=pulumi.ResourceOptions(parent=self))
         self.password = pulumi.Output.secret(password.result)
-        htpasswd = pulumi.Output.secret(password.bcrypt_hash.apply(lambda digest: f"{USERNAME}:{digest}\n"))
-        config = pulumi.Output.secret(http_secret.result.apply(lambda s: render_config(f"https://{self.server}", s)))
+        htpasswd: pulumi.Output[str] = pulumi.Output.secret(password.bcrypt_hash.apply(lambda digest: f"{USERNAME}:{digest}\n"))
+        config: pulumi.Output[str] = pulumi.Output.secret(http_secret.result.apply(lambda s: render_config(f"https://{self.server}", s)))
 
         image = pinned_image(host, self, f"{name}-image", args.image)
         data = data_volume(host, self, f"{name}-data", f"{name}-data")

@@ -25,7 +25,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import pulumi
 from pulumi_policy import (
@@ -124,7 +124,7 @@ def plain(value: Any) -> Any:
     if isinstance(value, Mapping) and not isinstance(value, dict):
         return plain(value["__target"])
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes, list, tuple)):
-        return plain(value["__target"])
+        return plain(cast(Any, value)["__target"])
     if isinstance(value, Secret):
         return Secret(plain(value.value))
     if isinstance(value, dict):
@@ -610,7 +610,7 @@ def certificate_names(config: str) -> dict[str, str]:
     default = (_directive(outside, "ssl_certificate") or [""])[0]
     names: dict[str, str] = {}
     for block in _SERVER_BLOCK.findall(config):
-        if not _directive(block, "listen") or not any(l.startswith("443 ssl") for l in _directive(block, "listen")):
+        if not any(listen.startswith("443 ssl") for listen in _directive(block, "listen")):
             continue
         if "ssl_reject_handshake on;" in block:
             continue
@@ -625,7 +625,7 @@ def challenge_names(config: str) -> set[str]:
     """Names whose port-80 server serves the ACME HTTP-01 path to anyone (no allow/deny there)."""
     found: set[str] = set()
     for block in _SERVER_BLOCK.findall(config):
-        if not any(l.split()[0] == "80" for l in _directive(block, "listen")):
+        if not any(listen.split()[0] == "80" for listen in _directive(block, "listen")):
             continue
         location = re.search(rf"location {re.escape(ACME_CHALLENGE)} \{{(.*?)\}}", block, re.S)
         if location is None or re.search(r"^\s*(allow|deny) ", location.group(1), re.M):

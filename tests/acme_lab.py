@@ -68,7 +68,7 @@ def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
 def _libraries(binary: str) -> list[str]:
     """The shared libraries ``binary`` loads (ldd), to copy into a minimal image."""
     out = _run(["ldd", binary]).stdout
-    return sorted({m for m in re.findall(r"(/\S+\.so[^\s]*)", out)})
+    return sorted(set(re.findall(r"(/\S+\.so[^\s]*)", out)))
 
 
 def _import_image(host: LabHost, tag: str, files: dict[str, str], texts: dict[str, str], links: dict[str, str],
@@ -192,9 +192,9 @@ def _wait_port(address: str, port: int, process: Optional[subprocess.Popen], log
         try:
             socket.create_connection((address, port), timeout=1).close()
             return
-        except OSError:
+        except OSError as error:
             if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on {address}:{port}: {log.read_text(errors='replace')[-2000:]}")
+                raise RuntimeError(f"nothing listens on {address}:{port}: {log.read_text(errors='replace')[-2000:]}") from error
             time.sleep(0.1)
 
 
@@ -279,11 +279,11 @@ class AcmeLab:
 
     def served_certificate(self, host: str, context: ssl.SSLContext) -> bytes:
         """The DER certificate Nginx presents for ``host``, verified against ``context``."""
-        with socket.create_connection((self.application.address, 443), timeout=10) as raw:
-            with context.wrap_socket(raw, server_hostname=host) as tls:
-                certificate = tls.getpeercert(binary_form=True)
-                assert certificate is not None
-                return certificate
+        with socket.create_connection((self.application.address, 443), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname=host) as tls:
+            certificate = tls.getpeercert(binary_form=True)
+            assert certificate is not None
+            return certificate
 
     def wait_served(self, host: str, context: ssl.SSLContext, seconds: float = 15) -> bytes:
         """The certificate Nginx presents for ``host`` once it is the one installed for it: `nginx -s
@@ -301,10 +301,10 @@ class AcmeLab:
             time.sleep(0.1)
 
     def https_status(self, host: str, path: str, context: ssl.SSLContext) -> int:
-        with socket.create_connection((self.application.address, 443), timeout=10) as raw:
-            with context.wrap_socket(raw, server_hostname=host) as tls:
-                tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-                return int(tls.recv(64).split()[1])
+        with socket.create_connection((self.application.address, 443), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname=host) as tls:
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            return int(tls.recv(64).split()[1])
 
     def http_status(self, host: str, path: str) -> int:
         with socket.create_connection((self.application.address, 80), timeout=10) as raw:
@@ -339,7 +339,7 @@ class RequestLoop:
                 self.failures.append(repr(error))
 
     @contextmanager
-    def running(self, threads: int = 4) -> Iterator["RequestLoop"]:
+    def running(self, threads: int = 4) -> Iterator[RequestLoop]:
         workers = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
         for worker in workers:
             worker.start()

@@ -366,7 +366,7 @@ def test_a_database_service_cannot_take_over_a_platform_credential(platform: str
     from components.config import PLATFORM_CREDENTIALS
 
     key = PLATFORM_CREDENTIALS[platform][0]
-    service = {"env": {key: "{postgres.url}"}}
+    service: dict[str, Any] = {"env": {key: "{postgres.url}"}}
     if platform != "doc-generator":  # a catalogue service already; the others are added here
         service |= {"server": "db2", "engines": ["postgres"]}
     databases = _prod_with("databases", lambda d: d["services"].update({platform: service}))
@@ -383,8 +383,8 @@ def test_platform_credentials_are_what_the_program_publishes(prod: Any) -> None:
     for service, keys in PLATFORM_CREDENTIALS.items():
         assert set(keys) <= published[service], service
     catalogue_env = {s.name: set(s.env) for s in __import__("components.catalogue", fromlist=["CATALOGUE"]).CATALOGUE}
-    for service, keys in published.items():
-        assert keys == set(PLATFORM_CREDENTIALS.get(service, ())) | catalogue_env.get(service, set()), service
+    for service, publishes in published.items():
+        assert publishes == set(PLATFORM_CREDENTIALS.get(service, ())) | catalogue_env.get(service, set()), service
 
 
 # --- stack files are read as the CLI reads them --------------------------------------------------

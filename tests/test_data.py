@@ -16,7 +16,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components import data
 from components.catalogue import CATALOGUE, ENGINES, placeholders
-from components.config import ConfigError, StackConfig, Versions, load_stack_config
+from components.config import ConfigError, StackConfig, Versions, load_stack_config, server_name
 from components.publishing import CredentialBook
 from tools.offline import PROJECT, ProgramRun, is_secret, plaintext_strings, read_stack_values, reveal, run_program, stack_file
 
@@ -68,7 +68,7 @@ def data_run(stack: str, overrides: Optional[dict[str, Any]] = None) -> DataRun:
         run = run_program(stack, overrides=overrides)
         env = {
             service: {
-                key: EnvValue(_sync_await(output.future()), _sync_await(output.is_secret()))
+                key: EnvValue(str(_sync_await(output.future())), _sync_await(output.is_secret()))
                 for key, output in values.items()
             }
             for service, values in captured.items()
@@ -112,7 +112,8 @@ def test_prod_runs_three_containers_on_db1_and_thirteen_on_db2(prod_data: DataRu
     for server in ("db1", "db2"):
         (host,) = [r for r in prod_data.run.of_type("samarth:host:Host") if r.name == server]
         for container in prod_data.containers(server).values():
-            assert prod_data.run.parent_of(prod_data.run.provider_of(container)) == host
+            provider = prod_data.run.provider_of(container)
+        assert provider is not None and prod_data.run.parent_of(provider) == host
 
 
 def test_every_port_is_published_on_its_servers_private_ip_and_unique(stack_run: ProgramRun) -> None:
@@ -123,7 +124,7 @@ def test_every_port_is_published_on_its_servers_private_ip_and_unique(stack_run:
     for container in containers:
         server = next(a for a in stack_run.ancestors(container) if a.type == SERVER).name.removesuffix("-databases")
         (port,) = container.inputs["ports"]
-        assert port["ip"] == config.servers[server].private_ip
+        assert port["ip"] == config.servers[server_name(server)].private_ip
         assert (server, port["external"]) not in seen
         seen.add((server, port["external"]))
         assert container.delete_before_replace

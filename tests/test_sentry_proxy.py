@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from lab_fixture import LabSession
 
 from components.config import SentrySettings
 from components.observability import (
@@ -23,6 +24,7 @@ from components.observability import (
     sentry_release,
     sentry_requirements_script,
 )
+from lab.core import docker, ssh
 
 RELEASE = Path(__file__).resolve().parent / "fixtures" / "upstreams" / "sentry-self-hosted-25.10.0"
 SETTINGS = SentrySettings.model_validate({"hostName": "sentry.samarth.example.org", "adminEmail": "devops@samarth.example.org"})
@@ -185,3 +187,36 @@ def test_requirements_pass_or_say_what_to_install(tmp_path: Path, docker_version
         assert "meet the installer's minimums" in done.stdout
     else:
         assert done.returncode != 0 and message in done.stderr
+
+
+FAKE_COMPOSE_PLUGIN = """#!/bin/sh
+# A Docker CLI plugin answering as Docker Compose VERSION would (the plugin handshake, then `compose version`).
+if [ "$1" = docker-cli-plugin-metadata ]; then
+  printf '{"SchemaVersion":"0.1.0","Vendor":"samarth tests","Version":"vVERSION","ShortDescription":"stand-in"}\\n'
+  exit 0
+fi
+[ "$2" = version ] && [ "$3" = --short ] && echo VERSION
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+def test_requirements_on_a_real_docker_daemon(lab_session: LabSession, tmp_path: Path) -> None:
+    """Over SSH on a lab host: the real daemon's version passes, a missing Compose plugin is named, and a
+    Compose plugin older or newer than the pinned installer's minimum is judged as the installer would."""
+    host = lab_session.host("swarm-master")
+    missing = ssh(host, "export DOCKER_CONFIG=/nonexistent\n" + sentry_requirements_script())
+    assert missing.returncode != 0
+    assert "the docker compose plugin is not installed; Sentry's installer needs Docker Compose 2.32.2" in missing.stderr
+    for version, ok in (("2.24.5", False), ("2.32.2", True), ("2.40.3", True)):
+        config = tmp_path / version / "cli-plugins"
+        config.mkdir(parents=True)
+        plugin = config / "docker-compose"
+        plugin.write_text(FAKE_COMPOSE_PLUGIN.replace("VERSION", version))
+        plugin.chmod(0o755)
+        done = ssh(host, f"export DOCKER_CONFIG={tmp_path / version}\n" + sentry_requirements_script())
+        assert (done.returncode == 0) is ok, done.stderr
+        if ok:
+            daemon = docker(host, "version", "--format", "{{.Server.Version}}").stdout.strip()
+            assert f"sentry: Docker {daemon}, Docker Compose {version} and bash" in done.stdout
+        else:
+            assert f"Docker Compose is {version}; Sentry's installer needs 2.32.2 or newer" in done.stderr

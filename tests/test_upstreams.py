@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 import yaml
@@ -21,9 +22,9 @@ import yaml
 from components import registry
 from components.config import PostHogSettings, Versions
 from components.observability import posthog_release
-from tools.offline import ROOT, read_stack_values, stack_file
+from tools import upstreams
+from tools.offline import read_stack_values, stack_file
 
-RECORD = ROOT / "docs" / "upstreams.md"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "upstreams"
 POSTHOG_DEPLOY = FIXTURES / "posthog-deploy-063b964"
 POSTHOG_COMMIT = "063b9643fe43118384c7479911b08857dcdbd9a5"
@@ -34,15 +35,8 @@ WITHDRAWN = ("bitnami/", "bitnamilegacy/", "docker.io/bitnami/", "docker.io/bitn
 
 
 def record_rows() -> dict[str, list[str]]:
-    """The record's table rows by their first cell (backticks removed)."""
-    rows: dict[str, list[str]] = {}
-    for line in RECORD.read_text().splitlines():
-        if not line.startswith("| ") or line.startswith("| Key ") or line.startswith("|---"):
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        assert len(cells) == 7, f"a row of docs/upstreams.md needs 7 cells: {line}"
-        rows[cells[0].strip("`")] = cells
-    return rows
+    """The record's rows as lists of cells (tools/upstreams.py reads the table)."""
+    return {key: [row.key, row.image, f"`{row.pinned}`", row.read, row.contract, row.status, row.checked] for key, row in upstreams.rows().items()}
 
 
 def _keys(model: type[Any], prefix: str = "versions") -> list[str]:
@@ -59,18 +53,7 @@ def _keys(model: type[Any], prefix: str = "versions") -> list[str]:
 
 def _prod_pins() -> dict[str, str]:
     values, _ = read_stack_values(stack_file("prod"))
-    versions = json.loads(values["samarth-infra:versions"])
-    pins: dict[str, str] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}", v)
-        else:
-            pins[prefix] = str(value)
-
-    walk("versions", versions)
-    return pins
+    return upstreams.pins(json.loads(values["samarth-infra:versions"]))
 
 
 def test_every_versions_key_has_a_row_with_prods_pin() -> None:
@@ -86,7 +69,7 @@ def test_every_versions_key_has_a_row_with_prods_pin() -> None:
             assert pinned == pins[key], f"{key}: prod pins {pins[key]!r}, docs/upstreams.md says {pinned!r}"
         else:
             assert pinned == "not pinned", f"{key}: prod does not pin it, the record says {pinned!r}"
-        for column, cell in zip(("upstream read", "contract", "support status", "checked"), rows[key][3:]):
+        for column, cell in zip(("upstream read", "contract", "support status", "checked"), rows[key][3:], strict=False):
             assert cell, f"{key}: empty {column}"
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", rows[key][6]), f"{key}: checked must be a date"
 
@@ -149,7 +132,7 @@ def _merge(base: Any, override: Any) -> Any:
     return override
 
 
-def compose_images(override: Optional[str]) -> dict[str, str]:
+def compose_images(override: str | None) -> dict[str, str]:
     """Each service's image as the install would run it: its ``image``, or its Dockerfile's FROM."""
     compose = yaml.load((POSTHOG_DEPLOY / "docker-compose.yml").read_text(), Loader=ComposeLoader)
     if override is not None:
@@ -158,7 +141,7 @@ def compose_images(override: Optional[str]) -> dict[str, str]:
     for name, service in compose["services"].items():
         if "build" in service:
             dockerfile = POSTHOG_DEPLOY / Path(service["build"]["dockerfile"]).name
-            (base,) = re.findall(r"^FROM\s+(\S+)", dockerfile.read_text(), re.M)
+            (base,) = re.findall(r"^FROM\s+(\S+)", dockerfile.read_text(), re.MULTILINE)
             images[name] = base
         else:
             images[name] = service["image"]
@@ -255,6 +238,10 @@ def test_posthog_override_keeps_what_the_builds_added_and_exposes_only_web() -> 
     kafka = merged["services"]["kafka"]["environment"]
     assert not [k for k in kafka if k.startswith(("KAFKA_CFG_", "ALLOW_"))]
     assert kafka["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    # apache/kafka's launch formats the KRaft storage with CLUSTER_ID and refuses to start without it.
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", kafka["CLUSTER_ID"])
+    assert base64.urlsafe_b64decode(kafka["CLUSTER_ID"] + "==") and len(base64.urlsafe_b64decode(kafka["CLUSTER_ID"] + "==")) == 16
+    assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller" and kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@localhost:9093"
     assert all(s.get("build") is None for s in merged["services"].values())
 
 
@@ -310,3 +297,16 @@ FLAGGED = {
 @pytest.mark.parametrize("key", sorted(FLAGGED))
 def test_prod_no_longer_pins_a_flagged_release(key: str) -> None:
     assert _prod_pins().get(key) != FLAGGED[key]
+
+
+def test_the_plan_lists_every_pin_with_its_record() -> None:
+    values, _ = read_stack_values(stack_file("prod"))
+    versions = json.loads(values["samarth-infra:versions"])
+    lines = upstreams.plan_lines(versions)
+    assert lines[0].startswith("== Pins")
+    assert "  redis: redis:7.4.11  (checked 2026-11-30)" in lines
+    assert "  posthogImages.kafka: apache/kafka:3.9.1  (checked 2026-11-30)" in lines
+    assert len(lines) == 1 + len(_prod_pins())
+    drifted = upstreams.plan_lines({**versions, "redis": "redis:7.4.12", "grafana": "grafana/grafana:11.2.0"})
+    assert "  redis: redis:7.4.12  (docs/upstreams.md records redis:7.4.11: re-check and update the row)" in drifted
+    assert "  grafana: grafana/grafana:11.2.0  (NO ROW in docs/upstreams.md)" in drifted
