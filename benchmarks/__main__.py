@@ -25,6 +25,7 @@ BENCHMARKS = {
     "plan_speed": [],
     "swarm_converge": [],
     "request_flow": [],
+    "acme_renewal": [],
 }
 
 

@@ -58,6 +58,7 @@ def test_a_fresh_server_goes_from_no_certificate_to_valid_https_for_every_route_
         assert lab.wait_served(host, roots) == lab.live_certificate(host), host
     assert lab.https_status("registry.samarth.example.org", "/", roots) == 200
     # lego registered with the account key the program gave it (from state), root-only.
+    assert lab.config.edge.tls.acme is not None
     key_file = Path(acme.account_key_path(lab.config.edge.tls.acme, lab.acme_dir))
     assert key_file.read_text() == lab.account_key
     assert (key_file.parent.parent / "account.json").exists()
