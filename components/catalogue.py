@@ -47,6 +47,11 @@ class Engine:
     derived: Mapping[str, str]
     environment: Mapping[str, str]
     healthcheck: tuple[str, ...]
+    # The script (components/scripts/) that makes the running server accept the password on its stdin,
+    # or proves it does, before Vault publishes it; its inputs are templates over the container values
+    # (CONTAINER is always given). Most images read their password only when they create their data.
+    password_script: str
+    password_inputs: Mapping[str, str] = field(default_factory=dict)
     command: tuple[str, ...] = ()
     # Its node name is part of its data (RabbitMQ): the container hostname must never change.
     fixed_hostname: bool = False
@@ -118,6 +123,8 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
             },
             environment={"POSTGRES_USER": "{user}", "POSTGRES_PASSWORD": "{password}", "POSTGRES_DB": "{database}"},
             healthcheck=("CMD", "pg_isready", "-h", "127.0.0.1", "-U", "{user}", "-d", "{database}"),
+            password_script="password-postgres.sh",
+            password_inputs={"ROLE": "{user}", "DATABASE": "{database}"},
         ),
         "redis": Engine(
             name="redis",
@@ -136,6 +143,7 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
                 'exec docker-entrypoint.sh redis-server --appendonly yes --maxmemory {maxmemory_mib}mb --requirepass "$REDISCLI_AUTH"',
             ),
             healthcheck=("CMD-SHELL", "redis-cli -h 127.0.0.1 ping | grep -q PONG"),
+            password_script="password-redis.sh",
         ),
         "rabbitmq": Engine(
             name="rabbitmq",
@@ -152,6 +160,8 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-rabbit total_memory_available_override_value {memory_bytes}",
             },
             healthcheck=("CMD", "rabbitmq-diagnostics", "-q", "ping"),
+            password_script="password-rabbitmq.sh",
+            password_inputs={"USER": "{user}"},
             fixed_hostname=True,
             start_period="60s",
         ),
@@ -181,6 +191,14 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
                 'curl -fsS -u "elastic:$ELASTIC_PASSWORD" '
                 "'http://127.0.0.1:{container_port}/_cluster/health?wait_for_status=yellow&timeout=5s' >/dev/null",
             ),
+            password_script="password-search.sh",
+            password_inputs={
+                "PORT": "{container_port}",
+                "USER": "elastic",
+                "AUTHENTICATE_PATH": "/_security/_authenticate",
+                "RESET": "Set it with the previous password (Vault's previous version of kv/samarth/<service>): "
+                "docker exec -it <the container> bin/elasticsearch-reset-password -u elastic -i",
+            },
             start_period="120s",
             host_sysctl_minimums={"vm.max_map_count": 262144},
         ),
@@ -216,6 +234,14 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
             start_period="120s",
             host_sysctl_minimums={"vm.max_map_count": 262144},
             password_specials="-_.",
+            password_script="password-search.sh",
+            password_inputs={
+                "PORT": "{container_port}",
+                "USER": "admin",
+                "AUTHENTICATE_PATH": "/_plugins/_security/authinfo",
+                "RESET": "Set it through the security API with the previous password (Vault's previous version of "
+                "kv/samarth/<service>): PUT /_plugins/_security/api/account with current_password and password",
+            },
         ),
     }
 )

@@ -95,8 +95,13 @@ class DatabaseServer(pulumi.ComponentResource):
             needs = list(kernel_ready) if container.spec.host_sysctl_minimums else []
             if container.spec.data_path_from_major:
                 needs.append(self._major_check(host, container, images[container.engine]))
-            self._container(host, container, images[container.engine], secret_password, needs)
-            facets[(container.service, container.engine)] = _facets(container, host.private_ip, secret_password)
+            running = self._container(host, container, images[container.engine], secret_password, needs)
+            applied = self._apply_password(host, container, running, secret_password)
+            # Clients (Vault, hence Jenkins) get the password only once the running server accepts it.
+            published: pulumi.Output[str] = pulumi.Output.secret(
+                pulumi.Output.all(applied.id, secret_password).apply(lambda values: str(values[1]))
+            )
+            facets[(container.service, container.engine)] = _facets(container, host.private_ip, published)
             self.endpoints.setdefault(container.service, {})[container.engine] = {
                 "container": container.name,
                 "host": host.private_ip,
@@ -111,6 +116,24 @@ class DatabaseServer(pulumi.ComponentResource):
             for service in args.services
         }
         self.register_outputs({"endpoints": self.endpoints})
+
+    def _apply_password(
+        self, host: Host, container: Container, running: docker.Container, password: pulumi.Output[str]
+    ) -> command.remote.Command:
+        """The engine's password script (catalogue ``password_script``), run whenever the password or the
+        container changes: the running server accepts the current password, whatever it was created with."""
+        values = container.container_values()
+        inputs = {key: render(template, values) for key, template in container.spec.password_inputs.items()}
+        return command.remote.Command(
+            f"{host.name}-{container.name}-password",
+            connection=host.connection,
+            create=shell.render(container.spec.password_script, f"password[{container.name}]", CONTAINER=container.name, **inputs),
+            stdin=_secret_line(password),
+            # The password is on stdin; it never comes back as the command's output or environment.
+            add_previous_output_in_env=False,
+            triggers=[running.id],
+            opts=host.command_options(self, depends_on=[running]),
+        )
 
     def _major_check(self, host: Host, container: Container, image: docker.RemoteImage) -> command.remote.Command:
         """Refuse, before the container is replaced, an image whose major version differs from the data
@@ -157,8 +180,6 @@ class DatabaseServer(pulumi.ComponentResource):
             wait_timeout=HEALTHY_WITHIN_SECONDS,
             memory_swap=container.memory_mib,
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.mount_path(self._images[container.engine]))],
-            log_driver="json-file",
-            log_opts={"max-size": "10m", "max-file": "3"},
         )
 
 
@@ -204,6 +225,10 @@ def _environment(spec: Engine, values: Mapping[str, str], password: pulumi.Outpu
         else:
             envs.append(f"{key}={render(template, values)}")
     return envs
+
+
+def _secret_line(value: pulumi.Output[str]) -> pulumi.Output[str]:
+    return pulumi.Output.secret(pulumi.Output.concat(value, "\n"))
 
 
 def _env_line(key: str, template: str, values: Mapping[str, str], password: str) -> str:
