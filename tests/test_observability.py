@@ -255,14 +255,9 @@ def test_a_disabled_service_leaves_no_install_credentials_or_route(prod: Program
     after = _signature(run)
     changed = {key for key in before if before[key] != after.get(key)}
     assert changed == {
-<<<<<<< HEAD
-        (COMMAND, "nginx-reload"), (COMMAND, "nginx-certificates-install"), (COMMAND, "nginx-certificates-renew"),
-        # Its port is no longer opened to Nginx.
-=======
         (COMMAND, "nginx-reload"),
         (COMMAND, "nginx-certificates-install"),
         (COMMAND, "nginx-certificates-renew"),
->>>>>>> main
         (COMMAND, "firewall-application"),
     }
     assert set(after) == set(before)
