@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from busybox_image import IMAGE, import_busybox
 from components import firewall
 from lab import LabHost, docker, ssh_command
 from lab.core import NETNS_DIR
-from busybox_image import IMAGE, import_busybox
 from lab_fixture import LabSession
 from swarm_lab import STAGING, lab_program
 from tools.offline import PROJECT, ProgramRun, reveal
