@@ -1145,13 +1145,6 @@ def load_stack_config(project: str, values: Mapping[str, Any]) -> StackConfig:
     return validate(raw)
 
 
-def engine_config() -> dict[str, Any]:
-    """All config the engine passed to this program run, whichever channel the language host used."""
-    from pulumi.runtime import config as runtime_config
-
-    return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-
-
 def _secret_setting(
     project: str, values: Mapping[str, Any], secret_keys: frozenset[str], name: str, source: str
 ) -> Optional[str]:
@@ -1171,12 +1164,6 @@ def _secret_setting(
 def ssh_private_key(project: str, values: Mapping[str, Any], secret_keys: frozenset[str]) -> Optional[str]:
     """The SSH key from config, or ``None`` to use the SSH agent."""
     return _secret_setting(project, values, secret_keys, "sshPrivateKey", "key")
-
-
-def engine_secret_keys() -> frozenset[str]:
-    from pulumi.runtime import config as runtime_config
-
-    return frozenset(runtime_config._SECRET_KEYS.get()) | frozenset(runtime_config.get_config_secret_keys_env())
 
 
 def imported_vault_init(project: str, values: Mapping[str, Any], secret_keys: frozenset[str]) -> Optional[str]:

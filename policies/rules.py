@@ -52,7 +52,7 @@ SECRET_SIG = sdk_deserialize.SPECIAL_SECRET_SIG
 # The tag rule config.py applies to `versions` (README, "Versions"; a test keeps the two equal): a
 # full version (x.y or x.y.z, optional suffix) or a dated release tag; anything else can move.
 PINNED_TAGS = (
-    re.compile(r"v?[0-9]+(\.[0-9]+)+([-+_.][A-Za-z0-9][A-Za-z0-9._+-]*)?", re.ASCII),
+    re.compile(r"([A-Za-z]+[-_])?v?[0-9]+(\.[0-9]+)+([-+_.][A-Za-z0-9][A-Za-z0-9._+-]*)?", re.ASCII),
     re.compile(r"([A-Za-z]+[.-])?[0-9]{4}-?[0-9]{2}-?[0-9]{2}([T.-][A-Za-z0-9][A-Za-z0-9._-]*)?", re.ASCII),
 )
 

@@ -28,7 +28,8 @@ from typing import Any, Optional
 import pulumi
 
 from components import firewall
-from components.config import ServerName, StackConfig, load_stack_config, server_name
+from components.config import ServerName, StackConfig, server_name
+from components.deployment import load_deployment
 from tools import deploy_graph, upstreams
 from tools.offline import (
     PROJECT,
@@ -571,8 +572,8 @@ def build(stack: str, root: Path = ROOT) -> Topology:
     run = run_program(stack, root=root)
     if run.error is not None:
         raise run.error
-    values, _ = read_stack_values(stack_file(stack, root))
-    return place(run, load_stack_config(PROJECT, values))
+    values, secure = read_stack_values(stack_file(stack, root))
+    return place(run, load_deployment(PROJECT, stack, values, secure).config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
