@@ -512,25 +512,6 @@ class EdgeTls(Model):
     certificate_path: Optional[AbsolutePath] = Field(default=None, alias="certificatePath")
     key_path: Optional[AbsolutePath] = Field(default=None, alias="keyPath")
 
-    @model_validator(mode="after")
-    def _mode_has_its_keys(self) -> EdgeTls:
-        if self.mode == "files":
-            for key, value in (("certificatePath", self.certificate_path), ("keyPath", self.key_path)):
-                if value is None:
-                    raise ValueError(f"{key}: required because mode is 'files'")
-            if self.acme is not None or self.files:
-                extra = "acme" if self.acme is not None else "files"
-                raise ValueError(f"{extra}: only for mode 'acme' (mode 'files' serves every name from certificatePath/keyPath)")
-        else:
-            if self.acme is None:
-                raise ValueError("acme: required because mode is 'acme' (at least acme.email)")
-            for key, value in (("certificatePath", self.certificate_path), ("keyPath", self.key_path)):
-                if value is not None:
-                    raise ValueError(
-                        f"{key}: only for mode 'files'; in mode 'acme' a name served from the operator's files goes under files.<host name>"
-                    )
-        return self
-
     def operator_files(self, host: str) -> Optional[CertificateFiles]:
         """The operator's certificate for ``host``, or ``None`` when the program obtains it over ACME."""
         if self.mode == "files":
@@ -973,6 +954,28 @@ class StackConfig(Model):
         if self.edge.tls.mode != "acme":
             return []
         return sorted({route.host for _, route in self.edge_routes()} - set(self.edge.tls.files))
+
+    @model_validator(mode="after")
+    def _tls_mode_has_its_keys(self) -> StackConfig:
+        # Here rather than on EdgeTls so the messages carry the full key path.
+        tls = self.edge.tls
+        if tls.mode == "files":
+            for key, value in (("certificatePath", tls.certificate_path), ("keyPath", tls.key_path)):
+                if value is None:
+                    raise ValueError(f"edge.tls.{key}: required because mode is 'files'")
+            if tls.acme is not None or tls.files:
+                extra = "acme" if tls.acme is not None else "files"
+                raise ValueError(f"edge.tls.{extra}: only for mode 'acme' (mode 'files' serves every name from certificatePath/keyPath)")
+            return self
+        if tls.acme is None:
+            raise ValueError("edge.tls.acme: required because mode is 'acme' (at least acme.email)")
+        for key, value in (("certificatePath", tls.certificate_path), ("keyPath", tls.key_path)):
+            if value is not None:
+                raise ValueError(
+                    f"edge.tls.{key}: only for mode 'files'; in mode 'acme' a name served from the operator's "
+                    "files goes under edge.tls.files.<host name>"
+                )
+        return self
 
     @model_validator(mode="after")
     def _certificate_files_name_routed_hosts(self) -> StackConfig:
