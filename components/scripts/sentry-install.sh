@@ -15,6 +15,8 @@ if [ "$COMPOSE_SECRETS_ONLY" = false ]; then
 fi
 # The admin password (the only secret) lives in Sentry's database: set on every install and rotation.
 step "creating or updating the Sentry admin user $ADMIN_EMAIL"
-dc run --rm -T web createuser --email "$ADMIN_EMAIL" --password "$SENTRY_ADMIN_PASSWORD" \
-  --superuser --no-input --force-update </dev/null
+# The password answers createuser's own prompt (asked twice, to confirm) on stdin: on its command
+# line the host's process list would show it.
+printf '%s\n%s\n' "$SENTRY_ADMIN_PASSWORD" "$SENTRY_ADMIN_PASSWORD" \
+  | dc run --rm -T web createuser --email "$ADMIN_EMAIL" --superuser --force-update
 compose_record
