@@ -2,11 +2,11 @@
 
 import pulumi
 
-from components import data, edge, observability, registry, storage, vault
+from components import backups, data, edge, observability, registry, storage, vault
 from components.capacity import check_capacity
 from components.config import engine_config, engine_secret_keys, imported_vault_init, load_stack_config, ssh_private_key
 from components.host import build_hosts
-from components.placements import stack_placements
+from components.placements import backup_sources, stack_placements
 from components.publishing import CredentialBook
 from components.swarm import Cluster, ClusterArgs, RegistryLogin
 
@@ -60,6 +60,19 @@ swarm = Cluster(
         ),
     ),
 )
+backup_agents = backups.Backups(
+    "backups",
+    backups.BackupsArgs(
+        config=config,
+        hosts=hosts,
+        sources=backup_sources(config),
+        store=backups.ObjectStore(provider=minio.provider, endpoint=minio.endpoint),
+        vault=backups.VaultAccess(
+            provider=vault_server.provider, ready=vault_server.unseal, approle_path=vault_server.approle.path
+        ),
+        book=book,
+    ),
+)
 nginx = edge.EdgeProxy("nginx", edge.EdgeArgs(host=hosts[edge.SERVER], swarm_master=hosts["swarm-master"], config=config))
 
 # Last: every component has added its credentials to the book by now.
@@ -75,5 +88,7 @@ pulumi.export("jenkinsSecretId", vault_server.jenkins_secret_id)
 pulumi.export("registry", {"server": docker_registry.server, "username": docker_registry.username})
 pulumi.export("minioEndpoint", minio.endpoint)
 pulumi.export("edgeRoutes", [f"{r.host}{r.path} -> {r.upstream}{f':{r.port}' if r.port else ''}" for _, r in config.edge_routes()])
+# Where each server's backups go (credentials: Vault, kv/samarth/backups).
+pulumi.export("backupRepositories", backup_agents.repositories)
 pulumi.export("swarmManagerAddress", swarm.manager_address)
 pulumi.export("swarmNetwork", swarm.network.name)

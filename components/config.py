@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from .backup_catalogue import METHODS as BACKUP_METHODS
 from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, template_problems
 
 SERVER_NAMES = ("application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3")
@@ -123,6 +124,8 @@ class Server(Model):
     memory_mib: int = Field(alias="memoryMib", ge=512)
     cpus: int = Field(ge=1)
     host_key: Optional[str] = Field(default=None, alias="hostKey", min_length=16)
+    # Disk space the server offers to what the program keeps there (backup repositories); unset: not checked.
+    disk_gib: Optional[int] = Field(default=None, alias="diskGib", ge=1)
 
 
 class JumpHost(Model):
@@ -159,6 +162,8 @@ class Versions(Model):
     minio: ImageRef
     registry: ImageRef
     nginx: ImageRef
+    # restic's official image: the backup agents copy its static binary onto each server.
+    restic: ImageRef
 
 
 class Capacity(Model):
@@ -508,6 +513,61 @@ class Databases(Model):
         return problems
 
 
+# --- backups (components/backups.py): schedules, retention, where repositories live, size estimates.
+
+BackupSchedule = Literal["hourly", "daily", "weekly"]
+
+
+class BackupRetention(Model):
+    """How many snapshots ``restic forget`` keeps per target (``--keep-hourly`` and so on)."""
+
+    hourly: int = Field(default=24, ge=0)
+    daily: int = Field(default=14, ge=0)
+    weekly: int = Field(default=8, ge=0)
+    monthly: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> "BackupRetention":
+        if not (self.hourly or self.daily or self.weekly or self.monthly):
+            raise ValueError("keeps no snapshot at all: set at least one of hourly, daily, weekly, monthly")
+        return self
+
+
+class Backups(Model):
+    """Scheduled restic backups of every stateful service (see components/backups.py)."""
+
+    enabled: bool = True
+    # Per backup method (postgres, redis, rabbitmq, vault-raft, files, swarm); the rest use ``default``.
+    schedules: dict[str, BackupSchedule] = Field(default_factory=lambda: {"postgres": "hourly"})
+    default_schedule: BackupSchedule = Field(default="daily", alias="defaultSchedule")
+    retention: BackupRetention = BackupRetention()
+    # The application server's repository (SFTP) lives on this database server.
+    application_repository_on: Literal["db1", "db2"] = Field(default="db1", alias="applicationRepositoryOn")
+    # Expected size of what each target backs up (GiB), by target name or by method; for the disk estimate.
+    data_gib: dict[str, float] = Field(default_factory=dict, alias="dataGib")
+    # Share of the data that changes per day (percent): the deduplicated repository grows by it per retained day.
+    daily_change_percent: float = Field(default=5, alias="dailyChangePercent", ge=0, le=100)
+
+    @field_validator("schedules")
+    @classmethod
+    def _known_methods(cls, schedules: dict[str, str]) -> dict[str, str]:
+        for method in schedules:
+            if method not in BACKUP_METHODS:
+                raise ValueError(f"{method!r} is not a backup method (methods: {', '.join(BACKUP_METHODS)})")
+        return schedules
+
+    @field_validator("data_gib")
+    @classmethod
+    def _positive_sizes(cls, sizes: dict[str, float]) -> dict[str, float]:
+        for name, size in sizes.items():
+            if size < 0:
+                raise ValueError(f"{name}: {size} GiB is negative")
+        return sizes
+
+    def schedule(self, method: str) -> str:
+        return self.schedules.get(method, self.default_schedule)
+
+
 class StackConfig(Model):
     domain: Domain
     servers: dict[ServerName, Server]
@@ -519,6 +579,7 @@ class StackConfig(Model):
     observability: ObservabilitySettings
     databases: Databases = Databases()
     edge: Edge
+    backups: Backups = Backups()
 
     @model_validator(mode="after")
     def _servers_are_the_six(self) -> "StackConfig":

@@ -68,6 +68,8 @@ class Storage(pulumi.ComponentResource):
 
     endpoint: pulumi.Output[str]
     bucket: minio.S3Bucket
+    # For other components' buckets and users (the backup repositories).
+    provider: minio.Provider
 
     def __init__(self, name: str, args: StorageArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:storage:Storage", name, None, opts)
@@ -101,7 +103,7 @@ class Storage(pulumi.ComponentResource):
         )
 
         self.endpoint = pulumi.Output.concat(host.private_ip, f":{API_PORT}")
-        provider = minio.Provider(
+        self.provider = provider = minio.Provider(
             f"{name}-minio",
             minio_server=self.endpoint,
             minio_user=pulumi.Output.secret(root_user.result),
