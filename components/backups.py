@@ -37,17 +37,27 @@ from .publishing import CredentialBook
 from .shell import render
 
 BUCKET = "samarth-backups"
-CONFIG_DIR = "/etc/samarth/backups"
-STATE_DIR = "/var/lib/samarth-backups"
-RESTIC_PATH = "/usr/local/lib/samarth/restic"
-SBIN_DIR = "/usr/local/sbin"
-UNIT_DIR = "/etc/systemd/system"
 PRUNE_SCHEDULE = "daily"
 SFTP_USER = "samarth-backup"
 SFTP_ROOT = "/srv/samarth-backups"
 SNAPSHOT_POLICY = "backup-raft-snapshot"
 SNAPSHOT_ROLE = "backup-raft-snapshot"
 DAYS = {"hourly": 1 / 24, "daily": 1, "weekly": 7}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the agent lives on a server. The credentials directory is root-only (0700, files 0600)."""
+
+    config_dir: str = "/etc/samarth/backups"
+    state_dir: str = "/var/lib/samarth-backups"
+    restic: str = "/usr/local/lib/samarth/restic"
+    sbin_dir: str = "/usr/local/sbin"
+    unit_dir: str = "/etc/systemd/system"
+
+
+LAYOUT = Layout()
+CONFIG_DIR = LAYOUT.config_dir
 
 
 @dataclass(frozen=True)
@@ -138,15 +148,15 @@ def targets_text(config: StackConfig, sources: Sequence[Source]) -> str:
     return "\n".join(f"{s.name} {s.method} {config.backups.schedule(s.method)} {s.container} {s.detail}" for s in sources)
 
 
-def agent_script(config: StackConfig, server: str, sources: Sequence[Source]) -> str:
+def agent_script(config: StackConfig, server: str, sources: Sequence[Source], layout: Layout = LAYOUT) -> str:
     keep = config.backups.retention
     return render(
         "backup-agent.sh",
         f"samarth-backup[{server}]",
         SERVER=server,
-        CONFIG_DIR=CONFIG_DIR,
-        STATE_DIR=STATE_DIR,
-        RESTIC=RESTIC_PATH,
+        CONFIG_DIR=layout.config_dir,
+        STATE_DIR=layout.state_dir,
+        RESTIC=layout.restic,
         TARGETS=targets_text(config, sources),
         KEEP_HOURLY=keep.hourly,
         KEEP_DAILY=keep.daily,
@@ -155,18 +165,20 @@ def agent_script(config: StackConfig, server: str, sources: Sequence[Source]) ->
     )
 
 
-def install_script(config: StackConfig, server: str, sources: Sequence[Source], restic_image: str) -> str:
+def install_script(
+    config: StackConfig, server: str, sources: Sequence[Source], restic_image: str, layout: Layout = LAYOUT
+) -> str:
     return render(
         "backup-install.sh",
         f"backup-install[{server}]",
         SERVER=server,
         RESTIC_IMAGE=restic_image,
-        RESTIC=RESTIC_PATH,
-        AGENT=agent_script(config, server, sources),
-        CONFIG_DIR=CONFIG_DIR,
-        STATE_DIR=STATE_DIR,
-        SBIN_DIR=SBIN_DIR,
-        UNIT_DIR=UNIT_DIR,
+        RESTIC=layout.restic,
+        AGENT=agent_script(config, server, sources, layout),
+        CONFIG_DIR=layout.config_dir,
+        STATE_DIR=layout.state_dir,
+        SBIN_DIR=layout.sbin_dir,
+        UNIT_DIR=layout.unit_dir,
         TARGETS=targets_text(config, sources),
         PRUNE_SCHEDULE=PRUNE_SCHEDULE,
     )
@@ -246,7 +258,7 @@ class Backups(pulumi.ComponentResource):
             if args.vault is not None and any(s.method == "vault-raft" for s in sources):
                 credentials |= self._snapshot_approle(name, args.vault)
 
-            stdin = pulumi.Output.secret(pulumi.Output.all(**credentials).apply(_credential_text))
+            stdin = pulumi.Output.secret(pulumi.Output.all(**credentials).apply(credential_text))
             command.remote.Command(
                 f"{name}-{server}-install",
                 connection=host.connection,
@@ -356,7 +368,9 @@ class Backups(pulumi.ComponentResource):
         return {"role_id": role.role_id, "secret_id": pulumi.Output.secret(secret_id.secret_id)}
 
 
-def _credential_text(values: Mapping[str, str]) -> str:
+def credential_text(values: Mapping[str, str]) -> str:
+    """The installer's stdin: the password, the repository's environment (shell-quoted), then the Vault
+    AppRole and the SFTP repository's known_hosts line when there are any."""
     env = {k: v for k, v in values.items() if k.isupper() and k != "RESTIC_PASSWORD"}
     lines = [f"RESTIC_PASSWORD={values['RESTIC_PASSWORD']}\n", _env_lines(env)]
     lines += [f"{k}={values[k]}\n" for k in ("role_id", "secret_id", "known_hosts") if k in values]

@@ -27,7 +27,8 @@ class Placement:
 def capacity_table(config: StackConfig, placements: Iterable[Placement]) -> str:
     by_server: dict[str, list[Placement]] = defaultdict(list)
     for placement in placements:
-        by_server[placement.server].append(placement)
+        if placement.memory_mib or not placement.disk_gib:
+            by_server[placement.server].append(placement)
     lines = [f"{'server':<14} {'what':<40} {'MiB':>8}"]
     for name, server in config.servers.items():
         placed = by_server.get(name, [])

@@ -144,7 +144,7 @@ backup_vault_raft() {
   step "logging in to $detail with the snapshot AppRole"
   [ -r "$CONFIG_DIR/vault-approle" ] || fail "$CONFIG_DIR/vault-approle is missing: run 'pulumi up'"
   role_id=$(sed -n 's/^role_id=//p' "$CONFIG_DIR/vault-approle")
-  token=$(sed -n 's/^secret_id=//p' "$CONFIG_DIR/vault-approle" \
+  token=$(awk -F= '$1 == "secret_id" { sub(/^[^=]*=/, ""); print }' "$CONFIG_DIR/vault-approle" \
     | docker exec -i "$container" "$detail" write -field=token auth/approle/login role_id="$role_id" secret_id=-) \
     || fail "the snapshot AppRole cannot log in to $detail in container $container (sealed, or the secret id was rotated?)"
   snapshot="/tmp/samarth-$run.snap"
@@ -354,7 +354,7 @@ restore_postgres() {
       from_snapshot "restoring $database" "$(part_id "$part")" "$part" docker exec -i "$scratch" pg_restore -U "$user" -d postgres --create --clean --if-exists --exit-on-error
     fi
     step "checking database $database against the archive's table list"
-    from_snapshot "listing $part" "$(part_id "$part")" "$part" docker exec -i "$scratch" sh -c 'pg_restore -l >"/tmp/toc"'
+    from_snapshot "listing $part" "$(part_id "$part")" "$part" docker exec -i "$scratch" sh -c 'pg_restore -l >/tmp/toc && cat >/dev/null'
     expected=$(docker exec "$scratch" awk '$4 == "TABLE" && $5 != "DATA"' /tmp/toc | wc -l)
     found=$(docker exec "$scratch" psql -U "$user" -d "$database" -AtXc \
       "select count(*) from information_schema.tables where table_type = 'BASE TABLE' and table_schema not in ('pg_catalog', 'information_schema')")

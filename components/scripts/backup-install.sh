@@ -39,13 +39,13 @@ replace "$RESTIC" 755
 
 step "writing the credentials from stdin into $CONFIG_DIR"
 credentials=$(cat)
-printf '%s\n' "$credentials" | sed -n 's/^RESTIC_PASSWORD=//p' >"$CONFIG_DIR/password.new"
+printf '%s\n' "$credentials" | sed -n 's/^RESTIC_PASSWORD[=]//p' >"$CONFIG_DIR/password.new"
 [ -s "$CONFIG_DIR/password.new" ] || fail "no RESTIC_PASSWORD on stdin"
 replace "$CONFIG_DIR/password" 600
-printf '%s\n' "$credentials" | grep -E '^[A-Z][A-Z0-9_]*=' | grep -v '^RESTIC_PASSWORD=' >"$CONFIG_DIR/repository.env.new" || true
+printf '%s\n' "$credentials" | grep -E '^[A-Z][A-Z0-9_]*=' | grep -v '^RESTIC_PASSWORD[=]' >"$CONFIG_DIR/repository.env.new" || true
 grep -q '^RESTIC_REPOSITORY=' "$CONFIG_DIR/repository.env.new" || fail "no RESTIC_REPOSITORY on stdin"
 replace "$CONFIG_DIR/repository.env" 600
-if printf '%s\n' "$credentials" | grep -q '^secret_id='; then
+if printf '%s\n' "$credentials" | grep -q '^secret_id[=]'; then
   printf '%s\n' "$credentials" | grep -E '^(role_id|secret_id)=' >"$CONFIG_DIR/vault-approle.new"
   replace "$CONFIG_DIR/vault-approle" 600
 fi
