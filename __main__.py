@@ -4,7 +4,14 @@ import pulumi
 
 from components import backups, data, edge, observability, registry, storage, vault
 from components.capacity import check_capacity
-from components.config import engine_config, engine_secret_keys, imported_vault_init, load_stack_config, ssh_private_key
+from components.config import (
+    engine_config,
+    engine_secret_keys,
+    imported_vault_init,
+    load_stack_config,
+    require_host_keys,
+    ssh_private_key,
+)
 from components.host import build_hosts
 from components.placements import backup_sources, stack_placements
 from components.publishing import CredentialBook
@@ -14,10 +21,10 @@ from components.swarm import Cluster, ClusterArgs, RegistryLogin
 project = pulumi.get_project()
 values = engine_config()
 config = load_stack_config(project, values)
+require_host_keys(config, pulumi.get_stack())
 secret_keys = engine_secret_keys()
 key = ssh_private_key(project, values, secret_keys)
 vault_init = imported_vault_init(project, values, secret_keys)
-edge.check_ports(config)
 check_capacity(config, stack_placements(config))
 
 hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None)
@@ -49,6 +56,7 @@ docker_registry = registry.Registry(
 apps = observability.Observability(
     "observability", observability.ObservabilityArgs(host=hosts[observability.SERVER], config=config, book=book)
 )
+nginx = edge.EdgeProxy("nginx", edge.EdgeArgs(host=hosts[edge.SERVER], swarm_master=hosts["swarm-master"], config=config))
 swarm = Cluster(
     "swarm",
     ClusterArgs(
@@ -56,7 +64,11 @@ swarm = Cluster(
         manager=hosts["swarm-master"],
         workers={name: hosts[name] for name in config.swarm.workers},
         registry=RegistryLogin(
-            server=docker_registry.server, username=docker_registry.username, password=docker_registry.password
+            server=docker_registry.server,
+            username=docker_registry.username,
+            password=docker_registry.password,
+            # A login goes to the registry's public name: Nginx must serve it, the registry must answer.
+            ready=[docker_registry.container, nginx.serving],
         ),
     ),
 )
@@ -73,7 +85,6 @@ backup_agents = backups.Backups(
         book=book,
     ),
 )
-nginx = edge.EdgeProxy("nginx", edge.EdgeArgs(host=hosts[edge.SERVER], swarm_master=hosts["swarm-master"], config=config))
 
 # Last: every component has added its credentials to the book by now.
 vault_server.publish(book)

@@ -1,12 +1,12 @@
 """Prints how long the lab takes: first `up`, a second `up` (nothing to do), and `down`, per host count.
 
-Run as root: `sudo venv/bin/python -m benchmarks.lab_up [counts...]` (default 3 and 6 hosts).
+Run as root: `venv/bin/python -m benchmarks.lab_up [COUNT ...]` (default 3 and 6 hosts).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +36,9 @@ def measure(count: int) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    counts = [int(a) for a in sys.argv[1:]] or [3, 6]
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.lab_up", description=__doc__.split("\n")[0])
+    parser.add_argument("counts", nargs="*", type=int, default=[3, 6], metavar="COUNT", help="host counts to measure")
+    counts = parser.parse_args().counts
     print(f"{'hosts':>5} {'up (s)':>8} {'up again (s)':>13} {'down (s)':>9}")
     for count in counts:
         first, again, down = measure(count)

@@ -1,4 +1,4 @@
-"""How long the offline plan takes next to importing the SDKs it needs: `python benchmarks/plan_speed.py`.
+"""How long the offline plan takes next to importing the SDKs it needs: `venv/bin/python -m benchmarks.plan_speed`.
 
 Every figure comes from a fresh interpreter (imports are cached per process); the best of --runs
 is printed, as the machine's other work only ever adds time.
@@ -37,7 +37,7 @@ def wall(argv: list[str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.plan_speed", description=__doc__.split("\n")[0])
     parser.add_argument("--stack", default="prod")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()

@@ -3,11 +3,12 @@ the program under mocks and run as the engine would, see tests/swarm_lab.py) aga
 `docker swarm init` / `join-token` / `join` commands over the same SSH, and the ratio of the two.
 Also the program's second run (everything already in place) and the removal of one worker.
 
-Run as root: `sudo venv/bin/python -m benchmarks.swarm_converge [rounds]` (default 3).
+Run as root: `venv/bin/python -m benchmarks.swarm_converge [ROUNDS]` (default 3).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -54,7 +55,9 @@ def timed(action) -> float:
 
 
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.swarm_converge", description=__doc__.split("\n")[0])
+    parser.add_argument("rounds", nargs="?", type=int, default=3, help="rounds to measure (default 3)")
+    rounds = parser.parse_args().rounds
     settings = {**yaml.safe_load(STAGING.read_text())["config"]["samarth-infra:swarm"], "registryLogin": False}
     with tempfile.TemporaryDirectory(prefix="swarm-bench-") as tmp:
         with machine_lock():

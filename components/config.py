@@ -7,6 +7,8 @@ path and what is wrong, so a bad stack file stops ``pulumi preview`` before anyt
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import re
@@ -25,6 +27,7 @@ from pydantic import (
 
 from .backup_catalogue import METHODS as BACKUP_METHODS
 from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, template_problems
+from .ports import APPLICATION_FIXED, NGINX_HTTP_PORT, NGINX_HTTPS_PORT, SWARM_FIXED
 
 SERVER_NAMES = ("application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3")
 ServerName = Literal["application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3"]
@@ -34,17 +37,15 @@ PRIVATE_NETWORKS = tuple(
     ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 )
 
-MOVING_REFS = frozenset({"latest", "main", "master", "develop", "dev", "head", "stable", "nightly", "edge"})
-
-
 class ConfigError(ValueError):
     """A stack configuration problem; the message names every offending key path."""
 
 
 class Model(BaseModel):
-    """Strict base: unknown keys (typos) are errors, and validated config is immutable."""
+    """Strict base: unknown keys (typos) are errors, types are not coerced (``true`` is not a count,
+    ``"5"`` is not a number), and validated config is immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 def _private_ipv4(value: str) -> str:
@@ -58,7 +59,8 @@ def _private_ipv4(value: str) -> str:
     return value
 
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.I)
+# ASCII only: with IGNORECASE alone, [a-z] would also match the Kelvin sign and the long s.
+_HOSTNAME = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.I | re.A)
 
 
 def _address(value: str) -> str:
@@ -68,45 +70,91 @@ def _address(value: str) -> str:
         return value
     except ValueError:
         pass
-    if re.fullmatch(r"[0-9.]+", value) or not _HOSTNAME.match(value):
+    if re.fullmatch(r"[0-9.]+", value) or not _HOSTNAME.fullmatch(value):
         raise ValueError(f"{value!r} is neither an IP address nor a host name")
     return value
 
 
 def _domain(value: str) -> str:
-    if "." not in value or not _HOSTNAME.match(value):
+    if "." not in value or not _HOSTNAME.fullmatch(value):
         raise ValueError(f"{value!r} is not a DNS domain")
     return value.lower()
 
 
+# The one rule for every pinned image tag and release reference (README, "Versions"): a full version
+# (x.y or x.y.z..., optional "v" and suffix), a dated release tag (MinIO's RELEASE.2025-09-07T16-13-09Z),
+# or, for git releases, a full commit id. Anything else (a major-only tag such as "16", a named channel
+# such as "alpine", "mainline", "stable" or "lts") can move under the same name, so it is refused.
+_FULL_VERSION = re.compile(r"v?[0-9]+(\.[0-9]+)+([-+_.][A-Za-z0-9][A-Za-z0-9._+-]*)?", re.ASCII)
+_DATED_RELEASE = re.compile(
+    r"([A-Za-z]+[.-])?[0-9]{4}-?[0-9]{2}-?[0-9]{2}([T.-][A-Za-z0-9][A-Za-z0-9._-]*)?", re.ASCII
+)
+_COMMIT = re.compile(r"[0-9a-f]{40}", re.ASCII)
+_REPOSITORY = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*", re.ASCII)
+PINNED_FORMS = "a full version (x.y or x.y.z, optional suffix), a dated release tag (RELEASE.2025-09-07T16-13-09Z)"
+
+
+def _pinned_tag(tag: str, commit_allowed: bool) -> bool:
+    forms = (_FULL_VERSION, _DATED_RELEASE, *((_COMMIT,) if commit_allowed else ()))
+    return any(form.fullmatch(tag) for form in forms)
+
+
 def _image_ref(value: str) -> str:
-    """``name:tag`` or ``name@sha256:...``; a missing tag or a moving tag is refused."""
-    if any(c.isspace() for c in value) or not value:
-        raise ValueError(f"{value!r} is not an image reference")
-    if "@" in value:
-        _, digest = value.split("@", 1)
-        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-            raise ValueError(f"{value!r} has a malformed digest (expected sha256:<64 hex>)")
+    """``name:tag`` with a pinned tag, or ``name[:tag]@sha256:<digest>``."""
+    name, _, digest = value.partition("@")
+    if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest, re.ASCII):
+        raise ValueError(f"{value!r} has a malformed digest (expected sha256:<64 hex>)")
+    repository, tag = name, ""
+    if ":" in name.rsplit("/", 1)[-1]:
+        repository, tag = name.rsplit(":", 1)
+    if not _REPOSITORY.fullmatch(repository):
+        raise ValueError(f"{value!r} is not an image reference (lower-case repository name, then :tag)")
+    if digest:
         return value
-    last = value.rsplit("/", 1)[-1]
-    if ":" not in last:
-        raise ValueError(f"{value!r} has no tag; pin a version such as {value}:1.2.3")
-    tag = last.split(":", 1)[1]
-    if not tag or tag.lower() in MOVING_REFS:
-        raise ValueError(f"{value!r} uses the moving tag {tag!r}; pin a version")
+    if not tag:
+        raise ValueError(f"{value!r} has no tag; pin a version such as {value}:1.2.3 or a digest")
+    if not _pinned_tag(tag, commit_allowed=False):
+        raise ValueError(f"{value!r} uses the moving tag {tag!r}; pin {PINNED_FORMS}, or a digest (name:tag@sha256:...)")
     return value
 
 
 def _release_ref(value: str) -> str:
-    """A release tag or commit of an external repository; branch-like names are refused."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", value):
-        raise ValueError(f"{value!r} is not a release tag or commit")
-    if value.lower() in MOVING_REFS:
-        raise ValueError(f"{value!r} is a moving reference; pin a release tag or commit")
+    """A release tag or full commit id of an external git repository."""
+    if not _pinned_tag(value, commit_allowed=True):
+        raise ValueError(f"{value!r} is not a pinned release; use {PINNED_FORMS}, or a full 40-character commit id")
     return value
 
 
+# Host key types OpenSSH and pulumi-command both verify; DSA is refused by current OpenSSH.
+HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
+# The comment the committed stacks' example keys carry: they are not any server's key.
+EXAMPLE_HOST_KEY_MARK = "example-key-replace-with-tools.hostkeys"
+HOST_KEYS_COMMAND = "python -m tools.hostkeys --stack {stack}"
+
+
+def _host_key(value: str) -> str:
+    """``<type> <base64 blob> [comment]`` as in known_hosts, the blob naming the same type."""
+    parts = value.split()
+    if len(parts) < 2 or parts[0] not in HOST_KEY_TYPES:
+        raise ValueError(f"{value[:40]!r} is not an SSH public host key ('<type> <base64>', type one of {', '.join(HOST_KEY_TYPES)})")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"the {parts[0]} key is not valid base64") from None
+    length = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else 0
+    if blob[4 : 4 + length] != parts[0].encode():
+        raise ValueError(f"the key data is not a {parts[0]} key (was it copied whole?)")
+    return value
+
+
+def image_repository(ref: str) -> str:
+    """``hashicorp/vault`` of ``hashicorp/vault:1.20.4`` (registry host kept, tag and digest dropped)."""
+    name = ref.partition("@")[0]
+    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+
+
 PrivateIPv4 = Annotated[str, AfterValidator(_private_ipv4)]
+HostKey = Annotated[str, AfterValidator(_host_key)]
 Address = Annotated[str, AfterValidator(_address)]
 Domain = Annotated[str, AfterValidator(_domain)]
 ImageRef = Annotated[str, AfterValidator(_image_ref)]
@@ -123,7 +171,8 @@ class Server(Model):
     ssh_port: Port = Field(default=22, alias="sshPort")
     memory_mib: int = Field(alias="memoryMib", ge=512)
     cpus: int = Field(ge=1)
-    host_key: Optional[str] = Field(default=None, alias="hostKey", min_length=16)
+    # The server's SSH host key, pinned: every connection (commands and Docker) refuses any other.
+    host_key: Optional[HostKey] = Field(default=None, alias="hostKey")
     # Disk space the server offers to what the program keeps there (backup repositories); unset: not checked.
     disk_gib: Optional[int] = Field(default=None, alias="diskGib", ge=1)
 
@@ -132,6 +181,7 @@ class JumpHost(Model):
     host: Address
     user: str = Field(default="samarth-devops", min_length=1)
     port: Port = 22
+    host_key: Optional[HostKey] = Field(default=None, alias="hostKey")
 
 
 class Access(Model):
@@ -162,6 +212,8 @@ class Versions(Model):
     minio: ImageRef
     registry: ImageRef
     nginx: ImageRef
+    # The ACME client (goacme/lego) that obtains and renews Nginx's certificates (edge.tls.mode acme).
+    lego: ImageRef
     # restic's official image: the backup agents copy its static binary onto each server.
     restic: ImageRef
 
@@ -213,7 +265,8 @@ class VaultJenkins(Model):
 
     token_ttl_seconds: int = Field(default=1200, alias="tokenTtlSeconds", ge=60)
     token_max_ttl_seconds: int = Field(default=3600, alias="tokenMaxTtlSeconds", ge=60)
-    token_bound_cidrs: tuple[str, ...] = Field(default=(), alias="tokenBoundCidrs")
+    # A YAML list; not strict about the container type, only about its items.
+    token_bound_cidrs: tuple[str, ...] = Field(default=(), alias="tokenBoundCidrs", strict=False)
 
     @model_validator(mode="after")
     def _ttl_within_max(self) -> "VaultJenkins":
@@ -338,16 +391,87 @@ def _network(value: str) -> str:
         raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from None
 
 
+# The widest public network a route to an admin UI (Vault) may allow: an office, not the internet.
+PUBLIC_ALLOW_MIN_PREFIX = {4: 24, 6: 48}
+
+
+def _narrow_network(value: str) -> bool:
+    network = ipaddress.ip_network(value)
+    if network.version == 4 and any(network.subnet_of(private) for private in PRIVATE_NETWORKS):  # type: ignore[arg-type]
+        return True
+    if network.version == 6 and network.subnet_of(ipaddress.IPv6Network("fc00::/7")):
+        return True
+    return network.prefixlen >= PUBLIC_ALLOW_MIN_PREFIX[network.version]
+
+
 UrlPath = Annotated[str, AfterValidator(_url_path)]
 Network = Annotated[str, AfterValidator(_network)]
 HostName = Annotated[str, AfterValidator(_domain)]
 
 
-class EdgeTls(Model):
-    """Certificate and key files on the application server (PEM), mounted read-only into Nginx."""
+LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
+# The default, so that no stack but the one that sets production explicitly can hit Let's Encrypt's rate limits.
+LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
+class Acme(Model):
+    """The ACME CA the program gets certificates from (components/acme.py)."""
+
+    directory_url: str = Field(default=LETSENCRYPT_STAGING, alias="directoryUrl", pattern=r"^https://[A-Za-z0-9.:-]+(/[A-Za-z0-9._~/-]*)?$")
+    # Let's Encrypt writes to it before certificates expire and about changes to its terms.
+    email: Email
+    # PEM bundle on the application server the client trusts for the directory's own TLS (a private
+    # ACME CA); by default the client image's trust store (Let's Encrypt's directory needs nothing).
+    ca_certificate: Optional[AbsolutePath] = Field(default=None, alias="caCertificate")
+
+
+class CertificateFiles(Model):
+    """A certificate and key placed by the operator on the application server (PEM), mounted read-only into Nginx."""
 
     certificate_path: AbsolutePath = Field(alias="certificatePath")
     key_path: AbsolutePath = Field(alias="keyPath")
+
+
+class EdgeTls(Model):
+    """Where Nginx's certificates come from.
+
+    ``mode: acme`` (the default): the program obtains and renews one certificate per route host name
+    over HTTP-01; a name listed under ``files`` (one without public DNS, say) uses the operator's files
+    instead. ``mode: files``: one ``certificatePath``/``keyPath`` pair (placed and renewed by the
+    operator) serves every name.
+    """
+
+    mode: Literal["acme", "files"] = "acme"
+    acme: Optional[Acme] = None
+    files: dict[HostName, CertificateFiles] = Field(default_factory=dict)
+    certificate_path: Optional[AbsolutePath] = Field(default=None, alias="certificatePath")
+    key_path: Optional[AbsolutePath] = Field(default=None, alias="keyPath")
+
+    @model_validator(mode="after")
+    def _mode_has_its_keys(self) -> "EdgeTls":
+        if self.mode == "files":
+            for key, value in (("certificatePath", self.certificate_path), ("keyPath", self.key_path)):
+                if value is None:
+                    raise ValueError(f"{key}: required because mode is 'files'")
+            if self.acme is not None or self.files:
+                extra = "acme" if self.acme is not None else "files"
+                raise ValueError(f"{extra}: only for mode 'acme' (mode 'files' serves every name from certificatePath/keyPath)")
+        else:
+            if self.acme is None:
+                raise ValueError("acme: required because mode is 'acme' (at least acme.email)")
+            for key, value in (("certificatePath", self.certificate_path), ("keyPath", self.key_path)):
+                if value is not None:
+                    raise ValueError(
+                        f"{key}: only for mode 'files'; in mode 'acme' a name served from the operator's files goes under files.<host name>"
+                    )
+        return self
+
+    def operator_files(self, host: str) -> Optional[CertificateFiles]:
+        """The operator's certificate for ``host``, or ``None`` when the program obtains it over ACME."""
+        if self.mode == "files":
+            assert self.certificate_path is not None and self.key_path is not None
+            return CertificateFiles(certificatePath=self.certificate_path, keyPath=self.key_path)
+        return self.files.get(host)
 
 
 class Route(Model):
@@ -378,8 +502,15 @@ class Route(Model):
             raise ValueError(
                 f"port is only for swarm routes ({self.upstream!r} listens on its own, configured port)"
             )
-        if self.upstream == "vault" and not self.allow:
-            raise ValueError("allow is required for upstream 'vault' (the source networks allowed to reach the Vault UI)")
+        if self.upstream == "vault":
+            if not self.allow:
+                raise ValueError("allow is required for upstream 'vault' (the source networks allowed to reach the Vault UI)")
+            too_wide = [network for network in self.allow if not _narrow_network(network)]
+            if too_wide:
+                raise ValueError(
+                    f"allow: {', '.join(too_wide)} opens Vault to the internet; allow private networks, or public "
+                    f"ones of at most /{PUBLIC_ALLOW_MIN_PREFIX[4]} (IPv4) or /{PUBLIC_ALLOW_MIN_PREFIX[6]} (IPv6)"
+                )
         if self.upstream == "registry" and self.path != "/":
             raise ValueError("path must be '/' for upstream 'registry' (docker clients call /v2/ at the root)")
         return self
@@ -600,6 +731,29 @@ class StackConfig(Model):
         return self
 
     @model_validator(mode="after")
+    def _one_key_per_ssh_endpoint(self) -> "StackConfig":
+        # known_hosts accepts any key listed for an address: two different keys pinned for one
+        # address and port (a jump host that is also a server) would let either pass for both.
+        pinned: dict[tuple[str, int], tuple[str, str]] = {}
+        endpoints = []
+        for name, server in self.servers.items():
+            address = server.public_address if self.access.via == "public" else server.private_ip
+            if address is not None and server.host_key is not None:
+                endpoints.append((f"servers.{name}.hostKey", address, server.ssh_port, server.host_key))
+        jump = self.access.jump_host
+        if jump is not None and jump.host_key is not None:
+            endpoints.append(("access.jumpHost.hostKey", jump.host, jump.port, jump.host_key))
+        for path, address, port, key in endpoints:
+            blob = key.split()[1]
+            other_path, other_blob = pinned.setdefault((address, port), (path, blob))
+            if other_blob != blob:
+                raise ValueError(
+                    f"{path}: {address}:{port} is also where {other_path.rsplit('.', 1)[0]} is reached, "
+                    f"pinned with another key; one machine has one host key"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _swarm_labels_name_members(self) -> "StackConfig":
         # Here rather than on Swarm so the messages carry the full key path.
         swarm = self.swarm
@@ -619,6 +773,77 @@ class StackConfig(Model):
     @model_validator(mode="after")
     def _databases_are_consistent(self) -> "StackConfig":
         problems = self.databases.problems()
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _vault_image_is_its_distribution(self) -> "StackConfig":
+        repository = image_repository(self.versions.vault).rsplit("/", 1)[-1]
+        distribution = self.vault.distribution
+        if repository != distribution and not repository.startswith(f"{distribution}-"):
+            raise ValueError(
+                f"vault.distribution: {distribution!r} does not match versions.vault {self.versions.vault!r} "
+                f"(an image named {distribution!r} is expected; set distribution to the build the image is)"
+            )
+        return self
+
+    def listeners(self) -> dict[str, list[tuple[str, int, str]]]:
+        """Per server, every port something of the deployment binds: ``(owner, port, protocol)``, fixed
+        ports first, then those stack config sets, each named by its key path."""
+        ports: dict[str, list[tuple[str, int, str]]] = {name: [] for name in SERVER_NAMES}
+        for fixed in APPLICATION_FIXED:
+            ports["application"].append((fixed.owner, fixed.port, fixed.protocol))
+        for member in self.swarm.members:
+            ports[member] += [(fixed.owner, fixed.port, fixed.protocol) for fixed in SWARM_FIXED]
+        for name, server in self.servers.items():
+            ports[name].append((f"servers.{name}.sshPort", server.ssh_port, "tcp"))
+        ports["application"] += [
+            ("vault.port", self.vault.port, "tcp"),
+            ("vault.clusterPort", self.vault.cluster_port, "tcp"),
+            *((f"observability.{name}.port", getattr(self.observability, name).port, "tcp") for name in self.observability.enabled()),
+        ]
+        for container in self.databases.containers():
+            own = self.databases.services.get(container.service)
+            key = f"databases.services.{container.service}"
+            key += f".hostPorts.{container.engine}" if own and container.engine in own.host_ports else f" ({container.engine})"
+            ports[container.server].append((key, container.host_port, "tcp"))
+        # The swarm publishes a routed port on every member (routing mesh); routes may share a port.
+        published: set[int] = set()
+        for key, route in self.edge_routes():
+            if route.upstream == "swarm" and route.port is not None and route.port not in published:
+                published.add(route.port)
+                for member in self.swarm.members:
+                    ports[member].append((f"{key}.port", route.port, "tcp"))
+        return ports
+
+    @model_validator(mode="after")
+    def _ports_are_distinct(self) -> "StackConfig":
+        problems: list[str] = []
+        for server, listeners in self.listeners().items():
+            taken: dict[tuple[int, str], str] = {}
+            for owner, port, protocol in listeners:
+                other = taken.setdefault((port, protocol), owner)
+                if other != owner:
+                    what = f"SSH ({other})" if other.endswith(".sshPort") else other
+                    problems.append(f"{owner}: port {port}/{protocol} on {server} is already used by {what}")
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _credentials_have_one_owner(self) -> "StackConfig":
+        # A database service shares kv/samarth/<name> with a platform service of that name; a key both
+        # publish would only fail when the Vault component writes the path, after every server is done.
+        installed = {*self.observability.enabled(), "registry", "doc-generator"}
+        problems: list[str] = []
+        for service in self.databases.catalogue():
+            platform = PLATFORM_CREDENTIALS.get(service.name, ()) if service.name in installed else ()
+            for key in sorted(set(service.env) & set(platform)):
+                problems.append(
+                    f"databases.services.{service.name}.env.{key}: kv/samarth/{service.name} already gets {key} "
+                    f"from the platform ({', '.join(platform)}); rename the service or the variable"
+                )
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
@@ -651,6 +876,65 @@ class StackConfig(Model):
             seen[route.host, route.path] = key
         return self
 
+    def acme_hosts(self) -> list[str]:
+        """The names the program gets certificates for over ACME: every routed host name not served
+        from operator files, sorted."""
+        if self.edge.tls.mode != "acme":
+            return []
+        return sorted({route.host for _, route in self.edge_routes()} - set(self.edge.tls.files))
+
+    @model_validator(mode="after")
+    def _certificate_files_name_routed_hosts(self) -> "StackConfig":
+        routed = {route.host for _, route in self.edge_routes()}
+        for host in self.edge.tls.files:
+            key = f"edge.tls.files.{host}"
+            if host != self.domain and not host.endswith("." + self.domain):
+                raise ValueError(f"{key}: {host!r} is not under domain {self.domain!r}")
+            if host not in routed:
+                raise ValueError(
+                    f"{key}: {host!r} is not routed through Nginx (no edge.routes entry or enabled observability hostName), "
+                    "so no certificate for it would be served"
+                )
+        return self
+
+
+def missing_host_keys(config: StackConfig) -> list[str]:
+    """Key paths of the host keys the stack does not pin (servers, then the jump host)."""
+    missing = [f"servers.{name}.hostKey" for name, server in config.servers.items() if server.host_key is None]
+    jump = config.access.jump_host
+    if jump is not None and jump.host_key is None:
+        missing.append("access.jumpHost.hostKey")
+    return missing
+
+
+def require_host_keys(config: StackConfig, stack: str) -> None:
+    """Refuse a stack that does not pin every SSH host key: without them any machine answering on a
+    server's address would receive the Vault unseal keys and every other secret."""
+    missing = missing_host_keys(config)
+    if missing:
+        raise ConfigError(
+            "invalid stack configuration:\n  "
+            + "\n  ".join(f"{path}: required (the server's SSH host key, pinned)" for path in missing)
+            + f"\n  scan the servers, compare the fingerprints and write the keys with: {HOST_KEYS_COMMAND.format(stack=stack)}"
+        )
+
+
+
+# What the platform's own components publish to kv/samarth/<service> besides the database services:
+# the registry, MinIO (for the doc-generator bucket), Sentry and PostHog. A test keeps this equal to
+# what the program publishes.
+PLATFORM_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "registry": ("DOCKER_SERVER", "DOCKER_USERNAME", "DOCKER_PASSWORD"),
+    "doc-generator": ("MINIO_URL", "MINIO_USER", "MINIO_PASSWORD"),
+    "sentry": ("SENTRY_URL", "SENTRY_ADMIN_EMAIL", "SENTRY_ADMIN_PASSWORD"),
+    "posthog": (
+        "POSTHOG_URL",
+        "POSTHOG_POSTGRES_PASSWORD",
+        "POSTHOG_SECRET_KEY",
+        "POSTHOG_MINIO_ROOT_USER",
+        "POSTHOG_MINIO_ROOT_PASSWORD",
+    ),
+}
 
 # Top-level keys the program reads; each is one JSON document in the stack file.
 TOP_LEVEL_KEYS = tuple(field.alias or name for name, field in StackConfig.model_fields.items())
@@ -683,13 +967,48 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{path}: {message}" if path else message
 
 
+def text_problems(value: Any, path: str = "") -> list[str]:
+    """Every text in ``value`` (keys and values, at any depth) that would be read as something other
+    than it looks: control characters (a newline), leading or trailing whitespace, non-ASCII
+    characters (a Cyrillic "а" in a host name). Config is names, addresses, paths and versions."""
+    problems: list[str] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            problems += [f"{here} (the key){p}" for p in _text_problem(key)]
+            problems += text_problems(item, here)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problems += text_problems(item, f"{path}[{index}]")
+    else:
+        problems += [f"{path}{p}" for p in _text_problem(value)]
+    return problems
+
+
+def _text_problem(value: Any) -> list[str]:
+    if not isinstance(value, str):
+        return []
+    control = sorted({c for c in value if ord(c) < 32 or ord(c) == 127})
+    if control:
+        return [f": {value!r} contains the control character(s) {', '.join(repr(c) for c in control)}"]
+    if value != value.strip():
+        return [f": {value!r} has leading or trailing whitespace"]
+    foreign = sorted({c for c in value if not c.isascii()})
+    if foreign:
+        return [f": {value!r} contains non-ASCII character(s) {', '.join(f'{c!r} (U+{ord(c):04X})' for c in foreign)}"]
+    return []
+
+
 def validate(raw: Mapping[str, Any]) -> StackConfig:
     """Validate plain data (what the stack file holds) into a ``StackConfig`` or raise ``ConfigError``."""
+    lines = set(text_problems(raw))
     try:
-        return StackConfig.model_validate(raw)
+        config = StackConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = sorted({_describe(e) for e in exc.errors()})
-        raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(lines)) from None
+        lines |= {_describe(e) for e in exc.errors()}
+    if lines:
+        raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(sorted(lines)))
+    return config
 
 
 def validate_versions(raw: Any) -> Versions:

@@ -24,7 +24,7 @@ from .config import StackConfig
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
 from .publishing import CredentialBook
-from .shell import quote, script
+from . import shell
 
 # `up` waits this long for a new container's healthcheck to pass (Elasticsearch is the slow one).
 HEALTHY_WITHIN_SECONDS = 300
@@ -43,17 +43,12 @@ def sysctl_check_script(server: str, minimums: Mapping[str, int]) -> str:
     """Fail, saying how to fix it, when a kernel setting an engine needs is below its minimum.
 
     Read-only: the operator decides how the host is tuned, this only refuses to start what would crash."""
-    body = []
-    for key, minimum in sorted(minimums.items()):
-        body.append(
-            f"""
-step "reading {key}"
-value=$(sysctl -n {quote(key)}) || fail "cannot read {key} on {server}"
-[ "$value" -ge {minimum} ] || fail "{key} is $value on {server}, at least {minimum} is needed: run 'sudo sysctl -w {key}={minimum}' and persist it in /etc/sysctl.d/99-samarth.conf"
-"""
-        )
-    body.append(f'echo "{server}: kernel settings for the databases are in place"')
-    return script(f"database-sysctls[{server}]", "".join(body))
+    return shell.render(
+        "database-sysctls.sh",
+        f"database-sysctls[{server}]",
+        SERVER=server,
+        MINIMUMS="\n".join(f"{key} {minimum}" for key, minimum in sorted(minimums.items())),
+    )
 
 
 class DatabaseServer(pulumi.ComponentResource):

@@ -18,13 +18,15 @@ from typing import Optional
 import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
+import pulumi_random as random
 
-from . import registry, storage, vault
+from . import acme, registry, storage, vault
 from .capacity import Placement
-from .config import ConfigError, Route, StackConfig
+from .config import Route, StackConfig
 from .containers import Healthcheck, pinned_image, service_container
 from .host import Host
-from .shell import quote, script
+from .ports import NGINX_HTTP_PORT, NGINX_HTTPS_PORT
+from .shell import render
 
 SERVER = "application"
 CONTAINER = "nginx"
@@ -72,26 +74,6 @@ def application_upstreams(config: StackConfig) -> dict[str, Upstream]:
     return upstreams
 
 
-def check_ports(config: StackConfig) -> None:
-    """Two services on the application server with one port would only fail at `up`; fail now, naming
-    the configurable port (the fixed ones come first and never clash with each other)."""
-    ports = [
-        ("the registry", registry.PORT),
-        ("MinIO's S3 API", storage.API_PORT),
-        ("MinIO's console", storage.CONSOLE_PORT),
-        ("vault.port", config.vault.port),
-        ("vault.clusterPort", config.vault.cluster_port),
-        *((f"observability.{name}.port", getattr(config.observability, name).port) for name in config.observability.enabled()),
-    ]
-    taken: dict[int, str] = {}
-    for owner, port in ports:
-        if port in taken:
-            raise ConfigError(
-                f"invalid stack configuration:\n  {owner}: port {port} is already used by {taken[port]} on the application server"
-            )
-        taken[port] = owner
-
-
 def placements(config: StackConfig) -> list[Placement]:
     return [Placement(SERVER, "nginx", MEMORY_MIB)]
 
@@ -119,9 +101,18 @@ def _location(route: Route, address: str, upstream: Upstream) -> list[str]:
     return lines
 
 
+def certificate_files(config: StackConfig, host: str) -> tuple[str, str]:
+    """The certificate and key Nginx serves for ``host``, as paths inside the Nginx container."""
+    files = config.edge.tls.operator_files(host)
+    if files is not None:
+        return files.certificate_path, files.key_path
+    live = posixpath.join(acme.NGINX_LIVE_DIR, host)
+    return f"{live}.crt", f"{live}.key"
+
+
 def render_config(config: StackConfig, application_ip: str, swarm_ip: str) -> str:
-    """The Nginx ``conf.d`` file (inside ``http {}``): one TLS server per host name, a location per route."""
-    edge = config.edge
+    """The Nginx ``conf.d`` file (inside ``http {}``): one TLS server per host name, a location per route,
+    and on port 80 the ACME HTTP-01 challenges of the names the program gets certificates for."""
     upstreams = {**application_upstreams(config), "swarm": Upstream(None, ("client_max_body_size 50m;",))}
     by_host: dict[str, list[Route]] = defaultdict(list)
     for _, route in config.edge_routes():
@@ -138,8 +129,6 @@ def render_config(config: StackConfig, application_ip: str, swarm_ip: str) -> st
         "ssl_prefer_server_ciphers off;",
         "ssl_session_cache shared:samarth_tls:10m;",
         "ssl_session_timeout 1d;",
-        f"ssl_certificate {edge.tls.certificate_path};",
-        f"ssl_certificate_key {edge.tls.key_path};",
         "",
         "# Container healthcheck; not published.",
         "server {",
@@ -154,6 +143,25 @@ def render_config(config: StackConfig, application_ip: str, swarm_ip: str) -> st
         "    location / { return 301 https://$host$request_uri; }",
         "}",
         "",
+    ]
+    acme_hosts = config.acme_hosts()
+    if acme_hosts:
+        lines += [
+            "# ACME HTTP-01: the CA fetches its tokens here, whatever a route's allow list says on 443;",
+            "# everything else on port 80 is redirected.",
+            "server {",
+            "    listen 80;",
+            f"    server_name {' '.join(acme_hosts)};",
+            f"    location {acme.CHALLENGE_PATH} {{",
+            f"        root {acme.NGINX_WEBROOT};",
+            "        default_type text/plain;",
+            "        try_files $uri =404;",
+            "    }",
+            "    location / { return 301 https://$host$request_uri; }",
+            "}",
+            "",
+        ]
+    lines += [
         "# Names that no route serves are refused during the TLS handshake.",
         "server {",
         "    listen 443 ssl default_server;",
@@ -162,11 +170,14 @@ def render_config(config: StackConfig, application_ip: str, swarm_ip: str) -> st
         "}",
     ]
     for host, routes in sorted(by_host.items()):
+        certificate, key = certificate_files(config, host)
         lines += [
             "",
             "server {",
             "    listen 443 ssl;",
             f"    server_name {host};",
+            f"    ssl_certificate {certificate};",
+            f"    ssl_certificate_key {key};",
             '    add_header Strict-Transport-Security "max-age=31536000" always;',
         ]
         for route in sorted(routes, key=lambda r: r.path):
@@ -179,30 +190,12 @@ def render_config(config: StackConfig, application_ip: str, swarm_ip: str) -> st
 def reload_script(container: str, live_dir: str) -> str:
     """Install the config read from stdin, check it inside the running container, reload; on a failed
     check put the previous file back so a restart still finds a valid config."""
-    live = posixpath.join(live_dir, CONF_FILE)
-    return script(
+    return render(
+        "nginx-reload.sh",
         "nginx-reload",
-        f"""
-live={quote(live)}
-step "receiving the new config"
-mkdir -p {quote(live_dir)}
-cat > "$live.new"
-step "checking that container {container} is running"
-[ "$(docker inspect -f '{{{{.State.Running}}}}' {quote(container)} 2>/dev/null)" = "true" ] \\
-  || fail "container {container} is not running; see: docker logs {container}"
-step "installing the config"
-if [ -f "$live" ]; then cp "$live" "$live.previous"; else rm -f "$live.previous"; fi
-mv "$live.new" "$live"
-step "checking the config with nginx -t"
-if ! docker exec {quote(container)} nginx -t; then
-  if [ -f "$live.previous" ]; then mv "$live.previous" "$live"; else rm -f "$live"; fi
-  fail "nginx -t rejected the new config; the previous one is back in place and still served"
-fi
-step "reloading nginx"
-docker exec {quote(container)} nginx -s reload || fail "nginx -s reload failed; see: docker logs {container}"
-rm -f "$live.previous"
-echo "nginx reloaded with config $(sha256sum "$live" | cut -c1-12)"
-""",
+        CONTAINER=container,
+        LIVE_DIR=live_dir,
+        LIVE=posixpath.join(live_dir, CONF_FILE),
     )
 
 
@@ -217,6 +210,8 @@ class EdgeProxy(pulumi.ComponentResource):
     """Nginx, TLS termination and routing for every public name."""
 
     config_text: pulumi.Output[str]
+    # Once this has run, Nginx serves the current config (every route, with its certificate).
+    serving: command.remote.Command
 
     def __init__(self, name: str, args: EdgeArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:edge:Nginx", name, None, opts)
@@ -233,18 +228,45 @@ class EdgeProxy(pulumi.ComponentResource):
         directory = command.remote.Command(
             f"{name}-directory",
             connection=host.connection,
-            create=script(
-                "nginx-directory",
-                f"""
-step "creating {live_dir}"
-mkdir -p {quote(live_dir)}
-[ -w {quote(live_dir)} ] || fail "{live_dir} exists but user $(id -un) cannot write to it"
-""",
-            ),
+            create=render("nginx-directory.sh", "nginx-directory", LIVE_DIR=live_dir),
             opts=host.command_options(self),
         )
         image = pinned_image(host, self, f"{name}-image", args.config.versions.nginx)
-        tls_dirs = sorted({posixpath.dirname(edge.tls.certificate_path), posixpath.dirname(edge.tls.key_path)})
+        operator_files = [edge.tls.operator_files(h) for h in sorted({r.host for _, r in args.config.edge_routes()})]
+        tls_dirs = sorted({posixpath.dirname(p) for f in operator_files if f for p in (f.certificate_path, f.key_path)})
+        before_container: list[pulumi.Resource] = [directory]
+        acme_mounts: list[docker.ContainerVolumeArgs] = []
+        certificates_install = None
+        if args.config.acme_hosts():
+            # Kept in state as a secret: a rebuilt server registers with the same ACME account.
+            account_key = random.RandomBytes(
+                f"{name}-acme-account-key", length=acme.ACCOUNT_KEY_BYTES, opts=pulumi.ResourceOptions(parent=self)
+            )
+            install = acme.install_script(args.config, nginx_container=CONTAINER)
+            install_digest = hashlib.sha256(install.encode()).hexdigest()
+            certificates_install = command.remote.Command(
+                f"{name}-certificates-install",
+                connection=host.connection,
+                create=install,
+                stdin=pulumi.Output.secret(account_key.base64.apply(acme.account_key_pem)),
+                opts=host.command_options(self),
+            )
+            command.remote.Command(
+                f"{name}-certificates-timer",
+                connection=host.connection,
+                create=acme.timer_script(),
+                opts=host.command_options(self, depends_on=[certificates_install]),
+            )
+            before_container.append(certificates_install)
+            # Adding these two mounts replaces the Nginx container once (docs/certificates.md).
+            acme_mounts = [
+                docker.ContainerVolumeArgs(
+                    host_path=posixpath.join(acme.ACME_DIR, "live"), container_path=acme.NGINX_LIVE_DIR, read_only=True
+                ),
+                docker.ContainerVolumeArgs(
+                    host_path=posixpath.join(acme.ACME_DIR, "webroot"), container_path=acme.NGINX_WEBROOT, read_only=True
+                ),
+            ]
         container = service_container(
             host,
             self,
@@ -257,15 +279,19 @@ mkdir -p {quote(live_dir)}
                 start_period="10s",
             ),
             # The only public binds of the deployment.
-            ports=[docker.ContainerPortArgs(internal=port, external=port, ip="0.0.0.0") for port in (80, 443)],
-            depends_on=[directory],
+            ports=[
+                docker.ContainerPortArgs(internal=port, external=port, ip="0.0.0.0")
+                for port in (NGINX_HTTP_PORT, NGINX_HTTPS_PORT)
+            ],
+            depends_on=before_container,
             volumes=[
                 docker.ContainerVolumeArgs(host_path=live_dir, container_path=CONF_DIR, read_only=True),
                 *(docker.ContainerVolumeArgs(host_path=d, container_path=d, read_only=True) for d in tls_dirs),
+                *acme_mounts,
             ],
         )
         digest = self.config_text.apply(lambda text: hashlib.sha256(text.encode()).hexdigest())
-        command.remote.Command(
+        reload = command.remote.Command(
             f"{name}-reload",
             connection=host.connection,
             create=reload_script(CONTAINER, live_dir),
@@ -274,4 +300,16 @@ mkdir -p {quote(live_dir)}
             triggers=[digest, container.id],
             opts=host.command_options(self, depends_on=[container]),
         )
+        self.serving = reload
+        if certificates_install is not None:
+            # After Nginx serves the challenges of every name: obtains what is missing or due, and
+            # reloads Nginx (checked) when a certificate changed. Runs again on a new config (a name
+            # added), a new install (new client, CA or names) or a new container.
+            self.serving = command.remote.Command(
+                f"{name}-certificates-renew",
+                connection=host.connection,
+                create=acme.run_script("renew"),
+                triggers=[digest, container.id, install_digest],
+                opts=host.command_options(self, depends_on=[reload, certificates_install]),
+            )
         self.register_outputs({"configSha256": digest})

@@ -8,24 +8,96 @@ from here.
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from .config import Access, Server
-from .shell import script
+from .config import Access, JumpHost, Server
+from .shell import render
 
 # A VM reports a little less than its nominal memory (kernel, firmware reservations).
 MEMORY_TOLERANCE = 0.9
+# Where the program writes each stack's known_hosts for the Docker provider's ssh client: on the
+# machine that runs Pulumi, next to the program (not committed: it is rendered from the stack file).
+KNOWN_HOSTS_DIR = Path(__file__).resolve().parents[1] / ".samarth"
+
+
+def ssh_address(server: Server, access: Access) -> str:
+    """The address Pulumi's SSH connections reach ``server`` on."""
+    address = server.public_address if access.via == "public" else server.private_ip
+    assert address is not None  # config validation guarantees it for via=public
+    return address
+
+
+def pinned_key(host_key: str) -> str:
+    """``<type> <base64>`` of a configured host key, without the comment (example keys carry one)."""
+    return " ".join(host_key.split()[:2])
+
+
+def _known_hosts_name(address: str, port: int) -> str:
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def render_known_hosts(servers: Mapping[str, Server], access: Access) -> str:
+    """A known_hosts file with exactly the pinned keys: each server at the address Pulumi reaches it
+    on, and the jump host. One key per host, so OpenSSH negotiates that key's type and no other."""
+    lines = []
+    jump = access.jump_host
+    if jump is not None and jump.host_key is not None:
+        lines.append(f"{_known_hosts_name(jump.host, jump.port)} {pinned_key(jump.host_key)}\n")
+    for server in servers.values():
+        if server.host_key is not None:
+            lines.append(f"{_known_hosts_name(ssh_address(server, access), server.ssh_port)} {pinned_key(server.host_key)}\n")
+    return "".join(lines)
+
+
+def write_known_hosts(stack: str, text: str, directory: Path = KNOWN_HOSTS_DIR) -> Path:
+    """Write ``text`` as ``<directory>/<stack>/known_hosts`` (atomically: another run may be reading it)."""
+    target = directory / stack / "known_hosts"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".known_hosts.")
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, target)
+    return target
+
+
+def docker_ssh_opts(known_hosts: Path, jump: Optional[JumpHost]) -> list[str]:
+    """The Docker provider's options for the local ssh client: only the pinned keys are trusted (no
+    ~/.ssh/known_hosts, no system file, nothing learnt), and the jump host is checked the same way.
+
+    The jump goes through ``ProxyCommand`` rather than ``-J``: ssh does not pass ``-o`` options on to
+    the ssh it starts for ``-J``, which would check the jump host against ~/.ssh/known_hosts only."""
+    trust = [
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "UpdateHostKeys=no",
+        "-o", "BatchMode=yes",
+        "-o", "ConnectTimeout=15",
+    ]
+    options = [*trust, "-o", "ServerAliveInterval=30"]
+    if jump is not None:
+        proxy = ["ssh", *trust, "-p", str(jump.port), "-l", jump.user, "-W", "[%h]:%p", jump.host]
+        options += ["-o", "ProxyCommand=" + " ".join(shlex.quote(part) for part in proxy)]
+    return options
 
 
 @dataclass(frozen=True)
 class HostArgs:
     server: Server
     access: Access
+    # The stack's rendered known_hosts (``write_known_hosts``), for the Docker provider.
+    known_hosts: Path
     ssh_private_key: Optional[pulumi.Input[str]] = None
 
 
@@ -33,23 +105,13 @@ def preflight_script(name: str, server: Server) -> str:
     """Report Docker's version, memory and CPUs as JSON; fail clearly when Docker is unusable or the
     machine is smaller than ``servers.<name>`` declares (capacity planning relied on that figure)."""
     minimum_mib = int(server.memory_mib * MEMORY_TOLERANCE)
-    return script(
+    return render(
+        "preflight.sh",
         f"preflight[{name}]",
-        f"""
-step "looking for docker"
-command -v docker >/dev/null 2>&1 || fail "docker is not installed on {name}; install Docker Engine (docker.io or docker-ce) first"
-step "asking the docker daemon for its version"
-version=$(docker version --format '{{{{.Server.Version}}}}' 2>/dev/null) \\
-  || fail "docker is installed on {name} but its daemon does not answer user $(id -un): is dockerd running and is the user in the docker group?"
-step "measuring memory and CPUs"
-memory_mib=$(( $(awk '/^MemTotal:/ {{print $2}}' /proc/meminfo) / 1024 ))
-cpus=$(nproc)
-[ "$memory_mib" -ge {minimum_mib} ] \\
-  || fail "{name} has $memory_mib MiB of memory but config servers.{name}.memoryMib declares {server.memory_mib}"
-[ "$cpus" -ge {server.cpus} ] \\
-  || fail "{name} has $cpus CPUs but config servers.{name}.cpus declares {server.cpus}"
-printf '{{"dockerVersion":"%s","memoryMib":%s,"cpus":%s}}\\n' "$version" "$memory_mib" "$cpus"
-""",
+        SERVER=name,
+        DECLARED_MIB=server.memory_mib,
+        MINIMUM_MIB=minimum_mib,
+        DECLARED_CPUS=server.cpus,
     )
 
 
@@ -69,8 +131,7 @@ class Host(pulumi.ComponentResource):
         self.name = name
         self.spec = args.server
         self.private_ip = pulumi.Output.from_input(args.server.private_ip)
-        address = args.server.public_address if args.access.via == "public" else args.server.private_ip
-        assert address is not None  # config validation guarantees it for via=public
+        address = ssh_address(args.server, args.access)
         jump = args.access.jump_host
 
         self.connection = command.remote.ConnectionArgs(
@@ -78,9 +139,13 @@ class Host(pulumi.ComponentResource):
             port=args.server.ssh_port,
             user=args.server.ssh_user,
             private_key=args.ssh_private_key,
-            host_key=args.server.host_key,
+            host_key=pinned_key(args.server.host_key) if args.server.host_key else None,
             proxy=command.remote.ProxyConnectionArgs(
-                host=jump.host, port=jump.port, user=jump.user, private_key=args.ssh_private_key
+                host=jump.host,
+                port=jump.port,
+                user=jump.user,
+                private_key=args.ssh_private_key,
+                host_key=pinned_key(jump.host_key) if jump.host_key else None,
             )
             if jump
             else None,
@@ -96,14 +161,12 @@ class Host(pulumi.ComponentResource):
         )
         self.facts = self.preflight.stdout.apply(lambda out: json.loads(out) if out else {})
 
-        # The Docker CLI's ssh transport uses the local ssh client: keys come from the SSH agent.
-        ssh_opts = ["-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=30", "-o", "BatchMode=yes"]
-        if jump:
-            ssh_opts += ["-J", f"{jump.user}@{jump.host}:{jump.port}"]
+        # The Docker CLI's ssh transport uses the local ssh client: keys come from the SSH agent, host
+        # keys from the stack's rendered known_hosts only.
         self.docker = docker.Provider(
             f"{name}-docker",
             host=f"ssh://{args.server.ssh_user}@{address}:{args.server.ssh_port}",
-            ssh_opts=ssh_opts,
+            ssh_opts=docker_ssh_opts(args.known_hosts, jump),
             # Everything created through this provider waits for the preflight to pass.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
         )
@@ -125,7 +188,9 @@ class Host(pulumi.ComponentResource):
 def build_hosts(
     servers: dict[str, Server], access: Access, ssh_private_key: Optional[pulumi.Input[str]]
 ) -> dict[str, Host]:
+    """A ``Host`` per server, after writing this stack's known_hosts their Docker providers read."""
+    known_hosts = write_known_hosts(pulumi.get_stack(), render_known_hosts(servers, access))
     return {
-        name: Host(name, HostArgs(server=server, access=access, ssh_private_key=ssh_private_key))
+        name: Host(name, HostArgs(server=server, access=access, known_hosts=known_hosts, ssh_private_key=ssh_private_key))
         for name, server in servers.items()
     }

@@ -19,10 +19,11 @@ from .capacity import Placement
 from .config import StackConfig
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
+from .ports import REGISTRY_PORT
 from .publishing import CredentialBook
 
 SERVER = "application"
-PORT = 5000
+PORT = REGISTRY_PORT
 # The debug listener serves /debug/health (storage driver checks) for the container healthcheck;
 # it is not published.
 DEBUG_PORT = 5001
@@ -83,6 +84,8 @@ class Registry(pulumi.ComponentResource):
     server: str
     username: str
     password: pulumi.Output[str]
+    # Created once the registry answers its healthcheck: what a `docker login` must wait for.
+    container: docker.Container
 
     def __init__(self, name: str, args: RegistryArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:registry:Registry", name, None, opts)
@@ -98,7 +101,7 @@ class Registry(pulumi.ComponentResource):
 
         image = pinned_image(host, self, f"{name}-image", args.image)
         data = data_volume(host, self, f"{name}-data", f"{name}-data")
-        service_container(
+        self.container = service_container(
             host,
             self,
             f"{name}-container",
@@ -115,6 +118,9 @@ class Registry(pulumi.ComponentResource):
                 docker.ContainerUploadArgs(file=CONFIG_PATH, content=config),
                 docker.ContainerUploadArgs(file=HTPASSWD_PATH, content=htpasswd),
             ],
+            # The swarm nodes log in right after: wait until the registry answers.
+            wait=True,
+            wait_timeout=60,
         )
 
         args.book.add(

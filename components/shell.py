@@ -24,13 +24,20 @@ SCRIPTS = Path(__file__).resolve().parent / "scripts"
 _VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
+# A line that sources a shared library file beside the script: `. ./swarm-lib.sh`. shellcheck follows
+# it (.shellcheckrc: source-path=SCRIPTDIR); rendering puts the library's text in its place, as the
+# servers have no copy of the file.
+_LIBRARY = re.compile(r"^\. \./([a-z0-9-]+\.sh)$", re.M)
+
+
 @cache
 def _source(file: str) -> str:
-    """A script file without its leading comment block (shellcheck directives, the file's docs)."""
+    """A script file without its leading comment block (shellcheck directives, the file's docs), its
+    libraries inlined."""
     lines = (SCRIPTS / file).read_text().splitlines(keepends=True)
     while lines and lines[0].startswith("#"):
         lines.pop(0)
-    return "".join(lines)
+    return _LIBRARY.sub(lambda line: _source(line.group(1)).rstrip("\n"), "".join(lines))
 
 
 def render(file: str, name: str, **values: str | int) -> str:

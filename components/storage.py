@@ -21,11 +21,12 @@ from .capacity import Placement
 from .config import StackConfig
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
+from .ports import MINIO_API_PORT, MINIO_CONSOLE_PORT
 from .publishing import CredentialBook
 
 SERVER = "application"
-API_PORT = 9000
-CONSOLE_PORT = 9090
+API_PORT = MINIO_API_PORT
+CONSOLE_PORT = MINIO_CONSOLE_PORT
 MEMORY_MIB = 2048
 BUCKET = "doc-generator"
 POLICY_FILE = Path(__file__).parent / "policies" / "doc-generator.json"

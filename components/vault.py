@@ -4,8 +4,9 @@ Jenkins reads.
 The program does what used to be done by hand:
 1. a Vault (or OpenBao) container with a rendered server config (integrated raft storage on a
    protected volume, UI on, listeners on the private IP and loopback only);
-2. remote scripts that initialise it once (the init output becomes a Pulumi secret) and unseal it on
-   every ``pulumi up`` that finds it sealed (after a reboot it is);
+2. remote scripts (components/scripts/vault-bootstrap.sh) that initialise it once (the init output is
+   kept in a root-only file until the stack's state holds it, then becomes a Pulumi secret) and unseal
+   it on every ``pulumi up`` that finds it sealed (after a reboot it is); docs/vault.md;
 3. the Vault provider, built from those outputs, for the KV v2 mount ``kv``, a file audit device,
    the ``jenkins`` policy and the AppRole Jenkins logs in with;
 4. ``publish(book)``: every service's credentials at ``kv/samarth/<service>``.
@@ -28,7 +29,7 @@ from .config import StackConfig, VaultSettings
 from .containers import Healthcheck, data_volume, pinned_image, service_container
 from .host import Host
 from .publishing import CredentialBook
-from .shell import quote, script
+from .shell import render
 
 SERVER = "application"
 KV_MOUNT = "kv"
@@ -68,6 +69,11 @@ class Distribution:
     @property
     def tls_dir(self) -> str:
         return f"{self.home}/tls"
+
+    @property
+    def recovery_dir(self) -> str:
+        """Where a fresh init's output is kept (root-only) until the stack's state holds it."""
+        return f"{self.home}/recovery"
 
 
 DISTRIBUTIONS = {
@@ -158,76 +164,55 @@ def jenkins_policy() -> str:
     )
 
 
-def _wait_for_status(container: str, binary: str) -> str:
-    """Shell that leaves ``vault status -format=json`` in ``$status``, or fails saying Vault is unreachable.
-
-    ``vault status`` exits 0 when unsealed, 2 when sealed (or not initialised) and 1 when it cannot
-    reach the server; anything else means the CLI itself could not run."""
-    cli = f"docker exec {quote(container)} {binary}"
-    return f"""
-step "waiting for {binary} in container {container} to answer"
-tries=0
-while :; do
-  rc=0
-  status=$({cli} status -format=json 2>/dev/null) || rc=$?
-  case "$rc" in 0|2) break ;; esac
-  tries=$((tries + 1))
-  [ "$tries" -lt {STATUS_ATTEMPTS} ] || fail "vault is unreachable: '{cli} status' failed {STATUS_ATTEMPTS} times over {STATUS_ATTEMPTS * STATUS_INTERVAL_SECONDS}s (last exit $rc); check 'docker ps -a --filter name={container}' and 'docker logs {container}'"
-  sleep {STATUS_INTERVAL_SECONDS}
-done
-"""
+def _bootstrap(action: str, container: str, settings: VaultSettings) -> str:
+    dist = DISTRIBUTIONS[settings.distribution]
+    return render(
+        "vault-bootstrap.sh",
+        f"vault-{action}",
+        ACTION=action,
+        CONTAINER=container,
+        BINARY=dist.binary,
+        KEY_SHARES=settings.key_shares,
+        KEY_THRESHOLD=settings.key_threshold,
+        RECOVERY_DIR=dist.recovery_dir,
+        STATUS_ATTEMPTS=STATUS_ATTEMPTS,
+        STATUS_INTERVAL_SECONDS=STATUS_INTERVAL_SECONDS,
+    )
 
 
 def init_script(container: str, settings: VaultSettings) -> str:
-    """Initialise Vault when it is not, printing only the init JSON (the command's stdout, kept as a
-    secret). A Vault initialised by someone else is refused: this stack would hold no keys for it."""
-    dist = DISTRIBUTIONS[settings.distribution]
-    cli = f"docker exec {quote(container)} {dist.binary}"
-    return script(
-        "vault-init",
-        _wait_for_status(container, dist.binary)
-        + f"""
-if printf '%s' "$status" | grep -Eq '"initialized": *true'; then
-  fail "vault in container {container} is already initialised, but this stack holds no init output for it. To manage it, import its keys: save the output of '{dist.binary} operator init -format=json' (at least unseal_keys_b64 and root_token) as init.json and run 'pulumi config set --secret vaultInit < init.json', then 'pulumi up' again"
-fi
-step "initialising vault ({settings.key_shares} key shares, threshold {settings.key_threshold})"
-{cli} operator init -format=json -key-shares={settings.key_shares} -key-threshold={settings.key_threshold}
-""",
-    )
+    """Initialise Vault when it is not, keeping the output on the recovery volume first, and print only
+    the init JSON (the command's stdout, kept as a secret). An initialised Vault is accepted only with
+    init output kept there by an interrupted run; otherwise it was initialised by someone else and
+    this stack would hold no keys for it."""
+    return _bootstrap("init", container, settings)
 
 
 def unseal_script(container: str, settings: VaultSettings) -> str:
     """Unseal Vault when it is sealed, with the keys given on stdin one per line (never in argv or the
-    environment: each key goes to ``write sys/unseal key=-`` on its own stdin)."""
-    dist = DISTRIBUTIONS[settings.distribution]
-    cli = f"docker exec {quote(container)} {dist.binary}"
-    return script(
-        "vault-unseal",
-        """
-step "reading the unseal keys from stdin"
-keys=$(cat)
-[ -n "$keys" ] || fail "no unseal keys on stdin"
-"""
-        + _wait_for_status(container, dist.binary)
-        + f"""
-printf '%s' "$status" | grep -Eq '"initialized": *true' \\
-  || fail "vault in container {container} is not initialised, yet this stack holds unseal keys: its data volume was replaced; restore the volume, or initialise anew by removing the init record (pulumi state unprotect, then pulumi state delete, on its application-vault-init resource; README, Vault)"
-if printf '%s' "$status" | grep -Eq '"sealed": *false'; then
-  exit 0
-fi
-step "unsealing vault"
-set -f
-for key in $keys; do
-  printf '%s' "$key" | docker exec -i {quote(container)} {dist.binary} write -format=json sys/unseal key=- >/dev/null \\
-    || fail "vault in container {container} rejected an unseal key"
-  status=$({cli} status -format=json 2>/dev/null) || true
-  if printf '%s' "$status" | grep -Eq '"sealed": *false'; then
-    exit 0
-  fi
-done
-fail "vault in container {container} is still sealed after every unseal key this stack holds: they are not this Vault's keys (was it rekeyed outside Pulumi? see README, Vault, rotation)"
-""",
-    )
+    environment: each key goes to ``write sys/unseal key=-`` on its own stdin); then remove the init
+    output kept on the recovery volume, which these keys from the stack's state make redundant."""
+    return _bootstrap("unseal", container, settings)
+
+
+class InitOutputError(pulumi.RunError):
+    """The init output is not what ``operator init -format=json`` prints; never carries the text."""
+
+
+def parse_init_output(text: str) -> dict[str, Any]:
+    """The init JSON as the bootstrap printed it, checked for the two things the program uses."""
+    if not text or not text.strip():
+        raise InitOutputError("vault init printed nothing: the init command's output is empty (see README, Vault, recovery)")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InitOutputError(f"vault init output is not JSON (parse error at line {error.lineno}, column {error.colno})") from None
+    keys = document.get("unseal_keys_b64") if isinstance(document, dict) else None
+    if not (isinstance(keys, list) and keys and all(isinstance(k, str) and k for k in keys)):
+        raise InitOutputError("vault init output has no unseal_keys_b64 list")
+    if not isinstance(document.get("root_token"), str) or not document["root_token"]:
+        raise InitOutputError("vault init output has no root_token")
+    return document
 
 
 @dataclass(frozen=True)
@@ -257,11 +242,14 @@ class VaultServer(pulumi.ComponentResource):
         image = pinned_image(host, self, f"{prefix}-image", args.image)
         data = data_volume(host, self, f"{prefix}-data", f"{prefix}-data")
         audit = data_volume(host, self, f"{prefix}-audit", f"{prefix}-audit")
+        # Holds the init output between `operator init` and the state write (components/scripts/vault-bootstrap.sh).
+        recovery = data_volume(host, self, f"{prefix}-recovery", f"{prefix}-recovery")
 
         self.server_config = render_server_config(settings, host.spec.private_ip, host.name)
         volumes = [
             docker.ContainerVolumeArgs(volume_name=data.name, container_path=dist.data_dir),
             docker.ContainerVolumeArgs(volume_name=audit.name, container_path=dist.logs_dir),
+            docker.ContainerVolumeArgs(volume_name=recovery.name, container_path=dist.recovery_dir),
         ]
         # The CLI inside the container (scripts, healthcheck, an operator's `docker exec`) talks to the
         # loopback listener; with TLS it skips verification there, as that traffic never leaves the host.
@@ -315,7 +303,7 @@ class VaultServer(pulumi.ComponentResource):
             )
             init_json = pulumi.Output.secret(init.stdout)
             init_deps = [init]
-        init_doc = init_json.apply(json.loads)
+        init_doc = init_json.apply(parse_init_output)
         self.root_token = pulumi.Output.secret(init_doc.apply(lambda doc: doc["root_token"]))
         unseal_keys = pulumi.Output.secret(init_doc.apply(lambda doc: "".join(f"{k}\n" for k in doc["unseal_keys_b64"])))
 

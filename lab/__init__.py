@@ -12,6 +12,7 @@ from .core import (
     machine_lock,
     ssh,
     ssh_command,
+    unavailable,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "machine_lock",
     "ssh",
     "ssh_command",
+    "unavailable",
 ]

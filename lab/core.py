@@ -73,10 +73,34 @@ class LabHost:
     known_hosts: Path
     ssh_config: Path  # an ssh_config(5) for all lab hosts, for the plain `ssh` client
     host_key: str  # the sshd's public host key, as a known_hosts / authorized_keys line body
+    # The host's own files (keys, daemon config and data, logs); the three below are its own copies
+    # of what a separate machine would keep in /etc/hosts, /etc/docker/certs.d and ~/.docker.
+    home: Path = Path("/nonexistent")
 
     @property
     def docker_host(self) -> str:
         return f"unix://{self.docker_sock}"
+
+    @property
+    def hosts_file(self) -> Path:
+        """The host's /etc/hosts, as its dockerd sees it (bind-mounted in the daemon's mount namespace)."""
+        return self.home / "etc-hosts"
+
+    @property
+    def certs_dir(self) -> Path:
+        """The host's /etc/docker/certs.d, as its dockerd sees it: ``<registry>/ca.crt`` trusts a CA."""
+        return self.home / "certs.d"
+
+    @property
+    def docker_config(self) -> Path:
+        """``DOCKER_CONFIG`` of the host's SSH sessions: its own ``docker login`` credentials."""
+        return self.home / "docker-client"
+
+    def add_host_name(self, name: str, address: str) -> None:
+        """Resolve ``name`` to ``address`` for this host's dockerd (registry pulls and logins). Written in
+        place: the daemon's /etc/hosts is a bind mount of this file's inode."""
+        with self.hosts_file.open("a") as hosts:
+            hosts.write(f"{address} {name}\n")
 
 
 def ssh_command(host: LabHost, *remote: str) -> list[str]:
@@ -250,6 +274,7 @@ class Lab:
             known_hosts=self.known_hosts,
             ssh_config=self.ssh_config,
             host_key=host_key,
+            home=self.host_dir(name),
         )
 
     def hosts(self) -> list[LabHost]:
@@ -290,12 +315,10 @@ class Lab:
         return hosts
 
     def _preflight(self) -> None:
-        if os.geteuid() != 0:
-            raise LabError("the lab needs root (network namespaces, bridges): run it with sudo")
-        missing = sorted({pkg for tool, pkg in TOOLS.items() if _program(tool) is None})
-        if missing:
-            raise LabError(f"missing programs; install them with `apt-get install -y {' '.join(missing)}`")
-        for directory in (Path("/run/sshd"), NETNS_DIR, self.state_dir):
+        reason = unavailable()
+        if reason:
+            raise LabError(reason)
+        for directory in (Path("/run/sshd"), NETNS_DIR, self.state_dir, Path("/etc/docker/certs.d")):
             directory.mkdir(parents=True, exist_ok=True)
         # sshd refuses to start without its privilege separation directory, root-owned, not group/world-writable.
         os.chmod("/run/sshd", 0o755)
@@ -346,6 +369,14 @@ class Lab:
         return ["nsenter", f"--net={NETNS_DIR / host.namespace}", "unshare", "--uts",
                 "sh", "-c", 'hostname "$0" && exec "$@"', host.name, *argv]
 
+    @staticmethod
+    def _own_files(host: LabHost) -> list[str]:
+        """The dockerd's own mount namespace, in which its /etc/hosts and /etc/docker/certs.d are the
+        host's files (a registry's name and CA are per machine); the rest is shared with this machine."""
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/docker/certs.d && shift && exec "$@"',
+                str(host.hosts_file), str(host.certs_dir)]
+
     def _start(self, name: str, index: int) -> LabHost:
         """Start the host's sshd and dockerd unless they already run."""
         d = self.host_dir(name)
@@ -383,14 +414,19 @@ class Lab:
                 self._in_host(host, [
                     _program("sshd") or "sshd", "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log"),
                     "-o", f"ListenAddress={host.address}",
-                    "-o", f"SetEnv=DOCKER_HOST={host.docker_host}",
+                    "-o", f"SetEnv=DOCKER_HOST={host.docker_host} DOCKER_CONFIG={host.docker_config}",
                 ]),
                 f"lab host {host.name}: starting sshd (log {d / 'sshd.log'})",
             )
         if _pid_from(d / "docker.pid", str(d / "docker.pid")) is None:
+            if not host.hosts_file.exists():
+                host.hosts_file.write_text(f"127.0.0.1 localhost\n{host.address} {name}\n")
+            host.certs_dir.mkdir(exist_ok=True)
+            host.docker_config.mkdir(exist_ok=True)
             with open(d / "dockerd.log", "ab") as log:
                 subprocess.run(
                     ["setsid", "-f", *self._in_host(host, [
+                        *self._own_files(host),
                         _program("dockerd") or "dockerd",
                         "--config-file", str(d / "daemon.json"),
                         "--data-root", str(d / "data"),
@@ -398,7 +434,6 @@ class Lab:
                         "--pidfile", str(d / "docker.pid"),
                         "-H", host.docker_host,
                         "--storage-driver=vfs",
-                        "--iptables=false",
                     ])],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True,
                 )
@@ -467,7 +502,7 @@ class Lab:
     def down(self) -> None:
         """Stop every daemon, delete namespaces, veths, the bridge and the state; safe to run again."""
         if os.geteuid() != 0:
-            raise LabError("the lab needs root (network namespaces, bridges): run it with sudo")
+            raise LabError("the lab needs root (network namespaces, bridges): run it as root")
         namespaces = {self.namespace(h.name) for h in self.hosts()}
         if NETNS_DIR.exists():
             namespaces |= {p.name for p in NETNS_DIR.iterdir() if p.name.startswith(f"{self.prefix}-")}
@@ -516,6 +551,16 @@ class Lab:
                 mounts.append(target)
         for target in sorted(mounts, key=len, reverse=True):
             _run(["umount", "-l", target], "", check=False)
+
+
+def unavailable() -> Optional[str]:
+    """Why no lab can start on this machine (not root, or programs missing), or None when one can."""
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces, bridges): run it as root"
+    missing = sorted({pkg for tool, pkg in TOOLS.items() if _program(tool) is None})
+    if missing:
+        return f"the lab needs programs that are missing: install them with `apt-get install -y {' '.join(missing)}`"
+    return None
 
 
 def _program(name: str) -> Optional[str]:

@@ -49,8 +49,16 @@ BUCKET_POLICY = "minio:index/s3BucketPolicy:S3BucketPolicy"
 SECRET_SIG_KEY = sdk_deserialize.SPECIAL_SIG_KEY
 SECRET_SIG = sdk_deserialize.SPECIAL_SECRET_SIG
 
-# The same list config.py refuses for versions (a test keeps the two equal).
-MOVING_TAGS = frozenset({"latest", "main", "master", "develop", "dev", "head", "stable", "nightly", "edge"})
+# The tag rule config.py applies to `versions` (README, "Versions"; a test keeps the two equal): a
+# full version (x.y or x.y.z, optional suffix) or a dated release tag; anything else can move.
+PINNED_TAGS = (
+    re.compile(r"v?[0-9]+(\.[0-9]+)+([-+_.][A-Za-z0-9][A-Za-z0-9._+-]*)?", re.ASCII),
+    re.compile(r"([A-Za-z]+[.-])?[0-9]{4}-?[0-9]{2}-?[0-9]{2}([T.-][A-Za-z0-9][A-Za-z0-9._-]*)?", re.ASCII),
+)
+
+
+def tag_is_pinned(tag: str) -> bool:
+    return any(form.fullmatch(tag) for form in PINNED_TAGS)
 
 # Where a port may be published: the servers' private ranges (as config.py accepts them) and loopback.
 PRIVATE_NETWORKS = tuple(
@@ -217,8 +225,8 @@ def image_pin_problem(reference: Any) -> Optional[str]:
     if ":" not in last:
         return f"{reference!r} has no tag (Docker pulls :latest); pin a version or a digest"
     tag = last.split(":", 1)[1]
-    if not tag or tag.lower() in MOVING_TAGS:
-        return f"{reference!r} uses the moving tag {tag!r}; pin a version or a digest"
+    if not tag_is_pinned(tag):
+        return f"{reference!r} uses the moving tag {tag!r}; pin a full version, a dated release or a digest"
     return None
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import Lab, LabHost, free_subnet, machine_lock
+from lab import Lab, LabHost, free_subnet, machine_lock, unavailable
 from lab.core import RUN_DIR
 
 # The three swarm servers, so tests can map config names to lab hosts one to one.
@@ -43,8 +43,8 @@ def reap_abandoned_labs() -> None:
 
 @pytest.fixture(scope="session")
 def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSession]:
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root (network namespaces); CI runs as root")
+    if reason := unavailable():
+        pytest.skip(reason)
     state = tmp_path_factory.mktemp("lab") / "state"
     with machine_lock():
         reap_abandoned_labs()

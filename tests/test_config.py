@@ -162,3 +162,242 @@ def test_project_defaults_alone_are_valid_config() -> None:
     minimal = {k: v for k, v in values.items() if k.split(":", 1)[1] in required}
     run = run_program("prod", values=minimal, secrets={})
     assert run.error is None, run.error
+
+
+def test_a_stack_without_host_keys_is_refused_naming_the_servers_and_the_fix() -> None:
+    values, _ = read_stack_values(stack_file("staging"))
+    servers = json.loads(values[f"{PROJECT}:servers"])
+    access = json.loads(values[f"{PROJECT}:access"])
+    for name in ("db1", "swarm-node3"):
+        del servers[name]["hostKey"]
+    del access["jumpHost"]["hostKey"]
+    run = run_program("staging", overrides={"servers": servers, "access": access})
+    assert isinstance(run.error, ConfigError), run.error
+    message = str(run.error)
+    for fragment in (
+        "servers.db1.hostKey: required",
+        "servers.swarm-node3.hostKey: required",
+        "access.jumpHost.hostKey: required",
+        "python -m tools.hostkeys --stack staging",
+    ):
+        assert fragment in message, message
+    assert "servers.db2.hostKey" not in message
+    assert run.registrations == []
+
+
+@pytest.mark.parametrize(
+    "key, expected",
+    [
+        ("ssh-dss AAAAB3NzaC1kc3MAAACBAP", "is not an SSH public host key"),
+        ("ssh-ed25519 not-base64!", "is not valid base64"),
+        # An RSA key's data labelled as ed25519: a copy-paste mix-up.
+        ("ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQAB", "is not a ssh-ed25519 key"),
+        ("SHA256:3VkGa2TbQz0yZ", "is not an SSH public host key"),
+    ],
+)
+def test_a_malformed_host_key_is_refused(key: str, expected: str) -> None:
+    _fails(["servers.db1.hostKey", expected], servers=_servers_with(db1__hostKey=key))
+
+
+def test_a_jump_host_that_is_a_server_cannot_pin_another_key() -> None:
+    values, _ = read_stack_values(stack_file("prod"))
+    servers = json.loads(values[f"{PROJECT}:servers"])
+    jump = {"host": servers["db1"]["privateIp"], "hostKey": servers["db2"]["hostKey"]}
+    _fails(
+        ["access.jumpHost.hostKey", "10.20.0.21:22 is also where servers.db1 is reached, pinned with another key"],
+        access={"via": "private", "jumpHost": jump},
+    )
+
+
+# --- the holes of issue 14: each kind of mistake refused before anything is registered ----------
+
+
+def _prod_with(key: str, change: Any) -> dict[str, Any]:
+    """The prod value of ``key`` after ``change(value)`` edited it in place."""
+    value = copy.deepcopy(_prod(key))
+    change(value)
+    return value
+
+
+@pytest.mark.parametrize(
+    "tag",
+    ["16", "alpine", "mainline", "stable", "lts", "16-alpine", "stable-alpine", "bookworm", "edge", "v2", "1.x", "LATEST"],
+)
+def test_moving_image_tags_are_refused(tag: str) -> None:
+    # Every image field is under the one rule, not just the field tried here.
+    for field in ("postgres", "nginx", "vault", "minio"):
+        repository = _prod("versions")[field].rsplit(":", 1)[0]
+        versions = dict(_prod("versions"), **{field: f"{repository}:{tag}"})
+        _fails([f"versions.{field}", f"moving tag {tag!r}"], versions=versions)
+
+
+@pytest.mark.parametrize("field", ["sentry", "posthog"])
+@pytest.mark.parametrize("ref", ["25", "main", "master", "stable", "nightly", "063b964", "release/25.10"])
+def test_moving_release_refs_are_refused(field: str, ref: str) -> None:
+    _fails([f"versions.{field}", "is not a pinned release"], versions=dict(_prod("versions"), **{field: ref}))
+
+
+@pytest.mark.parametrize(
+    ("field", "ref"),
+    [
+        ("postgres", "postgres:16.10-bookworm"),
+        ("nginx", "nginx:1.28"),
+        ("redis", "redis:v7.4.5"),
+        ("minio", "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"),
+        ("nginx", "nginx:mainline@sha256:" + "b" * 64),
+        ("sentry", "25.10.0"),
+        ("posthog", "063b9643fe43118384c7479911b08857dcdbd9a5"),
+    ],
+)
+def test_pinned_forms_are_accepted(field: str, ref: str) -> None:
+    from components.config import validate_versions
+
+    validate_versions(dict(_prod("versions"), **{field: ref}))
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "path"),
+    [
+        ("servers", lambda s: s["db1"].update(sshUser="samarth-devops "), "servers.db1.sshUser"),
+        ("servers", lambda s: s["db1"].update(hostKey="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ\n"), "servers.db1.hostKey"),
+        ("access", lambda a: a.update(jumpHost={"host": "bastion.example.org", "user": "samarth\n"}), "access.jumpHost.user"),
+        # A Cyrillic "а" and the Kelvin sign, which a case-insensitive [a-z] would let through.
+        ("edge", lambda e: e["routes"][0].update(host="registry.sаmarth.example.org"), "edge.routes[0].host"),
+        ("access", lambda a: a.update(jumpHost={"host": "bastion.example.org", "user": "\u212aelvin"}), "access.jumpHost.user"),
+        ("vault", lambda v: v.update(auditFile="audit.log\t"), "vault.auditFile"),
+        ("swarm", lambda s: s["labels"]["swarm-node2"].update(zone=" a"), "swarm.labels.swarm-node2.zone"),
+        ("servers", lambda s: s.update({"db1 ": s.pop("db1")}), "servers.db1 "),
+    ],
+)
+def test_names_with_whitespace_control_or_non_ascii_characters_are_refused(key: str, change: Any, path: str) -> None:
+    _fails([path], **{key: _prod_with(key, change)})
+
+
+def test_a_domain_with_a_trailing_newline_is_refused() -> None:
+    _fails(["domain: 'samarth.example.org\\n' contains the control character"], domain="samarth.example.org\n")
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "path"),
+    [
+        ("vault", lambda v: v.update(keyShares=True), "vault.keyShares"),
+        ("servers", lambda s: s["db1"].update(cpus=True), "servers.db1.cpus"),
+        ("servers", lambda s: s["db1"].update(memoryMib="8192"), "servers.db1.memoryMib"),
+        ("servers", lambda s: s["db1"].update(sshPort=22.0), "servers.db1.sshPort"),
+        ("vault", lambda v: v["jenkins"].update(tokenTtlSeconds=False), "vault.jenkins.tokenTtlSeconds"),
+        ("swarm", lambda s: s.update(encryptOverlay="yes"), "swarm.encryptOverlay"),
+    ],
+)
+def test_values_of_the_wrong_type_are_not_coerced(key: str, change: Any, path: str) -> None:
+    _fails([f"{path}: Input should be a valid"], **{key: _prod_with(key, change)})
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "message"),
+    [
+        ("vault", lambda v: v.update(port=22), "vault.port: port 22/tcp on application is already used by SSH (servers.application.sshPort)"),
+        ("vault", lambda v: v.update(clusterPort=443), "vault.clusterPort: port 443/tcp on application is already used by Nginx (HTTPS)"),
+        ("observability", lambda o: o["posthog"].update(port=80), "observability.posthog.port: port 80/tcp on application is already used by Nginx (HTTP)"),
+        ("observability", lambda o: o["sentry"].update(port=8200), "observability.sentry.port: port 8200/tcp on application is already used by vault.port"),
+        ("databases", lambda d: d["services"].update({"templater": {"hostPorts": {"postgres": 22}}}),
+         "databases.services.templater.hostPorts.postgres: port 22/tcp on db2 is already used by SSH (servers.db2.sshPort)"),
+        ("servers", lambda s: s["db2"].update(sshPort=6379), "on db2 is already used by SSH (servers.db2.sshPort)"),
+        ("servers", lambda s: s["application"].update(sshPort=5000), "servers.application.sshPort: port 5000/tcp on application is already used by the registry"),
+        ("edge", lambda e: e["routes"][3].update(port=7946), "edge.routes[3].port: port 7946/tcp on swarm-master is already used by swarm gossip"),
+        ("edge", lambda e: e["routes"][3].update(port=22), "edge.routes[3].port: port 22/tcp on swarm-node2 is already used by SSH (servers.swarm-node2.sshPort)"),
+    ],
+)
+def test_a_port_used_twice_on_a_server_is_refused(key: str, change: Any, message: str) -> None:
+    _fails([message], **{key: _prod_with(key, change)})
+
+
+def test_swarm_routes_may_share_a_published_port() -> None:
+    edge = _prod_with("edge", lambda e: e["routes"][4].update(port=8000))
+    assert run_program("prod", overrides={"edge": edge}).error is None
+
+
+@pytest.mark.parametrize(
+    "allow",
+    [["0.0.0.0/0"], ["0.0.0.0/1", "128.0.0.0/1"], ["10.20.0.0/16", "198.51.0.0/16"], ["::/0"], ["2001:db8::/32"]],
+)
+def test_a_vault_route_open_to_the_internet_is_refused(allow: list[str]) -> None:
+    vault_index = next(i for i, r in enumerate(_prod("edge")["routes"]) if r["upstream"] == "vault")
+    edge = _prod_with("edge", lambda e: e["routes"][vault_index].update(allow=allow))
+    _fails([f"edge.routes[{vault_index}]", "opens Vault to the internet"], edge=edge)
+
+
+def test_a_vault_route_may_allow_an_office_network() -> None:
+    vault_index = next(i for i, r in enumerate(_prod("edge")["routes"]) if r["upstream"] == "vault")
+    edge = _prod_with("edge", lambda e: e["routes"][vault_index].update(allow=["10.20.0.0/16", "203.0.113.0/24"]))
+    assert run_program("prod", overrides={"edge": edge}).error is None
+
+
+@pytest.mark.parametrize(
+    ("distribution", "image"),
+    [("openbao", "hashicorp/vault:1.20.4"), ("vault", "openbao/openbao:2.4.1"), ("vault", "quay.io/openbao/openbao:2.4.1")],
+)
+def test_a_vault_distribution_that_does_not_match_its_image_is_refused(distribution: str, image: str) -> None:
+    _fails(
+        ["vault.distribution", f"{distribution!r} does not match versions.vault {image!r}"],
+        vault=dict(_prod("vault"), distribution=distribution),
+        versions=dict(_prod("versions"), vault=image),
+    )
+
+
+@pytest.mark.parametrize("platform", ["sentry", "posthog", "registry", "doc-generator"])
+def test_a_database_service_cannot_take_over_a_platform_credential(platform: str) -> None:
+    """Was caught only when Vault published the credentials, after 116 resources were registered."""
+    from components.config import PLATFORM_CREDENTIALS
+
+    key = PLATFORM_CREDENTIALS[platform][0]
+    service = {"env": {key: "{postgres.url}"}}
+    if platform != "doc-generator":  # a catalogue service already; the others are added here
+        service |= {"server": "db2", "engines": ["postgres"]}
+    databases = _prod_with("databases", lambda d: d["services"].update({platform: service}))
+    _fails([f"databases.services.{platform}.env.{key}: kv/samarth/{platform} already gets {key}"], databases=databases)
+
+
+def test_platform_credentials_are_what_the_program_publishes(prod: Any) -> None:
+    from components.config import PLATFORM_CREDENTIALS
+
+    published = {
+        r.inputs["name"].removeprefix("samarth/"): set(json.loads(r.plain_inputs["dataJson"]))
+        for r in prod.of_type("vault:kv/secretV2:SecretV2")
+    }
+    for service, keys in PLATFORM_CREDENTIALS.items():
+        assert set(keys) <= published[service], service
+    catalogue_env = {s.name: set(s.env) for s in __import__("components.catalogue", fromlist=["CATALOGUE"]).CATALOGUE}
+    for service, keys in published.items():
+        assert keys == set(PLATFORM_CREDENTIALS.get(service, ())) | catalogue_env.get(service, set()), service
+
+
+# --- stack files are read as the CLI reads them --------------------------------------------------
+
+
+def test_a_key_written_twice_in_a_stack_file_is_refused(tmp_path: Any) -> None:
+    from tools.offline import StackFileError
+
+    text = stack_file("prod").read_text().replace(
+        "      privateIp: 10.20.0.21\n", "      privateIp: 10.20.0.21\n      privateIp: 10.20.0.29\n", 1
+    )
+    path = tmp_path / "Pulumi.prod.yaml"
+    path.write_text(text)
+    line = text.splitlines().index("      privateIp: 10.20.0.29") + 1
+    with pytest.raises(StackFileError) as error:
+        read_stack_values(path)
+    assert f"{path}:{line}:" in str(error.value)
+    assert "key 'privateIp' is written twice" in str(error.value)
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path: Any) -> None:
+    from tools.offline import StackFileError
+
+    lines = stack_file("prod").read_text().splitlines()
+    index = lines.index("    db1:")
+    lines[index + 1] = "      privateIp: [10.20.0.21"
+    path = tmp_path / "Pulumi.staging.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(StackFileError) as error:
+        read_stack_values(path)
+    assert str(error.value).startswith(f"{path}:")
+    assert isinstance(error.value, ConfigError)

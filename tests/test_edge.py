@@ -90,7 +90,9 @@ def test_rendered_nginx_config_has_redirect_websockets_registry_needs_and_vault_
     (minio_route,) = [r for r in config.edge.routes if r.upstream == "minio"]
     assert "limit_except GET { deny all; }" in servers[f"{minio_route.host}:443"]
     listens = {line.strip() for line in text.splitlines() if line.strip().startswith("listen")}
-    assert listens == {"listen 80 default_server;", "listen 443 ssl default_server;", "listen 443 ssl;", f"listen 127.0.0.1:{edge.HEALTH_PORT};"}
+    assert listens == {
+        "listen 80 default_server;", "listen 80;", "listen 443 ssl default_server;", "listen 443 ssl;", f"listen 127.0.0.1:{edge.HEALTH_PORT};"
+    }
 
 
 def _server_blocks(text: str) -> dict[str, str]:

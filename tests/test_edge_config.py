@@ -59,7 +59,7 @@ def test_a_port_clash_on_the_application_server_fails_early() -> None:
     observability["sentry"]["port"] = 9000
     run = run_program("prod", overrides={"observability": observability})
     assert run.registrations == []
-    assert "observability.sentry.port: port 9000 is already used by MinIO's S3 API on the application server" in str(run.error)
+    assert "observability.sentry.port: port 9000/tcp on application is already used by MinIO's S3 API" in str(run.error)
 
 
 def test_swarm_route_without_port() -> None:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
-from components.config import SERVER_NAMES
+from components.config import SERVER_NAMES, Access, Server
+from components.host import render_known_hosts
 from tools.offline import TEST_SECRETS, ProgramRun, plaintext_strings, reveal, run_program
+
+EXAMPLE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBletDEp7zgwBparP3LXuBVpK2APcX4NQRNsVwgaeq5W"
 
 
 def test_six_hosts_each_with_a_docker_provider_over_ssh_to_itself(stack_run: ProgramRun) -> None:
@@ -31,22 +36,69 @@ def _stack_value(run: ProgramRun, key: str) -> str:
     return values[f"samarth-infra:{key}"]
 
 
+def _option(ssh_opts: list[str], name: str) -> str:
+    (value,) = [o.split("=", 1)[1] for o in ssh_opts if o.startswith(f"{name}=")]
+    return value
+
+
 def test_staging_reaches_its_servers_through_the_jump_host(runs: dict[str, ProgramRun]) -> None:
     staging = runs["staging"]
     access = json.loads(_stack_value(staging, "access"))
     jump = access["jumpHost"]
     for provider in staging.of_type("pulumi:providers:docker"):
         ssh_opts = json.loads(provider.inputs["sshOpts"])
-        assert ssh_opts[ssh_opts.index("-J") + 1] == f"{jump['user']}@{jump['host']}:{jump['port']}"
+        # Not `-J`: ssh would not pass the trust options on to the jump's own ssh.
+        assert "-J" not in ssh_opts
+        proxy = shlex.split(_option(ssh_opts, "ProxyCommand"))
+        assert proxy[0] == "ssh" and proxy[-1] == jump["host"]
+        assert proxy[proxy.index("-l") + 1] == jump["user"] and proxy[proxy.index("-p") + 1] == str(jump["port"])
+        assert "StrictHostKeyChecking=yes" in proxy
+        assert f"UserKnownHostsFile={_option(ssh_opts, 'UserKnownHostsFile')}" in proxy
     for preflight in staging.of_type("command:remote:Command"):
         if preflight.name.endswith("-preflight"):
             proxy = reveal(preflight.inputs["connection"])["proxy"]
             assert (proxy["host"], proxy["user"], proxy["port"]) == (jump["host"], jump["user"], jump["port"])
+            assert proxy["hostKey"] == " ".join(jump["hostKey"].split()[:2])
 
 
 def test_prod_has_no_jump_host(prod: ProgramRun) -> None:
     for provider in prod.of_type("pulumi:providers:docker"):
-        assert "-J" not in json.loads(provider.inputs["sshOpts"])
+        ssh_opts = json.loads(provider.inputs["sshOpts"])
+        assert "-J" not in ssh_opts and not any(o.startswith("ProxyCommand=") for o in ssh_opts)
+
+
+def test_every_connection_pins_its_servers_host_key(stack_run: ProgramRun) -> None:
+    servers = json.loads(_stack_value(stack_run, "servers"))
+    by_address = {s["privateIp"]: " ".join(s["hostKey"].split()[:2]) for s in servers.values()}
+    commands = stack_run.of_type("command:remote:Command")
+    assert commands
+    for registration in commands:
+        connection = reveal(registration.inputs["connection"])
+        assert connection["hostKey"] == by_address[connection["host"]], registration.name
+
+
+def test_the_docker_provider_trusts_only_the_rendered_known_hosts(stack_run: ProgramRun) -> None:
+    servers = json.loads(_stack_value(stack_run, "servers"))
+    access = json.loads(_stack_value(stack_run, "access"))
+    expected = {f"{s['privateIp']} {' '.join(s['hostKey'].split()[:2])}" for s in servers.values()}
+    if "jumpHost" in access:
+        expected.add(f"{access['jumpHost']['host']} {' '.join(access['jumpHost']['hostKey'].split()[:2])}")
+    for provider in stack_run.of_type("pulumi:providers:docker"):
+        ssh_opts = json.loads(provider.inputs["sshOpts"])
+        for option in ("StrictHostKeyChecking=yes", "GlobalKnownHostsFile=/dev/null", "UpdateHostKeys=no", "BatchMode=yes"):
+            assert option in ssh_opts
+        known_hosts = Path(_option(ssh_opts, "UserKnownHostsFile"))
+        assert known_hosts.is_absolute() and known_hosts.parent.name == stack_run.stack
+        assert set(known_hosts.read_text().splitlines()) == expected
+
+
+def test_known_hosts_names_a_non_default_port_in_brackets() -> None:
+    server = Server.model_validate(
+        {"privateIp": "10.0.0.5", "sshPort": 2222, "memoryMib": 1024, "cpus": 1, "hostKey": EXAMPLE_KEY}
+    )
+    jump = {"host": "bastion.example.org", "port": 2200, "hostKey": EXAMPLE_KEY + " a comment"}
+    text = render_known_hosts({"db1": server}, Access.model_validate({"jumpHost": jump}))
+    assert text.splitlines() == [f"[bastion.example.org]:2200 {EXAMPLE_KEY}", f"[10.0.0.5]:2222 {EXAMPLE_KEY}"]
 
 
 def test_public_access_connects_to_public_addresses() -> None:

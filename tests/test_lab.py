@@ -12,7 +12,7 @@ from lab_fixture import LAB_HOSTS, LabSession, reap_abandoned_labs
 
 from components.capacity import check_capacity
 from components.config import ConfigError, load_stack_config
-from lab import Lab, LabError, docker, free_subnet, machine_lock, ssh
+from lab import Lab, LabError, docker, free_subnet, machine_lock, ssh, unavailable
 from lab.stack import PROJECT, servers_section, stack_document, validate_document, write_stack_file
 from tools.offline import read_stack_values, reveal, run_program
 
@@ -124,8 +124,8 @@ def test_bad_prefix_and_public_subnet_are_refused() -> None:
 
 
 def test_down_leaves_nothing_and_runs_twice(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root (network namespaces); CI runs as root")
+    if reason := unavailable():
+        pytest.skip(reason)
     state = tmp_path / "state"
     with machine_lock():
         lab = Lab(prefix=f"d{os.getpid()}", subnet=free_subnet(), state_dir=state)
@@ -149,8 +149,8 @@ def test_down_leaves_nothing_and_runs_twice(tmp_path: Path) -> None:
 
 
 def test_a_lab_whose_test_run_died_is_reaped(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root (network namespaces); CI runs as root")
+    if reason := unavailable():
+        pytest.skip(reason)
     state = tmp_path / "state"
     dead_owner = Path("/proc/sys/kernel/pid_max").read_text().strip() + "1"  # never a live pid
     with machine_lock():

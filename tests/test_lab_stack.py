@@ -6,6 +6,7 @@ the application server cannot hold them; these tests pin which, from the capacit
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,12 @@ COMMAND = "command:remote:Command"
 INSTALLS = {"sentry": "observability-sentry-install", "posthog": "observability-posthog-install"}
 
 
+def fake_host_key(index: int) -> str:
+    """A well-formed ed25519 public key (no one holds its private half)."""
+    blob = b"".join(len(part).to_bytes(4, "big") + part for part in (b"ssh-ed25519", bytes([index]) * 32))
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()}"
+
+
 def fake_hosts(tmp_path: Path) -> list[LabHost]:
     return [
         LabHost(
@@ -30,7 +37,7 @@ def fake_hosts(tmp_path: Path) -> list[LabHost]:
             ssh_key_path=tmp_path / "id_ed25519",
             known_hosts=tmp_path / "known_hosts",
             ssh_config=tmp_path / "ssh_config",
-            host_key=f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeHostKeyOf{index}",
+            host_key=fake_host_key(index),
         )
         for index, name in enumerate(SERVER_NAMES)
     ]

@@ -153,7 +153,7 @@ def test_bad_observability_config_fails_naming_the_key(change, expected: str) ->
 def test_a_branch_as_sentry_version_is_refused() -> None:
     run = run_program("prod", overrides={"versions": {**_stack("prod", "versions"), "sentry": "master"}})
     assert run.registrations == []
-    assert "versions.sentry: 'master' is a moving reference" in str(run.error)
+    assert "versions.sentry: 'master' is not a pinned release" in str(run.error)
 
 
 def test_credentials_go_to_the_book_as_the_secrets_the_installs_use() -> None:
@@ -226,11 +226,14 @@ def test_a_disabled_service_leaves_no_install_credentials_or_route(prod: Program
     nginx = run.named(COMMAND, "nginx-reload").plain_inputs["stdin"]
     assert settings[name]["hostName"] not in nginx and f":{settings[name]['port']};" not in nginx
     assert f"server_name {settings[other]['hostName']};" in nginx
-    # Everything else is registered exactly as with both enabled; only Nginx's config (and its digest) differ.
+    # No certificate for the name any more.
+    assert settings[name]["hostName"] not in run.named(COMMAND, "nginx-certificates-install").plain_inputs["create"]
+    # Everything else is registered exactly as with both enabled; only Nginx's config (and its digest)
+    # and the list of names with certificates differ.
     before = {key: value for key, value in _signature(prod).items() if name not in key[1]}
     after = _signature(run)
     changed = {key for key in before if before[key] != after.get(key)}
-    assert changed == {(COMMAND, "nginx-reload")}
+    assert changed == {(COMMAND, "nginx-reload"), (COMMAND, "nginx-certificates-install"), (COMMAND, "nginx-certificates-renew")}
     assert set(after) == set(before)
 
 

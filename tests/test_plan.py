@@ -180,4 +180,4 @@ def test_command_line_plan(tmp_path: Path) -> None:
     assert list(_sections(done.stdout))[:6] == list(SERVER_NAMES)
     assert diagram.read_text() == diagram_path("prod").read_text()
     unknown = subprocess.run([sys.executable, "-m", "tools.plan", "--stack", "qa"], cwd=ROOT, capture_output=True, text=True, check=False)
-    assert unknown.returncode == 1 and "unknown stack 'qa'" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown stack 'qa'" in unknown.stderr

@@ -14,7 +14,7 @@ from pulumi_policy import EnforcementLevel, PolicyCustomTimeouts, PolicyResource
 from pulumi_policy import deserialize as sdk_deserialize
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from components.config import MOVING_REFS
+from components.config import _pinned_tag
 from policies import rules
 from tools.offline import SECRET_SIG, SECRET_SIG_KEY
 
@@ -71,8 +71,16 @@ def test_every_rule_is_a_mandatory_policy() -> None:
     assert len(rules.POLICIES) == 7
 
 
-def test_moving_tags_are_the_ones_config_refuses() -> None:
-    assert rules.MOVING_TAGS == MOVING_REFS
+PIN_CORPUS = (
+    "16.10", "7.4.5", "v1.2.3", "1.28.0-alpine", "16.10-bookworm", "2.8.3+build.1", "RELEASE.2025-09-07T16-13-09Z",
+    "2024-01-31", "latest", "16", "16-alpine", "alpine", "mainline", "stable", "stable-alpine", "lts", "edge",
+    "nightly", "main", "1.x", "v2", "063b9643fe43118384c7479911b08857dcdbd9a5",
+)
+
+
+def test_images_follow_the_tag_rule_config_applies() -> None:
+    for tag in PIN_CORPUS:
+        assert rules.tag_is_pinned(tag) == _pinned_tag(tag, commit_allowed=False), tag
 
 
 def test_stock_sdk_unwraps_secrets_which_is_why_the_pack_keeps_markers() -> None:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from rendered import script_values
 from tools.offline import ProgramRun, Registration, is_secret, plaintext_strings, reveal, run_program, secret_strings
 
 COMMAND = "command:remote:Command"
@@ -33,7 +34,9 @@ def test_init_runs_on_the_master_and_advertises_its_private_ip(stack_run: Progra
     init = stack_run.named(COMMAND, "swarm-master-swarm-init")
     assert reveal(init.inputs["connection"])["host"] == master_ip
     create = init.inputs["create"]
-    assert f"docker swarm init --advertise-addr {master_ip} --listen-addr {master_ip}:2377" in create
+    assert 'docker swarm init --advertise-addr "$MASTER_IP" --listen-addr "$MANAGER_ADDRESS"' in create
+    assert script_values(create)["MASTER_IP"] == master_ip
+    assert script_values(create)["MANAGER_ADDRESS"] == f"{master_ip}:2377"
     # Only when not already a manager: the init sits in the "inactive" branch of the state check.
     assert create.index("docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}'") < create.index(
         '"inactive false")'
@@ -55,10 +58,9 @@ def test_both_workers_join_the_masters_address_with_the_secret_worker_token(stac
         join = stack_run.named(COMMAND, f"{worker}-swarm-join")
         assert reveal(join.inputs["connection"])["host"] == servers[worker]["privateIp"]
         create = join.inputs["create"]
-        assert (
-            f'docker swarm join --token "$token" --advertise-addr {servers[worker]["privateIp"]} {master_ip}:2377'
-            in create
-        )
+        assert 'docker swarm join --token "$token" --advertise-addr "$WORKER_IP" "$MANAGER_ADDRESS"' in create
+        values = script_values(create)
+        assert (values["WORKER_IP"], values["MANAGER_ADDRESS"]) == (servers[worker]["privateIp"], f"{master_ip}:2377")
         assert is_secret(join.inputs["stdin"])
         assert reveal(join.inputs["stdin"]) == f"{token}\n"
         assert join.inputs["logging"] == "none"
@@ -90,10 +92,10 @@ def test_a_worker_taken_out_of_config_gets_no_swarm_resources() -> None:
 def test_labels_carry_role_declared_memory_and_config_labels(prod: ProgramRun) -> None:
     servers = _servers(prod)
     for name, role in (("swarm-master", "manager"), ("swarm-node2", "worker"), ("swarm-node3", "worker")):
-        create = prod.named(COMMAND, f"{name}-swarm-node").inputs["create"]
-        assert f"--label-add role={role}" in create
-        assert f"--label-add memory_mib={servers[name]['memoryMib']}" in create
-    assert "--label-add zone=a" in prod.named(COMMAND, "swarm-node2-swarm-node").inputs["create"]
+        labels = script_values(prod.named(COMMAND, f"{name}-swarm-node").inputs["create"])["LABELS"].splitlines()
+        assert f"role={role}" in labels
+        assert f"memory_mib={servers[name]['memoryMib']}" in labels
+    assert "zone=a" in script_values(prod.named(COMMAND, "swarm-node2-swarm-node").inputs["create"])["LABELS"].splitlines()
 
 
 def test_overlay_network_is_attachable_and_created_through_the_masters_provider(stack_run: ProgramRun) -> None:
@@ -155,7 +157,8 @@ def test_every_swarm_node_logs_in_to_the_registry_with_the_password_on_stdin(sta
     for node in ("swarm-master", *WORKERS):
         login = stack_run.named(COMMAND, f"{node}-registry-login")
         assert reveal(login.inputs["connection"])["host"] == servers[node]["privateIp"]
-        assert f"docker login --username \"$username\" --password-stdin {server}" in login.inputs["create"]
+        assert 'docker login --username "$username" --password-stdin "$REGISTRY"' in login.inputs["create"]
+        assert script_values(login.inputs["create"])["REGISTRY"] == server
         assert is_secret(login.inputs["stdin"]) and reveal(login.inputs["stdin"]) == f"{username}\n{password}\n"
         assert login.inputs["logging"] == "none"
     for registration in stack_run.registrations:

@@ -132,6 +132,38 @@ def test_removing_a_worker_drains_it_makes_it_leave_and_leaves_the_others_health
     assert back["swarm-node3"]["labels"]["zone"] == "b"
 
 
+def test_the_drain_refuses_when_the_node_list_cannot_be_read(lab: LabSession, tmp_path: Path) -> None:
+    """A manager whose swarm lost its leader answers `docker node ls` with an error. A one-manager lab
+    swarm cannot lose its leader, so a stub `docker` first on the master's PATH fails `node ls` (as
+    dockerd does then) and hands every other call to the real client."""
+    scripts = _scripts(lab)
+    _ok(scripts.converge())
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "docker").write_text(
+        "#!/bin/sh\n"
+        'if [ "$1 $2" = "node ls" ]; then\n'
+        '  echo "Error response from daemon: rpc error: code = Unknown desc = The swarm does not have a leader." >&2\n'
+        "  exit 1\n"
+        "fi\n"
+        f'exec {shutil.which("docker")} "$@"\n'
+    )
+    (stub / "docker").chmod(0o755)
+    drain = scripts.command("swarm-node3-swarm-node").inputs["delete"]
+    master = lab.host("swarm-master")
+    refused = subprocess.run(
+        ssh_command(master, f"PATH={stub}:$PATH; export PATH\n{drain}"), capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode != 0
+    assert "swarm-drain[swarm-node3]: cannot read the node list on swarm-master (has the swarm lost its leader?" in refused.stderr
+    assert "nothing to drain" not in refused.stderr
+    assert nodes(master)["swarm-node3"]["availability"] == "active"
+    # The same script with the real client drains as before.
+    drained = scripts.execute("swarm-node3-swarm-node", "delete")
+    assert drained.returncode == 0 and "swarm-node3 drained" in drained.stderr
+    assert nodes(master)["swarm-node3"]["availability"] == "drain"
+
+
 def test_label_changes_in_config_are_applied_and_dropped_labels_removed(lab: LabSession) -> None:
     _ok(_scripts(lab).converge())
     changed = _scripts(lab, labels={"swarm-node2": {"disk": "ssd"}})

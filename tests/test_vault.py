@@ -106,6 +106,10 @@ def test_server_config_uses_raft_on_the_protected_data_volume_with_the_ui(prod: 
     assert volume.protect and volume.retain_on_delete
     audit_volume = prod.named("docker:index/volume:Volume", mounts["/vault/logs"])
     assert audit_volume.protect and audit_volume.retain_on_delete
+    # The init output's refuge between `operator init` and the state write: a volume of its own.
+    recovery_volume = prod.named("docker:index/volume:Volume", mounts["/vault/recovery"])
+    assert recovery_volume.protect and recovery_volume.retain_on_delete
+    assert len({data_volume, mounts["/vault/logs"], mounts["/vault/recovery"]}) == 3
     assert server["api_addr"] == "http://10.20.0.10:8200"
     assert server["cluster_addr"] == "https://10.20.0.10:8201"
     for listener in server["listener"]:
@@ -129,7 +133,7 @@ def test_tls_and_openbao_change_the_rendered_config() -> None:
         assert "tls_disable" not in tcp
         assert tcp["tls_cert_file"] == "/openbao/tls/cert.pem"
         assert tcp["tls_key_file"] == "/openbao/tls/key.pem"
-    assert "bao operator init" in vault_module.init_script("vault", settings)
+    assert "BINARY=bao" in vault_module.init_script("vault", settings).splitlines()
 
 
 # --- the policy -----------------------------------------------------------------------------------
@@ -153,8 +157,8 @@ def test_init_output_is_secret_never_logged_and_kept(prod: ProgramRun) -> None:
     assert init.protect
     document = _init_document(prod)
     config = _stack_config("prod")
-    assert f"-key-shares={config.vault.key_shares}" in init.inputs["create"]
-    assert f"-key-threshold={config.vault.key_threshold}" in init.inputs["create"]
+    assert f"KEY_SHARES={config.vault.key_shares}" in init.inputs["create"].splitlines()
+    assert f"KEY_THRESHOLD={config.vault.key_threshold}" in init.inputs["create"].splitlines()
     assert len(document["unseal_keys_b64"]) == config.vault.key_shares
 
 
@@ -349,7 +353,20 @@ echo "$*" >> "$state/calls"
 [ "$1" = exec ] || exit 99
 shift
 [ "$1" = -i ] && shift
+root=false
+[ "$1" = -u ] && [ "$2" = 0 ] && { root=true; shift 2; }
 shift  # container
+if [ "$1" != vault ]; then
+  # Anything but the CLI runs here as root, with the recovery volume at $state/recovery.
+  [ "$root" = true ] || exit 96
+  n=$#; i=0
+  while [ "$i" -lt "$n" ]; do
+    a=$1; shift
+    case "$a" in /vault/recovery*) a="$state/recovery${a#/vault/recovery}" ;; esac
+    set -- "$@" "$a"; i=$((i + 1))
+  done
+  PATH="$state/cli:$PATH" exec "$@"
+fi
 shift  # binary
 [ -e "$state/reachable" ] || { echo "Error checking seal status: connection refused" >&2; exit 1; }
 initialized=false; [ -e "$state/initialized" ] && initialized=true
@@ -360,8 +377,9 @@ case "$1" in
     [ "$sealed" = false ] && exit 0
     exit 2 ;;
   operator)
+    [ -e "$state/init-fails" ] && { echo "Error initializing: 500" >&2; exit 2; }
     touch "$state/initialized"
-    printf '{\n  "unseal_keys_b64": ["k1", "k2", "k3"],\n  "root_token": "hvs.fake"\n}\n' ;;
+    cat "$state/init-output" ;;
   write)
     [ "$2" = -format=json ] && [ "$3" = sys/unseal ] && [ "$4" = key=- ] || exit 98
     key=$(cat)
@@ -372,6 +390,8 @@ case "$1" in
   *) exit 97 ;;
 esac
 """
+
+INIT_OUTPUT = '{\n  "unseal_keys_b64": [\n    "k1",\n    "k2",\n    "k3"\n  ],\n  "root_token": "hvs.fake"\n}\n'
 
 
 @pytest.fixture
@@ -384,6 +404,11 @@ def fake_vault(tmp_path: Path):
         path = bin_dir / name
         path.write_text(body)
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    # `vault` as the in-container shell finds it: the same stand-in, reached through `docker exec`.
+    (state / "cli").mkdir()
+    (state / "cli" / "vault").write_text(f'#!/bin/sh\nexec "{bin_dir / "docker"}" exec vault vault "$@"\n')
+    (state / "cli" / "vault").chmod(0o755)
+    (state / "init-output").write_text(INIT_OUTPUT)
     (state / "calls").touch()
     (state / "valid").write_text("k1\nk2\nk3\n")
     (state / "threshold").write_text("2\n")
@@ -412,7 +437,89 @@ def test_init_runs_when_not_initialised_and_prints_only_the_init_json(prod: Prog
     result = run(init)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["root_token"] == "hvs.fake"
-    assert [c for c in _calls(state) if "operator init" in c] == ["exec vault vault operator init -format=json -key-shares=5 -key-threshold=3"]
+    assert [c for c in _calls(state) if c.startswith("exec vault vault operator")] == ["exec vault vault operator init -format=json -key-shares=5 -key-threshold=3"]
+    # Kept, root-only, until an unseal with the keys from state removes it.
+    kept = state / "recovery" / "init.json"
+    assert kept.read_text() == INIT_OUTPUT
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert stat.S_IMODE(kept.parent.stat().st_mode) == 0o700
+    assert not (state / "recovery" / "init.json.new").exists()
+
+
+@pytest.mark.parametrize("leftover", ["init.json", "init.json.new"])
+def test_init_recovers_the_output_a_killed_run_kept(prod: ProgramRun, fake_vault, leftover: str) -> None:
+    state, run = fake_vault
+    (state / "reachable").touch()
+    (state / "initialized").touch()
+    (state / "recovery").mkdir(mode=0o700)
+    (state / "recovery" / leftover).write_text(INIT_OUTPUT)
+    init, _ = _scripts(prod)
+    result = run(init)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == INIT_OUTPUT
+    assert "recovered them" in result.stderr and "hvs.fake" not in result.stderr
+    assert not [c for c in _calls(state) if c.startswith("exec vault vault operator")]
+
+
+@pytest.mark.parametrize("output", ["", "\n", "Error: something\n", '{"unseal_keys_b64": [], "root_token": "hvs.x"}\n', '{"unseal_keys_b64": ["k1"]}\n'])
+def test_empty_or_malformed_init_output_is_a_clear_error_and_prints_nothing(prod: ProgramRun, fake_vault, output: str) -> None:
+    state, run = fake_vault
+    (state / "reachable").touch()
+    (state / "init-output").write_text(output)
+    init, _ = _scripts(prod)
+    result = run(init)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert "is empty or malformed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_failed_init_prints_no_output_and_names_the_step(prod: ProgramRun, fake_vault) -> None:
+    state, run = fake_vault
+    (state / "reachable").touch()
+    (state / "init-fails").touch()
+    init, _ = _scripts(prod)
+    result = run(init)
+    assert result.returncode != 0 and result.stdout == ""
+    assert "'vault operator init' failed" in result.stderr
+    assert not (state / "recovery" / "init.json").exists()
+
+
+def test_unseal_removes_the_kept_output_only_when_it_holds_the_stacks_keys(prod: ProgramRun, fake_vault) -> None:
+    state, run = fake_vault
+    for name in ("reachable", "initialized", "unsealed"):
+        (state / name).touch()
+    (state / "recovery").mkdir(mode=0o700)
+    kept = state / "recovery" / "init.json"
+    kept.write_text(INIT_OUTPUT.replace("k3", "other"))
+    _, unseal = _scripts(prod)
+    result = run(unseal, "k1\nk2\nk3\n")
+    assert result.returncode == 0, result.stderr
+    assert kept.exists() and "holds other keys" in result.stderr and "k3" not in result.stderr
+    kept.write_text(INIT_OUTPUT)
+    result = run(unseal, "k1\nk2\nk3\n")
+    assert result.returncode == 0, result.stderr
+    assert not kept.exists()
+    # Never on a command line: the kept file is read into the script, not grepped with keys as arguments.
+    assert not [c for c in _calls(state) for key in ("k1", "k2", "k3") if key in c.split()]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "printed nothing"),
+        ("  \n", "printed nothing"),
+        ("Error: secret-looking-text", "not JSON"),
+        ('["k1"]', "no unseal_keys_b64"),
+        ('{"unseal_keys_b64": ["k1"], "root_token": ""}', "no root_token"),
+    ],
+)
+def test_the_program_reports_bad_init_output_without_its_text(text: str, expected: str) -> None:
+    with pytest.raises(vault_module.InitOutputError) as error:
+        vault_module.parse_init_output(text)
+    assert expected in str(error.value)
+    assert "secret-looking-text" not in str(error.value)
+    assert isinstance(error.value, pulumi.RunError)  # reported as a message, without a traceback
 
 
 def test_init_refuses_an_already_initialised_vault_and_says_how_to_import(prod: ProgramRun, fake_vault) -> None:
@@ -548,7 +655,7 @@ def test_openbao_runs_bao_without_ipc_lock_and_vault_mlock_can_be_turned_on() ->
     assert container["command"] == ["bao", "server", "-config=/openbao/config/samarth.hcl"]
     assert "capabilities" not in container
     assert "BAO_ADDR=http://127.0.0.1:8200" in container["envs"]
-    assert "bao operator init" in run.named(COMMAND, "application-vault-init").inputs["create"]
+    assert "BINARY=bao" in run.named(COMMAND, "application-vault-init").inputs["create"].splitlines()
     # OpenBao takes its audit device from the server config only.
     assert not run.of_type("vault:index/audit:Audit")
     server = _hcl(container["uploads"][0]["content"])

@@ -11,6 +11,7 @@ policy lets an AppRole login read `kv/samarth/*` and nothing else, as the README
 from __future__ import annotations
 
 import base64
+import signal
 import json
 import os
 import socket
@@ -80,40 +81,55 @@ class Bao:
         return (self.root / "docker-calls").read_text().splitlines()
 
 
-@pytest.fixture(scope="module")
-def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bao]:
-    root = tmp_path_factory.mktemp("bao")
-    settings = VaultSettings.model_validate(
-        {"distribution": "openbao", "port": _free_port(), "clusterPort": _free_port(), "keyShares": 3, "keyThreshold": 2}
-    )
-    dist = vault_module.DISTRIBUTIONS["openbao"]
-    (root / "data").mkdir()
-    (root / "logs").mkdir()
-    # The volumes' mount points, mapped to temporary directories as Docker maps the volumes.
-    config = (
-        vault_module.render_server_config(settings, PRIVATE_IP, "application")
-        .replace(dist.data_dir, str(root / "data"))
-        .replace(dist.logs_dir, str(root / "logs"))
-    )
-    (root / "server.hcl").write_text(config)
-    (root / "bin").mkdir()
-    docker = root / "bin" / "docker"
-    docker.write_text(
-        f"""#!/bin/sh
-echo "$*" >> {root / 'docker-calls'}
+# `docker exec [-i] [-u 0] vault CMD ...` run here: `bao` is the real binary; anything else (the
+# bootstrap's root-only steps) runs with the container's recovery directory mapped to a local one.
+DOCKER_STAND_IN = """#!/bin/sh
+echo "$*" >> {root}/docker-calls
 [ "$1" = exec ] || exit 99
 shift
 [ "$1" = -i ] && shift
-[ "$1" = {CONTAINER} ] || {{ echo "Error: No such container: $1" >&2; exit 1; }}
+[ "$1" = -u ] && [ "$2" = 0 ] && shift 2
+[ "$1" = {container} ] || {{ echo "Error: No such container: $1" >&2; exit 1; }}
 shift
-[ "$1" = bao ] || exit 127
-shift
-exec {get_binary_path()} "$@"
+[ "$1" = bao ] && {{ shift; exec {binary} "$@"; }}
+n=$#; i=0
+while [ "$i" -lt "$n" ]; do
+  a=$1; shift
+  case "$a" in {recovery}*) a="{root}/recovery${{a#{recovery}}}" ;; esac
+  set -- "$@" "$a"; i=$((i + 1))
+done
+exec "$@"
 """
+
+
+def make_bao(root: Path, **settings: object) -> Bao:
+    """An OpenBao server started from the program's rendered config, with the volumes' mount points
+    mapped to directories under ``root`` as Docker maps the volumes."""
+    values = VaultSettings.model_validate(
+        {"distribution": "openbao", "port": _free_port(), "clusterPort": _free_port(), "keyShares": 3, "keyThreshold": 2, **settings}
     )
-    docker.chmod(docker.stat().st_mode | stat.S_IXUSR)
-    server = Bao(root=root, settings=settings)
+    dist = vault_module.DISTRIBUTIONS["openbao"]
+    for directory in ("data", "logs", "bin"):
+        (root / directory).mkdir()
+    config = (
+        vault_module.render_server_config(values, PRIVATE_IP, "application")
+        .replace(dist.data_dir, str(root / "data"))
+        .replace(dist.logs_dir, str(root / "logs"))
+        .replace(dist.tls_dir, str(root / "tls"))
+    )
+    (root / "server.hcl").write_text(config)
+    docker = root / "bin" / "docker"
+    docker.write_text(DOCKER_STAND_IN.format(root=root, container=CONTAINER, binary=get_binary_path(), recovery=dist.recovery_dir))
+    docker.chmod(0o755)
+    (root / "bin" / "bao").symlink_to(get_binary_path())
+    server = Bao(root=root, settings=values)
     server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bao]:
+    server = make_bao(tmp_path_factory.mktemp("bao"))
     try:
         yield server
     finally:
@@ -221,3 +237,61 @@ def test_after_a_restart_the_unseal_script_unseals_again(ready: Bao) -> None:
     unseal = bao.script(vault_module.unseal_script(CONTAINER, bao.settings), _unseal_keys(bao))
     assert unseal.returncode == 0, unseal.stderr
     assert bao.status()["sealed"] is False
+
+
+def _wait_until_answering(bao: Bao) -> None:
+    deadline = time.monotonic() + 30
+    while bao.cli("status").returncode == 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_a_run_killed_after_init_is_recovered_by_the_next_run(tmp_path: Path) -> None:
+    """Init, kill the run before the state is written, run again: the keys are recovered and it unseals."""
+    bao = make_bao(tmp_path)
+    try:
+        _wait_until_answering(bao)
+        kept = tmp_path / "recovery" / "init.json"
+        # The first run: killed as soon as the init output is kept, before it prints anything, as the
+        # engine dying (or the connection dropping) before the output reaches the state would.
+        first = subprocess.Popen(
+            ["/bin/sh", "-c", vault_module.init_script(CONTAINER, bao.settings)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=bao.env, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while not kept.exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        assert kept.exists(), first.stderr.read() if first.stderr else ""
+        assert bao.status()["initialized"] is True and bao.status()["sealed"] is True
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and stat.S_IMODE(kept.parent.stat().st_mode) == 0o700
+
+        # The next run's init finds Vault initialised and prints the kept output.
+        again = bao.script(vault_module.init_script(CONTAINER, bao.settings))
+        assert again.returncode == 0, again.stderr
+        document = vault_module.parse_init_output(again.stdout)
+        assert document == json.loads(kept.read_text())
+        assert "recovered" in again.stderr
+        assert not [c for c in again.stderr.split() for key in document["unseal_keys_b64"] if key in c]
+        assert len([c for c in bao.docker_calls() if "operator init" in c]) == 1  # initialised once
+
+        # Its unseal (keys from state, here from the recovered output) unseals and drops the kept file.
+        keys = "".join(f"{key}\n" for key in document["unseal_keys_b64"])
+        unseal = bao.script(vault_module.unseal_script(CONTAINER, bao.settings), keys)
+        assert unseal.returncode == 0, unseal.stderr
+        assert bao.status()["sealed"] is False
+        assert not kept.exists()
+        token = bao.cli("token", "lookup", "-format=json", token=document["root_token"])
+        assert token.returncode == 0 and "root" in json.loads(token.stdout)["data"]["policies"]
+
+        # A later reboot: sealed again, unsealed by the same keys, nothing kept any more.
+        bao.stop()
+        bao.start()
+        _wait_until_answering(bao)
+        assert bao.status()["sealed"] is True
+        assert bao.script(vault_module.unseal_script(CONTAINER, bao.settings), keys).returncode == 0
+        assert bao.status()["sealed"] is False
+        refused = bao.script(vault_module.init_script(CONTAINER, bao.settings))
+        assert refused.returncode != 0 and "already initialised" in refused.stderr and refused.stdout == ""
+    finally:
+        bao.stop()

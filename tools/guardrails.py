@@ -10,14 +10,15 @@ It also checks capacity from the registrations: per server (the ``Host`` owning 
 provider), the containers' memory limits must fit the server's usable memory and not exceed what the
 components' ``placements`` planned, so the limits really are the planned numbers.
 
-``python -m tools.guardrails [stack...]`` prints the violations of each stack (exit 1 if any).
+``python -m tools.guardrails [STACK ...]`` prints the violations of each stack (exit 1 if any).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -43,6 +44,7 @@ from tools.offline import (
     SECRET_SIG_KEY,
     ProgramRun,
     Registration,
+    known_stack_file,
     read_stack_values,
     reveal,
     run_program,
@@ -193,10 +195,19 @@ def stack_config(stack: str) -> StackConfig:
     return load_stack_config(PROJECT, values)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.guardrails", description=__doc__.split("\n")[0])
+    parser.add_argument("stacks", nargs="*", default=["prod", "staging"], metavar="STACK",
+                        help="stacks to check (a Pulumi.<stack>.yaml each; default: prod staging)")
+    args = parser.parse_args(argv)
+    try:
+        for stack in args.stacks:
+            known_stack_file(stack)
+    except ValueError as exc:
+        parser.error(str(exc))
     analyzer = Analyzer()
     failed = False
-    for stack in argv or ["prod", "staging"]:
+    for stack in args.stacks:
         run = run_program(stack)
         if run.error is not None:
             print(f"{stack}: the program failed: {run.error}")
@@ -211,4 +222,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

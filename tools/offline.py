@@ -12,12 +12,15 @@ does, so a generated password that flows into a plaintext input is visible as pl
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import runpy
 import sys
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,6 +32,8 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+from components.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "samarth-infra"
@@ -104,7 +109,7 @@ class Registration:
     additional_secret_outputs: list[str]
     aliases: list[str] = field(default_factory=list)
 
-    @property
+    @cached_property
     def plain_inputs(self) -> dict[str, Any]:
         return reveal(self.inputs)
 
@@ -136,6 +141,12 @@ def _token(name: str, length: int = 24) -> str:
 def _password(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     value = f"pw{_token(name)}"[: int(inputs.get("length") or 24)]
     return {"result": value, "bcryptHash": f"$2a$10${_token(name + 'bcrypt', 53)}"}
+
+
+@fake_outputs("random:index/randomBytes:RandomBytes")
+def _bytes(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    raw = hashlib.sha256(name.encode()).digest()[: int(inputs.get("length") or 32)]
+    return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
 
 
 @fake_outputs("docker:index/remoteImage:RemoteImage")
@@ -235,6 +246,7 @@ class ProgramRun:
     exports: dict[str, Any]
     error: Optional[BaseException] = None
     by_urn: dict[str, Registration] = field(default_factory=dict)
+    _descendants: Optional[defaultdict[str, list[Registration]]] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.by_urn = {r.urn: r for r in self.registrations}
@@ -258,8 +270,13 @@ class ProgramRun:
             parent = self.parent_of(parent)
 
     def under(self, component: Registration) -> list[Registration]:
-        """Every registration whose ancestors include ``component``."""
-        return [r for r in self.registrations if component in list(self.ancestors(r))]
+        """Every registration whose ancestors include ``component``, in registration order."""
+        if self._descendants is None:
+            self._descendants = defaultdict(list)
+            for registration in self.registrations:
+                for ancestor in self.ancestors(registration):
+                    self._descendants[ancestor.urn].append(registration)
+        return list(self._descendants.get(component.urn, []))
 
     def provider_of(self, registration: Registration) -> Optional[Registration]:
         return self.by_urn.get(registration.provider_urn)
@@ -269,9 +286,54 @@ def stack_file(stack: str, root: Path = ROOT) -> Path:
     return root / f"Pulumi.{stack}.yaml"
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as the Pulumi CLI reads stack files: a key written twice in one mapping is an error, not
+    "the last one wins"."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    f"while reading the mapping that starts at line {node.start_mark.line + 1}",
+                    node.start_mark,
+                    f"key {key!r} is written twice (first at line {seen[key].line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
+class StackFileError(ConfigError):
+    """A stack or project file that is not valid YAML; the message names the file and the line."""
+
+
+def read_yaml(path: Path, text: Optional[str] = None) -> Any:
+    """``path`` (or ``text`` read from it) parsed as the CLI parses it, or ``StackFileError``."""
+    try:
+        return yaml.load(path.read_text() if text is None else text, Loader=_StrictLoader)  # noqa: S506 (SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        context = f" ({exc.context})" if exc.context else ""
+        raise StackFileError(f"{where}: {exc.problem}{context}") from None
+    except yaml.YAMLError as exc:
+        raise StackFileError(f"{path}: {exc}") from None
+
+
+def known_stack_file(stack: str, root: Path = ROOT) -> Path:
+    """``stack_file``, or a ``ValueError`` naming the stacks there are when it has none."""
+    path = stack_file(stack, root)
+    if not path.is_file():
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in root.glob("Pulumi.*.yaml"))
+        raise ValueError(f"unknown stack {stack!r}: no {path.name} in {root} (stacks here: {', '.join(known) or 'none'})")
+    return path
+
+
 def read_stack_values(path: Path) -> tuple[dict[str, str], list[str]]:
     """Config as the engine passes it: ``{"<ns>:<key>": text}`` plus the names of secure keys."""
-    return engine_values(yaml.safe_load(path.read_text()) or {})
+    return engine_values(read_yaml(path) or {})
 
 
 def engine_values(document: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
@@ -291,7 +353,7 @@ def project_declarations(root: Path = ROOT) -> dict[str, dict[str, Any]]:
     path = root / "Pulumi.yaml"
     if not path.exists():
         return {}
-    return (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    return (read_yaml(path) or {}).get("config") or {}
 
 
 def project_defaults(root: Path = ROOT) -> dict[str, Any]:
@@ -400,8 +462,8 @@ def _vault_init(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     import re
 
     create = str(reveal(inputs.get("create")) or "")
-    shares = int(re.search(r"-key-shares=(\d+)", create).group(1))
-    threshold = int(re.search(r"-key-threshold=(\d+)", create).group(1))
+    shares = int(re.search(r"^KEY_SHARES='?(\d+)", create, re.M).group(1))
+    threshold = int(re.search(r"^KEY_THRESHOLD='?(\d+)", create, re.M).group(1))
     keys = [hashlib.sha256(f"{name}-unseal-{i}".encode()).digest() for i in range(shares)]
     document = {
         "unseal_keys_b64": [base64.b64encode(k).decode() for k in keys],
@@ -425,6 +487,12 @@ def _approle_role(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 @fake_outputs("vault:appRole/authBackendRoleSecretId:AuthBackendRoleSecretId")
 def _approle_secret_id(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"secretId": f"{_token(name + 'secret', 8)}-{_token(name + 'secret2', 4)}-{_token(name + 'secret3', 12)}", "accessor": _token(name + "accessor", 36)}
+
+
+@fake_outputs("random:index/randomBytes:RandomBytes")
+def _bytes(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    raw = hashlib.sha256(name.encode()).digest()[: int(inputs.get("length") or 32)]
+    return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
 
 
 @fake_outputs("docker:index/remoteImage:RemoteImage")

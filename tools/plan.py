@@ -4,8 +4,9 @@
 places every Docker object and remote command on the server whose Docker provider or SSH connection
 it uses, and prints containers, swarm objects, images, bound addresses and ports, volumes, commands
 and where each generated secret is published in Vault (paths and keys, never values). It writes a
-Mermaid diagram of servers, services and their wiring to ``docs/topology-<stack>.mmd``;
-``--write-readme`` also puts it between the README's topology markers.
+Mermaid diagram of servers, services and their wiring: prod's to ``docs/topology-prod.mmd`` (committed,
+and ``--write-readme`` also puts it between the README's topology markers), every other stack's to
+``build/topology-<stack>.mmd``, which git ignores.
 
 Wiring is read from the program itself: a service is drawn as using another when an address and
 port the other binds appear in its inputs (environment, configuration files, routes).
@@ -20,6 +21,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,7 +30,18 @@ import pulumi
 from components import backups
 from components.config import StackConfig, load_stack_config
 from components.placements import backup_sources
-from tools.offline import PROJECT, ROOT, ProgramRun, Registration, read_stack_values, reveal, run_program, stack_file
+from tools import deploy_graph
+from tools.offline import (
+    PROJECT,
+    ROOT,
+    ProgramRun,
+    Registration,
+    known_stack_file,
+    read_stack_values,
+    reveal,
+    run_program,
+    stack_file,
+)
 
 HOST = "samarth:host:Host"
 CONTAINER = "docker:index/container:Container"
@@ -46,8 +59,13 @@ README_END = "<!-- topology:end -->"
 ANY_ADDRESS = "0.0.0.0"
 
 
+# The README and docs/ describe prod; any other stack's diagram is a working file.
+DOCUMENTED_STACK = "prod"
+
+
 def diagram_path(stack: str, root: Path = ROOT) -> Path:
-    return root / "docs" / f"topology-{stack}.mmd"
+    folder = root / "docs" if stack == DOCUMENTED_STACK else root / "build"
+    return folder / f"topology-{stack}.mmd"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -145,16 +163,30 @@ class Binding:
         return f"{self.address}:{self.port}" + (f"->{self.target}/{self.protocol}" if self.target else "")
 
 
+@cache
+def _address_pattern(addresses: tuple[str, ...]) -> re.Pattern[str]:
+    # Longest first, so that 10.0.0.10 is not read as 10.0.0.1 followed by a digit.
+    alternatives = "|".join(re.escape(a) for a in sorted(addresses, key=len, reverse=True))
+    return re.compile(rf"({alternatives}):([0-9]{{1,5}})(?![0-9])")
+
+
+def address_ports(text: str, addresses: Iterable[str]) -> set[tuple[str, int]]:
+    """Every ``address:port`` written in ``text`` for one of ``addresses``, not inside a longer address."""
+    found = set()
+    for match in _address_pattern(tuple(sorted(set(addresses)))).finditer(text):
+        start = match.start()
+        if start == 0 or text[start - 1] not in "0123456789.":
+            found.add((match.group(1), int(match.group(2))))
+    return found
+
+
 def mentioned_bindings(topology: Topology, server: str, texts: Iterable[str], loopback: bool) -> list[Binding]:
     """``<this server's address>:<port>`` as written in a service's configuration or install script:
     all there is to know about what a host-network container or a compose installation binds."""
-    text = "\n".join(texts)
     addresses = _addresses(topology, server)
-    found = []
-    for address in addresses if loopback else addresses[:-1]:
-        pattern = rf"(?<![0-9.]){re.escape(address)}:([0-9]{{1,5}})(?![0-9])"
-        found += [Binding(address, port) for port in sorted({int(p) for p in re.findall(pattern, text)})]
-    return found
+    wanted = addresses if loopback else addresses[:-1]
+    mentioned = address_ports("\n".join(texts), wanted)
+    return [Binding(address, port) for address in wanted for port in sorted(p for a, p in mentioned if a == address)]
 
 
 def image_of(run: ProgramRun, registration: Registration) -> str:
@@ -342,6 +374,8 @@ def render_plan(topology: Topology) -> str:
     )
     if unplaced:
         out.append(f"  also not tied to one server: {', '.join(unplaced)}")
+    out.append("")
+    out.extend(deploy_graph.render(run, topology.server_of, topology.servers))
     out += ["", *backup_plan(topology.config)]
     return "\n".join(out) + "\n"
 
@@ -457,9 +491,6 @@ def _texts(topology: Topology, node: Node, by_component: dict[str, list[Node]]) 
     return texts
 
 
-def _mentions(text: str, values: set[str], address: str, port: int) -> bool:
-    """``address:port`` in any text, or the address and the port as two separate values (HOST=, PORT=)."""
-    return bool(re.search(rf"(?<![0-9.]){re.escape(address)}:{port}(?![0-9])", text)) or (address in values and str(port) in values)
 
 
 def edges(topology: Topology, found: list[Node]) -> dict[tuple[str, str], list[int]]:
@@ -475,22 +506,21 @@ def edges(topology: Topology, found: list[Node]) -> dict[tuple[str, str], list[i
     for node in found:
         for endpoint in node.endpoints:
             owners.setdefault(endpoint, node)
+    private_ips = {topology.config.servers[server].private_ip: server for server in topology.servers}
+    addresses = {address for address, _ in owners} | set(private_ips)
     result: dict[tuple[str, str], set[int]] = defaultdict(set)
     for node in found:
         texts = _texts(topology, node, by_component)
         values = {t.split("=", 1)[1] if re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", t, re.S) else t for t in texts}
-        joined = "\n".join(texts)
+        # An address and port written together, or as two separate values (HOST=, PORT=).
+        mentioned = address_ports("\n".join(texts), addresses)
         for (address, port), owner in owners.items():
-            if owner is not node and _mentions(joined, values, address, port):
+            if owner is not node and ((address, port) in mentioned or (address in values and str(port) in values)):
                 result[(node.id, owner.id)].add(port)
-        for server in topology.servers:
-            address = topology.config.servers[server].private_ip
-            if server == node.server:
-                continue
-            pattern = rf"(?<![0-9.]){re.escape(address)}:([0-9]{{1,5}})(?![0-9])"
-            for port in {int(p) for p in re.findall(pattern, joined)}:
-                if (address, port) not in owners:
-                    result[(node.id, _node_id("srv", server))].add(port)
+        for address, port in mentioned:
+            server = private_ips.get(address)
+            if server is not None and server != node.server and (address, port) not in owners:
+                result[(node.id, _node_id("srv", server))].add(port)
     return {key: sorted(ports) for key, ports in sorted(result.items())}
 
 
@@ -544,12 +574,17 @@ def build(stack: str, root: Path = ROOT) -> Topology:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__.split("\n")[0])
     parser.add_argument("--stack", required=True, help="stack to plan (a Pulumi.<stack>.yaml)")
-    parser.add_argument("--diagram", type=Path, help="where to write the Mermaid diagram (default docs/topology-<stack>.mmd)")
-    parser.add_argument("--write-readme", action="store_true", help="also update the diagram in README.md")
+    parser.add_argument("--diagram", type=Path,
+                        help="where to write the Mermaid diagram (default docs/topology-prod.mmd for prod, "
+                             "build/topology-<stack>.mmd for any other stack)")
+    parser.add_argument("--write-readme", action="store_true", help="also update the diagram in README.md (prod only)")
     args = parser.parse_args(argv)
-    if not stack_file(args.stack).is_file():
-        print(f"plan: unknown stack {args.stack!r}: no {stack_file(args.stack).name}", file=sys.stderr)
-        return 1
+    try:
+        known_stack_file(args.stack)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.write_readme and args.stack != DOCUMENTED_STACK:
+        parser.error(f"--write-readme draws the README's {DOCUMENTED_STACK} diagram; it refuses stack {args.stack!r}")
     try:
         topology = build(args.stack)
     except Exception as exc:  # a config or program error is the plan's answer; show it plainly

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from components.config import ConfigError, load_stack_config, validate_versions
-from tools.offline import ROOT, engine_values
+from tools.offline import ROOT, engine_values, read_yaml
 
 VERSIONS = "versions"
 
@@ -75,7 +74,7 @@ def project_name(root: Path) -> str:
     path = root / "Pulumi.yaml"
     if not path.is_file():
         raise PromotionError(f"no Pulumi.yaml in {root}: run from the project directory or pass --root")
-    return str(yaml.safe_load(path.read_text())["name"])
+    return str(read_yaml(path)["name"])
 
 
 def stack_path(root: Path, stack: str) -> Path:
@@ -149,7 +148,7 @@ def plan_promotion(root: Path, source_stack: str, target_stack: str) -> Promotio
 
     _check_only_versions_changed(before, after, _round_trip().load(after), key, target_path)
     try:
-        load_stack_config(project, engine_values(yaml.safe_load(after))[0])
+        load_stack_config(project, engine_values(read_yaml(target_path, after))[0])
     except ConfigError as exc:
         raise PromotionError(f"{target_path.name} would not validate with the promoted versions: {exc}") from None
     return Promotion(path=target_path, before=before, after=after)

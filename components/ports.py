@@ -1,0 +1,51 @@
+"""The platform's fixed ports, as data: what listens where besides the ports stack config sets.
+
+No Pulumi here. ``components.config`` checks every configured port against these (one validation step,
+before anything is registered) and the components that bind them read their numbers from here, so the
+check and the deployment cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SSH_PORT = 22
+
+# Nginx on the application server: the only public binds of the deployment.
+NGINX_HTTP_PORT = 80
+NGINX_HTTPS_PORT = 443
+
+# Application server, published on its private IP.
+REGISTRY_PORT = 5000
+MINIO_API_PORT = 9000
+MINIO_CONSOLE_PORT = 9090
+
+# Every swarm member: the cluster management, gossip and overlay data ports.
+SWARM_MANAGEMENT_PORT = 2377
+SWARM_GOSSIP_PORT = 7946
+SWARM_OVERLAY_PORT = 4789
+
+
+@dataclass(frozen=True)
+class FixedPort:
+    """A port a component binds on a server whatever the stack config says."""
+
+    owner: str
+    port: int
+    protocol: str = "tcp"
+
+
+APPLICATION_FIXED = (
+    FixedPort("Nginx (HTTP)", NGINX_HTTP_PORT),
+    FixedPort("Nginx (HTTPS)", NGINX_HTTPS_PORT),
+    FixedPort("the registry", REGISTRY_PORT),
+    FixedPort("MinIO's S3 API", MINIO_API_PORT),
+    FixedPort("MinIO's console", MINIO_CONSOLE_PORT),
+)
+
+SWARM_FIXED = (
+    FixedPort("swarm management", SWARM_MANAGEMENT_PORT),
+    FixedPort("swarm gossip", SWARM_GOSSIP_PORT),
+    FixedPort("swarm gossip", SWARM_GOSSIP_PORT, "udp"),
+    FixedPort("swarm overlay (VXLAN)", SWARM_OVERLAY_PORT, "udp"),
+)

@@ -1,0 +1,46 @@
+# shellcheck shell=sh
+# Join WORKER to the swarm of MASTER with the worker token read from stdin; a no-op when it is already
+# a worker of that swarm, an error when it belongs to another one. Prints the node ID.
+# Inputs: WORKER, WORKER_IP, MASTER, MANAGER_ADDRESS (the master's IP:port).
+. ./swarm-lib.sh
+step "asking the docker daemon on $WORKER for its swarm state"
+state=$(swarm_state) || fail "cannot read the swarm state of $WORKER from its docker daemon"
+case "$state" in
+  "active false")
+    managers=$(docker info --format '{{range .Swarm.RemoteManagers}}{{.Addr}} {{end}}')
+    managers=${managers% }
+    case " $managers " in
+      *" $MANAGER_ADDRESS "*)
+        echo "$WORKER has already joined the swarm of $MASTER ($MANAGER_ADDRESS); nothing to do" >&2
+        docker info --format '{{.Swarm.NodeID}}'
+        exit 0
+        ;;
+    esac
+    fail "$WORKER already belongs to another swarm (managers: $managers), not to the swarm of $MASTER ($MANAGER_ADDRESS); run 'docker swarm leave' on $WORKER first"
+    ;;
+  "active true")
+    fail "$WORKER is a manager of a swarm advertised on $(docker info --format '{{.Swarm.NodeAddr}}'); it must be a worker of $MASTER's swarm: run 'docker swarm leave --force' on $WORKER first"
+    ;;
+  pending*)
+    echo "$WORKER has an unfinished join from an earlier attempt; abandoning it" >&2
+    docker swarm leave --force >/dev/null
+    ;;
+  "inactive false") ;;
+  locked*)
+    fail "$WORKER is in a locked swarm; unlock it with 'docker swarm unlock' on $WORKER"
+    ;;
+  *)
+    fail "$WORKER reports swarm state '$state'; see 'docker info' on $WORKER"
+    ;;
+esac
+step "reading the worker join token from stdin"
+token=""
+IFS= read -r token || [ -n "$token" ] || fail "no worker join token on stdin"
+step "joining the swarm of $MASTER at $MANAGER_ADDRESS"
+if ! joined=$(docker swarm join --token "$token" --advertise-addr "$WORKER_IP" "$MANAGER_ADDRESS" 2>&1); then
+  # A join that timed out keeps retrying in the background; stop it so the next run starts clean.
+  docker swarm leave --force >/dev/null 2>&1 || true
+  fail "$WORKER could not join the swarm of $MASTER at $MANAGER_ADDRESS: $joined (is $MASTER up, a manager, and reachable from $WORKER on 2377/tcp, 7946/tcp+udp and 4789/udp?)"
+fi
+echo "$WORKER joined the swarm of $MASTER at $MANAGER_ADDRESS" >&2
+docker info --format '{{.Swarm.NodeID}}'

@@ -1,0 +1,177 @@
+"""The deploy graph (tools/deploy_graph.py): what a fresh `pulumi up` waits for, read from the dependencies
+the SDK sends the engine. The longest chain is pinned: it changes only on purpose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components.config import load_stack_config
+from tools import deploy_graph
+from tools.offline import PROJECT, ProgramRun, read_stack_values, run_program, stack_file
+from tools.plan import Topology, place, render_plan
+
+COMMAND = "command:remote:Command"
+
+# The longest chain of a fresh `up` of prod. Vault's bootstrap is the critical path: its API answers
+# only once the container runs, is initialised and unsealed, and Jenkins' secret ID needs its role,
+# which needs the AppRole backend. Shorten it if you can; never let it grow by accident.
+PROD_CHAIN = [
+    "application-preflight",
+    "application-vault-audit",
+    "application-vault",
+    "application-vault-init",
+    "application-vault-unseal",
+    "vault-approle",
+    "vault-approle-jenkins",
+    "vault-approle-jenkins-secret-id",
+]
+
+# Every remote step on one server that waits for a remote step on another, and why it must.
+CROSS_SERVER = {
+    # The join reads the worker token the init printed.
+    ("swarm-node2-swarm-join", "swarm-master-swarm-init"),
+    ("swarm-node3-swarm-join", "swarm-master-swarm-init"),
+    # The seat is the master's record of the worker: it goes after the worker has left (delete order).
+    ("swarm-node2-swarm-join", "swarm-node2-swarm-seat"),
+    ("swarm-node3-swarm-join", "swarm-node3-swarm-seat"),
+    # The master labels the worker once it has joined, and drains it before it leaves.
+    ("swarm-node2-swarm-node", "swarm-node2-swarm-join"),
+    ("swarm-node3-swarm-node", "swarm-node3-swarm-join"),
+    # A login goes to the registry's public name: the registry must answer and Nginx serve its route
+    # with a certificate (issued, then Nginx reloaded with it).
+    *((f"{node}-registry-login", prerequisite)
+      for node in ("swarm-master", "swarm-node2", "swarm-node3")
+      for prerequisite in ("registry-container", "nginx-certificates-renew")),
+}
+
+
+def _topology(run: ProgramRun) -> Topology:
+    return place(run, load_stack_config(PROJECT, read_stack_values(stack_file(run.stack))[0]))
+
+
+def _step_prerequisites(run: ProgramRun, registration) -> set[str]:
+    """The remote steps ``registration`` waits for, seen through providers and passwords (no step)."""
+    found: set[str] = set()
+    for prerequisite in deploy_graph.prerequisites(run, registration):
+        if deploy_graph.step_kind(prerequisite):
+            found.add(prerequisite.urn)
+        else:
+            found |= _step_prerequisites(run, prerequisite)
+    return found
+
+
+def _all_before(run: ProgramRun, registration) -> set[str]:
+    """The names of everything the engine creates before ``registration``."""
+    found: set[str] = set()
+    for prerequisite in deploy_graph.prerequisites(run, registration):
+        found |= {prerequisite.name} | _all_before(run, prerequisite)
+    return found
+
+
+def test_the_longest_chain_of_prod_is_pinned(prod: ProgramRun) -> None:
+    chain = [r.name for r in deploy_graph.longest_chain(prod)]
+    assert chain == PROD_CHAIN, (
+        f"the longest chain of a fresh `up` is now {len(chain)} steps ({' -> '.join(chain)}); "
+        "if that is on purpose, update PROD_CHAIN"
+    )
+
+
+def test_the_plan_prints_steps_per_server_and_names_the_chain(prod: ProgramRun) -> None:
+    plan = render_plan(_topology(prod))
+    section = plan[plan.index("== Deploy graph") :]
+    assert f"longest chain: {len(PROD_CHAIN)} remote steps" in section
+    for number, name in enumerate(PROD_CHAIN, 1):
+        assert f"{number:>2}. {name} " in section
+    counts = deploy_graph.per_server(prod, _topology(prod).server_of, ["swarm-master"])["swarm-master"]
+    assert f"  swarm-master  {counts.commands:>9}{counts.sessions:>14}{counts.docker:>16}" in section
+
+
+def test_servers_wait_for_each_other_only_where_a_step_needs_the_other(stack_run: ProgramRun) -> None:
+    server_of = _topology(stack_run).server_of
+    crossing = set()
+    for registration in stack_run.registrations:
+        if not deploy_graph.step_kind(registration) or registration.urn not in server_of:
+            continue
+        for urn in _step_prerequisites(stack_run, registration):
+            if urn in server_of and server_of[urn] != server_of[registration.urn]:
+                crossing.add((registration.name, stack_run.by_urn[urn].name))
+    assert crossing == CROSS_SERVER
+
+
+def test_registry_logins_wait_for_the_registry_and_its_proxy_not_for_the_swarm(stack_run: ProgramRun) -> None:
+    registry = stack_run.named("docker:index/container:Container", "registry-container")
+    # Created only once its healthcheck passes: the registry answers when the logins start.
+    assert registry.inputs["wait"] is True
+    for node in ("swarm-master", "swarm-node2", "swarm-node3"):
+        before = _all_before(stack_run, stack_run.named(COMMAND, f"{node}-registry-login"))
+        assert {"registry-container", "nginx-reload", "nginx-certificates-install"} <= before
+        assert "swarm-master-swarm-init" not in before
+
+
+def test_a_workers_seat_runs_beside_the_swarm_init(stack_run: ProgramRun) -> None:
+    """Before the swarm exists the seat has nothing to tidy (its script says so and exits): it waits
+    only for the master's preflight, so the join waits for the init, not for init then seat."""
+    preflight = stack_run.named(COMMAND, "swarm-master-preflight").urn
+    for worker in ("swarm-node2", "swarm-node3"):
+        seat = stack_run.named(COMMAND, f"{worker}-swarm-seat")
+        assert set(seat.dependencies) == {preflight}
+        assert 'manager_or_exit "nothing to tidy"' in seat.inputs["create"]
+
+
+SAMPLE = '''
+import pulumi
+import pulumi_command as command
+import pulumi_random as random
+
+connection = command.remote.ConnectionArgs(host="192.0.2.1")
+
+
+class Pair(pulumi.ComponentResource):
+    def __init__(self, name):
+        super().__init__("sample:index:Pair", name)
+        self.first = command.remote.Command(f"{name}-first", connection=connection, create="true",
+                                            opts=pulumi.ResourceOptions(parent=self))
+        self.second = command.remote.Command(f"{name}-second", connection=connection, create="true",
+                                             opts=pulumi.ResourceOptions(parent=self))
+
+
+pair = Pair("pair")
+# Through an Output: waits for pair-first.
+reader = command.remote.Command("reader", connection=connection, create=pair.first.stdout.apply(lambda out: f"echo {out}"))
+# A command with only a delete script does nothing when created: no step, no SSH session.
+keeper = command.remote.Command("keeper", connection=connection, delete="true",
+                                opts=pulumi.ResourceOptions(depends_on=[reader]))
+password = random.RandomPassword("password", length=8)
+# depends_on a component waits for each of its children; a password is no remote step.
+last = command.remote.Command("last", connection=connection, create="true", stdin=password.result,
+                              opts=pulumi.ResourceOptions(depends_on=[pair, keeper]))
+'''
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> ProgramRun:
+    root: Path = tmp_path_factory.mktemp("graph")
+    (root / "__main__.py").write_text(SAMPLE)
+    (root / "Pulumi.sample.yaml").write_text("config: {}\n")
+    run = run_program("sample", root=root, secrets={})
+    assert run.error is None, run.error
+    return run
+
+
+def test_the_harness_records_output_and_depends_on_dependencies_as_the_sdk_sends_them(sample: ProgramRun) -> None:
+    def names(name: str) -> set[str]:
+        return {r.name for r in deploy_graph.prerequisites(sample, sample.named(COMMAND, name))}
+
+    assert names("reader") == {"pair-first"}
+    assert names("keeper") == {"reader"}
+    # The component stands for its children; the password is an input's dependency.
+    assert names("last") == {"pair-first", "pair-second", "keeper", "password"}
+
+
+def test_the_chain_counts_remote_steps_only(sample: ProgramRun) -> None:
+    chain = [r.name for r in deploy_graph.longest_chain(sample)]
+    # keeper and the password are on the way but act on no server when created.
+    assert chain == ["pair-first", "reader", "last"]
+    assert deploy_graph.step_kind(sample.named(COMMAND, "keeper")) is None

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The test command: `bash tools/test.sh [pytest arguments]`.
+#
+# As root on Debian or Ubuntu it first installs the programs the real-tool tests drive (one Debian
+# package per line in tools/test-packages.txt), then makes the venv and runs the whole suite. As any
+# other user it runs everything that needs no root (the real-tool tests skip, each with its reason)
+# and ends with a line saying what was skipped and how to run it. CI (`.ci/run`) runs this script
+# with CI=true, where a skipped test counts as a failure (tests/conftest.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -eq 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    mapfile -t packages < <(grep -v '^#' tools/test-packages.txt | grep .)
+    python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
+    missing=()
+    for package in "${packages[@]}"; do
+      dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+      echo "test: installing ${missing[*]}" >&2
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+  else
+    echo "test: no apt-get here: install the programs of tools/test-packages.txt yourself, or the real-tool tests skip" >&2
+  fi
+fi
+
+if [ ! -x venv/bin/python ]; then
+  python3 -m venv venv || {
+    echo "test: 'python3 -m venv' failed: install Python 3.11 or newer with its venv module (Debian: apt-get install python3-venv)" >&2
+    exit 1
+  }
+fi
+venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+
+set +e
+venv/bin/python -m pytest -q "$@"
+status=$?
+set -e
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test: ran as $(id -un): the tests that need root (lab hosts in network namespaces, daemons) were skipped; run 'bash tools/test.sh' as root to run them all"
+fi
+exit "$status"
