@@ -42,7 +42,8 @@ SFTP_USER = "samarth-backup"
 SFTP_ROOT = "/srv/samarth-backups"
 SNAPSHOT_POLICY = "backup-raft-snapshot"
 SNAPSHOT_ROLE = "backup-raft-snapshot"
-DAYS = {"hourly": 1 / 24, "daily": 1, "weekly": 7}
+# The installer reads the AppRole as role_id/secret_id lines; Vault publishes them under these names.
+PUBLISHED_AS = {"role_id": "VAULT_ROLE_ID", "secret_id": "VAULT_SECRET_ID"}
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def by_server(sources: Sequence[Source]) -> dict[str, list[Source]]:
     return grouped
 
 
-def placements(config: StackConfig, sources: Sequence[Source]) -> list[Placement]:
+def repository_placements(config: StackConfig, sources: Sequence[Source]) -> list[Placement]:
     """Disk each repository takes on the server that holds it (for the capacity check)."""
     if not config.backups.enabled:
         return []
@@ -272,7 +273,7 @@ class Backups(pulumi.ComponentResource):
                 ),
             )
             self.repositories[server] = repository
-            published |= {f"{key}_{k}": v for k, v in credentials.items() if k not in ("known_hosts", "SAMARTH_SFTP_COMMAND")}
+            published |= {f"{key}_{PUBLISHED_AS.get(k, k)}": v for k, v in credentials.items() if k not in ("known_hosts", "SAMARTH_SFTP_COMMAND")}
         args.book.add("backups", {k: pulumi.Output.secret(v) for k, v in published.items()})
         self.register_outputs({"repositories": self.repositories})
 

@@ -835,7 +835,7 @@ class StackConfig(Model):
     def _credentials_have_one_owner(self) -> "StackConfig":
         # A database service shares kv/samarth/<name> with a platform service of that name; a key both
         # publish would only fail when the Vault component writes the path, after every server is done.
-        installed = {*self.observability.enabled(), "registry", "doc-generator"}
+        installed = {*self.observability.enabled(), "registry", "doc-generator", *(["backups"] if self.backups.enabled else [])}
         problems: list[str] = []
         for service in self.databases.catalogue():
             platform = PLATFORM_CREDENTIALS.get(service.name, ()) if service.name in installed else ()
@@ -923,7 +923,17 @@ def require_host_keys(config: StackConfig, stack: str) -> None:
 # What the platform's own components publish to kv/samarth/<service> besides the database services:
 # the registry, MinIO (for the doc-generator bucket), Sentry and PostHog. A test keeps this equal to
 # what the program publishes.
+# The servers with backup targets (components/placements.py); the application server's repository is SFTP
+# (no S3 keys) and it alone takes Vault snapshots.
+_BACKUP_KEYS = tuple(
+    f"{server.replace('-', '_').upper()}_{key}"
+    for server in ("db1", "db2", "application", "swarm-master")
+    for key in ("RESTIC_REPOSITORY", "RESTIC_PASSWORD")
+    + (("VAULT_ROLE_ID", "VAULT_SECRET_ID") if server == "application" else ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+)
+
 PLATFORM_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "backups": _BACKUP_KEYS,
     "registry": ("DOCKER_SERVER", "DOCKER_USERNAME", "DOCKER_PASSWORD"),
     "doc-generator": ("MINIO_URL", "MINIO_USER", "MINIO_PASSWORD"),
     "sentry": ("SENTRY_URL", "SENTRY_ADMIN_EMAIL", "SENTRY_ADMIN_PASSWORD"),

@@ -28,7 +28,7 @@ def backup_sources(config: StackConfig) -> list[backups.Source]:
 
 def stack_placements(config: StackConfig) -> list[Placement]:
     return [
-        *backups.placements(config, backup_sources(config)),
+        *backups.repository_placements(config, backup_sources(config)),
         *data.placements(config),
         *vault.placements(config),
         *storage.placements(config),

@@ -392,7 +392,7 @@ def backup_plan(config: StackConfig) -> list[str]:
     ]
     out += [f"  {line}" for line in backups.schedule_table(config, backup_sources(config))]
     for server, spec in config.servers.items():
-        held = [p for p in backups.placements(config, backup_sources(config)) if p.server == server]
+        held = [p for p in backups.repository_placements(config, backup_sources(config)) if p.server == server]
         if held:
             declared = f"{spec.disk_gib} GiB declared" if spec.disk_gib else "diskGib not declared"
             out.append(f"  {server} holds {', '.join(f'{p.what} (~{p.disk_gib} GiB)' for p in held)}; {declared}")
