@@ -2,7 +2,7 @@
 
 import pulumi
 
-from components import backups, data, edge, observability, registry, storage, vault
+from components import backups, data, edge, firewall, observability, registry, storage, vault
 from components.capacity import check_capacity
 from components.config import (
     engine_config,
@@ -37,6 +37,7 @@ vault_server = vault.VaultServer(
         host=hosts[vault.SERVER],
         settings=config.vault,
         image=config.versions.vault,
+        server_name=vault.server_name(config),
         imported_init=pulumi.Output.secret(vault_init) if vault_init else None,
     ),
 )
@@ -56,7 +57,15 @@ docker_registry = registry.Registry(
 apps = observability.Observability(
     "observability", observability.ObservabilityArgs(host=hosts[observability.SERVER], config=config, book=book)
 )
-nginx = edge.EdgeProxy("nginx", edge.EdgeArgs(host=hosts[edge.SERVER], swarm_master=hosts["swarm-master"], config=config))
+nginx = edge.EdgeProxy(
+    "nginx",
+    edge.EdgeArgs(
+        host=hosts[edge.SERVER],
+        swarm_master=hosts["swarm-master"],
+        config=config,
+        vault_ca_certificate=vault_server.ca_certificate,
+    ),
+)
 swarm = Cluster(
     "swarm",
     ClusterArgs(
@@ -89,11 +98,34 @@ backup_agents = backups.Backups(
 # Last: every component has added its credentials to the book by now.
 vault_server.publish(book)
 
+# Every component's listeners and their legitimate clients, as host firewall rules on each server.
+host_firewall = firewall.Firewall(
+    "firewall",
+    firewall.FirewallArgs(
+        hosts=hosts,
+        config=config,
+        openings=[
+            *(opening for host in hosts.values() for opening in host.openings),
+            *(opening for server in databases.values() for opening in server.openings),
+            *vault_server.openings,
+            *minio.openings,
+            *docker_registry.openings,
+            *apps.openings,
+            *nginx.openings,
+            *swarm.openings,
+            *backup_agents.openings,
+        ],
+    ),
+)
+
 pulumi.export("privateIps", {name: host.private_ip for name, host in hosts.items()})
 pulumi.export("serverFacts", {name: host.facts for name, host in hosts.items()})
 # Where each service's databases listen (no credentials: those are in Vault, kv/samarth/<service>).
 pulumi.export("databases", {service: ends for server in databases.values() for service, ends in server.endpoints.items()})
 pulumi.export("vaultAddress", vault_server.address)
+if vault_server.ca_certificate is not None:
+    # What Jenkins (and anyone else) verifies Vault's certificate with: VAULT_CACERT.
+    pulumi.export("vaultCaCertificate", vault_server.ca_certificate)
 pulumi.export("jenkinsRoleId", vault_server.jenkins_role_id)
 pulumi.export("jenkinsSecretId", vault_server.jenkins_secret_id)
 pulumi.export("registry", {"server": docker_registry.server, "username": docker_registry.username})
@@ -103,3 +135,4 @@ pulumi.export("edgeRoutes", [f"{r.host}{r.path} -> {r.upstream}{f':{r.port}' if 
 pulumi.export("backupRepositories", backup_agents.repositories)
 pulumi.export("swarmManagerAddress", swarm.manager_address)
 pulumi.export("swarmNetwork", swarm.network.name)
+pulumi.export("firewall", [firewall.row_export(row) for row in host_firewall.rows])

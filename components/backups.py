@@ -33,6 +33,7 @@ from .capacity import Placement
 from .config import StackConfig
 from .containers import pinned_image
 from .host import Host
+from .ports import MINIO_API_PORT, Opening
 from .publishing import CredentialBook
 from .shell import render
 
@@ -42,8 +43,9 @@ SFTP_USER = "samarth-backup"
 SFTP_ROOT = "/srv/samarth-backups"
 SNAPSHOT_POLICY = "backup-raft-snapshot"
 SNAPSHOT_ROLE = "backup-raft-snapshot"
-# The installer reads the AppRole as role_id/secret_id lines; Vault publishes them under these names.
-PUBLISHED_AS = {"role_id": "VAULT_ROLE_ID", "secret_id": "VAULT_SECRET_ID"}
+# Published values that are credentials; repositories, user names and the role id stay readable.
+SECRET_KEYS = ("_RESTIC_PASSWORD", "_AWS_SECRET_ACCESS_KEY")
+PUBLISHED = ("RESTIC_REPOSITORY", "RESTIC_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,8 @@ class Backups(pulumi.ComponentResource):
     """The backup agents of every server with targets, their repositories and credentials."""
 
     repositories: dict[str, pulumi.Output[str]]
+    # For the host firewall: each server reaches the port of the repository that holds its backups.
+    openings: list[Opening]
 
     def __init__(self, name: str, args: BackupsArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:backups:Backups", name, None, opts)
@@ -239,6 +243,7 @@ class Backups(pulumi.ComponentResource):
 
         published: dict[str, pulumi.Input[str]] = {}
         self.repositories = {}
+        self.openings = []
         for server, sources in grouped.items():
             host = hosts[server]
             key = server.replace("-", "_").upper()
@@ -250,11 +255,17 @@ class Backups(pulumi.ComponentResource):
             depends: list[pulumi.Resource] = []
             if bucket is not None and repository_server(config, server) == "application":
                 repository = pulumi.Output.concat("s3:http://", args.store.endpoint, f"/{BUCKET}/{server}")
+                self.openings.append(
+                    Opening(repository_host.name, f"MinIO S3 API (backups of {server})", MINIO_API_PORT, "tcp", True, (server,))
+                )
                 user_name, secret = self._s3_user(name, server, bucket, in_minio)
                 credentials |= {"AWS_ACCESS_KEY_ID": user_name, "AWS_SECRET_ACCESS_KEY": secret}
             else:
                 repository, sftp_command, known_hosts, depends = self._sftp_repository(name, server, host, repository_host)
                 credentials |= {"SAMARTH_SFTP_COMMAND": sftp_command, "known_hosts": known_hosts}
+                self.openings.append(
+                    Opening(repository_host.name, "SSH", repository_host.spec.ssh_port, "tcp", False, (server,))
+                )
             credentials["RESTIC_REPOSITORY"] = repository
             if args.vault is not None and any(s.method == "vault-raft" for s in sources):
                 credentials |= self._snapshot_approle(name, args.vault)
@@ -273,8 +284,12 @@ class Backups(pulumi.ComponentResource):
                 ),
             )
             self.repositories[server] = repository
-            published |= {f"{key}_{PUBLISHED_AS.get(k, k)}": v for k, v in credentials.items() if k not in ("known_hosts", "SAMARTH_SFTP_COMMAND")}
-        args.book.add("backups", {k: pulumi.Output.secret(v) for k, v in published.items()})
+            # The AppRole's secret id stays out: Vault issues it, and a restored Vault can issue another.
+            published |= {f"{key}_{k}": v for k, v in credentials.items() if k in PUBLISHED}
+        args.book.add(
+            "backups",
+            {k: pulumi.Output.secret(v) if k.endswith(SECRET_KEYS) else v for k, v in published.items()},
+        )
         self.register_outputs({"repositories": self.repositories})
 
     def _s3_user(

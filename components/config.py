@@ -13,6 +13,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import (
@@ -20,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -250,14 +252,31 @@ class Swarm(Model):
 
 
 class VaultTls(Model):
-    """TLS for Vault's listeners; the certificate and key are files already on the application server."""
+    """The operator's own TLS for Vault instead of the program's private CA: certificate and key are
+    files already on the application server (PEM); ``caFile`` is the issuing CA's certificate on the
+    machine running Pulumi, read when the stack is validated: the Vault provider, Nginx and Jenkins
+    (stack output ``vaultCaCertificate``) verify Vault with it."""
 
     cert_file: str = Field(alias="certFile", pattern=r"^/")
     key_file: str = Field(alias="keyFile", pattern=r"^/")
-    # CA bundle the machine running Pulumi uses to verify Vault; empty means the system's trust store.
-    ca_file: Optional[str] = Field(default=None, alias="caFile", pattern=r"^/")
-    # Name the certificate is issued for, when it is not the application server's private IP.
-    server_name: Optional[Address] = Field(default=None, alias="serverName")
+    ca_file: str = Field(alias="caFile", pattern=r"^/")
+    _ca_certificate: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _read_ca(self) -> "VaultTls":
+        try:
+            text = Path(self.ca_file).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"caFile: cannot read {self.ca_file} on this machine ({error.__class__.__name__})") from None
+        if not (text.startswith("-----BEGIN CERTIFICATE-----") and text.endswith("-----END CERTIFICATE-----")):
+            raise ValueError(f"caFile: {self.ca_file} is not a PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)")
+        self._ca_certificate = text + "\n"
+        return self
+
+    @property
+    def ca_certificate(self) -> str:
+        """The CA certificate's PEM text, as read from ``caFile``."""
+        return self._ca_certificate
 
 
 class VaultJenkins(Model):
@@ -293,7 +312,12 @@ class VaultSettings(Model):
     # Addresses Vault advertises; by default the application server's private IP and the ports above.
     api_addr: Optional[str] = Field(default=None, alias="apiAddr", pattern=r"^https?://[^\s/]+$")
     cluster_addr: Optional[str] = Field(default=None, alias="clusterAddr", pattern=r"^https://[^\s/]+$")
+    # TLS by default, from a private CA the program creates (components/vault.py); `tls` uses the
+    # operator's files instead; plain HTTP only when a stack says `plainHttp: true` (warned about).
     tls: Optional[VaultTls] = None
+    plain_http: bool = Field(default=False, alias="plainHttp")
+    # The name Vault's certificate is issued for and clients verify; default vault.<domain>.
+    server_name: Optional[Domain] = Field(default=None, alias="serverName")
     memory_mib: int = Field(default=1024, alias="memoryMib", ge=256)
     # HashiCorp Vault only (OpenBao has no mlock). Off by default: with integrated storage HashiCorp
     # strongly recommends `disable_mlock = true` (the raft database is memory-mapped, and locked pages
@@ -309,6 +333,12 @@ class VaultSettings(Model):
             raise ValueError(f"keyThreshold ({self.key_threshold}) is more than keyShares ({self.key_shares})")
         if self.port == self.cluster_port:
             raise ValueError(f"clusterPort: {self.cluster_port} is also the API port")
+        if self.plain_http and self.tls is not None:
+            raise ValueError("plainHttp: true turns TLS off, yet tls is set; keep one of them")
+        if self.plain_http and self.api_addr and self.api_addr.startswith("https://"):
+            raise ValueError(f"apiAddr: {self.api_addr} is https, yet plainHttp is true")
+        if not self.plain_http and self.api_addr and self.api_addr.startswith("http://"):
+            raise ValueError(f"apiAddr: {self.api_addr} is plain http, yet Vault serves TLS (set plainHttp: true to turn TLS off)")
         return self
 
 
@@ -697,6 +727,22 @@ class Backups(Model):
 
     def schedule(self, method: str) -> str:
         return self.schedules.get(method, self.default_schedule)
+class FirewallSettings(Model):
+    """Who may reach the servers' private ports besides each other (components/firewall.py).
+
+    ``operators``: the operators' networks (SSH to every server, admin UIs such as MinIO's console).
+    ``pulumiFrom``: the address(es) of the machine that runs Pulumi (SSH, and the Vault and MinIO API
+    ports its providers call); by default the application server, where the seed clones this repository.
+    ``jumpHostFrom``: the address the jump host's connections come from, when ``access.jumpHost.host`` is
+    neither an IP address nor one of the servers. ``dockerBridge``: the default bridge network's
+    subnet (daemon.json ``bip``), the source address of Nginx's container reaching a host-network service.
+    """
+
+    enabled: bool = True
+    operators: list[Network] = Field(min_length=1)
+    pulumi_from: Optional[list[Network]] = Field(default=None, alias="pulumiFrom", min_length=1)
+    jump_host_from: Optional[list[Network]] = Field(default=None, alias="jumpHostFrom", min_length=1)
+    docker_bridge: Network = Field(default="172.17.0.0/16", alias="dockerBridge")
 
 
 class StackConfig(Model):
@@ -711,6 +757,7 @@ class StackConfig(Model):
     databases: Databases = Databases()
     edge: Edge
     backups: Backups = Backups()
+    firewall: FirewallSettings
 
     @model_validator(mode="after")
     def _servers_are_the_six(self) -> "StackConfig":
@@ -848,6 +895,35 @@ class StackConfig(Model):
             raise ValueError("\n  ".join(problems))
         return self
 
+    def jump_host_sources(self) -> list[str]:
+        """Networks the jump host's SSH connections come from (empty without a jump host)."""
+        jump = self.access.jump_host
+        if jump is None:
+            return []
+        if self.firewall.jump_host_from:
+            return list(self.firewall.jump_host_from)
+        for server in self.servers.values():
+            # One of the servers is the bastion: towards the others it connects from its private IP.
+            if jump.host in (server.private_ip, server.public_address):
+                return [f"{server.private_ip}/32"]
+        return [str(ipaddress.ip_network(jump.host))]
+
+    @model_validator(mode="after")
+    def _jump_host_address_is_known(self) -> "StackConfig":
+        jump = self.access.jump_host
+        if jump is None or self.firewall.jump_host_from:
+            return self
+        named_server = any(jump.host in (s.private_ip, s.public_address) for s in self.servers.values())
+        try:
+            ipaddress.ip_address(jump.host)
+        except ValueError:
+            if not named_server:
+                raise ValueError(
+                    f"firewall.jumpHostFrom: required because access.jumpHost.host {jump.host!r} is a name "
+                    "(the firewall allows SSH from addresses)"
+                ) from None
+        return self
+
     def edge_routes(self) -> list[tuple[str, Route]]:
         """Every route Nginx serves, with the config key it comes from: ``edge.routes``, then Sentry and
         PostHog (when enabled) at their ``observability`` hostName."""
@@ -924,12 +1000,12 @@ def require_host_keys(config: StackConfig, stack: str) -> None:
 # the registry, MinIO (for the doc-generator bucket), Sentry and PostHog. A test keeps this equal to
 # what the program publishes.
 # The servers with backup targets (components/placements.py); the application server's repository is SFTP
-# (no S3 keys) and it alone takes Vault snapshots.
+# (no S3 keys).
 _BACKUP_KEYS = tuple(
     f"{server.replace('-', '_').upper()}_{key}"
     for server in ("db1", "db2", "application", "swarm-master")
     for key in ("RESTIC_REPOSITORY", "RESTIC_PASSWORD")
-    + (("VAULT_ROLE_ID", "VAULT_SECRET_ID") if server == "application" else ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+    + (() if server == "application" else ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
 )
 
 PLATFORM_CREDENTIALS: dict[str, tuple[str, ...]] = {

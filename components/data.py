@@ -23,6 +23,7 @@ from .catalogue import DATABASE_SERVERS, ENGINES, PASSWORD_LENGTH, Container, En
 from .config import StackConfig
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
+from .ports import SWARM_MEMBERS, Opening
 from .publishing import CredentialBook
 from . import shell
 
@@ -80,6 +81,11 @@ class DatabaseServer(pulumi.ComponentResource):
 
         facets: dict[tuple[str, str], dict[str, pulumi.Output[str]]] = {}
         self.endpoints = {}
+        # The services using these databases run on the swarm.
+        self.openings = [
+            Opening(host.name, f"{c.engine} ({c.service})", c.host_port, "tcp", True, (SWARM_MEMBERS,))
+            for c in args.containers
+        ]
         for container in args.containers:
             password = random.RandomPassword(
                 f"{host.name}-{container.name}-password",

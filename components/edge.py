@@ -25,7 +25,7 @@ from .capacity import Placement
 from .config import Route, StackConfig
 from .containers import Healthcheck, pinned_image, service_container
 from .host import Host
-from .ports import NGINX_HTTP_PORT, NGINX_HTTPS_PORT
+from .ports import NGINX_HTTP_PORT, NGINX_HTTPS_PORT, Opening
 from .shell import render
 
 SERVER = "application"
@@ -34,6 +34,8 @@ MEMORY_MIB = 256
 HEALTH_PORT = 8081
 CONF_DIR = "/etc/nginx/conf.d"
 CONF_FILE = "samarth.conf"
+# The CA Nginx verifies Vault's certificate with, uploaded into the container.
+VAULT_CA_FILE = "/etc/nginx/samarth/vault-ca.pem"
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,8 @@ def application_upstreams(config: StackConfig) -> dict[str, Upstream]:
         ),
         # Public downloads only: the S3 API behind it serves anonymous GetObject, nothing that writes.
         "minio": Upstream(storage.API_PORT, ("limit_except GET { deny all; }", "proxy_buffering off;")),
-        # Vault's own TLS (when configured) is kept on the private hop too.
-        "vault": Upstream(config.vault.port, scheme=vault.scheme(config.vault)),
+        # Vault's TLS is kept on the private hop too, and its certificate verified against its CA and name.
+        "vault": Upstream(config.vault.port, _vault_tls_directives(config), scheme=vault.scheme(config.vault)),
     }
     installed = observability.enabled()
     if "sentry" in installed:
@@ -72,6 +74,18 @@ def application_upstreams(config: StackConfig) -> dict[str, Upstream]:
     if "posthog" in installed:
         upstreams["posthog"] = Upstream(observability.posthog.port, ("client_max_body_size 20m;",))
     return upstreams
+
+
+def _vault_tls_directives(config: StackConfig) -> tuple[str, ...]:
+    if config.vault.plain_http:
+        return ()
+    return (
+        f"proxy_ssl_trusted_certificate {VAULT_CA_FILE};",
+        "proxy_ssl_verify on;",
+        "proxy_ssl_verify_depth 2;",
+        f"proxy_ssl_name {vault.server_name(config)};",
+        "proxy_ssl_server_name on;",
+    )
 
 
 def placements(config: StackConfig) -> list[Placement]:
@@ -204,6 +218,8 @@ class EdgeArgs:
     host: Host
     swarm_master: Host
     config: StackConfig
+    # The CA that issued Vault's certificate (VaultServer.ca_certificate); None when Vault is plain HTTP.
+    vault_ca_certificate: Optional[pulumi.Input[str]] = None
 
 
 class EdgeProxy(pulumi.ComponentResource):
@@ -217,6 +233,8 @@ class EdgeProxy(pulumi.ComponentResource):
         super().__init__("samarth:edge:Nginx", name, None, opts)
         host = args.host
         edge = args.config.edge
+        if (args.vault_ca_certificate is None) != args.config.vault.plain_http:
+            raise ValueError("EdgeArgs.vault_ca_certificate is required exactly when Vault serves TLS")
         # On the server, beside the team's existing files in the SSH user's home.
         live_dir = f"/home/{host.spec.ssh_user}/samarth/nginx/conf.d"
 
@@ -289,6 +307,9 @@ class EdgeProxy(pulumi.ComponentResource):
                 *(docker.ContainerVolumeArgs(host_path=d, container_path=d, read_only=True) for d in tls_dirs),
                 *acme_mounts,
             ],
+            uploads=[docker.ContainerUploadArgs(file=VAULT_CA_FILE, content=args.vault_ca_certificate)]
+            if args.vault_ca_certificate is not None
+            else None,
         )
         digest = self.config_text.apply(lambda text: hashlib.sha256(text.encode()).hexdigest())
         reload = command.remote.Command(
@@ -312,4 +333,12 @@ class EdgeProxy(pulumi.ComponentResource):
                 triggers=[digest, container.id, install_digest],
                 opts=host.command_options(self, depends_on=[reload, certificates_install]),
             )
+        # What the swarm publishes for the routes (on every member: routing mesh) is for Nginx, whose
+        # container's traffic leaves the application server from its private IP.
+        swarm_ports = sorted({r.port for _, r in args.config.edge_routes() if r.upstream == "swarm" and r.port})
+        self.openings = [
+            Opening(member, "swarm route (Nginx upstream)", port, "tcp", True, (SERVER,))
+            for member in args.config.swarm.members
+            for port in swarm_ports
+        ]
         self.register_outputs({"configSha256": digest})

@@ -21,6 +21,7 @@ import pulumi_command as command
 import pulumi_docker as docker
 
 from .config import Access, JumpHost, Server
+from .ports import JUMP_HOST, OPERATORS, PULUMI, Opening
 from .shell import render
 
 # A VM reports a little less than its nominal memory (kernel, firmware reservations).
@@ -125,6 +126,7 @@ class Host(pulumi.ComponentResource):
     docker: docker.Provider
     preflight: command.remote.Command
     facts: pulumi.Output[dict[str, Any]]
+    openings: list[Opening]
 
     def __init__(self, name: str, args: HostArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:host:Host", name, None, opts)
@@ -170,6 +172,9 @@ class Host(pulumi.ComponentResource):
             # Everything created through this provider waits for the preflight to pass.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
         )
+
+        # SSH: the operators, the machine running Pulumi, and the jump host when there is one.
+        self.openings = [Opening(name, "SSH", args.server.ssh_port, "tcp", False, (OPERATORS, PULUMI, JUMP_HOST))]
 
         self.register_outputs(
             {"privateIp": self.private_ip, "sshAddress": address, "facts": self.facts}

@@ -26,6 +26,7 @@ import pulumi_random as random
 from .capacity import Placement
 from .config import PostHogSettings, SentrySettings, StackConfig
 from .host import Host
+from .ports import CONTAINERS, Opening
 from .publishing import CredentialBook
 from .shell import quote, script
 
@@ -403,4 +404,10 @@ class Observability(pulumi.ComponentResource):
                 },
             )
 
+        # Published on the private IP for Nginx's container only.
+        self.openings = [
+            Opening(host.name, label, getattr(settings, name).port, "tcp", True, (CONTAINERS,))
+            for name, label in (("sentry", "Sentry"), ("posthog", "PostHog"))
+            if name in settings.enabled()
+        ]
         self.register_outputs(outputs)

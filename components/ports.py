@@ -49,3 +49,31 @@ SWARM_FIXED = (
     FixedPort("swarm gossip", SWARM_GOSSIP_PORT, "udp"),
     FixedPort("swarm overlay (VXLAN)", SWARM_OVERLAY_PORT, "udp"),
 )
+
+
+# --- what a component exposes to the firewall (components/firewall.py) -----------------------------
+
+# Who may connect, symbolically; the firewall turns these into addresses from stack config.
+SWARM_MEMBERS = "swarm"  # every member of the swarm
+OPERATORS = "operators"  # firewall.operators
+PULUMI = "pulumi"  # the machine running Pulumi (firewall.pulumiFrom)
+JUMP_HOST = "jump-host"  # access.jumpHost's connections
+CONTAINERS = "containers"  # containers on the default bridge of the listening server (Nginx's)
+# Otherwise a server name: that server's private IP.
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A port a component listens on, and who legitimately connects to it.
+
+    ``published``: a container port Docker publishes (filtered in DOCKER-USER, after DNAT, by the
+    original destination port); otherwise a listener on the host's network (filtered in INPUT).
+    ``protocol`` ``esp`` has no port. An opening without ``clients`` is closed to every other machine.
+    """
+
+    server: str
+    service: str
+    port: int
+    protocol: str
+    published: bool
+    clients: tuple[str, ...]

@@ -19,7 +19,7 @@ from .capacity import Placement
 from .config import StackConfig
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
-from .ports import REGISTRY_PORT
+from .ports import CONTAINERS, REGISTRY_PORT, SWARM_MEMBERS, Opening
 from .publishing import CredentialBook
 
 SERVER = "application"
@@ -127,4 +127,6 @@ class Registry(pulumi.ComponentResource):
             "registry",
             {"DOCKER_SERVER": self.server, "DOCKER_USERNAME": self.username, "DOCKER_PASSWORD": self.password},
         )
+        # The swarm members pull; Nginx's container proxies the public name to it.
+        self.openings = [Opening(host.name, "registry", PORT, "tcp", True, (SWARM_MEMBERS, CONTAINERS))]
         self.register_outputs({"server": self.server, "username": self.username})

@@ -21,7 +21,7 @@ from .capacity import Placement
 from .config import StackConfig
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
-from .ports import MINIO_API_PORT, MINIO_CONSOLE_PORT
+from .ports import CONTAINERS, MINIO_API_PORT, MINIO_CONSOLE_PORT, OPERATORS, PULUMI, SWARM_MEMBERS, Opening
 from .publishing import CredentialBook
 
 SERVER = "application"
@@ -136,4 +136,10 @@ class Storage(pulumi.ComponentResource):
                 "MINIO_PASSWORD": pulumi.Output.secret(secret.result),
             },
         )
+        # The S3 API: Pulumi's MinIO provider, the swarm's services (MINIO_URL) and Nginx's public
+        # downloads; the console is an admin UI, for the operators only.
+        self.openings = [
+            Opening(host.name, "MinIO S3 API", API_PORT, "tcp", True, (PULUMI, SWARM_MEMBERS, CONTAINERS)),
+            Opening(host.name, "MinIO console", CONSOLE_PORT, "tcp", True, (OPERATORS,)),
+        ]
         self.register_outputs({"endpoint": self.endpoint, "bucket": self.bucket.bucket})

@@ -29,7 +29,7 @@ import pulumi_docker as docker
 
 from .config import SWARM_MANAGER, Swarm
 from .host import Host
-from .ports import SWARM_MANAGEMENT_PORT
+from .ports import SWARM_FIXED, SWARM_MANAGEMENT_PORT, SWARM_MEMBERS, Opening
 from .shell import render
 
 SWARM_PORT = SWARM_MANAGEMENT_PORT
@@ -150,6 +150,15 @@ class Cluster(pulumi.ComponentResource):
         settings, master = args.settings, args.manager
         master_ip = master.spec.private_ip
         self.manager_address = pulumi.Output.from_input(f"{master_ip}:{SWARM_PORT}")
+        # Management, gossip and overlay traffic (ESP when the overlay is encrypted): members only.
+        members = [master.name, *args.workers]
+        self.openings = [
+            Opening(member, fixed.owner, fixed.port, fixed.protocol, False, (SWARM_MEMBERS,))
+            for member in members
+            for fixed in SWARM_FIXED
+        ]
+        if settings.encrypt_overlay:
+            self.openings += [Opening(member, "swarm overlay (IPsec)", 0, "esp", False, (SWARM_MEMBERS,)) for member in members]
 
         init = command.remote.Command(
             f"{master.name}-swarm-init",

@@ -15,6 +15,7 @@ The program does what used to be done by hand:
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Optional
@@ -22,12 +23,14 @@ from typing import Any, Optional
 import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
+import pulumi_tls as tls
 import pulumi_vault as vault
 
 from .capacity import Placement
-from .config import StackConfig, VaultSettings
+from .config import SWARM_MANAGER, StackConfig, VaultSettings
 from .containers import Healthcheck, data_volume, pinned_image, service_container
 from .host import Host
+from .ports import CONTAINERS, PULUMI, Opening
 from .publishing import CredentialBook
 from .shell import render
 
@@ -86,8 +89,53 @@ def placements(config: StackConfig) -> list[Placement]:
     return [Placement(SERVER, "vault", config.vault.memory_mib)]
 
 
+# The program's private CA for Vault (when the stack brings no `vault.tls` of its own): the CA lasts
+# ten years, the server certificate two, and `pulumi up` renews the server certificate in its last
+# 90 days (pulumi-tls replaces a LocallySignedCert inside early_renewal_hours).
+CA_VALIDITY_HOURS = 10 * 365 * 24
+CERTIFICATE_VALIDITY_HOURS = 2 * 365 * 24
+CERTIFICATE_EARLY_RENEWAL_HOURS = 90 * 24
+# Where the program writes the CA certificate for the Vault provider, which takes a file path. Relative
+# to the project directory, where the CLI runs both the program and the provider plugins, so the
+# provider's configuration is the same on every operator's machine.
+CA_FILE_DIRECTORY = ".samarth"
+
+
 def scheme(settings: VaultSettings) -> str:
-    return "https" if settings.tls else "http"
+    return "http" if settings.plain_http else "https"
+
+
+def server_name(config: StackConfig) -> str:
+    """The name Vault's certificate is issued for and every client verifies: ``vault.serverName``,
+    by default ``vault.<domain>``."""
+    return config.vault.server_name or f"vault.{config.domain}"
+
+
+def cli_environment(settings: VaultSettings, name: str) -> list[str]:
+    """The CLI's environment inside the container (scripts, healthcheck, an operator's ``docker exec``):
+    the loopback listener, verified with the CA against the server name as every other client does."""
+    dist = DISTRIBUTIONS[settings.distribution]
+    envs = [f"{dist.env_prefix}_ADDR={scheme(settings)}://127.0.0.1:{settings.port}"]
+    if not settings.plain_http:
+        envs += [f"{dist.env_prefix}_CACERT={dist.tls_dir}/ca.pem", f"{dist.env_prefix}_TLS_SERVER_NAME={name}"]
+    return envs
+
+
+def certificate_names(name: str, private_ip: str) -> tuple[list[str], list[str]]:
+    """What the program's server certificate is issued for: (DNS names, IP addresses). Clients on the
+    private network verify ``name`` (Nginx, the provider, the CLI in the container) or the private IP
+    (Jenkins with ``VAULT_ADDR=https://<private IP>:8200``)."""
+    return [name], [private_ip, "127.0.0.1"]
+
+
+def write_ca_file(stack: str, pem: str) -> str:
+    """Write the CA certificate where the program runs (atomically) and return the path for the provider."""
+    path = Path(CA_FILE_DIRECTORY) / f"vault-ca-{stack}.pem"
+    path.parent.mkdir(exist_ok=True)
+    staging = path.with_name(path.name + ".new")
+    staging.write_text(pem)
+    staging.replace(path)
+    return str(path)
 
 
 def api_addr(settings: VaultSettings, private_ip: str) -> str:
@@ -108,7 +156,7 @@ def render_server_config(settings: VaultSettings, private_ip: str, node_id: str)
     also carries raft's cluster traffic) and one on loopback for the bootstrap scripts and healthcheck.
     Nothing listens on a wildcard address."""
     dist = DISTRIBUTIONS[settings.distribution]
-    if settings.tls:
+    if not settings.plain_http:
         tls = (
             f"  tls_cert_file = {_hcl(dist.tls_dir + '/cert.pem')}\n"
             f"  tls_key_file  = {_hcl(dist.tls_dir + '/key.pem')}\n"
@@ -220,6 +268,8 @@ class VaultServerArgs:
     host: Host
     settings: VaultSettings
     image: str
+    # The name Vault's certificate is issued for (``server_name(config)``).
+    server_name: str
     # Init output of a Vault initialised outside this stack (config ``vaultInit``); None: init here.
     imported_init: Optional[pulumi.Input[str]] = None
 
@@ -251,15 +301,29 @@ class VaultServer(pulumi.ComponentResource):
             docker.ContainerVolumeArgs(volume_name=audit.name, container_path=dist.logs_dir),
             docker.ContainerVolumeArgs(volume_name=recovery.name, container_path=dist.recovery_dir),
         ]
-        # The CLI inside the container (scripts, healthcheck, an operator's `docker exec`) talks to the
-        # loopback listener; with TLS it skips verification there, as that traffic never leaves the host.
-        envs = [f"{dist.env_prefix}_ADDR={scheme(settings)}://127.0.0.1:{settings.port}"]
-        if settings.tls:
+        uploads = [docker.ContainerUploadArgs(file=dist.config_file, content=self.server_config)]
+        # The CA certificate clients verify Vault with; None when the stack serves plain HTTP.
+        self.ca_certificate: Optional[pulumi.Output[str]] = None
+        if settings.plain_http:
+            pulumi.log.warn(
+                "vault.plainHttp is true: Vault serves plain HTTP, so every credential Jenkins reads and the "
+                "root token cross the private network unencrypted; remove plainHttp to serve TLS",
+                resource=self,
+            )
+        elif settings.tls is not None:
+            self.ca_certificate = pulumi.Output.from_input(settings.tls.ca_certificate)
             volumes += [
                 docker.ContainerVolumeArgs(host_path=settings.tls.cert_file, container_path=f"{dist.tls_dir}/cert.pem", read_only=True),
                 docker.ContainerVolumeArgs(host_path=settings.tls.key_file, container_path=f"{dist.tls_dir}/key.pem", read_only=True),
             ]
-            envs.append(f"{dist.env_prefix}_SKIP_VERIFY=true")
+        else:
+            self.ca_certificate, certificate, key = self._private_ca(prefix, args.server_name, host.spec.private_ip)
+            uploads += [
+                docker.ContainerUploadArgs(file=f"{dist.tls_dir}/cert.pem", content=certificate),
+                docker.ContainerUploadArgs(file=f"{dist.tls_dir}/key.pem", content=key),
+            ]
+        if self.ca_certificate is not None:
+            uploads.append(docker.ContainerUploadArgs(file=f"{dist.tls_dir}/ca.pem", content=self.ca_certificate))
 
         self.container = service_container(
             host,
@@ -277,9 +341,9 @@ class VaultServer(pulumi.ComponentResource):
             network_mode="host",
             command=[dist.binary, "server", f"-config={dist.config_file}"],
             capabilities=docker.ContainerCapabilitiesArgs(adds=["IPC_LOCK"]) if dist.mlock else None,
-            envs=envs,
+            envs=cli_environment(settings, args.server_name),
             volumes=volumes,
-            uploads=[docker.ContainerUploadArgs(file=dist.config_file, content=self.server_config)],
+            uploads=uploads,
         )
 
         if args.imported_init is not None:
@@ -321,12 +385,15 @@ class VaultServer(pulumi.ComponentResource):
         )
 
         self.address = pulumi.Output.concat(scheme(settings), "://", host.private_ip, f":{settings.port}")
+        # The provider takes the CA as a file: written where the program runs once the CA is known (on
+        # the first preview it is not, and neither is the token: the provider's resources show as unknown).
+        stack = pulumi.get_stack()
         self.provider = vault.Provider(
             "vault",
             address=self.address,
             token=self.root_token,
-            ca_cert_file=settings.tls.ca_file if settings.tls else None,
-            tls_server_name=settings.tls.server_name if settings.tls else None,
+            ca_cert_file=self.ca_certificate.apply(lambda pem: write_ca_file(stack, pem)) if self.ca_certificate is not None else None,
+            tls_server_name=None if settings.plain_http else args.server_name,
             opts=pulumi.ResourceOptions(parent=self),
         )
 
@@ -366,13 +433,58 @@ class VaultServer(pulumi.ComponentResource):
         self.jenkins_role_id = role.role_id
         self.jenkins_secret_id = pulumi.Output.secret(secret_id.secret_id)
 
+        # The API: Nginx's container (the UI route), swarm-master's deployments and Pulumi's Vault
+        # provider. The cluster port serves a single node: nobody else.
+        self.openings = [
+            Opening(host.name, "Vault API", settings.port, "tcp", False, (CONTAINERS, SWARM_MANAGER, PULUMI)),
+            Opening(host.name, "Vault cluster", settings.cluster_port, "tcp", False, ()),
+        ]
         self.register_outputs(
             {
                 "address": self.address,
+                "caCertificate": self.ca_certificate,
                 "jenkinsRoleId": self.jenkins_role_id,
                 "jenkinsSecretId": self.jenkins_secret_id,
             }
         )
+
+    def _private_ca(
+        self, prefix: str, name: str, private_ip: str
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]]:
+        """A CA of this stack's own and a server certificate it signs for ``name``, the private IP and
+        loopback: (CA certificate, server certificate, server key), the key a secret."""
+        options = pulumi.ResourceOptions(parent=self)
+        dns_names, ip_addresses = certificate_names(name, private_ip)
+        ca_key = tls.PrivateKey(f"{prefix}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=options)
+        ca = tls.SelfSignedCert(
+            f"{prefix}-ca",
+            private_key_pem=ca_key.private_key_pem,
+            is_ca_certificate=True,
+            subject=tls.SelfSignedCertSubjectArgs(common_name=f"Samarth Vault CA ({pulumi.get_stack()})", organization="Samarth"),
+            validity_period_hours=CA_VALIDITY_HOURS,
+            allowed_uses=["cert_signing", "crl_signing"],
+            opts=options,
+        )
+        key = tls.PrivateKey(f"{prefix}-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=options)
+        request = tls.CertRequest(
+            f"{prefix}-tls-request",
+            private_key_pem=key.private_key_pem,
+            subject=tls.CertRequestSubjectArgs(common_name=name, organization="Samarth"),
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
+            opts=options,
+        )
+        certificate = tls.LocallySignedCert(
+            f"{prefix}-tls-certificate",
+            cert_request_pem=request.cert_request_pem,
+            ca_private_key_pem=ca_key.private_key_pem,
+            ca_cert_pem=ca.cert_pem,
+            validity_period_hours=CERTIFICATE_VALIDITY_HOURS,
+            early_renewal_hours=CERTIFICATE_EARLY_RENEWAL_HOURS,
+            allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+            opts=options,
+        )
+        return ca.cert_pem, certificate.cert_pem, pulumi.Output.secret(key.private_key_pem)
 
     def _vault_options(self) -> pulumi.ResourceOptions:
         """Every Vault resource waits for the unseal: before it, Vault answers nothing."""

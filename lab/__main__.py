@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             for host in hosts:
                 print(f"  {host.name:<14} {host.address:<15} DOCKER_HOST={host.docker_host}")
             try:
-                path = write_stack_file(lab.hosts(), args.stack_file)
+                path = write_stack_file(lab.hosts(), args.stack_file, pulumi_from=lab.gateway)
                 print(f"wrote {path} (stack `lab`)")
             except ValueError as exc:  # ConfigError is a ValueError too
                 print(f"stack file not written: {exc}", file=sys.stderr)

@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -58,8 +58,12 @@ def servers_section(assignments: Mapping[str, LabHost], base_servers: Mapping[st
     return servers
 
 
-def stack_document(assignments: Mapping[str, LabHost], base: Path = STAGING) -> dict[str, Any]:
-    """The lab stack file's content: ``base``'s config with servers on lab hosts and no jump host."""
+def stack_document(
+    assignments: Mapping[str, LabHost], base: Path = STAGING, pulumi_from: Optional[str] = None
+) -> dict[str, Any]:
+    """The lab stack file's content: ``base``'s config with servers on lab hosts and no jump host;
+    ``pulumi_from`` (the lab bridge's address, where Pulumi and the operator run) is what the host
+    firewall lets in for SSH and Pulumi's providers."""
     document = yaml.safe_load(base.read_text()) or {}
     config: dict[str, Any] = {}
     for key, value in (document.get("config") or {}).items():
@@ -69,6 +73,12 @@ def stack_document(assignments: Mapping[str, LabHost], base: Path = STAGING) -> 
         config[key] = value
     config[f"{PROJECT}:servers"] = servers_section(assignments, config.get(f"{PROJECT}:servers") or {})
     config[f"{PROJECT}:access"] = {"via": "private"}
+    if pulumi_from is not None:
+        config[f"{PROJECT}:firewall"] = {
+            **(config.get(f"{PROJECT}:firewall") or {}),
+            "operators": [f"{pulumi_from}/32"],
+            "pulumiFrom": [f"{pulumi_from}/32"],
+        }
     return {"config": config}
 
 
@@ -131,7 +141,9 @@ HEADER = """\
 """
 
 
-def write_stack_file(hosts: list[LabHost], path: Path = LAB_STACK, base: Path = STAGING) -> Path:
+def write_stack_file(
+    hosts: list[LabHost], path: Path = LAB_STACK, base: Path = STAGING, pulumi_from: Optional[str] = None
+) -> Path:
     """Validate and write the lab stack file; needs a host for each of the six servers."""
     assignments = default_assignments(hosts)
     missing = [s for s in SERVER_NAMES if s not in assignments]
@@ -139,7 +151,7 @@ def write_stack_file(hosts: list[LabHost], path: Path = LAB_STACK, base: Path = 
         raise ValueError(
             f"the stack needs one lab host per server (their private IPs must differ); no host for: {', '.join(missing)}"
         )
-    document = stack_document(assignments, base)
+    document = stack_document(assignments, base, pulumi_from)
     left_out = leave_out_what_does_not_fit(document)
     header = HEADER.format(key=hosts[0].ssh_key_path, ssh_config=hosts[0].ssh_config)
     if left_out:

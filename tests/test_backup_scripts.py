@@ -87,7 +87,7 @@ def test_backup_secrets_reach_hosts_only_on_stdin_and_vault(prod: ProgramRun) ->
     keys = json.loads(published)
     assert keys["DB2_RESTIC_REPOSITORY"].startswith("s3:http://10.20.0.10:9000/samarth-backups/db2")
     assert keys["APPLICATION_RESTIC_REPOSITORY"] == "sftp:samarth-backup@10.20.0.21:/srv/samarth-backups/application"
-    assert set(keys) >= {"DB1_RESTIC_PASSWORD", "DB1_AWS_SECRET_ACCESS_KEY", "APPLICATION_VAULT_SECRET_ID"}
+    assert set(keys) >= {"DB1_RESTIC_PASSWORD", "DB1_AWS_SECRET_ACCESS_KEY", "APPLICATION_RESTIC_PASSWORD"}
 
 
 def test_pulumi_state_backup_streams_each_export_and_forgets_a_failed_run(tmp_path: Path) -> None:
@@ -130,3 +130,11 @@ def test_the_state_backup_script_passes_shellcheck() -> None:
         pytest.skip("shellcheck is missing: apt-get install -y shellcheck")
     result = subprocess.run(["shellcheck", "--shell=sh", str(ROOT / "tools" / "backup-pulumi-state.sh")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_backup_traffic_passes_the_host_firewall_before_its_port_is_dropped(prod: ProgramRun) -> None:
+    rules = reveal(prod.named("command:remote:Command", "firewall-application").inputs["create"])
+    minio = [line.strip() for line in rules.splitlines() if "--ctorigdstport 9000 " in line and "-A " in line]
+    db2 = prod.exports["privateIps"]["db2"]
+    assert minio[-1].endswith("-j DROP") and sum(line.endswith("-j DROP") for line in minio) == 1
+    assert any(f"-s {db2}/32" in line and line.endswith("RETURN") for line in minio)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -225,7 +226,7 @@ def _book_of_components() -> dict[str, dict[str, tuple[Any, bool]]]:
 
     @pulumi.runtime.test
     def program() -> pulumi.Output:
-        host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
+        host = Host("application", HostArgs(server=config.servers["application"], access=config.access, known_hosts=Path("known_hosts")))
         storage.Storage("minio", storage.StorageArgs(host=host, image=config.versions.minio, book=book))
         registry.Registry(
             "registry",
@@ -268,14 +269,21 @@ def test_minio_and_registry_credentials_are_published_to_vault(stack_run: Progra
     }
 
 
-def test_vault_upstream_follows_vault_port_and_tls() -> None:
-    from components.config import VaultTls
-
+def test_vault_upstream_follows_vault_port_and_verifies_vaults_certificate() -> None:
     config = _config("prod")
     (vault_route,) = [r for r in config.edge.routes if r.upstream == "vault"]
-    plain = _server_blocks(edge.render_config(config, "10.20.0.10", "10.20.0.31"))[f"{vault_route.host}:443"]
-    assert f"proxy_pass http://10.20.0.10:{config.vault.port};" in plain
-    tls = VaultTls(certFile="/etc/vault/cert.pem", keyFile="/etc/vault/key.pem")
-    with_tls = config.model_copy(update={"vault": config.vault.model_copy(update={"tls": tls, "port": 8300})})
-    block = _server_blocks(edge.render_config(with_tls, "10.20.0.10", "10.20.0.31"))[f"{vault_route.host}:443"]
-    assert "proxy_pass https://10.20.0.10:8300;" in block
+    block = _server_blocks(edge.render_config(config, "10.20.0.10", "10.20.0.31"))[f"{vault_route.host}:443"]
+    assert f"proxy_pass https://10.20.0.10:{config.vault.port};" in block
+    for directive in (
+        f"proxy_ssl_trusted_certificate {edge.VAULT_CA_FILE};",
+        "proxy_ssl_verify on;",
+        f"proxy_ssl_name vault.{config.domain};",
+        "proxy_ssl_server_name on;",
+    ):
+        assert directive in block
+    moved = config.model_copy(update={"vault": config.vault.model_copy(update={"port": 8300, "server_name": "vault.samarth.internal"})})
+    block = _server_blocks(edge.render_config(moved, "10.20.0.10", "10.20.0.31"))[f"{vault_route.host}:443"]
+    assert "proxy_pass https://10.20.0.10:8300;" in block and "proxy_ssl_name vault.samarth.internal;" in block
+    plain = config.model_copy(update={"vault": config.vault.model_copy(update={"plain_http": True})})
+    block = _server_blocks(edge.render_config(plain, "10.20.0.10", "10.20.0.31"))[f"{vault_route.host}:443"]
+    assert f"proxy_pass http://10.20.0.10:{config.vault.port};" in block and "proxy_ssl" not in block

@@ -100,3 +100,13 @@ def test_a_service_the_base_stack_disables_stays_disabled(tmp_path: Path, monkey
     assert run.error is None, run.error
     assert installed(run) == {"sentry"}
     assert "Disabled here" not in path.read_text()
+
+
+def test_the_lab_firewall_lets_in_the_machine_running_pulumi(tmp_path: Path) -> None:
+    """Pulumi runs in the lab's root namespace: its bridge address must keep SSH and the providers' ports."""
+    path = write_stack_file(fake_hosts(tmp_path), tmp_path / "Pulumi.lab.yaml", pulumi_from="10.231.0.1")
+    run = run_program("lab", values=read_stack_values(path)[0])
+    assert run.error is None, run.error
+    for row in run.exports["firewall"]:
+        if row["service"] in ("SSH", "Vault API", "MinIO S3 API"):
+            assert "10.231.0.1/32" in {n for networks in row["from"].values() for n in networks}, row

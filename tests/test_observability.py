@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pulumi
 import pytest
@@ -166,7 +167,7 @@ def test_credentials_go_to_the_book_as_the_secrets_the_installs_use() -> None:
     @pulumi.runtime.test
     def build() -> pulumi.Output:
         book = CredentialBook()
-        host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
+        host = Host("application", HostArgs(server=config.servers["application"], access=config.access, known_hosts=Path("known_hosts")))
         component = Observability("observability", ObservabilityArgs(host=host, config=config, book=book))
         services = book.services()
         seen["keys"] = {service: sorted(entries) for service, entries in services.items()}

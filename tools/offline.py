@@ -15,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import runpy
 import sys
 from collections import defaultdict
@@ -245,6 +246,8 @@ class ProgramRun:
     registrations: list[Registration]
     exports: dict[str, Any]
     error: Optional[BaseException] = None
+    # What the program logged at warning level or above (`pulumi preview` shows these as diagnostics).
+    warnings: list[str] = field(default_factory=list)
     by_urn: dict[str, Registration] = field(default_factory=dict)
     _descendants: Optional[defaultdict[str, list[Registration]]] = field(default=None, repr=False, compare=False)
 
@@ -381,6 +384,17 @@ def _close_loops(loop: asyncio.AbstractEventLoop, monitor: RecordingMonitor) -> 
     asyncio.set_event_loop(asyncio.new_event_loop())
 
 
+class _Diagnostics(logging.Handler):
+    """Collects the program's `pulumi.log` messages at warning level and above."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def run_program(
     stack: str,
     *,
@@ -416,7 +430,11 @@ def run_program(
     asyncio.set_event_loop(loop)
     mocks = Mocks()
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    diagnostics = _Diagnostics()
+    logger = logging.getLogger(f"{__name__}.program")
+    logger.propagate = False
+    logger.handlers = [diagnostics]
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor, logger=logger)
     pulumi.runtime.set_all_config(config, secret_keys=[f"{PROJECT}:{k}" for k in secret_values])
 
     if str(root) not in sys.path:
@@ -435,7 +453,7 @@ def run_program(
     except Exception as exc:  # the program's own failure is part of the result
         error = exc
     _close_loops(loop, monitor)
-    return ProgramRun(stack=stack, registrations=monitor.registrations, exports=exports, error=error)
+    return ProgramRun(stack=stack, registrations=monitor.registrations, exports=exports, error=error, warnings=diagnostics.messages)
 
 
 @fake_outputs("command:remote:Command", "-swarm-init")
@@ -453,6 +471,28 @@ def _swarm_init(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         ),
         "stderr": "",
     }
+
+
+def _pem(kind: str, name: str) -> str:
+    """A stand-in PEM block, distinct per resource (mocks make no real keys or certificates)."""
+    body = base64.b64encode(hashlib.sha256(f"{kind}-{name}".encode()).digest() * 2).decode()
+    return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
+
+
+@fake_outputs("tls:index/privateKey:PrivateKey")
+def _tls_private_key(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"privateKeyPem": _pem("PRIVATE KEY", name), "publicKeyPem": _pem("PUBLIC KEY", name)}
+
+
+@fake_outputs("tls:index/selfSignedCert:SelfSignedCert")
+@fake_outputs("tls:index/locallySignedCert:LocallySignedCert")
+def _tls_certificate(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"certPem": _pem("CERTIFICATE", name)}
+
+
+@fake_outputs("tls:index/certRequest:CertRequest")
+def _tls_request(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"certRequestPem": _pem("CERTIFICATE REQUEST", name)}
 
 
 @fake_outputs("command:remote:Command", "-vault-init")

@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 import pulumi
 
-from components import backups
+from components import backups, firewall
 from components.config import StackConfig, load_stack_config
 from components.placements import backup_sources
 from tools import deploy_graph
@@ -334,6 +334,8 @@ def render_plan(topology: Topology) -> str:
     pubs = publications(run)
     installed_services = {(n.members[0].urn, n.server): n for n in nodes(topology) if not n.members[0].custom}
     out: list[str] = [f"Plan for stack {run.stack}: {len(run.registrations)} resources, {len(topology.servers)} servers", ""]
+    if run.warnings:
+        out += ["== Warnings", *(f"  warning: {message}" for message in run.warnings), ""]
     for server in topology.servers:
         spec = topology.config.servers[server]
         public = f", public {spec.public_address}" if spec.public_address else ""
@@ -374,6 +376,9 @@ def render_plan(topology: Topology) -> str:
     )
     if unplaced:
         out.append(f"  also not tied to one server: {', '.join(unplaced)}")
+    out.append("")
+    out.append("== Host firewall: who may reach which private port (components/firewall.py; others are refused)")
+    out.extend(f"  {line}" for line in firewall.matrix_table(run.exports.get("firewall", [])).splitlines())
     out.append("")
     out.extend(deploy_graph.render(run, topology.server_of, topology.servers))
     out += ["", *backup_plan(topology.config)]

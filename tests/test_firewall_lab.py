@@ -1,0 +1,211 @@
+"""The host firewall's own script, run over real SSH on a lab host whose dockerd runs with iptables on.
+
+The script is the ``create`` input the program registers for the firewall under mocks (what `pulumi up`
+would run), for a stack whose application server, swarm-master and db2 are lab hosts and whose Pulumi
+runs in the lab's root namespace (its gateway address). Real listeners on the "application" host: a
+container port Docker publishes (the registry's 5000) and host-network listeners (Vault's 8200 and
+8201), all busybox httpd from a `docker import`ed busybox-static rootfs. The matrix says: 5000 from the
+swarm members (swarm-master) and the host's containers; 8200 from the containers, swarm-master and
+Pulumi; 8201 from nobody; db2 is none of these.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components import firewall
+from lab import LabHost, docker, ssh_command
+from lab.core import NETNS_DIR
+from lab_fixture import LabSession
+from swarm_lab import STAGING, lab_program
+from tools.offline import PROJECT, reveal
+
+IMAGE = "samarth-fwtest:1"
+REGISTRY_PORT = 5000
+VAULT_PORT = 8200
+VAULT_CLUSTER_PORT = 8201
+
+
+def _busybox_image(host: LabHost) -> None:
+    """A one-binary image: busybox-static and a page for its httpd."""
+    busybox = shutil.which("busybox")
+    assert busybox, "busybox-static is not installed (tools/test-packages.txt)"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(busybox, arcname="bin/busybox")
+        page = b"ok\n"
+        info = tarfile.TarInfo("www/index.html")
+        info.size = len(page)
+        tar.addfile(info, io.BytesIO(page))
+    subprocess.run(
+        ["docker", "-H", host.docker_host, "import", "-", IMAGE], input=buffer.getvalue(), check=True, capture_output=True
+    )
+
+
+def _listen(host: LabHost) -> None:
+    httpd = ["/bin/busybox", "httpd", "-f", "-h", "/www", "-p"]
+    for args in (
+        ["--name", "fw-published", "-p", f"{host.address}:{REGISTRY_PORT}:80", IMAGE, *httpd, "80"],
+        ["--name", "fw-vault", "--network", "host", IMAGE, *httpd, f"{host.address}:{VAULT_PORT}"],
+        ["--name", "fw-vault-cluster", "--network", "host", IMAGE, *httpd, f"{host.address}:{VAULT_CLUSTER_PORT}"],
+    ):
+        result = docker(host, "run", "-d", "--restart", "unless-stopped", *args)
+        assert result.returncode == 0, result.stderr
+
+
+def _remove_listeners(host: LabHost) -> None:
+    docker(host, "rm", "-f", "fw-published", "fw-vault", "fw-vault-cluster")
+
+
+def reaches(source: LabHost | None, address: str, port: int) -> bool:
+    """Whether an HTTP request from ``source``'s namespace (None: the lab's root namespace, where
+    Pulumi runs) to ``address:port`` is answered."""
+    curl = ["curl", "-s", "-o", "/dev/null", "-m", "3", f"http://{address}:{port}/"]
+    argv = curl if source is None else ["nsenter", f"--net={NETNS_DIR / source.namespace}", *curl]
+    return subprocess.run(argv, capture_output=True).returncode == 0
+
+
+def container_reaches(host: LabHost, address: str, port: int) -> bool:
+    """Whether a container on ``host``'s default bridge (as Nginx's) gets an answer from ``address:port``."""
+    probe = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 {address} {port} | /bin/busybox grep -q 200"
+    result = docker(host, "run", "--rm", IMAGE, "/bin/busybox", "sh", "-c", probe)
+    return result.returncode == 0
+
+
+def filter_rules(host: LabHost) -> str:
+    """The host's filter table without counters: what the firewall changed, if anything."""
+    saved = subprocess.run(
+        ["nsenter", f"--net={NETNS_DIR / host.namespace}", "iptables-save", "-t", "filter"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return "\n".join(line for line in saved.splitlines() if not line.startswith("#")).replace("[0:0]", "")
+
+
+def run_on(host: LabHost, script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(ssh_command(host, script), capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture()
+def wired(lab_session: LabSession) -> Iterator[dict[str, object]]:
+    master, node2, node3 = (lab_session.host(n) for n in ("swarm-master", "swarm-node2", "swarm-node3"))
+    gateway = lab_session.lab.gateway
+    staging = yaml.safe_load(STAGING.read_text())["config"]
+    # Sentry and PostHog do not fit a lab host; their ports are not what this test is about.
+    observability = {name: {**value, "enabled": False} for name, value in staging[f"{PROJECT}:observability"].items()}
+    run = lab_program(
+        {"application": node3, "swarm-master": master, "db2": node2},
+        overrides={
+            "swarm": {"workers": [], "encryptOverlay": True},
+            "observability": observability,
+            "firewall": {"operators": ["192.0.2.0/24"], "pulumiFrom": [f"{gateway}/32"]},
+        },
+    )
+    command = run.named("command:remote:Command", "firewall-application")
+    _busybox_image(node3)
+    _listen(node3)
+    try:
+        yield {"run": run, "command": command, "application": node3, "master": master, "db2": node2}
+    finally:
+        run_on(node3, command.inputs["delete"])
+        _remove_listeners(node3)
+
+
+def _expect(application: LabHost, master: LabHost, db2: LabHost) -> None:
+    address = application.address
+    # The published registry port: the swarm member and the host's containers, nobody else.
+    assert reaches(master, address, REGISTRY_PORT)
+    assert container_reaches(application, address, REGISTRY_PORT)
+    assert not reaches(db2, address, REGISTRY_PORT)
+    assert not reaches(None, address, REGISTRY_PORT)
+    # Vault on the host network: swarm-master, Pulumi and the containers (Nginx's), not db2.
+    assert reaches(master, address, VAULT_PORT)
+    assert reaches(None, address, VAULT_PORT)
+    assert container_reaches(application, address, VAULT_PORT)
+    assert not reaches(db2, address, VAULT_PORT)
+    # The cluster port of a single Vault: nobody.
+    assert not reaches(master, address, VAULT_CLUSTER_PORT)
+    assert not reaches(None, address, VAULT_CLUSTER_PORT)
+
+
+def _restart_dockerd(lab_session: LabSession, host: LabHost) -> None:
+    pid = int((lab_session.lab.host_dir(host.name) / "docker.pid").read_text())
+    subprocess.run(["kill", str(pid)], check=True)
+    for _ in range(100):
+        if not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"dockerd {pid} on {host.name} did not stop")
+    lab_session.lab.up([h.name for h in lab_session.hosts])
+    for _ in range(60):
+        names = docker(host, "ps", "--filter", "status=running", "--format", "{{.Names}}").stdout.split()
+        if {"fw-published", "fw-vault", "fw-vault-cluster"} <= set(names):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the listeners did not come back after dockerd restarted on {host.name}")
+
+
+def test_the_firewall_allows_exactly_the_matrix(lab_session: LabSession, wired: dict[str, object]) -> None:
+    application, master, db2 = wired["application"], wired["master"], wired["db2"]
+    assert isinstance(application, LabHost) and isinstance(master, LabHost) and isinstance(db2, LabHost)
+    create = wired["command"].inputs["create"]  # type: ignore[attr-defined]
+    address = application.address
+
+    # Before: everything answers everyone (the lab's dockerd runs with iptables on, DOCKER-USER empty).
+    assert reaches(db2, address, REGISTRY_PORT) and reaches(db2, address, VAULT_PORT)
+
+    first = run_on(application, create)
+    assert first.returncode == 0, first.stderr
+    assert "firewall on application:" in first.stdout
+    _expect(application, master, db2)
+    rules = filter_rules(application)
+    assert "-A DOCKER-USER -j SAMARTH-DOCKER-USER" in rules and "-A INPUT -j SAMARTH-INPUT" in rules
+
+    # Applying again changes nothing.
+    again = run_on(application, create)
+    assert again.returncode == 0, again.stderr
+    assert filter_rules(application) == rules
+
+    # A dockerd restart keeps the rules (Docker keeps DOCKER-USER's content; on a server the systemd
+    # unit, PartOf=docker.service, also applies them again).
+    _restart_dockerd(lab_session, application)
+    assert filter_rules(application) == rules
+    _expect(application, master, db2)
+
+
+def test_a_rule_the_kernel_refuses_keeps_the_previous_rules(lab_session: LabSession, wired: dict[str, object]) -> None:
+    application = wired["application"]
+    assert isinstance(application, LabHost)
+    command = wired["command"]
+    assert run_on(application, command.inputs["create"]).returncode == 0  # type: ignore[attr-defined]
+    before = filter_rules(application)
+    create = reveal(command.inputs["create"])  # type: ignore[attr-defined]
+    broken = create.replace("--dport 8201 -j DROP", "--dport 8201 -j NO-SUCH-CHAIN", 1)
+    assert broken != create
+    result = run_on(application, broken)
+    assert result.returncode != 0
+    assert "nothing was changed" in result.stderr or "previous rules are still in place" in result.stderr, result.stderr
+    assert filter_rules(application) == before
+
+
+def test_rules_that_would_lock_out_this_session_are_refused(lab_session: LabSession, wired: dict[str, object]) -> None:
+    application = wired["application"]
+    assert isinstance(application, LabHost)
+    before = filter_rules(application)
+    rows = [r for r in wired["run"].exports["firewall"] if r["server"] == "application"]  # type: ignore[index]
+    assert rows[0]["service"] == "SSH"
+    # The same rules, but SSH allowed only from the operators' network, not from Pulumi's address.
+    script = firewall.apply_script("application", "", 22, ["192.0.2.0/24"])
+    result = run_on(application, script)
+    assert result.returncode != 0
+    assert f"not from this session's address {lab_session.lab.gateway}" in result.stderr, result.stderr
+    assert filter_rules(application) == before
