@@ -40,6 +40,13 @@ class Coverage:
     reason: str
 
 
+SEARCH_INDEX = Coverage(
+    None,
+    "FusionAuth's search index is derived from its Postgres database (backed up hourly); after a restore, "
+    "FusionAuth rebuilds it (System > Reindex, or POST /api/system/reindex), so a snapshot would only add "
+    "gigabytes of repository for data that can be recomputed",
+)
+
 # Per database engine (components/catalogue.py ENGINES); PURE_CACHES overrides it per service.
 ENGINES: Mapping[str, Coverage] = MappingProxyType(
     {
@@ -51,12 +58,8 @@ ENGINES: Mapping[str, Coverage] = MappingProxyType(
             "re-created by the applications; replaying hours-old tasks after a restore would do harm, so messages "
             "are not kept",
         ),
-        "elasticsearch": Coverage(
-            None,
-            "FusionAuth's search index is derived from its Postgres database (backed up hourly); after a restore, "
-            "FusionAuth rebuilds it (System > Reindex, or POST /api/system/reindex), so a snapshot would add "
-            "gigabytes of repository for nothing that cannot be recomputed",
-        ),
+        "elasticsearch": SEARCH_INDEX,
+        "opensearch": SEARCH_INDEX,
     }
 )
 

@@ -11,12 +11,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .config import ConfigError, StackConfig
+from .config import ConfigError, ServerName, StackConfig
 
 
 @dataclass(frozen=True)
 class Placement:
-    server: str
+    server: ServerName
     what: str
     memory_mib: int
     min_cpus: int = 0
@@ -56,7 +56,7 @@ def usable_gib(config: StackConfig, server: str) -> float:
     return round(disk * (100 - config.capacity.headroom_percent) / 100, 1)
 
 
-def usable_mib(config: StackConfig, server: str) -> int:
+def usable_mib(config: StackConfig, server: ServerName) -> int:
     return config.servers[server].memory_mib * (100 - config.capacity.headroom_percent) // 100
 
 

@@ -20,7 +20,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from .config import Access, JumpHost, Server
+from .config import Access, JumpHost, Server, ServerName
 from .ports import JUMP_HOST, OPERATORS, PULUMI, Opening
 from .shell import render
 
@@ -47,7 +47,7 @@ def _known_hosts_name(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
 
-def render_known_hosts(servers: Mapping[str, Server], access: Access) -> str:
+def render_known_hosts(servers: Mapping[ServerName, Server], access: Access) -> str:
     """A known_hosts file with exactly the pinned keys: each server at the address Pulumi reaches it
     on, and the jump host. One key per host, so OpenSSH negotiates that key's type and no other."""
     lines = []
@@ -119,7 +119,7 @@ def preflight_script(name: str, server: Server) -> str:
 class Host(pulumi.ComponentResource):
     """A server of the deployment: its connections, its Docker provider and its preflight."""
 
-    name: str
+    name: ServerName
     spec: Server
     private_ip: pulumi.Output[str]
     connection: command.remote.ConnectionArgs
@@ -128,7 +128,7 @@ class Host(pulumi.ComponentResource):
     facts: pulumi.Output[dict[str, Any]]
     openings: list[Opening]
 
-    def __init__(self, name: str, args: HostArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(self, name: ServerName, args: HostArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:host:Host", name, None, opts)
         self.name = name
         self.spec = args.server
@@ -191,8 +191,8 @@ class Host(pulumi.ComponentResource):
 
 
 def build_hosts(
-    servers: dict[str, Server], access: Access, ssh_private_key: Optional[pulumi.Input[str]]
-) -> dict[str, Host]:
+    servers: Mapping[ServerName, Server], access: Access, ssh_private_key: Optional[pulumi.Input[str]]
+) -> dict[ServerName, Host]:
     """A ``Host`` per server, after writing this stack's known_hosts their Docker providers read."""
     known_hosts = write_known_hosts(pulumi.get_stack(), render_known_hosts(servers, access))
     return {

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 import pulumi
@@ -216,14 +217,14 @@ class Cluster(pulumi.ComponentResource):
 
         if args.registry is not None and settings.registry_login:
             registry = args.registry
-            credentials = pulumi.Output.secret(
+            credentials: pulumi.Output[str] = pulumi.Output.secret(
                 pulumi.Output.all(registry.username, registry.password).apply(lambda up: f"{up[0]}\n{up[1]}\n")
             )
             for host in (master, *(args.workers[w] for w in settings.workers)):
                 command.remote.Command(
                     f"{host.name}-registry-login",
                     connection=host.connection,
-                    create=pulumi.Output.from_input(registry.server).apply(lambda s, n=host.name: login_script(n, s)),
+                    create=pulumi.Output.from_input(registry.server).apply(partial(login_script, host.name)),
                     stdin=credentials,
                     logging=command.remote.Logging.NONE,
                     opts=host.command_options(self, depends_on=list(registry.ready)),

@@ -15,9 +15,10 @@ The program does what used to be done by hand:
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
@@ -27,14 +28,14 @@ import pulumi_tls as tls
 import pulumi_vault as vault
 
 from .capacity import Placement
-from .config import SWARM_MANAGER, StackConfig, VaultSettings
+from .config import SWARM_MANAGER, ServerName, StackConfig, VaultSettings
 from .containers import Healthcheck, data_volume, pinned_image, service_container
 from .host import Host
 from .ports import CONTAINERS, PULUMI, Opening
 from .publishing import CredentialBook
 from .shell import render
 
-SERVER = "application"
+SERVER: ServerName = "application"
 KV_MOUNT = "kv"
 KV_PREFIX = "samarth"
 JENKINS = "jenkins"
@@ -369,7 +370,7 @@ class VaultServer(pulumi.ComponentResource):
             init_deps = [init]
         init_doc = init_json.apply(parse_init_output)
         self.root_token = pulumi.Output.secret(init_doc.apply(lambda doc: doc["root_token"]))
-        unseal_keys = pulumi.Output.secret(init_doc.apply(lambda doc: "".join(f"{k}\n" for k in doc["unseal_keys_b64"])))
+        unseal_keys: pulumi.Output[str] = pulumi.Output.secret(init_doc.apply(lambda doc: "".join(f"{k}\n" for k in doc["unseal_keys_b64"])))
 
         self.unseal = command.remote.Command(
             f"{prefix}-unseal",
@@ -380,7 +381,7 @@ class VaultServer(pulumi.ComponentResource):
             # A reboot or a container restart seals Vault and Pulumi cannot see it (the command provider
             # reads nothing back from the host), so the check runs on every `up`: the stamp replaces
             # this command each run. The script only acts when Vault reports itself sealed.
-            triggers=[self.container.id, datetime.now(timezone.utc).isoformat()],
+            triggers=[self.container.id, datetime.now(UTC).isoformat()],
             opts=host.command_options(self, depends_on=[self.container, *init_deps]),
         )
 
@@ -492,12 +493,15 @@ class VaultServer(pulumi.ComponentResource):
 
     def publish(self, book: CredentialBook) -> list[vault.kv.SecretV2]:
         """One secret per service at ``kv/samarth/<service>``: the path layout Jenkins jobs read."""
+        def secret_json(values: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[str]:
+            return pulumi.Output.secret(pulumi.Output.json_dumps(values))
+
         return [
             vault.kv.SecretV2(
                 f"vault-kv-{KV_PREFIX}-{service}",
                 mount=self.kv.path,
                 name=f"{KV_PREFIX}/{service}",
-                data_json=pulumi.Output.secret(pulumi.Output.json_dumps(values)),
+                data_json=secret_json(values),
                 opts=self._vault_options(),
             )
             for service, values in book.services().items()

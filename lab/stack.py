@@ -86,7 +86,7 @@ def default_assignments(hosts: list[LabHost]) -> dict[str, LabHost]:
     """Six hosts play the six servers: by name where a host is named after a server, else in order."""
     by_name = {h.name: h for h in hosts}
     spare = [h for h in hosts if h.name not in SERVER_NAMES]
-    assignments = {}
+    assignments: dict[str, LabHost] = {}
     for server in SERVER_NAMES:
         if server in by_name:
             assignments[server] = by_name[server]

@@ -25,7 +25,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import pulumi
 from pulumi_policy import (
@@ -96,7 +96,7 @@ SENSITIVE_PORTS: dict[int, str] = {
 }
 # Images whose every port is sensitive (databases, brokers, Vault, the registry).
 SENSITIVE_IMAGES = frozenset(
-    {"postgres", "redis", "rabbitmq", "elasticsearch", "vault", "openbao", "registry", "mysql", "mariadb", "mongo", "clickhouse-server"}
+    {"postgres", "redis", "rabbitmq", "elasticsearch", "opensearch", "vault", "openbao", "registry", "mysql", "mariadb", "mongo", "clickhouse-server"}
 )
 
 RESTART_POLICIES = frozenset({"always", "unless-stopped", "on-failure"})
@@ -124,7 +124,7 @@ def plain(value: Any) -> Any:
     if isinstance(value, Mapping) and not isinstance(value, dict):
         return plain(value["__target"])
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes, list, tuple)):
-        return plain(value["__target"])
+        return plain(cast(Any, value)["__target"])
     if isinstance(value, Secret):
         return Secret(plain(value.value))
     if isinstance(value, dict):

@@ -37,7 +37,7 @@ def test_every_database_container_is_backed_up_or_has_a_reason() -> None:
         assert (container.name in backed_up) != (container.name in reasons), container.name
     assert set(ENGINES) == set(DATABASE_ENGINES), "every engine has a coverage line"
     assert {service for service, _ in PURE_CACHES} <= {s.name for s in CATALOGUE}
-    assert "elasticsearch-fusionauth" in reasons and "redis-esamwad-backend" in reasons
+    assert "opensearch-fusionauth" in reasons and "redis-esamwad-backend" in reasons
     assert {s.method for s in backup_sources(config)} == set(METHODS)
 
 
@@ -70,7 +70,7 @@ def test_the_plan_shows_each_servers_schedule_and_repository() -> None:
     assert "db2: repository on application (~" in lines
     assert "application: repository on db1 (~" in lines
     assert "postgres-odk-adapter             postgres   hourly" in lines
-    assert "elasticsearch-fusionauth: FusionAuth's search index" in lines
+    assert "opensearch-fusionauth: FusionAuth's search index" in lines
 
 
 def test_backup_secrets_reach_hosts_only_on_stdin_and_vault(prod: ProgramRun) -> None:
@@ -138,3 +138,10 @@ def test_backup_traffic_passes_the_host_firewall_before_its_port_is_dropped(prod
     db2 = prod.exports["privateIps"]["db2"]
     assert minio[-1].endswith("-j DROP") and sum(line.endswith("-j DROP") for line in minio) == 1
     assert any(f"-s {db2}/32" in line and line.endswith("RETURN") for line in minio)
+
+
+def test_the_installer_copies_restic_from_where_the_pinned_image_puts_it() -> None:
+    dockerfile = (ROOT / "tests/fixtures/upstreams/restic-v0.18.1/docker/Dockerfile.release").read_text()
+    assert "COPY --from=helper /output/restic /usr/bin" in dockerfile
+    assert 'ENTRYPOINT ["/usr/bin/restic"]' in dockerfile
+    assert 'docker cp "$container:/usr/bin/restic"' in (ROOT / "components/scripts/backup-install.sh").read_text()

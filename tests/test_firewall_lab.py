@@ -27,7 +27,7 @@ from lab import LabHost, docker, ssh_command
 from lab.core import NETNS_DIR
 from lab_fixture import LabSession
 from swarm_lab import STAGING, lab_program
-from tools.offline import PROJECT, reveal
+from tools.offline import PROJECT, ProgramRun, reveal
 
 IMAGE = "samarth-fwtest:1"
 REGISTRY_PORT = 5000
@@ -201,7 +201,9 @@ def test_rules_that_would_lock_out_this_session_are_refused(lab_session: LabSess
     application = wired["application"]
     assert isinstance(application, LabHost)
     before = filter_rules(application)
-    rows = [r for r in wired["run"].exports["firewall"] if r["server"] == "application"]  # type: ignore[index]
+    run = wired["run"]
+    assert isinstance(run, ProgramRun)
+    rows = [r for r in run.exports["firewall"] if r["server"] == "application"]
     assert rows[0]["service"] == "SSH"
     # The same rules, but SSH allowed only from the operators' network, not from Pulumi's address.
     script = firewall.apply_script("application", "", 22, ["192.0.2.0/24"])

@@ -72,7 +72,8 @@ def test_install_commands_are_guarded_logged_off_and_keep_volumes(prod: ProgramR
     assert " -v" not in inputs["delete"] and "--volumes" not in inputs["delete"]
     preflight = prod.named(COMMAND, "application-preflight")
     assert preflight.urn in command.dependencies
-    assert prod.parent_of(command).type == "samarth:observability:ComposeInstall"
+    parent = prod.parent_of(command)
+    assert parent is not None and parent.type == "samarth:observability:ComposeInstall"
 
 
 def test_generated_secrets_never_reach_a_plaintext_input(prod: ProgramRun) -> None:
@@ -172,6 +173,7 @@ def test_credentials_go_to_the_book_as_the_secrets_the_installs_use() -> None:
         services = book.services()
         seen["keys"] = {service: sorted(entries) for service, entries in services.items()}
         password = services["sentry"]["SENTRY_ADMIN_PASSWORD"]
+        assert component.sentry is not None
         stdin = component.sentry.command.stdin
         return pulumi.Output.all(password, stdin).apply(lambda values: seen.update(values=values))
 

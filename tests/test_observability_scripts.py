@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.config import PostHogSettings, SentrySettings
+from components.config import PostHogImages, PostHogSettings, SentrySettings
 from components.observability import (
     MARKER,
     POSTHOG_REPOSITORY,
@@ -144,8 +144,16 @@ def _sentry(server: ScratchServer, ref: str = "25.10.0") -> ComposeRelease:
     return sentry_release(settings, ref, PRIVATE_IP)
 
 
+SENTRY_RELEASE_FILES = Path(__file__).resolve().parent / "fixtures" / "upstreams" / "sentry-self-hosted-25.10.0"
+
+
 def _sentry_upstream(server: ScratchServer, *tags: str) -> None:
     (server.repo / ".env").write_text(SENTRY_ENV)
+    # The files the proxy settings are written from, as the release has them.
+    (server.repo / "sentry").mkdir(exist_ok=True)
+    for name in ("config.example.yml", "sentry.conf.example.py"):
+        (server.repo / "sentry" / name).write_text((SENTRY_RELEASE_FILES / name).read_text())
+    (server.repo / "nginx.conf").write_text((SENTRY_RELEASE_FILES / "nginx.conf").read_text())
     _executable(server.repo / "install.sh", FAKE_SENTRY_INSTALLER)
     server.refs = [f"refs/tags/{tag}^{{commit}}" for tag in tags]
 
@@ -173,6 +181,10 @@ def test_sentry_first_install_clones_the_tag_installs_unattended_and_creates_the
     assert stat.S_IMODE((directory / ".env.custom").stat().st_mode) == 0o600
     assert (directory / MARKER).read_text() == f"25.10.0 {release.fingerprint()}\n"
     assert "sentry: installing 25.10.0" in result.stdout
+    # Sentry served behind the proxy: its URL prefix and CSRF origin are the public https name.
+    assert "system.url-prefix: 'https://sentry.samarth.example.org'" in (directory / "sentry" / "config.yml").read_text()
+    assert 'CSRF_TRUSTED_ORIGINS = ["https://sentry.samarth.example.org"]' in (directory / "sentry" / "sentry.conf.py").read_text()
+    assert "source: ./nginx.samarth.conf" in (directory / "docker-compose.override.yml").read_text()
 
 
 def test_sentry_rerun_at_the_same_version_does_nothing(server: ScratchServer) -> None:
@@ -263,7 +275,15 @@ def test_delete_of_a_never_installed_stack_succeeds(server: ScratchServer) -> No
 
 def _posthog(server: ScratchServer) -> ComposeRelease:
     settings = PostHogSettings(hostName="posthog.samarth.example.org", directory=str(server.root / "opt" / "posthog"))
-    return posthog_release(settings, POSTHOG_REF, PRIVATE_IP)
+    images = PostHogImages(
+        web="posthog/posthog:release-1.40.0",
+        clickhouse="clickhouse/clickhouse-server:22.3.20.29",
+        kafka="apache/kafka:3.9.1",
+        zookeeper="zookeeper:3.9.5",
+        postgres="postgres:12.22-alpine",
+        redis="redis:6.2.24-alpine",
+    )
+    return posthog_release(settings, POSTHOG_REF, images, "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z", PRIVATE_IP)
 
 
 def test_posthog_install_renders_env_from_the_sample_with_secrets_from_stdin(server: ScratchServer) -> None:
@@ -276,10 +296,9 @@ def test_posthog_install_renders_env_from_the_sample_with_secrets_from_stdin(ser
     assert result.returncode == 0, result.stderr
     assert f"git clone --quiet {POSTHOG_REPOSITORY} {release.directory}" in result.calls
     assert f"git checkout --quiet --force {POSTHOG_REF}" in result.calls
-    assert result.calls[-4:] == [
+    assert result.calls[-3:] == [
         "docker compose config --quiet",
-        "docker compose pull --quiet --ignore-buildable",
-        "docker compose build --quiet",
+        "docker compose pull --quiet",
         "docker compose up --detach --remove-orphans",
     ]
     directory = Path(release.directory)

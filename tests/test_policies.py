@@ -7,7 +7,7 @@ Resources are built the way the pack's analyzer presents them (unknown-checking 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from pulumi_policy import EnforcementLevel, PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs
@@ -34,7 +34,11 @@ def resource(type_: str, props: dict[str, Any], name: str = "res", protect: bool
 
 def violations(validator: rules.Validator, args: ResourceValidationArgs) -> list[str]:
     found: list[str] = []
-    validator(args, lambda message, urn=None: found.append(message))
+
+    def report(message: str, urn: Optional[str] = None) -> None:
+        found.append(message)
+
+    validator(args, report)
     return found
 
 

@@ -21,7 +21,9 @@ def _bin(tmp_path: Path, docker: str | None) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in TOOLS:
-        os.symlink(shutil.which(tool), bin_dir / tool)
+        found = shutil.which(tool)
+        assert found is not None, f"{tool} is missing"
+        os.symlink(found, bin_dir / tool)
     if docker is not None:
         fake = bin_dir / "docker"
         fake.write_text("#!/bin/sh\n" + docker)

@@ -25,8 +25,8 @@ from components import registry
 from components.swarm import login_script
 from lab import docker, ssh_command
 from lab_fixture import LabSession
-from tools.offline import reveal
 from swarm_lab import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, lab_servers, nodes, reset, swarm_state
+from tools.offline import reveal
 
 WORKERS = ("swarm-node2", "swarm-node3")
 STAGING_SWARM = yaml.safe_load(STAGING.read_text())["config"]["samarth-infra:swarm"]

@@ -28,9 +28,9 @@ from typing import Any, Optional
 import pulumi
 
 from components import backups, firewall
-from components.config import StackConfig, load_stack_config
+from components.config import ServerName, StackConfig, load_stack_config, server_name
 from components.placements import backup_sources
-from tools import deploy_graph
+from tools import deploy_graph, upstreams
 from tools.offline import (
     PROJECT,
     ROOT,
@@ -76,10 +76,10 @@ def diagram_path(stack: str, root: Path = ROOT) -> Path:
 class Topology:
     run: ProgramRun
     config: StackConfig
-    server_of: dict[str, str] = field(default_factory=dict)  # urn -> server name
+    server_of: dict[str, ServerName] = field(default_factory=dict)  # urn -> server name
 
     @property
-    def servers(self) -> list[str]:
+    def servers(self) -> list[ServerName]:
         return list(self.config.servers)
 
     def on(self, server: str) -> list[Registration]:
@@ -102,9 +102,9 @@ def _connection_key(connection: Any) -> Optional[tuple[Any, ...]]:
 def place(run: ProgramRun, config: StackConfig) -> Topology:
     """Map every registration to the server it acts on, if any."""
     topology = Topology(run=run, config=config)
-    hosts = {r.urn: r.name for r in run.of_type(HOST)}
-    connections: dict[tuple[Any, ...], str] = {}
-    docker_hosts: dict[Any, str] = {}
+    hosts = {r.urn: server_name(r.name) for r in run.of_type(HOST)}
+    connections: dict[tuple[Any, ...], ServerName] = {}
+    docker_hosts: dict[Any, ServerName] = {}
     for registration in run.registrations:
         host = _host_ancestor(run, registration, hosts)
         if host is not None:
@@ -121,9 +121,9 @@ def place(run: ProgramRun, config: StackConfig) -> Topology:
     for registration in run.registrations:
         if registration.urn in topology.server_of:
             continue
-        provider = run.provider_of(registration)
-        if provider is not None and provider.urn in topology.server_of:
-            topology.server_of[registration.urn] = topology.server_of[provider.urn]
+        its_provider = run.provider_of(registration)
+        if its_provider is not None and its_provider.urn in topology.server_of:
+            topology.server_of[registration.urn] = topology.server_of[its_provider.urn]
             continue
         key = _connection_key(registration.plain_inputs.get("connection"))
         if key in connections:
@@ -138,7 +138,7 @@ def place(run: ProgramRun, config: StackConfig) -> Topology:
     return topology
 
 
-def _host_ancestor(run: ProgramRun, registration: Registration, hosts: dict[str, str]) -> Optional[str]:
+def _host_ancestor(run: ProgramRun, registration: Registration, hosts: dict[str, ServerName]) -> Optional[ServerName]:
     if registration.urn in hosts:
         return hosts[registration.urn]
     for ancestor in run.ancestors(registration):
@@ -180,7 +180,7 @@ def address_ports(text: str, addresses: Iterable[str]) -> set[tuple[str, int]]:
     return found
 
 
-def mentioned_bindings(topology: Topology, server: str, texts: Iterable[str], loopback: bool) -> list[Binding]:
+def mentioned_bindings(topology: Topology, server: ServerName, texts: Iterable[str], loopback: bool) -> list[Binding]:
     """``<this server's address>:<port>`` as written in a service's configuration or install script:
     all there is to know about what a host-network container or a compose installation binds."""
     addresses = _addresses(topology, server)
@@ -377,6 +377,8 @@ def render_plan(topology: Topology) -> str:
     if unplaced:
         out.append(f"  also not tied to one server: {', '.join(unplaced)}")
     out.append("")
+    out.extend(upstreams.plan_lines(topology.config.versions.model_dump(by_alias=True)))
+    out.append("")
     out.append("== Host firewall: who may reach which private port (components/firewall.py; others are refused)")
     out.extend(f"  {line}" for line in firewall.matrix_table(run.exports.get("firewall", [])).splitlines())
     out.append("")
@@ -413,7 +415,7 @@ def backup_plan(config: StackConfig) -> list[str]:
 @dataclass
 class Node:
     id: str
-    server: str
+    server: ServerName
     label: str
     members: list[Registration]
     endpoints: list[tuple[str, int]] = field(default_factory=list)
@@ -450,7 +452,7 @@ def nodes(topology: Topology) -> list[Node]:
         below = run.under(component)
         if any(r.type.startswith("samarth:") for r in below):
             continue
-        commands: dict[str, list[Registration]] = defaultdict(list)
+        commands: dict[ServerName, list[Registration]] = defaultdict(list)
         for registration in below:
             if registration.type == COMMAND and registration.urn in topology.server_of:
                 commands[topology.server_of[registration.urn]].append(registration)
@@ -468,7 +470,7 @@ def nodes(topology: Topology) -> list[Node]:
     return sorted(found, key=lambda n: n.id)
 
 
-def _addresses(topology: Topology, server: str) -> list[str]:
+def _addresses(topology: Topology, server: ServerName) -> list[str]:
     """The server's private and public addresses, and loopback last."""
     spec = topology.config.servers[server]
     return [spec.private_ip, *([spec.public_address] if spec.public_address else []), "127.0.0.1"]
