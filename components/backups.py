@@ -33,7 +33,7 @@ from .capacity import Placement
 from .config import StackConfig
 from .containers import pinned_image
 from .host import Host
-from .ports import MINIO_API_PORT, Opening
+from .ports import MINIO_API_PORT, PULUMI, Opening
 from .publishing import CredentialBook
 from .shell import render
 
@@ -264,7 +264,8 @@ class Backups(pulumi.ComponentResource):
                 repository, sftp_command, known_hosts, depends = self._sftp_repository(name, server, host, repository_host)
                 credentials |= {"SAMARTH_SFTP_COMMAND": sftp_command, "known_hosts": known_hosts}
                 self.openings.append(
-                    Opening(repository_host.name, "SSH", repository_host.spec.ssh_port, "tcp", False, (server,))
+                    # Pulumi as for every SSH opening: rows of one port are read as one rule set.
+                    Opening(repository_host.name, "SSH", repository_host.spec.ssh_port, "tcp", False, (server, PULUMI))
                 )
             credentials["RESTIC_REPOSITORY"] = repository
             if args.vault is not None and any(s.method == "vault-raft" for s in sources):
