@@ -13,15 +13,16 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lab import Lab, free_subnet, machine_lock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from backup_drill import TARGET, Drill, check, checksums, fill, staging_config  # noqa: E402
+from backup_drill import TARGET, Drill, check, checksums, fill, staging_config
 
 
-def timed(what: str, action) -> float:  # type: ignore[no-untyped-def]
+def timed(what: str, action: Callable[[], object]) -> float:
     started = time.monotonic()
     action()
     elapsed = time.monotonic() - started

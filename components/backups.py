@@ -17,10 +17,11 @@ Vault, storage, registry and swarm components expose). Per server with targets t
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import pulumi
 import pulumi_command as command
@@ -30,7 +31,7 @@ import pulumi_vault as vault
 
 from .backup_catalogue import DEFAULT_DATA_GIB, NOT_BACKED_UP, engine_coverage
 from .capacity import Placement
-from .config import StackConfig
+from .config import ServerName, StackConfig
 from .containers import pinned_image
 from .host import Host
 from .ports import MINIO_API_PORT, PULUMI, Opening
@@ -94,7 +95,7 @@ def not_backed_up(config: StackConfig) -> dict[str, str]:
     return {**reasons, **NOT_BACKED_UP}
 
 
-def repository_server(config: StackConfig, server: str) -> str:
+def repository_server(config: StackConfig, server: str) -> ServerName:
     """Where a server's repository lives: the application server's MinIO, or for the application
     server itself a database server."""
     return config.backups.application_repository_on if server == "application" else "application"
@@ -258,7 +259,7 @@ class Backups(pulumi.ComponentResource):
                 self.openings.append(
                     Opening(repository_host.name, f"MinIO S3 API (backups of {server})", MINIO_API_PORT, "tcp", True, (server,))
                 )
-                user_name, secret = self._s3_user(name, server, bucket, in_minio)
+                user_name, secret = self._s3_user(name, server, in_minio)
                 credentials |= {"AWS_ACCESS_KEY_ID": user_name, "AWS_SECRET_ACCESS_KEY": secret}
             else:
                 repository, sftp_command, known_hosts, depends = self._sftp_repository(name, server, host, repository_host)
@@ -271,7 +272,8 @@ class Backups(pulumi.ComponentResource):
             if args.vault is not None and any(s.method == "vault-raft" for s in sources):
                 credentials |= self._snapshot_approle(name, args.vault)
 
-            stdin = pulumi.Output.secret(pulumi.Output.all(**credentials).apply(credential_text))
+            text: pulumi.Output[str] = pulumi.Output.all(**credentials).apply(credential_text)
+            stdin: pulumi.Output[str] = pulumi.Output.secret(text)
             command.remote.Command(
                 f"{name}-{server}-install",
                 connection=host.connection,
@@ -294,29 +296,27 @@ class Backups(pulumi.ComponentResource):
         self.register_outputs({"repositories": self.repositories})
 
     def _s3_user(
-        self, name: str, server: str, bucket: minio.S3Bucket, in_minio: pulumi.ResourceOptions
+        self, name: str, server: str, in_minio: pulumi.ResourceOptions
     ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         """A MinIO user that can read and write only ``samarth-backups/<server>/``."""
-        policy = bucket.bucket.apply(
-            lambda b: pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [f"arn:aws:s3:::{b}"]},
-                        {
-                            "Effect": "Allow",
-                            "Action": ["s3:ListBucket"],
-                            "Resource": [f"arn:aws:s3:::{b}"],
-                            "Condition": {"StringLike": {"s3:prefix": [f"{server}/*", server]}},
-                        },
-                        {
-                            "Effect": "Allow",
-                            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                            "Resource": [f"arn:aws:s3:::{b}/{server}/*"],
-                        },
-                    ],
-                }
-            )
+        policy = json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [f"arn:aws:s3:::{BUCKET}"]},
+                    {
+                        "Effect": "Allow",
+                        "Action": ["s3:ListBucket"],
+                        "Resource": [f"arn:aws:s3:::{BUCKET}"],
+                        "Condition": {"StringLike": {"s3:prefix": [f"{server}/*", server]}},
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                        "Resource": [f"arn:aws:s3:::{BUCKET}/{server}/*"],
+                    },
+                ],
+            }
         )
         user_policy = minio.IamPolicy(f"{name}-{server}-policy", name=f"{BUCKET}-{server}", policy=policy, opts=in_minio)
         secret = random.RandomPassword(f"{name}-{server}-s3-secret", length=40, special=False, opts=pulumi.ResourceOptions(parent=self))
@@ -385,7 +385,7 @@ class Backups(pulumi.ComponentResource):
         return {"role_id": role.role_id, "secret_id": pulumi.Output.secret(secret_id.secret_id)}
 
 
-def credential_text(values: Mapping[str, str]) -> str:
+def credential_text(values: Mapping[str, Any]) -> str:
     """The installer's stdin: the password, the repository's environment (shell-quoted), then the Vault
     AppRole and the SFTP repository's known_hosts line when there are any."""
     env = {k: v for k, v in values.items() if k.isupper() and k != "RESTIC_PASSWORD"}

@@ -51,7 +51,7 @@ def disk_table(config: StackConfig, placements: Iterable[Placement]) -> str:
     return "\n".join(lines)
 
 
-def usable_gib(config: StackConfig, server: str) -> float:
+def usable_gib(config: StackConfig, server: ServerName) -> float:
     disk = config.servers[server].disk_gib or 0
     return round(disk * (100 - config.capacity.headroom_percent) / 100, 1)
 

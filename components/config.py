@@ -717,6 +717,7 @@ class Databases(Model):
 # --- backups (components/backups.py): schedules, retention, where repositories live, size estimates.
 
 BackupSchedule = Literal["hourly", "daily", "weekly"]
+_HOURLY_POSTGRES: dict[str, BackupSchedule] = {"postgres": "hourly"}
 
 
 class BackupRetention(Model):
@@ -728,7 +729,7 @@ class BackupRetention(Model):
     monthly: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
-    def _keeps_something(self) -> "BackupRetention":
+    def _keeps_something(self) -> BackupRetention:
         if not (self.hourly or self.daily or self.weekly or self.monthly):
             raise ValueError("keeps no snapshot at all: set at least one of hourly, daily, weekly, monthly")
         return self
@@ -739,7 +740,7 @@ class Backups(Model):
 
     enabled: bool = True
     # Per backup method (postgres, redis, rabbitmq, vault-raft, files, swarm); the rest use ``default``.
-    schedules: dict[str, BackupSchedule] = Field(default_factory=lambda: {"postgres": "hourly"})
+    schedules: dict[str, BackupSchedule] = Field(default_factory=lambda: _HOURLY_POSTGRES.copy())
     default_schedule: BackupSchedule = Field(default="daily", alias="defaultSchedule")
     retention: BackupRetention = BackupRetention()
     # The application server's repository (SFTP) lives on this database server.
