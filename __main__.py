@@ -27,7 +27,7 @@ key = ssh_private_key(project, values, secret_keys)
 vault_init = imported_vault_init(project, values, secret_keys)
 check_capacity(config, stack_placements(config))
 
-hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None)
+hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None, config.logs)
 book = CredentialBook()
 databases = data.build_databases(config, hosts, book)
 

@@ -21,7 +21,7 @@ from .report import FIGURES_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 # Module, and the arguments that give the README's figures.
-BENCHMARKS = {
+BENCHMARKS: dict[str, list[str]] = {
     "plan_speed": [],
     "swarm_converge": [],
     "request_flow": [],

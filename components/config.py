@@ -768,6 +768,35 @@ class Backups(Model):
 
     def schedule(self, method: str) -> str:
         return self.schedules.get(method, self.default_schedule)
+
+
+LogSize = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,5}[kmg]$")]
+
+
+class Logs(Model):
+    """Bounded logs on every server (components/host.py, docs/logs.md).
+
+    Every container gets ``driver`` with ``maxSize`` per file and ``maxFile`` files: the program's own
+    containers explicitly, and everything else (Sentry's and PostHog's compose projects, swarm tasks)
+    through the Docker daemon's defaults in /etc/docker/daemon.json. ``json-file`` keeps `docker logs`
+    readable by other tools; ``local`` is Docker's compact, compressed format. Vault's audit file is
+    rotated by logrotate at ``auditMaxSize``, keeping ``auditKeep`` compressed files. The preflight warns
+    when the filesystem of Docker's data root is more than ``dataRootWarnPercent`` full.
+    """
+
+    driver: Literal["json-file", "local"] = "json-file"
+    max_size: LogSize = Field(default="10m", alias="maxSize")
+    # 10m x 3 is what the database containers had before this setting: their inputs stay the same.
+    max_file: int = Field(default=3, alias="maxFile", ge=1, le=100)
+    audit_max_size: LogSize = Field(default="100m", alias="auditMaxSize")
+    audit_keep: int = Field(default=14, alias="auditKeep", ge=1, le=365)
+    data_root_warn_percent: int = Field(default=80, alias="dataRootWarnPercent", ge=1, le=99)
+
+    def options(self) -> dict[str, str]:
+        """The driver's options, as Docker names them (daemon.json ``log-opts``, ``--log-opt``)."""
+        return {"max-size": self.max_size, "max-file": str(self.max_file)}
+
+
 class FirewallSettings(Model):
     """Who may reach the servers' private ports besides each other (components/firewall.py).
 
@@ -799,6 +828,7 @@ class StackConfig(Model):
     edge: Edge
     backups: Backups = Backups()
     firewall: FirewallSettings
+    logs: Logs = Logs()
 
     @model_validator(mode="after")
     def _servers_are_the_six(self) -> StackConfig:

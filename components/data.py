@@ -98,7 +98,9 @@ class DatabaseServer(pulumi.ComponentResource):
             running = self._container(host, container, images[container.engine], secret_password, needs)
             applied = self._apply_password(host, container, running, secret_password)
             # Clients (Vault, hence Jenkins) get the password only once the running server accepts it.
-            published = pulumi.Output.secret(pulumi.Output.all(applied.id, secret_password).apply(lambda values: values[1]))
+            published: pulumi.Output[str] = pulumi.Output.secret(
+                pulumi.Output.all(applied.id, secret_password).apply(lambda values: str(values[1]))
+            )
             facets[(container.service, container.engine)] = _facets(container, host.private_ip, published)
             self.endpoints.setdefault(container.service, {})[container.engine] = {
                 "container": container.name,
@@ -126,7 +128,7 @@ class DatabaseServer(pulumi.ComponentResource):
             f"{host.name}-{container.name}-password",
             connection=host.connection,
             create=shell.render(container.spec.password_script, f"password[{container.name}]", CONTAINER=container.name, **inputs),
-            stdin=pulumi.Output.secret(pulumi.Output.concat(password, "\n")),
+            stdin=_secret_line(password),
             # The password is on stdin; it never comes back as the command's output or environment.
             add_previous_output_in_env=False,
             triggers=[running.id],
@@ -178,8 +180,6 @@ class DatabaseServer(pulumi.ComponentResource):
             wait_timeout=HEALTHY_WITHIN_SECONDS,
             memory_swap=container.memory_mib,
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.mount_path(self._images[container.engine]))],
-            log_driver="json-file",
-            log_opts={"max-size": "10m", "max-file": "3"},
         )
 
 
@@ -225,6 +225,10 @@ def _environment(spec: Engine, values: Mapping[str, str], password: pulumi.Outpu
         else:
             envs.append(f"{key}={render(template, values)}")
     return envs
+
+
+def _secret_line(value: pulumi.Output[str]) -> pulumi.Output[str]:
+    return pulumi.Output.secret(pulumi.Output.concat(value, "\n"))
 
 
 def _env_line(key: str, template: str, values: Mapping[str, str], password: str) -> str:

@@ -20,7 +20,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from .config import Access, JumpHost, Server, ServerName
+from .config import Access, JumpHost, Logs, Server, ServerName
 from .ports import JUMP_HOST, OPERATORS, PULUMI, Opening
 from .shell import render
 
@@ -100,9 +100,28 @@ class HostArgs:
     # The stack's rendered known_hosts (``write_known_hosts``), for the Docker provider.
     known_hosts: Path
     ssh_private_key: Optional[pulumi.Input[str]] = None
+    # Log driver and sizes for every container on the server (stack config ``logs``).
+    logs: Logs = Logs()
 
 
-def preflight_script(name: str, server: Server) -> str:
+DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+def log_defaults_script(name: str, logs: Logs, daemon_json: str = DAEMON_JSON, restart: bool = True) -> str:
+    """Docker's default log driver and sizes in ``daemon_json``, for every container the program does
+    not create itself (compose projects, swarm tasks); dockerd restarted once when they change."""
+    return render(
+        "docker-log-defaults.sh",
+        f"docker-log-defaults[{name}]",
+        SERVER=name,
+        DAEMON_JSON=daemon_json,
+        LOG_DRIVER=logs.driver,
+        LOG_OPTS=json.dumps(logs.options(), sort_keys=True),
+        RESTART="yes" if restart else "no",
+    )
+
+
+def preflight_script(name: str, server: Server, warn_percent: int = Logs().data_root_warn_percent) -> str:
     """Report Docker's version, memory and CPUs as JSON; fail clearly when Docker is unusable or the
     machine is smaller than ``servers.<name>`` declares (capacity planning relied on that figure)."""
     minimum_mib = int(server.memory_mib * MEMORY_TOLERANCE)
@@ -113,6 +132,7 @@ def preflight_script(name: str, server: Server) -> str:
         DECLARED_MIB=server.memory_mib,
         MINIMUM_MIB=minimum_mib,
         DECLARED_CPUS=server.cpus,
+        WARN_PERCENT=warn_percent,
     )
 
 
@@ -127,6 +147,7 @@ class Host(pulumi.ComponentResource):
     preflight: command.remote.Command
     facts: pulumi.Output[dict[str, Any]]
     openings: list[Opening]
+    logs: Logs
 
     def __init__(self, name: ServerName, args: HostArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:host:Host", name, None, opts)
@@ -156,12 +177,20 @@ class Host(pulumi.ComponentResource):
         self.preflight = command.remote.Command(
             f"{name}-preflight",
             connection=self.connection,
-            create=preflight_script(name, args.server),
+            create=preflight_script(name, args.server, args.logs.data_root_warn_percent),
             # The preflight re-runs when the declared server changes, not on every `up`.
             triggers=[args.server.model_dump_json()],
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.facts = self.preflight.stdout.apply(lambda out: json.loads(out) if out else {})
+
+        self.logs = args.logs
+        log_defaults = command.remote.Command(
+            f"{name}-docker-log-defaults",
+            connection=self.connection,
+            create=log_defaults_script(name, args.logs),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
+        )
 
         # The Docker CLI's ssh transport uses the local ssh client: keys come from the SSH agent, host
         # keys from the stack's rendered known_hosts only.
@@ -169,8 +198,9 @@ class Host(pulumi.ComponentResource):
             f"{name}-docker",
             host=f"ssh://{args.server.ssh_user}@{address}:{args.server.ssh_port}",
             ssh_opts=docker_ssh_opts(args.known_hosts, jump),
-            # Everything created through this provider waits for the preflight to pass.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
+            # Everything created through this provider waits for the preflight to pass, and for the
+            # log defaults (whose change restarts dockerd once).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight, log_defaults]),
         )
 
         # SSH: the operators, the machine running Pulumi, and the jump host when there is one.
@@ -191,11 +221,14 @@ class Host(pulumi.ComponentResource):
 
 
 def build_hosts(
-    servers: Mapping[ServerName, Server], access: Access, ssh_private_key: Optional[pulumi.Input[str]]
+    servers: Mapping[ServerName, Server],
+    access: Access,
+    ssh_private_key: Optional[pulumi.Input[str]],
+    logs: Logs = Logs(),
 ) -> dict[ServerName, Host]:
     """A ``Host`` per server, after writing this stack's known_hosts their Docker providers read."""
     known_hosts = write_known_hosts(pulumi.get_stack(), render_known_hosts(servers, access))
     return {
-        name: Host(name, HostArgs(server=server, access=access, known_hosts=known_hosts, ssh_private_key=ssh_private_key))
+        name: Host(name, HostArgs(server=server, access=access, known_hosts=known_hosts, ssh_private_key=ssh_private_key, logs=logs))
         for name, server in servers.items()
     }

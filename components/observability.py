@@ -28,7 +28,7 @@ from .config import PostHogImages, PostHogSettings, SentrySettings, ServerName, 
 from .host import Host
 from .ports import CONTAINERS, Opening
 from .publishing import CredentialBook
-from .shell import quote, render, script
+from .shell import render
 
 SERVER: ServerName = "application"
 SENTRY_REPOSITORY = "https://github.com/getsentry/self-hosted.git"
@@ -71,8 +71,8 @@ class ComposeRelease:
     ``env_file`` is rendered from the repository's ``env_base``: every line of the base except the
     keys the program sets, then ``settings`` (plain) and ``secret_settings`` (read from stdin). A key
     the base does not have is refused, so an upgrade that renames a setting stops instead of silently
-    losing it. ``secret_variables`` are read from stdin for ``deploy`` only. ``deploy`` runs inside
-    the checkout with ``dc`` as the project's ``docker compose`` and must itself be idempotent.
+    losing it. ``secret_variables`` are read from stdin for the deploy steps only, which run inside the
+    checkout with ``dc`` as the project's ``docker compose`` and must themselves be idempotent.
     """
 
     name: str
@@ -81,7 +81,10 @@ class ComposeRelease:
     directory: str
     env_file: str
     env_base: str
-    deploy: str
+    # The script under components/scripts/ that installs it (compose-lib.sh around the project's own
+    # deploy steps) and the values it reads besides compose-lib.sh's, part of the fingerprint.
+    install_file: str
+    install_values: Mapping[str, str] = field(default_factory=dict)
     settings: Mapping[str, str] = field(default_factory=dict)
     secret_settings: tuple[str, ...] = ()
     secret_variables: tuple[str, ...] = ()
@@ -107,23 +110,18 @@ class ComposeRelease:
         return re.fullmatch(r"[0-9a-f]{40}", self.ref) is not None
 
     def fingerprint(self) -> str:
-        """Digest of everything non-secret the install depends on; part of the marker."""
+        """Digest of the versions and settings the install depends on (not of the script's text, so a
+        reworded script does not reinstall); with the ref, the marker."""
         document = {
             "repository": self.repository,
             "settings": dict(sorted(self.settings.items())),
             "secrets": list(self.secrets),
             "override": self.override,
-            "deploy": self.deploy,
+            "install": dict(sorted(self.install_values.items())),
             "envFile": self.env_file,
             "envBase": self.env_base,
         }
         return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
-
-    def _compose(self) -> str:
-        # `docker compose` reads `.env` by itself; any other env file must be named every time.
-        if self.env_file == ".env":
-            return "dc() { docker compose \"$@\"; }"
-        return f"dc() {{ docker compose --env-file {quote(self.env_file)} \"$@\"; }}"
 
     def stdin(self, values: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[str]:
         """The secrets as the install script reads them: one line each, in ``secrets`` order."""
@@ -136,103 +134,35 @@ class ComposeRelease:
         return pulumi.Output.secret(pulumi.Output.concat(*parts))
 
     def install_script(self) -> str:
-        name, ref, repo = self.name, self.ref, self.repository
-        reads = "\n".join(
-            f'IFS= read -r {key} || fail "stdin ended before {key}"\n'
-            f'[ -n "${key}" ] || fail "{key} arrived empty on stdin"'
-            for key in self.secrets
+        return render(
+            self.install_file,
+            f"{self.name}-install",
+            NAME=self.name,
+            REPOSITORY=self.repository,
+            REF=self.ref,
+            VERIFY=f"{self.ref}^{{commit}}" if self.pinned_commit else f"refs/tags/{self.ref}^{{commit}}",
+            KIND="commit" if self.pinned_commit else "release tag",
+            DIRECTORY=self.directory,
+            DESIRED=f"{self.ref} {self.fingerprint()}",
+            MARKER=MARKER,
+            ENV_FILE=self.env_file,
+            ENV_BASE=self.env_base,
+            SETTINGS="\n".join(f"{key}={value}" for key, value in self.settings.items()),
+            SECRET_SETTINGS=" ".join(self.secret_settings),
+            SECRETS=" ".join(self.secrets),
+            OVERRIDE=(self.override or "").strip(),
+            OVERRIDE_FILE=OVERRIDE_FILE,
+            **self.install_values,
         )
-        verify = f"{ref}^{{commit}}" if self.pinned_commit else f"refs/tags/{ref}^{{commit}}"
-        kind = "commit" if self.pinned_commit else "release tag"
-        keys = [*self.settings, *self.secret_settings]
-        # Single quotes: values are literal both to compose's dotenv parser and to a sourcing shell.
-        entry = "printf \"%s='%s'\\n\""
-        lines = [f"{entry} {key} {quote(value)}" for key, value in self.settings.items()]
-        lines += [f'{entry} {key} "${key}"' for key in self.secret_settings]
-        render = ""
-        if keys:
-            pattern = quote("^(" + "|".join(keys) + ")=")
-            render = f"""
-step "rendering {self.env_file} from {self.env_base} at {ref}"
-[ -f {quote(self.env_base)} ] || fail "{self.env_base} is missing from {repo} at {ref}"
-for key in {' '.join(keys)}; do
-  grep -q "^$key=" {quote(self.env_base)} || fail "{self.env_base} at {ref} has no $key; review the {name} settings for this release"
-done
-(
-  umask 077
-  {{
-    grep -v -E {pattern} {quote(self.env_base)} || true
-    {(chr(10) + '    ').join(lines)}
-  }} > {quote(self.env_file + '.samarth-new')}
-)
-mv {quote(self.env_file + '.samarth-new')} {quote(self.env_file)}"""
-        override = ""
-        if self.override is not None:
-            override = f"""
-step "writing {OVERRIDE_FILE}"
-cat > {OVERRIDE_FILE} <<'SAMARTH_OVERRIDE'
-{self.override.strip()}
-SAMARTH_OVERRIDE"""
-        body = f"""
-step "reading {len(self.secrets)} secret(s) from stdin"
-{reads}
-dir={quote(self.directory)}
-desired={quote(f"{ref} {self.fingerprint()}")}
-step "reading the installed release from $dir/{MARKER}"
-installed=""
-if [ -f "$dir/{MARKER}" ]; then installed=$(cat "$dir/{MARKER}"); fi
-if [ "$installed" = "$desired" ]; then
-  echo "{name}: {ref} is already installed with this configuration; nothing to do"
-  exit 0
-fi
-step "looking for git and docker compose"
-command -v git >/dev/null 2>&1 || fail "git is not installed on the server"
-docker compose version >/dev/null 2>&1 || fail "the docker compose plugin is not installed on the server"
-if [ -d "$dir/.git" ]; then
-  step "fetching {repo} into $dir"
-  git -C "$dir" fetch --quiet --tags --force origin
-else
-  step "cloning {repo} into $dir"
-  mkdir -p "$(dirname "$dir")"
-  git clone --quiet {quote(repo)} "$dir"
-fi
-step "checking out {ref}"
-git -C "$dir" rev-parse --quiet --verify {quote(verify)} >/dev/null || fail "{ref} is not a {kind} of {repo}"
-git -C "$dir" -c advice.detachedHead=false checkout --quiet --force {quote(ref)}
-cd "$dir"
-{self._compose()}
-if [ -n "$installed" ]; then
-  echo "{name}: upgrading from ${{installed%% *}} to {ref}"
-else
-  echo "{name}: installing {ref}"
-fi
-{render}
-{override}
-{self.deploy.strip()}
-step "recording {ref} in $dir/{MARKER}"
-printf '%s\\n' "$desired" > "$dir/{MARKER}.new"
-mv "$dir/{MARKER}.new" "$dir/{MARKER}"
-echo "{name}: {ref} is installed"
-"""
-        return script(f"{name}-install", re.sub(r"\n{3,}", "\n\n", body))
 
     def delete_script(self) -> str:
-        return script(
+        return render(
+            "compose-delete.sh",
             f"{self.name}-delete",
-            f"""
-dir={quote(self.directory)}
-if [ ! -d "$dir" ]; then
-  echo "{self.name}: $dir does not exist; nothing to stop"
-  exit 0
-fi
-cd "$dir"
-{self._compose()}
-step "stopping {self.name} (docker compose down; volumes are kept)"
-dc down --remove-orphans
-step "forgetting the installed release"
-rm -f {MARKER}
-echo "{self.name}: stopped; its volumes and $dir are kept"
-""",
+            NAME=self.name,
+            DIRECTORY=self.directory,
+            MARKER=MARKER,
+            ENV_FILE=self.env_file,
         )
 
 
@@ -283,20 +213,12 @@ services:
         source: ./{SENTRY_NGINX_CONF}
         target: /etc/nginx/nginx.conf
 """,
-        deploy=f"""
-step "writing Sentry's URL prefix, proxy and CSRF settings for https://{settings.host_name}"
-sh -s <<'SAMARTH_PROXY_SETTINGS'
-{sentry_proxy_settings_script(settings).strip()}
-SAMARTH_PROXY_SETTINGS
-step "running the Sentry installer (install.sh {ref})"
-REPORT_SELF_HOSTED_ISSUES=0 APPLY_AUTOMATIC_CONFIG_UPDATES=1 \\
-  ./install.sh --skip-user-creation --no-report-self-hosted-issues </dev/null
-step "starting Sentry"
-dc up --detach --wait
-step "creating or updating the Sentry admin user {settings.admin_email}"
-dc run --rm -T web createuser --email {quote(settings.admin_email)} --password "$SENTRY_ADMIN_PASSWORD" \\
-  --superuser --no-input --force-update </dev/null
-""",
+        install_file="sentry-install.sh",
+        install_values={
+            "ADMIN_EMAIL": settings.admin_email,
+            "URL_PREFIX": f"https://{settings.host_name}",
+            "NGINX_CONF": SENTRY_NGINX_CONF,
+        },
     )
 
 
@@ -383,14 +305,7 @@ def posthog_release(settings: PostHogSettings, ref: str, images: PostHogImages, 
         # every interface. Web goes to the private IP (Nginx proxies it); Postgres is not published at all
         # (`!reset`/`!override` need Docker Compose 2.24.4 or newer; `dc config` checks that).
         override=posthog_override(settings, images, minio, private_ip),
-        deploy="""
-step "validating the compose configuration (needs Docker Compose 2.24.4 or newer)"
-dc config --quiet
-step "pulling the pinned PostHog images"
-dc pull --quiet
-step "starting PostHog"
-dc up --detach --remove-orphans
-""",
+        install_file="posthog-install.sh",
     )
 
 

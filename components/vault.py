@@ -147,6 +147,30 @@ def audit_file(settings: VaultSettings) -> str:
     return f"{DISTRIBUTIONS[settings.distribution].logs_dir}/{settings.audit_file}"
 
 
+AUDIT_LOGROTATE_CONF = "/etc/logrotate.d/samarth-vault-audit"
+
+
+def logrotate_size(size: str) -> str:
+    """A ``logs`` size (``100m``) as logrotate spells it (``100M``)."""
+    return size if size.endswith("k") else size.upper()
+
+
+def audit_rotation_script(
+    settings: VaultSettings, volume: str, container: str, max_size: str, keep: int, conf: str = AUDIT_LOGROTATE_CONF
+) -> str:
+    """logrotate's rule for the audit file in ``volume``, HUP to ``container`` after each rotation."""
+    return render(
+        "vault-audit-rotation.sh",
+        "vault-audit-rotation",
+        VOLUME=volume,
+        AUDIT_FILE=settings.audit_file,
+        CONTAINER=container,
+        MAX_SIZE=logrotate_size(max_size),
+        KEEP=keep,
+        LOGROTATE_CONF=conf,
+    )
+
+
 def _hcl(value: Any) -> str:
     """An HCL literal; JSON's string and boolean syntax is HCL's."""
     return json.dumps(value)
@@ -345,6 +369,16 @@ class VaultServer(pulumi.ComponentResource):
             envs=cli_environment(settings, args.server_name),
             volumes=volumes,
             uploads=uploads,
+        )
+
+        # The audit device appends forever: rotated by size, Vault reopening its file on SIGHUP.
+        command.remote.Command(
+            f"{prefix}-audit-rotation",
+            connection=host.connection,
+            create=audit_rotation_script(
+                settings, f"{prefix}-audit", container_name, host.logs.audit_max_size, host.logs.audit_keep
+            ),
+            opts=host.command_options(self, depends_on=[audit, self.container]),
         )
 
         if args.imported_init is not None:

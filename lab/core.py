@@ -424,7 +424,10 @@ class Lab:
         )
         # Not the machine's /etc/docker/daemon.json; and not its /etc/docker/key.json either, which
         # would give every lab daemon the same engine ID.
-        (d / "daemon.json").write_text(json.dumps({"deprecated-key-path": str(d / "key.json")}) + "\n")
+        # Kept across restarts, as a server's daemon.json: what else is in it stays (log defaults...).
+        daemon_json = d / "daemon.json"
+        settings = json.loads(daemon_json.read_text()) if daemon_json.exists() else {}
+        daemon_json.write_text(json.dumps({**settings, "deprecated-key-path": str(d / "key.json")}) + "\n")
         host = self._host(name, index)
 
         if _pid_from(d / "sshd.pid", str(d / "sshd_config")) is None:

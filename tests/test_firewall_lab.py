@@ -11,10 +11,7 @@ Pulumi; 8201 from nobody; db2 is none of these.
 
 from __future__ import annotations
 
-import io
-import shutil
 import subprocess
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,30 +22,14 @@ import yaml
 from components import firewall
 from lab import LabHost, docker, ssh_command
 from lab.core import NETNS_DIR
+from busybox_image import IMAGE, import_busybox
 from lab_fixture import LabSession
 from swarm_lab import STAGING, lab_program
 from tools.offline import PROJECT, ProgramRun, reveal
 
-IMAGE = "samarth-fwtest:1"
 REGISTRY_PORT = 5000
 VAULT_PORT = 8200
 VAULT_CLUSTER_PORT = 8201
-
-
-def _busybox_image(host: LabHost) -> None:
-    """A one-binary image: busybox-static and a page for its httpd."""
-    busybox = shutil.which("busybox")
-    assert busybox, "busybox-static is not installed (tools/test-packages.txt)"
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(busybox, arcname="bin/busybox")
-        page = b"ok\n"
-        info = tarfile.TarInfo("www/index.html")
-        info.size = len(page)
-        tar.addfile(info, io.BytesIO(page))
-    subprocess.run(
-        ["docker", "-H", host.docker_host, "import", "-", IMAGE], input=buffer.getvalue(), check=True, capture_output=True
-    )
 
 
 def _listen(host: LabHost) -> None:
@@ -110,7 +91,7 @@ def wired(lab_session: LabSession) -> Iterator[dict[str, object]]:
         },
     )
     command = run.named("command:remote:Command", "firewall-application")
-    _busybox_image(node3)
+    import_busybox(node3)
     _listen(node3)
     try:
         yield {"run": run, "command": command, "application": node3, "master": master, "db2": node2}

@@ -21,7 +21,7 @@ def test_six_hosts_each_with_a_docker_provider_over_ssh_to_itself(stack_run: Pro
         (provider,) = [r for r in stack_run.of_type("pulumi:providers:docker") if r.parent == host.urn]
         server = servers[name]
         assert provider.inputs["host"] == f"ssh://{server['sshUser']}@{server['privateIp']}:{server['sshPort']}"
-        (preflight,) = [r for r in stack_run.of_type("command:remote:Command") if r.parent == host.urn]
+        (preflight,) = [r for r in stack_run.of_type("command:remote:Command") if r.parent == host.urn and r.name.endswith("-preflight")]
         assert preflight.urn in provider.dependencies
         connection = reveal(preflight.inputs["connection"])
         assert connection["host"] == server["privateIp"]

@@ -98,7 +98,7 @@ def test_stack_file_for_lab_hosts_validates(lab_session: LabSession, tmp_path: P
 
 
 def test_stack_file_needs_six_hosts(lab_session: LabSession, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no host for: db1$"):
+    with pytest.raises(ValueError, match=r"no host for: db1$"):
         write_stack_file(lab_session.hosts, tmp_path / "Pulumi.lab.yaml")
     assert not (tmp_path / "Pulumi.lab.yaml").exists()
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from lab import docker
 from lab_fixture import LabSession
 from request_flow import (
     FLOW_HOSTS,
@@ -30,8 +32,6 @@ from request_flow import (
     reachable,
 )
 from swarm_lab import nodes, reset
-
-from lab import docker
 
 STACK = "samarth"
 SERVICE = "samarth/esamwad-web"

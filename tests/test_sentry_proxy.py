@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lab_fixture import LabSession
 
 from components.config import SentrySettings
 from components.observability import (
@@ -25,6 +24,7 @@ from components.observability import (
     sentry_requirements_script,
 )
 from lab.core import docker, ssh
+from lab_fixture import LabSession
 
 RELEASE = Path(__file__).resolve().parent / "fixtures" / "upstreams" / "sentry-self-hosted-25.10.0"
 SETTINGS = SentrySettings.model_validate({"hostName": "sentry.samarth.example.org", "adminEmail": "devops@samarth.example.org"})
@@ -141,7 +141,8 @@ def test_the_install_mounts_the_patched_nginx_conf_and_runs_the_settings_first()
     (mount,) = override["services"]["nginx"]["volumes"]
     assert mount == {"type": "bind", "read_only": True, "source": "./nginx.samarth.conf", "target": "/etc/nginx/nginx.conf"}
     script = release.install_script()
-    assert script.index("sentry-proxy-settings") < script.index("./install.sh")
+    # sentry-proxy-settings.sh's body, inlined where sentry-install.sh sources it, before the installer.
+    assert script.index('step "writing system.url-prefix to sentry/config.yml"') < script.index("./install.sh")
     assert release.requirements == sentry_requirements_script()
 
 

@@ -1,0 +1,93 @@
+# shellcheck shell=sh
+# A compose project installed from a git repository at a pinned ref (components/observability.py,
+# ComposeRelease), shared by sentry-install.sh and posthog-install.sh: compose_prepare, then the
+# project's own deploy steps, then compose_record. The marker file holds "<ref> <fingerprint>" (the
+# fingerprint digests the versions and settings, not this text): when it already says what is wanted,
+# compose_prepare ends the script, so a converged server is left alone.
+# Inputs: NAME, REPOSITORY, REF, VERIFY (the ref as `git rev-parse` checks it), KIND ("release tag" or
+# "commit"), DIRECTORY, DESIRED ("<ref> <fingerprint>"), MARKER, ENV_FILE, ENV_BASE, SETTINGS ("KEY=value"
+# lines, plain), SECRET_SETTINGS (names, written to ENV_FILE), SECRETS (every name read from stdin, in
+# order), OVERRIDE (compose override text; empty: none), OVERRIDE_FILE.
+
+. ./compose-dc.sh
+
+compose_read_secrets() {
+  step "reading the secrets from stdin"
+  for key in $SECRETS; do
+    # shellcheck disable=SC2229 # reads into the variable named by $key (names checked by the program)
+    IFS= read -r "$key" || fail "stdin ended before $key"
+    eval "value=\${$key}"
+    [ -n "$value" ] || fail "$key arrived empty on stdin"
+  done
+}
+
+compose_render_env() {
+  keys=$(printf '%s\n' "$SETTINGS" | sed -n 's/=.*//p' | tr '\n' ' ')$SECRET_SETTINGS
+  [ -n "${keys% }" ] || return 0
+  step "rendering $ENV_FILE from $ENV_BASE at $REF"
+  [ -f "$ENV_BASE" ] || fail "$ENV_BASE is missing from $REPOSITORY at $REF"
+  for key in $keys; do
+    grep -q "^$key=" "$ENV_BASE" || fail "$ENV_BASE at $REF has no $key; review the $NAME settings for this release"
+  done
+  # shellcheck disable=SC2086 # one word per key
+  pattern="^($(printf '%s|' $keys | sed 's/|$//'))="
+  (
+    umask 077
+    {
+      grep -v -E "$pattern" "$ENV_BASE" || true
+      # Single quotes: values are literal both to compose's dotenv parser and to a sourcing shell.
+      printf '%s\n' "$SETTINGS" | while IFS= read -r line; do
+        [ -n "$line" ] || continue
+        printf "%s='%s'\n" "${line%%=*}" "${line#*=}"
+      done
+      for key in $SECRET_SETTINGS; do
+        eval "value=\${$key}"
+        printf "%s='%s'\n" "$key" "$value"
+      done
+    } > "$ENV_FILE.samarth-new"
+  )
+  mv "$ENV_FILE.samarth-new" "$ENV_FILE"
+}
+
+compose_prepare() {
+  compose_read_secrets
+  step "reading the installed release from $DIRECTORY/$MARKER"
+  installed=""
+  if [ -f "$DIRECTORY/$MARKER" ]; then installed=$(cat "$DIRECTORY/$MARKER"); fi
+  if [ "$installed" = "$DESIRED" ]; then
+    echo "$NAME: $REF is already installed with this configuration; nothing to do"
+    exit 0
+  fi
+  step "looking for git and docker compose"
+  command -v git >/dev/null 2>&1 || fail "git is not installed on the server"
+  docker compose version >/dev/null 2>&1 || fail "the docker compose plugin is not installed on the server"
+  if [ -d "$DIRECTORY/.git" ]; then
+    step "fetching $REPOSITORY into $DIRECTORY"
+    git -C "$DIRECTORY" fetch --quiet --tags --force origin
+  else
+    step "cloning $REPOSITORY into $DIRECTORY"
+    mkdir -p "$(dirname "$DIRECTORY")"
+    git clone --quiet "$REPOSITORY" "$DIRECTORY"
+  fi
+  step "checking out $REF"
+  git -C "$DIRECTORY" rev-parse --quiet --verify "$VERIFY" >/dev/null || fail "$REF is not a $KIND of $REPOSITORY"
+  git -C "$DIRECTORY" -c advice.detachedHead=false checkout --quiet --force "$REF"
+  cd "$DIRECTORY" || fail "cannot enter $DIRECTORY"
+  if [ -n "$installed" ]; then
+    echo "$NAME: upgrading from ${installed%% *} to $REF"
+  else
+    echo "$NAME: installing $REF"
+  fi
+  compose_render_env
+  if [ -n "$OVERRIDE" ]; then
+    step "writing $OVERRIDE_FILE"
+    printf '%s\n' "$OVERRIDE" > "$OVERRIDE_FILE"
+  fi
+}
+
+compose_record() {
+  step "recording $REF in $DIRECTORY/$MARKER"
+  printf '%s\n' "$DESIRED" > "$DIRECTORY/$MARKER.new"
+  mv "$DIRECTORY/$MARKER.new" "$DIRECTORY/$MARKER"
+  echo "$NAME: $REF is installed"
+}
