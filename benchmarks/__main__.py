@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "plan_speed": [],
     "swarm_converge": [],
     "request_flow": [],
+    "acme_renewal": [],
 }
 
 

@@ -60,6 +60,10 @@ def usable_mib(config: StackConfig, server: ServerName) -> int:
     return config.servers[server].memory_mib * (100 - config.capacity.headroom_percent) // 100
 
 
+class CapacityError(ConfigError):
+    """The placements do not fit the servers' declared memory or CPUs."""
+
+
 def check_capacity(config: StackConfig, placements: Iterable[Placement]) -> None:
     """Raise ``ConfigError`` naming every server whose placements do not fit, with the full table."""
     placements = list(placements)
@@ -84,7 +88,7 @@ def check_capacity(config: StackConfig, placements: Iterable[Placement]) -> None
             if p.min_cpus > server.cpus:
                 problems.append(f"servers.{name}.cpus: {p.what} needs at least {p.min_cpus} CPUs, {server.cpus} declared")
     if problems:
-        raise ConfigError(
+        raise CapacityError(
             "capacity: the services placed on these servers do not fit:\n  "
             + "\n  ".join(problems)
             + "\n\n"

@@ -10,7 +10,9 @@ Templates
 A service's ``env`` values are text with ``{engine.facet}`` placeholders, e.g. ``"{postgres.url}"``;
 the facets an engine offers are ``Engine.facets``. Engine container settings (``environment``,
 ``command``, ``healthcheck``) are text with ``{name}`` placeholders over ``Container.container_values``
-plus ``{password}`` (only in ``environment``, which is passed as a secret).
+plus ``{password}`` (only in ``environment`` and ``files``, which are passed as secrets). No password
+is ever on a command line (``ps`` shows it to every user of the host): an engine reads it from its
+environment or from a ``SecretFile`` uploaded into the container, readable by the engine's user only.
 
 Host ports
 ----------
@@ -36,6 +38,18 @@ DATABASE_SERVERS: tuple[Literal["db1"], Literal["db2"]] = ("db1", "db2")
 PASSWORD_LENGTH = 32
 
 @dataclass(frozen=True)
+class SecretFile:
+    """A file carrying the password, uploaded into the container and readable by ``owner`` only (the
+    numeric user and group the image runs the reading process as)."""
+
+    path: str
+    template: str
+    owner: str
+    group: str
+    mode: str = "0400"
+
+
+@dataclass(frozen=True)
 class Engine:
     name: str
     container_port: int
@@ -53,6 +67,7 @@ class Engine:
     password_script: str
     password_inputs: Mapping[str, str] = field(default_factory=dict)
     command: tuple[str, ...] = ()
+    files: tuple[SecretFile, ...] = ()
     # Its node name is part of its data (RabbitMQ): the container hostname must never change.
     fixed_hostname: bool = False
     start_period: str = "30s"
@@ -133,14 +148,15 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
             data_path="/data",
             identity=(),
             derived={"url": "redis://:{password}@{host}:{port}/0"},
-            # redis-cli reads REDISCLI_AUTH, so neither the server's command line nor the healthcheck
-            # carries the password; maxmemory keeps Redis under the container limit (writes fail instead
-            # of the kernel killing it).
+            # The server reads requirepass from its config file (the image's entrypoint runs it as the
+            # redis user, uid 999); redis-cli reads REDISCLI_AUTH, so neither command line carries the
+            # password. maxmemory keeps Redis under the container limit (writes fail instead of the
+            # kernel killing it).
             environment={"REDISCLI_AUTH": "{password}"},
+            files=(SecretFile("/usr/local/etc/redis/samarth.conf", "requirepass {password}\n", owner="999", group="999"),),
             command=(
-                "sh",
-                "-c",
-                'exec docker-entrypoint.sh redis-server --appendonly yes --maxmemory {maxmemory_mib}mb --requirepass "$REDISCLI_AUTH"',
+                "redis-server", "/usr/local/etc/redis/samarth.conf",
+                "--appendonly", "yes", "--maxmemory", "{maxmemory_mib}mb",
             ),
             healthcheck=("CMD-SHELL", "redis-cli -h 127.0.0.1 ping | grep -q PONG"),
             password_script="password-redis.sh",
@@ -186,10 +202,14 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
                 "ELASTIC_PASSWORD": "{password}",
                 "ES_JAVA_OPTS": "-Xms{heap_mib}m -Xmx{heap_mib}m",
             },
+            # curl reads the credentials from a config file (the image runs as uid 1000), not from its
+            # command line: the healthcheck runs every 15 s and `ps` would show them.
+            files=(
+                SecretFile("/usr/share/elasticsearch/samarth-healthcheck.curlrc", 'user = "elastic:{password}"\n', owner="1000", group="0"),
+            ),
             healthcheck=(
-                "CMD-SHELL",
-                'curl -fsS -u "elastic:$ELASTIC_PASSWORD" '
-                "'http://127.0.0.1:{container_port}/_cluster/health?wait_for_status=yellow&timeout=5s' >/dev/null",
+                "CMD", "curl", "-fsS", "-o", "/dev/null", "-K", "/usr/share/elasticsearch/samarth-healthcheck.curlrc",
+                "http://127.0.0.1:{container_port}/_cluster/health?wait_for_status=yellow&timeout=5s",
             ),
             password_script="password-search.sh",
             password_inputs={
@@ -226,10 +246,14 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
                 # The performance analyzer agent is a second JVM outside the heap budget above.
                 "DISABLE_PERFORMANCE_ANALYZER_AGENT_CLI": "true",
             },
+            # curl reads the credentials from a config file (the image runs as uid 1000, gid 1000), not
+            # from its command line: the healthcheck runs every 15 s and `ps` would show them.
+            files=(
+                SecretFile("/usr/share/opensearch/samarth-healthcheck.curlrc", 'user = "admin:{password}"\n', owner="1000", group="1000"),
+            ),
             healthcheck=(
-                "CMD-SHELL",
-                'curl -fsS -u "admin:$OPENSEARCH_INITIAL_ADMIN_PASSWORD" '
-                "'http://127.0.0.1:{container_port}/_cluster/health?wait_for_status=yellow&timeout=5s' >/dev/null",
+                "CMD", "curl", "-fsS", "-o", "/dev/null", "-K", "/usr/share/opensearch/samarth-healthcheck.curlrc",
+                "http://127.0.0.1:{container_port}/_cluster/health?wait_for_status=yellow&timeout=5s",
             ),
             start_period="120s",
             host_sysctl_minimums={"vm.max_map_count": 262144},

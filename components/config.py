@@ -517,25 +517,6 @@ class EdgeTls(Model):
     certificate_path: Optional[AbsolutePath] = Field(default=None, alias="certificatePath")
     key_path: Optional[AbsolutePath] = Field(default=None, alias="keyPath")
 
-    @model_validator(mode="after")
-    def _mode_has_its_keys(self) -> EdgeTls:
-        if self.mode == "files":
-            for key, value in (("certificatePath", self.certificate_path), ("keyPath", self.key_path)):
-                if value is None:
-                    raise ValueError(f"{key}: required because mode is 'files'")
-            if self.acme is not None or self.files:
-                extra = "acme" if self.acme is not None else "files"
-                raise ValueError(f"{extra}: only for mode 'acme' (mode 'files' serves every name from certificatePath/keyPath)")
-        else:
-            if self.acme is None:
-                raise ValueError("acme: required because mode is 'acme' (at least acme.email)")
-            for key, value in (("certificatePath", self.certificate_path), ("keyPath", self.key_path)):
-                if value is not None:
-                    raise ValueError(
-                        f"{key}: only for mode 'files'; in mode 'acme' a name served from the operator's files goes under files.<host name>"
-                    )
-        return self
-
     def operator_files(self, host: str) -> Optional[CertificateFiles]:
         """The operator's certificate for ``host``, or ``None`` when the program obtains it over ACME."""
         if self.mode == "files":
@@ -1037,6 +1018,28 @@ class StackConfig(Model):
         return sorted({route.host for _, route in self.edge_routes()} - set(self.edge.tls.files))
 
     @model_validator(mode="after")
+    def _tls_mode_has_its_keys(self) -> StackConfig:
+        # Here rather than on EdgeTls so the messages carry the full key path.
+        tls = self.edge.tls
+        if tls.mode == "files":
+            for key, value in (("certificatePath", tls.certificate_path), ("keyPath", tls.key_path)):
+                if value is None:
+                    raise ValueError(f"edge.tls.{key}: required because mode is 'files'")
+            if tls.acme is not None or tls.files:
+                extra = "acme" if tls.acme is not None else "files"
+                raise ValueError(f"edge.tls.{extra}: only for mode 'acme' (mode 'files' serves every name from certificatePath/keyPath)")
+            return self
+        if tls.acme is None:
+            raise ValueError("edge.tls.acme: required because mode is 'acme' (at least acme.email)")
+        for key, value in (("certificatePath", tls.certificate_path), ("keyPath", tls.key_path)):
+            if value is not None:
+                raise ValueError(
+                    f"edge.tls.{key}: only for mode 'files'; in mode 'acme' a name served from the operator's "
+                    "files goes under edge.tls.files.<host name>"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _certificate_files_name_routed_hosts(self) -> StackConfig:
         routed = {route.host for _, route in self.edge_routes()}
         for host in self.edge.tls.files:
@@ -1214,13 +1217,6 @@ def load_stack_config(project: str, values: Mapping[str, Any]) -> StackConfig:
     return validate(raw)
 
 
-def engine_config() -> dict[str, Any]:
-    """All config the engine passed to this program run, whichever channel the language host used."""
-    from pulumi.runtime import config as runtime_config
-
-    return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-
-
 def _secret_setting(
     project: str, values: Mapping[str, Any], secret_keys: frozenset[str], name: str, source: str
 ) -> Optional[str]:
@@ -1240,12 +1236,6 @@ def _secret_setting(
 def ssh_private_key(project: str, values: Mapping[str, Any], secret_keys: frozenset[str]) -> Optional[str]:
     """The SSH key from config, or ``None`` to use the SSH agent."""
     return _secret_setting(project, values, secret_keys, "sshPrivateKey", "key")
-
-
-def engine_secret_keys() -> frozenset[str]:
-    from pulumi.runtime import config as runtime_config
-
-    return frozenset(runtime_config._SECRET_KEYS.get()) | frozenset(runtime_config.get_config_secret_keys_env())
 
 
 def imported_vault_init(project: str, values: Mapping[str, Any], secret_keys: frozenset[str]) -> Optional[str]:

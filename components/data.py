@@ -176,6 +176,16 @@ class DatabaseServer(pulumi.ComponentResource):
             hostname=container.name if spec.fixed_hostname else None,
             envs=_environment(spec, values, password),
             command=[render(part, values) for part in spec.command] or None,
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file=file.path,
+                    content=pulumi.Output.secret(password.apply(partial(_render_with_password, file.template, values))),
+                    owner=file.owner,
+                    group=file.group,
+                    permissions=file.mode,
+                )
+                for file in spec.files
+            ] or None,
             wait=True,
             wait_timeout=HEALTHY_WITHIN_SECONDS,
             memory_swap=container.memory_mib,
@@ -214,6 +224,10 @@ def _password(name: str, spec: Engine, parent: pulumi.Resource) -> random.Random
         min_numeric=1,
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+def _render_with_password(template: str, values: Mapping[str, str], password: str) -> str:
+    return render(template, {**values, "password": password})
 
 
 def _environment(spec: Engine, values: Mapping[str, str], password: pulumi.Output[str]) -> list[pulumi.Input[str]]:

@@ -268,6 +268,8 @@ class EdgeProxy(pulumi.ComponentResource):
                 connection=host.connection,
                 create=install,
                 stdin=account_pem,
+                # Its stdin is the account key: the previous output is never handed back (issue 13).
+                add_previous_output_in_env=False,
                 opts=host.command_options(self),
             )
             command.remote.Command(

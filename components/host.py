@@ -60,9 +60,10 @@ def render_known_hosts(servers: Mapping[ServerName, Server], access: Access) -> 
     return "".join(lines)
 
 
-def write_known_hosts(stack: str, text: str, directory: Path = KNOWN_HOSTS_DIR) -> Path:
-    """Write ``text`` as ``<directory>/<stack>/known_hosts`` (atomically: another run may be reading it)."""
-    target = directory / stack / "known_hosts"
+def write_known_hosts(stack: str, server: str, text: str, directory: Path = KNOWN_HOSTS_DIR) -> Path:
+    """Write ``text`` as ``<directory>/<stack>/<server>.known_hosts`` (atomically: another run may be
+    reading it)."""
+    target = directory / stack / f"{server}.known_hosts"
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".known_hosts.")
     with os.fdopen(handle, "w") as file:
@@ -97,8 +98,6 @@ def docker_ssh_opts(known_hosts: Path, jump: Optional[JumpHost]) -> list[str]:
 class HostArgs:
     server: Server
     access: Access
-    # The stack's rendered known_hosts (``write_known_hosts``), for the Docker provider.
-    known_hosts: Path
     ssh_private_key: Optional[pulumi.Input[str]] = None
     # Log driver and sizes for every container on the server (stack config ``logs``).
     logs: Logs = Logs()
@@ -193,11 +192,14 @@ class Host(pulumi.ComponentResource):
         )
 
         # The Docker CLI's ssh transport uses the local ssh client: keys come from the SSH agent, host
-        # keys from the stack's rendered known_hosts only.
+        # keys only from a known_hosts rendered from config with this server's (and the jump host's) key.
+        known_hosts = write_known_hosts(
+            pulumi.get_stack(), name, render_known_hosts({name: args.server}, args.access)
+        )
         self.docker = docker.Provider(
             f"{name}-docker",
             host=f"ssh://{args.server.ssh_user}@{address}:{args.server.ssh_port}",
-            ssh_opts=docker_ssh_opts(args.known_hosts, jump),
+            ssh_opts=docker_ssh_opts(known_hosts, jump),
             # Everything created through this provider waits for the preflight to pass, and for the
             # log defaults (whose change restarts dockerd once).
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight, log_defaults]),
@@ -226,9 +228,7 @@ def build_hosts(
     ssh_private_key: Optional[pulumi.Input[str]],
     logs: Logs = Logs(),
 ) -> dict[ServerName, Host]:
-    """A ``Host`` per server, after writing this stack's known_hosts their Docker providers read."""
-    known_hosts = write_known_hosts(pulumi.get_stack(), render_known_hosts(servers, access))
     return {
-        name: Host(name, HostArgs(server=server, access=access, known_hosts=known_hosts, ssh_private_key=ssh_private_key, logs=logs))
+        name: Host(name, HostArgs(server=server, access=access, ssh_private_key=ssh_private_key, logs=logs))
         for name, server in servers.items()
     }

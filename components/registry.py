@@ -121,8 +121,9 @@ class Registry(pulumi.ComponentResource):
             command=[CONFIG_PATH],
             volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path=STORAGE_PATH)],
             uploads=[
-                docker.ContainerUploadArgs(file=CONFIG_PATH, content=config),
-                docker.ContainerUploadArgs(file=HTPASSWD_PATH, content=htpasswd),
+                # Both hold secrets (the HTTP secret, the password hash): root only, as the registry runs.
+                docker.ContainerUploadArgs(file=CONFIG_PATH, content=config, permissions="0400"),
+                docker.ContainerUploadArgs(file=HTPASSWD_PATH, content=htpasswd, permissions="0400"),
             ],
             # The swarm nodes log in right after: wait until the registry answers.
             wait=True,

@@ -345,7 +345,10 @@ class VaultServer(pulumi.ComponentResource):
             self.ca_certificate, certificate, key = self._private_ca(prefix, args.server_name, host.spec.private_ip)
             uploads += [
                 docker.ContainerUploadArgs(file=f"{dist.tls_dir}/cert.pem", content=certificate),
-                docker.ContainerUploadArgs(file=f"{dist.tls_dir}/key.pem", content=key),
+                # The private key: readable by the server's own user only (uid 100, gid 1000 in both images).
+                docker.ContainerUploadArgs(
+                    file=f"{dist.tls_dir}/key.pem", content=key, owner="100", group="1000", permissions="0400"
+                ),
             ]
         if self.ca_certificate is not None:
             uploads.append(docker.ContainerUploadArgs(file=f"{dist.tls_dir}/ca.pem", content=self.ca_certificate))
@@ -390,13 +393,16 @@ class VaultServer(pulumi.ComponentResource):
                 connection=host.connection,
                 create=init_script(container_name, settings),
                 logging=command.remote.Logging.NONE,
+                # Its stdout holds the keys: never handed back to a later run as environment.
+                add_previous_output_in_env=False,
                 opts=host.command_options(
                     self,
                     depends_on=[self.container],
                     additional_secret_outputs=["stdout", "stderr"],
                     # Init runs once: its stdout holds the only copy of the keys in this stack. A new
                     # connection or script must not re-run it, and deleting it would forget the keys.
-                    ignore_changes=["connection", "create"],
+                    # (Nor may the flag above, added later, re-run it on stacks initialised before.)
+                    ignore_changes=["connection", "create", "addPreviousOutputInEnv"],
                     protect=True,
                 ),
             )
@@ -412,6 +418,7 @@ class VaultServer(pulumi.ComponentResource):
             create=unseal_script(container_name, settings),
             stdin=unseal_keys,
             logging=command.remote.Logging.NONE,
+            add_previous_output_in_env=False,
             # A reboot or a container restart seals Vault and Pulumi cannot see it (the command provider
             # reads nothing back from the host), so the check runs on every `up`: the stamp replaces
             # this command each run. The script only acts when Vault reports itself sealed.

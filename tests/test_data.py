@@ -207,10 +207,18 @@ def test_credentials_reach_each_container_only_as_secrets(prod_data: DataRun) ->
 
     redis = db1["redis-esamwad-backend"]
     redis_password = urlsplit(env["REDIS_URL"].value).password
+    assert redis_password
     assert reveal(redis.inputs["envs"]) == [f"REDISCLI_AUTH={redis_password}"] and is_secret(redis.inputs["envs"])
     command = " ".join(redis.inputs["command"])
-    assert "--appendonly yes" in command and '--requirepass "$REDISCLI_AUTH"' in command
+    assert command.startswith("redis-server /usr/local/etc/redis/samarth.conf ") and "--appendonly yes" in command
     assert "--maxmemory 192mb" in command  # three quarters of 256 MiB
+    # requirepass from a file only the redis user (uid 999 in the image) reads, never in argv.
+    assert is_secret(redis.inputs["uploads"])
+    (conf,) = reveal(redis.inputs["uploads"])
+    assert conf["file"] == "/usr/local/etc/redis/samarth.conf"
+    assert conf["content"] == f"requirepass {redis_password}\n"
+    assert (conf["owner"], conf["group"], conf["permissions"]) == ("999", "999", "0400")
+    assert redis_password not in command
     assert "redis-cli" in redis.inputs["healthcheck"]["tests"][1] and redis.inputs["healthcheck"]["tests"][0] == "CMD-SHELL"
 
     rabbit = db1["rabbitmq-esamwad-backend"]
@@ -242,7 +250,13 @@ def test_opensearch_is_single_node_secured_sized_and_waits_for_the_kernel_check(
     assert postgres.inputs["special"] is False
     assert envs["OPENSEARCH_JAVA_OPTS"] == "-Xms1024m -Xmx1024m"  # half of prod's 2048 MiB
     check = search_engine.inputs["healthcheck"]["tests"]
-    assert check[0] == "CMD-SHELL" and "_cluster/health" in check[1] and '-u "admin:$OPENSEARCH_INITIAL_ADMIN_PASSWORD"' in check[1]
+    # curl reads the credentials from a file only the opensearch user (uid 1000) reads, not from argv.
+    assert is_secret(search_engine.inputs["uploads"])
+    (curlrc,) = reveal(search_engine.inputs["uploads"])
+    assert check[:2] == ["CMD", "curl"] and check[check.index("-K") + 1] == curlrc["file"]
+    assert "_cluster/health" in check[-1] and not any("PASSWORD" in part for part in check)
+    assert curlrc["content"] == f'user = "admin:{search.password}"\n'
+    assert (curlrc["owner"], curlrc["group"], curlrc["permissions"]) == ("1000", "1000", "0400")
     assert search_engine.inputs["volumes"][0]["containerPath"] == "/usr/share/opensearch/data"
     sysctls = prod_data.run.named("command:remote:Command", "db2-database-sysctls")
     assert sysctls.urn in search_engine.dependencies

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from busybox_image import IMAGE, import_busybox
 from components import firewall
 from lab import LabHost, docker, ssh_command
 from lab.core import NETNS_DIR
-from busybox_image import IMAGE, import_busybox
 from lab_fixture import LabSession
 from swarm_lab import STAGING, lab_program
 from tools.offline import PROJECT, ProgramRun, reveal
@@ -192,3 +192,33 @@ def test_rules_that_would_lock_out_this_session_are_refused(lab_session: LabSess
     assert result.returncode != 0
     assert f"not from this session's address {lab_session.lab.gateway}" in result.stderr, result.stderr
     assert filter_rules(application) == before
+
+
+def test_every_servers_rules_load_in_the_kernel(lab_session: LabSession, tmp_path: Path) -> None:
+    """prod's and staging's rules for all six servers (ESP, UDP, conntrack matches included) pass
+    `iptables-restore --test` on a lab host whose dockerd runs with iptables, as the apply program builds them."""
+    import re
+
+    from components.shell import render
+    from tools.offline import run_program
+
+    host = lab_session.host("swarm-master")
+    apply_program = render("firewall-apply.sh", "samarth-firewall-apply", RULES_FILE=firewall.RULES_FILE)
+    checked = 0
+    for stack in ("prod", "staging"):
+        run = run_program(stack)
+        assert run.error is None, run.error
+        for command in run.of_type("command:remote:Command"):
+            if not command.name.startswith("firewall-"):
+                continue
+            rules = re.search(r"^RULES='(.*?)'$", command.plain_inputs["create"], re.S | re.M).group(1)
+            path = tmp_path / f"{stack}-{command.name}.rules"
+            path.write_text(rules)
+            result = subprocess.run(
+                ssh_command(host, "sh", "-s", "--", str(path), "--test"),
+                input=apply_program, capture_output=True, text=True, timeout=60,
+            )
+            assert result.returncode == 0, (stack, command.name, result.stderr)
+            checked += 1
+    assert checked == 12
+    assert "SAMARTH" not in filter_rules(host), "--test must not change anything"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pulumi
 import pytest
@@ -46,7 +45,9 @@ def test_sentry_installs_the_pinned_tag_unattended(stack_run: ProgramRun) -> Non
     assert 'checkout --quiet --force "$REF"\n' in create
     assert "./install.sh --skip-user-creation --no-report-self-hosted-issues </dev/null" in create
     assert values["ADMIN_EMAIL"] == "devops@samarth.example.org"
-    assert 'createuser --email "$ADMIN_EMAIL"' in create and "--no-input" in create
+    assert 'createuser --email "$ADMIN_EMAIL" --superuser --force-update' in create
+    # Without --no-input: the password answers createuser's prompt on stdin (issue 13).
+    assert "--no-input" not in create and " --password " not in create
     private_ip = _stack(stack_run.stack, "servers")["application"]["privateIp"]
     port = _stack(stack_run.stack, "observability")["sentry"]["port"]
     assert f"SENTRY_BIND={private_ip}:{port}" in values["SETTINGS"].splitlines()
@@ -186,7 +187,7 @@ def test_credentials_go_to_the_book_as_the_secrets_the_installs_use() -> None:
     @pulumi.runtime.test
     def build() -> pulumi.Output:
         book = CredentialBook()
-        host = Host("application", HostArgs(server=config.servers["application"], access=config.access, known_hosts=Path("known_hosts")))
+        host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
         component = Observability("observability", ObservabilityArgs(host=host, config=config, book=book))
         services = book.services()
         seen["keys"] = {service: sorted(entries) for service, entries in services.items()}

@@ -45,6 +45,7 @@ FAKE_DOCKER = r"""#!/bin/sh
 echo "docker $*" >> "$FAKE_LOG"
 case "$*" in
   *"$FAKE_DOCKER_FAIL"*) echo "docker: simulated failure" >&2; exit 1 ;;
+  *createuser*) while IFS= read -r line; do echo "createuser read: $line" >> "$FAKE_LOG"; done ;;
 esac
 """
 
@@ -169,10 +170,13 @@ def test_sentry_first_install_clones_the_tag_installs_unattended_and_creates_the
     assert "install.sh --skip-user-creation --no-report-self-hosted-issues REPORT_SELF_HOSTED_ISSUES=0" in result.calls
     assert not any(call.startswith("install.sh read stdin") for call in result.calls)
     assert "docker compose --env-file .env.custom up --detach --wait" in result.calls
+    # The password answers createuser's prompt (and its confirmation) on stdin, not in its argv.
     assert (
         "docker compose --env-file .env.custom run --rm -T web createuser --email devops@samarth.example.org "
-        f"--password {ADMIN_PASSWORD} --superuser --no-input --force-update"
+        "--superuser --force-update"
     ) in result.calls
+    assert [c for c in result.calls if c.startswith("createuser read: ")] == [f"createuser read: {ADMIN_PASSWORD}"] * 2
+    assert not any(ADMIN_PASSWORD in c for c in result.calls if c.startswith("docker "))
     directory = Path(release.directory)
     custom = (directory / ".env.custom").read_text().splitlines()
     assert f"SENTRY_BIND='{PRIVATE_IP}:9000'" in custom

@@ -330,7 +330,7 @@ def _publish_under_mocks(book_entries: dict[str, dict[str, Any]]) -> list:
 
     @pulumi.runtime.test
     def program() -> None:
-        host = Host("application", HostArgs(server=config.servers["application"], access=config.access, known_hosts=Path("known_hosts")))
+        host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
         server = vault_module.VaultServer(
             "vault", vault_module.VaultServerArgs(host=host, settings=config.vault, image=config.versions.vault, server_name=vault_module.server_name(config))
         )

@@ -36,7 +36,8 @@ from pulumi_policy.deserialize import serialize_properties
 from pulumi_policy.proxy import unknown_checking_proxy
 
 from components.capacity import usable_mib
-from components.config import ServerName, StackConfig, load_stack_config, server_name
+from components.config import ServerName, StackConfig, server_name
+from components.deployment import load_deployment
 from components.placements import stack_placements
 from policies import rules
 from tools.offline import (
@@ -192,8 +193,8 @@ def capacity_problems(run: ProgramRun, config: StackConfig) -> list[str]:
 
 
 def stack_config(stack: str) -> StackConfig:
-    values, _ = read_stack_values(stack_file(stack))
-    return load_stack_config(PROJECT, values)
+    values, secure = read_stack_values(stack_file(stack))
+    return load_deployment(PROJECT, stack, values, secure).config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

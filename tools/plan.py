@@ -28,7 +28,8 @@ from typing import Any, Optional
 import pulumi
 
 from components import backups, firewall
-from components.config import ServerName, StackConfig, load_stack_config, server_name
+from components.config import ServerName, StackConfig, server_name
+from components.deployment import load_deployment
 from components.placements import backup_sources
 from tools import deploy_graph, upstreams
 from tools.offline import (
@@ -328,6 +329,25 @@ def _group_order(component: Optional[Registration]) -> tuple[str, str]:
     return (component.type, component.name) if component else ("", "")
 
 
+def render_certificates(config: StackConfig) -> list[str]:
+    """Which public names get a certificate, and from where (edge.tls)."""
+    tls = config.edge.tls
+    names = sorted({route.host for _, route in config.edge_routes()})
+    out = [f"== Certificates (edge.tls.mode {tls.mode})"]
+    if tls.acme is not None:
+        out.append(
+            f"  ACME ({config.versions.lego} from {tls.acme.directory_url}, contact {tls.acme.email}; "
+            "renewed by samarth-certificates.timer with a third of the lifetime left):"
+        )
+        out.extend(f"    {name}" for name in config.acme_hosts())
+    for name in names:
+        files = tls.operator_files(name)
+        if files is not None:
+            out.append(f"  {name}: operator files {files.certificate_path}, {files.key_path}")
+    out.append("")
+    return out
+
+
 def render_plan(topology: Topology) -> str:
     run = topology.run
     secrets = generated_secrets(run)
@@ -361,6 +381,7 @@ def render_plan(topology: Topology) -> str:
         if others:
             out.append(f"  also: {', '.join(others)}")
         out.append("")
+    out.extend(render_certificates(topology.config))
     out.append("== Vault kv (generated values are listed by name; values are never printed)")
     for pub in pubs:
         out.append(f"  {pub.path}: {', '.join(pub.keys)}")
@@ -574,8 +595,8 @@ def build(stack: str, root: Path = ROOT) -> Topology:
     run = run_program(stack, root=root)
     if run.error is not None:
         raise run.error
-    values, _ = read_stack_values(stack_file(stack, root))
-    return place(run, load_stack_config(PROJECT, values))
+    values, secure = read_stack_values(stack_file(stack, root))
+    return place(run, load_deployment(PROJECT, stack, values, secure).config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,8 @@ REPORT_SELF_HOSTED_ISSUES=0 APPLY_AUTOMATIC_CONFIG_UPDATES=1 \
 step "starting Sentry"
 dc up --detach --wait
 step "creating or updating the Sentry admin user $ADMIN_EMAIL"
-dc run --rm -T web createuser --email "$ADMIN_EMAIL" --password "$SENTRY_ADMIN_PASSWORD" \
-  --superuser --no-input --force-update </dev/null
+# The password answers createuser's own prompt (asked twice, to confirm) on stdin: on its command
+# line the host's process list would show it.
+printf '%s\n%s\n' "$SENTRY_ADMIN_PASSWORD" "$SENTRY_ADMIN_PASSWORD" \
+  | dc run --rm -T web createuser --email "$ADMIN_EMAIL" --superuser --force-update
 compose_record
