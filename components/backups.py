@@ -282,6 +282,7 @@ class Backups(pulumi.ComponentResource):
                 # The credentials are in stdin, which the provider does not diff: re-run when they change.
                 triggers=[stdin],
                 logging=command.remote.Logging.STDERR,
+                add_previous_output_in_env=False,
                 opts=host.command_options(
                     self, depends_on=[pinned_image(host, self, f"{name}-{server}-restic-image", config.versions.restic), *depends]
                 ),
