@@ -10,7 +10,6 @@ figures are per request, not per TLS handshake.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.report import figure
-from lab import Lab, free_subnet, machine_lock
+from lab import temporary_lab
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from request_flow import FLOW_HOSTS, Flow, bring_up, deploy, flow_program, in_namespace
@@ -37,16 +36,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.request_flow", description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=200, help="requests per path (default 200)")
     count = parser.parse_args().requests
-    with tempfile.TemporaryDirectory(prefix="flow-bench-") as tmp:
-        with machine_lock():
-            lab = Lab(prefix=f"f{os.getpid()}", subnet=free_subnet(), state_dir=Path(tmp) / "state", timeout=120)
-            try:
-                hosts = {h.name: h for h in lab.up(list(FLOW_HOSTS))}
-            except BaseException:
-                lab.down()
-                raise
-        flow = Flow(hosts, flow_program(hosts), Path(tmp) / "flow")
-        flow.root.mkdir()
+    with temporary_lab(FLOW_HOSTS, "f") as (lab, hosts), tempfile.TemporaryDirectory(prefix="flow-bench-") as tmp:
+        flow = Flow(hosts, flow_program(hosts), Path(tmp))
         try:
             ca = bring_up(flow)
             client = lab.public_client("application")
@@ -62,7 +53,6 @@ def main() -> None:
         finally:
             flow.close()
             reset([h for n, h in hosts.items() if n.startswith("swarm-")])
-            lab.down()
     nginx_ms, direct_ms = statistics.median(via_nginx) * 1000, statistics.median(direct) * 1000
     figure("push to first answer through Nginx", deployment.push_to_answer_s, "s", "Jenkins job: login, push, deploy")
     figure("request through Nginx (HTTPS, public network)", nginx_ms, "ms", f"median of {count}")
