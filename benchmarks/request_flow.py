@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from request_flow import FLOW_HOSTS, Flow, bring_up, deploy, flow_program, in_namespace
 from swarm_lab import reset
 
+ROUNDS = 10
+
 
 def latencies(argv: list[str], url: str, count: int) -> list[float]:
     """Seconds per request of ``count`` requests on one kept-alive connection (curl's time_total of each)."""
@@ -44,12 +46,17 @@ def main() -> None:
             deployment = deploy(flow, ca, client, "samarth", "samarth/esamwad-web", "hello\n")
             if not deployment.answer.endswith("\n200"):
                 raise SystemExit(f"the flow did not answer: {deployment.job.stderr}{deployment.answer}")
-            via_nginx = latencies(
-                ["nsenter", f"--net=/var/run/netns/{client.namespace}", "curl", "--cacert", str(ca.ca),
-                 "--resolve", f"{deployment.route_host}:443:{client.server_address}"],
-                f"https://{deployment.route_host}/", count)
-            direct = latencies(in_namespace(hosts["application"], ["curl"]),
-                               f"http://{hosts['swarm-master'].address}:{deployment.port}/", count)
+            nginx_path = (["nsenter", f"--net=/var/run/netns/{client.namespace}", "curl", "--cacert", str(ca.ca),
+                           "--resolve", f"{deployment.route_host}:443:{client.server_address}"],
+                          f"https://{deployment.route_host}/")
+            direct_path = (in_namespace(hosts["application"], ["curl"]),
+                           f"http://{hosts['swarm-master'].address}:{deployment.port}/")
+            # Interleaved batches, so the machine's other work weighs on both paths alike.
+            via_nginx: list[float] = []
+            direct: list[float] = []
+            for _ in range(ROUNDS):
+                via_nginx += latencies(*nginx_path, count // ROUNDS)
+                direct += latencies(*direct_path, count // ROUNDS)
         finally:
             flow.close()
             reset([h for n, h in hosts.items() if n.startswith("swarm-")])
