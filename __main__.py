@@ -3,31 +3,16 @@
 import pulumi
 
 from components import data, edge, firewall, observability, registry, storage, vault
-from components.capacity import check_capacity
-from components.config import (
-    engine_config,
-    engine_secret_keys,
-    imported_vault_init,
-    load_stack_config,
-    require_host_keys,
-    ssh_private_key,
-)
+from components.deployment import engine_deployment
 from components.host import build_hosts
-from components.placements import stack_placements
 from components.publishing import CredentialBook
 from components.swarm import Cluster, ClusterArgs, RegistryLogin
 
 # Validation first: a bad stack file stops here, before any resource is registered.
-project = pulumi.get_project()
-values = engine_config()
-config = load_stack_config(project, values)
-require_host_keys(config, pulumi.get_stack())
-secret_keys = engine_secret_keys()
-key = ssh_private_key(project, values, secret_keys)
-vault_init = imported_vault_init(project, values, secret_keys)
-check_capacity(config, stack_placements(config))
+deployment = engine_deployment()
+config, key, vault_init = deployment.config, deployment.ssh_private_key, deployment.vault_init
 
-hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None)
+hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None, config.logs)
 book = CredentialBook()
 databases = data.build_databases(config, hosts, book)
 

@@ -23,7 +23,7 @@ import yaml
 from lab import Lab, LabHost, free_subnet, machine_lock, ssh_command
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from swarm_lab import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, reset  # noqa: E402
+from swarm_lab import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, reset
 
 
 def _ssh(host: LabHost, command: str) -> str:

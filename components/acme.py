@@ -106,7 +106,7 @@ ExecStart={SCRIPT_PATH} renew
 
 # Twice a day (as certbot does), spread over an hour so servers do not all call the CA at once;
 # Persistent catches up after a reboot or downtime that skipped a run.
-TIMER_UNIT = f"""\
+TIMER_UNIT = """\
 [Unit]
 Description=Renew the ACME certificates of Samarth's public names twice a day
 

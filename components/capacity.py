@@ -11,12 +11,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .config import ConfigError, StackConfig
+from .config import ConfigError, ServerName, StackConfig
 
 
 @dataclass(frozen=True)
 class Placement:
-    server: str
+    server: ServerName
     what: str
     memory_mib: int
     min_cpus: int = 0
@@ -36,8 +36,12 @@ def capacity_table(config: StackConfig, placements: Iterable[Placement]) -> str:
     return "\n".join(lines)
 
 
-def usable_mib(config: StackConfig, server: str) -> int:
+def usable_mib(config: StackConfig, server: ServerName) -> int:
     return config.servers[server].memory_mib * (100 - config.capacity.headroom_percent) // 100
+
+
+class CapacityError(ConfigError):
+    """The placements do not fit the servers' declared memory or CPUs."""
 
 
 def check_capacity(config: StackConfig, placements: Iterable[Placement]) -> None:
@@ -57,7 +61,7 @@ def check_capacity(config: StackConfig, placements: Iterable[Placement]) -> None
             if p.min_cpus > server.cpus:
                 problems.append(f"servers.{name}.cpus: {p.what} needs at least {p.min_cpus} CPUs, {server.cpus} declared")
     if problems:
-        raise ConfigError(
+        raise CapacityError(
             "capacity: the services placed on these servers do not fit:\n  "
             + "\n  ".join(problems)
             + "\n\n"

@@ -10,7 +10,9 @@ Templates
 A service's ``env`` values are text with ``{engine.facet}`` placeholders, e.g. ``"{postgres.url}"``;
 the facets an engine offers are ``Engine.facets``. Engine container settings (``environment``,
 ``command``, ``healthcheck``) are text with ``{name}`` placeholders over ``Container.container_values``
-plus ``{password}`` (only in ``environment``, which is passed as a secret).
+plus ``{password}`` (only in ``environment`` and ``files``, which are passed as secrets). No password
+is ever on a command line (``ps`` shows it to every user of the host): an engine reads it from its
+environment or from a ``SecretFile`` uploaded into the container, readable by the engine's user only.
 
 Host ports
 ----------
@@ -18,7 +20,7 @@ Each container publishes its engine's port on the server's private IP. The host 
 engine's base port plus the index of the service among the server's services using that engine, in
 catalogue order (config-added services come after the catalogue, in the order written), unless
 ``hostPorts`` sets it explicitly. So on db2: Postgres 5432 (odk-adapter) .. 5438 (airflow), Redis
-6379/6380/6381, RabbitMQ 5672/5673, Elasticsearch 9200. Adding a service at the end never moves
+6379/6380/6381, RabbitMQ 5672/5673, OpenSearch 9200. Adding a service at the end never moves
 another service's port; pin ``hostPorts`` before removing one from the middle.
 """
 
@@ -28,11 +30,24 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 
-DATABASE_SERVERS = ("db1", "db2")
+DATABASE_SERVERS: tuple[Literal["db1"], Literal["db2"]] = ("db1", "db2")
 
 # Generated passwords are alphanumeric, so they go into URLs without escaping.
 PASSWORD_LENGTH = 32
+
+@dataclass(frozen=True)
+class SecretFile:
+    """A file carrying the password, uploaded into the container and readable by ``owner`` only (the
+    numeric user and group the image runs the reading process as)."""
+
+    path: str
+    template: str
+    owner: str
+    group: str
+    mode: str = "0400"
+
 
 @dataclass(frozen=True)
 class Engine:
@@ -46,12 +61,34 @@ class Engine:
     derived: Mapping[str, str]
     environment: Mapping[str, str]
     healthcheck: tuple[str, ...]
+    # The script (components/scripts/) that makes the running server accept the password on its stdin,
+    # or proves it does, before Vault publishes it; its inputs are templates over the container values
+    # (CONTAINER is always given). Most images read their password only when they create their data.
+    password_script: str
+    password_inputs: Mapping[str, str] = field(default_factory=dict)
     command: tuple[str, ...] = ()
+    files: tuple[SecretFile, ...] = ()
     # Its node name is part of its data (RabbitMQ): the container hostname must never change.
     fixed_hostname: bool = False
     start_period: str = "30s"
     # Kernel settings the host must provide, as minimum values.
     host_sysctl_minimums: Mapping[str, int] = field(default_factory=dict)
+    # Where the data volume is mounted from a major version of the image on (``data_path`` before the
+    # first entry). The official Postgres images from 18 on keep PGDATA under the major version
+    # (/var/lib/postgresql/18/docker) and declare the volume at /var/lib/postgresql.
+    data_path_from_major: Mapping[int, str] = field(default_factory=dict)
+    # Characters the generated password draws one or more of besides letters and digits, for engines
+    # that refuse a password without them; URL-unreserved, so URLs carrying the password stay valid.
+    password_specials: str = ""
+
+    def mount_path(self, image: str) -> str:
+        """The data volume's mount point for ``image``, from its tag's major version."""
+        major = image_major(image)
+        path = self.data_path
+        for since, candidate in sorted(self.data_path_from_major.items()):
+            if major is not None and major >= since:
+                path = candidate
+        return path
 
     @property
     def facets(self) -> tuple[str, ...]:
@@ -76,6 +113,16 @@ class Engine:
         return {facet: known[facet] for facet in self.derived if facet in known}
 
 
+def image_major(image: str) -> int | None:
+    """The major version in an image reference's tag (``postgres:18.1`` -> 18), or None without one."""
+    reference = image.split("@", 1)[0]
+    last = reference.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return None
+    match = re.match(r"v?(\d+)", last.split(":", 1)[1])
+    return int(match.group(1)) if match else None
+
+
 ENGINES: Mapping[str, Engine] = MappingProxyType(
     {
         "postgres": Engine(
@@ -83,6 +130,7 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
             container_port=5432,
             memory_mib=512,
             data_path="/var/lib/postgresql/data",
+            data_path_from_major={18: "/var/lib/postgresql"},
             identity=("user", "database"),
             derived={
                 "url": "postgresql://{user}:{password}@{host}:{port}/{database}",
@@ -90,6 +138,8 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
             },
             environment={"POSTGRES_USER": "{user}", "POSTGRES_PASSWORD": "{password}", "POSTGRES_DB": "{database}"},
             healthcheck=("CMD", "pg_isready", "-h", "127.0.0.1", "-U", "{user}", "-d", "{database}"),
+            password_script="password-postgres.sh",
+            password_inputs={"ROLE": "{user}", "DATABASE": "{database}"},
         ),
         "redis": Engine(
             name="redis",
@@ -98,16 +148,18 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
             data_path="/data",
             identity=(),
             derived={"url": "redis://:{password}@{host}:{port}/0"},
-            # redis-cli reads REDISCLI_AUTH, so neither the server's command line nor the healthcheck
-            # carries the password; maxmemory keeps Redis under the container limit (writes fail instead
-            # of the kernel killing it).
+            # The server reads requirepass from its config file (the image's entrypoint runs it as the
+            # redis user, uid 999); redis-cli reads REDISCLI_AUTH, so neither command line carries the
+            # password. maxmemory keeps Redis under the container limit (writes fail instead of the
+            # kernel killing it).
             environment={"REDISCLI_AUTH": "{password}"},
+            files=(SecretFile("/usr/local/etc/redis/samarth.conf", "requirepass {password}\n", owner="999", group="999"),),
             command=(
-                "sh",
-                "-c",
-                'exec docker-entrypoint.sh redis-server --appendonly yes --maxmemory {maxmemory_mib}mb --requirepass "$REDISCLI_AUTH"',
+                "redis-server", "/usr/local/etc/redis/samarth.conf",
+                "--appendonly", "yes", "--maxmemory", "{maxmemory_mib}mb",
             ),
             healthcheck=("CMD-SHELL", "redis-cli -h 127.0.0.1 ping | grep -q PONG"),
+            password_script="password-redis.sh",
         ),
         "rabbitmq": Engine(
             name="rabbitmq",
@@ -124,6 +176,8 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-rabbit total_memory_available_override_value {memory_bytes}",
             },
             healthcheck=("CMD", "rabbitmq-diagnostics", "-q", "ping"),
+            password_script="password-rabbitmq.sh",
+            password_inputs={"USER": "{user}"},
             fixed_hostname=True,
             start_period="60s",
         ),
@@ -148,13 +202,70 @@ ENGINES: Mapping[str, Engine] = MappingProxyType(
                 "ELASTIC_PASSWORD": "{password}",
                 "ES_JAVA_OPTS": "-Xms{heap_mib}m -Xmx{heap_mib}m",
             },
+            # curl reads the credentials from a config file (the image runs as uid 1000), not from its
+            # command line: the healthcheck runs every 15 s and `ps` would show them.
+            files=(
+                SecretFile("/usr/share/elasticsearch/samarth-healthcheck.curlrc", 'user = "elastic:{password}"\n', owner="1000", group="0"),
+            ),
             healthcheck=(
-                "CMD-SHELL",
-                'curl -fsS -u "elastic:$ELASTIC_PASSWORD" '
-                "'http://127.0.0.1:{container_port}/_cluster/health?wait_for_status=yellow&timeout=5s' >/dev/null",
+                "CMD", "curl", "-fsS", "-o", "/dev/null", "-K", "/usr/share/elasticsearch/samarth-healthcheck.curlrc",
+                "http://127.0.0.1:{container_port}/_cluster/health?wait_for_status=yellow&timeout=5s",
+            ),
+            password_script="password-search.sh",
+            password_inputs={
+                "PORT": "{container_port}",
+                "USER": "elastic",
+                "AUTHENTICATE_PATH": "/_security/_authenticate",
+                "RESET": "Set it with the previous password (Vault's previous version of kv/samarth/<service>): "
+                "docker exec -it <the container> bin/elasticsearch-reset-password -u elastic -i",
+            },
+            start_period="120s",
+            host_sysctl_minimums={"vm.max_map_count": 262144},
+        ),
+        # OpenSearch 2.x (opensearch-build docker/release: opensearch-docker-entrypoint-2.x.sh). The
+        # security plugin's demo configuration creates the `admin` user from OPENSEARCH_INITIAL_ADMIN_PASSWORD
+        # (2.12 and later refuse to start without one, or with one lacking an upper-case letter, a
+        # digit and a special character); HTTP stays plain on the private network like Elasticsearch
+        # above, so clients need no CA. Lower-case dotted variables become `-E` settings.
+        "opensearch": Engine(
+            name="opensearch",
+            container_port=9200,
+            memory_mib=1024,
+            data_path="/usr/share/opensearch/data",
+            identity=(),
+            derived={
+                "user": "admin",
+                "url": "http://{user}:{password}@{host}:{port}",
+                "endpoint": "http://{host}:{port}",
+            },
+            environment={
+                "discovery.type": "single-node",
+                "plugins.security.ssl.http.enabled": "false",
+                "OPENSEARCH_INITIAL_ADMIN_PASSWORD": "{password}",
+                "OPENSEARCH_JAVA_OPTS": "-Xms{heap_mib}m -Xmx{heap_mib}m",
+                # The performance analyzer agent is a second JVM outside the heap budget above.
+                "DISABLE_PERFORMANCE_ANALYZER_AGENT_CLI": "true",
+            },
+            # curl reads the credentials from a config file (the image runs as uid 1000, gid 1000), not
+            # from its command line: the healthcheck runs every 15 s and `ps` would show them.
+            files=(
+                SecretFile("/usr/share/opensearch/samarth-healthcheck.curlrc", 'user = "admin:{password}"\n', owner="1000", group="1000"),
+            ),
+            healthcheck=(
+                "CMD", "curl", "-fsS", "-o", "/dev/null", "-K", "/usr/share/opensearch/samarth-healthcheck.curlrc",
+                "http://127.0.0.1:{container_port}/_cluster/health?wait_for_status=yellow&timeout=5s",
             ),
             start_period="120s",
             host_sysctl_minimums={"vm.max_map_count": 262144},
+            password_specials="-_.",
+            password_script="password-search.sh",
+            password_inputs={
+                "PORT": "{container_port}",
+                "USER": "admin",
+                "AUTHENTICATE_PATH": "/_plugins/_security/authinfo",
+                "RESET": "Set it through the security API with the previous password (Vault's previous version of "
+                "kv/samarth/<service>): PUT /_plugins/_security/api/account with current_password and password",
+            },
         ),
     }
 )
@@ -237,7 +348,7 @@ CATALOGUE: tuple[Service, ...] = (
     Service(
         "fusionauth",
         "db2",
-        ("postgres", "elasticsearch"),
+        ("postgres", "opensearch"),
         {
             "DATABASE_URL": "{postgres.jdbc}",
             # The service owns its database; FusionAuth's root and ordinary users are the same role.
@@ -245,8 +356,10 @@ CATALOGUE: tuple[Service, ...] = (
             "DATABASE_ROOT_PASSWORD": "{postgres.password}",
             "DATABASE_USERNAME": "{postgres.user}",
             "DATABASE_PASSWORD": "{postgres.password}",
+            # FusionAuth documents Elasticsearch 7.6.1-7.17.x (7.17 is past Elastic's end of life)
+            # and OpenSearch 2.x from FusionAuth 1.42; its search type for both is "elasticsearch".
             "SEARCH_TYPE": "elasticsearch",
-            "SEARCH_SERVERS": "{elasticsearch.url}",
+            "SEARCH_SERVERS": "{opensearch.url}",
         },
     ),
     Service(

@@ -27,15 +27,23 @@ from pydantic import (
     model_validator,
 )
 
-from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, template_problems
-from .ports import APPLICATION_FIXED, NGINX_HTTP_PORT, NGINX_HTTPS_PORT, SWARM_FIXED
+from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, image_major, template_problems
+from .ports import APPLICATION_FIXED, SWARM_FIXED
 
-SERVER_NAMES = ("application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3")
+SERVER_NAMES: tuple[ServerName, ...] = ("application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3")
 ServerName = Literal["application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3"]
+
+
+def server_name(name: str) -> ServerName:
+    """``name`` as a ``ServerName`` (a Host's resource name, say), or ``ValueError``."""
+    for known in SERVER_NAMES:
+        if name == known:
+            return known
+    raise ValueError(f"{name!r} is not a server of the deployment (expected one of {', '.join(SERVER_NAMES)})")
 
 # RFC 1918 plus RFC 6598 (carrier-grade NAT), the ranges a cloud hands out as private addresses.
 PRIVATE_NETWORKS = tuple(
-    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+    ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 )
 
 class ConfigError(ValueError):
@@ -83,10 +91,11 @@ def _domain(value: str) -> str:
 
 
 # The one rule for every pinned image tag and release reference (README, "Versions"): a full version
-# (x.y or x.y.z..., optional "v" and suffix), a dated release tag (MinIO's RELEASE.2025-09-07T16-13-09Z),
+# (x.y or x.y.z..., optional "v", word prefix and suffix), a dated release tag (MinIO's RELEASE.2025-09-07T16-13-09Z),
 # or, for git releases, a full commit id. Anything else (a major-only tag such as "16", a named channel
 # such as "alpine", "mainline", "stable" or "lts") can move under the same name, so it is refused.
-_FULL_VERSION = re.compile(r"v?[0-9]+(\.[0-9]+)+([-+_.][A-Za-z0-9][A-Za-z0-9._+-]*)?", re.ASCII)
+# A word prefix is part of some projects' release tags (PostHog's "release-1.40.0").
+_FULL_VERSION = re.compile(r"([A-Za-z]+[-_])?v?[0-9]+(\.[0-9]+)+([-+_.][A-Za-z0-9][A-Za-z0-9._+-]*)?", re.ASCII)
 _DATED_RELEASE = re.compile(
     r"([A-Za-z]+[.-])?[0-9]{4}-?[0-9]{2}-?[0-9]{2}([T.-][A-Za-z0-9][A-Za-z0-9._-]*)?", re.ASCII
 )
@@ -195,24 +204,55 @@ class Access(Model):
     jump_host: Optional[JumpHost] = Field(default=None, alias="jumpHost")
 
 
+class PostHogImages(Model):
+    """The images the pinned posthog-deploy compose file runs, each replaced by this pin in the program's
+    compose override (components/observability.py; docs/upstreams.md says why each one)."""
+
+    web: ImageRef
+    clickhouse: ImageRef
+    kafka: ImageRef
+    zookeeper: ImageRef
+    postgres: ImageRef
+    redis: ImageRef
+
+
 class Versions(Model):
-    """Every image and external release the program deploys, pinned. Promotion copies this map."""
+    """Every image and external release the program deploys, pinned. Promotion copies this map.
+
+    ``name:tag``, ``name@sha256:<digest>`` or both (``name:tag@sha256:<digest>``: the tag says which
+    release, the digest which build; official tags are rebuilt in place). Engines no catalogue
+    service uses may be left out; one that is used must be pinned (checked in ``StackConfig``).
+    """
 
     postgres: ImageRef
     redis: ImageRef
     rabbitmq: ImageRef
-    elasticsearch: ImageRef
+    # FusionAuth's search engine (OpenSearch 2.x); Elasticsearch only for a service that asks for it.
+    opensearch: Optional[ImageRef] = None
+    elasticsearch: Optional[ImageRef] = None
     # HashiCorp Vault or a compatible build (OpenBao); ``vault.distribution`` says which.
     vault: ImageRef
     # getsentry/self-hosted release tag, and the posthog-deploy commit (it has no release tags).
     sentry: ReleaseRef
     posthog: ReleaseRef
-    # MinIO's community image is in maintenance mode: point this at a maintained compatible build if needed.
+    posthog_images: PostHogImages = Field(alias="posthogImages")
+    # MinIO's community image is frozen (docs/upstreams.md): point this at a maintained compatible build if needed.
     minio: ImageRef
     registry: ImageRef
     nginx: ImageRef
     # The ACME client (goacme/lego) that obtains and renews Nginx's certificates (edge.tls.mode acme).
     lego: ImageRef
+
+    @field_validator("postgres")
+    @classmethod
+    def _postgres_has_a_version_tag(cls, value: str) -> str:
+        # The data path and the major-version check on the server both follow the tag's major version.
+        if image_major(value) is None:
+            raise ValueError(
+                f"{value!r} has no version tag; write postgres:<version> or postgres:<version>@sha256:<digest> "
+                "(the data path and the upgrade check follow the major version)"
+            )
+        return value
 
 
 class Capacity(Model):
@@ -220,8 +260,8 @@ class Capacity(Model):
 
 
 SWARM_MANAGER = "swarm-master"
-SWARM_WORKERS = ("swarm-node2", "swarm-node3")
 SwarmWorker = Literal["swarm-node2", "swarm-node3"]
+SWARM_WORKERS: tuple[SwarmWorker, ...] = ("swarm-node2", "swarm-node3")
 # Labels the program sets on every swarm node itself (see components/swarm.py).
 SWARM_AUTOMATIC_LABELS = ("role", "memory_mib")
 LabelKey = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")]
@@ -258,7 +298,7 @@ class VaultTls(Model):
     _ca_certificate: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
-    def _read_ca(self) -> "VaultTls":
+    def _read_ca(self) -> VaultTls:
         try:
             text = Path(self.ca_file).read_text(encoding="ascii").strip()
         except (OSError, UnicodeDecodeError) as error:
@@ -283,7 +323,7 @@ class VaultJenkins(Model):
     token_bound_cidrs: tuple[str, ...] = Field(default=(), alias="tokenBoundCidrs", strict=False)
 
     @model_validator(mode="after")
-    def _ttl_within_max(self) -> "VaultJenkins":
+    def _ttl_within_max(self) -> VaultJenkins:
         if self.token_ttl_seconds > self.token_max_ttl_seconds:
             raise ValueError(
                 f"tokenTtlSeconds ({self.token_ttl_seconds}) is more than tokenMaxTtlSeconds ({self.token_max_ttl_seconds})"
@@ -323,7 +363,7 @@ class VaultSettings(Model):
     jenkins: VaultJenkins = VaultJenkins()
 
     @model_validator(mode="after")
-    def _threshold_within_shares(self) -> "VaultSettings":
+    def _threshold_within_shares(self) -> VaultSettings:
         if self.key_threshold > self.key_shares:
             raise ValueError(f"keyThreshold ({self.key_threshold}) is more than keyShares ({self.key_shares})")
         if self.port == self.cluster_port:
@@ -387,7 +427,7 @@ class ObservabilitySettings(Model):
         return [name for name in OBSERVABILITY_SERVICES if getattr(self, name).enabled]
 
     @model_validator(mode="after")
-    def _distinct(self) -> "ObservabilitySettings":
+    def _distinct(self) -> ObservabilitySettings:
         if self.sentry.port == self.posthog.port:
             raise ValueError(f"posthog.port: {self.posthog.port} is already sentry.port")
         if self.sentry.directory == self.posthog.directory:
@@ -422,7 +462,7 @@ PUBLIC_ALLOW_MIN_PREFIX = {4: 24, 6: 48}
 
 def _narrow_network(value: str) -> bool:
     network = ipaddress.ip_network(value)
-    if network.version == 4 and any(network.subnet_of(private) for private in PRIVATE_NETWORKS):  # type: ignore[arg-type]
+    if network.version == 4 and any(network.subnet_of(private) for private in PRIVATE_NETWORKS):
         return True
     if network.version == 6 and network.subnet_of(ipaddress.IPv6Network("fc00::/7")):
         return True
@@ -472,25 +512,6 @@ class EdgeTls(Model):
     certificate_path: Optional[AbsolutePath] = Field(default=None, alias="certificatePath")
     key_path: Optional[AbsolutePath] = Field(default=None, alias="keyPath")
 
-    @model_validator(mode="after")
-    def _mode_has_its_keys(self) -> "EdgeTls":
-        if self.mode == "files":
-            for key, value in (("certificatePath", self.certificate_path), ("keyPath", self.key_path)):
-                if value is None:
-                    raise ValueError(f"{key}: required because mode is 'files'")
-            if self.acme is not None or self.files:
-                extra = "acme" if self.acme is not None else "files"
-                raise ValueError(f"{extra}: only for mode 'acme' (mode 'files' serves every name from certificatePath/keyPath)")
-        else:
-            if self.acme is None:
-                raise ValueError("acme: required because mode is 'acme' (at least acme.email)")
-            for key, value in (("certificatePath", self.certificate_path), ("keyPath", self.key_path)):
-                if value is not None:
-                    raise ValueError(
-                        f"{key}: only for mode 'files'; in mode 'acme' a name served from the operator's files goes under files.<host name>"
-                    )
-        return self
-
     def operator_files(self, host: str) -> Optional[CertificateFiles]:
         """The operator's certificate for ``host``, or ``None`` when the program obtains it over ACME."""
         if self.mode == "files":
@@ -520,7 +541,7 @@ class Route(Model):
         return upstream
 
     @model_validator(mode="after")
-    def _port_and_allow(self) -> "Route":
+    def _port_and_allow(self) -> Route:
         if self.upstream == "swarm" and self.port is None:
             raise ValueError("port is required for upstream 'swarm' (the port the swarm service publishes)")
         if self.upstream != "swarm" and self.port is not None:
@@ -669,6 +690,33 @@ class Databases(Model):
         return problems
 
 
+LogSize = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,5}[kmg]$")]
+
+
+class Logs(Model):
+    """Bounded logs on every server (components/host.py, docs/logs.md).
+
+    Every container gets ``driver`` with ``maxSize`` per file and ``maxFile`` files: the program's own
+    containers explicitly, and everything else (Sentry's and PostHog's compose projects, swarm tasks)
+    through the Docker daemon's defaults in /etc/docker/daemon.json. ``json-file`` keeps `docker logs`
+    readable by other tools; ``local`` is Docker's compact, compressed format. Vault's audit file is
+    rotated by logrotate at ``auditMaxSize``, keeping ``auditKeep`` compressed files. The preflight warns
+    when the filesystem of Docker's data root is more than ``dataRootWarnPercent`` full.
+    """
+
+    driver: Literal["json-file", "local"] = "json-file"
+    max_size: LogSize = Field(default="10m", alias="maxSize")
+    # 10m x 3 is what the database containers had before this setting: their inputs stay the same.
+    max_file: int = Field(default=3, alias="maxFile", ge=1, le=100)
+    audit_max_size: LogSize = Field(default="100m", alias="auditMaxSize")
+    audit_keep: int = Field(default=14, alias="auditKeep", ge=1, le=365)
+    data_root_warn_percent: int = Field(default=80, alias="dataRootWarnPercent", ge=1, le=99)
+
+    def options(self) -> dict[str, str]:
+        """The driver's options, as Docker names them (daemon.json ``log-opts``, ``--log-opt``)."""
+        return {"max-size": self.max_size, "max-file": str(self.max_file)}
+
+
 class FirewallSettings(Model):
     """Who may reach the servers' private ports besides each other (components/firewall.py).
 
@@ -699,9 +747,10 @@ class StackConfig(Model):
     databases: Databases = Databases()
     edge: Edge
     firewall: FirewallSettings
+    logs: Logs = Logs()
 
     @model_validator(mode="after")
-    def _servers_are_the_six(self) -> "StackConfig":
+    def _servers_are_the_six(self) -> StackConfig:
         missing = [name for name in SERVER_NAMES if name not in self.servers]
         if missing:
             raise ValueError(f"servers: missing {', '.join(missing)} (expected exactly {', '.join(SERVER_NAMES)})")
@@ -719,7 +768,7 @@ class StackConfig(Model):
         return self
 
     @model_validator(mode="after")
-    def _one_key_per_ssh_endpoint(self) -> "StackConfig":
+    def _one_key_per_ssh_endpoint(self) -> StackConfig:
         # known_hosts accepts any key listed for an address: two different keys pinned for one
         # address and port (a jump host that is also a server) would let either pass for both.
         pinned: dict[tuple[str, int], tuple[str, str]] = {}
@@ -742,7 +791,7 @@ class StackConfig(Model):
         return self
 
     @model_validator(mode="after")
-    def _swarm_labels_name_members(self) -> "StackConfig":
+    def _swarm_labels_name_members(self) -> StackConfig:
         # Here rather than on Swarm so the messages carry the full key path.
         swarm = self.swarm
         if len(set(swarm.workers)) != len(swarm.workers):
@@ -759,14 +808,20 @@ class StackConfig(Model):
 
 
     @model_validator(mode="after")
-    def _databases_are_consistent(self) -> "StackConfig":
+    def _databases_are_consistent(self) -> StackConfig:
         problems = self.databases.problems()
         if problems:
             raise ValueError("\n  ".join(problems))
+        users: dict[str, list[str]] = {}
+        for container in self.databases.containers():
+            users.setdefault(container.engine, []).append(container.service)
+        for engine, services in users.items():
+            if getattr(self.versions, engine) is None:
+                raise ValueError(f"versions.{engine}: required, {engine} is used by {', '.join(services)}; pin an image")
         return self
 
     @model_validator(mode="after")
-    def _vault_image_is_its_distribution(self) -> "StackConfig":
+    def _vault_image_is_its_distribution(self) -> StackConfig:
         repository = image_repository(self.versions.vault).rsplit("/", 1)[-1]
         distribution = self.vault.distribution
         if repository != distribution and not repository.startswith(f"{distribution}-"):
@@ -806,7 +861,7 @@ class StackConfig(Model):
         return ports
 
     @model_validator(mode="after")
-    def _ports_are_distinct(self) -> "StackConfig":
+    def _ports_are_distinct(self) -> StackConfig:
         problems: list[str] = []
         for server, listeners in self.listeners().items():
             taken: dict[tuple[int, str], str] = {}
@@ -820,7 +875,7 @@ class StackConfig(Model):
         return self
 
     @model_validator(mode="after")
-    def _credentials_have_one_owner(self) -> "StackConfig":
+    def _credentials_have_one_owner(self) -> StackConfig:
         # A database service shares kv/samarth/<name> with a platform service of that name; a key both
         # publish would only fail when the Vault component writes the path, after every server is done.
         installed = {*self.observability.enabled(), "registry", "doc-generator"}
@@ -850,7 +905,7 @@ class StackConfig(Model):
         return [str(ipaddress.ip_network(jump.host))]
 
     @model_validator(mode="after")
-    def _jump_host_address_is_known(self) -> "StackConfig":
+    def _jump_host_address_is_known(self) -> StackConfig:
         jump = self.access.jump_host
         if jump is None or self.firewall.jump_host_from:
             return self
@@ -875,7 +930,7 @@ class StackConfig(Model):
         return routes
 
     @model_validator(mode="after")
-    def _edge_routes_are_distinct_and_in_domain(self) -> "StackConfig":
+    def _edge_routes_are_distinct_and_in_domain(self) -> StackConfig:
         seen: dict[tuple[str, str], str] = {}
         for key, route in self.edge_routes():
             if route.upstream in OBSERVABILITY_SERVICES and route.upstream not in self.observability.enabled():
@@ -901,7 +956,29 @@ class StackConfig(Model):
         return sorted({route.host for _, route in self.edge_routes()} - set(self.edge.tls.files))
 
     @model_validator(mode="after")
-    def _certificate_files_name_routed_hosts(self) -> "StackConfig":
+    def _tls_mode_has_its_keys(self) -> StackConfig:
+        # Here rather than on EdgeTls so the messages carry the full key path.
+        tls = self.edge.tls
+        if tls.mode == "files":
+            for key, value in (("certificatePath", tls.certificate_path), ("keyPath", tls.key_path)):
+                if value is None:
+                    raise ValueError(f"edge.tls.{key}: required because mode is 'files'")
+            if tls.acme is not None or tls.files:
+                extra = "acme" if tls.acme is not None else "files"
+                raise ValueError(f"edge.tls.{extra}: only for mode 'acme' (mode 'files' serves every name from certificatePath/keyPath)")
+            return self
+        if tls.acme is None:
+            raise ValueError("edge.tls.acme: required because mode is 'acme' (at least acme.email)")
+        for key, value in (("certificatePath", tls.certificate_path), ("keyPath", tls.key_path)):
+            if value is not None:
+                raise ValueError(
+                    f"edge.tls.{key}: only for mode 'files'; in mode 'acme' a name served from the operator's "
+                    "files goes under edge.tls.files.<host name>"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _certificate_files_name_routed_hosts(self) -> StackConfig:
         routed = {route.host for _, route in self.edge_routes()}
         for host in self.edge.tls.files:
             key = f"edge.tls.files.{host}"
@@ -1068,13 +1145,6 @@ def load_stack_config(project: str, values: Mapping[str, Any]) -> StackConfig:
     return validate(raw)
 
 
-def engine_config() -> dict[str, Any]:
-    """All config the engine passed to this program run, whichever channel the language host used."""
-    from pulumi.runtime import config as runtime_config
-
-    return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-
-
 def _secret_setting(
     project: str, values: Mapping[str, Any], secret_keys: frozenset[str], name: str, source: str
 ) -> Optional[str]:
@@ -1094,12 +1164,6 @@ def _secret_setting(
 def ssh_private_key(project: str, values: Mapping[str, Any], secret_keys: frozenset[str]) -> Optional[str]:
     """The SSH key from config, or ``None`` to use the SSH agent."""
     return _secret_setting(project, values, secret_keys, "sshPrivateKey", "key")
-
-
-def engine_secret_keys() -> frozenset[str]:
-    from pulumi.runtime import config as runtime_config
-
-    return frozenset(runtime_config._SECRET_KEYS.get()) | frozenset(runtime_config.get_config_secret_keys_env())
 
 
 def imported_vault_init(project: str, values: Mapping[str, Any], secret_keys: frozenset[str]) -> Optional[str]:

@@ -7,6 +7,7 @@ own (image, memory, probe, ports, mounts):
 - ``restart="unless-stopped"``, an explicit ``network_mode``, a memory limit and a real healthcheck;
 - published ports bind the server's private IP (Nginx's public 80/443 are the one exception, made
   explicitly in ``components/edge.py``);
+- logs bounded by the server's log driver and sizes (stack config ``logs``);
 - ``delete_before_replace``: a fixed container name and host ports cannot be held by two containers.
 """
 
@@ -82,6 +83,9 @@ def service_container(
             start_period=healthcheck.start_period,
         ),
         memory=memory_mib,
+        # Bounded logs (stack config ``logs``); the daemon's defaults cover containers made elsewhere.
+        log_driver=host.logs.driver,
+        log_opts=host.logs.options(),
         restart="unless-stopped",
         network_mode=network_mode,
         ports=list(ports) or None,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
+from operator import itemgetter
 from typing import Optional
 
 import pulumi
@@ -18,14 +20,14 @@ import pulumi_command as command
 import pulumi_docker as docker
 import pulumi_random as random
 
+from . import shell
 from .capacity import Placement
-from .catalogue import DATABASE_SERVERS, ENGINES, PASSWORD_LENGTH, Container, Engine, Service, placeholders, render
-from .config import StackConfig
+from .catalogue import DATABASE_SERVERS, ENGINES, PASSWORD_LENGTH, Container, Engine, Service, image_major, placeholders, render
+from .config import ServerName, StackConfig, server_name
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
 from .ports import SWARM_MEMBERS, Opening
 from .publishing import CredentialBook
-from . import shell
 
 # `up` waits this long for a new container's healthcheck to pass (Elasticsearch is the slow one).
 HEALTHY_WITHIN_SECONDS = 300
@@ -63,6 +65,7 @@ class DatabaseServer(pulumi.ComponentResource):
         host = args.host
         engines = sorted({c.engine for c in args.containers})
         images = {engine: pinned_image(host, self, f"{host.name}-{engine}-image", args.images[engine]) for engine in engines}
+        self._images = args.images
 
         minimums: dict[str, int] = {}
         for container in args.containers:
@@ -87,16 +90,18 @@ class DatabaseServer(pulumi.ComponentResource):
             for c in args.containers
         ]
         for container in args.containers:
-            password = random.RandomPassword(
-                f"{host.name}-{container.name}-password",
-                length=PASSWORD_LENGTH,
-                special=False,
-                opts=pulumi.ResourceOptions(parent=self),
+            password = _password(f"{host.name}-{container.name}-password", container.spec, self)
+            secret_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
+            needs = list(kernel_ready) if container.spec.host_sysctl_minimums else []
+            if container.spec.data_path_from_major:
+                needs.append(self._major_check(host, container, images[container.engine]))
+            running = self._container(host, container, images[container.engine], secret_password, needs)
+            applied = self._apply_password(host, container, running, secret_password)
+            # Clients (Vault, hence Jenkins) get the password only once the running server accepts it.
+            published: pulumi.Output[str] = pulumi.Output.secret(
+                pulumi.Output.all(applied.id, secret_password).apply(lambda values: str(values[1]))
             )
-            secret_password = pulumi.Output.secret(password.result)
-            needs_kernel = kernel_ready if container.spec.host_sysctl_minimums else []
-            self._container(host, container, images[container.engine], secret_password, needs_kernel)
-            facets[(container.service, container.engine)] = _facets(container, host.private_ip, secret_password)
+            facets[(container.service, container.engine)] = _facets(container, host.private_ip, published)
             self.endpoints.setdefault(container.service, {})[container.engine] = {
                 "container": container.name,
                 "host": host.private_ip,
@@ -111,6 +116,36 @@ class DatabaseServer(pulumi.ComponentResource):
             for service in args.services
         }
         self.register_outputs({"endpoints": self.endpoints})
+
+    def _apply_password(
+        self, host: Host, container: Container, running: docker.Container, password: pulumi.Output[str]
+    ) -> command.remote.Command:
+        """The engine's password script (catalogue ``password_script``), run whenever the password or the
+        container changes: the running server accepts the current password, whatever it was created with."""
+        values = container.container_values()
+        inputs = {key: render(template, values) for key, template in container.spec.password_inputs.items()}
+        return command.remote.Command(
+            f"{host.name}-{container.name}-password",
+            connection=host.connection,
+            create=shell.render(container.spec.password_script, f"password[{container.name}]", CONTAINER=container.name, **inputs),
+            stdin=_secret_line(password),
+            # The password is on stdin; it never comes back as the command's output or environment.
+            add_previous_output_in_env=False,
+            triggers=[running.id],
+            opts=host.command_options(self, depends_on=[running]),
+        )
+
+    def _major_check(self, host: Host, container: Container, image: docker.RemoteImage) -> command.remote.Command:
+        """Refuse, before the container is replaced, an image whose major version differs from the data
+        directory already on the volume: a major upgrade is pg_upgrade or a dump and restore."""
+        ref = self._images[container.engine]
+        return command.remote.Command(
+            f"{host.name}-{container.name}-major-check",
+            connection=host.connection,
+            create=major_check_script(host.name, container, ref),
+            triggers=[ref],
+            opts=host.command_options(self, depends_on=[image]),
+        )
 
     def _container(
         self,
@@ -141,23 +176,77 @@ class DatabaseServer(pulumi.ComponentResource):
             hostname=container.name if spec.fixed_hostname else None,
             envs=_environment(spec, values, password),
             command=[render(part, values) for part in spec.command] or None,
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file=file.path,
+                    content=pulumi.Output.secret(password.apply(partial(_render_with_password, file.template, values))),
+                    owner=file.owner,
+                    group=file.group,
+                    permissions=file.mode,
+                )
+                for file in spec.files
+            ] or None,
             wait=True,
             wait_timeout=HEALTHY_WITHIN_SECONDS,
             memory_swap=container.memory_mib,
-            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.data_path)],
-            log_driver="json-file",
-            log_opts={"max-size": "10m", "max-file": "3"},
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.mount_path(self._images[container.engine]))],
         )
+
+
+def major_check_script(server: str, container: Container, image: str) -> str:
+    """The remote check that the data volume of ``container`` holds no other major version than ``image``'s."""
+    major = image_major(image)
+    if major is None:
+        raise ValueError(f"{image!r} has no version tag to read a major version from")
+    return shell.render(
+        "postgres-major-check.sh",
+        f"postgres-major-check[{server}/{container.name}]",
+        CONTAINER=container.name,
+        VOLUME=f"{container.name}-data",
+        IMAGE=image,
+        MAJOR=major,
+        MOUNT_PATH=container.spec.mount_path(image),
+    )
+
+
+def _password(name: str, spec: Engine, parent: pulumi.Resource) -> random.RandomPassword:
+    """A generated password: letters and digits, plus the engine's required specials if it has any."""
+    if not spec.password_specials:
+        return random.RandomPassword(name, length=PASSWORD_LENGTH, special=False, opts=pulumi.ResourceOptions(parent=parent))
+    return random.RandomPassword(
+        name,
+        length=PASSWORD_LENGTH,
+        special=True,
+        override_special=spec.password_specials,
+        min_special=1,
+        min_upper=1,
+        min_lower=1,
+        min_numeric=1,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def _render_with_password(template: str, values: Mapping[str, str], password: str) -> str:
+    return render(template, {**values, "password": password})
 
 
 def _environment(spec: Engine, values: Mapping[str, str], password: pulumi.Output[str]) -> list[pulumi.Input[str]]:
     envs: list[pulumi.Input[str]] = []
     for key, template in spec.environment.items():
         if "password" in placeholders(template):
-            envs.append(pulumi.Output.secret(password.apply(lambda p, k=key, t=template: f"{k}={render(t, {**values, 'password': p})}")))
+            line: pulumi.Output[str] = pulumi.Output.secret(password.apply(partial(_env_line, key, template, values)))
+            envs.append(line)
         else:
             envs.append(f"{key}={render(template, values)}")
     return envs
+
+
+def _secret_line(value: pulumi.Output[str]) -> pulumi.Output[str]:
+    return pulumi.Output.secret(pulumi.Output.concat(value, "\n"))
+
+
+def _env_line(key: str, template: str, values: Mapping[str, str], password: str) -> str:
+    return f"{key}={render(template, {**values, 'password': password})}"
 
 
 def _facets(container: Container, private_ip: pulumi.Output[str], password: pulumi.Output[str]) -> dict[str, pulumi.Output[str]]:
@@ -174,9 +263,9 @@ def _facets(container: Container, private_ip: pulumi.Output[str], password: pulu
     secret = pulumi.Output.all(private_ip, password).apply(lambda hp: spec.derive({**base, "host": hp[0], "password": hp[1]}))
     for facet in spec.derived:
         if facet in spec.secret_facets:
-            result[facet] = pulumi.Output.secret(secret.apply(lambda d, f=facet: d[f]))
+            result[facet] = pulumi.Output.secret(secret.apply(itemgetter(facet)))
         else:
-            result[facet] = public.apply(lambda d, f=facet: d[f])
+            result[facet] = public.apply(itemgetter(facet))
     return result
 
 
@@ -194,15 +283,15 @@ def _env_value(
         engine, _, facet = name.partition(".")
         secret = secret or facet in ENGINES[engine].secret_facets
         parts.append(facets[(service, engine)][facet])
-    value = pulumi.Output.all(*parts).apply(lambda resolved: render(template, dict(zip(names, resolved))))
+    value = pulumi.Output.all(*parts).apply(lambda resolved: render(template, dict(zip(names, resolved, strict=True))))
     return pulumi.Output.secret(value) if secret else value
 
 
 def placements(config: StackConfig) -> list[Placement]:
-    return [Placement(c.server, c.name, c.memory_mib) for c in config.databases.containers()]
+    return [Placement(server_name(c.server), c.name, c.memory_mib) for c in config.databases.containers()]
 
 
-def build_databases(config: StackConfig, hosts: Mapping[str, Host], book: CredentialBook) -> dict[str, DatabaseServer]:
+def build_databases(config: StackConfig, hosts: Mapping[ServerName, Host], book: CredentialBook) -> dict[str, DatabaseServer]:
     """One ``DatabaseServer`` per database server that has services; every service's env goes to ``book``."""
     services = config.databases.catalogue()
     all_containers = config.databases.containers()

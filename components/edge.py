@@ -22,13 +22,13 @@ import pulumi_random as random
 
 from . import acme, registry, storage, vault
 from .capacity import Placement
-from .config import Route, StackConfig
+from .config import Route, ServerName, StackConfig
 from .containers import Healthcheck, pinned_image, service_container
 from .host import Host
 from .ports import NGINX_HTTP_PORT, NGINX_HTTPS_PORT, Opening
 from .shell import render
 
-SERVER = "application"
+SERVER: ServerName = "application"
 CONTAINER = "nginx"
 MEMORY_MIB = 256
 HEALTH_PORT = 8081
@@ -262,11 +262,14 @@ class EdgeProxy(pulumi.ComponentResource):
             )
             install = acme.install_script(args.config, nginx_container=CONTAINER)
             install_digest = hashlib.sha256(install.encode()).hexdigest()
+            account_pem: pulumi.Output[str] = pulumi.Output.secret(account_key.base64.apply(acme.account_key_pem))
             certificates_install = command.remote.Command(
                 f"{name}-certificates-install",
                 connection=host.connection,
                 create=install,
-                stdin=pulumi.Output.secret(account_key.base64.apply(acme.account_key_pem)),
+                stdin=account_pem,
+                # Its stdin is the account key: the previous output is never handed back (issue 13).
+                add_previous_output_in_env=False,
                 opts=host.command_options(self),
             )
             command.remote.Command(

@@ -29,7 +29,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_command as command
 
-from .config import StackConfig
+from .config import ServerName, StackConfig, server_name
 from .host import Host
 from .ports import CONTAINERS, JUMP_HOST, OPERATORS, PULUMI, SWARM_MEMBERS, Opening
 from .shell import render
@@ -102,7 +102,7 @@ def resolve(client: str, server: str, config: StackConfig) -> Source:
     if client == CONTAINERS:
         return Source(f"containers on {server}", (settings.docker_bridge,))
     if client in config.servers:
-        return Source(client, (_host_network(config.servers[client].private_ip),))  # type: ignore[index]
+        return Source(client, (_host_network(config.servers[server_name(client)].private_ip),))
     raise ValueError(f"unknown firewall client {client!r} of an opening on {server}")
 
 
@@ -115,7 +115,7 @@ def matrix(config: StackConfig, openings: Sequence[Opening]) -> list[Row]:
         )
         chain = PUBLISHED_CHAIN if opening.published else INPUT_CHAIN
         rows.append(Row(opening.server, opening.service, opening.port, opening.protocol, chain, sources))
-    ssh_ports = {name: server.ssh_port for name, server in config.servers.items()}
+    ssh_ports: dict[str, int] = {name: server.ssh_port for name, server in config.servers.items()}
     return sorted(rows, key=lambda r: (r.server, r.port != ssh_ports.get(r.server), r.protocol == "esp", r.port, r.protocol))
 
 
@@ -192,7 +192,7 @@ def remove_script(server: str) -> str:
 
 @dataclass(frozen=True)
 class FirewallArgs:
-    hosts: Mapping[str, Host]
+    hosts: Mapping[ServerName, Host]
     config: StackConfig
     # What every component listens on and who connects to it.
     openings: Sequence[Opening]
@@ -213,7 +213,7 @@ class Firewall(pulumi.ComponentResource):
                 continue
             rules = render_rules(rows)
             digests[server] = hashlib.sha256(rules.encode()).hexdigest()[:12]
-            ssh_port = args.config.servers[server].ssh_port  # type: ignore[index]
+            ssh_port = args.config.servers[server_name(server)].ssh_port
             command.remote.Command(
                 f"{name}-{server}",
                 connection=host.connection,

@@ -20,7 +20,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from .config import Access, JumpHost, Server
+from .config import Access, JumpHost, Logs, Server, ServerName
 from .ports import JUMP_HOST, OPERATORS, PULUMI, Opening
 from .shell import render
 
@@ -47,7 +47,7 @@ def _known_hosts_name(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
 
-def render_known_hosts(servers: Mapping[str, Server], access: Access) -> str:
+def render_known_hosts(servers: Mapping[ServerName, Server], access: Access) -> str:
     """A known_hosts file with exactly the pinned keys: each server at the address Pulumi reaches it
     on, and the jump host. One key per host, so OpenSSH negotiates that key's type and no other."""
     lines = []
@@ -60,9 +60,10 @@ def render_known_hosts(servers: Mapping[str, Server], access: Access) -> str:
     return "".join(lines)
 
 
-def write_known_hosts(stack: str, text: str, directory: Path = KNOWN_HOSTS_DIR) -> Path:
-    """Write ``text`` as ``<directory>/<stack>/known_hosts`` (atomically: another run may be reading it)."""
-    target = directory / stack / "known_hosts"
+def write_known_hosts(stack: str, server: str, text: str, directory: Path = KNOWN_HOSTS_DIR) -> Path:
+    """Write ``text`` as ``<directory>/<stack>/<server>.known_hosts`` (atomically: another run may be
+    reading it)."""
+    target = directory / stack / f"{server}.known_hosts"
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".known_hosts.")
     with os.fdopen(handle, "w") as file:
@@ -97,12 +98,29 @@ def docker_ssh_opts(known_hosts: Path, jump: Optional[JumpHost]) -> list[str]:
 class HostArgs:
     server: Server
     access: Access
-    # The stack's rendered known_hosts (``write_known_hosts``), for the Docker provider.
-    known_hosts: Path
     ssh_private_key: Optional[pulumi.Input[str]] = None
+    # Log driver and sizes for every container on the server (stack config ``logs``).
+    logs: Logs = Logs()
 
 
-def preflight_script(name: str, server: Server) -> str:
+DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+def log_defaults_script(name: str, logs: Logs, daemon_json: str = DAEMON_JSON, restart: bool = True) -> str:
+    """Docker's default log driver and sizes in ``daemon_json``, for every container the program does
+    not create itself (compose projects, swarm tasks); dockerd restarted once when they change."""
+    return render(
+        "docker-log-defaults.sh",
+        f"docker-log-defaults[{name}]",
+        SERVER=name,
+        DAEMON_JSON=daemon_json,
+        LOG_DRIVER=logs.driver,
+        LOG_OPTS=json.dumps(logs.options(), sort_keys=True),
+        RESTART="yes" if restart else "no",
+    )
+
+
+def preflight_script(name: str, server: Server, warn_percent: int = Logs().data_root_warn_percent) -> str:
     """Report Docker's version, memory and CPUs as JSON; fail clearly when Docker is unusable or the
     machine is smaller than ``servers.<name>`` declares (capacity planning relied on that figure)."""
     minimum_mib = int(server.memory_mib * MEMORY_TOLERANCE)
@@ -113,13 +131,14 @@ def preflight_script(name: str, server: Server) -> str:
         DECLARED_MIB=server.memory_mib,
         MINIMUM_MIB=minimum_mib,
         DECLARED_CPUS=server.cpus,
+        WARN_PERCENT=warn_percent,
     )
 
 
 class Host(pulumi.ComponentResource):
     """A server of the deployment: its connections, its Docker provider and its preflight."""
 
-    name: str
+    name: ServerName
     spec: Server
     private_ip: pulumi.Output[str]
     connection: command.remote.ConnectionArgs
@@ -127,8 +146,9 @@ class Host(pulumi.ComponentResource):
     preflight: command.remote.Command
     facts: pulumi.Output[dict[str, Any]]
     openings: list[Opening]
+    logs: Logs
 
-    def __init__(self, name: str, args: HostArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(self, name: ServerName, args: HostArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:host:Host", name, None, opts)
         self.name = name
         self.spec = args.server
@@ -156,21 +176,33 @@ class Host(pulumi.ComponentResource):
         self.preflight = command.remote.Command(
             f"{name}-preflight",
             connection=self.connection,
-            create=preflight_script(name, args.server),
+            create=preflight_script(name, args.server, args.logs.data_root_warn_percent),
             # The preflight re-runs when the declared server changes, not on every `up`.
             triggers=[args.server.model_dump_json()],
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.facts = self.preflight.stdout.apply(lambda out: json.loads(out) if out else {})
 
+        self.logs = args.logs
+        log_defaults = command.remote.Command(
+            f"{name}-docker-log-defaults",
+            connection=self.connection,
+            create=log_defaults_script(name, args.logs),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
+        )
+
         # The Docker CLI's ssh transport uses the local ssh client: keys come from the SSH agent, host
-        # keys from the stack's rendered known_hosts only.
+        # keys only from a known_hosts rendered from config with this server's (and the jump host's) key.
+        known_hosts = write_known_hosts(
+            pulumi.get_stack(), name, render_known_hosts({name: args.server}, args.access)
+        )
         self.docker = docker.Provider(
             f"{name}-docker",
             host=f"ssh://{args.server.ssh_user}@{address}:{args.server.ssh_port}",
-            ssh_opts=docker_ssh_opts(args.known_hosts, jump),
-            # Everything created through this provider waits for the preflight to pass.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
+            ssh_opts=docker_ssh_opts(known_hosts, jump),
+            # Everything created through this provider waits for the preflight to pass, and for the
+            # log defaults (whose change restarts dockerd once).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight, log_defaults]),
         )
 
         # SSH: the operators, the machine running Pulumi, and the jump host when there is one.
@@ -191,11 +223,12 @@ class Host(pulumi.ComponentResource):
 
 
 def build_hosts(
-    servers: dict[str, Server], access: Access, ssh_private_key: Optional[pulumi.Input[str]]
-) -> dict[str, Host]:
-    """A ``Host`` per server, after writing this stack's known_hosts their Docker providers read."""
-    known_hosts = write_known_hosts(pulumi.get_stack(), render_known_hosts(servers, access))
+    servers: Mapping[ServerName, Server],
+    access: Access,
+    ssh_private_key: Optional[pulumi.Input[str]],
+    logs: Logs = Logs(),
+) -> dict[ServerName, Host]:
     return {
-        name: Host(name, HostArgs(server=server, access=access, known_hosts=known_hosts, ssh_private_key=ssh_private_key))
+        name: Host(name, HostArgs(server=server, access=access, ssh_private_key=ssh_private_key, logs=logs))
         for name, server in servers.items()
     }

@@ -24,13 +24,13 @@ import pulumi_command as command
 import pulumi_random as random
 
 from .capacity import Placement
-from .config import PostHogSettings, SentrySettings, StackConfig
+from .config import PostHogImages, PostHogSettings, SentrySettings, ServerName, StackConfig
 from .host import Host
 from .ports import CONTAINERS, Opening
 from .publishing import CredentialBook
-from .shell import quote, script
+from .shell import render
 
-SERVER = "application"
+SERVER: ServerName = "application"
 SENTRY_REPOSITORY = "https://github.com/getsentry/self-hosted.git"
 POSTHOG_REPOSITORY = "https://github.com/Samagra-Development/posthog-deploy.git"
 
@@ -38,6 +38,14 @@ POSTHOG_REPOSITORY = "https://github.com/Samagra-Development/posthog-deploy.git"
 # (`free -m`, so MiB, as Docker sees it) and MIN_CPU_HARD=4 for the full (non errors-only) profile.
 SENTRY_MIN_MEMORY_MIB = 14000
 SENTRY_MIN_CPUS = 4
+# The same file's MIN_DOCKER_VERSION, MIN_COMPOSE_VERSION and MIN_BASH_VERSION at 25.10.0, checked
+# before the installer runs (sentry-requirements.sh) so a missing prerequisite fails with what to do.
+SENTRY_MIN_DOCKER = "19.03.6"
+SENTRY_MIN_COMPOSE = "2.32.2"
+SENTRY_MIN_BASH = "4.4.0"
+# Sentry's own nginx (nginx.conf at 25.10.0) sets `X-Forwarded-Proto $scheme`, which is "http" behind our
+# TLS-terminating Nginx; the install writes a copy that passes the header on, mounted in its place.
+SENTRY_NGINX_CONF = "nginx.samarth.conf"
 # The posthog-deploy "hobby" stack (Postgres, Redis, ClickHouse, Kafka, ZooKeeper, MinIO, web,
 # worker, plugins) needs at least 8 GB.
 POSTHOG_MIN_MEMORY_MIB = 8192
@@ -63,8 +71,8 @@ class ComposeRelease:
     ``env_file`` is rendered from the repository's ``env_base``: every line of the base except the
     keys the program sets, then ``settings`` (plain) and ``secret_settings`` (read from stdin). A key
     the base does not have is refused, so an upgrade that renames a setting stops instead of silently
-    losing it. ``secret_variables`` are read from stdin for ``deploy`` only. ``deploy`` runs inside
-    the checkout with ``dc`` as the project's ``docker compose`` and must itself be idempotent.
+    losing it. ``secret_variables`` are read from stdin for the deploy steps only, which run inside the
+    checkout with ``dc`` as the project's ``docker compose`` and must themselves be idempotent.
     """
 
     name: str
@@ -73,11 +81,16 @@ class ComposeRelease:
     directory: str
     env_file: str
     env_base: str
-    deploy: str
+    # The script under components/scripts/ that installs it (compose-lib.sh around the project's own
+    # deploy steps) and the values it reads besides compose-lib.sh's, part of the fingerprint.
+    install_file: str
+    install_values: Mapping[str, str] = field(default_factory=dict)
     settings: Mapping[str, str] = field(default_factory=dict)
     secret_settings: tuple[str, ...] = ()
     secret_variables: tuple[str, ...] = ()
     override: Optional[str] = None
+    # Checked on the server before anything is fetched or installed; fails with what to fix.
+    requirements: Optional[str] = None
 
     def __post_init__(self) -> None:
         for key, value in self.settings.items():
@@ -97,23 +110,18 @@ class ComposeRelease:
         return re.fullmatch(r"[0-9a-f]{40}", self.ref) is not None
 
     def fingerprint(self) -> str:
-        """Digest of everything non-secret the install depends on; part of the marker."""
+        """Digest of the versions and settings the install depends on (not of the script's text, so a
+        reworded script does not reinstall); with the ref, the marker."""
         document = {
             "repository": self.repository,
             "settings": dict(sorted(self.settings.items())),
             "secrets": list(self.secrets),
             "override": self.override,
-            "deploy": self.deploy,
+            "install": dict(sorted(self.install_values.items())),
             "envFile": self.env_file,
             "envBase": self.env_base,
         }
         return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
-
-    def _compose(self) -> str:
-        # `docker compose` reads `.env` by itself; any other env file must be named every time.
-        if self.env_file == ".env":
-            return "dc() { docker compose \"$@\"; }"
-        return f"dc() {{ docker compose --env-file {quote(self.env_file)} \"$@\"; }}"
 
     def stdin(self, values: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[str]:
         """The secrets as the install script reads them: one line each, in ``secrets`` order."""
@@ -126,104 +134,58 @@ class ComposeRelease:
         return pulumi.Output.secret(pulumi.Output.concat(*parts))
 
     def install_script(self) -> str:
-        name, ref, repo = self.name, self.ref, self.repository
-        reads = "\n".join(
-            f'IFS= read -r {key} || fail "stdin ended before {key}"\n'
-            f'[ -n "${key}" ] || fail "{key} arrived empty on stdin"'
-            for key in self.secrets
+        return render(
+            self.install_file,
+            f"{self.name}-install",
+            NAME=self.name,
+            REPOSITORY=self.repository,
+            REF=self.ref,
+            VERIFY=f"{self.ref}^{{commit}}" if self.pinned_commit else f"refs/tags/{self.ref}^{{commit}}",
+            KIND="commit" if self.pinned_commit else "release tag",
+            DIRECTORY=self.directory,
+            DESIRED=f"{self.ref} {self.fingerprint()}",
+            MARKER=MARKER,
+            ENV_FILE=self.env_file,
+            ENV_BASE=self.env_base,
+            SETTINGS="\n".join(f"{key}={value}" for key, value in self.settings.items()),
+            SECRET_SETTINGS=" ".join(self.secret_settings),
+            SECRETS=" ".join(self.secrets),
+            OVERRIDE=(self.override or "").strip(),
+            OVERRIDE_FILE=OVERRIDE_FILE,
+            **self.install_values,
         )
-        verify = f"{ref}^{{commit}}" if self.pinned_commit else f"refs/tags/{ref}^{{commit}}"
-        kind = "commit" if self.pinned_commit else "release tag"
-        keys = [*self.settings, *self.secret_settings]
-        # Single quotes: values are literal both to compose's dotenv parser and to a sourcing shell.
-        entry = "printf \"%s='%s'\\n\""
-        lines = [f"{entry} {key} {quote(value)}" for key, value in self.settings.items()]
-        lines += [f'{entry} {key} "${key}"' for key in self.secret_settings]
-        render = ""
-        if keys:
-            pattern = quote("^(" + "|".join(keys) + ")=")
-            render = f"""
-step "rendering {self.env_file} from {self.env_base} at {ref}"
-[ -f {quote(self.env_base)} ] || fail "{self.env_base} is missing from {repo} at {ref}"
-for key in {' '.join(keys)}; do
-  grep -q "^$key=" {quote(self.env_base)} || fail "{self.env_base} at {ref} has no $key; review the {name} settings for this release"
-done
-(
-  umask 077
-  {{
-    grep -v -E {pattern} {quote(self.env_base)} || true
-    {(chr(10) + '    ').join(lines)}
-  }} > {quote(self.env_file + '.samarth-new')}
-)
-mv {quote(self.env_file + '.samarth-new')} {quote(self.env_file)}"""
-        override = ""
-        if self.override is not None:
-            override = f"""
-step "writing {OVERRIDE_FILE}"
-cat > {OVERRIDE_FILE} <<'SAMARTH_OVERRIDE'
-{self.override.strip()}
-SAMARTH_OVERRIDE"""
-        body = f"""
-step "reading {len(self.secrets)} secret(s) from stdin"
-{reads}
-dir={quote(self.directory)}
-desired={quote(f"{ref} {self.fingerprint()}")}
-step "reading the installed release from $dir/{MARKER}"
-installed=""
-if [ -f "$dir/{MARKER}" ]; then installed=$(cat "$dir/{MARKER}"); fi
-if [ "$installed" = "$desired" ]; then
-  echo "{name}: {ref} is already installed with this configuration; nothing to do"
-  exit 0
-fi
-step "looking for git and docker compose"
-command -v git >/dev/null 2>&1 || fail "git is not installed on the server"
-docker compose version >/dev/null 2>&1 || fail "the docker compose plugin is not installed on the server"
-if [ -d "$dir/.git" ]; then
-  step "fetching {repo} into $dir"
-  git -C "$dir" fetch --quiet --tags --force origin
-else
-  step "cloning {repo} into $dir"
-  mkdir -p "$(dirname "$dir")"
-  git clone --quiet {quote(repo)} "$dir"
-fi
-step "checking out {ref}"
-git -C "$dir" rev-parse --quiet --verify {quote(verify)} >/dev/null || fail "{ref} is not a {kind} of {repo}"
-git -C "$dir" -c advice.detachedHead=false checkout --quiet --force {quote(ref)}
-cd "$dir"
-{self._compose()}
-if [ -n "$installed" ]; then
-  echo "{name}: upgrading from ${{installed%% *}} to {ref}"
-else
-  echo "{name}: installing {ref}"
-fi
-{render}
-{override}
-{self.deploy.strip()}
-step "recording {ref} in $dir/{MARKER}"
-printf '%s\\n' "$desired" > "$dir/{MARKER}.new"
-mv "$dir/{MARKER}.new" "$dir/{MARKER}"
-echo "{name}: {ref} is installed"
-"""
-        return script(f"{name}-install", re.sub(r"\n{3,}", "\n\n", body))
 
     def delete_script(self) -> str:
-        return script(
+        return render(
+            "compose-delete.sh",
             f"{self.name}-delete",
-            f"""
-dir={quote(self.directory)}
-if [ ! -d "$dir" ]; then
-  echo "{self.name}: $dir does not exist; nothing to stop"
-  exit 0
-fi
-cd "$dir"
-{self._compose()}
-step "stopping {self.name} (docker compose down; volumes are kept)"
-dc down --remove-orphans
-step "forgetting the installed release"
-rm -f {MARKER}
-echo "{self.name}: stopped; its volumes and $dir are kept"
-""",
+            NAME=self.name,
+            DIRECTORY=self.directory,
+            MARKER=MARKER,
+            ENV_FILE=self.env_file,
         )
+
+
+def sentry_requirements_script() -> str:
+    """The installer's own prerequisites (install/_min-requirements.sh), checked before it runs."""
+    return render(
+        "sentry-requirements.sh",
+        "sentry-requirements",
+        MIN_DOCKER=SENTRY_MIN_DOCKER,
+        MIN_COMPOSE=SENTRY_MIN_COMPOSE,
+        MIN_BASH=SENTRY_MIN_BASH,
+    )
+
+
+def sentry_proxy_settings_script(settings: SentrySettings) -> str:
+    """Writes system.url-prefix (sentry/config.yml), the proxy and CSRF settings (sentry/sentry.conf.py)
+    and Sentry's nginx.conf with X-Forwarded-Proto passed on; run in the checkout before install.sh."""
+    return render(
+        "sentry-proxy-settings.sh",
+        "sentry-proxy-settings",
+        URL_PREFIX=f"https://{settings.host_name}",
+        NGINX_CONF=SENTRY_NGINX_CONF,
+    )
 
 
 def sentry_release(settings: SentrySettings, ref: str, private_ip: str) -> ComposeRelease:
@@ -240,20 +202,92 @@ def sentry_release(settings: SentrySettings, ref: str, private_ip: str) -> Compo
             "SENTRY_EVENT_RETENTION_DAYS": str(settings.retention_days),
         },
         secret_variables=("SENTRY_ADMIN_PASSWORD",),
-        deploy=f"""
-step "running the Sentry installer (install.sh {ref})"
-REPORT_SELF_HOSTED_ISSUES=0 APPLY_AUTOMATIC_CONFIG_UPDATES=1 \\
-  ./install.sh --skip-user-creation --no-report-self-hosted-issues </dev/null
-step "starting Sentry"
-dc up --detach --wait
-step "creating or updating the Sentry admin user {settings.admin_email}"
-dc run --rm -T web createuser --email {quote(settings.admin_email)} --password "$SENTRY_ADMIN_PASSWORD" \\
-  --superuser --no-input --force-update </dev/null
+        requirements=sentry_requirements_script(),
+        # self-hosted ignores docker-compose.override.yml in git and compose loads it by itself.
+        override=f"""
+services:
+  nginx:
+    volumes:
+      - type: bind
+        read_only: true
+        source: ./{SENTRY_NGINX_CONF}
+        target: /etc/nginx/nginx.conf
 """,
+        install_file="sentry-install.sh",
+        install_values={
+            "ADMIN_EMAIL": settings.admin_email,
+            "URL_PREFIX": f"https://{settings.host_name}",
+            "NGINX_CONF": SENTRY_NGINX_CONF,
+        },
     )
 
 
-def posthog_release(settings: PostHogSettings, ref: str, private_ip: str) -> ComposeRelease:
+# posthog-deploy's services that build build/Dockerfile.Posthog (FROM posthog/posthog:release-1.40.0
+# plus ./compose and ./docker-server): they run the pinned web image instead, web with those two
+# mounted where the Dockerfile copied them.
+POSTHOG_APP_SERVICES = ("web", "worker", "plugins", "asyncmigrationscheck")
+# apache/kafka in KRaft mode formats its storage with CLUSTER_ID (docker/jvm/launch; `ub ensure CLUSTER_ID`
+# in docker/jvm/include/etc/kafka/docker/configure): 16 bytes in base64url (22 characters), fixed for this
+# one-broker cluster (the first 16 bytes of sha256("samarth-posthog-kafka")).
+POSTHOG_KAFKA_CLUSTER_ID = "oQ-bP7agMF_xAp1xexsgcg"
+
+
+def posthog_override(settings: PostHogSettings, images: PostHogImages, minio: str, private_ip: str) -> str:
+    """The compose override for posthog-deploy: every image pinned (versions.posthogImages, and
+    versions.minio for object storage), Kafka on the Apache image in KRaft mode instead of the
+    withdrawn bitnami/kafka, web on the private IP, Postgres not published."""
+    app = "\n".join(
+        f"""  {name}:
+    build: !reset null
+    image: {images.web}"""
+        for name in POSTHOG_APP_SERVICES
+        if name != "web"
+    )
+    return f"""
+services:
+  db:
+    image: {images.postgres}
+    ports: !reset []
+  redis:
+    image: {images.redis}
+  zookeeper:
+    image: {images.zookeeper}
+  clickhouse:
+    # build/Dockerfile.Clickhouse only copies files the service also mounts.
+    build: !reset null
+    image: {images.clickhouse}
+  kafka:
+    image: {images.kafka}
+    # One combined broker and controller (KRaft): bitnami's KAFKA_CFG_* variables mean nothing here.
+    environment: !override
+      CLUSTER_ID: {POSTHOG_KAFKA_CLUSTER_ID}
+      KAFKA_NODE_ID: "1"
+      KAFKA_PROCESS_ROLES: broker,controller
+      KAFKA_LISTENERS: PLAINTEXT://:9092,CONTROLLER://:9093
+      KAFKA_ADVERTISED_LISTENERS: PLAINTEXT://kafka:9092
+      KAFKA_CONTROLLER_LISTENER_NAMES: CONTROLLER
+      KAFKA_LISTENER_SECURITY_PROTOCOL_MAP: CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+      KAFKA_CONTROLLER_QUORUM_VOTERS: 1@localhost:9093
+      KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR: "1"
+      KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR: "1"
+      KAFKA_TRANSACTION_STATE_LOG_MIN_ISR: "1"
+      KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS: "0"
+      KAFKA_AUTO_CREATE_TOPICS_ENABLE: "true"
+  web:
+    build: !reset null
+    image: {images.web}
+    ports: !override
+      - "{private_ip}:{settings.port}:8000"
+    volumes:
+      - ./compose:/compose
+      - ./docker-server:/code/bin/docker-server:ro
+{app}
+  object_storage:
+    image: {minio}
+"""
+
+
+def posthog_release(settings: PostHogSettings, ref: str, images: PostHogImages, minio: str, private_ip: str) -> ComposeRelease:
     return ComposeRelease(
         name="posthog",
         repository=POSTHOG_REPOSITORY,
@@ -270,23 +304,8 @@ def posthog_release(settings: PostHogSettings, ref: str, private_ip: str) -> Com
         # posthog-deploy publishes web as "${PORT}:8000" and Postgres as "${POSTGRES_PORT}:6432", both on
         # every interface. Web goes to the private IP (Nginx proxies it); Postgres is not published at all
         # (`!reset`/`!override` need Docker Compose 2.24.4 or newer; `dc config` checks that).
-        override=f"""
-services:
-  db:
-    ports: !reset []
-  web:
-    ports: !override
-      - "{private_ip}:{settings.port}:8000"
-""",
-        deploy="""
-step "validating the compose configuration (needs Docker Compose 2.24.4 or newer)"
-dc config --quiet
-step "building and pulling PostHog images"
-dc pull --quiet --ignore-buildable
-dc build --quiet
-step "starting PostHog"
-dc up --detach --remove-orphans
-""",
+        override=posthog_override(settings, images, minio, private_ip),
+        install_file="posthog-install.sh",
     )
 
 
@@ -304,6 +323,18 @@ class ComposeInstall(pulumi.ComponentResource):
         super().__init__("samarth:observability:ComposeInstall", name, None, opts)
         release = args.release
         install = release.install_script()
+        checked: list[pulumi.Resource] = []
+        if release.requirements is not None:
+            checked.append(
+                command.remote.Command(
+                    f"{name}-requirements",
+                    connection=args.host.connection,
+                    create=release.requirements,
+                    # Re-checked whenever the release or its requirements change.
+                    triggers=[release.ref, release.requirements],
+                    opts=args.host.command_options(self),
+                )
+            )
         self.command = command.remote.Command(
             f"{name}-install",
             connection=args.host.connection,
@@ -315,7 +346,7 @@ class ComposeInstall(pulumi.ComponentResource):
             logging=command.remote.Logging.NONE,
             # The script reads its state from the server (the marker), not from the previous run's output.
             add_previous_output_in_env=False,
-            opts=args.host.command_options(self),
+            opts=args.host.command_options(self, depends_on=checked),
         )
         self.register_outputs({"ref": release.ref, "directory": release.directory})
 
@@ -376,14 +407,20 @@ class Observability(pulumi.ComponentResource):
             secret_key = password("posthog-secret-key", 64)
             minio_password = password("posthog-minio-password", 32)
             # posthog-deploy's sample: user and database `posthog` on the `posthog_db` host, port 6432.
-            database_url = pulumi.Output.secret(
+            database_url: pulumi.Output[str] = pulumi.Output.secret(
                 pulumi.Output.concat("postgres://posthog:", db_password, "@posthog_db:6432/posthog")
             )
             self.posthog = ComposeInstall(
                 f"{name}-posthog",
                 ComposeInstallArgs(
                     host=host,
-                    release=posthog_release(settings.posthog, config.versions.posthog, private_ip),
+                    release=posthog_release(
+                        settings.posthog,
+                        config.versions.posthog,
+                        config.versions.posthog_images,
+                        config.versions.minio,
+                        private_ip,
+                    ),
                     secrets={
                         "POSTGRES_PASSWORD": db_password,
                         "DATABASE_URL": database_url,

@@ -16,20 +16,23 @@ import pulumi_random as random
 import yaml
 
 from .capacity import Placement
-from .config import StackConfig
+from .config import ServerName, StackConfig
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
 from .ports import CONTAINERS, REGISTRY_PORT, SWARM_MEMBERS, Opening
 from .publishing import CredentialBook
 
-SERVER = "application"
+SERVER: ServerName = "application"
 PORT = REGISTRY_PORT
 # The debug listener serves /debug/health (storage driver checks) for the container healthcheck;
 # it is not published.
 DEBUG_PORT = 5001
 MEMORY_MIB = 512
 USERNAME = "samarth"
-CONFIG_PATH = "/etc/docker/registry/config.yml"
+# registry 3.x images read /etc/distribution/config.yml (distribution-library-image Dockerfile: its CMD);
+# 2.x read /etc/docker/registry/config.yml. The container names the file itself (its command), so the
+# upload is what runs whichever major version `versions.registry` pins.
+CONFIG_PATH = "/etc/distribution/config.yml"
 HTPASSWD_PATH = "/auth/htpasswd"
 STORAGE_PATH = "/var/lib/registry"
 
@@ -79,7 +82,8 @@ class RegistryArgs:
 
 
 class Registry(pulumi.ComponentResource):
-    """``registry:2`` with htpasswd auth; ``server``, ``username``, ``password`` for `docker login`."""
+    """The registry (``versions.registry``, 3.x) with htpasswd auth; ``server``, ``username``, ``password``
+    for `docker login`."""
 
     server: str
     username: str
@@ -96,8 +100,8 @@ class Registry(pulumi.ComponentResource):
         password = random.RandomPassword(f"{name}-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
         http_secret = random.RandomPassword(f"{name}-http-secret", length=48, special=False, opts=pulumi.ResourceOptions(parent=self))
         self.password = pulumi.Output.secret(password.result)
-        htpasswd = pulumi.Output.secret(password.bcrypt_hash.apply(lambda digest: f"{USERNAME}:{digest}\n"))
-        config = pulumi.Output.secret(http_secret.result.apply(lambda s: render_config(f"https://{self.server}", s)))
+        htpasswd: pulumi.Output[str] = pulumi.Output.secret(password.bcrypt_hash.apply(lambda digest: f"{USERNAME}:{digest}\n"))
+        config: pulumi.Output[str] = pulumi.Output.secret(http_secret.result.apply(lambda s: render_config(f"https://{self.server}", s)))
 
         image = pinned_image(host, self, f"{name}-image", args.image)
         data = data_volume(host, self, f"{name}-data", f"{name}-data")
@@ -113,10 +117,13 @@ class Registry(pulumi.ComponentResource):
                 start_period="10s",
             ),
             ports=[private_port(host, PORT)],
+            # The image's entrypoint runs `registry serve <file>` for a *.yml argument.
+            command=[CONFIG_PATH],
             volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path=STORAGE_PATH)],
             uploads=[
-                docker.ContainerUploadArgs(file=CONFIG_PATH, content=config),
-                docker.ContainerUploadArgs(file=HTPASSWD_PATH, content=htpasswd),
+                # Both hold secrets (the HTTP secret, the password hash): root only, as the registry runs.
+                docker.ContainerUploadArgs(file=CONFIG_PATH, content=config, permissions="0400"),
+                docker.ContainerUploadArgs(file=HTPASSWD_PATH, content=htpasswd, permissions="0400"),
             ],
             # The swarm nodes log in right after: wait until the registry answers.
             wait=True,

@@ -24,10 +24,10 @@ SCRIPTS = Path(__file__).resolve().parent / "scripts"
 _VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
-# A line that sources a shared library file beside the script: `. ./swarm-lib.sh`. shellcheck follows
+# A line that sources a shared library file beside the script: `. ./swarm-lib.sh` (indented or not). shellcheck follows
 # it (.shellcheckrc: source-path=SCRIPTDIR); rendering puts the library's text in its place, as the
 # servers have no copy of the file.
-_LIBRARY = re.compile(r"^\. \./([a-z0-9-]+\.sh)$", re.M)
+_LIBRARY = re.compile(r"^[ \t]*\. \./([a-z0-9-]+\.sh)$", re.M)
 
 
 @cache
@@ -49,25 +49,3 @@ def render(file: str, name: str, **values: str | int) -> str:
             raise ValueError(f"{file}: script variable {variable!r} must be UPPER_CASE")
         header.append(f"{variable}={shlex.quote(str(value))}")
     return "\n".join(header) + "\n" + _source("prelude.sh") + _source(file)
-
-
-# The inline scripts' prelude, kept byte-for-byte until every inline script has moved to a file
-# (issue 17): changing it changes every remote command's text, so each would run again on `up`.
-_INLINE_PRELUDE = """\
-set -eu
-SAMARTH_SCRIPT={name}
-SAMARTH_STEP="starting"
-step() {{ SAMARTH_STEP="$1"; }}
-fail() {{ echo "$SAMARTH_SCRIPT: $*" >&2; SAMARTH_STEP=""; exit 1; }}
-trap 'rc=$?; if [ "$rc" -ne 0 ] && [ -n "$SAMARTH_STEP" ]; then echo "$SAMARTH_SCRIPT: failed while $SAMARTH_STEP (exit $rc)" >&2; fi' EXIT
-"""
-
-
-def script(name: str, body: str) -> str:
-    """Prefix an inline ``body`` with the common prelude. Being replaced by ``render``: new scripts
-    are files under components/scripts/."""
-    return _INLINE_PRELUDE.format(name=shlex.quote(name)) + body.strip("\n") + "\n"
-
-
-def quote(value: str) -> str:
-    return shlex.quote(value)

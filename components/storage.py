@@ -18,13 +18,13 @@ import pulumi_minio as minio
 import pulumi_random as random
 
 from .capacity import Placement
-from .config import StackConfig
+from .config import ServerName, StackConfig
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
 from .ports import CONTAINERS, MINIO_API_PORT, MINIO_CONSOLE_PORT, OPERATORS, PULUMI, SWARM_MEMBERS, Opening
 from .publishing import CredentialBook
 
-SERVER = "application"
+SERVER: ServerName = "application"
 API_PORT = MINIO_API_PORT
 CONSOLE_PORT = MINIO_CONSOLE_PORT
 MEMORY_MIB = 2048
@@ -102,11 +102,13 @@ class Storage(pulumi.ComponentResource):
         )
 
         self.endpoint = pulumi.Output.concat(host.private_ip, f":{API_PORT}")
+        admin_user: pulumi.Output[str] = pulumi.Output.secret(root_user.result)
+        admin_password: pulumi.Output[str] = pulumi.Output.secret(root_password.result)
         provider = minio.Provider(
             f"{name}-minio",
             minio_server=self.endpoint,
-            minio_user=pulumi.Output.secret(root_user.result),
-            minio_password=pulumi.Output.secret(root_password.result),
+            minio_user=admin_user,
+            minio_password=admin_password,
             minio_ssl=False,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[container]),
         )

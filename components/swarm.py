@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 import pulumi
@@ -108,10 +109,14 @@ def drain_script(master: str, worker: str, worker_ip: str) -> str:
     )
 
 
-def login_script(node: str, server: str) -> str:
-    """``docker login`` to the registry with the username and password read from stdin (one per line),
-    unless the node's Docker config already holds exactly these credentials for ``server``."""
-    return render("registry-login.sh", f"registry-login[{node}]", NODE=node, REGISTRY=server)
+def _login_script(node: str, server_and_user: list[str]) -> str:
+    return login_script(node, server_and_user[0], server_and_user[1])
+
+
+def login_script(node: str, server: str, username: str) -> str:
+    """``docker login`` to the registry as ``username`` with the password read from stdin, unless the
+    node's Docker config already holds exactly these credentials for ``server``."""
+    return render("registry-login.sh", f"registry-login[{node}]", NODE=node, REGISTRY=server, REGISTRY_USER=username)
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,8 @@ class Cluster(pulumi.ComponentResource):
             connection=master.connection,
             create=init_script(master.name, master_ip),
             logging=command.remote.Logging.NONE,
+            # Its stdout holds the join tokens: never handed back to a later run.
+            add_previous_output_in_env=False,
             opts=master.command_options(self, additional_secret_outputs=["stdout"]),
         )
         self.worker_token = _secret_field(init.stdout, "workerToken")
@@ -193,6 +200,7 @@ class Cluster(pulumi.ComponentResource):
                 delete=leave_script(worker_name),
                 stdin=self.worker_token.apply(lambda token: f"{token}\n"),
                 logging=command.remote.Logging.NONE,
+                add_previous_output_in_env=False,
                 opts=worker.command_options(self, depends_on=[seat]),
             )
             command.remote.Command(
@@ -216,16 +224,16 @@ class Cluster(pulumi.ComponentResource):
 
         if args.registry is not None and settings.registry_login:
             registry = args.registry
-            credentials = pulumi.Output.secret(
-                pulumi.Output.all(registry.username, registry.password).apply(lambda up: f"{up[0]}\n{up[1]}\n")
-            )
+            # Only the password is secret: the user name is in the script, the password on stdin.
+            password: pulumi.Output[str] = pulumi.Output.secret(pulumi.Output.from_input(registry.password).apply(lambda p: f"{p}\n"))
             for host in (master, *(args.workers[w] for w in settings.workers)):
                 command.remote.Command(
                     f"{host.name}-registry-login",
                     connection=host.connection,
-                    create=pulumi.Output.from_input(registry.server).apply(lambda s, n=host.name: login_script(n, s)),
-                    stdin=credentials,
+                    create=pulumi.Output.all(registry.server, registry.username).apply(partial(_login_script, host.name)),
+                    stdin=password,
                     logging=command.remote.Logging.NONE,
+                    add_previous_output_in_env=False,
                     opts=host.command_options(self, depends_on=list(registry.ready)),
                 )
 

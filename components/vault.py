@@ -15,9 +15,10 @@ The program does what used to be done by hand:
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
@@ -27,14 +28,14 @@ import pulumi_tls as tls
 import pulumi_vault as vault
 
 from .capacity import Placement
-from .config import SWARM_MANAGER, StackConfig, VaultSettings
+from .config import SWARM_MANAGER, ServerName, StackConfig, VaultSettings
 from .containers import Healthcheck, data_volume, pinned_image, service_container
 from .host import Host
 from .ports import CONTAINERS, PULUMI, Opening
 from .publishing import CredentialBook
 from .shell import render
 
-SERVER = "application"
+SERVER: ServerName = "application"
 KV_MOUNT = "kv"
 KV_PREFIX = "samarth"
 JENKINS = "jenkins"
@@ -144,6 +145,30 @@ def api_addr(settings: VaultSettings, private_ip: str) -> str:
 
 def audit_file(settings: VaultSettings) -> str:
     return f"{DISTRIBUTIONS[settings.distribution].logs_dir}/{settings.audit_file}"
+
+
+AUDIT_LOGROTATE_CONF = "/etc/logrotate.d/samarth-vault-audit"
+
+
+def logrotate_size(size: str) -> str:
+    """A ``logs`` size (``100m``) as logrotate spells it (``100M``)."""
+    return size if size.endswith("k") else size.upper()
+
+
+def audit_rotation_script(
+    settings: VaultSettings, volume: str, container: str, max_size: str, keep: int, conf: str = AUDIT_LOGROTATE_CONF
+) -> str:
+    """logrotate's rule for the audit file in ``volume``, HUP to ``container`` after each rotation."""
+    return render(
+        "vault-audit-rotation.sh",
+        "vault-audit-rotation",
+        VOLUME=volume,
+        AUDIT_FILE=settings.audit_file,
+        CONTAINER=container,
+        MAX_SIZE=logrotate_size(max_size),
+        KEEP=keep,
+        LOGROTATE_CONF=conf,
+    )
 
 
 def _hcl(value: Any) -> str:
@@ -320,7 +345,10 @@ class VaultServer(pulumi.ComponentResource):
             self.ca_certificate, certificate, key = self._private_ca(prefix, args.server_name, host.spec.private_ip)
             uploads += [
                 docker.ContainerUploadArgs(file=f"{dist.tls_dir}/cert.pem", content=certificate),
-                docker.ContainerUploadArgs(file=f"{dist.tls_dir}/key.pem", content=key),
+                # The private key: readable by the server's own user only (uid 100, gid 1000 in both images).
+                docker.ContainerUploadArgs(
+                    file=f"{dist.tls_dir}/key.pem", content=key, owner="100", group="1000", permissions="0400"
+                ),
             ]
         if self.ca_certificate is not None:
             uploads.append(docker.ContainerUploadArgs(file=f"{dist.tls_dir}/ca.pem", content=self.ca_certificate))
@@ -346,6 +374,16 @@ class VaultServer(pulumi.ComponentResource):
             uploads=uploads,
         )
 
+        # The audit device appends forever: rotated by size, Vault reopening its file on SIGHUP.
+        command.remote.Command(
+            f"{prefix}-audit-rotation",
+            connection=host.connection,
+            create=audit_rotation_script(
+                settings, f"{prefix}-audit", container_name, host.logs.audit_max_size, host.logs.audit_keep
+            ),
+            opts=host.command_options(self, depends_on=[audit, self.container]),
+        )
+
         if args.imported_init is not None:
             init_json = pulumi.Output.secret(args.imported_init)
             init_deps: list[pulumi.Resource] = []
@@ -355,13 +393,16 @@ class VaultServer(pulumi.ComponentResource):
                 connection=host.connection,
                 create=init_script(container_name, settings),
                 logging=command.remote.Logging.NONE,
+                # Its stdout holds the keys: never handed back to a later run as environment.
+                add_previous_output_in_env=False,
                 opts=host.command_options(
                     self,
                     depends_on=[self.container],
                     additional_secret_outputs=["stdout", "stderr"],
                     # Init runs once: its stdout holds the only copy of the keys in this stack. A new
                     # connection or script must not re-run it, and deleting it would forget the keys.
-                    ignore_changes=["connection", "create"],
+                    # (Nor may the flag above, added later, re-run it on stacks initialised before.)
+                    ignore_changes=["connection", "create", "addPreviousOutputInEnv"],
                     protect=True,
                 ),
             )
@@ -369,7 +410,7 @@ class VaultServer(pulumi.ComponentResource):
             init_deps = [init]
         init_doc = init_json.apply(parse_init_output)
         self.root_token = pulumi.Output.secret(init_doc.apply(lambda doc: doc["root_token"]))
-        unseal_keys = pulumi.Output.secret(init_doc.apply(lambda doc: "".join(f"{k}\n" for k in doc["unseal_keys_b64"])))
+        unseal_keys: pulumi.Output[str] = pulumi.Output.secret(init_doc.apply(lambda doc: "".join(f"{k}\n" for k in doc["unseal_keys_b64"])))
 
         self.unseal = command.remote.Command(
             f"{prefix}-unseal",
@@ -377,10 +418,11 @@ class VaultServer(pulumi.ComponentResource):
             create=unseal_script(container_name, settings),
             stdin=unseal_keys,
             logging=command.remote.Logging.NONE,
+            add_previous_output_in_env=False,
             # A reboot or a container restart seals Vault and Pulumi cannot see it (the command provider
             # reads nothing back from the host), so the check runs on every `up`: the stamp replaces
             # this command each run. The script only acts when Vault reports itself sealed.
-            triggers=[self.container.id, datetime.now(timezone.utc).isoformat()],
+            triggers=[self.container.id, datetime.now(UTC).isoformat()],
             opts=host.command_options(self, depends_on=[self.container, *init_deps]),
         )
 
@@ -492,12 +534,15 @@ class VaultServer(pulumi.ComponentResource):
 
     def publish(self, book: CredentialBook) -> list[vault.kv.SecretV2]:
         """One secret per service at ``kv/samarth/<service>``: the path layout Jenkins jobs read."""
+        def secret_json(values: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[str]:
+            return pulumi.Output.secret(pulumi.Output.json_dumps(values))
+
         return [
             vault.kv.SecretV2(
                 f"vault-kv-{KV_PREFIX}-{service}",
                 mount=self.kv.path,
                 name=f"{KV_PREFIX}/{service}",
-                data_json=pulumi.Output.secret(pulumi.Output.json_dumps(values)),
+                data_json=secret_json(values),
                 opts=self._vault_options(),
             )
             for service, values in book.services().items()

@@ -14,6 +14,7 @@ name, as on separate machines.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import ipaddress
 import json
@@ -61,6 +62,23 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
 
 class LabError(RuntimeError):
     """The lab could not be built or torn down; the message names the host and what failed."""
+
+
+# The lab's "Internet": a network of two, the public host and one client (see ``Lab.public_client``).
+# It is inside namespaces only, so it never meets this machine's own networks.
+PUBLIC_SERVER, PUBLIC_CLIENT, PUBLIC_PREFIXLEN = "10.233.0.1", "10.233.0.2", 24
+
+
+@dataclass(frozen=True)
+class PublicClient:
+    namespace: str
+    address: str
+    server_address: str  # the public host's address on this network
+
+    def run(self, argv: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in the client's namespace."""
+        return subprocess.run(["nsenter", f"--net={NETNS_DIR / self.namespace}", *argv],
+                              capture_output=True, text=True, timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -227,7 +245,7 @@ class Lab:
         self._registry = self.state_dir / "lab.json"
 
     @classmethod
-    def recorded(cls, prefix: str) -> "Lab":
+    def recorded(cls, prefix: str) -> Lab:
         """The lab that ``up`` made with ``prefix``, as it recorded itself under /run: lets whoever
         finds a lab abandoned by its owner tear it down, state directory included."""
         try:
@@ -406,7 +424,10 @@ class Lab:
         )
         # Not the machine's /etc/docker/daemon.json; and not its /etc/docker/key.json either, which
         # would give every lab daemon the same engine ID.
-        (d / "daemon.json").write_text(json.dumps({"deprecated-key-path": str(d / "key.json")}) + "\n")
+        # Kept across restarts, as a server's daemon.json: what else is in it stays (log defaults...).
+        daemon_json = d / "daemon.json"
+        settings = json.loads(daemon_json.read_text()) if daemon_json.exists() else {}
+        daemon_json.write_text(json.dumps({**settings, "deprecated-key-path": str(d / "key.json")}) + "\n")
         host = self._host(name, index)
 
         if _pid_from(d / "sshd.pid", str(d / "sshd_config")) is None:
@@ -464,7 +485,7 @@ class Lab:
         by_name = {h.name: h for h in hosts}
         while True:
             with ThreadPoolExecutor(max_workers=8) as pool:
-                answers = list(pool.map(lambda n: (n, _answers(by_name[n], pending[n])), list(pending)))
+                answers = list(pool.map(lambda n, wanted=pending: (n, _answers(by_name[n], wanted[n])), list(pending)))
             for name, answered in answers:
                 pending[name] -= answered
             pending = {n: w for n, w in pending.items() if w}
@@ -496,6 +517,32 @@ class Lab:
             rows.append({"name": host.name, "address": host.address, "namespace": namespace,
                          "sshd": sshd, "dockerd": dockerd})
         return rows
+
+    # -- the public side ---------------------------------------------------------------------------
+
+    def public_client(self, name: str) -> PublicClient:
+        """A client on a public network of its own that reaches only ``name``'s public address, as a
+        user on the Internet reaches the application server: a veth pair between the host (its
+        ``eth1``) and a client namespace, whose default route points at that address. Nothing else
+        of the lab is on this network, and the root namespace is not on it. Safe to call again."""
+        host = next((h for h in self.hosts() if h.name == name), None)
+        if host is None:
+            raise LabError(f"no lab host {name!r}: start it first")
+        client = PublicClient(namespace=f"{self.prefix}-client", address=PUBLIC_CLIENT, server_address=PUBLIC_SERVER)
+        what = f"the public network of {name}"
+        if not (NETNS_DIR / client.namespace).exists():
+            _run(["ip", "netns", "add", client.namespace], f"{what}: creating namespace {client.namespace}")
+        if _run(["ip", "-n", host.namespace, "link", "show", "eth1"], "", check=False).returncode != 0:
+            _run(["ip", "-n", host.namespace, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0",
+                  "netns", client.namespace], f"{what}: creating its veth pair")
+        for ns, device, address in ((host.namespace, "eth1", client.server_address),
+                                    (client.namespace, "eth0", client.address)):
+            _run(["ip", "-n", ns, "addr", "replace", f"{address}/{PUBLIC_PREFIXLEN}", "dev", device], f"{what}: {address}")
+            _run(["ip", "-n", ns, "link", "set", device, "up"], f"{what}: {device} up")
+        _run(["ip", "-n", client.namespace, "link", "set", "lo", "up"], f"{what}: client loopback")
+        _run(["ip", "-n", client.namespace, "route", "replace", "default", "via", client.server_address],
+             f"{what}: client default route")
+        return client
 
     # -- down ------------------------------------------------------------------------------------
 
@@ -575,10 +622,8 @@ def _netns_pids(ns: str) -> list[int]:
 
 def _signal(pids: Sequence[int], sig: signal.Signals) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _wait_gone(pids: Sequence[int], seconds: float) -> bool:

@@ -6,7 +6,6 @@ rehearses what staging will get (versions and every component's settings).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,9 +13,10 @@ from typing import Any, Optional
 
 import yaml
 
-from components.capacity import check_capacity
-from components.config import SERVER_NAMES, ConfigError, StackConfig, load_stack_config
-from components.placements import stack_placements
+from components.capacity import CapacityError
+from components.config import SERVER_NAMES, StackConfig
+from components.deployment import load_deployment
+from tools.offline import engine_values
 
 from .core import ROOT, LabHost
 
@@ -86,7 +86,7 @@ def default_assignments(hosts: list[LabHost]) -> dict[str, LabHost]:
     """Six hosts play the six servers: by name where a host is named after a server, else in order."""
     by_name = {h.name: h for h in hosts}
     spare = [h for h in hosts if h.name not in SERVER_NAMES]
-    assignments = {}
+    assignments: dict[str, LabHost] = {}
     for server in SERVER_NAMES:
         if server in by_name:
             assignments[server] = by_name[server]
@@ -97,17 +97,15 @@ def default_assignments(hosts: list[LabHost]) -> dict[str, LabHost]:
 
 def validate_document(document: Mapping[str, Any]) -> StackConfig:
     """The stack file's config, or ``ConfigError`` when the program would refuse this stack file."""
-    values = {
-        key: value if isinstance(value, str) else json.dumps(value)
-        for key, value in document["config"].items()
-    }
-    return load_stack_config(PROJECT, values)
+    values, secure = engine_values(document)
+    return load_deployment(PROJECT, LAB_STACK.stem.removeprefix("Pulumi."), values, secure).config
 
 
-def fits(config: StackConfig) -> bool:
+def fits(document: Mapping[str, Any]) -> bool:
+    """Whether the program would accept the stack file as far as capacity goes (other mistakes raise)."""
     try:
-        check_capacity(config, stack_placements(config))
-    except ConfigError:
+        validate_document(document)
+    except CapacityError:
         return False
     return True
 
@@ -120,14 +118,15 @@ def leave_out_what_does_not_fit(document: dict[str, Any]) -> list[str]:
     capacity check would refuse the whole lab stack.
     """
     section = document["config"][f"{PROJECT}:observability"]
-    wanted = validate_document(document).observability.enabled()
+    # Validated with the rest once put back below: a bad `enabled` is reported, not taken for "off".
+    wanted = [name for name in ("sentry", "posthog") if section.get(name, {}).get("enabled", True) is not False]
     settings = {name: section[name] for name in wanted}
     for name in wanted:
         section[name] = {**settings[name], "enabled": False}
     left_out = []
     for name in wanted:
         section[name] = settings[name]
-        if not fits(validate_document(document)):
+        if not fits(document):
             section[name] = {**settings[name], "enabled": False}
             left_out.append(name)
     return left_out

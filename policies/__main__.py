@@ -8,7 +8,7 @@ from pulumi_policy import EnforcementLevel, PolicyPack
 # The policy host may run this file by path, which does not put its directory on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import rules  # noqa: E402
+import rules
 
 rules.keep_secret_markers()
 

@@ -18,7 +18,7 @@ from lab import Lab, LabHost, free_subnet, machine_lock, unavailable
 from lab.core import RUN_DIR
 
 # The three swarm servers, so tests can map config names to lab hosts one to one.
-LAB_HOSTS = ("swarm-master", "swarm-node2", "swarm-node3")
+LAB_HOSTS = ("swarm-master", "swarm-node2", "swarm-node3", "application", "db2")
 
 
 @dataclass(frozen=True)

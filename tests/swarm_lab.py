@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -22,7 +22,7 @@ from typing import Any, Optional
 import yaml
 
 from lab import LabHost, docker, ssh_command
-from lab.stack import stack_document
+from lab.stack import leave_out_what_does_not_fit, stack_document
 from tools.offline import ROOT, ProgramRun, Registration, read_stack_values, reveal, run_program
 
 SWARM_HOSTS = ("swarm-master", "swarm-node2", "swarm-node3")
@@ -40,7 +40,9 @@ def lab_program(hosts: Mapping[str, LabHost], overrides: Optional[Mapping[str, A
     """The program under mocks for the lab stack (servers on ``hosts``, the rest as staging)."""
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "Pulumi.lab.yaml"
-        path.write_text(yaml.safe_dump(stack_document(dict(hosts), STAGING)))
+        document = stack_document(dict(hosts), STAGING)
+        leave_out_what_does_not_fit(document)  # as `python -m lab up` does
+        path.write_text(yaml.safe_dump(document))
         values, _ = read_stack_values(path)
     run = run_program("lab", values=values, overrides=overrides)
     if run.error is not None:

@@ -20,10 +20,13 @@ ENTRY_POINTS = {
     "tools.plan": ["--stack", "no-such-stack"],
     "tools.guardrails": ["no-such-stack"],
     "tools.promote": ["--from", "no-such-stack", "--to", "prod", "--dry-run"],
+    "tools.hostkeys": ["--stack", "no-such-stack"],
     "lab": ["sideways"],
+    "benchmarks": ["no-such-benchmark"],
     "benchmarks.plan_speed": ["--runs", "many"],
     "benchmarks.lab_up": ["three"],
     "benchmarks.swarm_converge": ["three"],
+    "benchmarks.request_flow": ["--requests", "many"],
 }
 
 
@@ -52,7 +55,8 @@ def run_module(module: str, *argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_entry_point_is_listed() -> None:
-    found = {f"{folder}.{p.stem}" for folder in ("tools", "benchmarks") for p in (ROOT / folder).glob("*.py")
+    found = {folder if p.stem == "__main__" else f"{folder}.{p.stem}"
+             for folder in ("tools", "benchmarks", "lab") for p in (ROOT / folder).glob("*.py")
              if p.stem != "__init__" and "__main__" in p.read_text() and "argparse" in p.read_text()}
     assert found <= set(ENTRY_POINTS), f"add these to ENTRY_POINTS: {sorted(found - set(ENTRY_POINTS))}"
 

@@ -106,11 +106,27 @@ def test_unknown_version_key() -> None:
 def test_pinned_by_registry_port_and_digest_is_accepted() -> None:
     versions = dict(
         _prod("versions"),
-        redis="registry.example.org:5000/redis:7.4.5",
-        postgres="postgres@sha256:" + "a" * 64,
+        redis="registry.example.org:5000/redis:7.4.11",
+        rabbitmq="rabbitmq@sha256:" + "b" * 64,
+        postgres="postgres:16.15@sha256:" + "a" * 64,
     )
     run = run_program("prod", overrides={"versions": versions})
     assert run.error is None, run.error
+
+
+def test_postgres_needs_its_major_version_in_the_tag() -> None:
+    _fails(
+        [
+            "versions.postgres: 'postgres@sha256:" + "a" * 64 + "' has no version tag; write postgres:<version> "
+            "or postgres:<version>@sha256:<digest> (the data path and the upgrade check follow the major version)",
+        ],
+        versions=dict(_prod("versions"), postgres="postgres@sha256:" + "a" * 64),
+    )
+
+
+def test_an_engine_a_service_uses_must_be_pinned() -> None:
+    versions = {k: v for k, v in _prod("versions").items() if k != "opensearch"}
+    _fails(["versions.opensearch: required, opensearch is used by fusionauth; pin an image"], versions=versions)
 
 
 def test_public_access_needs_every_public_address() -> None:
@@ -350,7 +366,7 @@ def test_a_database_service_cannot_take_over_a_platform_credential(platform: str
     from components.config import PLATFORM_CREDENTIALS
 
     key = PLATFORM_CREDENTIALS[platform][0]
-    service = {"env": {key: "{postgres.url}"}}
+    service: dict[str, Any] = {"env": {key: "{postgres.url}"}}
     if platform != "doc-generator":  # a catalogue service already; the others are added here
         service |= {"server": "db2", "engines": ["postgres"]}
     databases = _prod_with("databases", lambda d: d["services"].update({platform: service}))
@@ -367,8 +383,8 @@ def test_platform_credentials_are_what_the_program_publishes(prod: Any) -> None:
     for service, keys in PLATFORM_CREDENTIALS.items():
         assert set(keys) <= published[service], service
     catalogue_env = {s.name: set(s.env) for s in __import__("components.catalogue", fromlist=["CATALOGUE"]).CATALOGUE}
-    for service, keys in published.items():
-        assert keys == set(PLATFORM_CREDENTIALS.get(service, ())) | catalogue_env.get(service, set()), service
+    for service, publishes in published.items():
+        assert publishes == set(PLATFORM_CREDENTIALS.get(service, ())) | catalogue_env.get(service, set()), service
 
 
 # --- stack files are read as the CLI reads them --------------------------------------------------

@@ -16,7 +16,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components import data
 from components.catalogue import CATALOGUE, ENGINES, placeholders
-from components.config import ConfigError, StackConfig, Versions, load_stack_config
+from components.config import ConfigError, StackConfig, Versions, load_stack_config, server_name
 from components.publishing import CredentialBook
 from tools.offline import PROJECT, ProgramRun, is_secret, plaintext_strings, read_stack_values, reveal, run_program, stack_file
 
@@ -68,7 +68,7 @@ def data_run(stack: str, overrides: Optional[dict[str, Any]] = None) -> DataRun:
         run = run_program(stack, overrides=overrides)
         env = {
             service: {
-                key: EnvValue(_sync_await(output.future()), _sync_await(output.is_secret()))
+                key: EnvValue(str(_sync_await(output.future())), _sync_await(output.is_secret()))
                 for key, output in values.items()
             }
             for service, values in captured.items()
@@ -108,11 +108,12 @@ def test_prod_runs_three_containers_on_db1_and_thirteen_on_db2(prod_data: DataRu
     assert sorted(prod_data.containers("db1")) == ["postgres-esamwad-backend", "rabbitmq-esamwad-backend", "redis-esamwad-backend"]
     db2 = prod_data.containers("db2")
     assert len(db2) == 13
-    assert {"postgres-odk-adapter", "redis-yaus", "rabbitmq-doc-generator", "elasticsearch-fusionauth", "redis-airflow"} <= set(db2)
+    assert {"postgres-odk-adapter", "redis-yaus", "rabbitmq-doc-generator", "opensearch-fusionauth", "redis-airflow"} <= set(db2)
     for server in ("db1", "db2"):
         (host,) = [r for r in prod_data.run.of_type("samarth:host:Host") if r.name == server]
         for container in prod_data.containers(server).values():
-            assert prod_data.run.parent_of(prod_data.run.provider_of(container)) == host
+            provider = prod_data.run.provider_of(container)
+        assert provider is not None and prod_data.run.parent_of(provider) == host
 
 
 def test_every_port_is_published_on_its_servers_private_ip_and_unique(stack_run: ProgramRun) -> None:
@@ -123,7 +124,7 @@ def test_every_port_is_published_on_its_servers_private_ip_and_unique(stack_run:
     for container in containers:
         server = next(a for a in stack_run.ancestors(container) if a.type == SERVER).name.removesuffix("-databases")
         (port,) = container.inputs["ports"]
-        assert port["ip"] == config.servers[server].private_ip
+        assert port["ip"] == config.servers[server_name(server)].private_ip
         assert (server, port["external"]) not in seen
         seen.add((server, port["external"]))
         assert container.delete_before_replace
@@ -136,7 +137,7 @@ def test_host_ports_follow_the_documented_scheme(prod_data: DataRun) -> None:
     assert [ports[f"postgres-{s}"] for s in ("odk-adapter", "doc-generator", "templater", "yaus", "odk-aggregate", "fusionauth", "airflow")] == list(range(5432, 5439))
     assert [ports[f"redis-{s}"] for s in ("odk-adapter", "yaus", "airflow")] == [6379, 6380, 6381]
     assert [ports[f"rabbitmq-{s}"] for s in ("doc-generator", "yaus")] == [5672, 5673]
-    assert ports["elasticsearch-fusionauth"] == 9200
+    assert ports["opensearch-fusionauth"] == 9200
     for name, container in prod_data.containers("db2").items():
         assert container.inputs["ports"][0]["internal"] == ENGINES[name.split("-", 1)[0]].container_port
 
@@ -150,14 +151,15 @@ def test_every_data_volume_is_protected_retained_and_mounted(stack_run: ProgramR
     for container in containers:
         (mount,) = container.inputs["volumes"]
         assert mount["volumeName"] == f"{container.inputs['name']}-data"
-        assert mount["containerPath"] == ENGINES[container.inputs["name"].split("-", 1)[0]].data_path
+        image = getattr(stack_config(stack_run.stack).versions, container.inputs["name"].split("-", 1)[0])
+        assert mount["containerPath"] == ENGINES[container.inputs["name"].split("-", 1)[0]].mount_path(image)
         assert volumes[mount["volumeName"]].provider == container.provider
 
 
 def test_every_image_is_pinned_from_versions_and_kept(stack_run: ProgramRun) -> None:
     versions = stack_config(stack_run.stack).versions
     images = {r.urn: r for r in stack_run.of_type(IMAGE) if any(a.type == SERVER for a in stack_run.ancestors(r))}
-    assert len(images) == 7  # db1: postgres, redis, rabbitmq; db2: those and elasticsearch
+    assert len(images) == 7  # db1: postgres, redis, rabbitmq; db2: those and opensearch
     by_id = {(img.provider, img.outputs["imageId"]): img for img in images.values()}
     for image in images.values():
         assert image.inputs["keepLocally"] is True
@@ -205,10 +207,18 @@ def test_credentials_reach_each_container_only_as_secrets(prod_data: DataRun) ->
 
     redis = db1["redis-esamwad-backend"]
     redis_password = urlsplit(env["REDIS_URL"].value).password
+    assert redis_password
     assert reveal(redis.inputs["envs"]) == [f"REDISCLI_AUTH={redis_password}"] and is_secret(redis.inputs["envs"])
     command = " ".join(redis.inputs["command"])
-    assert "--appendonly yes" in command and '--requirepass "$REDISCLI_AUTH"' in command
+    assert command.startswith("redis-server /usr/local/etc/redis/samarth.conf ") and "--appendonly yes" in command
     assert "--maxmemory 192mb" in command  # three quarters of 256 MiB
+    # requirepass from a file only the redis user (uid 999 in the image) reads, never in argv.
+    assert is_secret(redis.inputs["uploads"])
+    (conf,) = reveal(redis.inputs["uploads"])
+    assert conf["file"] == "/usr/local/etc/redis/samarth.conf"
+    assert conf["content"] == f"requirepass {redis_password}\n"
+    assert (conf["owner"], conf["group"], conf["permissions"]) == ("999", "999", "0400")
+    assert redis_password not in command
     assert "redis-cli" in redis.inputs["healthcheck"]["tests"][1] and redis.inputs["healthcheck"]["tests"][0] == "CMD-SHELL"
 
     rabbit = db1["rabbitmq-esamwad-backend"]
@@ -223,18 +233,33 @@ def test_credentials_reach_each_container_only_as_secrets(prod_data: DataRun) ->
     assert rabbit.inputs["healthcheck"]["tests"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
 
 
-def test_elasticsearch_is_single_node_secured_sized_and_waits_for_the_kernel_check(prod_data: DataRun) -> None:
-    es = prod_data.containers("db2")["elasticsearch-fusionauth"]
-    envs = dict(e.split("=", 1) for e in reveal(es.inputs["envs"]))
+def test_opensearch_is_single_node_secured_sized_and_waits_for_the_kernel_check(prod_data: DataRun) -> None:
+    search_engine = prod_data.containers("db2")["opensearch-fusionauth"]
+    envs = dict(e.split("=", 1) for e in reveal(search_engine.inputs["envs"]))
     search = urlsplit(prod_data.env["fusionauth"]["SEARCH_SERVERS"].value)
     assert envs["discovery.type"] == "single-node"
-    assert envs["xpack.security.enabled"] == "true"
-    assert envs["ELASTIC_PASSWORD"] == search.password and search.username == "elastic"
-    assert envs["ES_JAVA_OPTS"] == "-Xms1024m -Xmx1024m"  # half of prod's 2048 MiB
-    check = es.inputs["healthcheck"]["tests"]
-    assert check[0] == "CMD-SHELL" and "_cluster/health" in check[1] and '-u "elastic:$ELASTIC_PASSWORD"' in check[1]
+    assert envs["plugins.security.ssl.http.enabled"] == "false"
+    assert envs["OPENSEARCH_INITIAL_ADMIN_PASSWORD"] == search.password and search.username == "admin"
+    # The security plugin's demo installer refuses a password without upper, lower, digit and special;
+    # the specials are URL-unreserved, so SEARCH_SERVERS needs no escaping.
+    generated = prod_data.run.named("random:index/randomPassword:RandomPassword", "db2-opensearch-fusionauth-password")
+    assert {k: generated.inputs[k] for k in ("special", "overrideSpecial", "minSpecial", "minUpper", "minLower", "minNumeric")} == {
+        "special": True, "overrideSpecial": "-_.", "minSpecial": 1, "minUpper": 1, "minLower": 1, "minNumeric": 1
+    }
+    postgres = prod_data.run.named("random:index/randomPassword:RandomPassword", "db2-postgres-fusionauth-password")
+    assert postgres.inputs["special"] is False
+    assert envs["OPENSEARCH_JAVA_OPTS"] == "-Xms1024m -Xmx1024m"  # half of prod's 2048 MiB
+    check = search_engine.inputs["healthcheck"]["tests"]
+    # curl reads the credentials from a file only the opensearch user (uid 1000) reads, not from argv.
+    assert is_secret(search_engine.inputs["uploads"])
+    (curlrc,) = reveal(search_engine.inputs["uploads"])
+    assert check[:2] == ["CMD", "curl"] and check[check.index("-K") + 1] == curlrc["file"]
+    assert "_cluster/health" in check[-1] and not any("PASSWORD" in part for part in check)
+    assert curlrc["content"] == f'user = "admin:{search.password}"\n'
+    assert (curlrc["owner"], curlrc["group"], curlrc["permissions"]) == ("1000", "1000", "0400")
+    assert search_engine.inputs["volumes"][0]["containerPath"] == "/usr/share/opensearch/data"
     sysctls = prod_data.run.named("command:remote:Command", "db2-database-sysctls")
-    assert sysctls.urn in es.dependencies
+    assert sysctls.urn in search_engine.dependencies
     assert "vm.max_map_count" in sysctls.inputs["create"]
     assert not [r for r in prod_data.run.of_type("command:remote:Command") if r.name == "db1-database-sysctls"]
 
@@ -287,7 +312,7 @@ def test_each_service_gets_its_connection_values_in_its_own_names(prod_data: Dat
     fusionauth = env["fusionauth"]
     _check_url(fusionauth["DATABASE_URL"].value.removeprefix("jdbc:"), "postgresql", db2, 5437, None, "/fusionauth")
     assert fusionauth["SEARCH_TYPE"].value == "elasticsearch"
-    _check_url(fusionauth["SEARCH_SERVERS"].value, "http", db2, 9200, "elastic", "")
+    _check_url(fusionauth["SEARCH_SERVERS"].value, "http", db2, 9200, "admin", "")
     airflow = {k: v.value for k, v in env["airflow"].items()}
     assert (airflow["POSTGRES_HOST"], airflow["POSTGRES_PORT"], airflow["POSTGRES_DB"], airflow["REDIS_PORT"]) == (db2, "5438", "airflow", "6381")
 
@@ -309,7 +334,7 @@ def test_values_with_credentials_are_secret_and_the_rest_plain(prod_data: DataRu
 
 def test_export_lists_endpoints_without_credentials(prod_data: DataRun) -> None:
     exported = prod_data.run.exports["databases"]
-    assert exported["fusionauth"]["elasticsearch"] == {"container": "elasticsearch-fusionauth", "host": prod_data.config.servers["db2"].private_ip, "port": 9200}
+    assert exported["fusionauth"]["opensearch"] == {"container": "opensearch-fusionauth", "host": prod_data.config.servers["db2"].private_ip, "port": 9200}
     assert sorted(exported) == sorted(s.name for s in CATALOGUE)
 
 

@@ -3,6 +3,8 @@ the SDK sends the engine. The longest chain is pinned: it changes only on purpos
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -110,14 +112,21 @@ def test_registry_logins_wait_for_the_registry_and_its_proxy_not_for_the_swarm(s
         assert "swarm-master-swarm-init" not in before
 
 
-def test_a_workers_seat_runs_beside_the_swarm_init(stack_run: ProgramRun) -> None:
+def test_a_workers_seat_runs_beside_the_swarm_init(stack_run: ProgramRun, tmp_path: Path) -> None:
     """Before the swarm exists the seat has nothing to tidy (its script says so and exits): it waits
     only for the master's preflight, so the join waits for the init, not for init then seat."""
     preflight = stack_run.named(COMMAND, "swarm-master-preflight").urn
+    # A master in no swarm yet, as its docker reports it before the init.
+    (tmp_path / "docker").write_text("#!/bin/sh\necho 'inactive false'\n")
+    (tmp_path / "docker").chmod(0o755)
     for worker in ("swarm-node2", "swarm-node3"):
         seat = stack_run.named(COMMAND, f"{worker}-swarm-seat")
         assert set(seat.dependencies) == {preflight}
-        assert 'manager_or_exit "nothing to tidy"' in seat.inputs["create"]
+        ran = subprocess.run(
+            ["sh", "-c", seat.inputs["create"]], capture_output=True, text=True,
+            env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"},
+        )
+        assert ran.returncode == 0 and "swarm-master manages no swarm; nothing to tidy" in ran.stderr
 
 
 SAMPLE = '''

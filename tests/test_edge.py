@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -226,7 +225,7 @@ def _book_of_components() -> dict[str, dict[str, tuple[Any, bool]]]:
 
     @pulumi.runtime.test
     def program() -> pulumi.Output:
-        host = Host("application", HostArgs(server=config.servers["application"], access=config.access, known_hosts=Path("known_hosts")))
+        host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
         storage.Storage("minio", storage.StorageArgs(host=host, image=config.versions.minio, book=book))
         registry.Registry(
             "registry",

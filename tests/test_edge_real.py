@@ -279,7 +279,7 @@ def test_nginx_fronts_the_registry_with_tls_redirect_and_no_body_limit(tmp_path:
 
         # A 5 MiB blob upload through Nginx: no body limit, and the registry answers with public URLs.
         started = _curl(*resolve, *auth, "-X", "POST", "-D", "-", "-o", "/dev/null", f"{https}/v2/samarth/test/blobs/uploads/")
-        location = next(l.split(" ", 1)[1].strip() for l in started.stdout.splitlines() if l.lower().startswith("location:"))
+        location = next(line.split(" ", 1)[1].strip() for line in started.stdout.splitlines() if line.lower().startswith("location:"))
         assert location.startswith(f"https://{public}/v2/samarth/test/blobs/uploads/"), location
         blob = tmp_path / "blob"
         blob.write_bytes(os.urandom(5 * 1024 * 1024))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from components import firewall
 from components.config import PRIVATE_NETWORKS
+from rendered import script_values
 from tools.offline import PROJECT, ROOT, ProgramRun, read_stack_values, run_program, stack_file
 
 DOC = ROOT / "docs" / "firewall.md"
@@ -63,8 +63,8 @@ def test_swarm_ports_only_between_members_with_esp_when_encrypted(prod: ProgramR
         swarm = {r["port"]: r for r in _rows(prod, member) if r["service"].startswith("swarm") and "route" not in r["service"]}
         assert set(swarm) == {"2377/tcp", "7946/tcp", "7946/udp", "4789/udp", "esp"}
         assert all(_sources(r) == _members(prod) and r["chain"] == "INPUT" for r in swarm.values())
-    swarm = dict(_prod("swarm"), encryptOverlay=False)
-    run = run_program("prod", overrides={"swarm": swarm})
+    unencrypted: dict[str, Any] = {**_prod("swarm"), "encryptOverlay": False}
+    run = run_program("prod", overrides={"swarm": unencrypted})
     assert run.error is None, run.error
     assert not [r for r in _rows(run) if r["port"] == "esp"]
 
@@ -83,7 +83,7 @@ def test_swarm_members_follow_config(prod: ProgramRun) -> None:
 def test_ssh_first_from_operators_pulumi_and_the_jump_host(runs: dict[str, ProgramRun]) -> None:
     for stack, run in runs.items():
         values, _ = read_stack_values(stack_file(stack))
-        config = {k.split(":", 1)[1]: json.loads(v) if v[:1] in "[{" else v for k, v in values.items()}
+        config: dict[str, Any] = {k.split(":", 1)[1]: json.loads(v) if v[:1] in "[{" else v for k, v in values.items()}
         application_ip = config["servers"]["application"]["privateIp"]
         for server in config["servers"]:
             rows = _rows(run, server)
@@ -99,7 +99,7 @@ def test_rules_keep_established_connections_and_ssh_before_any_drop(prod: Progra
         if not registration.name.startswith("firewall-"):
             continue
         create = registration.plain_inputs["create"]
-        rules = re.search(r"^RULES='(.*?)'$", create, re.S | re.M).group(1).splitlines()
+        rules = script_values(create)["RULES"].splitlines()
         assert rules[0] == "-A SAMARTH-INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN"
         first_drop = next(i for i, line in enumerate(rules) if line.endswith("-j DROP"))
         assert "--dport 22 -j DROP" in rules[first_drop]
@@ -127,7 +127,7 @@ def test_no_source_is_the_whole_internet(prod: ProgramRun) -> None:
 
     for row in _rows(prod):
         for network in _sources(row):
-            net = ipaddress.ip_network(network)
+            net = ipaddress.IPv4Network(network)
             assert any(net.subnet_of(p) for p in PRIVATE_NETWORKS), (row, network)
 
 
@@ -157,3 +157,21 @@ def test_the_docs_show_prods_matrix(prod: ProgramRun) -> None:
     assert firewall.matrix_table(prod.exports["firewall"]) in text, (
         "docs/firewall.md is out of date: paste the table `python -m tools.plan --stack prod` prints"
     )
+
+
+def test_every_published_container_port_is_in_the_matrix(stack_run: ProgramRun) -> None:
+    """A component that publishes a port without declaring who may use it would leave the port open:
+    every port any container publishes (bar Nginx's public 80/443) has its row on that server."""
+    matrix = {(r["server"], r["port"]) for r in _rows(stack_run)}
+    published = 0
+    for container in stack_run.of_type("docker:index/container:Container"):
+        provider = stack_run.provider_of(container)
+        assert provider is not None and provider.name.endswith("-docker"), container.name
+        server = provider.name.removesuffix("-docker")
+        for port in container.plain_inputs.get("ports") or []:
+            external = int(port["external"])  # numbers arrive as floats from the wire
+            if port.get("ip") == "0.0.0.0" and external in (80, 443):
+                continue
+            published += 1
+            assert (server, f"{external}/{port.get('protocol') or 'tcp'}") in matrix, (container.name, port)
+    assert published >= 10

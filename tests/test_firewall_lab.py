@@ -11,10 +11,7 @@ Pulumi; 8201 from nobody; db2 is none of these.
 
 from __future__ import annotations
 
-import io
-import shutil
 import subprocess
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,33 +19,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from busybox_image import IMAGE, import_busybox
 from components import firewall
 from lab import LabHost, docker, ssh_command
 from lab.core import NETNS_DIR
 from lab_fixture import LabSession
 from swarm_lab import STAGING, lab_program
-from tools.offline import PROJECT, reveal
+from tools.offline import PROJECT, ProgramRun, reveal
 
-IMAGE = "samarth-fwtest:1"
 REGISTRY_PORT = 5000
 VAULT_PORT = 8200
 VAULT_CLUSTER_PORT = 8201
-
-
-def _busybox_image(host: LabHost) -> None:
-    """A one-binary image: busybox-static and a page for its httpd."""
-    busybox = shutil.which("busybox")
-    assert busybox, "busybox-static is not installed (tools/test-packages.txt)"
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(busybox, arcname="bin/busybox")
-        page = b"ok\n"
-        info = tarfile.TarInfo("www/index.html")
-        info.size = len(page)
-        tar.addfile(info, io.BytesIO(page))
-    subprocess.run(
-        ["docker", "-H", host.docker_host, "import", "-", IMAGE], input=buffer.getvalue(), check=True, capture_output=True
-    )
 
 
 def _listen(host: LabHost) -> None:
@@ -110,7 +91,7 @@ def wired(lab_session: LabSession) -> Iterator[dict[str, object]]:
         },
     )
     command = run.named("command:remote:Command", "firewall-application")
-    _busybox_image(node3)
+    import_busybox(node3)
     _listen(node3)
     try:
         yield {"run": run, "command": command, "application": node3, "master": master, "db2": node2}
@@ -201,7 +182,9 @@ def test_rules_that_would_lock_out_this_session_are_refused(lab_session: LabSess
     application = wired["application"]
     assert isinstance(application, LabHost)
     before = filter_rules(application)
-    rows = [r for r in wired["run"].exports["firewall"] if r["server"] == "application"]  # type: ignore[index]
+    run = wired["run"]
+    assert isinstance(run, ProgramRun)
+    rows = [r for r in run.exports["firewall"] if r["server"] == "application"]
     assert rows[0]["service"] == "SSH"
     # The same rules, but SSH allowed only from the operators' network, not from Pulumi's address.
     script = firewall.apply_script("application", "", 22, ["192.0.2.0/24"])
@@ -209,3 +192,33 @@ def test_rules_that_would_lock_out_this_session_are_refused(lab_session: LabSess
     assert result.returncode != 0
     assert f"not from this session's address {lab_session.lab.gateway}" in result.stderr, result.stderr
     assert filter_rules(application) == before
+
+
+def test_every_servers_rules_load_in_the_kernel(lab_session: LabSession, tmp_path: Path) -> None:
+    """prod's and staging's rules for all six servers (ESP, UDP, conntrack matches included) pass
+    `iptables-restore --test` on a lab host whose dockerd runs with iptables, as the apply program builds them."""
+    import re
+
+    from components.shell import render
+    from tools.offline import run_program
+
+    host = lab_session.host("swarm-master")
+    apply_program = render("firewall-apply.sh", "samarth-firewall-apply", RULES_FILE=firewall.RULES_FILE)
+    checked = 0
+    for stack in ("prod", "staging"):
+        run = run_program(stack)
+        assert run.error is None, run.error
+        for command in run.of_type("command:remote:Command"):
+            if not command.name.startswith("firewall-"):
+                continue
+            rules = re.search(r"^RULES='(.*?)'$", command.plain_inputs["create"], re.S | re.M).group(1)
+            path = tmp_path / f"{stack}-{command.name}.rules"
+            path.write_text(rules)
+            result = subprocess.run(
+                ssh_command(host, "sh", "-s", "--", str(path), "--test"),
+                input=apply_program, capture_output=True, text=True, timeout=60,
+            )
+            assert result.returncode == 0, (stack, command.name, result.stderr)
+            checked += 1
+    assert checked == 12
+    assert "SAMARTH" not in filter_rules(host), "--test must not change anything"

@@ -4,11 +4,12 @@ caught, and capacity checked both from config (early) and from what was register
 from __future__ import annotations
 
 import copy
-import importlib
 import dataclasses
+import importlib
 import json
 import re
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -73,7 +74,7 @@ def policies_hit(analyzer: guardrails.Analyzer, run: ProgramRun, registration: R
     assert args.opts.protect == registration.protect
     direct: set[str] = set()
     for name, (_, validate) in rules.RULES.items():
-        validate(args, lambda message, urn=None, name=name: direct.add(name))
+        validate(args, partial(_report_to, direct, name))
     assert direct == {v.policy for v in found}
     return direct
 
@@ -158,6 +159,10 @@ def _secret_credentials(value: Any, path: tuple[Any, ...] = (), name: str = "") 
             yield from _secret_credentials(item, path + (i,), name)
 
 
+def _report_to(found: set[str], rule: str, message: str, urn: Any = None) -> None:
+    found.add(rule)
+
+
 def _reveal_at(inputs: dict[str, Any], path: tuple[Any, ...]) -> None:
     holder: Any = inputs
     for step in path[:-1]:
@@ -170,7 +175,7 @@ def test_a_plaintext_password_is_caught(prod: ProgramRun, analyzer: guardrails.A
     revealed: list[str] = []
     for registration in prod.registrations:
         for path, names in _secret_credentials(registration.inputs):
-            exposed = weakened(registration, lambda inputs: _reveal_at(inputs, path))
+            exposed = weakened(registration, partial(_reveal_at, path=path))
             assert policies_hit(analyzer, prod, exposed) == {"credentials-are-secrets"}, (registration.name, path)
             revealed.extend(names)
     # Every database container's credentials, and the SSH key of every command's connection.
@@ -251,7 +256,7 @@ def test_the_programs_placements_are_every_modules(stack: str) -> None:
 
 def test_registered_memory_beyond_a_server_is_caught(prod: ProgramRun) -> None:
     config = guardrails.stack_config("prod")
-    server, containers = max(guardrails.container_memory(prod).items(), key=lambda item: sum(item[1].values()))
+    server, _containers = max(guardrails.container_memory(prod).items(), key=lambda item: sum(item[1].values()))
     small = config.model_copy(update={"servers": {**config.servers, server: config.servers[server].model_copy(update={"memory_mib": 512})}})
     problems = guardrails.capacity_problems(prod, small)
     assert len(problems) == 1 and problems[0].startswith(f"{server}: containers take") and "only 460 MiB usable" in problems[0]
@@ -291,6 +296,7 @@ def pack_stub() -> Iterator[Any]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
+        assert process.stdout is not None and process.stderr is not None
         port = process.stdout.readline().strip()
         assert port.isdigit(), process.stderr.read() if process.poll() is not None else port
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -307,7 +313,7 @@ def test_the_pack_process_serves_every_rule_as_mandatory(pack_stub: Any) -> None
 
     info = pack_stub.GetAnalyzerInfo(empty_pb2.Empty())
     assert info.name == guardrails.PACK
-    assert {p.name: p.enforcementLevel for p in info.policies} == {name: proto.MANDATORY for name in rules.RULES}
+    assert {p.name: p.enforcementLevel for p in info.policies} == dict.fromkeys(rules.RULES, proto.MANDATORY)
 
 
 def test_the_pack_process_tells_secret_from_plaintext(prod: ProgramRun, pack_stub: Any) -> None:
@@ -324,3 +330,13 @@ def test_the_pack_process_tells_secret_from_plaintext(prod: ProgramRun, pack_stu
 def test_the_command_line_reports_each_stack(capsys: pytest.CaptureFixture[str]) -> None:
     assert guardrails.main(["staging"]) == 0
     assert re.fullmatch(r"staging: \d+ resources, 0 violations\n", capsys.readouterr().out)
+
+
+def test_an_acme_name_whose_challenge_port_80_does_not_serve_is_caught(prod: ProgramRun, analyzer: guardrails.Analyzer) -> None:
+    reload = prod.named(rules.COMMAND, "nginx-reload")
+    assert policies_hit(analyzer, prod, reload) == set()
+
+    def without_challenges(inputs: dict[str, Any]) -> None:
+        inputs["stdin"] = inputs["stdin"].replace("location /.well-known/acme-challenge/", "location /.well-known/other/")
+
+    assert policies_hit(analyzer, prod, weakened(reload, without_challenges)) == {"tls-names-have-certificates"}

@@ -16,7 +16,7 @@ import yaml
 from components.config import EXAMPLE_HOST_KEY_MARK
 from lab import LabHost
 from lab_fixture import LabSession
-from tools.hostkeys import choose, fingerprint, main, parse_keyscan
+from tools.hostkeys import choose, fingerprint, parse_keyscan
 from tools.offline import ROOT
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBletDEp7zgwBparP3LXuBVpK2APcX4NQRNsVwgaeq5W"
@@ -180,7 +180,7 @@ def test_through_a_jump_host_the_scan_runs_there_and_checks_its_key(
     write_stack(stack, addresses, {}, jump={"host": master.address, "user": "root", "port": 22})
 
     logins = accepted_logins(lab_session, master)
-    code, out, err = run_tool(tmp_path, "--yes")
+    code, _, err = run_tool(tmp_path, "--yes")
     assert code == 0, err
     assert accepted_logins(lab_session, master) >= logins + len(SERVERS)
     document = yaml.safe_load(stack.read_text())["config"]

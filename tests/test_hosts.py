@@ -21,7 +21,7 @@ def test_six_hosts_each_with_a_docker_provider_over_ssh_to_itself(stack_run: Pro
         (provider,) = [r for r in stack_run.of_type("pulumi:providers:docker") if r.parent == host.urn]
         server = servers[name]
         assert provider.inputs["host"] == f"ssh://{server['sshUser']}@{server['privateIp']}:{server['sshPort']}"
-        (preflight,) = [r for r in stack_run.of_type("command:remote:Command") if r.parent == host.urn]
+        (preflight,) = [r for r in stack_run.of_type("command:remote:Command") if r.parent == host.urn and r.name.endswith("-preflight")]
         assert preflight.urn in provider.dependencies
         connection = reveal(preflight.inputs["connection"])
         assert connection["host"] == server["privateIp"]
@@ -80,11 +80,14 @@ def test_every_connection_pins_its_servers_host_key(stack_run: ProgramRun) -> No
 def test_the_docker_provider_trusts_only_the_rendered_known_hosts(stack_run: ProgramRun) -> None:
     servers = json.loads(_stack_value(stack_run, "servers"))
     access = json.loads(_stack_value(stack_run, "access"))
-    expected = {f"{s['privateIp']} {' '.join(s['hostKey'].split()[:2])}" for s in servers.values()}
-    if "jumpHost" in access:
-        expected.add(f"{access['jumpHost']['host']} {' '.join(access['jumpHost']['hostKey'].split()[:2])}")
-    for provider in stack_run.of_type("pulumi:providers:docker"):
-        ssh_opts = json.loads(provider.inputs["sshOpts"])
+    jump = access.get("jumpHost")
+    providers = {p.name: p for p in stack_run.of_type("pulumi:providers:docker")}
+    for name, server in servers.items():
+        # Exactly this server's key (and the jump host's): no other server's key passes for it.
+        expected = {f"{server['privateIp']} {' '.join(server['hostKey'].split()[:2])}"}
+        if jump:
+            expected.add(f"{jump['host']} {' '.join(jump['hostKey'].split()[:2])}")
+        ssh_opts = json.loads(providers[f"{name}-docker"].inputs["sshOpts"])
         for option in ("StrictHostKeyChecking=yes", "GlobalKnownHostsFile=/dev/null", "UpdateHostKeys=no", "BatchMode=yes"):
             assert option in ssh_opts
         known_hosts = Path(_option(ssh_opts, "UserKnownHostsFile"))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from pathlib import Path
 
 import pulumi
 import pytest
 
 from components.config import ConfigError, load_stack_config
 from components.host import Host, HostArgs
-from components.observability import Observability, ObservabilityArgs
+from components.observability import Observability, ObservabilityArgs, sentry_release
 from components.publishing import CredentialBook
+from rendered import script_values
 from tools.offline import (
     PROJECT,
     Mocks,
@@ -39,23 +40,28 @@ def test_sentry_installs_the_pinned_tag_unattended(stack_run: ProgramRun) -> Non
     tag = _stack(stack_run.stack, "versions")["sentry"]
     sentry = stack_run.named(COMMAND, SENTRY)
     create = sentry.plain_inputs["create"]
-    assert f"'refs/tags/{tag}^{{commit}}'" in create
-    assert f"checkout --quiet --force {tag}\n" in create
+    values = script_values(create)
+    assert (values["REF"], values["VERIFY"]) == (tag, f"refs/tags/{tag}^{{commit}}")
+    assert 'checkout --quiet --force "$REF"\n' in create
     assert "./install.sh --skip-user-creation --no-report-self-hosted-issues </dev/null" in create
-    assert "createuser --email devops@samarth.example.org" in create and "--no-input" in create
+    assert values["ADMIN_EMAIL"] == "devops@samarth.example.org"
+    assert 'createuser --email "$ADMIN_EMAIL" --superuser --force-update' in create
+    # Without --no-input: the password answers createuser's prompt on stdin (issue 13).
+    assert "--no-input" not in create and " --password " not in create
     private_ip = _stack(stack_run.stack, "servers")["application"]["privateIp"]
     port = _stack(stack_run.stack, "observability")["sentry"]["port"]
-    assert f"printf \"%s='%s'\\n\" SENTRY_BIND {private_ip}:{port}" in create
+    assert f"SENTRY_BIND={private_ip}:{port}" in values["SETTINGS"].splitlines()
 
 
 def test_posthog_installs_the_pinned_commit_with_its_web_port_private(stack_run: ProgramRun) -> None:
     commit = _stack(stack_run.stack, "versions")["posthog"]
     posthog = stack_run.named(COMMAND, POSTHOG).plain_inputs["create"]
-    assert f"checkout --quiet --force {commit}\n" in posthog
+    values = script_values(posthog)
+    assert values["REF"] == commit and 'checkout --quiet --force "$REF"\n' in posthog
     private_ip = _stack(stack_run.stack, "servers")["application"]["privateIp"]
-    assert f'- "{private_ip}:8023:8000"' in posthog
+    assert f'- "{private_ip}:8023:8000"' in values["OVERRIDE"]
     host = _stack(stack_run.stack, "observability")["posthog"]["hostName"]
-    assert f"SITE_URL https://{host}" in posthog
+    assert f"SITE_URL=https://{host}" in values["SETTINGS"].splitlines()
 
 
 @pytest.mark.parametrize("name", [SENTRY, POSTHOG])
@@ -64,7 +70,7 @@ def test_install_commands_are_guarded_logged_off_and_keep_volumes(prod: ProgramR
     inputs = command.plain_inputs
     assert inputs["update"] == inputs["create"]
     assert "triggers" not in inputs
-    assert 'if [ "$installed" = "$desired" ]; then' in inputs["create"]
+    assert 'if [ "$installed" = "$wanted" ]; then' in inputs["create"]
     assert inputs["logging"] == "none"
     assert inputs["addPreviousOutputInEnv"] is False
     assert is_secret(command.inputs["stdin"])
@@ -72,7 +78,8 @@ def test_install_commands_are_guarded_logged_off_and_keep_volumes(prod: ProgramR
     assert " -v" not in inputs["delete"] and "--volumes" not in inputs["delete"]
     preflight = prod.named(COMMAND, "application-preflight")
     assert preflight.urn in command.dependencies
-    assert prod.parent_of(command).type == "samarth:observability:ComposeInstall"
+    parent = prod.parent_of(command)
+    assert parent is not None and parent.type == "samarth:observability:ComposeInstall"
 
 
 def test_generated_secrets_never_reach_a_plaintext_input(prod: ProgramRun) -> None:
@@ -107,8 +114,21 @@ def test_commands_change_only_when_their_own_version_changes(prod: ProgramRun) -
     upgraded = _install_inputs(run_program("prod", overrides={"versions": {**versions, "sentry": "25.11.0"}}))
     assert upgraded[POSTHOG] == baseline[POSTHOG]
     assert upgraded[SENTRY]["create"] != baseline[SENTRY]["create"]
-    assert "checkout --quiet --force 25.11.0\n" in upgraded[SENTRY]["create"]
+    assert script_values(upgraded[SENTRY]["create"])["REF"] == "25.11.0"
     assert upgraded[SENTRY]["delete"] == baseline[SENTRY]["delete"]
+
+
+def test_the_marker_fingerprints_versions_and_settings_not_the_script_text(prod: ProgramRun) -> None:
+    """A server whose marker matches does nothing, so a reworded install script must not change the
+    marker; a changed setting or release must."""
+    desired = script_values(prod.named(COMMAND, SENTRY).plain_inputs["create"])["DESIRED"]
+    ref, fingerprint = desired.split()
+    settings = load_stack_config(PROJECT, read_stack_values(stack_file("prod"))[0]).observability.sentry
+    release = sentry_release(settings, ref, _stack("prod", "servers")["application"]["privateIp"])
+    assert release.fingerprint() == fingerprint
+    assert dataclasses.replace(release, install_file="posthog-install.sh").fingerprint() == fingerprint
+    assert dataclasses.replace(release, settings={**release.settings, "SENTRY_BIND": "10.0.0.1:1"}).fingerprint() != fingerprint
+    assert dataclasses.replace(release, install_values={**release.install_values, "ADMIN_EMAIL": "x@y.z"}).fingerprint() != fingerprint
 
 
 def test_an_8_gib_application_server_fails_before_any_registration() -> None:
@@ -167,11 +187,12 @@ def test_credentials_go_to_the_book_as_the_secrets_the_installs_use() -> None:
     @pulumi.runtime.test
     def build() -> pulumi.Output:
         book = CredentialBook()
-        host = Host("application", HostArgs(server=config.servers["application"], access=config.access, known_hosts=Path("known_hosts")))
+        host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
         component = Observability("observability", ObservabilityArgs(host=host, config=config, book=book))
         services = book.services()
         seen["keys"] = {service: sorted(entries) for service, entries in services.items()}
         password = services["sentry"]["SENTRY_ADMIN_PASSWORD"]
+        assert component.sentry is not None
         stdin = component.sentry.command.stdin
         return pulumi.Output.all(password, stdin).apply(lambda values: seen.update(values=values))
 
@@ -229,12 +250,17 @@ def test_a_disabled_service_leaves_no_install_credentials_or_route(prod: Program
     assert f"server_name {settings[other]['hostName']};" in nginx
     # No certificate for the name any more.
     assert settings[name]["hostName"] not in run.named(COMMAND, "nginx-certificates-install").plain_inputs["create"]
-    # Everything else is registered exactly as with both enabled; only Nginx's config (and its digest)
-    # and the list of names with certificates differ.
+    # Everything else is registered exactly as with both enabled; only Nginx's config (and its digest),
+    # the list of names with certificates and the application server's firewall (one port fewer) differ.
     before = {key: value for key, value in _signature(prod).items() if name not in key[1]}
     after = _signature(run)
     changed = {key for key in before if before[key] != after.get(key)}
-    assert changed == {(COMMAND, "nginx-reload"), (COMMAND, "nginx-certificates-install"), (COMMAND, "nginx-certificates-renew")}
+    assert changed == {
+        (COMMAND, "nginx-reload"),
+        (COMMAND, "nginx-certificates-install"),
+        (COMMAND, "nginx-certificates-renew"),
+        (COMMAND, "firewall-application"),
+    }
     assert set(after) == set(before)
 
 

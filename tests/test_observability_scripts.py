@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.config import PostHogSettings, SentrySettings
+from components.config import PostHogImages, PostHogSettings, SentrySettings
 from components.observability import (
     MARKER,
     POSTHOG_REPOSITORY,
@@ -45,6 +45,7 @@ FAKE_DOCKER = r"""#!/bin/sh
 echo "docker $*" >> "$FAKE_LOG"
 case "$*" in
   *"$FAKE_DOCKER_FAIL"*) echo "docker: simulated failure" >&2; exit 1 ;;
+  *createuser*) while IFS= read -r line; do echo "createuser read: $line" >> "$FAKE_LOG"; done ;;
 esac
 """
 
@@ -144,8 +145,16 @@ def _sentry(server: ScratchServer, ref: str = "25.10.0") -> ComposeRelease:
     return sentry_release(settings, ref, PRIVATE_IP)
 
 
+SENTRY_RELEASE_FILES = Path(__file__).resolve().parent / "fixtures" / "upstreams" / "sentry-self-hosted-25.10.0"
+
+
 def _sentry_upstream(server: ScratchServer, *tags: str) -> None:
     (server.repo / ".env").write_text(SENTRY_ENV)
+    # The files the proxy settings are written from, as the release has them.
+    (server.repo / "sentry").mkdir(exist_ok=True)
+    for name in ("config.example.yml", "sentry.conf.example.py"):
+        (server.repo / "sentry" / name).write_text((SENTRY_RELEASE_FILES / name).read_text())
+    (server.repo / "nginx.conf").write_text((SENTRY_RELEASE_FILES / "nginx.conf").read_text())
     _executable(server.repo / "install.sh", FAKE_SENTRY_INSTALLER)
     server.refs = [f"refs/tags/{tag}^{{commit}}" for tag in tags]
 
@@ -161,18 +170,27 @@ def test_sentry_first_install_clones_the_tag_installs_unattended_and_creates_the
     assert "install.sh --skip-user-creation --no-report-self-hosted-issues REPORT_SELF_HOSTED_ISSUES=0" in result.calls
     assert not any(call.startswith("install.sh read stdin") for call in result.calls)
     assert "docker compose --env-file .env.custom up --detach --wait" in result.calls
+    # The password answers createuser's prompt (and its confirmation) on stdin, not in its argv.
     assert (
         "docker compose --env-file .env.custom run --rm -T web createuser --email devops@samarth.example.org "
-        f"--password {ADMIN_PASSWORD} --superuser --no-input --force-update"
+        "--superuser --force-update"
     ) in result.calls
+    assert [c for c in result.calls if c.startswith("createuser read: ")] == [f"createuser read: {ADMIN_PASSWORD}"] * 2
+    assert not any(ADMIN_PASSWORD in c for c in result.calls if c.startswith("docker "))
     directory = Path(release.directory)
     custom = (directory / ".env.custom").read_text().splitlines()
     assert f"SENTRY_BIND='{PRIVATE_IP}:9000'" in custom
     assert "SENTRY_BIND=9000" not in custom
     assert "COMPOSE_PROJECT_NAME=sentry-self-hosted" in custom
     assert stat.S_IMODE((directory / ".env.custom").stat().st_mode) == 0o600
-    assert (directory / MARKER).read_text() == f"25.10.0 {release.fingerprint()}\n"
+    ref, fingerprint, secrets = (directory / MARKER).read_text().split()
+    assert (ref, fingerprint) == ("25.10.0", release.fingerprint())
+    assert len(secrets) == 16 and ADMIN_PASSWORD not in secrets  # a digest of the secrets, not them
     assert "sentry: installing 25.10.0" in result.stdout
+    # Sentry served behind the proxy: its URL prefix and CSRF origin are the public https name.
+    assert "system.url-prefix: 'https://sentry.samarth.example.org'" in (directory / "sentry" / "config.yml").read_text()
+    assert 'CSRF_TRUSTED_ORIGINS = ["https://sentry.samarth.example.org"]' in (directory / "sentry" / "sentry.conf.py").read_text()
+    assert "source: ./nginx.samarth.conf" in (directory / "docker-compose.override.yml").read_text()
 
 
 def test_sentry_rerun_at_the_same_version_does_nothing(server: ScratchServer) -> None:
@@ -263,7 +281,15 @@ def test_delete_of_a_never_installed_stack_succeeds(server: ScratchServer) -> No
 
 def _posthog(server: ScratchServer) -> ComposeRelease:
     settings = PostHogSettings(hostName="posthog.samarth.example.org", directory=str(server.root / "opt" / "posthog"))
-    return posthog_release(settings, POSTHOG_REF, PRIVATE_IP)
+    images = PostHogImages(
+        web="posthog/posthog:release-1.40.0",
+        clickhouse="clickhouse/clickhouse-server:22.3.20.29",
+        kafka="apache/kafka:3.9.1",
+        zookeeper="zookeeper:3.9.5",
+        postgres="postgres:12.22-alpine",
+        redis="redis:6.2.24-alpine",
+    )
+    return posthog_release(settings, POSTHOG_REF, images, "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z", PRIVATE_IP)
 
 
 def test_posthog_install_renders_env_from_the_sample_with_secrets_from_stdin(server: ScratchServer) -> None:
@@ -276,10 +302,12 @@ def test_posthog_install_renders_env_from_the_sample_with_secrets_from_stdin(ser
     assert result.returncode == 0, result.stderr
     assert f"git clone --quiet {POSTHOG_REPOSITORY} {release.directory}" in result.calls
     assert f"git checkout --quiet --force {POSTHOG_REF}" in result.calls
-    assert result.calls[-4:] == [
+    assert result.calls[-6:] == [
         "docker compose config --quiet",
-        "docker compose pull --quiet --ignore-buildable",
-        "docker compose build --quiet",
+        "docker compose pull --quiet",
+        "docker compose up --detach db",
+        "docker compose exec -T db pg_isready -q -p 6432 -U posthog",
+        "docker compose exec -T db psql -X -q -v ON_ERROR_STOP=1 -p 6432 -U posthog -d posthog",
         "docker compose up --detach --remove-orphans",
     ]
     directory = Path(release.directory)
@@ -298,3 +326,56 @@ def test_posthog_install_renders_env_from_the_sample_with_secrets_from_stdin(ser
 
     again = server.run(release.install_script(), stdin=stdin)
     assert again.returncode == 0 and again.calls == []
+
+
+def test_a_rotated_sentry_admin_password_is_applied_without_a_reinstall(server: ScratchServer) -> None:
+    _sentry_upstream(server, "25.10.0")
+    release = _sentry(server)
+    assert server.run(release.install_script(), stdin=f"{ADMIN_PASSWORD}\n").returncode == 0
+    marker = (Path(release.directory) / MARKER).read_text()
+
+    rotated = server.run(release.install_script(), stdin="rotatedAdminPassword42\n")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "applying changed secrets" in rotated.stdout
+    assert not [c for c in rotated.calls if c.startswith(("git", "install.sh")) or " up " in c]
+    (createuser,) = [c for c in rotated.calls if "createuser" in c]
+    assert "--force-update" in createuser
+    assert (Path(release.directory) / MARKER).read_text() != marker
+    again = server.run(release.install_script(), stdin="rotatedAdminPassword42\n")
+    assert again.returncode == 0 and again.calls == []
+
+
+def test_rotated_posthog_secrets_re_render_env_apply_the_database_password_and_restart(server: ScratchServer) -> None:
+    (server.repo / "sample.env").write_text(POSTHOG_SAMPLE)
+    server.refs = [f"{POSTHOG_REF}^{{commit}}"]
+    release = _posthog(server)
+    stdin = "".join(f"{POSTHOG_SECRETS[name]}\n" for name in release.secrets)
+    assert server.run(release.install_script(), stdin=stdin).returncode == 0
+
+    new = {**POSTHOG_SECRETS, "POSTGRES_PASSWORD": "newdbpw456", "DATABASE_URL": "postgres://posthog:newdbpw456@posthog_db:6432/posthog", "SECRET_KEY": "newsk789"}
+    rotated = server.run(release.install_script(), stdin="".join(f"{new[name]}\n" for name in release.secrets))
+    assert rotated.returncode == 0, rotated.stderr
+    assert "applying changed secrets" in rotated.stdout
+    # No fetch, no pull: the database role first, then compose recreates what reads the changed .env.
+    assert rotated.calls == [
+        "docker compose up --detach db",
+        "docker compose exec -T db pg_isready -q -p 6432 -U posthog",
+        "docker compose exec -T db psql -X -q -v ON_ERROR_STOP=1 -p 6432 -U posthog -d posthog",
+        "docker compose up --detach --remove-orphans",
+    ]
+    env = (Path(release.directory) / ".env").read_text().splitlines()
+    for name, value in new.items():
+        assert f"{name}='{value}'" in env
+    assert "newdbpw456" not in "\n".join(rotated.calls) + rotated.stdout + rotated.stderr
+
+
+def test_a_marker_from_before_secrets_were_recorded_applies_them_once(server: ScratchServer) -> None:
+    _sentry_upstream(server, "25.10.0")
+    release = _sentry(server)
+    assert server.run(release.install_script(), stdin=f"{ADMIN_PASSWORD}\n").returncode == 0
+    (Path(release.directory) / MARKER).write_text(f"25.10.0 {release.fingerprint()}\n")
+
+    result = server.run(release.install_script(), stdin=f"{ADMIN_PASSWORD}\n")
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in result.calls if c.startswith(("git", "install.sh"))]
+    assert len((Path(release.directory) / MARKER).read_text().split()) == 3

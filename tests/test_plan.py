@@ -117,7 +117,7 @@ def test_resources_are_placed_by_provider_connection_and_parent(sample: Topology
 def test_sample_plan_details(sample: Topology) -> None:
     sections = _sections(render_plan(sample))
     db2 = sections["db2"]
-    assert "container postgres-yaus  image postgres:16.10  network bridge  restart unless-stopped  memory 512 MiB" in db2
+    assert "container postgres-yaus  image postgres:16.15  network bridge  restart unless-stopped  memory 512 MiB" in db2
     assert "binds 10.20.0.22:5432->5432/tcp" in db2
     assert "mounts postgres-yaus-data at /var/lib/postgresql/data" in db2
     assert "volume postgres-yaus-data  (protected, retained on delete)" in db2

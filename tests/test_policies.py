@@ -7,7 +7,7 @@ Resources are built the way the pack's analyzer presents them (unknown-checking 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from pulumi_policy import EnforcementLevel, PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs
@@ -34,7 +34,11 @@ def resource(type_: str, props: dict[str, Any], name: str = "res", protect: bool
 
 def violations(validator: rules.Validator, args: ResourceValidationArgs) -> list[str]:
     found: list[str] = []
-    validator(args, lambda message, urn=None: found.append(message))
+
+    def report(message: str, urn: Optional[str] = None) -> None:
+        found.append(message)
+
+    validator(args, report)
     return found
 
 
@@ -68,18 +72,39 @@ def service(**task: Any) -> dict[str, Any]:
 def test_every_rule_is_a_mandatory_policy() -> None:
     assert [p.name for p in rules.POLICIES] == list(rules.RULES)
     assert all(p.enforcement_level == EnforcementLevel.MANDATORY for p in rules.POLICIES)
-    assert len(rules.POLICIES) == 7
+    assert len(rules.POLICIES) == 8
 
 
 PIN_CORPUS = (
     "16.10", "7.4.5", "v1.2.3", "1.28.0-alpine", "16.10-bookworm", "2.8.3+build.1", "RELEASE.2025-09-07T16-13-09Z",
     "2024-01-31", "latest", "16", "16-alpine", "alpine", "mainline", "stable", "stable-alpine", "lts", "edge",
-    "nightly", "main", "1.x", "v2", "063b9643fe43118384c7479911b08857dcdbd9a5",
+    "nightly", "main", "1.x", "v2", "063b9643fe43118384c7479911b08857dcdbd9a5", "release-1.40.0", "release-1", "stable-alpine3.20",
 )
 
 
+def _image_refs(value: Any) -> list[str]:
+    """Every image reference in a ``versions`` document (nested maps included), by its shape."""
+    if isinstance(value, dict):
+        return [ref for item in value.values() for ref in _image_refs(item)]
+    return [value] if isinstance(value, str) and ":" in value and not value.replace(".", "").isdigit() else []
+
+
 def test_images_follow_the_tag_rule_config_applies() -> None:
-    for tag in PIN_CORPUS:
+    import json
+
+    from tools.offline import read_stack_values, stack_file
+
+    stack_tags = [
+        ref.partition("@")[0].rsplit(":", 1)[1]
+        for stack in ("prod", "staging")
+        for text in [read_stack_values(stack_file(stack))[0]]
+        for key, value in text.items()
+        if key.endswith((":versions",))
+        for ref in _image_refs(json.loads(value))
+        if ":" in ref.partition("@")[0].rsplit("/", 1)[-1]
+    ]
+    assert len(stack_tags) >= 10
+    for tag in (*PIN_CORPUS, *stack_tags):
         assert rules.tag_is_pinned(tag) == _pinned_tag(tag, commit_allowed=False), tag
 
 

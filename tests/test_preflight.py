@@ -13,7 +13,9 @@ import pytest
 from components.config import Server
 from components.host import preflight_script
 
-TOOLS = ("awk", "nproc", "id", "cat")
+TOOLS = ("awk", "nproc", "id", "cat", "df")
+# `docker version` prints the version; `docker info` names the data root (here /, a real filesystem).
+DOCKER = 'case "$1" in info) echo "${DATA_ROOT:-/}" ;; *) echo "27.5.1" ;; esac'
 
 
 def _bin(tmp_path: Path, docker: str | None) -> Path:
@@ -21,7 +23,9 @@ def _bin(tmp_path: Path, docker: str | None) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in TOOLS:
-        os.symlink(shutil.which(tool), bin_dir / tool)
+        found = shutil.which(tool)
+        assert found is not None, f"{tool} is missing"
+        os.symlink(found, bin_dir / tool)
     if docker is not None:
         fake = bin_dir / "docker"
         fake.write_text("#!/bin/sh\n" + docker)
@@ -29,9 +33,9 @@ def _bin(tmp_path: Path, docker: str | None) -> Path:
     return bin_dir
 
 
-def _run(tmp_path: Path, server: Server, docker: str | None) -> subprocess.CompletedProcess[str]:
+def _run(tmp_path: Path, server: Server, docker: str | None, warn_percent: int = 99) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["/bin/sh", "-c", preflight_script("db1", server)],
+        ["/bin/sh", "-c", preflight_script("db1", server, warn_percent)],
         env={"PATH": str(_bin(tmp_path, docker))},
         capture_output=True,
         text=True,
@@ -44,7 +48,7 @@ def _server(memory_mib: int = 512, cpus: int = 1) -> Server:
 
 
 def test_reports_docker_version_memory_and_cpus(tmp_path: Path) -> None:
-    result = _run(tmp_path, _server(), 'echo "27.5.1"')
+    result = _run(tmp_path, _server(), DOCKER)
     assert result.returncode == 0, result.stderr
     facts = json.loads(result.stdout)
     assert facts["dockerVersion"] == "27.5.1"
@@ -72,6 +76,29 @@ def test_fails_clearly_when_the_daemon_does_not_answer(tmp_path: Path) -> None:
     ],
 )
 def test_fails_when_the_machine_is_smaller_than_declared(tmp_path: Path, server: Server, message: str) -> None:
-    result = _run(tmp_path, server, 'echo "27.5.1"')
+    result = _run(tmp_path, server, DOCKER)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def _used_percent(path: str) -> int:
+    usage = shutil.disk_usage(path)
+    return int(usage.used * 100 / (usage.used + usage.free)) if usage.used else 0
+
+
+def test_warns_when_the_data_root_filesystem_is_fuller_than_the_threshold(tmp_path: Path) -> None:
+    used = _used_percent("/")
+    assert used >= 1, "this test needs a filesystem with something on it"
+    result = _run(tmp_path, _server(), DOCKER, warn_percent=max(used - 1, 1) if used > 1 else 1)
+    assert result.returncode == 0, result.stderr
+    assert "warning: the filesystem of Docker's data root / on db1 is" in result.stderr
+    assert "logs.dataRootWarnPercent" in result.stderr
+    facts = json.loads(result.stdout)
+    assert facts["dataRoot"] == "/" and 0 < facts["dataRootUsedPercent"] <= 100
+
+
+def test_no_warning_below_the_threshold(tmp_path: Path) -> None:
+    result = _run(tmp_path, _server(), DOCKER, warn_percent=99)
+    assert result.returncode == 0, result.stderr
+    if _used_percent("/") < 98:
+        assert "warning" not in result.stderr

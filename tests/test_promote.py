@@ -18,10 +18,17 @@ from tools.promote import main
 KEY = "samarth-infra:versions"
 
 
+# Staging one redis patch release ahead of prod, as after trying a new release there.
+STAGED_REDIS = "redis:7.4.12"
+
+
 @pytest.fixture
 def stacks(tmp_path: Path) -> Path:
     for name in ("Pulumi.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"):
         shutil.copy2(ROOT / name, tmp_path / name)
+    prod = yaml.safe_load((tmp_path / "Pulumi.prod.yaml").read_text())["config"][KEY]
+    assert prod["redis"] == "redis:7.4.11", "the promotion tests start from prod's pinned redis"
+    _edit_staging(tmp_path, lambda config: config[KEY].__setitem__("redis", STAGED_REDIS))
     return tmp_path
 
 
@@ -60,8 +67,9 @@ def _promote(root: Path, *args: str) -> int:
 
 def test_copies_versions_and_keeps_everything_else_byte_identical(stacks: Path, capsys: pytest.CaptureFixture[str]) -> None:
     def bump(config):
-        config[KEY]["postgres"] = "postgres:16.11"
-        config[KEY]["rabbitmq"] = "rabbitmq:4.1.5"
+        config[KEY]["postgres"] = "postgres:16.16"
+        config[KEY]["rabbitmq"] = "rabbitmq:4.1.9"
+        config[KEY]["posthogImages"]["kafka"] = "apache/kafka:3.9.2"
 
     _edit_staging(stacks, bump)
     before = (stacks / "Pulumi.prod.yaml").read_text()
@@ -76,17 +84,18 @@ def test_copies_versions_and_keeps_everything_else_byte_identical(stacks: Path, 
     assert after.startswith("# Production. Every address below is a documentation address")
     assert (stacks / "Pulumi.staging.yaml").read_text() == staging
     out = capsys.readouterr().out
-    for line in ("-    postgres: postgres:16.10", "+    postgres: postgres:16.11", "+    rabbitmq: rabbitmq:4.1.5"):
+    for line in ("-    postgres: postgres:16.15", "+    postgres: postgres:16.16", "+    rabbitmq: rabbitmq:4.1.9"):
         assert f"\n{line}\n" in out
-    assert "+    redis: redis:7.4.6\n" in out
+    assert "+    redis: redis:7.4.12\n" in out
+    assert "-      kafka: apache/kafka:3.9.1\n+      kafka: apache/kafka:3.9.2\n" in out  # the nested map moves too
     assert [p.name for p in stacks.iterdir() if p.name.startswith(".")] == []
 
 
 def test_comments_inside_the_target_versions_map_are_kept(stacks: Path) -> None:
     prod = stacks / "Pulumi.prod.yaml"
-    prod.write_text(prod.read_text().replace("    redis: redis:7.4.5\n", "    redis: redis:7.4.5  # cache for eSamwad\n"))
+    prod.write_text(prod.read_text().replace("    redis: redis:7.4.11\n", "    redis: redis:7.4.11  # cache for eSamwad\n"))
     assert _promote(stacks, "--from", "staging", "--to", "prod") == 0
-    assert "    redis: redis:7.4.6  # cache for eSamwad\n" in prod.read_text()
+    assert "    redis: redis:7.4.12  # cache for eSamwad\n" in prod.read_text()
 
 
 def test_dry_run_prints_the_diff_and_changes_nothing(stacks: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -95,7 +104,7 @@ def test_dry_run_prints_the_diff_and_changes_nothing(stacks: Path, capsys: pytes
     assert (stacks / "Pulumi.prod.yaml").read_bytes() == before
     out = capsys.readouterr().out
     assert "--- a/Pulumi.prod.yaml\n+++ b/Pulumi.prod.yaml\n" in out
-    assert "-    redis: redis:7.4.5\n+    redis: redis:7.4.6\n" in out
+    assert "-    redis: redis:7.4.11\n+    redis: redis:7.4.12\n" in out
 
 
 def test_promoting_twice_is_a_no_op(stacks: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,7 +189,7 @@ def test_command_line_module_runs(stacks: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "+    redis: redis:7.4.6" in done.stdout
+    assert "+    redis: redis:7.4.12" in done.stdout
     assert (stacks / "Pulumi.prod.yaml").read_bytes() == before
 
 

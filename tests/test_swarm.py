@@ -58,7 +58,10 @@ def test_both_workers_join_the_masters_address_with_the_secret_worker_token(stac
         join = stack_run.named(COMMAND, f"{worker}-swarm-join")
         assert reveal(join.inputs["connection"])["host"] == servers[worker]["privateIp"]
         create = join.inputs["create"]
-        assert 'docker swarm join --token "$token" --advertise-addr "$WORKER_IP" "$MANAGER_ADDRESS"' in create
+        # Through the Engine API with the token on curl's stdin: never in a process's argv.
+        assert '"JoinToken":"%s"}\' \\\n    "$WORKER_IP" "$MANAGER_ADDRESS" "$token"' in create
+        assert "--data-binary @-" in create and "http://docker/swarm/join" in create
+        assert "docker swarm join" not in create.replace("# What `docker swarm join` sends", "")
         values = script_values(create)
         assert (values["WORKER_IP"], values["MANAGER_ADDRESS"]) == (servers[worker]["privateIp"], f"{master_ip}:2377")
         assert is_secret(join.inputs["stdin"])
@@ -157,9 +160,10 @@ def test_every_swarm_node_logs_in_to_the_registry_with_the_password_on_stdin(sta
     for node in ("swarm-master", *WORKERS):
         login = stack_run.named(COMMAND, f"{node}-registry-login")
         assert reveal(login.inputs["connection"])["host"] == servers[node]["privateIp"]
-        assert 'docker login --username "$username" --password-stdin "$REGISTRY"' in login.inputs["create"]
+        assert 'docker login --username "$REGISTRY_USER" --password-stdin "$REGISTRY"' in login.inputs["create"]
         assert script_values(login.inputs["create"])["REGISTRY"] == server
-        assert is_secret(login.inputs["stdin"]) and reveal(login.inputs["stdin"]) == f"{username}\n{password}\n"
+        assert script_values(login.inputs["create"])["REGISTRY_USER"] == username
+        assert is_secret(login.inputs["stdin"]) and reveal(login.inputs["stdin"]) == f"{password}\n"
         assert login.inputs["logging"] == "none"
     for registration in stack_run.registrations:
         assert not any(password in text for text in plaintext_strings(registration.inputs)), registration.name

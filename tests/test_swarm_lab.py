@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +26,8 @@ from components import registry
 from components.swarm import login_script
 from lab import docker, ssh_command
 from lab_fixture import LabSession
-from tools.offline import reveal
 from swarm_lab import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, lab_servers, nodes, reset, swarm_state
+from tools.offline import reveal
 
 WORKERS = ("swarm-node2", "swarm-node3")
 STAGING_SWARM = yaml.safe_load(STAGING.read_text())["config"]["samarth-infra:swarm"]
@@ -215,6 +216,61 @@ def test_failure_messages_name_the_problem(lab: LabSession) -> None:
     assert not any(secret in unreachable.stderr for secret in scripts.real_secrets.values())
 
 
+class ArgvWatcher:
+    """Reads every process's /proc/<pid>/cmdline, over and over, from a thread: what `ps` shows."""
+
+    def __init__(self, secret: str, marker: str) -> None:
+        self.secret, self.marker = secret.encode(), marker.encode()
+        self.hits: list[str] = []
+        self.marked = 0
+        self.passes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if self.secret in cmdline:
+                    self.hits.append(cmdline.replace(self.secret, b"<secret>").replace(b"\0", b" ").decode(errors="replace"))
+                if self.marker in cmdline:
+                    self.marked += 1
+            self.passes += 1
+
+    def __enter__(self) -> ArgvWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def test_the_join_token_is_in_no_process_argv_while_the_workers_join(lab: LabSession) -> None:
+    scripts = _scripts(lab)
+    init = scripts.execute("swarm-master-swarm-init")
+    assert init.returncode == 0, init.stderr
+    token = json.loads(init.stdout)["workerToken"]
+
+    # The watcher sees a token that is in some argv (a control: it would have caught `--token`).
+    with ArgvWatcher(token, "samarth-argv-control") as control:
+        subprocess.run(["sh", "-c", "sleep 0.5", "samarth-argv-control", token], check=True)
+    assert control.hits and control.marked
+
+    with ArgvWatcher(token, "http://docker/swarm/join") as watcher:
+        outcomes = scripts.converge()
+    _ok(outcomes)
+    assert {n["role"] for n in nodes(lab.host("swarm-master")).values()} == {"manager", "worker"}
+    assert watcher.marked > 0, "the watcher never saw the join's curl: it proves nothing"
+    assert watcher.passes > 10
+    assert watcher.hits == []
+
+
 REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
 
@@ -225,9 +281,10 @@ def test_registry_login_script_logs_in_once_and_refuses_a_wrong_password(lab: La
     hosts = {name: lab.host(name) for name in SWARM_HOSTS}
     run = lab_program(hosts, {"swarm": {**STAGING_SWARM, "registryLogin": True}})
     registered = run.named("command:remote:Command", "swarm-master-registry-login")
-    server = run.exports["registry"]["server"]
-    assert registered.inputs["create"] == login_script("swarm-master", server)
-    username, password = reveal(registered.inputs["stdin"]).splitlines()
+    server, username = run.exports["registry"]["server"], run.exports["registry"]["username"]
+    assert registered.inputs["create"] == login_script("swarm-master", server, username)
+    # The password alone is on stdin: the user name is not secret.
+    (password,) = reveal(registered.inputs["stdin"]).splitlines()
 
     digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
     (tmp_path / "htpasswd").write_text(f"{username}:{digest}\n")
@@ -247,7 +304,7 @@ def test_registry_login_script_logs_in_once_and_refuses_a_wrong_password(lab: La
         )
     # Lab hosts share this machine's filesystem: keep the login out of root's own ~/.docker.
     session_env = f"DOCKER_CONFIG={tmp_path / 'docker'}; export DOCKER_CONFIG\n"
-    script = session_env + login_script("swarm-master", "127.0.0.1:5000")
+    script = session_env + login_script("swarm-master", "127.0.0.1:5000", username)
 
     def login(stdin: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(ssh_command(master, script), input=stdin, capture_output=True, text=True, timeout=60)
@@ -270,7 +327,7 @@ def test_registry_login_script_logs_in_once_and_refuses_a_wrong_password(lab: La
         assert again.returncode == 0 and "swarm-master is already logged in to 127.0.0.1:5000" in again.stderr
         assert (tmp_path / "docker" / "config.json").read_text() == stored
 
-        wrong = login(f"{username}\nnot-the-password\n")
+        wrong = login("not-the-password\n")
         assert wrong.returncode != 0
         assert "registry-login[swarm-master]: failed while logging in to 127.0.0.1:5000" in wrong.stderr
         assert password not in wrong.stderr + wrong.stdout and "not-the-password" not in wrong.stderr

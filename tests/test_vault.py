@@ -68,7 +68,8 @@ def test_one_vault_container_on_the_application_server_never_on_a_public_or_wild
     assert len(vaults) == 1
     (container,) = vaults
     assert container.parent == _component(stack_run).urn
-    assert stack_run.provider_of(container).name == "application-docker"
+    provider = stack_run.provider_of(container)
+    assert provider is not None and provider.name == "application-docker"
     inputs = container.plain_inputs
     assert inputs["networkMode"] == "host"
     assert "ports" not in inputs
@@ -277,7 +278,7 @@ def _versions(stack: str) -> str:
     return values[f"{PROJECT}:versions"]
 
 
-IMPORTED = {"unseal_keys_b64": ["a2V5LW9uZQ==", "a2V5LXR3bw=="], "root_token": "hvs.imported-root-token"}
+IMPORTED: dict[str, Any] = {"unseal_keys_b64": ["a2V5LW9uZQ==", "a2V5LXR3bw=="], "root_token": "hvs.imported-root-token"}
 
 
 def test_an_imported_init_replaces_the_init_command() -> None:
@@ -329,7 +330,7 @@ def _publish_under_mocks(book_entries: dict[str, dict[str, Any]]) -> list:
 
     @pulumi.runtime.test
     def program() -> None:
-        host = Host("application", HostArgs(server=config.servers["application"], access=config.access, known_hosts=Path("known_hosts")))
+        host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
         server = vault_module.VaultServer(
             "vault", vault_module.VaultServerArgs(host=host, settings=config.vault, image=config.versions.vault, server_name=vault_module.server_name(config))
         )

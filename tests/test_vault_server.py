@@ -11,10 +11,10 @@ policy lets an AppRole login read `kv/samarth/*` and nothing else, as the README
 from __future__ import annotations
 
 import base64
-import signal
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess

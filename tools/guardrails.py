@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -36,7 +36,8 @@ from pulumi_policy.deserialize import serialize_properties
 from pulumi_policy.proxy import unknown_checking_proxy
 
 from components.capacity import usable_mib
-from components.config import StackConfig, load_stack_config
+from components.config import ServerName, StackConfig, server_name
+from components.deployment import load_deployment
 from components.placements import stack_placements
 from policies import rules
 from tools.offline import (
@@ -66,7 +67,7 @@ class Violation:
         return f"[{self.policy}] {self.urn}: {self.message}"
 
 
-def engine_properties(inputs: dict[str, Any]) -> dict[str, Any]:
+def engine_properties(inputs: dict[str, Any]) -> Mapping[str, Any]:
     """Inputs as the engine marshals them for an analyzer: secrets kept, internal (``__``) keys dropped."""
 
     def strip(value: Any) -> Any:
@@ -131,8 +132,9 @@ class Analyzer:
 
     def __init__(self) -> None:
         rules.keep_secret_markers()
+        policies: list[sdk_policy.Policy] = list(rules.POLICIES)
         self._servicer = sdk_policy._PolicyAnalyzerServicer(
-            PACK, "0.1.0", rules.POLICIES, EnforcementLevel.MANDATORY, None, None, None, None, None, None, None
+            PACK, "0.1.0", policies, EnforcementLevel.MANDATORY, None, None, None, None, None, None, None
         )
 
     def analyze(self, registration: Registration, provider: Optional[Registration] = None) -> list[Violation]:
@@ -156,16 +158,16 @@ class Analyzer:
 
 # --- capacity, from what the program actually registered ----------------------------------------
 
-def server_of(run: ProgramRun, registration: Registration) -> Optional[str]:
+def server_of(run: ProgramRun, registration: Registration) -> Optional[ServerName]:
     """The server a Docker resource lands on: the ``Host`` that owns its Docker provider."""
     provider = run.provider_of(registration)
     owner = run.parent_of(provider) if provider is not None else None
-    return owner.name if owner is not None and owner.type == HOST else None
+    return server_name(owner.name) if owner is not None and owner.type == HOST else None
 
 
-def container_memory(run: ProgramRun) -> dict[str, dict[str, int]]:
+def container_memory(run: ProgramRun) -> dict[ServerName, dict[str, int]]:
     """Memory limits (MiB) of every container, by server then container name."""
-    placed: dict[str, dict[str, int]] = defaultdict(dict)
+    placed: dict[ServerName, dict[str, int]] = defaultdict(dict)
     for container in run.of_type(rules.CONTAINER):
         server = server_of(run, container)
         if server is None:
@@ -191,8 +193,8 @@ def capacity_problems(run: ProgramRun, config: StackConfig) -> list[str]:
 
 
 def stack_config(stack: str) -> StackConfig:
-    values, _ = read_stack_values(stack_file(stack))
-    return load_stack_config(PROJECT, values)
+    values, secure = read_stack_values(stack_file(stack))
+    return load_deployment(PROJECT, stack, values, secure).config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

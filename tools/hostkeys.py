@@ -116,10 +116,10 @@ class Stack:
         self.yaml.indent(mapping=2, sequence=4, offset=2)
         self.document = self.yaml.load(path.read_text())
         config = (self.document or {}).get("config") or {}
-        self.servers_node = config.get(f"{PROJECT}:servers")
+        self.servers_node: Any = config.get(f"{PROJECT}:servers")
         if not isinstance(self.servers_node, dict):
             raise HostKeysError(f"{path}: {PROJECT}:servers is missing; declare the six servers first")
-        self.access_node = config.get(f"{PROJECT}:access") or {}
+        self.access_node: dict[str, Any] = config.get(f"{PROJECT}:access") or {}
         problems = []
         self.servers: dict[str, Server] = {}
         for name in SERVER_NAMES:

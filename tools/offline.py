@@ -35,6 +35,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.stack import Stack
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from components.config import ConfigError
@@ -239,8 +240,8 @@ class RecordingMonitor(MockMonitor):
             )
         )
         obj = _sync_await(rpc.serialize_properties(state, {}))
-        self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_, state)
-        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
+        self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_ or "", state)
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_ or "", object=obj)
 
 
 @dataclass
@@ -299,7 +300,7 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     f"while reading the mapping that starts at line {node.start_mark.line + 1}",
@@ -318,7 +319,7 @@ class StackFileError(ConfigError):
 def read_yaml(path: Path, text: Optional[str] = None) -> Any:
     """``path`` (or ``text`` read from it) parsed as the CLI parses it, or ``StackFileError``."""
     try:
-        return yaml.load(path.read_text() if text is None else text, Loader=_StrictLoader)  # noqa: S506 (SafeLoader)
+        return yaml.load(path.read_text() if text is None else text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -448,6 +449,7 @@ def run_program(
     def program() -> pulumi.Output:
         runpy.run_path(str(root / "__main__.py"), run_name="__main__")
         stack = runtime_settings.ROOT.get()
+        assert isinstance(stack, Stack), "the program registered no stack resource"
         return pulumi.Output.from_input(stack.outputs).apply(exports.update)
 
     def in_own_thread() -> None:
@@ -526,8 +528,7 @@ def _vault_init(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     import re
 
     create = str(reveal(inputs.get("create")) or "")
-    shares = int(re.search(r"^KEY_SHARES='?(\d+)", create, re.M).group(1))
-    threshold = int(re.search(r"^KEY_THRESHOLD='?(\d+)", create, re.M).group(1))
+    shares, threshold = (int(m.group(1)) for m in re.finditer(r"^KEY_(?:SHARES|THRESHOLD)='?(\d+)", create, re.M))
     keys = [hashlib.sha256(f"{name}-unseal-{i}".encode()).digest() for i in range(shares)]
     document = {
         "unseal_keys_b64": [base64.b64encode(k).decode() for k in keys],
@@ -551,12 +552,6 @@ def _approle_role(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 @fake_outputs("vault:appRole/authBackendRoleSecretId:AuthBackendRoleSecretId")
 def _approle_secret_id(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"secretId": f"{_token(name + 'secret', 8)}-{_token(name + 'secret2', 4)}-{_token(name + 'secret3', 12)}", "accessor": _token(name + "accessor", 36)}
-
-
-@fake_outputs("random:index/randomBytes:RandomBytes")
-def _bytes(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    raw = hashlib.sha256(name.encode()).digest()[: int(inputs.get("length") or 32)]
-    return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
 
 
 @fake_outputs("docker:index/remoteImage:RemoteImage")

@@ -28,8 +28,9 @@ from typing import Any, Optional
 import pulumi
 
 from components import firewall
-from components.config import StackConfig, load_stack_config
-from tools import deploy_graph
+from components.config import ServerName, StackConfig, server_name
+from components.deployment import load_deployment
+from tools import deploy_graph, upstreams
 from tools.offline import (
     PROJECT,
     ROOT,
@@ -75,10 +76,10 @@ def diagram_path(stack: str, root: Path = ROOT) -> Path:
 class Topology:
     run: ProgramRun
     config: StackConfig
-    server_of: dict[str, str] = field(default_factory=dict)  # urn -> server name
+    server_of: dict[str, ServerName] = field(default_factory=dict)  # urn -> server name
 
     @property
-    def servers(self) -> list[str]:
+    def servers(self) -> list[ServerName]:
         return list(self.config.servers)
 
     def on(self, server: str) -> list[Registration]:
@@ -101,9 +102,9 @@ def _connection_key(connection: Any) -> Optional[tuple[Any, ...]]:
 def place(run: ProgramRun, config: StackConfig) -> Topology:
     """Map every registration to the server it acts on, if any."""
     topology = Topology(run=run, config=config)
-    hosts = {r.urn: r.name for r in run.of_type(HOST)}
-    connections: dict[tuple[Any, ...], str] = {}
-    docker_hosts: dict[Any, str] = {}
+    hosts = {r.urn: server_name(r.name) for r in run.of_type(HOST)}
+    connections: dict[tuple[Any, ...], ServerName] = {}
+    docker_hosts: dict[Any, ServerName] = {}
     for registration in run.registrations:
         host = _host_ancestor(run, registration, hosts)
         if host is not None:
@@ -120,9 +121,9 @@ def place(run: ProgramRun, config: StackConfig) -> Topology:
     for registration in run.registrations:
         if registration.urn in topology.server_of:
             continue
-        provider = run.provider_of(registration)
-        if provider is not None and provider.urn in topology.server_of:
-            topology.server_of[registration.urn] = topology.server_of[provider.urn]
+        its_provider = run.provider_of(registration)
+        if its_provider is not None and its_provider.urn in topology.server_of:
+            topology.server_of[registration.urn] = topology.server_of[its_provider.urn]
             continue
         key = _connection_key(registration.plain_inputs.get("connection"))
         if key in connections:
@@ -137,7 +138,7 @@ def place(run: ProgramRun, config: StackConfig) -> Topology:
     return topology
 
 
-def _host_ancestor(run: ProgramRun, registration: Registration, hosts: dict[str, str]) -> Optional[str]:
+def _host_ancestor(run: ProgramRun, registration: Registration, hosts: dict[str, ServerName]) -> Optional[ServerName]:
     if registration.urn in hosts:
         return hosts[registration.urn]
     for ancestor in run.ancestors(registration):
@@ -179,7 +180,7 @@ def address_ports(text: str, addresses: Iterable[str]) -> set[tuple[str, int]]:
     return found
 
 
-def mentioned_bindings(topology: Topology, server: str, texts: Iterable[str], loopback: bool) -> list[Binding]:
+def mentioned_bindings(topology: Topology, server: ServerName, texts: Iterable[str], loopback: bool) -> list[Binding]:
     """``<this server's address>:<port>`` as written in a service's configuration or install script:
     all there is to know about what a host-network container or a compose installation binds."""
     addresses = _addresses(topology, server)
@@ -327,6 +328,25 @@ def _group_order(component: Optional[Registration]) -> tuple[str, str]:
     return (component.type, component.name) if component else ("", "")
 
 
+def render_certificates(config: StackConfig) -> list[str]:
+    """Which public names get a certificate, and from where (edge.tls)."""
+    tls = config.edge.tls
+    names = sorted({route.host for _, route in config.edge_routes()})
+    out = [f"== Certificates (edge.tls.mode {tls.mode})"]
+    if tls.acme is not None:
+        out.append(
+            f"  ACME ({config.versions.lego} from {tls.acme.directory_url}, contact {tls.acme.email}; "
+            "renewed by samarth-certificates.timer with a third of the lifetime left):"
+        )
+        out.extend(f"    {name}" for name in config.acme_hosts())
+    for name in names:
+        files = tls.operator_files(name)
+        if files is not None:
+            out.append(f"  {name}: operator files {files.certificate_path}, {files.key_path}")
+    out.append("")
+    return out
+
+
 def render_plan(topology: Topology) -> str:
     run = topology.run
     secrets = generated_secrets(run)
@@ -360,6 +380,7 @@ def render_plan(topology: Topology) -> str:
         if others:
             out.append(f"  also: {', '.join(others)}")
         out.append("")
+    out.extend(render_certificates(topology.config))
     out.append("== Vault kv (generated values are listed by name; values are never printed)")
     for pub in pubs:
         out.append(f"  {pub.path}: {', '.join(pub.keys)}")
@@ -376,6 +397,8 @@ def render_plan(topology: Topology) -> str:
     if unplaced:
         out.append(f"  also not tied to one server: {', '.join(unplaced)}")
     out.append("")
+    out.extend(upstreams.plan_lines(topology.config.versions.model_dump(by_alias=True)))
+    out.append("")
     out.append("== Host firewall: who may reach which private port (components/firewall.py; others are refused)")
     out.extend(f"  {line}" for line in firewall.matrix_table(run.exports.get("firewall", [])).splitlines())
     out.append("")
@@ -390,7 +413,7 @@ def render_plan(topology: Topology) -> str:
 @dataclass
 class Node:
     id: str
-    server: str
+    server: ServerName
     label: str
     members: list[Registration]
     endpoints: list[tuple[str, int]] = field(default_factory=list)
@@ -427,7 +450,7 @@ def nodes(topology: Topology) -> list[Node]:
         below = run.under(component)
         if any(r.type.startswith("samarth:") for r in below):
             continue
-        commands: dict[str, list[Registration]] = defaultdict(list)
+        commands: dict[ServerName, list[Registration]] = defaultdict(list)
         for registration in below:
             if registration.type == COMMAND and registration.urn in topology.server_of:
                 commands[topology.server_of[registration.urn]].append(registration)
@@ -445,7 +468,7 @@ def nodes(topology: Topology) -> list[Node]:
     return sorted(found, key=lambda n: n.id)
 
 
-def _addresses(topology: Topology, server: str) -> list[str]:
+def _addresses(topology: Topology, server: ServerName) -> list[str]:
     """The server's private and public addresses, and loopback last."""
     spec = topology.config.servers[server]
     return [spec.private_ip, *([spec.public_address] if spec.public_address else []), "127.0.0.1"]
@@ -549,8 +572,8 @@ def build(stack: str, root: Path = ROOT) -> Topology:
     run = run_program(stack, root=root)
     if run.error is not None:
         raise run.error
-    values, _ = read_stack_values(stack_file(stack, root))
-    return place(run, load_stack_config(PROJECT, values))
+    values, secure = read_stack_values(stack_file(stack, root))
+    return place(run, load_deployment(PROJECT, stack, values, secure).config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

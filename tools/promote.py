@@ -23,7 +23,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from components.config import ConfigError, load_stack_config, validate_versions
+from components.config import ConfigError, validate_versions
+from components.deployment import load_deployment
 from tools.offline import ROOT, engine_values, read_yaml
 
 VERSIONS = "versions"
@@ -148,7 +149,8 @@ def plan_promotion(root: Path, source_stack: str, target_stack: str) -> Promotio
 
     _check_only_versions_changed(before, after, _round_trip().load(after), key, target_path)
     try:
-        load_stack_config(project, engine_values(read_yaml(target_path, after))[0])
+        values, secure = engine_values(read_yaml(target_path, after))
+        load_deployment(project, target_path.name.removeprefix("Pulumi.").removesuffix(".yaml"), values, secure)
     except ConfigError as exc:
         raise PromotionError(f"{target_path.name} would not validate with the promoted versions: {exc}") from None
     return Promotion(path=target_path, before=before, after=after)

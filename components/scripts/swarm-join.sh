@@ -37,10 +37,25 @@ step "reading the worker join token from stdin"
 token=""
 IFS= read -r token || [ -n "$token" ] || fail "no worker join token on stdin"
 step "joining the swarm of $MASTER at $MANAGER_ADDRESS"
-if ! joined=$(docker swarm join --token "$token" --advertise-addr "$WORKER_IP" "$MANAGER_ADDRESS" 2>&1); then
+# What `docker swarm join` sends, but through the Engine API on the daemon's local socket with the
+# request on stdin: the CLI takes the token as an argument, which this host's process list would show.
+socket=${DOCKER_HOST:-unix:///var/run/docker.sock}
+case "$socket" in
+  unix://*) socket=${socket#unix://} ;;
+  *) fail "DOCKER_HOST is $socket on $WORKER; the join needs the docker daemon's local unix socket" ;;
+esac
+command -v curl >/dev/null 2>&1 || fail "curl is not installed on $WORKER; install it (apt-get install curl) and run again"
+if ! reply=$(printf '{"ListenAddr":"0.0.0.0:2377","AdvertiseAddr":"%s","RemoteAddrs":["%s"],"JoinToken":"%s"}' \
+    "$WORKER_IP" "$MANAGER_ADDRESS" "$token" \
+    | curl -sS --max-time 300 --unix-socket "$socket" -H 'Content-Type: application/json' --data-binary @- \
+      -w '\n%{http_code}' http://docker/swarm/join 2>&1); then
+  fail "$WORKER could not reach its docker daemon on $socket: $reply"
+fi
+code=$(printf '%s\n' "$reply" | tail -n 1)
+if [ "$code" != 200 ]; then
   # A join that timed out keeps retrying in the background; stop it so the next run starts clean.
   docker swarm leave --force >/dev/null 2>&1 || true
-  fail "$WORKER could not join the swarm of $MASTER at $MANAGER_ADDRESS: $joined (is $MASTER up, a manager, and reachable from $WORKER on 2377/tcp, 7946/tcp+udp and 4789/udp?)"
+  fail "$WORKER could not join the swarm of $MASTER at $MANAGER_ADDRESS (HTTP $code): $(printf '%s\n' "$reply" | sed '$d') (is $MASTER up, a manager, and reachable from $WORKER on 2377/tcp, 7946/tcp+udp and 4789/udp?)"
 fi
 echo "$WORKER joined the swarm of $MASTER at $MANAGER_ADDRESS" >&2
 docker info --format '{{.Swarm.NodeID}}'

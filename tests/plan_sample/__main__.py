@@ -8,13 +8,11 @@ import pulumi_docker as docker
 import pulumi_random as random
 import pulumi_vault as vault
 
-from components.config import engine_config, engine_secret_keys, load_stack_config, ssh_private_key
+from components.deployment import engine_deployment
 from components.host import build_hosts
 
-project = pulumi.get_project()
-values = engine_config()
-config = load_stack_config(project, values)
-key = ssh_private_key(project, values, engine_secret_keys())
+deployment = engine_deployment()
+config, key = deployment.config, deployment.ssh_private_key
 hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None)
 db2, master, application = hosts["db2"], hosts["swarm-master"], hosts["application"]
 

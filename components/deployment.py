@@ -1,0 +1,70 @@
+"""The one way into a stack's configuration: validated config, its secrets and the placements, after
+every check that spans sections (host keys pinned, secrets stored as secrets, capacity).
+
+``__main__.py`` calls ``engine_deployment()``; the tools and the lab call ``load_deployment()`` with
+the values they read from a stack file, so a stack they accept is one the program accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+
+from .capacity import Placement, check_capacity
+from .config import StackConfig, imported_vault_init, load_stack_config, require_host_keys, ssh_private_key
+from .placements import stack_placements
+
+
+@dataclass(frozen=True)
+class Deployment:
+    config: StackConfig
+    # sshPrivateKey; None: the SSH agent.
+    ssh_private_key: Optional[str]
+    # vaultInit: the init output of a Vault initialised outside this stack; None: the program initialises it.
+    vault_init: Optional[str]
+    # What every component places on the servers, already checked against their capacity.
+    placements: tuple[Placement, ...]
+
+
+def load_deployment(
+    project: str, stack: str, values: Mapping[str, Any], secret_keys: Iterable[str] = ()
+) -> Deployment:
+    """Validate the config the engine hands over (``"<project>:<key>" -> text``; ``secret_keys``: the keys
+    set with ``--secret``) and everything that depends on more than one section. Raises ``ConfigError``
+    naming the key path and what is wrong; nothing is registered before this returns."""
+    config = load_stack_config(project, values)
+    require_host_keys(config, stack)
+    secrets = frozenset(secret_keys)
+    placements = tuple(stack_placements(config))
+    check_capacity(config, placements)
+    return Deployment(
+        config=config,
+        ssh_private_key=ssh_private_key(project, values, secrets),
+        vault_init=imported_vault_init(project, values, secrets),
+        placements=placements,
+    )
+
+
+def engine_deployment() -> Deployment:
+    """``load_deployment`` for this program run, with the config the engine passed it."""
+    values, secret_keys = _engine_values()
+    return load_deployment(pulumi.get_project(), pulumi.get_stack(), values, secret_keys)
+
+
+def _engine_values() -> tuple[dict[str, Any], frozenset[str]]:
+    """Every config value the engine passed, and which of them are secret.
+
+    The SDK's only adapter into its private config state: ``pulumi.Config`` reads one key at a time by
+    name, but validation must see every key (an unknown key is a typo to report) and know which were
+    set as secrets (a private key in plaintext is refused). The language host passes config either in
+    the environment (``get_config_env``) or through the run context (``CONFIG``/``_SECRET_KEYS``, which
+    is also where the mocks put it), so both are read.
+    """
+    from pulumi.runtime import config as runtime_config
+
+    values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret_keys = frozenset(runtime_config._SECRET_KEYS.get()) | frozenset(runtime_config.get_config_secret_keys_env())
+    return values, secret_keys
