@@ -27,6 +27,7 @@ ENTRY_POINTS = {
     "benchmarks.lab_up": ["three"],
     "benchmarks.swarm_converge": ["three"],
     "benchmarks.request_flow": ["--requests", "many"],
+    "benchmarks.backup_restore": ["many"],
 }
 
 

@@ -338,8 +338,9 @@ def test_a_rotated_sentry_admin_password_is_applied_without_a_reinstall(server: 
     assert rotated.returncode == 0, rotated.stderr
     assert "applying changed secrets" in rotated.stdout
     assert not [c for c in rotated.calls if c.startswith(("git", "install.sh")) or " up " in c]
-    (createuser,) = [c for c in rotated.calls if "createuser" in c]
+    (createuser,) = [c for c in rotated.calls if c.startswith("docker") and "createuser" in c]
     assert "--force-update" in createuser
+    assert "createuser read: rotatedAdminPassword42" in rotated.calls  # the new password, on its stdin
     assert (Path(release.directory) / MARKER).read_text() != marker
     again = server.run(release.install_script(), stdin="rotatedAdminPassword42\n")
     assert again.returncode == 0 and again.calls == []
