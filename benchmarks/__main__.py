@@ -25,6 +25,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "plan_speed": [],
     "swarm_converge": [],
     "request_flow": [],
+    "acme_renewal": [],
+    "backup_restore": [],
 }
 
 

@@ -592,6 +592,65 @@ def sensitive_ports_private(args: ResourceValidationArgs, report_violation: Repo
 
 Validator = Callable[[ResourceValidationArgs, ReportViolation], None]
 
+# Where Nginx reads the certificates the program obtains over ACME, and where the CA fetches the
+# HTTP-01 tokens (components/acme.py: NGINX_LIVE_DIR, CHALLENGE_PATH).
+ACME_CERTIFICATES = "/etc/nginx/acme/"
+ACME_CHALLENGE = "/.well-known/acme-challenge/"
+_SERVER_BLOCK = re.compile(r"^server \{\n(.*?)^\}", re.M | re.S)
+
+
+def _directive(block: str, name: str) -> list[str]:
+    return [line.split(None, 1)[1].rstrip(";").strip() for line in block.splitlines() if line.strip().startswith(name + " ")]
+
+
+def certificate_names(config: str) -> dict[str, str]:
+    """Every name an Nginx config (the rendered ``conf.d`` file) serves over HTTPS -> its certificate
+    file (``""`` for none); names under ``ACME_CERTIFICATES`` are the ones the program obtains."""
+    outside = _SERVER_BLOCK.sub("", config)
+    default = (_directive(outside, "ssl_certificate") or [""])[0]
+    names: dict[str, str] = {}
+    for block in _SERVER_BLOCK.findall(config):
+        if not any(listen.startswith("443 ssl") for listen in _directive(block, "listen")):
+            continue
+        if "ssl_reject_handshake on;" in block:
+            continue
+        certificate = (_directive(block, "ssl_certificate") or [default])[0]
+        for served in _directive(block, "server_name"):
+            for name in served.split():
+                names[name] = certificate
+    return names
+
+
+def challenge_names(config: str) -> set[str]:
+    """Names whose port-80 server serves the ACME HTTP-01 path to anyone (no allow/deny there)."""
+    found: set[str] = set()
+    for block in _SERVER_BLOCK.findall(config):
+        if not any(listen.split()[0] == "80" for listen in _directive(block, "listen")):
+            continue
+        location = re.search(rf"location {re.escape(ACME_CHALLENGE)} \{{(.*?)\}}", block, re.S)
+        if location is None or re.search(r"^\s*(allow|deny) ", location.group(1), re.M):
+            continue
+        for served in _directive(block, "server_name"):
+            found.update(served.split())
+    return found
+
+
+def tls_names_have_certificates(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != COMMAND:
+        return
+    config = opened(props_of(args).get("stdin"))
+    if not isinstance(config, str) or "server_name" not in config or "listen 443" not in config:
+        return
+    challenges = challenge_names(config)
+    for name, certificate in sorted(certificate_names(config).items()):
+        if not certificate:
+            report_violation(f"Nginx serves {name} over HTTPS without a certificate")
+        elif certificate.startswith(ACME_CERTIFICATES) and name not in challenges:
+            report_violation(
+                f"{name} gets its certificate over ACME, but port 80 does not serve {ACME_CHALLENGE} for it to the CA"
+            )
+
+
 RULES: dict[str, tuple[str, Validator]] = {
     "no-public-container-ports": (
         "No container port on a public or wildcard address (0.0.0.0, ::, unset), except Nginx on 80 and 443.",
@@ -620,6 +679,11 @@ RULES: dict[str, tuple[str, Validator]] = {
     "sensitive-ports-private": (
         "Vault, MinIO console, registry and database ports are never public.",
         sensitive_ports_private,
+    ),
+    "tls-names-have-certificates": (
+        "Every name Nginx serves over HTTPS has a certificate; one obtained over ACME has its HTTP-01 challenge "
+        "served on port 80 to anyone.",
+        tls_names_have_certificates,
     ),
 }
 

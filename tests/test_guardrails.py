@@ -251,6 +251,11 @@ def test_the_programs_placements_are_every_modules(stack: str) -> None:
         placements = getattr(importlib.import_module(f"components.{module}"), "placements", None)
         if callable(placements):
             found.extend(placements(config))
+    # Backup repositories are placed from the targets components.placements gathers (disk, not memory).
+    from components.backups import repository_placements
+    from components.placements import backup_sources
+
+    found.extend(repository_placements(config, backup_sources(config)))
     assert found and sorted(map(repr, stack_placements(config))) == sorted(map(repr, found))
 
 
@@ -330,3 +335,13 @@ def test_the_pack_process_tells_secret_from_plaintext(prod: ProgramRun, pack_stu
 def test_the_command_line_reports_each_stack(capsys: pytest.CaptureFixture[str]) -> None:
     assert guardrails.main(["staging"]) == 0
     assert re.fullmatch(r"staging: \d+ resources, 0 violations\n", capsys.readouterr().out)
+
+
+def test_an_acme_name_whose_challenge_port_80_does_not_serve_is_caught(prod: ProgramRun, analyzer: guardrails.Analyzer) -> None:
+    reload = prod.named(rules.COMMAND, "nginx-reload")
+    assert policies_hit(analyzer, prod, reload) == set()
+
+    def without_challenges(inputs: dict[str, Any]) -> None:
+        inputs["stdin"] = inputs["stdin"].replace("location /.well-known/acme-challenge/", "location /.well-known/other/")
+
+    assert policies_hit(analyzer, prod, weakened(reload, without_challenges)) == {"tls-names-have-certificates"}

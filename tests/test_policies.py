@@ -72,7 +72,7 @@ def service(**task: Any) -> dict[str, Any]:
 def test_every_rule_is_a_mandatory_policy() -> None:
     assert [p.name for p in rules.POLICIES] == list(rules.RULES)
     assert all(p.enforcement_level == EnforcementLevel.MANDATORY for p in rules.POLICIES)
-    assert len(rules.POLICIES) == 7
+    assert len(rules.POLICIES) == 8
 
 
 PIN_CORPUS = (

@@ -27,9 +27,10 @@ from typing import Any, Optional
 
 import pulumi
 
-from components import firewall
+from components import backups, firewall
 from components.config import ServerName, StackConfig, server_name
 from components.deployment import load_deployment
+from components.placements import backup_sources
 from tools import deploy_graph, upstreams
 from tools.offline import (
     PROJECT,
@@ -328,6 +329,25 @@ def _group_order(component: Optional[Registration]) -> tuple[str, str]:
     return (component.type, component.name) if component else ("", "")
 
 
+def render_certificates(config: StackConfig) -> list[str]:
+    """Which public names get a certificate, and from where (edge.tls)."""
+    tls = config.edge.tls
+    names = sorted({route.host for _, route in config.edge_routes()})
+    out = [f"== Certificates (edge.tls.mode {tls.mode})"]
+    if tls.acme is not None:
+        out.append(
+            f"  ACME ({config.versions.lego} from {tls.acme.directory_url}, contact {tls.acme.email}; "
+            "renewed by samarth-certificates.timer with a third of the lifetime left):"
+        )
+        out.extend(f"    {name}" for name in config.acme_hosts())
+    for name in names:
+        files = tls.operator_files(name)
+        if files is not None:
+            out.append(f"  {name}: operator files {files.certificate_path}, {files.key_path}")
+    out.append("")
+    return out
+
+
 def render_plan(topology: Topology) -> str:
     run = topology.run
     secrets = generated_secrets(run)
@@ -361,6 +381,7 @@ def render_plan(topology: Topology) -> str:
         if others:
             out.append(f"  also: {', '.join(others)}")
         out.append("")
+    out.extend(render_certificates(topology.config))
     out.append("== Vault kv (generated values are listed by name; values are never printed)")
     for pub in pubs:
         out.append(f"  {pub.path}: {', '.join(pub.keys)}")
@@ -383,7 +404,29 @@ def render_plan(topology: Topology) -> str:
     out.extend(f"  {line}" for line in firewall.matrix_table(run.exports.get("firewall", [])).splitlines())
     out.append("")
     out.extend(deploy_graph.render(run, topology.server_of, topology.servers))
+    out += ["", *backup_plan(topology.config)]
     return "\n".join(out) + "\n"
+
+
+def backup_plan(config: StackConfig) -> list[str]:
+    """Each server's backup schedule, where its repository lives and its estimated size, and what is
+    not backed up and why."""
+    if not config.backups.enabled:
+        return ["== Backups: disabled (backups.enabled is false)"]
+    keep = config.backups.retention
+    out = [
+        f"== Backups (restic; keep {keep.hourly} hourly, {keep.daily} daily, {keep.weekly} weekly, {keep.monthly} monthly; "
+        f"repository size estimated from backups.dataGib and {config.backups.daily_change_percent:g}% change a day)"
+    ]
+    out += [f"  {line}" for line in backups.schedule_table(config, backup_sources(config))]
+    for server, spec in config.servers.items():
+        held = [p for p in backups.repository_placements(config, backup_sources(config)) if p.server == server]
+        if held:
+            declared = f"{spec.disk_gib} GiB declared" if spec.disk_gib else "diskGib not declared"
+            out.append(f"  {server} holds {', '.join(f'{p.what} (~{p.disk_gib} GiB)' for p in held)}; {declared}")
+    out.append("  not backed up:")
+    out += [f"    {what}: {why}" for what, why in backups.not_backed_up(config).items()]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -33,15 +33,16 @@ renewal_due() {
 }
 
 # The ACME client, lego, in its pinned image: account and certificates in $LEGO_DIR, HTTP-01 tokens
-# written to $WEBROOT, which Nginx serves at /.well-known/acme-challenge/ on port 80.
+# written to $WEBROOT, which Nginx serves at /.well-known/acme-challenge/ on port 80. It listens on
+# nothing and only calls the CA: the host's network spares it Docker's NAT and forwarding rules.
 obtain() {
   set -- --path /data --server "$DIRECTORY_URL" --email "$EMAIL" --accept-tos --key-type ec256 \
     --http --http.webroot /webroot --domains "$1" run
   if [ -n "$CA_CERTIFICATE" ]; then
-    docker run --rm -v "$LEGO_DIR:/data" -v "$WEBROOT:/webroot" -v "$CA_CERTIFICATE:/etc/samarth-acme-ca.pem:ro" \
-      -e LEGO_CA_CERTIFICATES=/etc/samarth-acme-ca.pem "$IMAGE" "$@"
+    docker run --rm --network host -v "$LEGO_DIR:/data" -v "$WEBROOT:/webroot" \
+      -v "$CA_CERTIFICATE:/etc/samarth-acme-ca.pem:ro" -e LEGO_CA_CERTIFICATES=/etc/samarth-acme-ca.pem "$IMAGE" "$@"
   else
-    docker run --rm -v "$LEGO_DIR:/data" -v "$WEBROOT:/webroot" "$IMAGE" "$@"
+    docker run --rm --network host -v "$LEGO_DIR:/data" -v "$WEBROOT:/webroot" "$IMAGE" "$@"
   fi
 }
 

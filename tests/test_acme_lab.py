@@ -1,0 +1,158 @@
+"""Issue 20 on the lab, for real: the program's certificate scripts and Nginx config against pebble.
+
+A fresh application host goes from no certificate to valid HTTPS for every route host name; a second
+run obtains nothing; renewal starts with a third of the lifetime left; a forced renewal swaps every
+certificate while requests keep flowing (the figure is printed; benchmarks/acme_renewal.py repeats it);
+a failing renewal exits non-zero and leaves the served certificates alone; a host name removed from the
+routes stops renewing, and one added gets its certificate on the next run. See tests/acme_lab.py.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from acme_lab import AcmeLab, RequestLoop, acme_lab, missing_tools
+from components import acme
+from components.config import Route
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or bool(missing_tools()),
+    reason=f"needs root and Debian's pebble, lego, nginx, busybox-static (.ci/run installs them): missing {missing_tools()}",
+)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AcmeLab]:
+    with acme_lab(tmp_path_factory.mktemp("acme")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def roots(lab: AcmeLab) -> ssl.SSLContext:
+    return lab.pebble_roots()
+
+
+def _ok(step) -> str:
+    assert step.returncode == 0, step.stdout + step.stderr
+    return step.stdout
+
+
+def test_a_fresh_server_goes_from_no_certificate_to_valid_https_for_every_route_host(lab: AcmeLab, roots: ssl.SSLContext) -> None:
+    hosts = lab.config.acme_hosts()
+    assert len(hosts) == 7
+    # `pulumi up`'s order: install (placeholders), the Nginx container, its config, then issuance.
+    assert "placeholder certificate for registry.samarth.example.org" in _ok(lab.install())
+    lab.start_nginx()
+    _ok(lab.reload())
+    # Nginx runs before any certificate exists: 443 serves the placeholder, which no client trusts.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        lab.served_certificate("registry.samarth.example.org", roots)
+    out = _ok(lab.certificates("renew"))
+    assert f"certificates: {len(hosts)} obtained, 0 current; nginx reloaded for: {' '.join(hosts)}" in out
+    for host in hosts:
+        assert lab.wait_served(host, roots) == lab.live_certificate(host), host
+    assert lab.https_status("registry.samarth.example.org", "/", roots) == 200
+    # lego registered with the account key the program gave it (from state), root-only.
+    assert lab.config.edge.tls.acme is not None
+    key_file = Path(acme.account_key_path(lab.config.edge.tls.acme, lab.acme_dir))
+    assert key_file.read_text() == lab.account_key
+    assert (key_file.parent.parent / "account.json").exists()
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600" and key_file.stat().st_uid == 0
+    assert oct(Path(lab.acme_dir, "live").stat().st_mode & 0o777) == "0o700"
+
+
+def test_the_vault_host_serves_its_challenge_path_and_nothing_else(lab: AcmeLab, roots: ssl.SSLContext) -> None:
+    vault = "vault.samarth.example.org"
+    # Its certificate came from pebble, whose address is not on the route's allow list.
+    assert lab.wait_served(vault, roots) == lab.live_certificate(vault)
+    assert lab.https_status(vault, "/ui/", roots) == 403
+    assert lab.http_status(vault, f"{acme.CHALLENGE_PATH}no-such-token") == 404
+    assert lab.http_status(vault, "/ui/") == 301
+    assert lab.http_status("unrouted.samarth.example.org", f"{acme.CHALLENGE_PATH}no-such-token") == 301
+
+
+def test_a_second_run_obtains_nothing_and_does_not_reload(lab: AcmeLab) -> None:
+    before = {h: lab.live_certificate(h) for h in lab.config.acme_hosts()}
+    out = _ok(lab.certificates("renew"))
+    assert "certificates: 0 obtained, 7 current; nginx not reloaded (nothing changed)" in out
+    assert {h: lab.live_certificate(h) for h in before} == before
+
+
+def test_renewal_starts_with_a_third_of_the_lifetime_left(lab: AcmeLab, roots: ssl.SSLContext) -> None:
+    # One-hour certificates: 30 minutes on, half is left; 45 minutes on, a quarter.
+    assert "0 obtained, 7 current" in _ok(lab.certificates("renew", clock_offset_seconds=30 * 60))
+    before = lab.live_certificate("files.samarth.example.org")
+    assert "7 obtained, 0 current" in _ok(lab.certificates("renew", clock_offset_seconds=45 * 60))
+    renewed = lab.wait_served("files.samarth.example.org", roots)
+    assert renewed != before and renewed == lab.live_certificate("files.samarth.example.org")
+
+
+def test_a_forced_renewal_swaps_certificates_without_a_failed_request(lab: AcmeLab, roots: ssl.SSLContext) -> None:
+    host = "registry.samarth.example.org"
+    before = lab.served_certificate(host, roots)
+    with RequestLoop(lab, host, roots).running() as loop:
+        step = lab.certificates("force-renew")
+        served = lab.wait_served(host, roots)
+    out = _ok(step)
+    print(f"\nforced renewal of 7 certificates took {step.seconds:.1f}s; {loop.sent} HTTPS requests during it, "
+          f"{len(loop.failures)} failed")
+    assert "7 obtained" in out and "nginx reloaded for:" in out
+    assert served != before and served == lab.live_certificate(host)
+    assert loop.sent > 50
+    assert loop.failures == []
+
+
+def test_a_failing_renewal_exits_non_zero_and_keeps_serving(lab: AcmeLab, roots: ssl.SSLContext) -> None:
+    assert lab.config.edge.tls.acme is not None
+    broken_acme = lab.config.edge.tls.acme.model_copy(update={"directory_url": f"https://{lab.ca.address}:14999/dir"})
+    broken = lab.config.model_copy(
+        update={"edge": lab.config.edge.model_copy(update={"tls": lab.config.edge.tls.model_copy(update={"acme": broken_acme})})}
+    )
+    host = "api.samarth.example.org"
+    before = lab.live_certificate(host)
+    try:
+        _ok(lab.install(broken))
+        step = lab.certificates("force-renew")
+        assert step.returncode != 0
+        assert "no certificate obtained for: api.samarth.example.org" in step.stderr
+        assert lab.served_certificate(host, roots) == before == lab.live_certificate(host)
+    finally:
+        _ok(lab.install())
+
+
+def test_a_removed_host_stops_renewing_and_an_added_one_gets_its_certificate(lab: AcmeLab, roots: ssl.SSLContext) -> None:
+    removed = "esamwad.samarth.example.org"
+    routes = [r for r in lab.config.edge.routes if r.host != removed]
+    smaller = lab.config.model_copy(update={"edge": lab.config.edge.model_copy(update={"routes": routes})})
+    _ok(lab.install(smaller))
+    _ok(lab.reload(smaller))
+    out = _ok(lab.certificates("renew"))
+    assert f"removed {removed} (no longer routed)" in out and "0 obtained, 6 current" in out
+    assert not Path(lab.acme_dir, "live", f"{removed}.crt").exists()
+    assert removed not in _ok(lab.certificates("status"))
+    with pytest.raises(ssl.SSLError):
+        lab.served_certificate(removed, roots)
+    # A new name in the routes gets its certificate on the next run (a placeholder first, so that
+    # nginx -t passes); the removed one, back, gets the still-current certificate the client kept.
+    added = "new.samarth.example.org"
+    larger = lab.config.model_copy(update={"edge": lab.config.edge.model_copy(
+        update={"routes": [*lab.config.edge.routes, Route(host=added, upstream="swarm", port=8003)]})})
+    _ok(lab.install(larger))
+    _ok(lab.reload(larger))
+    assert f"1 obtained, 7 current; nginx reloaded for: {removed} {added}" in _ok(lab.certificates("renew"))
+    for host in (removed, added):
+        assert lab.wait_served(host, roots) == lab.live_certificate(host)
+    _ok(lab.install())
+    _ok(lab.reload())
+    assert f"removed {added} (no longer routed)" in _ok(lab.certificates("renew"))
+
+
+def test_status_reads_days_left_per_certificate(lab: AcmeLab) -> None:
+    lines = _ok(lab.certificates("status")).splitlines()
+    assert [line.split(":")[0] for line in lines] == lab.config.acme_hosts()
+    assert all(" 0 days left, until " in line and "Pebble Intermediate CA" in line for line in lines), lines
