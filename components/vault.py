@@ -455,7 +455,7 @@ class VaultServer(pulumi.ComponentResource):
                 opts=self._vault_options(),
             )
         policy = vault.Policy("vault-policy-jenkins", name=JENKINS, policy=jenkins_policy(), opts=self._vault_options())
-        approle = vault.AuthBackend("vault-approle", type="approle", path="approle", opts=self._vault_options())
+        self.approle = approle = vault.AuthBackend("vault-approle", type="approle", path="approle", opts=self._vault_options())
         role = vault.approle.AuthBackendRole(
             "vault-approle-jenkins",
             backend=approle.path,
