@@ -2,9 +2,10 @@
 
 import pulumi
 
-from components import data, edge, firewall, observability, registry, storage, vault
+from components import backups, data, edge, firewall, observability, registry, storage, vault
 from components.deployment import engine_deployment
 from components.host import build_hosts
+from components.placements import backup_sources
 from components.publishing import CredentialBook
 from components.swarm import Cluster, ClusterArgs, RegistryLogin
 
@@ -66,6 +67,19 @@ swarm = Cluster(
         ),
     ),
 )
+backup_agents = backups.Backups(
+    "backups",
+    backups.BackupsArgs(
+        config=config,
+        hosts=hosts,
+        sources=backup_sources(config),
+        store=backups.ObjectStore(provider=minio.provider, endpoint=minio.endpoint),
+        vault=backups.VaultAccess(
+            provider=vault_server.provider, ready=vault_server.unseal, approle_path=vault_server.approle.path
+        ),
+        book=book,
+    ),
+)
 
 # Last: every component has added its credentials to the book by now.
 vault_server.publish(book)
@@ -85,6 +99,7 @@ host_firewall = firewall.Firewall(
             *apps.openings,
             *nginx.openings,
             *swarm.openings,
+            *backup_agents.openings,
         ],
     ),
 )
@@ -102,6 +117,8 @@ pulumi.export("jenkinsSecretId", vault_server.jenkins_secret_id)
 pulumi.export("registry", {"server": docker_registry.server, "username": docker_registry.username})
 pulumi.export("minioEndpoint", minio.endpoint)
 pulumi.export("edgeRoutes", [f"{r.host}{r.path} -> {r.upstream}{f':{r.port}' if r.port else ''}" for _, r in config.edge_routes()])
+# Where each server's backups go (credentials: Vault, kv/samarth/backups).
+pulumi.export("backupRepositories", backup_agents.repositories)
 pulumi.export("swarmManagerAddress", swarm.manager_address)
 pulumi.export("swarmNetwork", swarm.network.name)
 pulumi.export("firewall", [firewall.row_export(row) for row in host_firewall.rows])

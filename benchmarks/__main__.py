@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "swarm_converge": [],
     "request_flow": [],
     "acme_renewal": [],
+    "backup_restore": [],
 }
 
 

@@ -11,6 +11,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from benchmarks.report import figure
@@ -50,6 +51,14 @@ def main() -> None:
             print(f"forced renewal {round_}: {step.seconds:.1f} s, {loop.sent} HTTPS requests during it, "
                   f"{len(loop.failures)} failed{': ' + '; '.join(loop.failures[:3]) if loop.failures else ''}")
         figure("ACME forced renewal of every name", statistics.median(durations), "s", f"median of {rounds}")
+        # The one Nginx container replacement (adding the ACME mounts): how long requests fail.
+        with RequestLoop(lab, "registry.samarth.example.org", roots).running() as loop:
+            time.sleep(1)
+            lab.replace_nginx()
+            time.sleep(1)
+        outage = (max(loop.failed_at) - min(loop.failed_at)) if loop.failed_at else 0.0
+        figure("Nginx container replacement: requests failing for", outage, "s",
+               f"{len(loop.failures)} of {loop.sent} requests failed (docker rm -f, run; Debian nginx on the lab)")
         figure("HTTPS requests during the forced renewals", sent, "requests", "new connection each, 4 threads")
         figure("of which failed", failed, "requests")
 

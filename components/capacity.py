@@ -20,12 +20,15 @@ class Placement:
     what: str
     memory_mib: int
     min_cpus: int = 0
+    # Disk the placement needs on the server (backup repositories), checked against ``servers.<name>.diskGib``.
+    disk_gib: float = 0
 
 
 def capacity_table(config: StackConfig, placements: Iterable[Placement]) -> str:
     by_server: dict[str, list[Placement]] = defaultdict(list)
     for placement in placements:
-        by_server[placement.server].append(placement)
+        if placement.memory_mib or not placement.disk_gib:
+            by_server[placement.server].append(placement)
     lines = [f"{'server':<14} {'what':<40} {'MiB':>8}"]
     for name, server in config.servers.items():
         placed = by_server.get(name, [])
@@ -34,6 +37,23 @@ def capacity_table(config: StackConfig, placements: Iterable[Placement]) -> str:
         total = sum(p.memory_mib for p in placed)
         lines.append(f"{name:<14} {'= total / usable of declared':<40} {total:>8} / {usable_mib(config, name)} of {server.memory_mib}")
     return "\n".join(lines)
+
+
+def disk_table(config: StackConfig, placements: Iterable[Placement]) -> str:
+    lines = [f"{'server':<14} {'what':<40} {'GiB':>8}"]
+    for name, server in config.servers.items():
+        placed = [p for p in placements if p.server == name and p.disk_gib]
+        for p in placed:
+            lines.append(f"{name:<14} {p.what:<40} {p.disk_gib:>8}")
+        if placed:
+            declared = f"{usable_gib(config, name)} of {server.disk_gib}" if server.disk_gib else "not declared (diskGib)"
+            lines.append(f"{name:<14} {'= total / usable of declared':<40} {round(sum(p.disk_gib for p in placed), 1):>8} / {declared}")
+    return "\n".join(lines)
+
+
+def usable_gib(config: StackConfig, server: ServerName) -> float:
+    disk = config.servers[server].disk_gib or 0
+    return round(disk * (100 - config.capacity.headroom_percent) / 100, 1)
 
 
 def usable_mib(config: StackConfig, server: ServerName) -> int:
@@ -57,6 +77,13 @@ def check_capacity(config: StackConfig, placements: Iterable[Placement]) -> None
                 f"servers.{name}.memoryMib: {server.memory_mib} MiB with {config.capacity.headroom_percent}% headroom "
                 f"leaves {usable_mib(config, name)} MiB, but {total} MiB is placed there: {what}"
             )
+        disk = round(sum(p.disk_gib for p in placed), 1)
+        if server.disk_gib is not None and disk > usable_gib(config, name):
+            what = ", ".join(f"{p.what} ({p.disk_gib} GiB)" for p in placed if p.disk_gib)
+            problems.append(
+                f"servers.{name}.diskGib: {server.disk_gib} GiB with {config.capacity.headroom_percent}% headroom "
+                f"leaves {usable_gib(config, name)} GiB, but {disk} GiB is placed there: {what}"
+            )
         for p in placed:
             if p.min_cpus > server.cpus:
                 problems.append(f"servers.{name}.cpus: {p.what} needs at least {p.min_cpus} CPUs, {server.cpus} declared")
@@ -66,4 +93,6 @@ def check_capacity(config: StackConfig, placements: Iterable[Placement]) -> None
             + "\n  ".join(problems)
             + "\n\n"
             + capacity_table(config, placements)
+            + "\n\n"
+            + disk_table(config, placements)
         )

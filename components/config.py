@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from .backup_catalogue import METHODS as BACKUP_METHODS
 from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, image_major, template_problems
 from .ports import APPLICATION_FIXED, SWARM_FIXED
 
@@ -183,6 +184,8 @@ class Server(Model):
     cpus: int = Field(ge=1)
     # The server's SSH host key, pinned: every connection (commands and Docker) refuses any other.
     host_key: Optional[HostKey] = Field(default=None, alias="hostKey")
+    # Disk space the server offers to what the program keeps there (backup repositories); unset: not checked.
+    disk_gib: Optional[int] = Field(default=None, alias="diskGib", ge=1)
 
 
 class JumpHost(Model):
@@ -242,6 +245,8 @@ class Versions(Model):
     nginx: ImageRef
     # The ACME client (goacme/lego) that obtains and renews Nginx's certificates (edge.tls.mode acme).
     lego: ImageRef
+    # restic's official image: the backup agents copy its static binary onto each server.
+    restic: ImageRef
 
     @field_validator("postgres")
     @classmethod
@@ -690,6 +695,62 @@ class Databases(Model):
         return problems
 
 
+# --- backups (components/backups.py): schedules, retention, where repositories live, size estimates.
+
+BackupSchedule = Literal["hourly", "daily", "weekly"]
+_HOURLY_POSTGRES: dict[str, BackupSchedule] = {"postgres": "hourly"}
+
+
+class BackupRetention(Model):
+    """How many snapshots ``restic forget`` keeps per target (``--keep-hourly`` and so on)."""
+
+    hourly: int = Field(default=24, ge=0)
+    daily: int = Field(default=14, ge=0)
+    weekly: int = Field(default=8, ge=0)
+    monthly: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> BackupRetention:
+        if not (self.hourly or self.daily or self.weekly or self.monthly):
+            raise ValueError("keeps no snapshot at all: set at least one of hourly, daily, weekly, monthly")
+        return self
+
+
+class Backups(Model):
+    """Scheduled restic backups of every stateful service (see components/backups.py)."""
+
+    enabled: bool = True
+    # Per backup method (postgres, redis, rabbitmq, vault-raft, files, swarm); the rest use ``default``.
+    schedules: dict[str, BackupSchedule] = Field(default_factory=lambda: _HOURLY_POSTGRES.copy())
+    default_schedule: BackupSchedule = Field(default="daily", alias="defaultSchedule")
+    retention: BackupRetention = BackupRetention()
+    # The application server's repository (SFTP) lives on this database server.
+    application_repository_on: Literal["db1", "db2"] = Field(default="db1", alias="applicationRepositoryOn")
+    # Expected size of what each target backs up (GiB), by target name or by method; for the disk estimate.
+    data_gib: dict[str, float] = Field(default_factory=dict, alias="dataGib")
+    # Share of the data that changes per day (percent): the deduplicated repository grows by it per retained day.
+    daily_change_percent: float = Field(default=5, alias="dailyChangePercent", ge=0, le=100)
+
+    @field_validator("schedules")
+    @classmethod
+    def _known_methods(cls, schedules: dict[str, str]) -> dict[str, str]:
+        for method in schedules:
+            if method not in BACKUP_METHODS:
+                raise ValueError(f"{method!r} is not a backup method (methods: {', '.join(BACKUP_METHODS)})")
+        return schedules
+
+    @field_validator("data_gib")
+    @classmethod
+    def _positive_sizes(cls, sizes: dict[str, float]) -> dict[str, float]:
+        for name, size in sizes.items():
+            if size < 0:
+                raise ValueError(f"{name}: {size} GiB is negative")
+        return sizes
+
+    def schedule(self, method: str) -> str:
+        return self.schedules.get(method, self.default_schedule)
+
+
 LogSize = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,5}[kmg]$")]
 
 
@@ -746,6 +807,7 @@ class StackConfig(Model):
     observability: ObservabilitySettings
     databases: Databases = Databases()
     edge: Edge
+    backups: Backups = Backups()
     firewall: FirewallSettings
     logs: Logs = Logs()
 
@@ -878,7 +940,7 @@ class StackConfig(Model):
     def _credentials_have_one_owner(self) -> StackConfig:
         # A database service shares kv/samarth/<name> with a platform service of that name; a key both
         # publish would only fail when the Vault component writes the path, after every server is done.
-        installed = {*self.observability.enabled(), "registry", "doc-generator"}
+        installed = {*self.observability.enabled(), "registry", "doc-generator", *(["backups"] if self.backups.enabled else [])}
         problems: list[str] = []
         for service in self.databases.catalogue():
             platform = PLATFORM_CREDENTIALS.get(service.name, ()) if service.name in installed else ()
@@ -1017,7 +1079,17 @@ def require_host_keys(config: StackConfig, stack: str) -> None:
 # What the platform's own components publish to kv/samarth/<service> besides the database services:
 # the registry, MinIO (for the doc-generator bucket), Sentry and PostHog. A test keeps this equal to
 # what the program publishes.
+# The servers with backup targets (components/placements.py); the application server's repository is SFTP
+# (no S3 keys).
+_BACKUP_KEYS = tuple(
+    f"{server.replace('-', '_').upper()}_{key}"
+    for server in ("db1", "db2", "application", "swarm-master")
+    for key in ("RESTIC_REPOSITORY", "RESTIC_PASSWORD")
+    + (() if server == "application" else ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+)
+
 PLATFORM_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "backups": _BACKUP_KEYS,
     "registry": ("DOCKER_SERVER", "DOCKER_USERNAME", "DOCKER_PASSWORD"),
     "doc-generator": ("MINIO_URL", "MINIO_USER", "MINIO_PASSWORD"),
     "sentry": ("SENTRY_URL", "SENTRY_ADMIN_EMAIL", "SENTRY_ADMIN_PASSWORD"),

@@ -146,10 +146,13 @@ def render_rules(rows: Sequence[Row]) -> str:
         lines.append(f"-A {chain} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN")
         if chain == INPUT_CHAIN:
             lines.append(f"-A {chain} -i lo -j RETURN")
+        # Several openings of one port (a service and the backups that reach it) share one DROP, after
+        # the RETURNs of all their sources.
+        allowed: dict[str, set[str]] = {}
         for row in chain_rows:
-            match = _match(row)
-            networks = sorted({n for source in row.sources for n in source.networks})
-            lines += [f"-A {chain} -s {network} {match} -j RETURN" for network in networks]
+            allowed.setdefault(_match(row), set()).update(n for source in row.sources for n in source.networks)
+        for match, networks in allowed.items():
+            lines += [f"-A {chain} -s {network} {match} -j RETURN" for network in sorted(networks)]
             lines.append(f"-A {chain} {match} -j DROP")
     return "\n".join(lines) + "\n"
 

@@ -24,10 +24,10 @@ SCRIPTS = Path(__file__).resolve().parent / "scripts"
 _VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
-# A line that sources a shared library file beside the script: `. ./swarm-lib.sh`. shellcheck follows
+# A line that sources a shared library file beside the script: `. ./swarm-lib.sh` (indented or not). shellcheck follows
 # it (.shellcheckrc: source-path=SCRIPTDIR); rendering puts the library's text in its place, as the
 # servers have no copy of the file.
-_LIBRARY = re.compile(r"^\. \./([a-z0-9-]+\.sh)$", re.M)
+_LIBRARY = re.compile(r"^[ \t]*\. \./([a-z0-9-]+\.sh)$", re.M)
 
 
 @cache

@@ -69,6 +69,8 @@ class Storage(pulumi.ComponentResource):
 
     endpoint: pulumi.Output[str]
     bucket: minio.S3Bucket
+    # For other components' buckets and users (the backup repositories).
+    provider: minio.Provider
 
     def __init__(self, name: str, args: StorageArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:storage:Storage", name, None, opts)
@@ -104,7 +106,7 @@ class Storage(pulumi.ComponentResource):
         self.endpoint = pulumi.Output.concat(host.private_ip, f":{API_PORT}")
         admin_user: pulumi.Output[str] = pulumi.Output.secret(root_user.result)
         admin_password: pulumi.Output[str] = pulumi.Output.secret(root_password.result)
-        provider = minio.Provider(
+        self.provider = provider = minio.Provider(
             f"{name}-minio",
             minio_server=self.endpoint,
             minio_user=admin_user,

@@ -457,7 +457,7 @@ class VaultServer(pulumi.ComponentResource):
                 opts=self._vault_options(),
             )
         policy = vault.Policy(f"{name}-policy-jenkins", name=JENKINS, policy=jenkins_policy(), opts=self._vault_options())
-        approle = vault.AuthBackend(f"{name}-approle", type="approle", path="approle", opts=self._vault_options())
+        self.approle = approle = vault.AuthBackend(f"{name}-approle", type="approle", path="approle", opts=self._vault_options())
         role = vault.approle.AuthBackendRole(
             f"{name}-approle-jenkins",
             backend=approle.path,

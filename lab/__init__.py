@@ -13,6 +13,7 @@ from .core import (
     machine_lock,
     ssh,
     ssh_command,
+    temporary_lab,
     unavailable,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "machine_lock",
     "ssh",
     "ssh_command",
+    "temporary_lab",
     "unavailable",
 ]

@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -199,6 +200,24 @@ def machine_lock() -> AbstractContextManager[None]:
     """Hold it from choosing a ``free_subnet`` until ``Lab.up`` has put it on a bridge, so two
     processes setting up labs at once do not pick the same subnet."""
     return _locked(Path("/run/samarth-lab.lock"))
+
+
+@contextmanager
+def temporary_lab(names: Sequence[str], tag: str) -> Iterator[tuple[Lab, dict[str, LabHost]]]:
+    """A lab of ``names`` for one run of a benchmark or a script: its own prefix (``tag`` and this
+    process's id), a free subnet and a temporary state directory; down again when the block ends."""
+    with tempfile.TemporaryDirectory(prefix=f"lab-{tag}-") as tmp:
+        with machine_lock():
+            lab = Lab(prefix=f"{tag}{os.getpid()}", subnet=free_subnet(), state_dir=Path(tmp) / "state", timeout=120)
+            try:
+                hosts = {h.name: h for h in lab.up(list(names))}
+            except BaseException:
+                lab.down()
+                raise
+        try:
+            yield lab, hosts
+        finally:
+            lab.down()
 
 
 def used_networks() -> list[ipaddress.IPv4Network]:

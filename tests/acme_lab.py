@@ -270,6 +270,14 @@ class AcmeLab:
               "-v", f"{self.acme_dir}/webroot:{acme.NGINX_WEBROOT}:ro",
               NGINX_IMAGE, "/usr/sbin/nginx", "-g", "daemon off;"])
 
+    def replace_nginx(self) -> None:
+        """What `pulumi up` does when the container's mounts change: delete it (its name and ports cannot
+        be held twice), create and start the new one, which reads the config and certificates on disk."""
+        _run(["docker", "-H", self.application.docker_host, "rm", "-f", "nginx"])
+        self.start_nginx()
+        for port in (80, 443):
+            _wait_port(self.application.address, port, None, self.work / "pebble.log")
+
     def pebble_roots(self) -> ssl.SSLContext:
         """A client context trusting pebble's issuing root (from its management API) and nothing else."""
         context = ssl.create_default_context(cafile=str(self.pebble_ca))
@@ -326,6 +334,8 @@ class RequestLoop:
     context: ssl.SSLContext
     sent: int = 0
     failures: list[str] = field(default_factory=list)
+    # time.monotonic() of each failure, to measure an outage's length
+    failed_at: list[float] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _run(self) -> None:
@@ -335,8 +345,10 @@ class RequestLoop:
                 status = self.lab.https_status(self.host, "/", self.context)
                 if status != 200:
                     self.failures.append(f"HTTP {status}")
+                    self.failed_at.append(time.monotonic())
             except (OSError, ssl.SSLError, ValueError, IndexError) as error:
                 self.failures.append(repr(error))
+                self.failed_at.append(time.monotonic())
 
     @contextmanager
     def running(self, threads: int = 4) -> Iterator[RequestLoop]:

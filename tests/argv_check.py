@@ -44,11 +44,13 @@ class Leak:
 
 
 def secret_atoms(values: Iterable[str]) -> set[str]:
-    """The high-entropy runs (16+ letters and digits, with both) of secret values: what a generated
-    password, token or key looks like inside any text that carries it."""
+    """The high-entropy runs (16+ letters and digits, with both) of secret values, and short-enough
+    values whole: what a generated password, token or key looks like inside any text that carries it."""
     atoms = set()
     for value in values:
-        for atom in _ATOM.findall(value):
+        # A password with punctuation (OpenSearch's) whole, besides its long alphanumeric runs.
+        whole = [value] if len(value) >= 16 and not any(c.isspace() for c in value) else []
+        for atom in [*whole, *_ATOM.findall(value)]:
             if any(c.isdigit() for c in atom) and any(c.isalpha() for c in atom):
                 atoms.add(atom)
     return atoms

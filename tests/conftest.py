@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from tools.offline import ProgramRun, run_program
 
 STACKS = ("prod", "staging")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for pytest-xdist's ``--dist loadgroup`` (pytest.ini): one worker runs every test that
+    uses the lab, so a run starts one lab and builds each lab image once; any other test runs on the
+    worker that runs its module, so module fixtures (and their program runs) are set up once."""
+    for item in items:
+        group = "lab" if "lab_session" in getattr(item, "fixturenames", ()) else item.path.stem
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Under pytest-xdist each worker runs in a working directory of its own: the program writes files
+    relative to it (the Vault CA it hands the provider, .samarth/), and two workers' program runs must
+    not overwrite each other's between a write and a test reading it back."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    before = Path.cwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 @pytest.fixture(scope="session")

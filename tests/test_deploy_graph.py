@@ -16,11 +16,13 @@ from tools.plan import Topology, place, render_plan
 
 COMMAND = "command:remote:Command"
 
-# The longest chain of a fresh `up` of prod. Vault's bootstrap is the critical path: its API answers
+# The longest chain of a fresh `up` of prod. Every Docker object waits for its server's preflight and
+# log defaults (a change restarts dockerd). Then Vault's bootstrap is the critical path: its API answers
 # only once the container runs, is initialised and unsealed, and Jenkins' secret ID needs its role,
 # which needs the AppRole backend. Shorten it if you can; never let it grow by accident.
 PROD_CHAIN = [
     "application-preflight",
+    "application-docker-log-defaults",
     "application-vault-audit",
     "application-vault",
     "application-vault-init",

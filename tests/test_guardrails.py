@@ -251,6 +251,11 @@ def test_the_programs_placements_are_every_modules(stack: str) -> None:
         placements = getattr(importlib.import_module(f"components.{module}"), "placements", None)
         if callable(placements):
             found.extend(placements(config))
+    # Backup repositories are placed from the targets components.placements gathers (disk, not memory).
+    from components.backups import repository_placements
+    from components.placements import backup_sources
+
+    found.extend(repository_placements(config, backup_sources(config)))
     assert found and sorted(map(repr, stack_placements(config))) == sorted(map(repr, found))
 
 

@@ -4,9 +4,12 @@ write into a stack file, and the refusal to replace a changed key."""
 from __future__ import annotations
 
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,7 +56,7 @@ def test_help_and_a_missing_stack_are_clean(tmp_path: Path) -> None:
     assert "Traceback" not in missing.stderr
 
 
-def test_a_non_interactive_run_without_yes_writes_nothing(tmp_path: Path) -> None:
+def test_a_bad_server_entry_is_reported_before_anything_is_scanned(tmp_path: Path) -> None:
     stack = tmp_path / "Pulumi.bad.yaml"
     stack.write_text("config:\n  samarth-infra:servers:\n    db1: {privateIp: 8.8.8.8, memoryMib: 1024, cpus: 1}\n")
     result = subprocess.run(
@@ -194,3 +197,48 @@ def test_through_a_jump_host_the_scan_runs_there_and_checks_its_key(
     code, _, err = run_tool(tmp_path, "--yes")
     assert code == 2 and "jumpHost (" in err and "--replace jumpHost" in err
     assert accepted_logins(lab_session, master) == logins
+
+
+def test_without_yes_it_asks_and_writes_only_on_a_yes(lab_session: LabSession, tmp_path: Path) -> None:
+    servers = assignments(lab_session)
+    stack = tmp_path / "Pulumi.t.yaml"
+    write_stack(stack, {n: h.address for n, h in servers.items()}, {})
+    before = stack.read_text()
+
+    # No terminal and no --yes: nothing is written, and it says how to go on.
+    code, _, err = run_tool(tmp_path)
+    assert code == 2 and "compare the fingerprints, then run again with --yes" in err
+    assert stack.read_text() == before
+
+    def answered(answer: str) -> tuple[int, str]:
+        """The tool on a terminal (a pty), answering its question with ``answer``."""
+        argv = [sys.executable, "-m", "tools.hostkeys", "--stack", "t", "--directory", str(tmp_path), "--timeout", "5"]
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.chdir(ROOT)
+            os.execv(sys.executable, argv)
+        output = b""
+        deadline = time.monotonic() + 120
+        while b"[y/N]" not in output:
+            ready, _, _ = select.select([fd], [], [], 1)
+            chunk = os.read(fd, 4096) if ready else b"-"
+            assert chunk and time.monotonic() < deadline, f"the tool did not ask: {output!r}"
+            output += chunk if ready else b""
+        os.write(fd, f"{answer}\n".encode())
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+    code, output = answered("n")
+    assert code == 1 and "Nothing written." in output and "Write 6 key(s) to Pulumi.t.yaml?" in output
+    assert stack.read_text() == before
+    code, output = answered("y")
+    assert code == 0, output
+    assert pinned(stack) == {name: host.host_key for name, host in servers.items()}

@@ -104,6 +104,10 @@ SECRET_BEARING = {
     "observability-sentry-install": "stdin: the admin password",
     "observability-posthog-install": "stdin: PostHog's secrets",
     "nginx-certificates-install": "stdin: the ACME account key",
+    "backups-db1-install": "stdin: the restic repository password and S3 keys",
+    "backups-db2-install": "stdin: the restic repository password and S3 keys",
+    "backups-swarm-master-install": "stdin: the restic repository password and S3 keys",
+    "backups-application-install": "stdin: the restic repository password and the Vault snapshot AppRole",
 }
 
 

@@ -70,7 +70,7 @@ def test_install_commands_are_guarded_logged_off_and_keep_volumes(prod: ProgramR
     inputs = command.plain_inputs
     assert inputs["update"] == inputs["create"]
     assert "triggers" not in inputs
-    assert 'if [ "$installed" = "$DESIRED" ]; then' in inputs["create"]
+    assert 'if [ "$installed" = "$wanted" ]; then' in inputs["create"]
     assert inputs["logging"] == "none"
     assert inputs["addPreviousOutputInEnv"] is False
     assert is_secret(command.inputs["stdin"])

@@ -183,7 +183,9 @@ def test_sentry_first_install_clones_the_tag_installs_unattended_and_creates_the
     assert "SENTRY_BIND=9000" not in custom
     assert "COMPOSE_PROJECT_NAME=sentry-self-hosted" in custom
     assert stat.S_IMODE((directory / ".env.custom").stat().st_mode) == 0o600
-    assert (directory / MARKER).read_text() == f"25.10.0 {release.fingerprint()}\n"
+    ref, fingerprint, secrets = (directory / MARKER).read_text().split()
+    assert (ref, fingerprint) == ("25.10.0", release.fingerprint())
+    assert len(secrets) == 16 and ADMIN_PASSWORD not in secrets  # a digest of the secrets, not them
     assert "sentry: installing 25.10.0" in result.stdout
     # Sentry served behind the proxy: its URL prefix and CSRF origin are the public https name.
     assert "system.url-prefix: 'https://sentry.samarth.example.org'" in (directory / "sentry" / "config.yml").read_text()
@@ -300,9 +302,12 @@ def test_posthog_install_renders_env_from_the_sample_with_secrets_from_stdin(ser
     assert result.returncode == 0, result.stderr
     assert f"git clone --quiet {POSTHOG_REPOSITORY} {release.directory}" in result.calls
     assert f"git checkout --quiet --force {POSTHOG_REF}" in result.calls
-    assert result.calls[-3:] == [
+    assert result.calls[-6:] == [
         "docker compose config --quiet",
         "docker compose pull --quiet",
+        "docker compose up --detach db",
+        "docker compose exec -T db pg_isready -q -p 6432 -U posthog",
+        "docker compose exec -T db psql -X -q -v ON_ERROR_STOP=1 -p 6432 -U posthog -d posthog",
         "docker compose up --detach --remove-orphans",
     ]
     directory = Path(release.directory)
@@ -321,3 +326,57 @@ def test_posthog_install_renders_env_from_the_sample_with_secrets_from_stdin(ser
 
     again = server.run(release.install_script(), stdin=stdin)
     assert again.returncode == 0 and again.calls == []
+
+
+def test_a_rotated_sentry_admin_password_is_applied_without_a_reinstall(server: ScratchServer) -> None:
+    _sentry_upstream(server, "25.10.0")
+    release = _sentry(server)
+    assert server.run(release.install_script(), stdin=f"{ADMIN_PASSWORD}\n").returncode == 0
+    marker = (Path(release.directory) / MARKER).read_text()
+
+    rotated = server.run(release.install_script(), stdin="rotatedAdminPassword42\n")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "applying changed secrets" in rotated.stdout
+    assert not [c for c in rotated.calls if c.startswith(("git", "install.sh")) or " up " in c]
+    (createuser,) = [c for c in rotated.calls if c.startswith("docker") and "createuser" in c]
+    assert "--force-update" in createuser
+    assert "createuser read: rotatedAdminPassword42" in rotated.calls  # the new password, on its stdin
+    assert (Path(release.directory) / MARKER).read_text() != marker
+    again = server.run(release.install_script(), stdin="rotatedAdminPassword42\n")
+    assert again.returncode == 0 and again.calls == []
+
+
+def test_rotated_posthog_secrets_re_render_env_apply_the_database_password_and_restart(server: ScratchServer) -> None:
+    (server.repo / "sample.env").write_text(POSTHOG_SAMPLE)
+    server.refs = [f"{POSTHOG_REF}^{{commit}}"]
+    release = _posthog(server)
+    stdin = "".join(f"{POSTHOG_SECRETS[name]}\n" for name in release.secrets)
+    assert server.run(release.install_script(), stdin=stdin).returncode == 0
+
+    new = {**POSTHOG_SECRETS, "POSTGRES_PASSWORD": "newdbpw456", "DATABASE_URL": "postgres://posthog:newdbpw456@posthog_db:6432/posthog", "SECRET_KEY": "newsk789"}
+    rotated = server.run(release.install_script(), stdin="".join(f"{new[name]}\n" for name in release.secrets))
+    assert rotated.returncode == 0, rotated.stderr
+    assert "applying changed secrets" in rotated.stdout
+    # No fetch, no pull: the database role first, then compose recreates what reads the changed .env.
+    assert rotated.calls == [
+        "docker compose up --detach db",
+        "docker compose exec -T db pg_isready -q -p 6432 -U posthog",
+        "docker compose exec -T db psql -X -q -v ON_ERROR_STOP=1 -p 6432 -U posthog -d posthog",
+        "docker compose up --detach --remove-orphans",
+    ]
+    env = (Path(release.directory) / ".env").read_text().splitlines()
+    for name, value in new.items():
+        assert f"{name}='{value}'" in env
+    assert "newdbpw456" not in "\n".join(rotated.calls) + rotated.stdout + rotated.stderr
+
+
+def test_a_marker_from_before_secrets_were_recorded_applies_them_once(server: ScratchServer) -> None:
+    _sentry_upstream(server, "25.10.0")
+    release = _sentry(server)
+    assert server.run(release.install_script(), stdin=f"{ADMIN_PASSWORD}\n").returncode == 0
+    (Path(release.directory) / MARKER).write_text(f"25.10.0 {release.fingerprint()}\n")
+
+    result = server.run(release.install_script(), stdin=f"{ADMIN_PASSWORD}\n")
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in result.calls if c.startswith(("git", "install.sh"))]
+    assert len((Path(release.directory) / MARKER).read_text().split()) == 3

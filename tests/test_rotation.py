@@ -11,6 +11,7 @@ command, and Vault's secret for the service waits for it.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import socket
@@ -25,7 +26,7 @@ import pytest
 
 from components.catalogue import ENGINES
 from components.shell import SCRIPTS
-from tools.offline import ProgramRun, is_secret, reveal
+from tools.offline import PROJECT, ProgramRun, is_secret, read_stack_values, reveal, run_program, stack_file
 
 COMMAND = "command:remote:Command"
 SECRET_V2 = "vault:kv/secretV2:SecretV2"
@@ -211,3 +212,104 @@ def test_every_database_container_applies_its_password_before_vault_publishes_it
         assert command.inputs.get("addPreviousOutputInEnv") is False
         # Vault's copy for the service is written only after the server accepted the password.
         assert command.urn in secrets[f"samarth/{service}"].dependencies, container.name
+
+
+# --- the other engines' scripts, with a `docker` stand-in that plays the server ------------------------
+
+# Records each call's arguments and stdin; answers as a server whose current password is in $ACCEPTS.
+ENGINE_DOCKER = """#!/bin/sh
+echo "$*" >> "$STATE/calls"
+input=$(cat)
+printf '%s\\n' "$input" >> "$STATE/stdin"
+case "$*" in
+  *change_password*) printf '%s' "$input" > "$STATE/accepts"; exit 0 ;;
+  *authenticate_user*|*curl*) password=${input#*:}; password=${password%\\"}
+    case "$*" in *curl*) ;; *) password=$input ;; esac
+    [ "$password" = "$(cat "$STATE/accepts")" ] ;;
+  *redis-cli*) [ "$REDISCLI_AUTH" = "$(cat "$STATE/accepts")" ] && echo PONG; exit 0 ;;
+  *) exit 97 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(
+    ("container", "rotates"),
+    [("rabbitmq-doc-generator", True), ("redis-odk-adapter", False), ("elasticsearch-fusionauth", False), ("opensearch-fusionauth", False)],
+)
+def test_engine_scripts_keep_the_password_off_argv_and_fail_closed(
+    prod: ProgramRun, tmp_path: Path, container: str, rotates: bool
+) -> None:
+    run = prod
+    if not [c for c in run.of_type(COMMAND) if c.name.endswith(f"-{container}-password")]:
+        engine, service = container.split("-", 1)
+        extra = {"server": "db2", "engines": [engine], "env": {"SEARCH": f"{{{engine}.url}}"}, "hostPorts": {engine: 9210}}
+        values, _ = read_stack_values(stack_file("prod"))
+        versions = {**json.loads(values[f"{PROJECT}:versions"]), engine: "docker.elastic.co/elasticsearch/elasticsearch:8.15.5"}
+        run = run_program("prod", overrides={"versions": versions, "databases": {"services": {service + "-x": extra}}})
+        assert run.error is None, run.error
+        container = f"{container}-x"
+    (command,) = [c for c in run.of_type(COMMAND) if c.name.endswith(f"-{container}-password")]
+    script = command.inputs["create"]
+    password = "newPassword0123456789abcdef"
+    (tmp_path / "docker").write_text(ENGINE_DOCKER)
+    (tmp_path / "docker").chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "STATE": str(tmp_path)}
+
+    (tmp_path / "accepts").write_text("previousPassword")
+    result = subprocess.run(["/bin/sh", "-c", script], input=password + "\n", capture_output=True, text=True, env=env, timeout=30)
+    if rotates:  # applied inside the running server, then proven
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "accepts").read_text() == password
+    else:  # in force only from the container's start: a server still on the old one stops the update
+        assert result.returncode != 0 and "does not accept the current password" in result.stderr
+    assert password not in (tmp_path / "calls").read_text()
+    assert password not in result.stdout + result.stderr
+
+    (tmp_path / "accepts").write_text(password)
+    result = subprocess.run(["/bin/sh", "-c", script], input=password + "\n", capture_output=True, text=True, env=env, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "accepts the current password" in result.stdout
+    assert password not in (tmp_path / "calls").read_text()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="Debian redis-server not installed (tools/test-packages.txt lists it)")
+def test_the_redis_check_passes_only_when_the_running_server_requires_the_current_password(prod: ProgramRun, tmp_path: Path) -> None:
+    """A real redis-server started with one password: the program's check accepts that one and refuses
+    another (the update then stops before Vault publishes it), never putting either on a command line."""
+    (command,) = [c for c in prod.of_type(COMMAND) if c.name.endswith("-redis-odk-adapter-password")]
+    port = _free_port()
+    current = "currentRedisPassword0123456789ab"
+    (tmp_path / "redis.conf").write_text(f"port {port}\nbind 127.0.0.1\nrequirepass {current}\nsave \"\"\nappendonly no\n")
+    server = subprocess.Popen(["redis-server", str(tmp_path / "redis.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # `docker exec [-i] [-e NAME] redis-odk-adapter redis-cli ...`: redis-cli here, against that server.
+    (bin_dir / "docker").write_text(
+        f"""#!/bin/sh
+echo "$*" >> {tmp_path / 'calls'}
+shift
+while :; do case "$1" in -i) shift ;; -e) shift 2 ;; *) break ;; esac; done
+[ "$1" = redis-odk-adapter ] || exit 1
+shift
+[ "$1" = redis-cli ] || exit 97
+shift
+exec redis-cli -p {port} "$@"
+"""
+    )
+    (bin_dir / "docker").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() not in ("PONG", "NOAUTH Authentication required."):
+            assert server.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.1)
+        script = command.inputs["create"]
+        accepted = subprocess.run(["/bin/sh", "-c", script], input=current + "\n", capture_output=True, text=True, env=env, timeout=30)
+        assert accepted.returncode == 0, accepted.stderr
+        refused = subprocess.run(["/bin/sh", "-c", script], input="rotatedButNotApplied42\n", capture_output=True, text=True, env=env, timeout=30)
+        assert refused.returncode != 0 and "does not accept the current password" in refused.stderr
+        calls = (tmp_path / "calls").read_text()
+        assert current not in calls and "rotatedButNotApplied42" not in calls
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from components.catalogue import ENGINES
 from tools.offline import ProgramRun, reveal
 
 CONTAINER = "docker:index/container:Container"
@@ -105,3 +106,19 @@ def test_the_search_healthcheck_authenticates_with_its_curl_config(prod: Program
         server.shutdown()
         server.server_close()
     assert reveal(upload["permissions"]) == "0400"
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "upstreams"
+
+
+def test_redis_config_is_owned_by_the_user_the_image_runs_redis_as() -> None:
+    """docker-library/redis (tests/fixtures/upstreams/docker-library-redis-e920499): the image creates
+    redis as uid/gid 999 and its entrypoint hands `redis-server ...` to that user with gosu, so a 0400
+    config file must belong to 999 for the server to read it."""
+    dockerfile = (FIXTURES / "docker-library-redis-e920499" / "Dockerfile").read_text()
+    entrypoint = (FIXTURES / "docker-library-redis-e920499" / "docker-entrypoint.sh").read_text()
+    assert "groupadd -r -g 999 redis" in dockerfile and "useradd -r -g redis -u 999 redis" in dockerfile
+    assert 'exec gosu redis "$0" "$@"' in entrypoint
+    (secret_file,) = ENGINES["redis"].files
+    assert (secret_file.owner, secret_file.group, secret_file.mode) == ("999", "999", "0400")
+    assert ENGINES["redis"].command[:2] == ("redis-server", secret_file.path)

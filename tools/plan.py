@@ -27,9 +27,10 @@ from typing import Any, Optional
 
 import pulumi
 
-from components import firewall
+from components import backups, firewall
 from components.config import ServerName, StackConfig, server_name
 from components.deployment import load_deployment
+from components.placements import backup_sources
 from tools import deploy_graph, upstreams
 from tools.offline import (
     PROJECT,
@@ -403,7 +404,29 @@ def render_plan(topology: Topology) -> str:
     out.extend(f"  {line}" for line in firewall.matrix_table(run.exports.get("firewall", [])).splitlines())
     out.append("")
     out.extend(deploy_graph.render(run, topology.server_of, topology.servers))
+    out += ["", *backup_plan(topology.config)]
     return "\n".join(out) + "\n"
+
+
+def backup_plan(config: StackConfig) -> list[str]:
+    """Each server's backup schedule, where its repository lives and its estimated size, and what is
+    not backed up and why."""
+    if not config.backups.enabled:
+        return ["== Backups: disabled (backups.enabled is false)"]
+    keep = config.backups.retention
+    out = [
+        f"== Backups (restic; keep {keep.hourly} hourly, {keep.daily} daily, {keep.weekly} weekly, {keep.monthly} monthly; "
+        f"repository size estimated from backups.dataGib and {config.backups.daily_change_percent:g}% change a day)"
+    ]
+    out += [f"  {line}" for line in backups.schedule_table(config, backup_sources(config))]
+    for server, spec in config.servers.items():
+        held = [p for p in backups.repository_placements(config, backup_sources(config)) if p.server == server]
+        if held:
+            declared = f"{spec.disk_gib} GiB declared" if spec.disk_gib else "diskGib not declared"
+            out.append(f"  {server} holds {', '.join(f'{p.what} (~{p.disk_gib} GiB)' for p in held)}; {declared}")
+    out.append("  not backed up:")
+    out += [f"    {what}: {why}" for what, why in backups.not_backed_up(config).items()]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 # shellcheck shell=sh
 # A compose project installed from a git repository at a pinned ref (components/observability.py,
 # ComposeRelease), shared by sentry-install.sh and posthog-install.sh: compose_prepare, then the
-# project's own deploy steps, then compose_record. The marker file holds "<ref> <fingerprint>" (the
-# fingerprint digests the versions and settings, not this text): when it already says what is wanted,
-# compose_prepare ends the script, so a converged server is left alone.
+# project's own deploy steps, then compose_record. The marker file holds "<ref> <fingerprint> <secrets>"
+# (the fingerprint digests the versions and settings, not this text; <secrets> is a digest of the values
+# read from stdin): when it already says what is wanted, compose_prepare ends the script, so a converged
+# server is left alone. When only the secrets changed (a rotation), compose_prepare re-renders ENV_FILE
+# and sets COMPOSE_SECRETS_ONLY=true: the install script then re-applies the secrets and restarts what
+# reads them, without fetching or reinstalling.
 # Inputs: NAME, REPOSITORY, REF, VERIFY (the ref as `git rev-parse` checks it), KIND ("release tag" or
 # "commit"), DIRECTORY, DESIRED ("<ref> <fingerprint>"), MARKER, ENV_FILE, ENV_BASE, SETTINGS ("KEY=value"
 # lines, plain), SECRET_SETTINGS (names, written to ENV_FILE), SECRETS (every name read from stdin, in
@@ -19,6 +22,13 @@ compose_read_secrets() {
     eval "value=\${$key}"
     [ -n "$value" ] || fail "$key arrived empty on stdin"
   done
+}
+
+# 16 hex digits of the SHA-256 of the secrets, one per line (printf is the shell's builtin: no argv).
+compose_secrets_digest() {
+  for key in $SECRETS; do
+    eval "printf '%s\\n' \"\${$key}\""
+  done | sha256sum | cut -c1-16
 }
 
 compose_render_env() {
@@ -51,13 +61,25 @@ compose_render_env() {
 
 compose_prepare() {
   compose_read_secrets
+  wanted="$DESIRED $(compose_secrets_digest)"
   step "reading the installed release from $DIRECTORY/$MARKER"
   installed=""
   if [ -f "$DIRECTORY/$MARKER" ]; then installed=$(cat "$DIRECTORY/$MARKER"); fi
-  if [ "$installed" = "$DESIRED" ]; then
+  if [ "$installed" = "$wanted" ]; then
     echo "$NAME: $REF is already installed with this configuration; nothing to do"
     exit 0
   fi
+  # The same release and settings (a marker from before secrets were recorded has no digest): rotation.
+  if [ "${installed% *}" = "$DESIRED" ] || [ "$installed" = "$DESIRED" ]; then
+    # shellcheck disable=SC2034 # read by the install scripts that source this file
+    COMPOSE_SECRETS_ONLY=true
+    cd "$DIRECTORY" || fail "cannot enter $DIRECTORY"
+    echo "$NAME: $REF is installed; applying changed secrets"
+    compose_render_env
+    return 0
+  fi
+  # shellcheck disable=SC2034 # read by the install scripts that source this file
+  COMPOSE_SECRETS_ONLY=false
   step "looking for git and docker compose"
   command -v git >/dev/null 2>&1 || fail "git is not installed on the server"
   docker compose version >/dev/null 2>&1 || fail "the docker compose plugin is not installed on the server"
@@ -87,7 +109,7 @@ compose_prepare() {
 
 compose_record() {
   step "recording $REF in $DIRECTORY/$MARKER"
-  printf '%s\n' "$DESIRED" > "$DIRECTORY/$MARKER.new"
+  printf '%s\n' "$wanted" > "$DIRECTORY/$MARKER.new"
   mv "$DIRECTORY/$MARKER.new" "$DIRECTORY/$MARKER"
   echo "$NAME: $REF is installed"
 }

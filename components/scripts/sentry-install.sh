@@ -4,13 +4,16 @@
 # SENTRY_ADMIN_PASSWORD arrives on stdin.
 . ./compose-lib.sh
 compose_prepare
-step "writing Sentry's URL prefix, proxy and CSRF settings for $URL_PREFIX"
-. ./sentry-proxy-settings.sh
-step "running the Sentry installer (install.sh $REF)"
-REPORT_SELF_HOSTED_ISSUES=0 APPLY_AUTOMATIC_CONFIG_UPDATES=1 \
-  ./install.sh --skip-user-creation --no-report-self-hosted-issues </dev/null
-step "starting Sentry"
-dc up --detach --wait
+if [ "$COMPOSE_SECRETS_ONLY" = false ]; then
+  step "writing Sentry's URL prefix, proxy and CSRF settings for $URL_PREFIX"
+  . ./sentry-proxy-settings.sh
+  step "running the Sentry installer (install.sh $REF)"
+  REPORT_SELF_HOSTED_ISSUES=0 APPLY_AUTOMATIC_CONFIG_UPDATES=1 \
+    ./install.sh --skip-user-creation --no-report-self-hosted-issues </dev/null
+  step "starting Sentry"
+  dc up --detach --wait
+fi
+# The admin password (the only secret) lives in Sentry's database: set on every install and rotation.
 step "creating or updating the Sentry admin user $ADMIN_EMAIL"
 # The password answers createuser's own prompt (asked twice, to confirm) on stdin: on its command
 # line the host's process list would show it.

@@ -1,0 +1,82 @@
+"""Prints how long the program's backup and restore of a Postgres target take, and the repository size,
+for a data set of stated size: the lab drill of tests/backup_drill.py (Debian's PostgreSQL 15, restic 0.14
+over SFTP to another lab host) with ``rows`` rows in the big table and a quarter as many in the other.
+
+Run as root: `sudo venv/bin/python -m benchmarks.backup_restore [rows]` (default 1,000,000).
+Figures: the database size; the first backup; a second backup with unchanged data (deduplicated); a
+restore into a scratch volume with its checks; a restore with --replace-live (the recovery time); the
+repository size after one and two runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from lab import Lab, free_subnet, machine_lock
+
+from .report import figure
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from backup_drill import TARGET, Drill, check, checksums, fill, staging_config
+
+
+def timed(what: str, action: Callable[[], object], note: str) -> None:
+    started = time.monotonic()
+    action()
+    figure(what, time.monotonic() - started, "s", note)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.backup_restore", description=__doc__.split("\n")[0])
+    parser.add_argument("rows", nargs="?", type=int, default=1_000_000, help="rows in the big table (default 1000000)")
+    rows = parser.parse_args().rows
+    if os.geteuid() != 0:
+        print("run as root (the lab uses network namespaces)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        root.chmod(0o755)
+        with machine_lock():
+            lab = Lab(prefix=f"b{os.getpid()}", subnet=free_subnet(), state_dir=root / "lab", timeout=90)
+            try:
+                hosts = lab.up(["db2", "repository"])
+            except BaseException:
+                lab.down()
+                raise
+        try:
+            (root / "backups").mkdir()
+            drill = Drill(db=hosts[0], repository_host=hosts[1], root=root / "backups", config=staging_config())
+            drill.start_postgres()
+            check(drill.install(), "installing the agent")
+            fill(drill, rows)
+            before = checksums(drill)
+            size = int(drill.sql("postgres", "select sum(pg_database_size(datname)) from pg_database"))
+            data = f"{rows} + {rows // 4} rows"
+            figure("Postgres data set (databases on disk)", size / 2**20, "MiB", data)
+            timed("backup, first run", lambda: check(drill.agent("run", TARGET), "backup"), data)
+            figure("repository after one run", drill.repository_bytes() / 2**20, "MiB", data)
+            timed("backup, second run (data unchanged)", lambda: check(drill.agent("run", TARGET), "backup"), data)
+            figure("repository after two runs", drill.repository_bytes() / 2**20, "MiB", data)
+            drill.destroy_data()
+            drill.start_postgres()
+            timed("restore into a scratch volume, checked", lambda: check(drill.restore(TARGET), "restore"), data)
+            timed("restore with --replace-live (recovery time)",
+                  lambda: check(drill.restore(TARGET, "--replace-live"), "restore"), data)
+            drill.wait_ready()
+            if checksums(drill) != before:
+                print("checksums after the restore DIFFER", file=sys.stderr)
+                return 1
+            print("checksums after the restore: equal")
+        finally:
+            lab.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

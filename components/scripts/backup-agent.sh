@@ -1,0 +1,497 @@
+# shellcheck shell=sh
+# The backup agent, installed as /usr/local/sbin/samarth-backup on every server that has something to back
+# up (components/backups.py renders it with the server's targets; backup-install.sh installs it).
+#
+#   samarth-backup run <target>     one backup of a target (what its systemd timer starts)
+#   samarth-backup status           last success per target and its age; exit 1 when one is overdue
+#   samarth-backup snapshots [target]   complete runs in the repository, newest last
+#   samarth-backup prune            forget by retention, prune, check (the prune timer, daily)
+#   samarth-backup init             create the repository unless it exists (the installer)
+#   samarth-restore <target> [snapshot] [--replace-live]
+#                                   (a link to this program) restore a complete run into a fresh volume
+#                                   and a scratch container without network, check it, and only with
+#                                   --replace-live swap it into the live volume (the old data is kept)
+#
+# Inputs: SERVER (restic's --host), CONFIG_DIR (root-only: password, repository.env, vault-approle),
+# STATE_DIR (cache, status, lock), RESTIC (the binary), TARGETS (lines "name method schedule container
+# detail"), KEEP_HOURLY, KEEP_DAILY, KEEP_WEEKLY, KEEP_MONTHLY.
+#
+# A run stores each of its parts (a dump, a directory) as a snapshot tagged `target=<name>` and
+# `run-<time>-<pid>`; only when every part succeeded does it add the tag `complete`. A failed part
+# (a dump that exited non-zero, even after restic stored what it had streamed) makes the run forget
+# all its snapshots, and a run that died half-way is forgotten by the next one: restores only ever
+# use complete runs. This needs nothing newer than restic 0.14 (no --stdin-from-command).
+
+usage() {
+  echo "usage: samarth-backup run <target> | status | snapshots [target] | prune | init" >&2
+  echo "       samarth-restore <target> [snapshot] [--replace-live]" >&2
+  echo "targets on $SERVER:" >&2
+  printf '%s\n' "$TARGETS" | awk 'NF { print "  " $1 " (" $2 ", " $3 ")" }' >&2
+  SAMARTH_STEP=""
+  exit 2
+}
+
+if [ "${0##*/}" = samarth-restore ]; then
+  command=restore
+else
+  [ "$#" -ge 1 ] || usage
+  command=$1
+  shift
+fi
+[ "$(id -u)" -eq 0 ] || fail "run it as root: the repository password and credentials are root-only files in $CONFIG_DIR"
+umask 077
+mkdir -p "$STATE_DIR/status" "$STATE_DIR/cache"
+
+step "reading the repository settings in $CONFIG_DIR"
+[ -r "$CONFIG_DIR/repository.env" ] || fail "$CONFIG_DIR/repository.env is missing: run 'pulumi up' to install the backup agent"
+[ -r "$CONFIG_DIR/password" ] \
+  || fail "$CONFIG_DIR/password is missing: run 'pulumi up' to install the backup agent"
+SAMARTH_SFTP_COMMAND=""
+set -a
+# shellcheck source=/dev/null
+. "$CONFIG_DIR/repository.env"
+set +a
+RESTIC_PASSWORD_FILE="$CONFIG_DIR/password"
+RESTIC_CACHE_DIR="$STATE_DIR/cache"
+export RESTIC_PASSWORD_FILE RESTIC_CACHE_DIR
+
+restic_() {
+  if [ -n "$SAMARTH_SFTP_COMMAND" ]; then
+    "$RESTIC" -o sftp.command="$SAMARTH_SFTP_COMMAND" "$@"
+  else
+    "$RESTIC" "$@"
+  fi
+}
+
+# Every snapshot of a target, oldest first, one line each: "<id> <run tag> complete|incomplete <path>".
+# restic prints one JSON array; each snapshot object starts with its "time" key.
+runs_of() {
+  restic_ snapshots --json --host "$SERVER" --tag "target=$1" | awk -v RS='[{]"time"' 'NR > 1 {
+    id = ""; run = "-"; state = "incomplete"; path = "-"
+    if (match($0, /"id":"[0-9a-f]+"/)) id = substr($0, RSTART + 6, RLENGTH - 7)
+    if (match($0, /"run-[0-9A-Za-z-]+"/)) run = substr($0, RSTART + 1, RLENGTH - 2)
+    if (match($0, /"paths":\["[^"]*"/)) path = substr($0, RSTART + 10, RLENGTH - 11)
+    if (index($0, "\"complete\"")) state = "complete"
+    if (id != "") print id, run, state, path
+  }'
+}
+
+forget_ids() {
+  set -f
+  # shellcheck disable=SC2086 # one argument per snapshot id
+  [ -z "$1" ] || restic_ forget --quiet $1 >/dev/null
+  set +f
+}
+
+target_line() {
+  printf '%s\n' "$TARGETS" | awk -v t="$1" '$1 == t'
+}
+
+interval_seconds() {
+  case "$1" in
+    hourly) echo 3600 ;;
+    daily) echo 86400 ;;
+    weekly) echo 604800 ;;
+    *) echo 86400 ;;
+  esac
+}
+
+# stream <file> <command...>: the command's stdout becomes <file> in a snapshot of this run. The
+# exit status of the command travels through a file in the run's private work directory (POSIX sh
+# has no pipefail); no data ever touches the disk unencrypted.
+stream() {
+  file=$1
+  shift
+  step "streaming $file of $target into restic"
+  status_file="$work/$file.rc"
+  restic_rc=0
+  { dump_rc=0; "$@" || dump_rc=$?; echo "$dump_rc" >"$status_file"; } \
+    | restic_ backup --quiet --host "$SERVER" --tag "samarth,target=$target,$run" --stdin --stdin-filename "$file" \
+    || restic_rc=$?
+  exit_code=missing
+  [ -s "$status_file" ] && read -r exit_code <"$status_file"
+  [ "$restic_rc" -eq 0 ] || fail "restic could not store $file of $target (exit $restic_rc)"
+  [ "$exit_code" = 0 ] || fail "the dump of $file of $target failed (exit $exit_code): the run's snapshots are forgotten"
+}
+
+backup_postgres() {
+  step "reading the superuser and databases of container $container"
+  user=$(docker exec "$container" printenv POSTGRES_USER) || fail "container $container does not answer (is it running?)"
+  databases=$(docker exec "$container" psql -U "$user" -d postgres -AtXc \
+    "select datname from pg_database where datallowconn and not datistemplate order by 1") \
+    || fail "cannot list the databases of container $container"
+  stream globals.sql docker exec "$container" pg_dumpall -U "$user" --globals-only
+  set -f
+  for database in $databases; do
+    stream "$database.dump" docker exec "$container" pg_dump -U "$user" -Fc -d "$database"
+  done
+  set +f
+}
+
+backup_redis() {
+  stream dump.rdb docker exec "$container" redis-cli --no-auth-warning --rdb -
+}
+
+backup_rabbitmq() {
+  stream definitions.json docker exec "$container" rabbitmqctl -q export_definitions -
+}
+
+vault_cli() {
+  VAULT_TOKEN=$token BAO_TOKEN=$token docker exec -e VAULT_TOKEN -e BAO_TOKEN "$container" "$detail" "$@"
+}
+
+backup_vault_raft() {
+  step "logging in to $detail with the snapshot AppRole"
+  [ -r "$CONFIG_DIR/vault-approle" ] || fail "$CONFIG_DIR/vault-approle is missing: run 'pulumi up'"
+  role_id=$(sed -n 's/^role_id=//p' "$CONFIG_DIR/vault-approle")
+  token=$(awk -F= '$1 == "secret_id" { sub(/^[^=]*=/, ""); print }' "$CONFIG_DIR/vault-approle" \
+    | docker exec -i "$container" "$detail" write -field=token auth/approle/login role_id="$role_id" secret_id=-) \
+    || fail "the snapshot AppRole cannot log in to $detail in container $container (sealed, or the secret id was rotated?)"
+  snapshot="/tmp/samarth-$run.snap"
+  step "saving a raft snapshot inside container $container"
+  vault_cli operator raft snapshot save "$snapshot" >/dev/null
+  stream raft.snap docker exec "$container" cat "$snapshot"
+  docker exec "$container" rm -f "$snapshot"
+  vault_cli token revoke -self >/dev/null || true
+}
+
+# The host directory holding <container>'s path $detail (on one of its volumes).
+host_directory() {
+  docker inspect --format '{{range .Mounts}}{{.Destination}} {{.Source}}{{println}}{{end}}' "$container" \
+    | awk -v want="$detail" '
+      NF == 2 && (want == $1 || index(want, $1 "/") == 1) && length($1) > best {
+        best = length($1); found = $2 substr(want, length($1) + 1)
+      }
+      END { if (found == "") exit 1; print found }'
+}
+
+backup_directory() {
+  step "backing up $1"
+  [ -d "$1" ] || fail "$1 does not exist on $SERVER"
+  restic_ backup --quiet --host "$SERVER" --tag "samarth,target=$target,$run" "$1" \
+    || fail "restic could not back up $1 completely (exit $?)"
+}
+
+backup_files() {
+  step "finding $detail of container $container on the host"
+  directory=$(host_directory) || fail "container $container has no volume holding $detail"
+  backup_directory "$directory"
+}
+
+swarm_definitions() {
+  ids=$(docker service ls -q)
+  if [ -z "$ids" ]; then
+    echo "[]"
+  else
+    set -f
+    # shellcheck disable=SC2086 # one argument per service id
+    docker service inspect $ids
+    set +f
+  fi
+}
+
+backup_swarm() {
+  stream services.json swarm_definitions
+  backup_directory "$(docker info --format '{{.DockerRootDir}}')/swarm"
+}
+
+record() {
+  printf '%s %s\n' "$(date +%s)" "$2" >"$STATE_DIR/status/$target.$1"
+}
+
+on_exit() {
+  exit_status=$?
+  if [ "$exit_status" -ne 0 ] && [ -n "${run:-}" ] && [ "$command" = run ]; then
+    [ -z "$SAMARTH_STEP" ] || echo "$SAMARTH_SCRIPT: failed while $SAMARTH_STEP (exit $exit_status)" >&2
+    record failure "$run"
+    forget_ids "$(runs_of "$target" | awk -v r="$run" '$2 == r { print $1 }')" \
+      || echo "$SAMARTH_SCRIPT: could not forget the snapshots of failed $run; the next run will" >&2
+    SAMARTH_STEP=""
+  fi
+  [ -z "${work:-}" ] || rm -rf "$work"
+  if [ "$exit_status" -ne 0 ] && [ -n "$SAMARTH_STEP" ]; then
+    echo "$SAMARTH_SCRIPT: failed while $SAMARTH_STEP (exit $exit_status)" >&2
+  fi
+}
+
+run_target() {
+  target=$1
+  line=$(target_line "$target")
+  [ -n "$line" ] || usage
+  set -f
+  # shellcheck disable=SC2086 # the fields of the target's line
+  set -- $line
+  set +f
+  method=$2 container=$4 detail=$5
+  step "waiting for other backups on $SERVER to finish"
+  exec 9>"$STATE_DIR/lock"
+  flock 9
+  step "forgetting snapshots of $target left by runs that did not complete"
+  forget_ids "$(runs_of "$target" | awk '$3 == "incomplete" { print $1 }')"
+  run="run-$(date -u +%Y%m%dT%H%M%SZ)-$$"
+  work=$(mktemp -d "$STATE_DIR/work.XXXXXX")
+  trap on_exit EXIT
+  case "$method" in
+    postgres) backup_postgres ;;
+    redis) backup_redis ;;
+    rabbitmq) backup_rabbitmq ;;
+    vault-raft) backup_vault_raft ;;
+    files) backup_files ;;
+    swarm) backup_swarm ;;
+    *) fail "unknown backup method $method for $target" ;;
+  esac
+  step "marking $run of $target complete"
+  restic_ tag --quiet --host "$SERVER" --tag "$run" --add complete >/dev/null
+  step "applying the retention policy to $target"
+  restic_ forget --quiet --host "$SERVER" --tag "target=$target,complete" --group-by host,paths \
+    --keep-hourly "$KEEP_HOURLY" --keep-daily "$KEEP_DAILY" --keep-weekly "$KEEP_WEEKLY" \
+    --keep-monthly "$KEEP_MONTHLY" >/dev/null
+  record success "$run"
+  rm -f "$STATE_DIR/status/$target.failure"
+  echo "$target: $run complete"
+}
+
+show_status() {
+  overdue=0
+  now=$(date +%s)
+  printf '%-34s %-8s %-22s %-10s %s\n' target schedule "last success (UTC)" age "last failure (UTC)"
+  for name in $(printf '%s\n' "$TARGETS" | awk 'NF { print $1 }'); do
+    schedule=$(target_line "$name" | awk '{ print $3 }')
+    success=never age=- failure=-
+    if [ -s "$STATE_DIR/status/$name.success" ]; then
+      read -r at _ <"$STATE_DIR/status/$name.success"
+      success=$(date -u -d "@$at" '+%Y-%m-%d %H:%M:%S')
+      age="$(((now - at) / 3600))h$(((now - at) % 3600 / 60))m"
+      [ "$((now - at))" -le "$((2 * $(interval_seconds "$schedule")))" ] || overdue=1
+    else
+      overdue=1
+    fi
+    if [ -s "$STATE_DIR/status/$name.failure" ]; then
+      read -r at _ <"$STATE_DIR/status/$name.failure"
+      failure=$(date -u -d "@$at" '+%Y-%m-%d %H:%M:%S')
+    fi
+    printf '%-34s %-8s %-22s %-10s %s\n' "$name" "$schedule" "$success" "$age" "$failure"
+  done
+  SAMARTH_STEP=""
+  [ "$overdue" -eq 0 ] || { echo "a target has no success within twice its interval: see 'systemctl --failed' and 'journalctl -u samarth-backup@<target>'" >&2; exit 1; }
+}
+
+# --- restore -------------------------------------------------------------------------------------
+
+# from_snapshot <what> <id> <path> <consumer...>: the file <path> of snapshot <id> into the consumer's
+# stdin; both restic and the consumer must exit 0 (no pipefail in POSIX sh).
+from_snapshot() {
+  what=$1 id=$2 path=$3
+  shift 3
+  dump_status="$work/dump.rc"
+  rm -f "$dump_status"
+  consumer_rc=0
+  { dump_rc=0; restic_ dump "$id" "$path" || dump_rc=$?; echo "$dump_rc" >"$dump_status"; } | "$@" || consumer_rc=$?
+  dumped=missing
+  [ -s "$dump_status" ] && read -r dumped <"$dump_status"
+  [ "$dumped" = 0 ] || fail "$what: restic could not read $path of snapshot $id (exit $dumped)"
+  [ "$consumer_rc" -eq 0 ] || fail "$what: failed (exit $consumer_rc); see the output above"
+}
+
+# The run to restore: the newest complete one, or the run of the snapshot id (or prefix) given.
+choose_run() {
+  if [ -n "$wanted" ]; then
+    chosen=$(runs_of "$target" | awk -v s="$wanted" 'index($1, s) == 1 && $3 == "complete" { print $2 }' | tail -n 1)
+    [ -n "$chosen" ] || fail "no complete snapshot of $target starts with $wanted: see 'samarth-backup snapshots $target'"
+  else
+    chosen=$(runs_of "$target" | awk '$3 == "complete" { print $2 }' | tail -n 1)
+    [ -n "$chosen" ] || fail "$target has no complete backup in the repository"
+  fi
+  parts=$(runs_of "$target" | awk -v r="$chosen" '$2 == r && $3 == "complete" { print $1, $4 }')
+  echo "restoring $chosen of $target"
+}
+
+part_id() {
+  printf '%s\n' "$parts" | awk -v p="$1" '$2 == p { print $1 }'
+}
+
+wait_for_postgres() {
+  step "waiting for Postgres in container $1"
+  tries=0
+  # The official image's entrypoint runs a socket-only server while it initialises, then execs the real one.
+  until docker exec "$1" sh -c '[ "$(tr "\0" "\n" </proc/1/cmdline | head -n 1 | sed "s,.*/,,")" = postgres ] && pg_isready -q -U "$POSTGRES_USER" -d postgres' 2>/dev/null; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 90 ] || fail "Postgres in container $1 did not become ready in 180 s: see 'docker logs $1'"
+    sleep 2
+  done
+}
+
+# Row counts of every table of every database in a Postgres container, one line "db schema.table count".
+row_counts() {
+  for database in $(docker exec "$1" psql -U "$user" -d postgres -AtXc \
+      "select datname from pg_database where datallowconn and not datistemplate order by 1"); do
+    docker exec "$1" psql -U "$user" -d "$database" -AtX -F ' ' -c "select '$database', table_schema || '.' || table_name,
+      (xpath('/row/c/text()', query_to_xml(format('select count(*) as c from %I.%I', table_schema, table_name), false, true, '')))[1]::text
+      from information_schema.tables where table_type = 'BASE TABLE'
+      and table_schema not in ('pg_catalog', 'information_schema') order by 2"
+  done
+}
+
+restore_postgres() {
+  user=$(docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$container" | sed -n 's/^POSTGRES_USER=//p')
+  [ -n "$user" ] || fail "container $container has no POSTGRES_USER in its environment"
+  step "starting scratch container $scratch on fresh volume $volume"
+  docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$container" >"$work/env"
+  docker volume create --label "samarth.restore-of=$container" "$volume" >/dev/null
+  docker run -d --name "$scratch" --network none --env-file "$work/env" -v "$volume:$detail" "$image" >/dev/null
+  wait_for_postgres "$scratch"
+  globals=$(part_id /globals.sql)
+  [ -n "$globals" ] || fail "$chosen has no globals.sql"
+  step "restoring roles (globals.sql); existing roles are reported and kept"
+  from_snapshot "restoring roles" "$globals" /globals.sql docker exec -i "$scratch" psql -U "$user" -d postgres -X -q -o /dev/null
+  for part in $(printf '%s\n' "$parts" | awk '$2 ~ /\.dump$/ { print $2 }'); do
+    database=${part#/}
+    database=${database%.dump}
+    step "restoring database $database"
+    if [ "$database" = postgres ]; then
+      from_snapshot "restoring $database" "$(part_id "$part")" "$part" docker exec -i "$scratch" pg_restore -U "$user" -d postgres --clean --if-exists --exit-on-error
+    else
+      from_snapshot "restoring $database" "$(part_id "$part")" "$part" docker exec -i "$scratch" pg_restore -U "$user" -d postgres --create --clean --if-exists --exit-on-error
+    fi
+    step "checking database $database against the archive's table list"
+    from_snapshot "listing $part" "$(part_id "$part")" "$part" docker exec -i "$scratch" sh -c 'pg_restore -l >/tmp/toc && cat >/dev/null'
+    expected=$(docker exec "$scratch" awk '$4 == "TABLE" && $5 != "DATA"' /tmp/toc | wc -l)
+    found=$(docker exec "$scratch" psql -U "$user" -d "$database" -AtXc \
+      "select count(*) from information_schema.tables where table_type = 'BASE TABLE' and table_schema not in ('pg_catalog', 'information_schema')")
+    [ "$found" -eq "$expected" ] || fail "database $database has $found tables after the restore, its archive lists $expected"
+  done
+  step "counting rows"
+  row_counts "$scratch" >"$STATE_DIR/restore/$scratch.rows"
+  echo "restored and checked: $(wc -l <"$STATE_DIR/restore/$scratch.rows") tables; row counts in $STATE_DIR/restore/$scratch.rows"
+}
+
+restore_files() {
+  step "restoring $detail into fresh volume $volume"
+  path=$(printf '%s\n' "$parts" | awk 'NR == 1 { print $2 }')
+  docker volume create --label "samarth.restore-of=$container" "$volume" >/dev/null
+  mountpoint=$(docker volume inspect --format '{{.Mountpoint}}' "$volume")
+  restic_ restore --quiet --verify "$(part_id "$path"):$path" --target "$mountpoint" \
+    || fail "restic could not restore $path completely"
+  echo "restored and verified $(find "$mountpoint" -type f | wc -l) files of $detail into volume $volume"
+}
+
+# Swap the checked data into the live container's volume; the live data is kept in another volume.
+replace_live() {
+  live_volume=$(docker inspect --format '{{range .Mounts}}{{.Destination}} {{.Name}}{{println}}{{end}}' "$container" \
+    | awk -v want="$mount" '$1 == want { print $2 }')
+  [ -n "$live_volume" ] || fail "container $container has no volume at $mount"
+  keep="$container-data-before-$stamp"
+  step "stopping container $container"
+  docker stop "$container" >/dev/null
+  step "keeping the live data in volume $keep, then moving the restored data into $live_volume"
+  docker volume create --label "samarth.replaced-by-restore=$container" "$keep" >/dev/null
+  docker run --rm --network none --entrypoint sh -v "$live_volume:/live" -v "$keep:/keep" -v "$volume:/restored" "$image" \
+    -c 'cp -a /live/. /keep/ && find /live -mindepth 1 -maxdepth 1 -exec rm -rf {} + && cp -a /restored/. "/live$1"' sh "$inside" \
+    || fail "the swap failed: the live data is in volume $keep; container $container is stopped"
+  step "starting container $container"
+  docker start "$container" >/dev/null
+  echo "$container now runs on the restored data; the previous data is in volume $keep (remove it with 'docker volume rm $keep' once satisfied)"
+}
+
+restore_target() {
+  target="" wanted="" replace=no
+  for argument in "$@"; do
+    case "$argument" in
+      --replace-live) replace=yes ;;
+      -*) usage ;;
+      *) if [ -z "$target" ]; then target=$argument; elif [ -z "$wanted" ]; then wanted=$argument; else usage; fi ;;
+    esac
+  done
+  [ -n "$target" ] || usage
+  line=$(target_line "$target")
+  [ -n "$line" ] || usage
+  set -f
+  # shellcheck disable=SC2086 # the fields of the target's line
+  set -- $line
+  set +f
+  method=$2 container=$4 detail=$5
+  mkdir -p "$STATE_DIR/restore"
+  work=$(mktemp -d "$STATE_DIR/work.XXXXXX")
+  trap on_exit EXIT
+  step "finding the run to restore"
+  choose_run
+  stamp=$(date -u +%Y%m%dT%H%M%SZ)
+  volume="$container-restore-$stamp"
+  scratch="$container-restore-$stamp"
+  image=$(docker inspect --format '{{.Config.Image}}' "$container") || fail "container $container does not exist on $SERVER"
+  case "$method" in
+    postgres)
+      restore_postgres
+      docker stop "$scratch" >/dev/null
+      docker rm "$scratch" >/dev/null
+      mount=$detail inside=""
+      ;;
+    files)
+      restore_files
+      mount=$(docker inspect --format '{{range .Mounts}}{{.Destination}}{{println}}{{end}}' "$container" \
+        | awk -v want="$detail" '(want == $1 || index(want, $1 "/") == 1) && length($1) > length(best) { best = $1 } END { print best }')
+      inside=${detail#"$mount"}
+      ;;
+    *)
+      directory="$STATE_DIR/restore/$target-$stamp"
+      mkdir -p "$directory"
+      for part in $(printf '%s\n' "$parts" | awk '{ print $2 }'); do
+        step "extracting $part"
+        if [ "$method" = swarm ] && [ "$part" != /services.json ]; then
+          restic_ restore --quiet --verify "$(part_id "$part")" --target "$directory" || fail "restic could not restore $part"
+        else
+          restic_ dump "$(part_id "$part")" "$part" >"$directory/${part#/}" || fail "restic could not read $part"
+        fi
+      done
+      echo "extracted $chosen of $target into $directory (root only); apply it as docs/backups.md says for $method"
+      [ "$replace" = no ] || fail "--replace-live is not automated for $method: follow docs/backups.md"
+      SAMARTH_STEP=""
+      return 0
+      ;;
+  esac
+  if [ "$replace" = yes ]; then
+    replace_live
+  else
+    echo "live data untouched. To switch $container to it: samarth-restore $target ${wanted:-<snapshot>} --replace-live"
+    echo "(or inspect it: docker run --rm -it --network none -v $volume:$detail $image sh)"
+  fi
+  SAMARTH_STEP=""
+}
+
+case "$command" in
+  restore) restore_target "$@" ;;
+  run)
+    [ "$#" -eq 1 ] || usage
+    run_target "$1"
+    ;;
+  status) show_status ;;
+  snapshots)
+    step "listing snapshots"
+    if [ "$#" -eq 1 ]; then
+      restic_ snapshots --host "$SERVER" --tag "target=$1,complete"
+    else
+      restic_ snapshots --host "$SERVER" --tag complete
+    fi
+    ;;
+  prune)
+    exec 9>"$STATE_DIR/lock"
+    flock 9
+    step "pruning the repository"
+    restic_ prune --quiet
+    step "checking the repository"
+    restic_ check --quiet
+    target=prune
+    record success prune
+    ;;
+  init)
+    step "looking for the repository"
+    if restic_ cat config >/dev/null 2>&1; then
+      echo "repository exists"
+    else
+      step "initialising the repository"
+      restic_ init >/dev/null
+      echo "repository initialised"
+    fi
+    ;;
+  *) usage ;;
+esac

@@ -1,0 +1,114 @@
+"""Container images for lab hosts, built from Debian's packages: no registry is reachable from the lab.
+
+``debian_rootfs`` debootstraps a minimal Debian (``--variant=minbase``) with the packages asked for into
+a tarball, once per package list (cached under /var/cache/samarth-lab, shared by concurrent test runs
+through a lock); ``import_image`` loads it into a lab host's daemon with ``docker import``.
+
+The Postgres image: Debian bookworm's PostgreSQL 15 (the platform runs the official ``postgres:16``
+image; dumps and restores go through the same pg_dump/pg_restore options on both) and Debian's restic
+0.14 at /usr/bin/restic, the path restic's official image uses, so the backup installer copies restic
+out of it exactly as it does out of ``versions.restic`` on the servers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from .core import LabError, LabHost, docker
+
+CACHE = Path("/var/cache/samarth-lab")
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+POSTGRES_PACKAGES = ("postgresql-15", "restic")
+POSTGRES_BIN = "/usr/lib/postgresql/15/bin"
+# Not needed to run anything in the lab: the package cache, documentation, translations, and the LLVM
+# that PostgreSQL's JIT loads (the entry point starts Postgres with jit=off).
+TRIM = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/locale", "usr/share/man",
+        "usr/lib/x86_64-linux-gnu/libLLVM-14.so.1", "usr/lib/x86_64-linux-gnu/libz3.so.4",
+        "usr/lib/postgresql/15/lib/llvmjit.so", "usr/lib/postgresql/15/lib/bitcode")
+
+# PID 1 of the lab's Postgres containers: what the official image's entrypoint does that the backup
+# scripts rely on (POSTGRES_USER is the superuser, POSTGRES_DB exists, local connections are trusted,
+# the server is PID 1), with data checksums on.
+POSTGRES_ENTRYPOINT = f"""#!/bin/sh
+set -eu
+export PATH={POSTGRES_BIN}:$PATH
+install -d -o postgres -g postgres -m 2775 /var/run/postgresql
+install -d -o postgres -g postgres -m 0700 "$PGDATA"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  setpriv --reuid=postgres --regid=postgres --init-groups \\
+    initdb --data-checksums -U "$POSTGRES_USER" --auth-local=trust --auth-host=scram-sha-256 -D "$PGDATA" >/dev/null
+  echo "CREATE DATABASE \\"$POSTGRES_DB\\" OWNER \\"$POSTGRES_USER\\";" \\
+    | setpriv --reuid=postgres --regid=postgres --init-groups postgres --single -D "$PGDATA" postgres >/dev/null
+fi
+exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA" -c listen_addresses= -c jit=off
+"""
+
+
+def _build(packages: Sequence[str], tarball: Path) -> None:
+    if shutil.which("debootstrap") is None:
+        raise LabError("debootstrap is missing: apt-get install -y debootstrap")
+    work = tarball.with_suffix(".rootfs")
+    shutil.rmtree(work, ignore_errors=True)
+    result = subprocess.run(
+        ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(work), MIRROR],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        raise LabError(f"debootstrap of {', '.join(packages)} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
+    for path in TRIM:
+        target = work / path
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    entrypoint = work / "usr/local/bin/lab-postgres"
+    entrypoint.write_text(POSTGRES_ENTRYPOINT)
+    entrypoint.chmod(0o755)
+    partial = tarball.with_suffix(".partial")
+    subprocess.run(["tar", "-C", str(work), "--numeric-owner", "-cf", str(partial), "."], check=True)
+    partial.rename(tarball)
+    shutil.rmtree(work)
+
+
+def debian_rootfs(packages: Sequence[str] = POSTGRES_PACKAGES) -> Path:
+    """A tarball of a minimal Debian with ``packages``, built once and then reused."""
+    key = hashlib.sha256(f"{SUITE} {' '.join(sorted(packages))} {POSTGRES_ENTRYPOINT} {TRIM}".encode()).hexdigest()[:16]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tarball = CACHE / f"debian-{SUITE}-{key}.tar"
+    with open(CACHE / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not tarball.exists():
+            _build(packages, tarball)
+    return tarball
+
+
+def import_image(host: LabHost, tarball: Path, name: str, changes: Sequence[str]) -> None:
+    """``docker import`` the tarball into ``host``'s daemon as ``name`` unless it is there already."""
+    if docker(host, "image", "inspect", name).returncode == 0:
+        return
+    args = [arg for change in changes for arg in ("--change", change)]
+    result = docker(host, "import", *args, str(tarball), name, timeout=600)
+    if result.returncode != 0:
+        raise LabError(f"lab host {host.name}: docker import of {tarball} failed: {result.stderr}")
+
+
+def import_postgres(host: LabHost, name: str = "samarth-lab/postgres-restic:15") -> str:
+    import_image(
+        host,
+        debian_rootfs(),
+        name,
+        [
+            f"ENV PATH={POSTGRES_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "ENV PGDATA=/var/lib/postgresql/data",
+            'CMD ["/usr/local/bin/lab-postgres"]',
+        ],
+    )
+    return name
+

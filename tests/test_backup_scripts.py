@@ -1,0 +1,148 @@
+"""The backup pieces that run without lab hosts: the catalogue covers every stateful thing, the plan and
+the capacity check see the repositories, and tools/backup-pulumi-state.sh with real restic (a stand-in
+`pulumi` prints a stack export, or fails half-way)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components import backups
+from components.backup_catalogue import ENGINES, METHODS, PURE_CACHES
+from components.capacity import check_capacity
+from components.catalogue import CATALOGUE
+from components.catalogue import ENGINES as DATABASE_ENGINES
+from components.config import ConfigError, validate
+from components.placements import backup_sources, stack_placements
+from tools.offline import ProgramRun, is_secret, read_stack_values, reveal, stack_file
+from tools.plan import backup_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stack_raw(stack: str) -> dict:
+    values, _ = read_stack_values(stack_file(stack))
+    return {k.split(":", 1)[1]: json.loads(v) if v[:1] in "{[" else v for k, v in values.items()}
+
+
+def test_every_database_container_is_backed_up_or_has_a_reason() -> None:
+    config = validate(stack_raw("prod"))
+    backed_up = {s.name for s in backups.database_sources(config)}
+    reasons = backups.not_backed_up(config)
+    for container in config.databases.containers():
+        assert (container.name in backed_up) != (container.name in reasons), container.name
+    assert set(ENGINES) == set(DATABASE_ENGINES), "every engine has a coverage line"
+    assert {service for service, _ in PURE_CACHES} <= {s.name for s in CATALOGUE}
+    assert "opensearch-fusionauth" in reasons and "redis-esamwad-backend" in reasons
+    assert {s.method for s in backup_sources(config)} == set(METHODS)
+
+
+def test_a_repository_that_does_not_fit_is_refused_naming_the_key() -> None:
+    raw = stack_raw("prod")
+    raw["servers"]["db1"]["diskGib"] = 50
+    config = validate(raw)
+    with pytest.raises(ConfigError, match=r"servers\.db1\.diskGib: 50 GiB .* backup repository of application"):
+        check_capacity(config, stack_placements(config))
+    raw["backups"]["dataGib"] = {"files": 1, "registry": 1}
+    config = validate(raw)
+    check_capacity(config, stack_placements(config))
+
+
+def test_backup_config_mistakes_name_the_key() -> None:
+    raw = stack_raw("prod")
+    raw["backups"]["schedules"] = {"postgress": "hourly"}
+    with pytest.raises(ConfigError, match=r"backups\.schedules: .*'postgress' is not a backup method"):
+        validate(raw)
+    raw["backups"]["schedules"] = {"postgres": "every minute"}
+    with pytest.raises(ConfigError, match=r"backups\.schedules\.postgres"):
+        validate(raw)
+    raw["backups"] = {"retention": {"hourly": 0, "daily": 0, "weekly": 0}}
+    with pytest.raises(ConfigError, match=r"backups\.retention: .*keeps no snapshot"):
+        validate(raw)
+
+
+def test_the_plan_shows_each_servers_schedule_and_repository() -> None:
+    lines = "\n".join(backup_plan(validate(stack_raw("prod"))))
+    assert "db2: repository on application (~" in lines
+    assert "application: repository on db1 (~" in lines
+    assert "postgres-odk-adapter             postgres   hourly" in lines
+    assert "opensearch-fusionauth: FusionAuth's search index" in lines
+
+
+def test_backup_secrets_reach_hosts_only_on_stdin_and_vault(prod: ProgramRun) -> None:
+    installs = [r for r in prod.of_type("command:remote:Command") if r.name.endswith("-install") and r.name.startswith("backups-")]
+    assert {r.name for r in installs} == {f"backups-{s}-install" for s in ("db1", "db2", "application", "swarm-master")}
+    passwords = {r.name: reveal(r.outputs["result"]) for r in prod.of_type("random:index/randomPassword:RandomPassword") if r.name.startswith("backups-")}
+    for install in installs:
+        server = install.name.removeprefix("backups-").removesuffix("-install")
+        password = passwords[f"backups-{server}-repository-password"]
+        assert password not in json.dumps(reveal(install.inputs["create"]))
+        assert "RESTIC_PASSWORD=" + password in reveal(install.inputs["stdin"])
+        assert is_secret(install.inputs["stdin"])
+    published = reveal(prod.named("vault:kv/secretV2:SecretV2", "vault-kv-samarth-backups").inputs["dataJson"])
+    keys = json.loads(published)
+    assert keys["DB2_RESTIC_REPOSITORY"].startswith("s3:http://10.20.0.10:9000/samarth-backups/db2")
+    assert keys["APPLICATION_RESTIC_REPOSITORY"] == "sftp:samarth-backup@10.20.0.21:/srv/samarth-backups/application"
+    assert set(keys) >= {"DB1_RESTIC_PASSWORD", "DB1_AWS_SECRET_ACCESS_KEY", "APPLICATION_RESTIC_PASSWORD"}
+
+
+def test_pulumi_state_backup_streams_each_export_and_forgets_a_failed_run(tmp_path: Path) -> None:
+    if shutil.which("restic") is None:
+        pytest.skip("restic is missing: apt-get install -y restic")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pulumi").write_text(
+        "#!/bin/sh\n"
+        'case "$1 $2" in\n'
+        '  "whoami --verbose") echo "Backend URL: https://api.pulumi.com" ;;\n'
+        '  "stack ls") echo \'[{"name": "org/samarth-infra/prod"}, {"name": "org/samarth-infra/staging"}]\' ;;\n'
+        '  "stack export") [ "$4" = staging ] && [ -n "${FAIL_STAGING:-}" ] && { echo "{\\"partial\\":"; exit 3; }; echo "{\\"stack\\": \\"$4\\"}" ;;\n'
+        "esac\n"
+    )
+    (bin_dir / "pulumi").chmod(0o755)
+    password = tmp_path / "password"
+    password.write_text("state-backup-test\n")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RESTIC_REPOSITORY": str(tmp_path / "repo"),
+           "RESTIC_PASSWORD_FILE": str(password), "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
+    script = str(ROOT / "tools" / "backup-pulumi-state.sh")
+
+    done = subprocess.run(["sh", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    snapshots = json.loads(subprocess.run(["restic", "snapshots", "--json"], env=env, capture_output=True, text=True).stdout)
+    assert sorted(s["paths"][0] for s in snapshots) == ["/prod.json", "/staging.json"]
+    assert all("complete" in s["tags"] for s in snapshots)
+    dumped = subprocess.run(["restic", "dump", "latest", "/staging.json"], env=env, capture_output=True, text=True).stdout
+    assert json.loads(dumped) == {"stack": "staging"}
+
+    failed = subprocess.run(["sh", script], env={**env, "FAIL_STAGING": "1"}, capture_output=True, text=True)
+    assert failed.returncode != 0 and "staging failed" in failed.stderr
+    after = json.loads(subprocess.run(["restic", "snapshots", "--json"], env=env, capture_output=True, text=True).stdout)
+    assert len(after) == len(snapshots), "the failed run left snapshots"
+
+
+def test_the_state_backup_script_passes_shellcheck() -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is missing: apt-get install -y shellcheck")
+    result = subprocess.run(["shellcheck", "--shell=sh", str(ROOT / "tools" / "backup-pulumi-state.sh")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_backup_traffic_passes_the_host_firewall_before_its_port_is_dropped(prod: ProgramRun) -> None:
+    rules = reveal(prod.named("command:remote:Command", "firewall-application").inputs["create"])
+    minio = [line.strip() for line in rules.splitlines() if "--ctorigdstport 9000 " in line and "-A " in line]
+    db2 = prod.exports["privateIps"]["db2"]
+    assert minio[-1].endswith("-j DROP") and sum(line.endswith("-j DROP") for line in minio) == 1
+    assert any(f"-s {db2}/32" in line and line.endswith("RETURN") for line in minio)
+
+
+def test_the_installer_copies_restic_from_where_the_pinned_image_puts_it() -> None:
+    dockerfile = (ROOT / "tests/fixtures/upstreams/restic-v0.18.1/docker/Dockerfile.release").read_text()
+    assert "COPY --from=helper /output/restic /usr/bin" in dockerfile
+    assert 'ENTRYPOINT ["/usr/bin/restic"]' in dockerfile
+    assert 'docker cp "$container:/usr/bin/restic"' in (ROOT / "components/scripts/backup-install.sh").read_text()

@@ -1,0 +1,114 @@
+"""The restore drill, for real: Postgres data backed up by the program's agent over SFTP to another lab
+host, the volume destroyed, restored by ``samarth-restore`` and compared table by table.
+
+Real Debian PostgreSQL 15 in a container built with debootstrap (lab/images.py), real restic (Debian's
+0.14), real sshd. The same run shows that a dump failing half-way leaves no snapshot a restore would use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from backup_drill import SERVER, TARGET, Drill, check, checksums, fill, staging_config
+from lab import docker
+from lab_fixture import LabSession
+
+ROWS = 20000
+
+
+@pytest.fixture(scope="module")
+def drill(lab_session: LabSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
+    root = tmp_path_factory.mktemp("backups")
+    root.chmod(0o755)
+    drill = Drill(
+        db=lab_session.host("swarm-node2"),
+        repository_host=lab_session.host("swarm-node3"),
+        root=root,
+        config=staging_config(),
+    )
+    drill.start_postgres()
+    yield drill
+    for name in [TARGET, *docker(drill.db, "ps", "-aq", "--filter", f"name={TARGET}-restore").stdout.split()]:
+        docker(drill.db, "rm", "-f", name)
+
+
+def snapshot_count(drill: Drill) -> int:
+    return len(json.loads(drill.restic_snapshots()))
+
+
+def test_the_installer_sets_up_restic_credentials_agent_and_timers(drill: Drill) -> None:
+    result = check(drill.install(), "the installer")
+    assert "restic 0.14" in result.stderr
+    assert "repository initialised" in result.stderr
+    config_dir = drill.root / "etc"
+    assert oct(config_dir.stat().st_mode & 0o777) == "0o700"
+    for name in ("password", "repository.env"):
+        assert oct((config_dir / name).stat().st_mode & 0o777) == "0o600", name
+    # The password is in its own file, never in the environment file the agent sources.
+    assert (config_dir / "password").read_text().strip() == "drill-repository-password-0123456789"
+    assert "drill-repository-password" not in (config_dir / "repository.env").read_text()
+    timer = (drill.root / "units" / f"samarth-backup-{TARGET}.timer").read_text()
+    assert "OnCalendar=hourly" in timer and f"Unit=samarth-backup@{TARGET}.service" in timer
+    assert "Persistent=true" in timer
+    assert f"enable --now samarth-backup-{TARGET}.timer samarth-backup-prune.timer" in (drill.root / "systemctl.log").read_text()
+    # Idempotent: a second run changes nothing and asks for no daemon-reload.
+    (drill.root / "systemctl.log").unlink()
+    check(drill.install(), "the installer, again")
+    assert "daemon-reload" not in (drill.root / "systemctl.log").read_text()
+
+
+def test_backup_destroy_restore_gives_equal_checksums(drill: Drill) -> None:
+    fill(drill, ROWS)
+    before = checksums(drill)
+    assert before["odk_adapter.items"].startswith(f"{ROWS} ")
+
+    check(drill.agent("run", TARGET), "the backup")
+    status = check(drill.agent("status"), "the status")
+    assert TARGET in status.stdout and "never" not in status.stdout
+
+    # A dump that fails half-way: a database whose table has a corrupt page in its middle. pg_dump
+    # streams the rows before it into restic, then fails; the run must leave no snapshot behind.
+    drill.sql("postgres", "create database fragile")
+    drill.sql("fragile", "create table pages (id int primary key, body text); "
+              "insert into pages select g, repeat('p', 400) from generate_series(1, 4000) g; checkpoint;")
+    relation = drill.sql("fragile", "select pg_relation_filepath('pages')")
+    volume = docker(drill.db, "volume", "inspect", "--format", "{{.Mountpoint}}", f"{TARGET}-data").stdout.strip()
+    check(docker(drill.db, "stop", TARGET), "stopping Postgres")
+    with open(f"{volume}/{relation}", "r+b") as data_file:
+        data_file.seek(8192 * 50)
+        data_file.write(b"\xff" * 8192)
+    check(docker(drill.db, "start", TARGET), "starting Postgres")
+    drill.wait_ready()
+    snapshots_before = snapshot_count(drill)
+    failed = drill.agent("run", TARGET)
+    assert failed.returncode != 0
+    assert "fragile.dump" in failed.stderr and "failed" in failed.stderr
+    assert snapshot_count(drill) == snapshots_before, "the failed run left snapshots behind"
+    status = drill.agent("status")
+    assert status.returncode == 0, status.stderr  # the earlier success is recent enough
+    assert status.stdout.splitlines()[1].split()[-1] != "-"  # but the failure is shown
+    drill.sql("postgres", "drop database fragile")
+
+    drill.destroy_data()
+    drill.start_postgres()  # `pulumi up` brings back an empty container
+    assert drill.sql("odk_adapter", "select count(*) from pg_tables where tablename = 'items'") == "0"
+
+    checked = check(drill.restore(TARGET), "the restore into a scratch volume")
+    assert "restored and checked" in checked.stdout
+    assert drill.sql("odk_adapter", "select count(*) from pg_tables where tablename = 'items'") == "0", "live data was touched"
+
+    check(drill.restore(TARGET, "--replace-live"), "the restore into the live volume")
+    drill.wait_ready()
+    assert checksums(drill) == before
+    assert drill.sql("postgres", "select count(*) from pg_roles where rolname = 'reporter'") == "1"
+    assert drill.sql("odk_adapter", "select has_table_privilege('reporter', 'items', 'select')") == "t"
+    # The data the restore replaced is kept, not deleted.
+    assert docker(drill.db, "volume", "ls", "-q", "--filter", f"name={TARGET}-data-before-").stdout.strip()
+
+
+def test_the_drill_server_is_the_programs_own_target() -> None:
+    (source,) = [s for s in __import__("components.backups", fromlist=["x"]).database_sources(staging_config()) if s.name == TARGET]
+    assert source.server == SERVER and source.method == "postgres"
