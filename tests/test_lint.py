@@ -30,6 +30,7 @@ SYS_PATH_EDIT = re.compile(r"^\s*sys\.path\.(insert|append|extend)\(", re.M)
 SYS_PATH_EDITS = {
     "policies/__main__.py",
     "benchmarks/acme_renewal.py",
+    "benchmarks/backup_restore.py",
     "benchmarks/request_flow.py",
     "benchmarks/swarm_converge.py",
 }
