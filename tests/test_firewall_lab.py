@@ -211,7 +211,9 @@ def test_every_servers_rules_load_in_the_kernel(lab_session: LabSession, tmp_pat
         for command in run.of_type("command:remote:Command"):
             if not command.name.startswith("firewall-"):
                 continue
-            rules = re.search(r"^RULES='(.*?)'$", command.plain_inputs["create"], re.S | re.M).group(1)
+            found = re.search(r"^RULES='(.*?)'$", command.plain_inputs["create"], re.S | re.M)
+            assert found is not None, command.name
+            rules = found.group(1)
             path = tmp_path / f"{stack}-{command.name}.rules"
             path.write_text(rules)
             result = subprocess.run(

@@ -270,3 +270,46 @@ def test_engine_scripts_keep_the_password_off_argv_and_fail_closed(
     assert result.returncode == 0, result.stderr
     assert "accepts the current password" in result.stdout
     assert password not in (tmp_path / "calls").read_text()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="Debian redis-server not installed (tools/test-packages.txt lists it)")
+def test_the_redis_check_passes_only_when_the_running_server_requires_the_current_password(prod: ProgramRun, tmp_path: Path) -> None:
+    """A real redis-server started with one password: the program's check accepts that one and refuses
+    another (the update then stops before Vault publishes it), never putting either on a command line."""
+    (command,) = [c for c in prod.of_type(COMMAND) if c.name.endswith("-redis-odk-adapter-password")]
+    port = _free_port()
+    current = "currentRedisPassword0123456789ab"
+    (tmp_path / "redis.conf").write_text(f"port {port}\nbind 127.0.0.1\nrequirepass {current}\nsave \"\"\nappendonly no\n")
+    server = subprocess.Popen(["redis-server", str(tmp_path / "redis.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # `docker exec [-i] [-e NAME] redis-odk-adapter redis-cli ...`: redis-cli here, against that server.
+    (bin_dir / "docker").write_text(
+        f"""#!/bin/sh
+echo "$*" >> {tmp_path / 'calls'}
+shift
+while :; do case "$1" in -i) shift ;; -e) shift 2 ;; *) break ;; esac; done
+[ "$1" = redis-odk-adapter ] || exit 1
+shift
+[ "$1" = redis-cli ] || exit 97
+shift
+exec redis-cli -p {port} "$@"
+"""
+    )
+    (bin_dir / "docker").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() not in ("PONG", "NOAUTH Authentication required."):
+            assert server.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.1)
+        script = command.inputs["create"]
+        accepted = subprocess.run(["/bin/sh", "-c", script], input=current + "\n", capture_output=True, text=True, env=env, timeout=30)
+        assert accepted.returncode == 0, accepted.stderr
+        refused = subprocess.run(["/bin/sh", "-c", script], input="rotatedButNotApplied42\n", capture_output=True, text=True, env=env, timeout=30)
+        assert refused.returncode != 0 and "does not accept the current password" in refused.stderr
+        calls = (tmp_path / "calls").read_text()
+        assert current not in calls and "rotatedButNotApplied42" not in calls
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
