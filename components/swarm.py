@@ -5,14 +5,15 @@ Everything the swarm needs from a server is a shell script (pure functions below
 again. Per worker three commands carry the lifecycle, ordered so that deleting them (the worker taken
 out of ``swarm.workers``) runs drain, leave, remove in that order:
 
-    <worker>-swarm-seat   (master)  create: forget stale "down" entries of the worker's address
-                                    delete: wait until the worker is down, remove its entry
+    <worker>-swarm-seat   (master)  create: nothing (no SSH session); delete: remove the entry of
+                                    the worker, drained and gone, from the node list at once
     <worker>-swarm-join   (worker)  create: join the master's swarm; delete: leave it
-    <worker>-swarm-node   (master)  create/update: set the node's labels; delete: drain it
+    <worker>-swarm-node   (master)  create/update: remove stale entries of the worker's address, set
+                                    the node's labels; delete: drain it (returns once its tasks stopped)
 
-Pulumi deletes dependents first, and node depends on join depends on seat. On create the seat waits
-for nothing but the master's preflight: before the swarm exists it has nothing to tidy (it checks), so
-it runs beside the init instead of after it. The registry logins wait for what a login really needs
+Pulumi deletes dependents first, and node depends on join depends on seat, so a fresh `up` runs three
+steps one after another (init, join, labels) as a person would (init, read the token, join), and a
+removal takes as long as the drain. The registry logins wait for what a login really needs
 (``RegistryLogin.ready``: the registry and the proxy serving its name), not for the swarm.
 """
 
@@ -35,9 +36,8 @@ from .shell import render
 
 SWARM_PORT = SWARM_MANAGEMENT_PORT
 NETWORK_NAME = "application_default"
-# How long a drained worker may take to stop its tasks, and a leaving worker to show as down.
+# How long a drained worker may take to stop its tasks.
 DRAIN_TIMEOUT_S = 300
-LEAVE_TIMEOUT_S = 60
 
 
 def node_labels(settings: Swarm, host: Host) -> dict[str, str]:
@@ -76,17 +76,9 @@ def leave_script(worker: str) -> str:
     return render("swarm-leave.sh", f"swarm-leave[{worker}]", WORKER=worker)
 
 
-def seat_script(master: str, worker: str, worker_ip: str) -> str:
-    """On the master, before a worker joins: remove stale "down" entries of the worker's address."""
-    return render("swarm-seat.sh", f"swarm-seat[{worker}]", MASTER=master, WORKER=worker, WORKER_IP=worker_ip)
-
-
 def unseat_script(master: str, worker: str, worker_ip: str) -> str:
-    """On the master, after the worker left: wait until it shows as down, then remove its entry."""
-    return render(
-        "swarm-unseat.sh", f"swarm-unseat[{worker}]",
-        MASTER=master, WORKER=worker, WORKER_IP=worker_ip, LEAVE_TIMEOUT_S=LEAVE_TIMEOUT_S,
-    )
+    """On the master, after the drained worker left: remove its entries from the node list at once."""
+    return render("swarm-unseat.sh", f"swarm-unseat[{worker}]", MASTER=master, WORKER=worker, WORKER_IP=worker_ip)
 
 
 def labels_script(master: str, node: str, node_ip: Optional[str], labels: dict[str, str]) -> str:
@@ -189,7 +181,6 @@ class Cluster(pulumi.ComponentResource):
             seat = command.remote.Command(
                 f"{worker_name}-swarm-seat",
                 connection=master.connection,
-                create=seat_script(master.name, worker_name, worker_ip),
                 delete=unseat_script(master.name, worker_name, worker_ip),
                 opts=master.command_options(self),
             )

@@ -91,7 +91,7 @@ class SwarmScripts:
         members = self.run.under(cluster)
         self.commands = _dependency_order([r for r in members if r.type == COMMAND])
         self.networks = [r for r in members if r.type == NETWORK]
-        self._urns = {r.urn for r in self.commands}
+        self._urns = {r.urn for r in self.commands + self.networks}
         self._by_address = {h.address: h for h in self.hosts.values()}
 
     def command(self, name: str) -> Registration:
@@ -110,6 +110,9 @@ class SwarmScripts:
         """Run one command's ``phase`` script as the provider does: the script is the SSH session's
         command, ``stdin`` its standard input."""
         registration = self.command(name)
+        if not registration.inputs.get(phase):
+            # The provider runs nothing (no SSH session) for a phase without a script.
+            return Outcome(name, 0, "", "")
         result = subprocess.run(
             ssh_command(self.host_of(registration), registration.inputs[phase]),
             input=self._stdin(registration),
@@ -124,9 +127,10 @@ class SwarmScripts:
         return Outcome(name, result.returncode, result.stdout, result.stderr)
 
     def waves(self) -> list[list[Registration]]:
-        """The commands in the batches the engine can run in parallel: each after its dependencies."""
+        """The commands and the network in the batches the engine can run in parallel: each after its
+        dependencies."""
         done: set[str] = set()
-        pending = list(self.commands)
+        pending = _dependency_order(self.commands + self.networks)
         batches = []
         while pending:
             ready = [r for r in pending if all(d in done or d not in self._urns for d in r.dependencies)]
@@ -137,29 +141,32 @@ class SwarmScripts:
 
     def converge(self) -> list[Outcome]:
         """``pulumi up`` from nothing (or again): every create, dependencies first and independent ones
-        in parallel, stopping after the first batch with a failure; then the network unless the master
-        already has it (the engine's state would)."""
+        in parallel, stopping after the first batch with a failure; the network is created unless the
+        master already has it (the engine's state would)."""
         outcomes: list[Outcome] = []
         with ThreadPoolExecutor(max_workers=8) as pool:
             for batch in self.waves():
-                results = list(pool.map(lambda r: self.execute(r.name), batch))
+                results = list(pool.map(self._create, batch))
                 outcomes += results
                 if any(o.returncode != 0 for o in results):
                     return outcomes
-        for network in self.networks:
-            master = self.hosts["swarm-master"]
-            inputs = network.inputs
-            if docker(master, "network", "inspect", inputs["name"]).returncode == 0:
-                continue
-            argv = ["network", "create", "--driver", inputs["driver"]]
-            argv += ["--attachable"] if inputs.get("attachable") else []
-            for key, value in sorted((inputs.get("options") or {}).items()):
-                argv += ["--opt", f"{key}={value}"]
-            for label in inputs.get("labels") or []:
-                argv += ["--label", f"{label['label']}={label['value']}"]
-            created = docker(master, *argv, inputs["name"])
-            outcomes.append(Outcome(network.name, created.returncode, created.stdout, created.stderr))
         return outcomes
+
+    def _create(self, registration: Registration) -> Outcome:
+        if registration.type == COMMAND:
+            return self.execute(registration.name)
+        master = self.hosts["swarm-master"]
+        inputs = registration.inputs
+        if docker(master, "network", "inspect", inputs["name"]).returncode == 0:
+            return Outcome(registration.name, 0, "", "")
+        argv = ["network", "create", "--driver", inputs["driver"]]
+        argv += ["--attachable"] if inputs.get("attachable") else []
+        for key, value in sorted((inputs.get("options") or {}).items()):
+            argv += ["--opt", f"{key}={value}"]
+        for label in inputs.get("labels") or []:
+            argv += ["--label", f"{label['label']}={label['value']}"]
+        created = docker(master, *argv, inputs["name"])
+        return Outcome(registration.name, created.returncode, created.stdout, created.stderr)
 
     def remove(self, names: Iterable[str]) -> list[Outcome]:
         """``pulumi up`` after these commands left the program: deletes, dependents first."""

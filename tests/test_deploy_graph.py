@@ -3,8 +3,6 @@ the SDK sends the engine. The longest chain is pinned: it changes only on purpos
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,8 +16,9 @@ COMMAND = "command:remote:Command"
 
 # The longest chain of a fresh `up` of prod. Every Docker object waits for its server's preflight and
 # log defaults (a change restarts dockerd). Then Vault's bootstrap is the critical path: its API answers
-# only once the container runs, is initialised and unsealed, and Jenkins' secret ID needs its role,
-# which needs the AppRole backend. Shorten it if you can; never let it grow by accident.
+# only once the container runs, is initialised and unsealed; the backups' AppRole needs its policy, its
+# secret ID the role, and the backups' installation that secret ID. Shorten it if you can; never let
+# it grow by accident.
 PROD_CHAIN = [
     "application-preflight",
     "application-docker-log-defaults",
@@ -27,9 +26,10 @@ PROD_CHAIN = [
     "application-vault",
     "application-vault-init",
     "application-vault-unseal",
-    "vault-approle",
-    "vault-approle-jenkins",
-    "vault-approle-jenkins-secret-id",
+    "backups-vault-policy",
+    "backups-vault-role",
+    "backups-vault-secret-id",
+    "backups-application-install",
 ]
 
 # Every remote step on one server that waits for a remote step on another, and why it must.
@@ -37,14 +37,19 @@ CROSS_SERVER = {
     # The join reads the worker token the init printed.
     ("swarm-node2-swarm-join", "swarm-master-swarm-init"),
     ("swarm-node3-swarm-join", "swarm-master-swarm-init"),
-    # The seat is the master's record of the worker: it goes after the worker has left (delete order).
-    ("swarm-node2-swarm-join", "swarm-node2-swarm-seat"),
-    ("swarm-node3-swarm-join", "swarm-node3-swarm-seat"),
+    # Through the seat, the master's record of the worker that goes after it has left (delete order):
+    # creating the seat does nothing, so the join waits for what the seat waits for.
+    ("swarm-node2-swarm-join", "swarm-master-preflight"),
+    ("swarm-node3-swarm-join", "swarm-master-preflight"),
     # The master labels the worker once it has joined, and drains it before it leaves.
     ("swarm-node2-swarm-node", "swarm-node2-swarm-join"),
     ("swarm-node3-swarm-node", "swarm-node3-swarm-join"),
     # A login goes to the registry's public name: the registry must answer and Nginx serve its route
     # with a certificate (issued, then Nginx reloaded with it).
+    # The backup repository's server authorizes the application's new backup key before the backups
+    # there are installed.
+    ("backups-application-sftp-repository", "backups-application-ssh-key"),
+    ("backups-application-install", "backups-application-sftp-repository"),
     *((f"{node}-registry-login", prerequisite)
       for node in ("swarm-master", "swarm-node2", "swarm-node3")
       for prerequisite in ("registry-container", "nginx-certificates-renew")),
@@ -114,21 +119,18 @@ def test_registry_logins_wait_for_the_registry_and_its_proxy_not_for_the_swarm(s
         assert "swarm-master-swarm-init" not in before
 
 
-def test_a_workers_seat_runs_beside_the_swarm_init(stack_run: ProgramRun, tmp_path: Path) -> None:
-    """Before the swarm exists the seat has nothing to tidy (its script says so and exits): it waits
-    only for the master's preflight, so the join waits for the init, not for init then seat."""
+def test_a_workers_seat_opens_no_session_on_create(stack_run: ProgramRun) -> None:
+    """The seat exists for its delete (the worker's entry removed after it left); creating it does
+    nothing on the master, so the join waits for the init alone, and stale entries are tidied by the
+    labels step after the join."""
     preflight = stack_run.named(COMMAND, "swarm-master-preflight").urn
-    # A master in no swarm yet, as its docker reports it before the init.
-    (tmp_path / "docker").write_text("#!/bin/sh\necho 'inactive false'\n")
-    (tmp_path / "docker").chmod(0o755)
     for worker in ("swarm-node2", "swarm-node3"):
         seat = stack_run.named(COMMAND, f"{worker}-swarm-seat")
         assert set(seat.dependencies) == {preflight}
-        ran = subprocess.run(
-            ["sh", "-c", seat.inputs["create"]], capture_output=True, text=True,
-            env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"},
-        )
-        assert ran.returncode == 0 and "swarm-master manages no swarm; nothing to tidy" in ran.stderr
+        assert not seat.inputs.get("create") and deploy_graph.step_kind(seat) is None
+        assert 'docker node rm --force "$id"' in seat.inputs["delete"]
+        labels = stack_run.named(COMMAND, f"{worker}-swarm-node").inputs["create"]
+        assert 'docker node rm "$stale"' in labels
 
 
 SAMPLE = '''

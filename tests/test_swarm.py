@@ -81,7 +81,7 @@ def test_worker_removal_runs_drain_then_leave_then_remove(prod: ProgramRun) -> N
         master = reveal(prod.named(COMMAND, "swarm-master-swarm-init").inputs["connection"])
         assert reveal(seat.inputs["connection"]) == master == reveal(node.inputs["connection"])
         assert "--availability drain" in node.inputs["delete"]
-        assert 'docker node rm "$id"' in seat.inputs["delete"]
+        assert 'docker node rm --force "$id"' in seat.inputs["delete"]
 
 
 def test_a_worker_taken_out_of_config_gets_no_swarm_resources() -> None:

@@ -31,9 +31,10 @@ case "$state" in
     fail "$MASTER reports swarm state '$state'; see 'docker info' on $MASTER"
     ;;
 esac
-step "reading the join tokens"
+step "reading the cluster's IDs and join tokens"
+# Both IDs in one daemon call (each CLI call is a process start and a round trip).
+ids=$(docker info --format '{{.Swarm.Cluster.ID}} {{.Swarm.NodeID}}')
 worker_token=$(docker swarm join-token -q worker)
 manager_token=$(docker swarm join-token -q manager)
 printf '{"clusterId":"%s","nodeId":"%s","managerAddress":"%s","workerToken":"%s","managerToken":"%s"}\n' \
-  "$(docker info --format '{{.Swarm.Cluster.ID}}')" "$(docker info --format '{{.Swarm.NodeID}}')" "$MANAGER_ADDRESS" \
-  "$worker_token" "$manager_token"
+  "${ids% *}" "${ids#* }" "$MANAGER_ADDRESS" "$worker_token" "$manager_token"

@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # Join WORKER to the swarm of MASTER with the worker token read from stdin; a no-op when it is already
-# a worker of that swarm, an error when it belongs to another one. Prints the node ID.
+# a worker of that swarm, an error when it belongs to another one.
 # Inputs: WORKER, WORKER_IP, MASTER, MANAGER_ADDRESS (the master's IP:port).
 . ./swarm-lib.sh
 step "asking the docker daemon on $WORKER for its swarm state"
@@ -12,7 +12,6 @@ case "$state" in
     case " $managers " in
       *" $MANAGER_ADDRESS "*)
         echo "$WORKER has already joined the swarm of $MASTER ($MANAGER_ADDRESS); nothing to do" >&2
-        docker info --format '{{.Swarm.NodeID}}'
         exit 0
         ;;
     esac
@@ -58,4 +57,3 @@ if [ "$code" != 200 ]; then
   fail "$WORKER could not join the swarm of $MASTER at $MANAGER_ADDRESS (HTTP $code): $(printf '%s\n' "$reply" | sed '$d') (is $MASTER up, a manager, and reachable from $WORKER on 2377/tcp, 7946/tcp+udp and 4789/udp?)"
 fi
 echo "$WORKER joined the swarm of $MASTER at $MANAGER_ADDRESS" >&2
-docker info --format '{{.Swarm.NodeID}}'
