@@ -102,21 +102,11 @@ CERTIFICATE_EARLY_RENEWAL_HOURS = 90 * 24
 CA_FILE_DIRECTORY = ".samarth"
 
 
-def scheme(settings: VaultSettings) -> str:
-    return "http" if settings.plain_http else "https"
-
-
-def server_name(config: StackConfig) -> str:
-    """The name Vault's certificate is issued for and every client verifies: ``vault.serverName``,
-    by default ``vault.<domain>``."""
-    return config.vault.server_name or f"vault.{config.domain}"
-
-
 def cli_environment(settings: VaultSettings, name: str) -> list[str]:
     """The CLI's environment inside the container (scripts, healthcheck, an operator's ``docker exec``):
     the loopback listener, verified with the CA against the server name as every other client does."""
     dist = DISTRIBUTIONS[settings.distribution]
-    envs = [f"{dist.env_prefix}_ADDR={scheme(settings)}://127.0.0.1:{settings.port}"]
+    envs = [f"{dist.env_prefix}_ADDR={settings.scheme}://127.0.0.1:{settings.port}"]
     if not settings.plain_http:
         envs += [f"{dist.env_prefix}_CACERT={dist.tls_dir}/ca.pem", f"{dist.env_prefix}_TLS_SERVER_NAME={name}"]
     return envs
@@ -140,7 +130,7 @@ def write_ca_file(stack: str, pem: str) -> str:
 
 
 def api_addr(settings: VaultSettings, private_ip: str) -> str:
-    return settings.api_addr or f"{scheme(settings)}://{private_ip}:{settings.port}"
+    return settings.api_addr or f"{settings.scheme}://{private_ip}:{settings.port}"
 
 
 def audit_file(settings: VaultSettings) -> str:
@@ -293,7 +283,7 @@ class VaultServerArgs:
     host: Host
     settings: VaultSettings
     image: str
-    # The name Vault's certificate is issued for (``server_name(config)``).
+    # The name Vault's certificate is issued for (``StackConfig.vault_server_name``).
     server_name: str
     # Init output of a Vault initialised outside this stack (config ``vaultInit``); None: init here.
     imported_init: Optional[pulumi.Input[str]] = None
@@ -428,7 +418,7 @@ class VaultServer(pulumi.ComponentResource):
             opts=host.command_options(self, depends_on=[self.container, *init_deps]),
         )
 
-        self.address = pulumi.Output.concat(scheme(settings), "://", host.private_ip, f":{settings.port}")
+        self.address = pulumi.Output.concat(settings.scheme, "://", host.private_ip, f":{settings.port}")
         # The provider takes the CA as a file: written where the program runs once the CA is known (on
         # the first preview it is not, and neither is the token: the provider's resources show as unknown).
         stack = pulumi.get_stack()

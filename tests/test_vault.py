@@ -332,7 +332,7 @@ def _publish_under_mocks(book_entries: dict[str, dict[str, Any]], name: str = "v
     def program() -> None:
         host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
         server = vault_module.VaultServer(
-            name, vault_module.VaultServerArgs(host=host, settings=config.vault, image=config.versions.vault, server_name=vault_module.server_name(config))
+            name, vault_module.VaultServerArgs(host=host, settings=config.vault, image=config.versions.vault, server_name=config.vault_server_name)
         )
         book = CredentialBook()
         for service, values in book_entries.items():
