@@ -87,7 +87,7 @@ NOT_BACKED_UP: Mapping[str, str] = MappingProxyType(
         "minio (other than doc-generator)": "MinIO's own settings, users and policies are declared by this program "
         "and re-created by `pulumi up`; the samarth-backups bucket is itself the repository of db1, db2 and swarm-master",
         "sentry": "telemetry (error events) with its own retention; losing it loses history, not the platform. "
-        "Its projects and settings are exported with `sentry export` when needed (docs/backups.md)",
+        "Its organisations and projects can be exported with `docker compose run --rm -T web export` (docs/backups.md)",
         "posthog": "product analytics events, rebuilt from new traffic; not needed to run Samarth",
         "swarm workers": "hold no state of their own: the manager's raft store has the services, the registry the images",
         "nginx": "stateless: its configuration and certificates' paths are rendered by this program",

@@ -31,8 +31,11 @@ def drill(lab_session: LabSession, tmp_path_factory: pytest.TempPathFactory) -> 
     )
     drill.start_postgres()
     yield drill
+    # Leave the shared lab host as it was for the tests after this module.
     for name in [TARGET, *docker(drill.db, "ps", "-aq", "--filter", f"name={TARGET}-restore").stdout.split()]:
         docker(drill.db, "rm", "-f", name)
+    for volume in docker(drill.db, "volume", "ls", "-q", "--filter", f"name={TARGET}").stdout.split():
+        docker(drill.db, "volume", "rm", volume)
 
 
 def snapshot_count(drill: Drill) -> int:
