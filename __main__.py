@@ -23,7 +23,7 @@ vault_server = vault.VaultServer(
         host=hosts[vault.SERVER],
         settings=config.vault,
         image=config.versions.vault,
-        server_name=vault.server_name(config),
+        server_name=config.vault_server_name,
         imported_init=pulumi.Output.secret(vault_init) if vault_init else None,
     ),
 )
@@ -36,7 +36,7 @@ docker_registry = registry.Registry(
     registry.RegistryArgs(
         host=hosts[registry.SERVER],
         image=config.versions.registry,
-        public_host=registry.public_host(config),
+        public_host=config.edge.registry_host,
         book=book,
     ),
 )

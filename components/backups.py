@@ -31,7 +31,7 @@ import pulumi_vault as vault
 
 from .backup_catalogue import DEFAULT_DATA_GIB, NOT_BACKED_UP, engine_coverage
 from .capacity import Placement
-from .config import ServerName, StackConfig
+from .config import ServerName, StackConfig, server_name
 from .containers import pinned_image
 from .host import Host
 from .ports import MINIO_API_PORT, PULUMI, Opening
@@ -219,7 +219,7 @@ class VaultAccess:
 @dataclass(frozen=True)
 class BackupsArgs:
     config: StackConfig
-    hosts: Mapping[str, Host]
+    hosts: Mapping[ServerName, Host]
     sources: Sequence[Source]
     store: ObjectStore
     vault: Optional[VaultAccess]
@@ -246,7 +246,7 @@ class Backups(pulumi.ComponentResource):
         self.repositories = {}
         self.openings = []
         for server, sources in grouped.items():
-            host = hosts[server]
+            host = hosts[server_name(server)]
             key = server.replace("-", "_").upper()
             password = random.RandomPassword(
                 f"{name}-{server}-repository-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)

@@ -367,6 +367,11 @@ class VaultSettings(Model):
     audit_file: str = Field(default="audit.log", alias="auditFile", pattern=r"^[A-Za-z0-9._-]+$")
     jenkins: VaultJenkins = VaultJenkins()
 
+
+    @property
+    def scheme(self) -> str:
+        """How clients reach Vault: https unless the stack serves it in plain HTTP."""
+        return "http" if self.plain_http else "https"
     @model_validator(mode="after")
     def _threshold_within_shares(self) -> VaultSettings:
         if self.key_threshold > self.key_shares:
@@ -581,6 +586,13 @@ class Edge(Model):
                 "it is the registry's public name for docker login"
             )
         return routes
+
+    @property
+    def registry_host(self) -> str:
+        """The registry's public name: the host of the one route to it (validated above). The registry
+        component receives it as an argument, so it never reads the edge's routes itself."""
+        (host,) = [route.host for route in self.routes if route.upstream == "registry"]
+        return host
 
 
 # --- databases (db1, db2): components/catalogue.py holds the services; a stack adds or overrides them.
@@ -981,6 +993,12 @@ class StackConfig(Model):
                     "(the firewall allows SSH from addresses)"
                 ) from None
         return self
+
+    @property
+    def vault_server_name(self) -> str:
+        """The name Vault's certificate is issued for and every client verifies: ``vault.serverName``,
+        by default ``vault.<domain>``."""
+        return self.vault.server_name or f"vault.{self.domain}"
 
     def edge_routes(self) -> list[tuple[str, Route]]:
         """Every route Nginx serves, with the config key it comes from: ``edge.routes``, then Sentry and

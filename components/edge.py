@@ -20,12 +20,12 @@ import pulumi_command as command
 import pulumi_docker as docker
 import pulumi_random as random
 
-from . import acme, registry, storage, vault
+from . import acme
 from .capacity import Placement
 from .config import Route, ServerName, StackConfig
 from .containers import Healthcheck, pinned_image, service_container
 from .host import Host
-from .ports import NGINX_HTTP_PORT, NGINX_HTTPS_PORT, Opening
+from .ports import MINIO_API_PORT, NGINX_HTTP_PORT, NGINX_HTTPS_PORT, REGISTRY_PORT, Opening
 from .shell import render
 
 SERVER: ServerName = "application"
@@ -54,7 +54,7 @@ def application_upstreams(config: StackConfig) -> dict[str, Upstream]:
     upstreams = {
         # Image layers are large and streamed: no size limit, no buffering, long reads.
         "registry": Upstream(
-            registry.PORT,
+            REGISTRY_PORT,
             (
                 "client_max_body_size 0;",
                 "proxy_request_buffering off;",
@@ -64,9 +64,9 @@ def application_upstreams(config: StackConfig) -> dict[str, Upstream]:
             ),
         ),
         # Public downloads only: the S3 API behind it serves anonymous GetObject, nothing that writes.
-        "minio": Upstream(storage.API_PORT, ("limit_except GET { deny all; }", "proxy_buffering off;")),
+        "minio": Upstream(MINIO_API_PORT, ("limit_except GET { deny all; }", "proxy_buffering off;")),
         # Vault's TLS is kept on the private hop too, and its certificate verified against its CA and name.
-        "vault": Upstream(config.vault.port, _vault_tls_directives(config), scheme=vault.scheme(config.vault)),
+        "vault": Upstream(config.vault.port, _vault_tls_directives(config), scheme=config.vault.scheme),
     }
     installed = observability.enabled()
     if "sentry" in installed:
@@ -83,7 +83,7 @@ def _vault_tls_directives(config: StackConfig) -> tuple[str, ...]:
         f"proxy_ssl_trusted_certificate {VAULT_CA_FILE};",
         "proxy_ssl_verify on;",
         "proxy_ssl_verify_depth 2;",
-        f"proxy_ssl_name {vault.server_name(config)};",
+        f"proxy_ssl_name {config.vault_server_name};",
         "proxy_ssl_server_name on;",
     )
 

@@ -41,12 +41,6 @@ def placements(config: StackConfig) -> list[Placement]:
     return [Placement(SERVER, "registry", MEMORY_MIB)]
 
 
-def public_host(config: StackConfig) -> str:
-    """The registry's public name: the host of the one edge route to it (config validation ensures one)."""
-    (host,) = [route.host for route in config.edge.routes if route.upstream == "registry"]
-    return host
-
-
 def render_config(public_url: str, http_secret: str) -> str:
     """The registry's config.yml; listen addresses and paths are the container's."""
     document: dict[str, Any] = {

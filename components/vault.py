@@ -102,21 +102,11 @@ CERTIFICATE_EARLY_RENEWAL_HOURS = 90 * 24
 CA_FILE_DIRECTORY = ".samarth"
 
 
-def scheme(settings: VaultSettings) -> str:
-    return "http" if settings.plain_http else "https"
-
-
-def server_name(config: StackConfig) -> str:
-    """The name Vault's certificate is issued for and every client verifies: ``vault.serverName``,
-    by default ``vault.<domain>``."""
-    return config.vault.server_name or f"vault.{config.domain}"
-
-
 def cli_environment(settings: VaultSettings, name: str) -> list[str]:
     """The CLI's environment inside the container (scripts, healthcheck, an operator's ``docker exec``):
     the loopback listener, verified with the CA against the server name as every other client does."""
     dist = DISTRIBUTIONS[settings.distribution]
-    envs = [f"{dist.env_prefix}_ADDR={scheme(settings)}://127.0.0.1:{settings.port}"]
+    envs = [f"{dist.env_prefix}_ADDR={settings.scheme}://127.0.0.1:{settings.port}"]
     if not settings.plain_http:
         envs += [f"{dist.env_prefix}_CACERT={dist.tls_dir}/ca.pem", f"{dist.env_prefix}_TLS_SERVER_NAME={name}"]
     return envs
@@ -140,7 +130,7 @@ def write_ca_file(stack: str, pem: str) -> str:
 
 
 def api_addr(settings: VaultSettings, private_ip: str) -> str:
-    return settings.api_addr or f"{scheme(settings)}://{private_ip}:{settings.port}"
+    return settings.api_addr or f"{settings.scheme}://{private_ip}:{settings.port}"
 
 
 def audit_file(settings: VaultSettings) -> str:
@@ -293,7 +283,7 @@ class VaultServerArgs:
     host: Host
     settings: VaultSettings
     image: str
-    # The name Vault's certificate is issued for (``server_name(config)``).
+    # The name Vault's certificate is issued for (``StackConfig.vault_server_name``).
     server_name: str
     # Init output of a Vault initialised outside this stack (config ``vaultInit``); None: init here.
     imported_init: Optional[pulumi.Input[str]] = None
@@ -311,8 +301,10 @@ class VaultServer(pulumi.ComponentResource):
         super().__init__("samarth:vault:VaultServer", name, None, opts)
         host, settings = args.host, args.settings
         dist = DISTRIBUTIONS[settings.distribution]
-        prefix = f"{host.name}-vault"
-        container_name = "vault"
+        # Children are named from the component's name ("vault" in __main__.py, which keeps every URN).
+        self.name = name
+        prefix = f"{host.name}-{name}"
+        container_name = name
 
         image = pinned_image(host, self, f"{prefix}-image", args.image)
         data = data_volume(host, self, f"{prefix}-data", f"{prefix}-data")
@@ -426,12 +418,12 @@ class VaultServer(pulumi.ComponentResource):
             opts=host.command_options(self, depends_on=[self.container, *init_deps]),
         )
 
-        self.address = pulumi.Output.concat(scheme(settings), "://", host.private_ip, f":{settings.port}")
+        self.address = pulumi.Output.concat(settings.scheme, "://", host.private_ip, f":{settings.port}")
         # The provider takes the CA as a file: written where the program runs once the CA is known (on
         # the first preview it is not, and neither is the token: the provider's resources show as unknown).
         stack = pulumi.get_stack()
         self.provider = vault.Provider(
-            "vault",
+            name,
             address=self.address,
             token=self.root_token,
             ca_cert_file=self.ca_certificate.apply(lambda pem: write_ca_file(stack, pem)) if self.ca_certificate is not None else None,
@@ -440,7 +432,7 @@ class VaultServer(pulumi.ComponentResource):
         )
 
         self.kv = vault.Mount(
-            "vault-kv",
+            f"{name}-kv",
             path=KV_MOUNT,
             type="kv",
             options={"version": "2"},
@@ -449,15 +441,15 @@ class VaultServer(pulumi.ComponentResource):
         )
         if not dist.declarative_audit:
             vault.Audit(
-                "vault-audit-file",
+                f"{name}-audit-file",
                 type="file",
                 options={"file_path": audit_file(settings)},
                 opts=self._vault_options(),
             )
-        policy = vault.Policy("vault-policy-jenkins", name=JENKINS, policy=jenkins_policy(), opts=self._vault_options())
-        self.approle = approle = vault.AuthBackend("vault-approle", type="approle", path="approle", opts=self._vault_options())
+        policy = vault.Policy(f"{name}-policy-jenkins", name=JENKINS, policy=jenkins_policy(), opts=self._vault_options())
+        self.approle = approle = vault.AuthBackend(f"{name}-approle", type="approle", path="approle", opts=self._vault_options())
         role = vault.approle.AuthBackendRole(
-            "vault-approle-jenkins",
+            f"{name}-approle-jenkins",
             backend=approle.path,
             role_name=JENKINS,
             token_policies=[policy.name],
@@ -467,7 +459,7 @@ class VaultServer(pulumi.ComponentResource):
             opts=self._vault_options(),
         )
         secret_id = vault.approle.AuthBackendRoleSecretId(
-            "vault-approle-jenkins-secret-id",
+            f"{name}-approle-jenkins-secret-id",
             backend=approle.path,
             role_name=role.role_name,
             opts=self._vault_options(),
@@ -539,11 +531,11 @@ class VaultServer(pulumi.ComponentResource):
 
         return [
             vault.kv.SecretV2(
-                f"vault-kv-{KV_PREFIX}-{service}",
+                f"{self.name}-kv-{KV_PREFIX}-{service}",
                 mount=self.kv.path,
                 name=f"{KV_PREFIX}/{service}",
                 data_json=secret_json(values),
                 opts=self._vault_options(),
             )
-            for service, values in book.services().items()
+            for service, values in book.close().items()
         ]

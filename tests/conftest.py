@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tools.offline import ProgramRun, run_program  # noqa: E402
+from tools.offline import ProgramRun, run_program
 
 STACKS = ("prod", "staging")
 

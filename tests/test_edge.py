@@ -76,7 +76,7 @@ def test_rendered_nginx_config_has_redirect_websockets_registry_needs_and_vault_
     servers = _server_blocks(text)
     assert "return 301 https://$host$request_uri;" in servers["_:80"]
     assert "ssl_reject_handshake on;" in servers["_:443"]
-    registry_block = servers[f"{registry.public_host(config)}:443"]
+    registry_block = servers[f"{config.edge.registry_host}:443"]
     for directive in ("client_max_body_size 0;", "proxy_request_buffering off;", "proxy_set_header X-Forwarded-Proto $scheme;"):
         assert directive in registry_block
     for block in (b for key, b in servers.items() if key.endswith(":443") and not key.startswith("_")):
@@ -229,7 +229,7 @@ def _book_of_components() -> dict[str, dict[str, tuple[Any, bool]]]:
         storage.Storage("minio", storage.StorageArgs(host=host, image=config.versions.minio, book=book))
         registry.Registry(
             "registry",
-            registry.RegistryArgs(host=host, image=config.versions.registry, public_host=registry.public_host(config), book=book),
+            registry.RegistryArgs(host=host, image=config.versions.registry, public_host=config.edge.registry_host, book=book),
         )
         return pulumi.Output.from_input(asyncio.ensure_future(collect()))
 
@@ -262,7 +262,7 @@ def test_minio_and_registry_credentials_are_published_to_vault(stack_run: Progra
     assert doc_generator["MINIO_PASSWORD"] == reveal(user.inputs["secret"])
     (password,) = [r for r in stack_run.of_type("random:index/randomPassword:RandomPassword") if r.name == "registry-password"]
     assert published["samarth/registry"] == {
-        "DOCKER_SERVER": registry.public_host(config),
+        "DOCKER_SERVER": config.edge.registry_host,
         "DOCKER_USERNAME": registry.USERNAME,
         "DOCKER_PASSWORD": reveal(password.outputs["result"]),
     }

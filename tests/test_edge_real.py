@@ -248,7 +248,7 @@ def test_nginx_fronts_the_registry_with_tls_redirect_and_no_body_limit(tmp_path:
 
     password = "generated-" + os.urandom(8).hex()
     (tmp_path / "htpasswd").write_text(f"{registry.USERNAME}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()}\n")
-    public = registry.public_host(config)
+    public = config.edge.registry_host
     (tmp_path / "config.yml").write_text(registry.render_config(f"https://{public}", "http-secret"))
     env = {
         **os.environ,

@@ -24,6 +24,7 @@ from components import firewall
 from lab import LabHost, docker, ssh_command
 from lab.core import NETNS_DIR
 from lab_fixture import LabSession
+from rendered import script_values
 from swarm_lab import STAGING, lab_program
 from tools.offline import PROJECT, ProgramRun, reveal
 
@@ -197,7 +198,6 @@ def test_rules_that_would_lock_out_this_session_are_refused(lab_session: LabSess
 def test_every_servers_rules_load_in_the_kernel(lab_session: LabSession, tmp_path: Path) -> None:
     """prod's and staging's rules for all six servers (ESP, UDP, conntrack matches included) pass
     `iptables-restore --test` on a lab host whose dockerd runs with iptables, as the apply program builds them."""
-    import re
 
     from components.shell import render
     from tools.offline import run_program
@@ -211,9 +211,7 @@ def test_every_servers_rules_load_in_the_kernel(lab_session: LabSession, tmp_pat
         for command in run.of_type("command:remote:Command"):
             if not command.name.startswith("firewall-"):
                 continue
-            found = re.search(r"^RULES='(.*?)'$", command.plain_inputs["create"], re.S | re.M)
-            assert found is not None, command.name
-            rules = found.group(1)
+            rules = script_values(command.plain_inputs["create"])["RULES"]
             path = tmp_path / f"{stack}-{command.name}.rules"
             path.write_text(rules)
             result = subprocess.run(

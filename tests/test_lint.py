@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -20,3 +21,25 @@ def test_ruff_finds_nothing() -> None:
 def test_mypy_finds_nothing() -> None:
     result = _run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Where sys.path is edited, and why nothing else would do. The policy host runs policies/__main__.py
+# with runpy.run_path, which does not put the pack's directory on sys.path for its `import rules`; the
+# lab benchmarks (`python -m benchmarks.<name>`) drive the lab helpers that live with the tests.
+SYS_PATH_EDIT = re.compile(r"^\s*sys\.path\.(insert|append|extend)\(", re.M)
+SYS_PATH_EDITS = {
+    "policies/__main__.py",
+    "benchmarks/acme_renewal.py",
+    "benchmarks/backup_restore.py",
+    "benchmarks/request_flow.py",
+    "benchmarks/swarm_converge.py",
+}
+
+
+def test_sys_path_is_edited_only_where_justified() -> None:
+    edited = {
+        str(path.relative_to(ROOT))
+        for path in ROOT.rglob("*.py")
+        if not {"venv", ".git"} & set(path.relative_to(ROOT).parts) and SYS_PATH_EDIT.search(path.read_text())
+    }
+    assert edited == SYS_PATH_EDITS

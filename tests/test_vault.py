@@ -318,7 +318,7 @@ def test_a_bad_or_plaintext_imported_init_is_refused(secrets_key: str, text: str
 # --- publishing -----------------------------------------------------------------------------------
 
 
-def _publish_under_mocks(book_entries: dict[str, dict[str, Any]]) -> list:
+def _publish_under_mocks(book_entries: dict[str, dict[str, Any]], name: str = "vault") -> list:
     """Build the Vault component alone under mocks and publish a book; return the registrations."""
     from pulumi.runtime import settings as runtime_settings
 
@@ -332,7 +332,7 @@ def _publish_under_mocks(book_entries: dict[str, dict[str, Any]]) -> list:
     def program() -> None:
         host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
         server = vault_module.VaultServer(
-            "vault", vault_module.VaultServerArgs(host=host, settings=config.vault, image=config.versions.vault, server_name=vault_module.server_name(config))
+            name, vault_module.VaultServerArgs(host=host, settings=config.vault, image=config.versions.vault, server_name=config.vault_server_name)
         )
         book = CredentialBook()
         for service, values in book_entries.items():
@@ -763,3 +763,20 @@ def test_openbao_runs_bao_without_ipc_lock_and_vault_mlock_can_be_turned_on() ->
     run = run_program("prod", overrides={"vault": {"mlock": True}})
     server = _hcl(run.named(CONTAINER, "application-vault").plain_inputs["uploads"][0]["content"])
     assert server["disable_mlock"] is False
+
+
+def test_a_credential_added_after_publishing_is_an_error_not_lost() -> None:
+    book = CredentialBook()
+    book.add("yaus", {"DB_PASSWORD": "x"})
+    assert book.close() == {"yaus": {"DB_PASSWORD": "x"}}
+    with pytest.raises(RuntimeError, match="kv/samarth/templater: DB_URL added after the credentials were handed to Vault"):
+        book.add("templater", {"DB_URL": "y"})
+
+
+def test_children_are_named_from_the_components_name() -> None:
+    """"vault" in __main__.py gives the URNs pinned in tests/urns/; another name gives other names."""
+    registrations = _publish_under_mocks({"yaus": {"DB_PASSWORD": "x"}}, name="vault-b")
+    component = next(r for r in registrations if r.type == "samarth:vault:VaultServer")
+    children = [r for r in registrations if r.parent == component.urn]
+    assert children
+    assert all(r.name.startswith(("vault-b", "application-vault-b")) for r in children), [r.name for r in children]

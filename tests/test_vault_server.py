@@ -75,7 +75,7 @@ class Bao:
 
     @property
     def loopback(self) -> str:
-        return f"{vault_module.scheme(self.settings)}://127.0.0.1:{self.settings.port}"
+        return f"{self.settings.scheme}://127.0.0.1:{self.settings.port}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -364,7 +364,7 @@ def _nginx_to_vault(bao: Bao, directory: Path, ca: Path) -> tuple[subprocess.Pop
     values, _ = read_stack_values(stack_file("prod"))
     config = load_stack_config(PROJECT, values)
     config = config.model_copy(update={"vault": config.vault.model_copy(update={"port": bao.settings.port})})
-    assert edge.vault.server_name(config) == SERVER_NAME
+    assert config.vault_server_name == SERVER_NAME
     (route,) = [r for _, r in config.edge_routes() if r.upstream == "vault"]
     upstream = edge.application_upstreams(config)["vault"]
     location = "\n".join(edge._location(route.model_copy(update={"allow": None}), PRIVATE_IP, upstream))

@@ -12,17 +12,14 @@ does, so a generated password that flows into a plaintext input is visible as pl
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextvars
 import gc
-import hashlib
 import json
 import logging
 import runpy
-import sys
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -39,16 +36,13 @@ from pulumi.runtime.stack import Stack
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from components.config import ConfigError
+from harness.stand_ins import TEST_SECRETS, stand_in_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "samarth-infra"
 SECRET_SIG_KEY = rpc._special_sig_key
 SECRET_SIG = rpc._special_secret_sig
 
-# Stand-ins for the values an operator sets with `pulumi config set --secret`.
-TEST_SECRETS = {
-    "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\noffline-test-key-not-real\n-----END OPENSSH PRIVATE KEY-----\n",
-}
 
 
 def is_secret(value: Any) -> bool:
@@ -124,54 +118,10 @@ class Registration:
         return self.provider.rsplit("::", 1)[0] if self.provider else ""
 
 
-# Output fakes for resources whose outputs the program reads (command stdout, generated values).
-# Keys are (type, name suffix); the first match wins. Components' tests add their own.
-OutputFake = Callable[[str, dict[str, Any]], dict[str, Any]]
-OUTPUT_FAKES: list[tuple[str, str, OutputFake]] = []
-
-
-def fake_outputs(type_: str, suffix: str = "") -> Callable[[OutputFake], OutputFake]:
-    def register(fn: OutputFake) -> OutputFake:
-        OUTPUT_FAKES.append((type_, suffix, fn))
-        return fn
-
-    return register
-
-
-def _token(name: str, length: int = 24) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()[:length]
-
-
-@fake_outputs("random:index/randomPassword:RandomPassword")
-def _password(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    value = f"pw{_token(name)}"[: int(inputs.get("length") or 24)]
-    return {"result": value, "bcryptHash": f"$2a$10${_token(name + 'bcrypt', 53)}"}
-
-
-@fake_outputs("random:index/randomBytes:RandomBytes")
-def _bytes(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    raw = hashlib.sha256(name.encode()).digest()[: int(inputs.get("length") or 32)]
-    return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
-
-
-@fake_outputs("docker:index/remoteImage:RemoteImage")
-def _image(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    # What a pull reports: the image's content ID, which containers take as their `image`.
-    return {"imageId": f"sha256:{_token(str(inputs.get('name')), 64)}", "repoDigest": f"{inputs.get('name')}@sha256:{_token(name, 64)}"}
-
-
-@fake_outputs("command:remote:Command", "-preflight")
-def _preflight(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    return {"stdout": json.dumps({"dockerVersion": "26.1.5", "memoryMib": 65536, "cpus": 16}), "stderr": ""}
-
-
 class Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         outputs = dict(args.inputs)
-        for type_, suffix, fake in OUTPUT_FAKES:
-            if args.typ == type_ and args.name.endswith(suffix):
-                outputs.update(fake(args.name, args.inputs))
-                break
+        outputs.update(stand_in_outputs(args.typ, args.name, reveal(args.inputs)))
         if args.typ == "command:remote:Command":
             outputs.setdefault("stdout", "")
             outputs.setdefault("stderr", "")
@@ -440,8 +390,6 @@ def run_program(
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor, logger=logger)
     pulumi.runtime.set_all_config(config, secret_keys=[f"{PROJECT}:{k}" for k in secret_values])
 
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
     error: Optional[BaseException] = None
     exports: dict[str, Any] = {}
 
@@ -480,81 +428,3 @@ def run_program(
     # Code after the run (tests building Outputs) needs a current loop.
     asyncio.set_event_loop(asyncio.new_event_loop())
     return ProgramRun(stack=stack, registrations=monitor.registrations, exports=exports, error=error, warnings=diagnostics.messages)
-
-
-@fake_outputs("command:remote:Command", "-swarm-init")
-def _swarm_init(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    """What the init script prints: cluster facts and both join tokens (secret via additionalSecretOutputs)."""
-    return {
-        "stdout": json.dumps(
-            {
-                "clusterId": _token(name + "cluster", 25),
-                "nodeId": _token(name + "node", 25),
-                "managerAddress": "10.0.0.1:2377",
-                "workerToken": f"SWMTKN-1-{_token(name + 'ca', 50)}-{_token(name + 'worker', 25)}",
-                "managerToken": f"SWMTKN-1-{_token(name + 'ca', 50)}-{_token(name + 'manager', 25)}",
-            }
-        ),
-        "stderr": "",
-    }
-
-
-def _pem(kind: str, name: str) -> str:
-    """A stand-in PEM block, distinct per resource (mocks make no real keys or certificates)."""
-    body = base64.b64encode(hashlib.sha256(f"{kind}-{name}".encode()).digest() * 2).decode()
-    return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
-
-
-@fake_outputs("tls:index/privateKey:PrivateKey")
-def _tls_private_key(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    return {"privateKeyPem": _pem("PRIVATE KEY", name), "publicKeyPem": _pem("PUBLIC KEY", name)}
-
-
-@fake_outputs("tls:index/selfSignedCert:SelfSignedCert")
-@fake_outputs("tls:index/locallySignedCert:LocallySignedCert")
-def _tls_certificate(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    return {"certPem": _pem("CERTIFICATE", name)}
-
-
-@fake_outputs("tls:index/certRequest:CertRequest")
-def _tls_request(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    return {"certRequestPem": _pem("CERTIFICATE REQUEST", name)}
-
-
-@fake_outputs("command:remote:Command", "-vault-init")
-def _vault_init(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    """What `vault operator init -format=json` prints, for the shares and threshold the script asks for."""
-    import base64
-    import re
-
-    create = str(reveal(inputs.get("create")) or "")
-    shares, threshold = (int(m.group(1)) for m in re.finditer(r"^KEY_(?:SHARES|THRESHOLD)='?(\d+)", create, re.M))
-    keys = [hashlib.sha256(f"{name}-unseal-{i}".encode()).digest() for i in range(shares)]
-    document = {
-        "unseal_keys_b64": [base64.b64encode(k).decode() for k in keys],
-        "unseal_keys_hex": [k.hex() for k in keys],
-        "unseal_shares": shares,
-        "unseal_threshold": threshold,
-        "recovery_keys_b64": [],
-        "recovery_keys_hex": [],
-        "recovery_keys_shares": 0,
-        "recovery_keys_threshold": 0,
-        "root_token": f"hvs.{_token(name + 'root', 24)}",
-    }
-    return {"stdout": json.dumps(document, indent=2), "stderr": ""}
-
-
-@fake_outputs("vault:appRole/authBackendRole:AuthBackendRole")
-def _approle_role(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    return {"roleId": f"{_token(name + 'role', 8)}-{_token(name + 'role2', 4)}-{_token(name + 'role3', 12)}"}
-
-
-@fake_outputs("vault:appRole/authBackendRoleSecretId:AuthBackendRoleSecretId")
-def _approle_secret_id(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    return {"secretId": f"{_token(name + 'secret', 8)}-{_token(name + 'secret2', 4)}-{_token(name + 'secret3', 12)}", "accessor": _token(name + "accessor", 36)}
-
-
-@fake_outputs("docker:index/remoteImage:RemoteImage")
-def _remote_image(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    # The provider reports "<image id><reference>"; the container's `image` is this value.
-    return {"imageId": f"sha256:{_token(str(inputs.get('name')), 64)}{inputs.get('name')}", "repoDigest": ""}
