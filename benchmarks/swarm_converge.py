@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks.report import figure
 from lab import Lab, LabHost, free_subnet, machine_lock, ssh_command
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -81,13 +82,12 @@ def main() -> None:
         finally:
             lab.down()
     median = {k: statistics.median(v) for k, v in rows.items()}
-    print(f"three lab hosts, {rounds} rounds, median seconds (every step over real SSH)")
-    print(f"  bare init + join-token + 2 joins       {median['bare']:6.1f}")
-    print(f"  program scripts, first converge        {median['program']:6.1f}   (incl. labels and the overlay network)")
-    print(f"  program scripts, second run            {median['again']:6.1f}")
-    print(f"  remove one worker (drain, leave, rm)   {median['remove']:6.1f}")
-    print(f"  ratio program / bare                   {median['program'] / median['bare']:6.2f}")
-
+    note = f"three lab hosts, median of {rounds}"
+    figure("bare init + join-token + 2 joins", median["bare"], "s", note)
+    figure("program scripts, first converge", median["program"], "s", "incl. labels and the overlay network")
+    figure("program scripts, second run", median["again"], "s", "everything in place")
+    figure("remove one worker (drain, leave, rm)", median["remove"], "s", "no tasks to move")
+    figure("program / bare", median["program"] / median["bare"], "x", "target 1.3x")
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class Drill:
     repository_host: LabHost
     root: Path
     config: StackConfig
+    # What the installer printed on its first run (the test module's fixture installs).
+    first_install: str = ""
 
     @property
     def layout(self) -> backups.Layout:
@@ -93,7 +96,7 @@ class Drill:
         check(docker(self.db, "rm", "-f", TARGET), "removing the container")
         check(docker(self.db, "volume", "rm", f"{TARGET}-data"), "removing the volume")
 
-    def install(self) -> subprocess.CompletedProcess[str]:
+    def install(self, server: str = SERVER, sources: Sequence[backups.Source] = ()) -> subprocess.CompletedProcess[str]:
         """The program's installer, with the credentials on stdin as the program sends them."""
         stub = self.root / "systemd-stub"
         stub.mkdir(parents=True, exist_ok=True)
@@ -104,7 +107,7 @@ class Drill:
         script = self.root / "install.sh"
         script.write_text(
             f"PATH={stub}:$PATH\n"
-            + backups.install_script(self.config, SERVER, [self.source], self.image, self.layout)
+            + backups.install_script(self.config, server, list(sources) or [self.source], self.image, self.layout)
         )
         repository = self.repository_host
         sftp_command = (

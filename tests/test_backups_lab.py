@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from backup_drill import SERVER, TARGET, Drill, check, checksums, fill, staging_config
+from components.placements import backup_sources
 from lab import docker
 from lab_fixture import LabSession
 
@@ -30,6 +31,9 @@ def drill(lab_session: LabSession, tmp_path_factory: pytest.TempPathFactory) -> 
         config=staging_config(),
     )
     drill.start_postgres()
+    # Every test here starts from an installed agent: under pytest-xdist, lab tests of other modules
+    # may run in between, and this fixture is then set up again from scratch.
+    drill.first_install = check(drill.install(), "the installer").stderr
     yield drill
     # Leave the shared lab host as it was for the tests after this module.
     for name in [TARGET, *docker(drill.db, "ps", "-aq", "--filter", f"name={TARGET}-restore").stdout.split()]:
@@ -43,9 +47,8 @@ def snapshot_count(drill: Drill) -> int:
 
 
 def test_the_installer_sets_up_restic_credentials_agent_and_timers(drill: Drill) -> None:
-    result = check(drill.install(), "the installer")
-    assert "restic 0.14" in result.stderr
-    assert "repository initialised" in result.stderr
+    assert "restic 0.14" in drill.first_install
+    assert "repository initialised" in drill.first_install
     config_dir = drill.root / "etc"
     assert oct(config_dir.stat().st_mode & 0o777) == "0o700"
     for name in ("password", "repository.env"):
@@ -115,3 +118,44 @@ def test_backup_destroy_restore_gives_equal_checksums(drill: Drill) -> None:
 def test_the_drill_server_is_the_programs_own_target() -> None:
     (source,) = [s for s in __import__("components.backups", fromlist=["x"]).database_sources(staging_config()) if s.name == TARGET]
     assert source.server == SERVER and source.method == "postgres"
+
+
+def test_files_backup_restores_a_volume_byte_for_byte(drill: Drill, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The registry's storage (the `files` method): back up the volume's directory, lose the volume,
+    restore into a fresh one, then into the live one; every file's sha256 is the same."""
+    (registry,) = [s for s in backup_sources(drill.config) if s.name == "registry"]
+    root = tmp_path_factory.mktemp("files-backups")
+    root.chmod(0o755)
+    files = Drill(db=drill.db, repository_host=drill.repository_host, root=root, config=drill.config)
+    image = drill.image
+
+    def start_registry() -> None:
+        check(docker(drill.db, "volume", "create", "registry-data"), "creating the volume")
+        check(docker(drill.db, "run", "-d", "--name", registry.container, "-v", f"registry-data:{registry.detail}",
+                     image, "sleep", "infinity", timeout=300), "starting the stand-in registry")
+
+    def digests() -> str:
+        return check(docker(drill.db, "exec", registry.container, "sh", "-c",
+                            f"cd {registry.detail} && find . -type f | sort | xargs -r sha256sum"), "hashing").stdout
+
+    try:
+        start_registry()
+        check(docker(drill.db, "exec", registry.container, "sh", "-c",
+                     f"mkdir -p {registry.detail}/docker/registry/v2/blobs/sha256/ab && cd {registry.detail}/docker/registry/v2/blobs/sha256/ab && "
+                     "for i in 1 2 3 4 5; do head -c 1048576 /dev/urandom >blob$i; done && ln -s blob1 link"), "writing blobs")
+        before = digests()
+        assert len(before.splitlines()) == 5
+        check(files.install("application", [registry]), "the installer")
+        check(files.agent("run", registry.name), "the files backup")
+        check(docker(drill.db, "rm", "-f", registry.container), "removing the container")
+        check(docker(drill.db, "volume", "rm", "registry-data"), "removing the volume")
+        start_registry()
+        restored = check(files.restore(registry.name), "the restore into a fresh volume")
+        assert "restored and verified 5 files" in restored.stdout
+        assert digests() == "", "live data was touched"
+        check(files.restore(registry.name, "--replace-live"), "the restore into the live volume")
+        assert digests() == before
+    finally:
+        docker(drill.db, "rm", "-f", registry.container)
+        for volume in docker(drill.db, "volume", "ls", "-q", "--filter", "name=registry").stdout.split():
+            docker(drill.db, "volume", "rm", volume)

@@ -28,6 +28,7 @@ ENTRY_POINTS = {
     "benchmarks.swarm_converge": ["three"],
     "benchmarks.request_flow": ["--requests", "many"],
     "benchmarks.backup_restore": ["many"],
+    "benchmarks.acme_renewal": ["three"],
 }
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from tools.plan import (
     render_diagram,
     render_plan,
 )
+from tools.plan import main as plan_main
 
 
 def _topology(run: ProgramRun) -> Topology:
@@ -167,17 +166,12 @@ def test_sample_diagram_wiring(sample: Topology) -> None:
         assert f'["{server} ' in diagram
 
 
-def test_command_line_plan(tmp_path: Path) -> None:
+def test_command_line_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The command's own main() in this process (tests/test_cli.py runs it in a real interpreter)."""
     diagram = tmp_path / "topology.mmd"
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.plan", "--stack", "prod", "--diagram", str(diagram)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert list(_sections(done.stdout))[:6] == list(SERVER_NAMES)
+    assert plan_main(["--stack", "prod", "--diagram", str(diagram)]) == 0, capsys.readouterr().err
+    assert list(_sections(capsys.readouterr().out))[:6] == list(SERVER_NAMES)
     assert diagram.read_text() == diagram_path("prod").read_text()
-    unknown = subprocess.run([sys.executable, "-m", "tools.plan", "--stack", "qa"], cwd=ROOT, capture_output=True, text=True, check=False)
-    assert unknown.returncode == 2 and "unknown stack 'qa'" in unknown.stderr
+    with pytest.raises(SystemExit) as unknown:
+        plan_main(["--stack", "qa"])
+    assert unknown.value.code == 2 and "unknown stack 'qa'" in capsys.readouterr().err

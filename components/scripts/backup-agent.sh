@@ -370,8 +370,12 @@ restore_files() {
   path=$(printf '%s\n' "$parts" | awk 'NR == 1 { print $2 }')
   docker volume create --label "samarth.restore-of=$container" "$volume" >/dev/null
   mountpoint=$(docker volume inspect --format '{{.Mountpoint}}' "$volume")
-  restic_ restore --quiet --verify "$(part_id "$path"):$path" --target "$mountpoint" \
+  # restic puts the files under their full path (0.14 has no <snapshot>:<subfolder>); move them up.
+  unpacked="$mountpoint/.samarth-restore"
+  restic_ restore --quiet --verify "$(part_id "$path")" --target "$unpacked" --include "$path" \
     || fail "restic could not restore $path completely"
+  find "$unpacked$path" -mindepth 1 -maxdepth 1 -exec mv {} "$mountpoint/" \;
+  rm -rf "$unpacked"
   echo "restored and verified $(find "$mountpoint" -type f | wc -l) files of $detail into volume $volume"
 }
 
