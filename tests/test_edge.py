@@ -19,6 +19,7 @@ from tools.offline import (
     Mocks,
     ProgramRun,
     RecordingMonitor,
+    Registration,
     is_secret,
     plaintext_strings,
     read_stack_values,
@@ -27,6 +28,7 @@ from tools.offline import (
 )
 
 CONTAINER = "docker:index/container:Container"
+STORAGE = "samarth:storage:Storage"
 PUBLIC_BINDS = {"0.0.0.0", "::", ""}
 
 
@@ -119,6 +121,14 @@ def test_sentry_and_posthog_are_served_at_their_observability_names_and_ports() 
         assert f"proxy_pass http://10.20.0.10:{settings.port};" in servers[f"{settings.host_name}:443"]
 
 
+def _storage_own(run: ProgramRun, type_: str) -> Registration:
+    """The one resource of ``type_`` that the storage component (the doc-generator bucket) owns; other
+    components (backups) add MinIO users and buckets of their own."""
+    (component,) = run.of_type(STORAGE)
+    (resource,) = [r for r in run.under(component) if r.type == type_]
+    return resource
+
+
 def test_minio_bucket_policy_user_and_anonymous_download(prod: ProgramRun) -> None:
     (provider,) = prod.of_type("pulumi:providers:minio")
     assert provider.inputs["minioServer"] == "10.20.0.10:9000"
@@ -126,18 +136,18 @@ def test_minio_bucket_policy_user_and_anonymous_download(prod: ProgramRun) -> No
     minio_types = [r for r in prod.registrations if r.type.startswith("minio:")]
     assert {r.provider_urn for r in minio_types} == {provider.urn}
 
-    (bucket,) = prod.of_type("minio:index/s3Bucket:S3Bucket")
+    bucket = _storage_own(prod, "minio:index/s3Bucket:S3Bucket")
     assert bucket.inputs["bucket"] == "doc-generator"
     assert bucket.inputs.get("acl") in (None, "private"), "public-read grants listing of every bucket"
-    (bucket_policy,) = prod.of_type("minio:index/s3BucketPolicy:S3BucketPolicy")
+    bucket_policy = _storage_own(prod, "minio:index/s3BucketPolicy:S3BucketPolicy")
     assert bucket_policy.inputs["bucket"] == "doc-generator"
     assert json.loads(bucket_policy.inputs["policy"]) == storage.anonymous_download_policy("doc-generator")
-    (policy,) = prod.of_type("minio:index/iamPolicy:IamPolicy")
+    policy = _storage_own(prod, "minio:index/iamPolicy:IamPolicy")
     assert policy.inputs["name"] == "doc-generator"
     assert json.loads(policy.inputs["policy"]) == json.loads(storage.POLICY_FILE.read_text())
-    (user,) = prod.of_type("minio:index/iamUser:IamUser")
+    user = _storage_own(prod, "minio:index/iamUser:IamUser")
     assert user.inputs["name"] == "doc-generator" and is_secret(user.inputs["secret"])
-    (attachment,) = prod.of_type("minio:index/iamUserPolicyAttachment:IamUserPolicyAttachment")
+    attachment = _storage_own(prod, "minio:index/iamUserPolicyAttachment:IamUserPolicyAttachment")
     assert (attachment.inputs["userName"], attachment.inputs["policyName"]) == ("doc-generator", "doc-generator")
     # The provider waits for a healthy MinIO.
     (container,) = [c for c in prod.of_type(CONTAINER) if c.inputs["name"] == "minio"]
@@ -257,7 +267,7 @@ def test_minio_and_registry_credentials_are_published_to_vault(stack_run: Progra
     doc_generator = published["samarth/doc-generator"]
     assert {"MINIO_URL", "MINIO_USER", "MINIO_PASSWORD", "SQL_HOST"} <= set(doc_generator)
     assert doc_generator["MINIO_URL"] == f"{config.servers['application'].private_ip}:{storage.API_PORT}"
-    (user,) = stack_run.of_type("minio:index/iamUser:IamUser")
+    user = _storage_own(stack_run, "minio:index/iamUser:IamUser")
     assert doc_generator["MINIO_USER"] == user.inputs["name"]
     assert doc_generator["MINIO_PASSWORD"] == reveal(user.inputs["secret"])
     (password,) = [r for r in stack_run.of_type("random:index/randomPassword:RandomPassword") if r.name == "registry-password"]
