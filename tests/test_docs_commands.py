@@ -2,7 +2,7 @@
 
 Each `python -m MODULE` named answers --help; each path of this repository named exists; the commands
 that need neither real servers nor the Pulumi CLI (the plan, the guardrails, a dry-run promotion) run
-and succeed.
+and succeed; and every page of docs/ is linked from the README.
 """
 
 from __future__ import annotations
@@ -69,3 +69,12 @@ def test_offline_commands_run(page: str, command: str) -> None:
         argv += ["--diagram", "/dev/null"]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, f"{page}: `{command}` failed:\n{done.stderr[-2000:]}"
+
+
+def test_every_docs_page_is_linked_from_the_readme_and_every_link_resolves() -> None:
+    readme = (ROOT / "README.md").read_text()
+    unlinked = [p.name for p in PAGES[1:] if f"(docs/{p.name})" not in readme]
+    assert not unlinked, f"link these from README.md: {unlinked}"
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links {target}, which does not exist"
