@@ -72,6 +72,8 @@ def _as_postgres(*args: str) -> subprocess.CompletedProcess[str]:
 def postgres() -> Iterator[Postgres]:
     if not POSTGRES_BIN or shutil.which("runuser") is None:
         pytest.skip("Debian postgresql not installed (tools/test-packages.txt lists it)")
+    if os.geteuid() != 0:
+        pytest.skip("the test server runs as the postgres user, which needs root")
     # Not under pytest's tmp_path: its root is kept 0700 for root, and the server runs as `postgres`.
     root = Path(tempfile.mkdtemp(prefix="samarth-postgres-"))
     root.chmod(0o755)

@@ -123,7 +123,8 @@ def test_sentry_nginx_passes_the_forwarded_scheme_on(checkout: Path) -> None:
                      .replace("server web:9000;", "server 127.0.0.1:9000;").replace("listen 80;", "listen 127.0.0.1:18080;")
                      .replace("/var/run/nginx.pid", str(checkout / "nginx.pid"))
                      .replace("include /etc/nginx/mime.types;", ""))
-    tested = subprocess.run([nginx, "-t", "-c", str(probe), "-p", str(checkout)], capture_output=True, text=True)
+    tested = subprocess.run([nginx, "-t", "-c", str(probe), "-p", str(checkout), "-e", str(checkout / "error.log")],
+                            capture_output=True, text=True)
     assert tested.returncode == 0, tested.stderr
 
 
