@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(?:sh|bash|shell|console)\n(.*?)^```", re.M | re.S)
-MODULE = re.compile(r"\bpython3? -m ([A-Za-z_][\w.]*)")
+MODULE = re.compile(r"\bpython3? -m ([A-Za-z_]\w*(?:\.\w+)*)")
 REPO_PATH = re.compile(r"(?<![\w/.-])((?:tools|docs|benchmarks|lab|tests|components|policies|\.ci)/[\w./-]*[\w-])")
 # Run for real: offline, quick, and changing nothing in the checkout.
 # Written by commands (`python -m lab up`), not part of a checkout.
