@@ -13,19 +13,6 @@ from tools.offline import ProgramRun, run_program
 STACKS = ("prod", "staging")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist's ``--dist loadgroup`` (pytest.ini): one worker runs every test that
-    uses the lab or another set of real hosts (the ``test_*_lab.py`` modules), so a run starts one
-    lab, builds each lab image once, and no two labs compete for the machine (their daemons' timeouts
-    are set for one at a time); any other test runs on the worker that runs its module, so module
-    fixtures (and their program runs) are set up once."""
-    for item in items:
-        lab = "lab_session" in getattr(item, "fixturenames", ()) or item.path.stem.endswith("_lab")
-        group = "lab" if lab else item.path.stem
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def worker_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Under pytest-xdist each worker runs in a working directory of its own: the program writes files

@@ -91,9 +91,12 @@ def test_a_skip_is_a_failure_in_ci_only(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text("from skip_policy import pytest_runtest_makereport, pytest_terminal_summary\n")
     (tmp_path / "test_skips.py").write_text("import pytest\n\ndef test_needs_a_tool():\n    pytest.skip('frobnicator missing')\n")
     env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PYTHONPATH": str(ROOT / "tests")}
-    locally = run("-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path), env=env, cwd=tmp_path)
+    # A basetemp of its own: a child session with the default one prunes the numbered temporary
+    # directories of this session's other workers (pytest keeps three), lab state included.
+    child = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "basetemp"), str(tmp_path / "test_skips.py")]
+    locally = run(*child, env=env, cwd=tmp_path)
     assert locally.returncode == 0 and "1 skipped" in locally.stdout
     assert "skipped 1 tests: frobnicator missing" in locally.stdout
-    in_ci = run("-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path), env={**env, "CI": "true"}, cwd=tmp_path)
+    in_ci = run(*child, env={**env, "CI": "true"}, cwd=tmp_path)
     assert in_ci.returncode == 1 and "1 failed" in in_ci.stdout
     assert "skipped in CI, where every test must run: Skipped: frobnicator missing" in in_ci.stdout
