@@ -1,4 +1,4 @@
-"""Prints what issuance and renewal cost on the lab (tests/acme_lab.py: pebble, Debian nginx, lego):
+"""Prints what issuance and renewal cost on the lab (lab/acme.py: pebble, Debian nginx, lego):
 the first run (placeholders to seven certificates), a second run (nothing due), and forced renewals of
 every certificate while HTTPS requests run back to back on new connections, with how many failed.
 
@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.report import figure
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from acme_lab import RequestLoop, Step, acme_lab
+from lab.acme import RequestLoop, Step, acme_lab
 
 
 def _checked(step: Step, what: str) -> Step:

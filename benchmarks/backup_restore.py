@@ -1,5 +1,5 @@
 """Prints how long the program's backup and restore of a Postgres target take, and the repository size,
-for a data set of stated size: the lab drill of tests/backup_drill.py (Debian's PostgreSQL 15, restic 0.14
+for a data set of stated size: the lab drill of lab/backup_drill.py (Debian's PostgreSQL 15, restic 0.14
 over SFTP to another lab host) with ``rows`` rows in the big table and a quarter as many in the other.
 
 Run as root: `sudo venv/bin/python -m benchmarks.backup_restore [rows]` (default 1,000,000).
@@ -19,11 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lab import Lab, free_subnet, machine_lock
+from lab.backup_drill import TARGET, Drill, check, checksums, fill, staging_config
 
 from .report import figure
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from backup_drill import TARGET, Drill, check, checksums, fill, staging_config
 
 
 def timed(what: str, action: Callable[[], object], note: str) -> None:

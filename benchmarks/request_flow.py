@@ -3,7 +3,7 @@ Nginx, and the request latency through Nginx (HTTPS from the public network) aga
 service directly (HTTP from the application server to swarm-master's published port).
 
 Run as root: `venv/bin/python -m benchmarks.request_flow [--requests N]` (default 200). Same steps as
-tests/test_request_flow_lab.py (tests/request_flow.py); one connection per path, kept alive, so the
+tests/test_request_flow_lab.py (lab/request_flow.py); one connection per path, kept alive, so the
 figures are per request, not per TLS handshake.
 """
 
@@ -12,16 +12,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from benchmarks.report import figure
 from lab import temporary_lab
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from request_flow import FLOW_HOSTS, Flow, bring_up, deploy, flow_program, in_namespace
-from swarm_lab import reset
+from lab.request_flow import FLOW_HOSTS, Flow, bring_up, deploy, flow_program, in_namespace
+from lab.swarm import reset
 
 ROUNDS = 10
 

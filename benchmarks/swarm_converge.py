@@ -1,5 +1,5 @@
 """Prints how long three lab hosts take to become a swarm: through the program's scripts (taken from
-the program under mocks and run as the engine would, see tests/swarm_lab.py) against the bare
+the program under mocks and run as the engine would, see lab/swarm.py) against the bare
 `docker swarm init` / `join-token` / `join` commands over the same SSH, and the ratio of the two.
 Also the program's second run (everything already in place) and the removal of one worker.
 
@@ -12,7 +12,6 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,9 +21,7 @@ import yaml
 
 from benchmarks.report import figure
 from lab import Lab, LabHost, free_subnet, machine_lock, ssh_command
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from swarm_lab import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, reset
+from lab.swarm import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, reset
 
 
 def _ssh(host: LabHost, command: str) -> str:

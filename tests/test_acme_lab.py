@@ -4,7 +4,7 @@ A fresh application host goes from no certificate to valid HTTPS for every route
 run obtains nothing; renewal starts with a third of the lifetime left; a forced renewal swaps every
 certificate while requests keep flowing (the figure is printed; benchmarks/acme_renewal.py repeats it);
 a failing renewal exits non-zero and leaves the served certificates alone; a host name removed from the
-routes stops renewing, and one added gets its certificate on the next run. See tests/acme_lab.py.
+routes stops renewing, and one added gets its certificate on the next run. See lab/acme.py.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from acme_lab import AcmeLab, RequestLoop, acme_lab, missing_tools
 from components import acme
 from components.config import Route
+from lab.acme import AcmeLab, RequestLoop, acme_lab, missing_tools
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or bool(missing_tools()),

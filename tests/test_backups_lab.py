@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from backup_drill import SERVER, TARGET, Drill, check, checksums, fill, staging_config
 from components.placements import backup_sources
 from lab import docker
+from lab.backup_drill import SERVER, TARGET, Drill, check, checksums, fill, staging_config
 from lab_fixture import LabSession
 
 ROWS = 20000

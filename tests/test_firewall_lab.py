@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from busybox_image import IMAGE, import_busybox
 from components import firewall
 from lab import LabHost, docker, ssh_command
+from lab.busybox import IMAGE, import_busybox
 from lab.core import NETNS_DIR
+from lab.swarm import STAGING, lab_program
 from lab_fixture import LabSession
 from rendered import script_values
-from swarm_lab import STAGING, lab_program
 from tools.offline import PROJECT, ProgramRun, reveal
 
 REGISTRY_PORT = 5000

@@ -15,8 +15,8 @@ from typing import Any, Optional
 import pytest
 
 from lab import LabHost
+from lab.swarm import SWARM_HOSTS, lab_program, lab_servers
 from lab_fixture import LabSession
-from swarm_lab import SWARM_HOSTS, lab_program, lab_servers
 from tools.hostkeys import choose, parse_keyscan
 from tools.offline import ProgramRun, reveal
 

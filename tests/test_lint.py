@@ -24,16 +24,9 @@ def test_mypy_finds_nothing() -> None:
 
 
 # Where sys.path is edited, and why nothing else would do. The policy host runs policies/__main__.py
-# with runpy.run_path, which does not put the pack's directory on sys.path for its `import rules`; the
-# lab benchmarks (`python -m benchmarks.<name>`) drive the lab helpers that live with the tests.
+# with runpy.run_path, which does not put the pack's directory on sys.path for its `import rules`.
 SYS_PATH_EDIT = re.compile(r"^\s*sys\.path\.(insert|append|extend)\(", re.M)
-SYS_PATH_EDITS = {
-    "policies/__main__.py",
-    "benchmarks/acme_renewal.py",
-    "benchmarks/backup_restore.py",
-    "benchmarks/request_flow.py",
-    "benchmarks/swarm_converge.py",
-}
+SYS_PATH_EDITS = {"policies/__main__.py"}
 
 
 def test_sys_path_is_edited_only_where_justified() -> None:

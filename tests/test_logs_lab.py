@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from busybox_image import import_busybox
 from components.config import Logs, VaultSettings
 from components.host import log_defaults_script
 from components.vault import audit_rotation_script
 from lab import LabHost, docker, ssh_command
+from lab.busybox import import_busybox
 from lab_fixture import LabSession
 
 

@@ -3,7 +3,7 @@ on the swarm; a user's HTTPS request reaches Nginx on the application server, go
 is answered by the deployed service.
 
 Everything the program contributes is what it registers under mocks for a lab stack (see
-tests/request_flow.py for the stand-ins). Known limit of these machines: the swarm's ingress routing
+lab/request_flow.py for the stand-ins). Known limit of these machines: the swarm's ingress routing
 mesh needs the kernel's IPVS, which they lack, so the stack publishes its port in host mode (a global
 service, one task per node); the program and the README keep the mesh for real servers.
 """
@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from lab import docker
-from lab_fixture import LabSession
-from request_flow import (
+from lab.request_flow import (
     FLOW_HOSTS,
     Flow,
     bring_up,
@@ -31,7 +30,8 @@ from request_flow import (
     missing_tools,
     reachable,
 )
-from swarm_lab import nodes, reset
+from lab.swarm import nodes, reset
+from lab_fixture import LabSession
 
 STACK = "samarth"
 SERVICE = "samarth/esamwad-web"

