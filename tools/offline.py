@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
+import functools
 import gc
 import json
 import logging
@@ -243,7 +245,7 @@ def stack_file(stack: str, root: Path = ROOT) -> Path:
     return root / f"Pulumi.{stack}.yaml"
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _NoDuplicateKeys(yaml.constructor.SafeConstructor):
     """YAML as the Pulumi CLI reads stack files: a key written twice in one mapping is an error, not
     "the last one wins"."""
 
@@ -262,14 +264,29 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# libyaml's parser where PyYAML was built with it (its wheels are): a tenth of the pure-Python
+# parser's time, which the tests, reading the stack files some thousand times, feel.
+_Parser = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+
+
+class _StrictLoader(_NoDuplicateKeys, _Parser):  # type: ignore[misc,valid-type]
+    pass
+
+
 class StackFileError(ConfigError):
     """A stack or project file that is not valid YAML; the message names the file and the line."""
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictLoader)
+
+
 def read_yaml(path: Path, text: Optional[str] = None) -> Any:
-    """``path`` (or ``text`` read from it) parsed as the CLI parses it, or ``StackFileError``."""
+    """``path`` (or ``text`` read from it) parsed as the CLI parses it, or ``StackFileError``. Each
+    caller gets its own copy: the same text is parsed once per process."""
     try:
-        return yaml.load(path.read_text() if text is None else text, Loader=_StrictLoader)
+        return copy.deepcopy(_parsed(path.read_text() if text is None else text))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
