@@ -14,7 +14,7 @@ STACKS = ("prod", "staging")
 
 # The modules that start real daemons or helper processes (nginx, Postgres, Redis, Vault, the policy
 # analyzer), besides the lab's: with the lab's (`test_*_lab.py` and every test of `lab_session`) they
-# are marked `daemon`. `pytest -m "not daemon"` is the quick loop (benchmarks/test_loop.py times it).
+# are marked `daemon`. `pytest -m "not daemon"` is the quick loop (benchmarks/suite_speed.py times it).
 DAEMON_MODULES = frozenset({
     "test_edge_real.py",
     "test_guardrails.py",
