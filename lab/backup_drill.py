@@ -10,7 +10,6 @@ records what the installer asks of it.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Sequence
