@@ -10,6 +10,7 @@ records what the installer asks of it.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from components.config import StackConfig
 from components.deployment import load_deployment
 from lab import LabHost, docker, ssh, ssh_command
 from lab.images import import_postgres
-from tools.offline import PROJECT, read_stack_values, stack_file
+from tools.offline import PROJECT, project_defaults, read_stack_values, stack_file
 
 SERVER = "db2"
 TARGET = "postgres-odk-adapter"
@@ -30,6 +31,8 @@ PASSWORD = "drill-repository-password-0123456789"
 
 def staging_config() -> StackConfig:
     values, secure = read_stack_values(stack_file("staging"))
+    for key, default in project_defaults().items():
+        values.setdefault(f"{PROJECT}:{key}", default if isinstance(default, str) else json.dumps(default))
     return load_deployment(PROJECT, "staging", values, secure).config
 
 
