@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Optional
 
 from components import acme, edge
+from components.assembly import stack_upstreams
 from components.config import StackConfig
 from components.deployment import load_deployment
 from lab import Lab, LabHost, free_subnet, machine_lock, ssh_command
@@ -147,7 +148,7 @@ def build_images(host: LabHost, config: StackConfig) -> None:
             NGINX: "/usr/sbin/nginx",
             "/etc/nginx/mime.types": "/etc/nginx/mime.types",
             # The program uploads Vault's CA there for the proxy hop; any CA does for the lab.
-            "/etc/ssl/certs/ca-certificates.crt": edge.VAULT_CA_FILE,
+            "/etc/ssl/certs/ca-certificates.crt": edge.ca_file("vault"),
             **{lib: lib for lib in _libraries(NGINX)},
         },
         {
@@ -241,7 +242,9 @@ class AcmeLab:
         return self.ssh(acme.install_script(config or self.config, self.acme_dir, self.script_path, "nginx"), stdin=self.account_key)
 
     def reload(self, config: Optional[StackConfig] = None) -> Step:
-        text = edge.render_config(config or self.config, self.application.address, self.application.address)
+        config = config or self.config
+        addresses = {upstream.server: self.application.address for upstream in stack_upstreams(config)}
+        text = edge.render_config(config, stack_upstreams(config), addresses)
         step = self.ssh(edge.reload_script("nginx", self.conf_dir), stdin=text)
         if step.returncode == 0:
             for port in (80, 443):

@@ -366,16 +366,16 @@ def _nginx_to_vault(bao: Bao, directory: Path, ca: Path) -> tuple[subprocess.Pop
     config = config.model_copy(update={"vault": config.vault.model_copy(update={"port": bao.settings.port})})
     assert config.vault_server_name == SERVER_NAME
     (route,) = [r for _, r in config.edge_routes() if r.upstream == "vault"]
-    upstream = edge.application_upstreams(config)["vault"]
+    (upstream,) = vault_module.upstreams(config)
     location = "\n".join(edge._location(route.model_copy(update={"allow": None}), PRIVATE_IP, upstream))
-    assert f"proxy_ssl_trusted_certificate {edge.VAULT_CA_FILE};" in location and "proxy_ssl_verify on;" in location
+    assert f"proxy_ssl_trusted_certificate {edge.ca_file('vault')};" in location and "proxy_ssl_verify on;" in location
     port = _free_port()
     directory.mkdir()
     temp = " ".join(f"{d}_temp_path {directory}/{d};" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     (directory / "nginx.conf").write_text(
         f"pid {directory}/nginx.pid;\nerror_log {directory}/error.log;\nevents {{}}\nhttp {{\n  {temp}\n  access_log off;\n"
         "  map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n"
-        f"  server {{\n    listen 127.0.0.1:{port};\n{location.replace(edge.VAULT_CA_FILE, str(ca))}\n  }}\n}}\n"
+        f"  server {{\n    listen 127.0.0.1:{port};\n{location.replace(edge.ca_file('vault'), str(ca))}\n  }}\n}}\n"
     )
     process = subprocess.Popen([NGINX, "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

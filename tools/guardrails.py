@@ -35,10 +35,10 @@ from pulumi_policy import policy as sdk_policy
 from pulumi_policy.deserialize import serialize_properties
 from pulumi_policy.proxy import unknown_checking_proxy
 
+from components.assembly import stack_placements
 from components.capacity import usable_mib
 from components.config import ServerName, StackConfig, server_name
 from components.deployment import load_deployment
-from components.placements import stack_placements
 from policies import rules
 from tools.offline import (
     PROJECT,

@@ -28,9 +28,9 @@ from typing import Any, Optional
 import pulumi
 
 from components import backups, firewall
+from components.assembly import backup_sources
 from components.config import ServerName, StackConfig, server_name
 from components.deployment import load_deployment
-from components.placements import backup_sources
 from tools import deploy_graph, upstreams
 from tools.offline import (
     PROJECT,
