@@ -38,10 +38,9 @@ from typing import Optional
 from components import acme, edge
 from components.assembly import stack_upstreams
 from components.config import StackConfig
-from components.deployment import load_deployment
 from lab import Lab, LabHost, free_subnet, machine_lock, ssh_command
 from lab.core import NETNS_DIR
-from tools.offline import PROJECT, read_stack_values, stack_file
+from tools.offline import stack_deployment
 
 PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
 CHALLTESTSRV = shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv"
@@ -180,8 +179,7 @@ def make_pebble_certificate(directory: Path, address: str) -> tuple[Path, Path, 
 
 def lab_config(directory_url: str, ca_certificate: Path) -> StackConfig:
     """Production's config with the ACME directory and the CA it is served with swapped for pebble's."""
-    values, secure = read_stack_values(stack_file("prod"))
-    config = load_deployment(PROJECT, "prod", values, secure).config
+    config = stack_deployment("prod").config
     assert config.edge.tls.acme is not None
     tls_acme = config.edge.tls.acme.model_copy(update={"directory_url": directory_url, "ca_certificate": str(ca_certificate)})
     tls = config.edge.tls.model_copy(update={"acme": tls_acme})

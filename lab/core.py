@@ -145,6 +145,13 @@ def ssh(host: LabHost, script: str, timeout: float = 300) -> subprocess.Complete
     )
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 (the kernel's pick), for a daemon a test starts on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def run_command(host: LabHost, script: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run ``script`` as the SSH session's command on ``host``, as a ``command.remote.Command`` runs its
     ``create`` or ``delete``; the caller checks ``returncode``."""
