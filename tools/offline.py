@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
+import functools
 import gc
 import json
 import logging
@@ -280,10 +282,17 @@ class StackFileError(ConfigError):
     """A stack or project file that is not valid YAML; the message names the file and the line."""
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictLoader)
+
+
 def read_yaml(path: Path, text: Optional[str] = None) -> Any:
-    """``path`` (or ``text`` read from it) parsed as the CLI parses it, or ``StackFileError``."""
+    """``path`` (or ``text`` read from it) parsed as the CLI parses it, or ``StackFileError``. Each
+    caller gets a copy of its own: the same text is parsed once per process (the tests read the stack
+    files some thousand times)."""
     try:
-        return yaml.load(path.read_text() if text is None else text, Loader=_StrictLoader)
+        return copy.deepcopy(_parsed(path.read_text() if text is None else text))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
