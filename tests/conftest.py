@@ -83,5 +83,5 @@ def prod(runs: dict[str, ProgramRun]) -> ProgramRun:
 def stack_run(request: pytest.FixtureRequest, runs: dict[str, ProgramRun]) -> ProgramRun:
     return runs[request.param]
 
-from lab_fixture import lab_session  # noqa: E402,F401  (the real-hosts lab, once per session)
+from lab_fixture import lab_agent, lab_session  # noqa: E402,F401  (the real-hosts lab, once per session; its key in an agent)
 from skip_policy import pytest_runtest_makereport, pytest_terminal_summary  # noqa: E402,F401  (skips fail in CI)
