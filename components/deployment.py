@@ -1,5 +1,6 @@
-"""The one way into a stack's configuration: validated config, its secrets and the placements, after
-every check that spans sections (host keys pinned, secrets stored as secrets, capacity).
+"""The one way into a stack's configuration: validated config, its secrets and what the components
+declare from it (placements, upstreams, backup sources: ``components/assembly.py``), after every check
+that spans sections (host keys pinned, secrets stored as secrets, routes to offered upstreams, capacity).
 
 ``__main__.py`` calls ``engine_deployment()``; the tools and the lab call ``load_deployment()`` with
 the values they read from a stack file, so a stack they accept is one the program accepts.
@@ -13,9 +14,11 @@ from typing import Any, Optional
 
 import pulumi
 
+from .assembly import backup_sources, stack_placements, stack_upstreams
+from .backups import Source
 from .capacity import Placement, check_capacity
-from .config import StackConfig, imported_vault_init, load_stack_config, require_host_keys, ssh_private_key
-from .placements import stack_placements
+from .config import ConfigError, StackConfig, imported_vault_init, load_stack_config, require_host_keys, ssh_private_key
+from .ports import Upstream
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,10 @@ class Deployment:
     vault_init: Optional[str]
     # What every component places on the servers, already checked against their capacity.
     placements: tuple[Placement, ...]
+    # What the routes may name, each route already checked to name one of them: for the edge.
+    upstreams: tuple[Upstream, ...]
+    # What the backups take from the other components.
+    backup_sources: tuple[Source, ...]
 
 
 def load_deployment(
@@ -38,6 +45,8 @@ def load_deployment(
     config = load_stack_config(project, values)
     require_host_keys(config, stack)
     secrets = frozenset(secret_keys)
+    upstreams = tuple(stack_upstreams(config))
+    check_routes(config, upstreams)
     placements = tuple(stack_placements(config))
     check_capacity(config, placements)
     return Deployment(
@@ -45,7 +54,21 @@ def load_deployment(
         ssh_private_key=ssh_private_key(project, values, secrets),
         vault_init=imported_vault_init(project, values, secrets),
         placements=placements,
+        upstreams=upstreams,
+        backup_sources=tuple(backup_sources(config)),
     )
+
+
+def check_routes(config: StackConfig, upstreams: Iterable[Upstream]) -> None:
+    """Raise ``ConfigError`` naming every route whose upstream no component offers in this stack."""
+    offered = [upstream.name for upstream in upstreams]
+    problems = [
+        f"{key}.upstream: unknown upstream {route.upstream!r} (expected one of {', '.join(offered)})"
+        for key, route in config.edge_routes()
+        if route.upstream not in offered
+    ]
+    if problems:
+        raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(problems))
 
 
 def engine_deployment() -> Deployment:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,41 @@ import pytest
 from tools.offline import ProgramRun, run_program
 
 STACKS = ("prod", "staging")
+
+# The modules that start real daemons or helper processes (nginx, Postgres, Redis, Vault, the policy
+# analyzer), besides the lab's: with the lab's (`test_*_lab.py` and every test of `lab_session`) they
+# are marked `daemon`. `pytest -m "not daemon"` is the quick loop (benchmarks/suite_speed.py times it).
+DAEMON_MODULES = frozenset({
+    "test_edge_real.py",
+    "test_guardrails.py",
+    "test_hostkeys.py",
+    "test_lab.py",
+    "test_postgres_major.py",
+    "test_rotation.py",
+    "test_secret_files_real.py",
+    "test_sentry_proxy.py",
+    "test_vault_server.py",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the daemon tests, and put the modules most likely to be slow first: the lab's, then the other
+    daemons', then the rest, each by its number of tests. pytest-xdist hands each worker one module
+    at a time in this order (pytest.ini: --dist loadfile --no-loadscope-reorder), so the long lab
+    modules start at once and the quick ones fill in at the end, where a long module last would
+    leave the other worker idle."""
+    for item in items:
+        name = item.path.name
+        if name in DAEMON_MODULES or name.endswith("_lab.py") or "lab_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.daemon)
+    tests = Counter(item.path for item in items)
+    daemon = {item.path for item in items if item.get_closest_marker("daemon")}
+
+    def cost_rank(item: pytest.Item) -> tuple[int, int, str]:
+        kind = 0 if item.path.name.endswith("_lab.py") else 1 if item.path in daemon else 2
+        return kind, -tests[item.path], str(item.path)
+
+    items.sort(key=cost_rank)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,5 +83,5 @@ def prod(runs: dict[str, ProgramRun]) -> ProgramRun:
 def stack_run(request: pytest.FixtureRequest, runs: dict[str, ProgramRun]) -> ProgramRun:
     return runs[request.param]
 
-from lab_fixture import lab_session  # noqa: E402,F401  (the real-hosts lab, once per session)
+from lab_fixture import lab_agent, lab_session  # noqa: E402,F401  (the real-hosts lab, once per session; its key in an agent)
 from skip_policy import pytest_runtest_makereport, pytest_terminal_summary  # noqa: E402,F401  (skips fail in CI)
