@@ -464,6 +464,90 @@ check_live_redis() {
   echo "$container loaded $live_keys keys"
 }
 
+# The identity of every object in a definitions export (stdin), sorted, one line each: its section and
+# its name, vhost, user, source, destination and routing key (the values an application refers to).
+definition_identities() {
+  sed -E 's/"(bindings|exchanges|global_parameters|parameters|permissions|policies|queues|topic_permissions|users|vhosts)":\[/\n@\1 /g' \
+    | awk '/^@/ {
+      section = substr($1, 2)
+      sub(/^@[a-z_]+ /, "")
+      n = split($0, objects, /\},\{/)
+      for (i = 1; i <= n; i++) {
+        id = ""
+        rest = objects[i]
+        while (match(rest, /"(name|vhost|user|source|destination|destination_type|routing_key|component)":"[^"]*"/)) {
+          id = id " " substr(rest, RSTART, RLENGTH)
+          rest = substr(rest, RSTART + RLENGTH)
+        }
+        if (id != "") print section id
+      }
+    }' | LC_ALL=C sort
+}
+
+wait_for_rabbitmq() {
+  step "waiting for RabbitMQ in container $1 to start"
+  tries=0
+  until docker exec "$1" rabbitmqctl -q await_startup >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 60 ] || fail "RabbitMQ in container $1 did not start in 180 s: see 'docker logs $1'"
+    sleep 3
+  done
+}
+
+# import_definitions <container>: definitions on stdin into the broker. rabbitmqctl import_definitions
+# reading stdin keeps only what the first read returns (RabbitMQ 3.10 in the lab: a stream that arrives
+# in two parts fails with "unexpected_end_of_buffer"), and takes "-" for a file name; so the whole stream
+# goes into a root-only file in the container first, removed afterwards.
+import_definitions() {
+  # shellcheck disable=SC2016 # expanded inside the container
+  docker exec -i "$1" sh -c 'umask 077; file=$(mktemp) || exit; cat >"$file" && rabbitmqctl -q import_definitions "$file"; rc=$?; rm -f "$file"; exit "$rc"'
+}
+
+# check_definitions <container> <what>: every object of the backed-up definitions is on the broker.
+check_definitions() {
+  docker exec "$1" rabbitmqctl -q export_definitions - | definition_identities >"$work/found" \
+    || fail "cannot export the definitions of container $1"
+  missing=$(LC_ALL=C comm -23 "$work/expected" "$work/found")
+  [ -z "$missing" ] || fail "$2 lacks $(printf '%s\n' "$missing" | wc -l) of the restored definitions, first: $(printf '%s\n' "$missing" | head -n 3)"
+}
+
+restore_rabbitmq() {
+  definitions=$(part_id /definitions.json)
+  [ -n "$definitions" ] || fail "$chosen has no definitions.json"
+  from_snapshot "reading definitions.json" "$definitions" /definitions.json definition_identities >"$work/expected"
+  [ -s "$work/expected" ] || fail "definitions.json of $chosen holds no definitions"
+  step "starting scratch broker $scratch on fresh volume $volume (no network)"
+  docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$container" >"$work/env"
+  docker volume create --label "samarth.restore-of=$container" "$volume" >/dev/null
+  docker run -d --name "$scratch" --network none --env-file "$work/env" -v "$volume:$detail" "$image" >/dev/null
+  wait_for_rabbitmq "$scratch"
+  step "importing definitions.json of $chosen into $scratch"
+  from_snapshot "importing definitions.json into $scratch" "$definitions" /definitions.json import_definitions "$scratch"
+  step "checking the scratch broker holds every definition"
+  check_definitions "$scratch" "the scratch broker"
+  docker rm -f "$scratch" >/dev/null
+  docker volume rm "$volume" >/dev/null
+  echo "restored and checked: $(wc -l <"$work/expected") definitions ($(awk '{ print $1 }' "$work/expected" | uniq -c | awk '{ printf "%s%s %s", sep, $1, $2; sep = ", " }'))"
+}
+
+# Import the checked definitions into the live broker: objects are added or updated, none is deleted,
+# queues keep their messages. The live definitions are saved first.
+import_live_definitions() {
+  before="$STATE_DIR/restore/$container-definitions-before-$stamp.json"
+  step "saving the live definitions of $container into $before"
+  docker exec "$container" rabbitmqctl -q export_definitions - >"$before" || fail "cannot export the definitions of container $container (is it running?)"
+  step "importing definitions.json of $chosen into $container"
+  from_snapshot "importing definitions.json into $container" "$definitions" /definitions.json import_definitions "$container"
+  step "setting the deployed password of the service user again"
+  # The backup holds the password hashes of its time; the applications use the container's password.
+  # shellcheck disable=SC2016 # expanded inside the container: the password never leaves it
+  docker exec "$container" sh -c '[ -z "${RABBITMQ_DEFAULT_USER:-}" ] || printf "%s\n" "$RABBITMQ_DEFAULT_PASS" | rabbitmqctl -q change_password "$RABBITMQ_DEFAULT_USER"' >/dev/null \
+    || fail "cannot set the password of the service user in $container again: run 'pulumi up' (its password step sets it)"
+  step "checking the live broker holds every definition"
+  check_definitions "$container" "$container"
+  echo "$container has every restored definition; its definitions before the import are in $before"
+}
+
 # Swap the checked data into the live container's volume; the live data is kept in another volume.
 replace_live() {
   live_volume=$(docker inspect --format '{{range .Mounts}}{{.Destination}} {{.Name}}{{println}}{{end}}' "$container" \
@@ -518,6 +602,16 @@ restore_target() {
     redis)
       restore_redis
       mount=$detail inside=""
+      ;;
+    rabbitmq)
+      restore_rabbitmq
+      if [ "$replace" = yes ]; then
+        import_live_definitions
+      else
+        echo "live broker untouched. To import them into $container: samarth-restore $target ${wanted:-<snapshot>} --replace-live"
+      fi
+      SAMARTH_STEP=""
+      return 0
       ;;
     files)
       restore_files
