@@ -85,7 +85,7 @@ def test_rabbitmq_definitions_restore_into_a_scratch_broker_then_the_live_one(dr
         rabbitmq_drill.start_rabbitmq(host, image)
         rabbitmq_drill.declare(host)
         before = rabbitmq_drill.definitions(host)
-        assert sorted(q["name"] for q in before["queues"]) == ["daily", "jobs"]
+        assert sorted(str(q["name"]) for q in before["queues"]) == ["daily", "jobs"]
         check(agent.install(SERVER, [source]), "the installer")
         check(agent.agent("run", source.name), "the RabbitMQ backup")
 
