@@ -150,3 +150,17 @@ def test_the_installer_copies_restic_from_where_the_pinned_image_puts_it() -> No
     assert "COPY --from=helper /output/restic /usr/bin" in dockerfile
     assert 'ENTRYPOINT ["/usr/bin/restic"]' in dockerfile
     assert 'docker cp "$container:/usr/bin/restic"' in (ROOT / "components/scripts/backup-install.sh").read_text()
+
+
+def test_the_redis_restore_relies_only_on_what_the_official_image_has() -> None:
+    """The restore writes dump.rdb as the image's `redis` user, checks it with `redis-check-rdb` and starts
+    `redis-server --dir /data` through the image's entry point (docker-library/redis at e920499)."""
+    upstream = ROOT / "tests/fixtures/upstreams/docker-library-redis-e920499"
+    dockerfile = (upstream / "Dockerfile").read_text()
+    assert "useradd -r -g redis -u 999 redis" in dockerfile
+    assert "-exec ln -svfT 'redis-server' '{}' ';'" in dockerfile  # redis-check-rdb is redis-server
+    assert "WORKDIR /data" in dockerfile
+    assert "find . \\! -user redis -exec chown redis '{}' +" in (upstream / "docker-entrypoint.sh").read_text()
+    agent = (ROOT / "components/scripts/backup-agent.sh").read_text()
+    assert "chown -R redis:redis /restored" in agent and "redis-check-rdb /restored/dump.rdb" in agent
+    assert 'redis-server --dir "$detail" --appendonly no' in agent
