@@ -7,10 +7,11 @@
 #   samarth-backup snapshots [target]   complete runs in the repository, newest last
 #   samarth-backup prune            forget by retention, prune, check (the prune timer, daily)
 #   samarth-backup init             create the repository unless it exists (the installer)
-#   samarth-restore <target> [snapshot] [--replace-live]
+#   samarth-restore <target> [snapshot] [--replace-live] [--other-cluster]
 #                                   (a link to this program) restore a complete run into a fresh volume
 #                                   and a scratch container without network, check it, and only with
-#                                   --replace-live swap it into the live volume (the old data is kept)
+#                                   --replace-live swap it into the live volume (the old data is kept);
+#                                   vault-raft: the operator's token on stdin, --other-cluster to force
 #
 # Inputs: SERVER (restic's --host), CONFIG_DIR (root-only: password, repository.env, vault-approle),
 # STATE_DIR (cache, status, lock), RESTIC (the binary), TARGETS (lines "name method schedule container
@@ -24,7 +25,7 @@
 
 usage() {
   echo "usage: samarth-backup run <target> | status | snapshots [target] | prune | init" >&2
-  echo "       samarth-restore <target> [snapshot] [--replace-live]" >&2
+  echo "       samarth-restore <target> [snapshot] [--replace-live] [--other-cluster (vault-raft)]" >&2
   echo "targets on $SERVER:" >&2
   printf '%s\n' "$TARGETS" | awk 'NF { print "  " $1 " (" $2 ", " $3 ")" }' >&2
   SAMARTH_STEP=""
@@ -548,6 +549,76 @@ import_live_definitions() {
   echo "$container has every restored definition; its definitions before the import are in $before"
 }
 
+# The operator's token for the restore (root, or a token with sudo on sys/storage/raft/snapshot-force),
+# read from stdin, never from the command line; at a terminal it is asked for without echo.
+read_restore_token() {
+  restore_token=""
+  if [ -t 0 ]; then
+    printf 'token that may restore a raft snapshot (root, or sudo on sys/storage/raft/snapshot-force): ' >&2
+    stty -echo
+    IFS= read -r restore_token || true
+    stty echo
+    echo >&2
+  else
+    IFS= read -r restore_token || true
+  fi
+  [ -n "$restore_token" ] || fail "no token on stdin: run 'samarth-restore $target [snapshot] --replace-live' and type it, or pipe it in from your password manager"
+}
+
+# A raft snapshot is a gzipped tar of meta.json, state.bin and their SHA256SUMS: all there and matching.
+check_raft_snapshot() {
+  step "checking raft.snap of $chosen (archive, members, checksums)"
+  mkdir "$work/snapshot"
+  tar -xzf "$1" -C "$work/snapshot" || fail "raft.snap of $chosen is not a readable snapshot archive"
+  for member in meta.json state.bin SHA256SUMS; do
+    [ -s "$work/snapshot/$member" ] || fail "raft.snap of $chosen has no $member"
+  done
+  (cd "$work/snapshot" && sha256sum -c --quiet SHA256SUMS) || fail "raft.snap of $chosen does not match its own SHA256SUMS"
+  raft_index=$(sed -n 's/.*"Index":\([0-9]*\).*/\1/p' "$work/snapshot/meta.json")
+  rm -rf "$work/snapshot"
+}
+
+restore_vault_raft() {
+  snapshot_id=$(part_id /raft.snap)
+  [ -n "$snapshot_id" ] || fail "$chosen has no raft.snap"
+  directory="$STATE_DIR/restore/$target-$stamp"
+  mkdir -p "$directory"
+  step "extracting raft.snap of $chosen"
+  restic_ dump "$snapshot_id" /raft.snap >"$directory/raft.snap" || fail "restic could not read raft.snap of $chosen"
+  check_raft_snapshot "$directory/raft.snap"
+  echo "restored and checked: raft.snap of $chosen (raft index ${raft_index:-unknown}) in $directory (root only)"
+  if [ "$replace" = no ]; then
+    echo "live Vault untouched. To restore it (all of Vault's data returns to the snapshot's): samarth-restore $target ${wanted:-<snapshot>} --replace-live [--other-cluster], the token on stdin"
+    return 0
+  fi
+  read_restore_token
+  inside="/tmp/samarth-restore-$stamp.snap"
+  step "copying the snapshot into container $container"
+  docker exec -i "$container" sh -c 'umask 077 && cat >"$1"' sh "$inside" <"$directory/raft.snap" \
+    || fail "cannot copy the snapshot into container $container (is it running?)"
+  # Without --other-cluster Vault refuses a snapshot of another cluster (another init: other keys).
+  force=""
+  [ "$other_cluster" = no ] || force=-force
+  step "restoring the snapshot into $detail in container $container"
+  restored=0
+  VAULT_TOKEN=$restore_token BAO_TOKEN=$restore_token docker exec -e VAULT_TOKEN -e BAO_TOKEN "$container" \
+    "$detail" operator raft snapshot restore $force "$inside" || restored=$?
+  docker exec "$container" rm -f "$inside" || true
+  [ "$restored" -eq 0 ] || fail "$detail refused the snapshot (exit $restored): a snapshot of a re-initialised Vault needs --other-cluster; the token needs sudo on sys/storage/raft/snapshot-force"
+  step "reading the seal status of $container"
+  tries=0
+  until status=$(docker exec "$container" "$detail" status -format=json 2>/dev/null) || [ "$?" -eq 2 ]; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 30 ] || fail "$detail in $container does not answer after the restore: see 'docker logs $container'"
+    sleep 2
+  done
+  if printf '%s\n' "$status" | grep -q '"sealed": *true'; then
+    echo "$container restored the snapshot and is sealed: unseal it with the unseal keys of the snapshot's cluster (Pulumi state of that time; 'pulumi up' runs the unseal script)"
+  else
+    echo "$container restored the snapshot and is unsealed"
+  fi
+}
+
 # Swap the checked data into the live container's volume; the live data is kept in another volume.
 replace_live() {
   live_volume=$(docker inspect --format '{{range .Mounts}}{{.Destination}} {{.Name}}{{println}}{{end}}' "$container" \
@@ -567,10 +638,11 @@ replace_live() {
 }
 
 restore_target() {
-  target="" wanted="" replace=no
+  target="" wanted="" replace=no other_cluster=no
   for argument in "$@"; do
     case "$argument" in
       --replace-live) replace=yes ;;
+      --other-cluster) other_cluster=yes ;;
       -*) usage ;;
       *) if [ -z "$target" ]; then target=$argument; elif [ -z "$wanted" ]; then wanted=$argument; else usage; fi ;;
     esac
@@ -602,6 +674,11 @@ restore_target() {
     redis)
       restore_redis
       mount=$detail inside=""
+      ;;
+    vault-raft)
+      restore_vault_raft
+      SAMARTH_STEP=""
+      return 0
       ;;
     rabbitmq)
       restore_rabbitmq

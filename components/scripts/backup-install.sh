@@ -55,7 +55,7 @@ if printf '%s\n' "$credentials" | grep -q '^known_hosts='; then
 fi
 
 step "installing samarth-backup and samarth-restore in $SBIN_DIR"
-printf '%s\n' "$AGENT" >"$SBIN_DIR/samarth-backup.new"
+printf '#!/bin/sh\n%s\n' "$AGENT" >"$SBIN_DIR/samarth-backup.new"
 replace "$SBIN_DIR/samarth-backup" 700
 ln -sf samarth-backup "$SBIN_DIR/samarth-restore"
 
