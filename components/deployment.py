@@ -14,7 +14,14 @@ from typing import Any, Optional
 import pulumi
 
 from .capacity import Placement, check_capacity
-from .config import StackConfig, imported_vault_init, load_stack_config, require_host_keys, ssh_private_key
+from .config import (
+    StackConfig,
+    imported_vault_init,
+    load_stack_config,
+    offsite_secret_access_key,
+    require_host_keys,
+    ssh_private_key,
+)
 from .placements import stack_placements
 
 
@@ -25,6 +32,8 @@ class Deployment:
     ssh_private_key: Optional[str]
     # vaultInit: the init output of a Vault initialised outside this stack; None: the program initialises it.
     vault_init: Optional[str]
+    # backupsOffsiteSecretAccessKey: the off-site S3 repository's secret key; None without one.
+    offsite_secret_access_key: Optional[str]
     # What every component places on the servers, already checked against their capacity.
     placements: tuple[Placement, ...]
 
@@ -44,6 +53,7 @@ def load_deployment(
         config=config,
         ssh_private_key=ssh_private_key(project, values, secrets),
         vault_init=imported_vault_init(project, values, secrets),
+        offsite_secret_access_key=offsite_secret_access_key(project, values, secrets, config),
         placements=placements,
     )
 
