@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Optional
 
 from components import acme, edge
-from components.config import StackConfig, load_stack_config
+from components.config import StackConfig
+from components.deployment import load_deployment
 from lab import Lab, LabHost, free_subnet, machine_lock, ssh_command
 from lab.core import NETNS_DIR
 from tools.offline import PROJECT, read_stack_values, stack_file
@@ -178,8 +179,8 @@ def make_pebble_certificate(directory: Path, address: str) -> tuple[Path, Path, 
 
 def lab_config(directory_url: str, ca_certificate: Path) -> StackConfig:
     """Production's config with the ACME directory and the CA it is served with swapped for pebble's."""
-    values, _ = read_stack_values(stack_file("prod"))
-    config = load_stack_config(PROJECT, values)
+    values, secure = read_stack_values(stack_file("prod"))
+    config = load_deployment(PROJECT, "prod", values, secure).config
     assert config.edge.tls.acme is not None
     tls_acme = config.edge.tls.acme.model_copy(update={"directory_url": directory_url, "ca_certificate": str(ca_certificate)})
     tls = config.edge.tls.model_copy(update={"acme": tls_acme})

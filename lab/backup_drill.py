@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components import backups
-from components.config import StackConfig, load_stack_config
+from components.config import StackConfig
+from components.deployment import load_deployment
 from lab import LabHost, docker, ssh, ssh_command
 from lab.images import import_postgres
 from tools.offline import PROJECT, project_defaults, read_stack_values, stack_file
@@ -29,10 +30,10 @@ PASSWORD = "drill-repository-password-0123456789"
 
 
 def staging_config() -> StackConfig:
-    values, _ = read_stack_values(stack_file("staging"))
+    values, secure = read_stack_values(stack_file("staging"))
     for key, default in project_defaults().items():
         values.setdefault(f"{PROJECT}:{key}", default if isinstance(default, str) else json.dumps(default))
-    return load_stack_config(PROJECT, values)
+    return load_deployment(PROJECT, "staging", values, secure).config
 
 
 def _ssh_stdin(host: LabHost, script: str, stdin: str, timeout: float) -> subprocess.CompletedProcess[str]:

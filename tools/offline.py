@@ -243,9 +243,10 @@ def stack_file(stack: str, root: Path = ROOT) -> Path:
     return root / f"Pulumi.{stack}.yaml"
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _StrictLoader(yaml.CSafeLoader):
     """YAML as the Pulumi CLI reads stack files: a key written twice in one mapping is an error, not
-    "the last one wins"."""
+    "the last one wins". libyaml's parser (PyYAML's C extension): the pure-Python one took a fifth of a
+    plan's CPU for three stack files."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Mark] = {}
