@@ -148,6 +148,8 @@ def schedule_table(config: StackConfig, sources: Sequence[Source]) -> list[str]:
     for server, placed in by_server(sources).items():
         where = repository_server(config, server)
         lines.append(f"{server}: repository on {where} (~{repository_gib(config, placed)} GiB), prune {PRUNE_SCHEDULE}")
+        if config.backups.offsite is not None:
+            lines.append(f"  off-site copy after each run: {offsite_repository(config.backups.offsite, server)}")
         for s in placed:
             lines.append(f"  {s.name:<32} {s.method:<10} {config.backups.schedule(s.method)}")
     return lines

@@ -7,7 +7,8 @@ through a lock); ``import_image`` loads it into a lab host's daemon with ``docke
 The Postgres image: Debian bookworm's PostgreSQL 15 (the platform runs the official ``postgres:16``
 image; dumps and restores go through the same pg_dump/pg_restore options on both) and Debian's restic
 0.14 at /usr/bin/restic, the path restic's official image uses, so the backup installer copies restic
-out of it exactly as it does out of ``versions.restic`` on the servers.
+out of it exactly as it does out of ``versions.restic`` on the servers; likewise Debian's rclone 1.60,
+also at /usr/local/bin/rclone where rclone's official image (``versions.rclone``) has it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from .core import LabError, LabHost, docker
 CACHE = Path("/var/cache/samarth-lab")
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-POSTGRES_PACKAGES = ("postgresql-15", "restic")
+POSTGRES_PACKAGES = ("postgresql-15", "restic", "rclone")
+# Debian's path -> the path the official image of ``versions.<name>`` uses, copied into the rootfs.
+OFFICIAL_PATHS = {"usr/bin/rclone": "usr/local/bin/rclone"}
 POSTGRES_BIN = "/usr/lib/postgresql/15/bin"
 # Not needed to run anything in the lab: the package cache, documentation, translations, and the LLVM
 # that PostgreSQL's JIT loads (the entry point starts Postgres with jit=off).
@@ -68,6 +71,9 @@ def _build(packages: Sequence[str], tarball: Path) -> None:
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
+    for debian, official in OFFICIAL_PATHS.items():
+        if (work / debian).exists():
+            shutil.copy2(work / debian, work / official)
     entrypoint = work / "usr/local/bin/lab-postgres"
     entrypoint.write_text(POSTGRES_ENTRYPOINT)
     entrypoint.chmod(0o755)
@@ -79,7 +85,7 @@ def _build(packages: Sequence[str], tarball: Path) -> None:
 
 def debian_rootfs(packages: Sequence[str] = POSTGRES_PACKAGES) -> Path:
     """A tarball of a minimal Debian with ``packages``, built once and then reused."""
-    key = hashlib.sha256(f"{SUITE} {' '.join(sorted(packages))} {POSTGRES_ENTRYPOINT} {TRIM}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{SUITE} {' '.join(sorted(packages))} {POSTGRES_ENTRYPOINT} {TRIM} {OFFICIAL_PATHS}".encode()).hexdigest()[:16]
     CACHE.mkdir(parents=True, exist_ok=True)
     tarball = CACHE / f"debian-{SUITE}-{key}.tar"
     with open(CACHE / ".lock", "a") as lock:
@@ -99,7 +105,7 @@ def import_image(host: LabHost, tarball: Path, name: str, changes: Sequence[str]
         raise LabError(f"lab host {host.name}: docker import of {tarball} failed: {result.stderr}")
 
 
-def import_postgres(host: LabHost, name: str = "samarth-lab/postgres-restic:15") -> str:
+def import_postgres(host: LabHost, name: str = "samarth-lab/postgres-restic-rclone:15") -> str:
     import_image(
         host,
         debian_rootfs(),

@@ -184,3 +184,14 @@ def test_the_staging_and_prod_stacks_load_with_the_offsite_declaration() -> None
     config = load_stack_config(PROJECT, values)
     assert config.backups.offsite is not None and config.backups.offsite.kind == "sftp"
     assert config.backups.offsite_retention() == config.backups.retention
+
+
+def test_the_plan_shows_the_offsite_target_and_capacity_leaves_it_out() -> None:
+    from components.placements import stack_placements
+    from tools.plan import backup_plan
+
+    config = validate(_with_offsite(S3))
+    lines = "\n".join(backup_plan(config))
+    assert f"off-site copy after each run: {S3['repository']}/db2" in lines
+    without = validate(_raw())
+    assert [p for p in stack_placements(config)] == [p for p in stack_placements(without)]

@@ -159,3 +159,55 @@ def test_files_backup_restores_a_volume_byte_for_byte(drill: Drill, tmp_path_fac
         docker(drill.db, "rm", "-f", registry.container)
         for volume in docker(drill.db, "volume", "ls", "-q", "--filter", "name=registry").stdout.split():
             docker(drill.db, "volume", "rm", volume)
+
+
+def test_offsite_copy_holds_each_complete_run_and_restores_equal(
+    drill: Drill, lab_session: LabSession, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """backups.offsite over SFTP on a third lab host: the installer creates it with the repository's
+    chunker parameters, each complete run is copied there (restic copy through rclone), a failed copy is
+    recorded apart from the backup, and a restore from the off-site repository gives equal checksums."""
+    root = tmp_path_factory.mktemp("offsite-backups")
+    root.chmod(0o755)
+    site = Drill(db=drill.db, repository_host=drill.repository_host, root=root, config=drill.config,
+                 offsite_host=lab_session.host("swarm-master"))
+    installed = check(site.install(), "the installer with an off-site repository").stderr
+    assert "rclone v1." in installed
+    configs = [json.loads(site.restic("cat", "config", offsite=offsite)) for offsite in (False, True)]
+    assert configs[0]["id"] != configs[1]["id"]
+    assert configs[0]["chunker_polynomial"] == configs[1]["chunker_polynomial"], "copies would not deduplicate"
+
+    if drill.sql("odk_adapter", "select count(*) from pg_tables where tablename = 'items'") == "0":
+        fill(drill, 2000)
+    before = checksums(drill)
+    done = check(site.agent("run", TARGET), "a backup with its off-site copy")
+    assert "copied off-site" in done.stdout
+    primary = [s for s in json.loads(site.restic_snapshots()) if "complete" in s["tags"]]
+    offsite = json.loads(site.offsite_snapshots())
+    assert len(primary) >= 3  # globals.sql and a dump per database
+    same = ("time", "tree", "paths", "hostname", "tags")
+    assert sorted([s[k] for k in same] for s in offsite) == sorted([s[k] for k in same] for s in primary)
+    status = check(site.agent("status"), "the status").stdout.splitlines()
+    assert "off-site" in status[0] and "never" not in status[1] and status[1].endswith(", -")
+
+    # The off-site host loses the repository: the run is still a good backup here, the copy is a recorded failure.
+    (root / "offsite").rename(root / "offsite.away")
+    try:
+        failed = site.agent("run", TARGET)
+    finally:
+        (root / "offsite.away").rename(root / "offsite")
+    assert failed.returncode != 0 and "copy to the off-site repository failed" in failed.stderr
+    assert "complete" in failed.stdout
+    # Kept here: the new run (the hourly retention keeps one run per hour, so it replaced the first).
+    runs = {tag for s in json.loads(site.restic_snapshots()) if "complete" in s["tags"] for tag in s["tags"] if tag.startswith("run-")}
+    assert len(runs) == 1 and runs != {tag for tag in primary[0]["tags"] if tag.startswith("run-")}
+    assert (root / "state" / "status" / f"{TARGET}.offsite-failure").exists()
+    status = site.agent("status").stdout.splitlines()
+    assert not status[1].endswith(", -"), "the off-site failure is shown"
+    assert len(json.loads(site.offsite_snapshots())) == len(offsite)
+
+    drill.destroy_data()
+    drill.start_postgres()
+    check(site.restore("--offsite", TARGET, "--replace-live"), "the restore from the off-site repository")
+    drill.wait_ready()
+    assert checksums(drill) == before
