@@ -5,7 +5,6 @@ import pulumi
 from components import backups, data, edge, firewall, observability, registry, storage, vault
 from components.deployment import engine_deployment
 from components.host import build_hosts
-from components.placements import backup_sources
 from components.publishing import CredentialBook
 from components.swarm import Cluster, ClusterArgs, RegistryLogin
 
@@ -47,9 +46,10 @@ nginx = edge.EdgeProxy(
     "nginx",
     edge.EdgeArgs(
         host=hosts[edge.SERVER],
-        swarm_master=hosts["swarm-master"],
         config=config,
-        vault_ca_certificate=vault_server.ca_certificate,
+        upstreams=deployment.upstreams,
+        upstream_hosts=hosts,
+        ca_certificates={"vault": vault_server.ca_certificate} if vault_server.ca_certificate is not None else {},
     ),
 )
 swarm = Cluster(
@@ -72,7 +72,7 @@ backup_agents = backups.Backups(
     backups.BackupsArgs(
         config=config,
         hosts=hosts,
-        sources=backup_sources(config),
+        sources=deployment.backup_sources,
         store=backups.ObjectStore(provider=minio.provider, endpoint=minio.endpoint),
         vault=backups.VaultAccess(
             provider=vault_server.provider, ready=vault_server.unseal, approle_path=vault_server.approle.path

@@ -80,7 +80,7 @@ def engine_coverage(service: str, engine: str) -> Coverage:
 
 
 # Stateful things the program deploys that have no backup, and why (the application-server services,
-# the swarm and the Pulumi state are sources in components/placements.py).
+# the swarm and the Pulumi state are sources in components/assembly.py).
 NOT_BACKED_UP: Mapping[str, str] = MappingProxyType(
     {
         "vault audit log": "an audit trail, not needed to restore Vault; it stays on its protected volume",

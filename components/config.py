@@ -449,10 +449,9 @@ class ObservabilitySettings(Model):
 
 # --- edge: Nginx routes (components/edge.py) -------------------------------------------------------
 
-# Upstreams on the application server that a route can name; "swarm" means swarm-master's routing mesh.
-# Sentry and PostHog also get a route from their observability hostName (StackConfig.edge_routes).
-APPLICATION_UPSTREAMS = ("registry", "minio", "vault", "sentry", "posthog")
-UPSTREAMS = (*APPLICATION_UPSTREAMS, "swarm")
+# The upstreams a route can name are the components' to declare (ports.Upstream); load_deployment checks
+# every route against them. Sentry and PostHog also get a route from their observability hostName
+# (StackConfig.edge_routes).
 
 
 def _url_path(value: str) -> str:
@@ -535,8 +534,9 @@ class EdgeTls(Model):
 class Route(Model):
     """``host`` (+ ``path``) served by Nginx, proxied to ``upstream``.
 
-    ``upstream`` is an application-server service (its address is the server's private IP) or
-    ``swarm``, which needs the ``port`` the swarm publishes. ``allow`` limits the source networks.
+    ``upstream`` names a service a component offers Nginx (``ports.Upstream``, checked by
+    ``load_deployment``); ``swarm`` needs the ``port`` the swarm publishes. ``allow`` limits the source
+    networks.
     """
 
     host: HostName
@@ -544,13 +544,6 @@ class Route(Model):
     upstream: str
     port: Optional[Port] = None
     allow: Optional[list[Network]] = Field(default=None, min_length=1)
-
-    @field_validator("upstream")
-    @classmethod
-    def _known_upstream(cls, upstream: str) -> str:
-        if upstream not in UPSTREAMS:
-            raise ValueError(f"unknown upstream {upstream!r} (expected one of {', '.join(UPSTREAMS)})")
-        return upstream
 
     @model_validator(mode="after")
     def _port_and_allow(self) -> Route:
@@ -1184,7 +1177,7 @@ def require_host_keys(config: StackConfig, stack: str) -> None:
 # What the platform's own components publish to kv/samarth/<service> besides the database services:
 # the registry, MinIO (for the doc-generator bucket), Sentry and PostHog. A test keeps this equal to
 # what the program publishes.
-# The servers with backup targets (components/placements.py); the application server's repository is SFTP
+# The servers with backup targets (components/assembly.py); the application server's repository is SFTP
 # (no S3 keys).
 _BACKUP_KEYS = tuple(
     f"{server.replace('-', '_').upper()}_{key}"

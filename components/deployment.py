@@ -1,5 +1,6 @@
-"""The one way into a stack's configuration: validated config, its secrets and the placements, after
-every check that spans sections (host keys pinned, secrets stored as secrets, capacity).
+"""The one way into a stack's configuration: validated config, its secrets and what the components
+declare from it (placements, upstreams, backup sources: ``components/assembly.py``), after every check
+that spans sections (host keys pinned, secrets stored as secrets, routes to offered upstreams, capacity).
 
 ``__main__.py`` calls ``engine_deployment()``; the tools and the lab call ``load_deployment()`` with
 the values they read from a stack file, so a stack they accept is one the program accepts.
@@ -13,8 +14,11 @@ from typing import Any, Optional
 
 import pulumi
 
+from .assembly import backup_sources, stack_placements, stack_upstreams
+from .backups import Source
 from .capacity import Placement, check_capacity
 from .config import (
+    ConfigError,
     StackConfig,
     imported_vault_init,
     load_stack_config,
@@ -22,7 +26,7 @@ from .config import (
     require_host_keys,
     ssh_private_key,
 )
-from .placements import stack_placements
+from .ports import Upstream
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,10 @@ class Deployment:
     offsite_secret_access_key: Optional[str]
     # What every component places on the servers, already checked against their capacity.
     placements: tuple[Placement, ...]
+    # What the routes may name, each route already checked to name one of them: for the edge.
+    upstreams: tuple[Upstream, ...]
+    # What the backups take from the other components.
+    backup_sources: tuple[Source, ...]
 
 
 def load_deployment(
@@ -47,6 +55,8 @@ def load_deployment(
     config = load_stack_config(project, values)
     require_host_keys(config, stack)
     secrets = frozenset(secret_keys)
+    upstreams = tuple(stack_upstreams(config))
+    check_routes(config, upstreams)
     placements = tuple(stack_placements(config))
     check_capacity(config, placements)
     return Deployment(
@@ -55,7 +65,21 @@ def load_deployment(
         vault_init=imported_vault_init(project, values, secrets),
         offsite_secret_access_key=offsite_secret_access_key(project, values, secrets, config),
         placements=placements,
+        upstreams=upstreams,
+        backup_sources=tuple(backup_sources(config)),
     )
+
+
+def check_routes(config: StackConfig, upstreams: Iterable[Upstream]) -> None:
+    """Raise ``ConfigError`` naming every route whose upstream no component offers in this stack."""
+    offered = [upstream.name for upstream in upstreams]
+    problems = [
+        f"{key}.upstream: unknown upstream {route.upstream!r} (expected one of {', '.join(offered)})"
+        for key, route in config.edge_routes()
+        if route.upstream not in offered
+    ]
+    if problems:
+        raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(problems))
 
 
 def engine_deployment() -> Deployment:

@@ -1,8 +1,8 @@
 """Nginx on the application server: the only container with public ports (80, 443).
 
-Its configuration is rendered from ``edge.routes`` in stack config. Each route names an upstream:
-a service on the application server (reached on the server's private IP) or ``swarm`` (swarm-master's
-private IP and the port the swarm publishes). A change uploads the new file, checks it with
+Its configuration is rendered from ``edge.routes`` in stack config. Each route names an upstream,
+one of those the other components offer (``Upstream``: the registry, MinIO, Vault, Sentry, PostHog,
+the swarm), handed over by ``__main__.py``; Nginx proxies to the private IP of the upstream's server. A change uploads the new file, checks it with
 ``nginx -t`` inside the running container and reloads; a config that fails the check is rolled back
 and Nginx keeps serving the previous one.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
@@ -20,12 +21,13 @@ import pulumi_command as command
 import pulumi_docker as docker
 import pulumi_random as random
 
+# acme is Nginx's own certificate helper, not a component (docs/structure.md).
 from . import acme
 from .capacity import Placement
-from .config import Route, ServerName, StackConfig
+from .config import Route, ServerName, StackConfig, server_name
 from .containers import Healthcheck, pinned_image, service_container
 from .host import Host
-from .ports import MINIO_API_PORT, NGINX_HTTP_PORT, NGINX_HTTPS_PORT, REGISTRY_PORT, Opening
+from .ports import NGINX_HTTP_PORT, NGINX_HTTPS_PORT, Opening, Upstream
 from .shell import render
 
 SERVER: ServerName = "application"
@@ -34,58 +36,8 @@ MEMORY_MIB = 256
 HEALTH_PORT = 8081
 CONF_DIR = "/etc/nginx/conf.d"
 CONF_FILE = "samarth.conf"
-# The CA Nginx verifies Vault's certificate with, uploaded into the container.
-VAULT_CA_FILE = "/etc/nginx/samarth/vault-ca.pem"
-
-
-@dataclass(frozen=True)
-class Upstream:
-    # None for the swarm: each route names the port the swarm publishes.
-    port: Optional[int]
-    # Extra directives for every location that proxies to this upstream.
-    directives: tuple[str, ...] = ()
-    scheme: str = "http"
-
-
-def application_upstreams(config: StackConfig) -> dict[str, Upstream]:
-    """The application-server services a route can name, on the ports their components bind (Sentry and
-    PostHog only when the stack installs them)."""
-    observability = config.observability
-    upstreams = {
-        # Image layers are large and streamed: no size limit, no buffering, long reads.
-        "registry": Upstream(
-            REGISTRY_PORT,
-            (
-                "client_max_body_size 0;",
-                "proxy_request_buffering off;",
-                "proxy_buffering off;",
-                "proxy_read_timeout 900s;",
-                "proxy_send_timeout 900s;",
-            ),
-        ),
-        # Public downloads only: the S3 API behind it serves anonymous GetObject, nothing that writes.
-        "minio": Upstream(MINIO_API_PORT, ("limit_except GET { deny all; }", "proxy_buffering off;")),
-        # Vault's TLS is kept on the private hop too, and its certificate verified against its CA and name.
-        "vault": Upstream(config.vault.port, _vault_tls_directives(config), scheme=config.vault.scheme),
-    }
-    installed = observability.enabled()
-    if "sentry" in installed:
-        upstreams["sentry"] = Upstream(observability.sentry.port, ("client_max_body_size 100m;",))
-    if "posthog" in installed:
-        upstreams["posthog"] = Upstream(observability.posthog.port, ("client_max_body_size 20m;",))
-    return upstreams
-
-
-def _vault_tls_directives(config: StackConfig) -> tuple[str, ...]:
-    if config.vault.plain_http:
-        return ()
-    return (
-        f"proxy_ssl_trusted_certificate {VAULT_CA_FILE};",
-        "proxy_ssl_verify on;",
-        "proxy_ssl_verify_depth 2;",
-        f"proxy_ssl_name {config.vault_server_name};",
-        "proxy_ssl_server_name on;",
-    )
+# Where the CA of each TLS upstream is uploaded into the container (ca_file).
+CA_DIR = "/etc/nginx/samarth"
 
 
 def placements(config: StackConfig) -> list[Placement]:
@@ -104,13 +56,30 @@ PROXY_HEADERS = (
 )
 
 
+def ca_file(upstream: str) -> str:
+    """The CA Nginx verifies a TLS upstream's certificate with, inside the container."""
+    return posixpath.join(CA_DIR, f"{upstream}-ca.pem")
+
+
+def _tls_directives(upstream: Upstream) -> tuple[str, ...]:
+    if upstream.tls_server_name is None:
+        return ()
+    return (
+        f"proxy_ssl_trusted_certificate {ca_file(upstream.name)};",
+        "proxy_ssl_verify on;",
+        "proxy_ssl_verify_depth 2;",
+        f"proxy_ssl_name {upstream.tls_server_name};",
+        "proxy_ssl_server_name on;",
+    )
+
+
 def _location(route: Route, address: str, upstream: Upstream) -> list[str]:
     lines = [f"    location {route.path} {{"]
     if route.allow:
         lines += [f"        allow {network};" for network in route.allow]
         lines.append("        deny all;")
     lines.append(f"        proxy_pass {upstream.scheme}://{address}:{upstream.port or route.port};")
-    lines += [f"        {directive}" for directive in (*PROXY_HEADERS, *upstream.directives)]
+    lines += [f"        {directive}" for directive in (*PROXY_HEADERS, *upstream.directives, *_tls_directives(upstream))]
     lines.append("    }")
     return lines
 
@@ -124,10 +93,11 @@ def certificate_files(config: StackConfig, host: str) -> tuple[str, str]:
     return f"{live}.crt", f"{live}.key"
 
 
-def render_config(config: StackConfig, application_ip: str, swarm_ip: str) -> str:
-    """The Nginx ``conf.d`` file (inside ``http {}``): one TLS server per host name, a location per route,
-    and on port 80 the ACME HTTP-01 challenges of the names the program gets certificates for."""
-    upstreams = {**application_upstreams(config), "swarm": Upstream(None, ("client_max_body_size 50m;",))}
+def render_config(config: StackConfig, upstreams: Sequence[Upstream], addresses: Mapping[str, str]) -> str:
+    """The Nginx ``conf.d`` file (inside ``http {}``): one TLS server per host name, a location per route
+    to its upstream at ``addresses[upstream.server]`` (private IPs), and on port 80 the ACME HTTP-01
+    challenges of the names the program gets certificates for."""
+    by_name = {upstream.name: upstream for upstream in upstreams}
     by_host: dict[str, list[Route]] = defaultdict(list)
     for _, route in config.edge_routes():
         by_host[route.host].append(route)
@@ -195,8 +165,8 @@ def render_config(config: StackConfig, application_ip: str, swarm_ip: str) -> st
             '    add_header Strict-Transport-Security "max-age=31536000" always;',
         ]
         for route in sorted(routes, key=lambda r: r.path):
-            address = swarm_ip if route.upstream == "swarm" else application_ip
-            lines += _location(route, address, upstreams[route.upstream])
+            upstream = by_name[route.upstream]
+            lines += _location(route, addresses[upstream.server], upstream)
         lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -216,10 +186,13 @@ def reload_script(container: str, live_dir: str) -> str:
 @dataclass(frozen=True)
 class EdgeArgs:
     host: Host
-    swarm_master: Host
     config: StackConfig
-    # The CA that issued Vault's certificate (VaultServer.ca_certificate); None when Vault is plain HTTP.
-    vault_ca_certificate: Optional[pulumi.Input[str]] = None
+    # What the routes may name (every component's ``upstreams(config)``: ``Deployment.upstreams``).
+    upstreams: Sequence[Upstream]
+    # The servers, by name, whose private IPs the upstreams are reached on.
+    upstream_hosts: Mapping[ServerName, Host]
+    # The CA of each TLS upstream (``Upstream.tls_server_name``), by upstream name: Vault's.
+    ca_certificates: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class EdgeProxy(pulumi.ComponentResource):
@@ -233,13 +206,16 @@ class EdgeProxy(pulumi.ComponentResource):
         super().__init__("samarth:edge:Nginx", name, None, opts)
         host = args.host
         edge = args.config.edge
-        if (args.vault_ca_certificate is None) != args.config.vault.plain_http:
-            raise ValueError("EdgeArgs.vault_ca_certificate is required exactly when Vault serves TLS")
+        tls_upstreams = sorted(u.name for u in args.upstreams if u.tls_server_name is not None)
+        if sorted(args.ca_certificates) != tls_upstreams:
+            raise ValueError(f"EdgeArgs.ca_certificates: one CA for each TLS upstream ({', '.join(tls_upstreams)}) is required")
         # On the server, beside the team's existing files in the SSH user's home.
         live_dir = f"/home/{host.spec.ssh_user}/samarth/nginx/conf.d"
 
-        self.config_text = pulumi.Output.all(host.private_ip, args.swarm_master.private_ip).apply(
-            lambda ips: render_config(args.config, ips[0], ips[1])
+        servers = sorted({upstream.server for upstream in args.upstreams})
+        addresses = {server: args.upstream_hosts[server_name(server)].private_ip for server in servers}
+        self.config_text = pulumi.Output.all(**addresses).apply(
+            lambda addresses: render_config(args.config, args.upstreams, addresses)
         )
 
         # Created by the SSH user before Docker would create the mount source as root.
@@ -310,9 +286,11 @@ class EdgeProxy(pulumi.ComponentResource):
                 *(docker.ContainerVolumeArgs(host_path=d, container_path=d, read_only=True) for d in tls_dirs),
                 *acme_mounts,
             ],
-            uploads=[docker.ContainerUploadArgs(file=VAULT_CA_FILE, content=args.vault_ca_certificate)]
-            if args.vault_ca_certificate is not None
-            else None,
+            uploads=[
+                docker.ContainerUploadArgs(file=ca_file(upstream), content=certificate)
+                for upstream, certificate in sorted(args.ca_certificates.items())
+            ]
+            or None,
         )
         digest = self.config_text.apply(lambda text: hashlib.sha256(text.encode()).hexdigest())
         reload = command.remote.Command(

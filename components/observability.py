@@ -26,7 +26,7 @@ import pulumi_random as random
 from .capacity import Placement
 from .config import PostHogImages, PostHogSettings, SentrySettings, ServerName, StackConfig
 from .host import Host
-from .ports import CONTAINERS, Opening
+from .ports import CONTAINERS, Opening, Upstream
 from .publishing import CredentialBook
 from .shell import render
 
@@ -62,6 +62,16 @@ def placements(config: StackConfig) -> list[Placement]:
         "posthog": Placement(SERVER, "PostHog (posthog-deploy hobby stack)", POSTHOG_MIN_MEMORY_MIB),
     }
     return [every[name] for name in config.observability.enabled()]
+
+
+def upstreams(config: StackConfig) -> list[Upstream]:
+    """The enabled ones, on their configured ports; uploads (crash dumps, session recordings) are large."""
+    settings = config.observability
+    every = {
+        "sentry": Upstream("sentry", SERVER, settings.sentry.port, ("client_max_body_size 100m;",)),
+        "posthog": Upstream("posthog", SERVER, settings.posthog.port, ("client_max_body_size 20m;",)),
+    }
+    return [every[name] for name in settings.enabled()]
 
 
 @dataclass(frozen=True)

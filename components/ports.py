@@ -1,6 +1,7 @@
 """The platform's fixed ports, as data: what listens where besides the ports stack config sets.
 
-No Pulumi here. ``components.config`` checks every configured port against these (one validation step,
+No Pulumi here. Also the contracts a component offers about its listeners: ``Opening`` (for the
+firewall) and ``Upstream`` (for Nginx). ``components.config`` checks every configured port against these (one validation step,
 before anything is registered) and the components that bind them read their numbers from here, so the
 check and the deployment cannot disagree.
 """
@@ -8,6 +9,7 @@ check and the deployment cannot disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 SSH_PORT = 22
 
@@ -77,3 +79,26 @@ class Opening:
     protocol: str
     published: bool
     clients: tuple[str, ...]
+
+
+# --- what a component offers Nginx (components/edge.py) --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A service a route in ``edge.routes`` may name as its ``upstream``: declared by the component
+    that runs it (its ``upstreams(config)``), gathered by ``components/assembly.py``, checked against
+    the routes by ``load_deployment`` and handed to the edge by ``__main__.py``.
+
+    Nginx proxies to ``server``'s private IP on ``port`` (``None``: the route names the port, as a
+    swarm service publishes its own), adding ``directives`` to every location of the upstream. With
+    ``tls_server_name`` the private hop stays TLS and Nginx verifies the certificate for that name
+    against the CA the edge is handed for this upstream (``EdgeArgs.ca_certificates``).
+    """
+
+    name: str
+    server: str
+    port: Optional[int]
+    directives: tuple[str, ...] = ()
+    scheme: str = "http"
+    tls_server_name: Optional[str] = None

@@ -19,7 +19,7 @@ from .capacity import Placement
 from .config import ServerName, StackConfig
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
-from .ports import CONTAINERS, REGISTRY_PORT, SWARM_MEMBERS, Opening
+from .ports import CONTAINERS, REGISTRY_PORT, SWARM_MEMBERS, Opening, Upstream
 from .publishing import CredentialBook
 
 SERVER: ServerName = "application"
@@ -39,6 +39,18 @@ STORAGE_PATH = "/var/lib/registry"
 
 def placements(config: StackConfig) -> list[Placement]:
     return [Placement(SERVER, "registry", MEMORY_MIB)]
+
+
+def upstreams(config: StackConfig) -> list[Upstream]:
+    # Image layers are large and streamed: no size limit, no buffering, long reads.
+    directives = (
+        "client_max_body_size 0;",
+        "proxy_request_buffering off;",
+        "proxy_buffering off;",
+        "proxy_read_timeout 900s;",
+        "proxy_send_timeout 900s;",
+    )
+    return [Upstream("registry", SERVER, PORT, directives)]
 
 
 def render_config(public_url: str, http_secret: str) -> str:

@@ -21,7 +21,7 @@ from .capacity import Placement
 from .config import ServerName, StackConfig
 from .containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from .host import Host
-from .ports import CONTAINERS, MINIO_API_PORT, MINIO_CONSOLE_PORT, OPERATORS, PULUMI, SWARM_MEMBERS, Opening
+from .ports import CONTAINERS, MINIO_API_PORT, MINIO_CONSOLE_PORT, OPERATORS, PULUMI, SWARM_MEMBERS, Opening, Upstream
 from .publishing import CredentialBook
 
 SERVER: ServerName = "application"
@@ -34,6 +34,11 @@ POLICY_FILE = Path(__file__).parent / "policies" / "doc-generator.json"
 
 def placements(config: StackConfig) -> list[Placement]:
     return [Placement(SERVER, "minio", MEMORY_MIB)]
+
+
+def upstreams(config: StackConfig) -> list[Upstream]:
+    # Public downloads only: the S3 API behind it serves anonymous GetObject, nothing that writes.
+    return [Upstream("minio", SERVER, API_PORT, ("limit_except GET { deny all; }", "proxy_buffering off;"))]
 
 
 def anonymous_download_policy(bucket: str) -> dict[str, Any]:

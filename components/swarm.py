@@ -29,15 +29,21 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from .config import SWARM_MANAGER, Swarm
+from .config import SWARM_MANAGER, StackConfig, Swarm
 from .host import Host
-from .ports import SWARM_FIXED, SWARM_MANAGEMENT_PORT, SWARM_MEMBERS, Opening
+from .ports import SWARM_FIXED, SWARM_MANAGEMENT_PORT, SWARM_MEMBERS, Opening, Upstream
 from .shell import render
 
 SWARM_PORT = SWARM_MANAGEMENT_PORT
 NETWORK_NAME = "application_default"
 # How long a drained worker may take to stop its tasks.
 DRAIN_TIMEOUT_S = 300
+
+
+def upstreams(config: StackConfig) -> list[Upstream]:
+    """Swarm services, reached on the manager's private IP at the port each route names (the routing
+    mesh publishes it on every member)."""
+    return [Upstream("swarm", SWARM_MANAGER, None, ("client_max_body_size 50m;",))]
 
 
 def node_labels(settings: Swarm, host: Host) -> dict[str, str]:

@@ -31,7 +31,7 @@ from .capacity import Placement
 from .config import SWARM_MANAGER, ServerName, StackConfig, VaultSettings
 from .containers import Healthcheck, data_volume, pinned_image, service_container
 from .host import Host
-from .ports import CONTAINERS, PULUMI, Opening
+from .ports import CONTAINERS, PULUMI, Opening, Upstream
 from .publishing import CredentialBook
 from .shell import render
 
@@ -88,6 +88,13 @@ DISTRIBUTIONS = {
 
 def placements(config: StackConfig) -> list[Placement]:
     return [Placement(SERVER, "vault", config.vault.memory_mib)]
+
+
+def upstreams(config: StackConfig) -> list[Upstream]:
+    # Vault's TLS is kept on the private hop too, its certificate verified against its CA and name.
+    settings = config.vault
+    tls_name = None if settings.plain_http else config.vault_server_name
+    return [Upstream("vault", SERVER, settings.port, scheme=settings.scheme, tls_server_name=tls_name)]
 
 
 # The program's private CA for Vault (when the stack brings no `vault.tls` of its own): the CA lasts

@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import Optional
 
 from components import acme, edge
+from components.assembly import stack_upstreams
 from components.config import StackConfig
-from components.deployment import load_deployment
 from lab import Lab, LabHost, free_subnet, machine_lock, ssh_command
 from lab.core import NETNS_DIR
-from tools.offline import PROJECT, read_stack_values, stack_file
+from tools.offline import stack_deployment
 
 PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
 CHALLTESTSRV = shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv"
@@ -147,7 +147,7 @@ def build_images(host: LabHost, config: StackConfig) -> None:
             NGINX: "/usr/sbin/nginx",
             "/etc/nginx/mime.types": "/etc/nginx/mime.types",
             # The program uploads Vault's CA there for the proxy hop; any CA does for the lab.
-            "/etc/ssl/certs/ca-certificates.crt": edge.VAULT_CA_FILE,
+            "/etc/ssl/certs/ca-certificates.crt": edge.ca_file("vault"),
             **{lib: lib for lib in _libraries(NGINX)},
         },
         {
@@ -179,8 +179,7 @@ def make_pebble_certificate(directory: Path, address: str) -> tuple[Path, Path, 
 
 def lab_config(directory_url: str, ca_certificate: Path) -> StackConfig:
     """Production's config with the ACME directory and the CA it is served with swapped for pebble's."""
-    values, secure = read_stack_values(stack_file("prod"))
-    config = load_deployment(PROJECT, "prod", values, secure).config
+    config = stack_deployment("prod").config
     assert config.edge.tls.acme is not None
     tls_acme = config.edge.tls.acme.model_copy(update={"directory_url": directory_url, "ca_certificate": str(ca_certificate)})
     tls = config.edge.tls.model_copy(update={"acme": tls_acme})
@@ -241,7 +240,9 @@ class AcmeLab:
         return self.ssh(acme.install_script(config or self.config, self.acme_dir, self.script_path, "nginx"), stdin=self.account_key)
 
     def reload(self, config: Optional[StackConfig] = None) -> Step:
-        text = edge.render_config(config or self.config, self.application.address, self.application.address)
+        config = config or self.config
+        addresses = {upstream.server: self.application.address for upstream in stack_upstreams(config)}
+        text = edge.render_config(config, stack_upstreams(config), addresses)
         step = self.ssh(edge.reload_script("nginx", self.conf_dir), stdin=text)
         if step.returncode == 0:
             for port in (80, 443):

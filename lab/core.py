@@ -145,6 +145,19 @@ def ssh(host: LabHost, script: str, timeout: float = 300) -> subprocess.Complete
     )
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 (the kernel's pick), for a daemon a test starts on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_command(host: LabHost, script: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` as the SSH session's command on ``host``, as a ``command.remote.Command`` runs its
+    ``create`` or ``delete``; the caller checks ``returncode``."""
+    return subprocess.run(ssh_command(host, script), capture_output=True, text=True, timeout=timeout)
+
+
 def docker(host: LabHost, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the Docker CLI against ``host``'s daemon through its local socket."""
     return subprocess.run(
@@ -350,6 +363,18 @@ class Lab:
             self._write_client_files()
             self._wait(hosts)
         return hosts
+
+    def restart_dockerd(self, host: LabHost) -> None:
+        """Stop ``host``'s dockerd as a reboot or a package upgrade would, and start it again."""
+        pid = int((self.host_dir(host.name) / "docker.pid").read_text())
+        subprocess.run(["kill", str(pid)], check=True)
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.2)
+        else:
+            raise LabError(f"dockerd {pid} on {host.name} did not stop")
+        self.up([host.name])
 
     def _preflight(self) -> None:
         reason = unavailable()

@@ -66,16 +66,18 @@ def parse(script: str) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
-def _nodes(node: Any) -> Iterator[dict[str, Any]]:
+def _nodes(node: Any) -> list[dict[str, Any]]:
     """Every node under ``node``, in document order (parents before children)."""
-    if isinstance(node, dict):
-        yield node
-        for key, value in node.items():
-            if key not in ("Pos", "End"):
-                yield from _nodes(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _nodes(value)
+    found: list[dict[str, Any]] = []
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, dict):
+            found.append(current)
+            pending.extend(reversed([value for key, value in current.items() if key not in ("Pos", "End")]))
+        elif isinstance(current, list):
+            pending.extend(reversed(current))
+    return found
 
 
 def _direct_parameters(word: Any) -> set[str]:
@@ -131,14 +133,14 @@ def _prints_secret(node: Any, secret_stdin: bool) -> bool:
 
 def script_leaks(where: str, script: str, secret_variables: Iterable[str] = (), secret_stdin: bool = False) -> list[Leak]:
     """Every place ``script`` passes a secret variable to a process's argv."""
-    tree = parse(script)
+    nodes = _nodes(parse(script))
     secret = set(secret_variables)
-    functions = {n["Name"]["Value"] for n in _nodes(tree) if n.get("Type") == "FuncDecl"}
+    functions = {n["Name"]["Value"] for n in nodes if n.get("Type") == "FuncDecl"}
     leaks = []
     # Taint first, to a fixed point (a loop may assign before the use that comes earlier in the text).
     for _ in range(5):
         before = len(secret)
-        for node in _nodes(tree):
+        for node in nodes:
             if node.get("Type") == "CallExpr":
                 for assign in node.get("Assigns") or []:
                     value = assign.get("Value")
@@ -151,7 +153,7 @@ def script_leaks(where: str, script: str, secret_variables: Iterable[str] = (), 
                 secret.add(node["Name"]["Value"])
         if len(secret) == before:
             break
-    for call in _calls(tree):
+    for call in (n for n in nodes if n.get("Type") == "CallExpr"):
         args = call.get("Args") or []
         # `exec prog ...` and `command prog ...` run prog with the rest as its argv.
         while args and _literal(args[0]) in ("exec", "command") and len(args) > 1 and not _literal(args[1]).startswith("-"):

@@ -1,6 +1,6 @@
 """A lab of three real hosts (sshd + dockerd in network namespaces), started once per test session.
 
-``lab_session`` is imported by conftest.py. It picks a prefix and a free subnet of its own, so
+``lab_session`` and ``lab_agent`` are imported by conftest.py. It picks a prefix and a free subnet of its own, so
 several test sessions (and a developer's `python -m lab up`) can run on one machine at once.
 """
 
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,3 +60,22 @@ def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSession
         yield LabSession(lab=lab, hosts=hosts)
     finally:
         lab.down()
+
+
+@pytest.fixture()
+def lab_agent(lab_session: LabSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An ssh-agent holding the lab key, as an operator's would hold theirs (``SSH_AUTH_SOCK`` for this
+    test): the tools' ssh and the Docker provider's ssh client (and its ProxyCommand) use it."""
+    socket = tmp_path / "agent.sock"
+    process = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if socket.exists():
+                break
+            subprocess.run(["sleep", "0.05"])
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket))
+        subprocess.run(["ssh-add", "-q", str(lab_session.lab.key_path)], check=True, capture_output=True)
+        yield
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)

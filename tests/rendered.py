@@ -1,9 +1,14 @@
-"""Reading a rendered remote script (components.shell.render): the values its header assigns."""
+"""Reading what the program renders: a remote script's header values (components.shell.render), and
+Nginx's config file as the program renders it for a stack."""
 
 from __future__ import annotations
 
 import re
 import shlex
+
+from components import edge
+from components.assembly import stack_upstreams
+from components.config import SWARM_MANAGER, StackConfig
 
 _ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=", re.S)
 
@@ -20,3 +25,10 @@ def script_values(script: str) -> dict[str, str]:
         name, value = word.split("=", 1)
         values[name] = value
     return values
+
+
+def nginx_config(config: StackConfig, application_ip: str, swarm_ip: str) -> str:
+    """Nginx's config file for ``config`` with the upstreams its components declare, as ``__main__.py``
+    hands them to the edge, on these private IPs."""
+    addresses = {"application": application_ip, SWARM_MANAGER: swarm_ip}
+    return edge.render_config(config, stack_upstreams(config), addresses)

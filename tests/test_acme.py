@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import acme, edge
+from components import acme
 from components.config import LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING, Acme, load_stack_config
 from policies import rules
+from rendered import nginx_config
 from tools.offline import PROJECT, ProgramRun, is_secret, read_stack_values, reveal, run_program, stack_file
 from tools.plan import render_certificates
 
@@ -100,7 +101,7 @@ def _blocks(text: str) -> list[str]:
 
 def test_port_80_serves_every_acme_name_its_challenge_outside_any_allow_list() -> None:
     config = _config()
-    text = edge.render_config(config, "10.20.0.10", "10.20.0.31")
+    text = nginx_config(config, "10.20.0.10", "10.20.0.31")
     (challenge,) = [b for b in _blocks(text) if acme.CHALLENGE_PATH in b]
     assert "listen 80;" in challenge
     assert f"server_name {' '.join(config.acme_hosts())};" in challenge
@@ -192,7 +193,7 @@ def test_account_key_path_is_where_lego_looks() -> None:
 def test_policy_names_an_acme_name_without_a_challenge_and_an_https_name_without_a_certificate() -> None:
     from test_policies import resource, violations
 
-    text = edge.render_config(_config(), "10.20.0.10", "10.20.0.31")
+    text = nginx_config(_config(), "10.20.0.10", "10.20.0.31")
     assert violations(rules.tls_names_have_certificates, resource(COMMAND, {"stdin": text})) == []
     no_challenge = text.replace(" vault.samarth.example.org;\n    location /.well-known", ";\n    location /.well-known")
     assert violations(rules.tls_names_have_certificates, resource(COMMAND, {"stdin": no_challenge})) == [

@@ -187,7 +187,7 @@ def test_the_staging_and_prod_stacks_load_with_the_offsite_declaration() -> None
 
 
 def test_the_plan_shows_the_offsite_target_and_capacity_leaves_it_out() -> None:
-    from components.placements import stack_placements
+    from components.assembly import stack_placements
     from tools.plan import backup_plan
 
     config = validate(_with_offsite(S3))

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from components import backups
+from components.assembly import backup_sources, stack_placements
 from components.backup_catalogue import ENGINES, METHODS, PURE_CACHES
 from components.capacity import check_capacity
 from components.catalogue import CATALOGUE
 from components.catalogue import ENGINES as DATABASE_ENGINES
 from components.config import ConfigError, validate
-from components.placements import backup_sources, stack_placements
 from tools.offline import ProgramRun, is_secret, read_stack_values, reveal, stack_file
 from tools.plan import backup_plan
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from components.placements import backup_sources
+from components.assembly import backup_sources
 from lab import docker
 from lab.backup_drill import SERVER, TARGET, Drill, check, checksums, fill, staging_config
 from lab_fixture import LabSession

@@ -3,16 +3,14 @@ traceback; planning any stack leaves no stray file; in CI a skipped test is a fa
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import runpy
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
+
+from entry_points import run_module
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every `python -m` entry point of the repository, with an argument it must refuse cleanly.
@@ -34,26 +32,6 @@ ENTRY_POINTS = {
 
 def run(*argv: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
-
-
-def run_module(module: str, *argv: str) -> subprocess.CompletedProcess[str]:
-    """``python -m module argv`` inside this process: the module's own ``__main__`` code and exit
-    status, without a new interpreter importing the SDKs again (the tests below run real ones). An
-    exception other than SystemExit (a traceback for the user) fails the test that called this."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    saved = sys.argv
-    sys.argv = [module, *argv]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), warnings.catch_warnings():
-            # runpy warns that a module it runs as __main__ was imported before (by another test).
-            warnings.simplefilter("ignore", RuntimeWarning)
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-    finally:
-        sys.argv = saved
-    return subprocess.CompletedProcess([module, *argv], code, stdout.getvalue(), stderr.getvalue())
 
 
 def test_every_entry_point_is_listed() -> None:
@@ -83,7 +61,7 @@ def test_planning_another_stack_leaves_no_tracked_or_untracked_file(tmp_path: Pa
 
 
 def test_only_prod_may_redraw_the_readme() -> None:
-    refused = run("-m", "tools.plan", "--stack", "staging", "--write-readme")
+    refused = run_module("tools.plan", "--stack", "staging", "--write-readme")
     assert refused.returncode == 2 and "refuses stack 'staging'" in refused.stderr
 
 

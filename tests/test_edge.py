@@ -11,9 +11,11 @@ import pulumi
 import yaml
 
 from components import edge, registry, storage
+from components.assembly import stack_upstreams
 from components.config import load_stack_config
 from components.host import Host, HostArgs
 from components.publishing import CredentialBook
+from rendered import nginx_config
 from tools.offline import (
     PROJECT,
     Mocks,
@@ -60,7 +62,7 @@ def test_nginx_config_routes_to_private_ips_from_hosts(stack_run: ProgramRun) ->
     master = config.servers["swarm-master"].private_ip
     (reload,) = [c for c in stack_run.of_type("command:remote:Command") if c.name == "nginx-reload"]
     text = reload.inputs["stdin"]
-    assert text == edge.render_config(config, app, master)
+    assert text == nginx_config(config, app, master)
     assert f"proxy_pass http://{app}:{registry.PORT};" in text
     assert f"proxy_pass http://{app}:{storage.API_PORT};" in text
     for _, route in config.edge_routes():
@@ -74,7 +76,7 @@ def test_nginx_config_routes_to_private_ips_from_hosts(stack_run: ProgramRun) ->
 
 def test_rendered_nginx_config_has_redirect_websockets_registry_needs_and_vault_allow_list() -> None:
     config = _config("prod")
-    text = edge.render_config(config, "10.20.0.10", "10.20.0.31")
+    text = nginx_config(config, "10.20.0.10", "10.20.0.31")
     servers = _server_blocks(text)
     assert "return 301 https://$host$request_uri;" in servers["_:80"]
     assert "ssl_reject_handshake on;" in servers["_:443"]
@@ -108,15 +110,29 @@ def _server_blocks(text: str) -> dict[str, str]:
     return blocks
 
 
-def test_application_upstreams_cover_every_upstream_the_config_accepts() -> None:
-    from components.config import APPLICATION_UPSTREAMS
-
-    assert set(edge.application_upstreams(_config("prod"))) == set(APPLICATION_UPSTREAMS)
+def test_each_upstream_is_declared_once_by_the_component_that_runs_it() -> None:
+    config = _config("prod")
+    assert config.observability.enabled() == ["sentry", "posthog"]
+    declared = [(upstream.name, upstream.server) for upstream in stack_upstreams(config)]
+    assert declared == [
+        ("registry", registry.SERVER),
+        ("minio", storage.SERVER),
+        ("vault", "application"),
+        ("sentry", "application"),
+        ("posthog", "application"),
+        ("swarm", "swarm-master"),
+    ]
+    # Only what the stack installs is offered: a route to Sentry needs Sentry.
+    observability = config.observability.model_copy(
+        update={"sentry": config.observability.sentry.model_copy(update={"enabled": False})}
+    )
+    without_sentry = config.model_copy(update={"observability": observability})
+    assert "sentry" not in [upstream.name for upstream in stack_upstreams(without_sentry)]
 
 
 def test_sentry_and_posthog_are_served_at_their_observability_names_and_ports() -> None:
     config = _config("prod")
-    servers = _server_blocks(edge.render_config(config, "10.20.0.10", "10.20.0.31"))
+    servers = _server_blocks(nginx_config(config, "10.20.0.10", "10.20.0.31"))
     for settings in (config.observability.sentry, config.observability.posthog):
         assert f"proxy_pass http://10.20.0.10:{settings.port};" in servers[f"{settings.host_name}:443"]
 
@@ -281,18 +297,18 @@ def test_minio_and_registry_credentials_are_published_to_vault(stack_run: Progra
 def test_vault_upstream_follows_vault_port_and_verifies_vaults_certificate() -> None:
     config = _config("prod")
     (vault_route,) = [r for r in config.edge.routes if r.upstream == "vault"]
-    block = _server_blocks(edge.render_config(config, "10.20.0.10", "10.20.0.31"))[f"{vault_route.host}:443"]
+    block = _server_blocks(nginx_config(config, "10.20.0.10", "10.20.0.31"))[f"{vault_route.host}:443"]
     assert f"proxy_pass https://10.20.0.10:{config.vault.port};" in block
     for directive in (
-        f"proxy_ssl_trusted_certificate {edge.VAULT_CA_FILE};",
+        f"proxy_ssl_trusted_certificate {edge.ca_file('vault')};",
         "proxy_ssl_verify on;",
         f"proxy_ssl_name vault.{config.domain};",
         "proxy_ssl_server_name on;",
     ):
         assert directive in block
     moved = config.model_copy(update={"vault": config.vault.model_copy(update={"port": 8300, "server_name": "vault.samarth.internal"})})
-    block = _server_blocks(edge.render_config(moved, "10.20.0.10", "10.20.0.31"))[f"{vault_route.host}:443"]
+    block = _server_blocks(nginx_config(moved, "10.20.0.10", "10.20.0.31"))[f"{vault_route.host}:443"]
     assert "proxy_pass https://10.20.0.10:8300;" in block and "proxy_ssl_name vault.samarth.internal;" in block
     plain = config.model_copy(update={"vault": config.vault.model_copy(update={"plain_http": True})})
-    block = _server_blocks(edge.render_config(plain, "10.20.0.10", "10.20.0.31"))[f"{vault_route.host}:443"]
+    block = _server_blocks(nginx_config(plain, "10.20.0.10", "10.20.0.31"))[f"{vault_route.host}:443"]
     assert f"proxy_pass http://10.20.0.10:{config.vault.port};" in block and "proxy_ssl" not in block

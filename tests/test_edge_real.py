@@ -20,6 +20,8 @@ import pytest
 
 from components import edge, registry
 from components.config import EdgeTls, load_stack_config
+from lab import free_port
+from rendered import nginx_config
 from tools.offline import PROJECT, read_stack_values, stack_file
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -61,14 +63,14 @@ def test_rendered_nginx_config_passes_nginx_t(stack: str, tmp_path: Path) -> Non
     config = _config(stack)
     cert, key = _self_signed(tmp_path)
     conf = tmp_path / edge.CONF_FILE
-    rendered = edge.render_config(
+    rendered = nginx_config(
         _with_tls(config, cert, key),
         config.servers["application"].private_ip,
         config.servers["swarm-master"].private_ip,
     )
     # The Vault CA the container gets as an upload: nginx -t loads it, so it must be a certificate.
-    assert edge.VAULT_CA_FILE in rendered
-    conf.write_text(rendered.replace(edge.VAULT_CA_FILE, str(cert)))
+    assert edge.ca_file("vault") in rendered
+    conf.write_text(rendered.replace(edge.ca_file("vault"), str(cert)))
     main = _nginx_main_conf(tmp_path, conf)
     result = subprocess.run(
         [NGINX, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(main)],
@@ -85,18 +87,13 @@ def test_nginx_t_rejects_a_broken_config(tmp_path: Path) -> None:
     conf = tmp_path / edge.CONF_FILE
     missing = _with_tls(config, tmp_path / "missing.pem", tmp_path / "missing.key")
     cert, _ = _self_signed(tmp_path)
-    conf.write_text(edge.render_config(missing, "10.20.0.10", "10.20.0.31").replace(edge.VAULT_CA_FILE, str(cert)))
+    conf.write_text(nginx_config(missing, "10.20.0.10", "10.20.0.31").replace(edge.ca_file("vault"), str(cert)))
     main = _nginx_main_conf(tmp_path, conf)
     result = subprocess.run(
         [NGINX, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(main)], capture_output=True, text=True
     )
     assert result.returncode != 0 and "missing.pem" in result.stderr
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str, auth: tuple[str, str] | None = None) -> int:
@@ -117,7 +114,7 @@ def test_registry_with_rendered_config_and_bcrypt_htpasswd_requires_auth(tmp_pat
     digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode().replace("$2b$", "$2a$", 1)
     (tmp_path / "htpasswd").write_text(f"{registry.USERNAME}:{digest}\n")
     (tmp_path / "config.yml").write_text(registry.render_config("https://registry.samarth.example.org", "http-secret"))
-    port, debug_port = _free_port(), _free_port()
+    port, debug_port = free_port(), free_port()
     # Only what differs between the container and this test is overridden, the way the registry
     # documents it: REGISTRY_<section>_<key> environment variables.
     env = {
@@ -235,13 +232,13 @@ def test_nginx_fronts_the_registry_with_tls_redirect_and_no_body_limit(tmp_path:
     # A loopback address of our own: the registry keeps its real port (5000) without colliding with
     # anything else on the machine, and the rendered proxy_pass is used unchanged.
     ip = f"127.{os.getpid() % 250 + 1}.{os.urandom(1)[0] % 250 + 1}.{os.urandom(1)[0] % 250 + 1}"
-    http_port, https_port = _free_port(), _free_port()
+    http_port, https_port = free_port(), free_port()
     cert, key = _self_signed(tmp_path)
     # The Vault CA the container gets as an upload (nginx loads it at start): any certificate will do here.
-    text = edge.render_config(_with_tls(config, cert, key), ip, ip).replace(edge.VAULT_CA_FILE, str(cert))
+    text = nginx_config(_with_tls(config, cert, key), ip, ip).replace(edge.ca_file("vault"), str(cert))
     # Only the public listen ports move (80/443 are privileged and may be taken).
     text = text.replace("listen 80 ", f"listen {ip}:{http_port} ").replace("listen 443 ", f"listen {ip}:{https_port} ")
-    text = text.replace(f"listen 127.0.0.1:{edge.HEALTH_PORT};", f"listen {ip}:{_free_port()};")
+    text = text.replace(f"listen 127.0.0.1:{edge.HEALTH_PORT};", f"listen {ip}:{free_port()};")
     conf = tmp_path / edge.CONF_FILE
     conf.write_text(text)
     main = _nginx_main_conf(tmp_path, conf)
@@ -253,7 +250,7 @@ def test_nginx_fronts_the_registry_with_tls_redirect_and_no_body_limit(tmp_path:
     env = {
         **os.environ,
         "REGISTRY_HTTP_ADDR": f"{ip}:{registry.PORT}",
-        "REGISTRY_HTTP_DEBUG_ADDR": f"{ip}:{_free_port()}",
+        "REGISTRY_HTTP_DEBUG_ADDR": f"{ip}:{free_port()}",
         "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "data"),
         "REGISTRY_AUTH_HTPASSWD_PATH": str(tmp_path / "htpasswd"),
     }

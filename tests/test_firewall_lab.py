@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from components import firewall
-from lab import LabHost, docker, ssh_command
+from lab import LabHost, docker, run_command, ssh_command
 from lab.busybox import IMAGE, import_busybox
 from lab.core import NETNS_DIR
 from lab.swarm import STAGING, lab_program
@@ -77,10 +77,6 @@ def program_rules(rules: str) -> list[str]:
     return [line for line in rules.splitlines() if "SAMARTH" in line]
 
 
-def run_on(host: LabHost, script: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(ssh_command(host, script), capture_output=True, text=True, timeout=120)
-
-
 @pytest.fixture()
 def wired(lab_session: LabSession) -> Iterator[dict[str, object]]:
     master, node2, node3 = (lab_session.host(n) for n in ("swarm-master", "swarm-node2", "swarm-node3"))
@@ -102,7 +98,7 @@ def wired(lab_session: LabSession) -> Iterator[dict[str, object]]:
     try:
         yield {"run": run, "command": command, "application": node3, "master": master, "db2": node2}
     finally:
-        run_on(node3, command.inputs["delete"])
+        run_command(node3, command.inputs["delete"])
         _remove_listeners(node3)
 
 
@@ -124,15 +120,7 @@ def _expect(application: LabHost, master: LabHost, db2: LabHost) -> None:
 
 
 def _restart_dockerd(lab_session: LabSession, host: LabHost) -> None:
-    pid = int((lab_session.lab.host_dir(host.name) / "docker.pid").read_text())
-    subprocess.run(["kill", str(pid)], check=True)
-    for _ in range(100):
-        if not Path(f"/proc/{pid}").exists():
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError(f"dockerd {pid} on {host.name} did not stop")
-    lab_session.lab.up([h.name for h in lab_session.hosts])
+    lab_session.lab.restart_dockerd(host)
     for _ in range(60):
         names = docker(host, "ps", "--filter", "status=running", "--format", "{{.Names}}").stdout.split()
         if {"fw-published", "fw-vault", "fw-vault-cluster"} <= set(names):
@@ -150,7 +138,7 @@ def test_the_firewall_allows_exactly_the_matrix(lab_session: LabSession, wired: 
     # Before: everything answers everyone (the lab's dockerd runs with iptables on, DOCKER-USER empty).
     assert reaches(db2, address, REGISTRY_PORT) and reaches(db2, address, VAULT_PORT)
 
-    first = run_on(application, create)
+    first = run_command(application, create)
     assert first.returncode == 0, first.stderr
     assert "firewall on application:" in first.stdout
     _expect(application, master, db2)
@@ -158,7 +146,7 @@ def test_the_firewall_allows_exactly_the_matrix(lab_session: LabSession, wired: 
     assert "-A DOCKER-USER -j SAMARTH-DOCKER-USER" in rules and "-A INPUT -j SAMARTH-INPUT" in rules
 
     # Applying again changes nothing.
-    again = run_on(application, create)
+    again = run_command(application, create)
     assert again.returncode == 0, again.stderr
     assert filter_rules(application) == rules
 
@@ -174,12 +162,12 @@ def test_a_rule_the_kernel_refuses_keeps_the_previous_rules(lab_session: LabSess
     application = wired["application"]
     assert isinstance(application, LabHost)
     command = wired["command"]
-    assert run_on(application, command.inputs["create"]).returncode == 0  # type: ignore[attr-defined]
+    assert run_command(application, command.inputs["create"]).returncode == 0  # type: ignore[attr-defined]
     before = filter_rules(application)
     create = reveal(command.inputs["create"])  # type: ignore[attr-defined]
     broken = create.replace("--dport 8201 -j DROP", "--dport 8201 -j NO-SUCH-CHAIN", 1)
     assert broken != create
-    result = run_on(application, broken)
+    result = run_command(application, broken)
     assert result.returncode != 0
     assert "nothing was changed" in result.stderr or "previous rules are still in place" in result.stderr, result.stderr
     assert filter_rules(application) == before
@@ -195,7 +183,7 @@ def test_rules_that_would_lock_out_this_session_are_refused(lab_session: LabSess
     assert rows[0]["service"] == "SSH"
     # The same rules, but SSH allowed only from the operators' network, not from Pulumi's address.
     script = firewall.apply_script("application", "", 22, ["192.0.2.0/24"])
-    result = run_on(application, script)
+    result = run_command(application, script)
     assert result.returncode != 0
     assert f"not from this session's address {lab_session.lab.gateway}" in result.stderr, result.stderr
     assert filter_rules(application) == before

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from components.assembly import stack_placements
 from components.config import ConfigError
-from components.placements import stack_placements
 from policies import rules
 from tools import guardrails
 from tools.offline import ROOT, ProgramRun, Registration, is_secret, read_stack_values, reveal, run_program, stack_file
@@ -243,7 +243,7 @@ def test_container_memory_fits_each_server_as_planned(stack: str, every_run: dic
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_programs_placements_are_every_modules(stack: str) -> None:
-    # __main__.py, the lab and the guardrails use components.placements' list; it must not miss a
+    # __main__.py, the lab and the guardrails use components.assembly' list; it must not miss a
     # module: every components module's placements(config), found by looking, is in it.
     config = guardrails.stack_config(stack)
     found = []
@@ -251,9 +251,9 @@ def test_the_programs_placements_are_every_modules(stack: str) -> None:
         placements = getattr(importlib.import_module(f"components.{module}"), "placements", None)
         if callable(placements):
             found.extend(placements(config))
-    # Backup repositories are placed from the targets components.placements gathers (disk, not memory).
+    # Backup repositories are placed from the targets components.assembly gathers (disk, not memory).
+    from components.assembly import backup_sources
     from components.backups import repository_placements
-    from components.placements import backup_sources
 
     found.extend(repository_placements(config, backup_sources(config)))
     assert found and sorted(map(repr, stack_placements(config))) == sorted(map(repr, found))

@@ -5,14 +5,8 @@ run here, so its connections are checked for the key the real sshd presents."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Optional
-
-import pytest
 
 from lab import LabHost
 from lab.swarm import SWARM_HOSTS, lab_program, lab_servers
@@ -21,24 +15,6 @@ from tools.hostkeys import choose, parse_keyscan
 from tools.offline import ProgramRun, reveal
 
 DOCKER_PROVIDER = "pulumi:providers:docker"
-
-
-@pytest.fixture()
-def agent(lab_session: LabSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The lab key in an ssh-agent: the Docker provider's ssh client (and its ProxyCommand) use the agent."""
-    socket = tmp_path / "agent.sock"
-    process = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket)], stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            if socket.exists():
-                break
-            subprocess.run(["sleep", "0.05"])
-        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket))
-        subprocess.run(["ssh-add", "-q", str(lab_session.lab.key_path)], check=True, capture_output=True)
-        yield
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
 
 
 def _program(
@@ -71,7 +47,7 @@ def docker_ssh(run: ProgramRun, host: LabHost) -> subprocess.CompletedProcess[st
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
-def test_the_docker_path_accepts_the_pinned_key_and_refuses_another(lab_session: LabSession, agent: None) -> None:
+def test_the_docker_path_accepts_the_pinned_key_and_refuses_another(lab_session: LabSession, lab_agent: None) -> None:
     node2, node3 = lab_session.host("swarm-node2"), lab_session.host("swarm-node3")
     right = docker_ssh(_program(lab_session), node2)
     assert right.returncode == 0, right.stderr
@@ -84,7 +60,7 @@ def test_the_docker_path_accepts_the_pinned_key_and_refuses_another(lab_session:
     assert wrong.stdout == ""
 
 
-def test_the_docker_path_checks_the_jump_hosts_key_too(lab_session: LabSession, agent: None) -> None:
+def test_the_docker_path_checks_the_jump_hosts_key_too(lab_session: LabSession, lab_agent: None) -> None:
     # The swarm-master lab host plays only the jump host here (a jump host that is also a server
     # pins the same key twice: config refuses two different keys for one address).
     master, node2, node3 = (lab_session.host(n) for n in SWARM_HOSTS)

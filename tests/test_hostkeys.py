@@ -6,14 +6,11 @@ from __future__ import annotations
 import os
 import pty
 import select
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
 from components.config import EXAMPLE_HOST_KEY_MARK
@@ -151,30 +148,12 @@ def test_a_changed_key_is_refused_loudly_unless_replaced(lab_session: LabSession
     assert pinned(stack)["db1"] == keys["db1"]
 
 
-@pytest.fixture()
-def agent(lab_session: LabSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """An ssh-agent holding the lab key, as an operator's would hold theirs."""
-    socket = tmp_path / "agent.sock"
-    process = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket)], stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            if socket.exists():
-                break
-            subprocess.run(["sleep", "0.05"])
-        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket))
-        subprocess.run(["ssh-add", "-q", str(lab_session.lab.key_path)], check=True, capture_output=True)
-        yield
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
-
-
 def accepted_logins(lab: LabSession, host: LabHost) -> int:
     return (lab.lab.host_dir(host.name) / "sshd.log").read_text().count("Accepted publickey")
 
 
 def test_through_a_jump_host_the_scan_runs_there_and_checks_its_key(
-    lab_session: LabSession, agent: None, tmp_path: Path
+    lab_session: LabSession, lab_agent: None, tmp_path: Path
 ) -> None:
     servers = assignments(lab_session)
     master = lab_session.host("swarm-master")

@@ -107,8 +107,8 @@ def test_known_hosts_names_a_non_default_port_in_brackets() -> None:
     assert text.splitlines() == [f"[bastion.example.org]:2200 {EXAMPLE_KEY}", f"[10.0.0.5]:2222 {EXAMPLE_KEY}"]
 
 
-def test_public_access_connects_to_public_addresses() -> None:
-    servers = json.loads(_stack_value(run_program("prod"), "servers"))
+def test_public_access_connects_to_public_addresses(prod: ProgramRun) -> None:
+    servers = json.loads(_stack_value(prod, "servers"))
     for number, server in enumerate(servers.values(), start=1):
         server["publicAddress"] = f"203.0.113.{100 + number}"
     run = run_program("prod", overrides={"servers": servers, "access": {"via": "public"}})

@@ -5,7 +5,6 @@ program's own rendered scripts run over the lab's SSH (the lab host's daemon.jso
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,25 +14,9 @@ import pytest
 from components.config import Logs, VaultSettings
 from components.host import log_defaults_script
 from components.vault import audit_rotation_script
-from lab import LabHost, docker, ssh_command
+from lab import LabHost, docker, run_command
 from lab.busybox import import_busybox
 from lab_fixture import LabSession
-
-
-def run_on(host: LabHost, script: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(ssh_command(host, script), capture_output=True, text=True, timeout=120)
-
-
-def restart_dockerd(lab_session: LabSession, host: LabHost) -> None:
-    pid = int((lab_session.lab.host_dir(host.name) / "docker.pid").read_text())
-    subprocess.run(["kill", str(pid)], check=True)
-    for _ in range(100):
-        if not Path(f"/proc/{pid}").exists():
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError(f"dockerd {pid} on {host.name} did not stop")
-    lab_session.lab.up([h.name for h in lab_session.hosts])
 
 
 @pytest.fixture()
@@ -46,7 +29,7 @@ def node3(lab_session: LabSession) -> Iterator[LabHost]:
     docker(host, "volume", "rm", "-f", "application-vault-audit")
     if daemon_json.read_text() != original:
         daemon_json.write_text(original)
-        restart_dockerd(lab_session, host)
+        lab_session.lab.restart_dockerd(host)
 
 
 def test_daemon_log_defaults_are_merged_idempotently_and_used(lab_session: LabSession, node3: LabHost) -> None:
@@ -55,20 +38,20 @@ def test_daemon_log_defaults_are_merged_idempotently_and_used(lab_session: LabSe
     logs = Logs.model_validate({"driver": "local", "maxSize": "5m", "maxFile": 2})
     script = log_defaults_script(node3.name, logs, daemon_json=str(daemon_json), restart=False)
 
-    first = run_on(node3, script)
+    first = run_command(node3, script)
     assert first.returncode == 0, first.stderr
     assert "written to" in first.stdout
     merged = json.loads(daemon_json.read_text())
     assert merged == {**before, "log-driver": "local", "log-opts": {"max-file": "2", "max-size": "5m"}}
 
     written = daemon_json.stat().st_mtime_ns
-    again = run_on(node3, script)
+    again = run_command(node3, script)
     assert again.returncode == 0, again.stderr
     assert "already in" in again.stdout
     assert daemon_json.stat().st_mtime_ns == written
 
     # dockerd uses the defaults for containers created after its restart (as compose's are).
-    restart_dockerd(lab_session, node3)
+    lab_session.lab.restart_dockerd(node3)
     assert docker(node3, "info", "--format", "{{.LoggingDriver}}").stdout.strip() == "local"
     image = import_busybox(node3)
     created = docker(node3, "create", "--name", "logs-probe", image, "/bin/busybox", "true")
@@ -80,7 +63,7 @@ def test_daemon_log_defaults_are_merged_idempotently_and_used(lab_session: LabSe
 def test_a_daemon_json_that_is_not_json_is_left_alone(lab_session: LabSession, node3: LabHost, tmp_path: Path) -> None:
     broken = tmp_path / "daemon.json"
     broken.write_text("{ not json")
-    result = run_on(node3, log_defaults_script(node3.name, Logs(), daemon_json=str(broken), restart=False))
+    result = run_command(node3, log_defaults_script(node3.name, Logs(), daemon_json=str(broken), restart=False))
     assert result.returncode != 0
     assert "is not valid JSON" in result.stderr and "fix it by hand first" in result.stderr
     assert broken.read_text() == "{ not json"
@@ -100,13 +83,13 @@ def test_vault_audit_file_rotates_and_vault_is_told_to_reopen_it(lab_session: La
 
     conf = tmp_path / "samarth-vault-audit"
     script = audit_rotation_script(settings, volume, "vault", "1m", 3, conf=str(conf))
-    installed = run_on(node3, script)
+    installed = run_command(node3, script)
     assert installed.returncode == 0, installed.stderr
     assert "size 1M" in conf.read_text() and "rotate 3" in conf.read_text()
-    assert "up to date" in run_on(node3, script).stdout
+    assert "up to date" in run_command(node3, script).stdout
 
     # What logrotate's daily run does, on the host (its docker CLI reaches the host's daemon).
-    rotated = run_on(node3, f"logrotate --state {tmp_path / 'state'} {conf}")
+    rotated = run_command(node3, f"logrotate --state {tmp_path / 'state'} {conf}")
     assert rotated.returncode == 0, rotated.stderr
     for _ in range(20):
         listing = docker(node3, "exec", "vault", "/bin/busybox", "ls", "/vault/logs").stdout.split()

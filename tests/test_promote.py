@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from ruamel.yaml import YAML
 
+from entry_points import run_module
 from tools.offline import ROOT
 from tools.promote import main
 
@@ -180,14 +179,10 @@ def test_refusals_exit_non_zero_and_touch_no_file(
 
 
 def test_command_line_module_runs(stacks: Path) -> None:
+    """`python -m tools.promote` as a command (tests/test_docs_commands.py runs the README's dry run in
+    a real interpreter)."""
     before = (stacks / "Pulumi.prod.yaml").read_bytes()
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.promote", "--from", "staging", "--to", "prod", "--dry-run", "--root", str(stacks)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_module("tools.promote", "--from", "staging", "--to", "prod", "--dry-run", "--root", str(stacks))
     assert done.returncode == 0, done.stderr
     assert "+    redis: redis:7.4.12" in done.stdout
     assert (stacks / "Pulumi.prod.yaml").read_bytes() == before

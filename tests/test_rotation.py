@@ -14,7 +14,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,7 @@ import pytest
 
 from components.catalogue import ENGINES
 from components.shell import SCRIPTS
+from lab import free_port
 from tools.offline import PROJECT, ProgramRun, is_secret, read_stack_values, reveal, run_program, stack_file
 
 COMMAND = "command:remote:Command"
@@ -34,11 +34,6 @@ SECRET_V2 = "vault:kv/secretV2:SecretV2"
 CONTAINER_ADDRESS = "127.0.0.3"
 POSTGRES_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -77,7 +72,7 @@ def postgres() -> Iterator[Postgres]:
     # Not under pytest's tmp_path: its root is kept 0700 for root, and the server runs as `postgres`.
     root = Path(tempfile.mkdtemp(prefix="samarth-postgres-"))
     root.chmod(0o755)
-    server = Postgres(root=root, port=_free_port(), role="odk_adapter", database="odk_adapter")
+    server = Postgres(root=root, port=free_port(), role="odk_adapter", database="odk_adapter")
     server.socket_dir.mkdir()
     (root / "old-password").write_text("oldPassword0123456789\n")
     shutil.chown(root, "postgres")
@@ -279,7 +274,7 @@ def test_the_redis_check_passes_only_when_the_running_server_requires_the_curren
     """A real redis-server started with one password: the program's check accepts that one and refuses
     another (the update then stops before Vault publishes it), never putting either on a command line."""
     (command,) = [c for c in prod.of_type(COMMAND) if c.name.endswith("-redis-odk-adapter-password")]
-    port = _free_port()
+    port = free_port()
     current = "currentRedisPassword0123456789ab"
     (tmp_path / "redis.conf").write_text(f"port {port}\nbind 127.0.0.1\nrequirepass {current}\nsave \"\"\nappendonly no\n")
     server = subprocess.Popen(["redis-server", str(tmp_path / "redis.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

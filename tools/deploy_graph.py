@@ -21,10 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Optional
 
-from tools.offline import ProgramRun, Registration
-
-COMMAND = "command:remote:Command"
-COPY = "command:remote:CopyToRemote"
+from tools.offline import COMMAND, COPY_TO_REMOTE, ProgramRun, Registration
 
 
 def step_kind(registration: Registration) -> Optional[str]:
@@ -34,7 +31,7 @@ def step_kind(registration: Registration) -> Optional[str]:
         return None
     if registration.type == COMMAND:
         return "command" if registration.inputs.get("create") else None
-    if registration.type == COPY:
+    if registration.type == COPY_TO_REMOTE:
         return "file"
     package = registration.type.split(":", 1)[0]
     if package == "docker":

@@ -35,25 +35,22 @@ from pulumi_policy import policy as sdk_policy
 from pulumi_policy.deserialize import serialize_properties
 from pulumi_policy.proxy import unknown_checking_proxy
 
+from components.assembly import stack_placements
 from components.capacity import usable_mib
 from components.config import ServerName, StackConfig, server_name
-from components.deployment import load_deployment
-from components.placements import stack_placements
 from policies import rules
 from tools.offline import (
-    PROJECT,
+    HOST,
     SECRET_SIG_KEY,
     ProgramRun,
     Registration,
     known_stack_file,
-    read_stack_values,
     reveal,
     run_program,
-    stack_file,
+    stack_deployment,
 )
 
 PACK = "samarth-guardrails"
-HOST = "samarth:host:Host"
 
 
 @dataclass(frozen=True)
@@ -193,8 +190,7 @@ def capacity_problems(run: ProgramRun, config: StackConfig) -> list[str]:
 
 
 def stack_config(stack: str) -> StackConfig:
-    values, secure = read_stack_values(stack_file(stack))
-    return load_deployment(PROJECT, stack, values, secure).config
+    return stack_deployment(stack).config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

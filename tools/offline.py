@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
+import functools
 import gc
 import json
 import logging
@@ -36,10 +38,23 @@ from pulumi.runtime.stack import Stack
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from components.config import ConfigError
+from components.deployment import Deployment, load_deployment
 from harness.stand_ins import TEST_SECRETS, stand_in_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "samarth-infra"
+
+# The resource types the tools read a program run by.
+HOST = "samarth:host:Host"
+CONTAINER = "docker:index/container:Container"
+SERVICE = "docker:index/service:Service"
+VOLUME = "docker:index/volume:Volume"
+NETWORK = "docker:index/network:Network"
+IMAGE = "docker:index/remoteImage:RemoteImage"
+COMMAND = "command:remote:Command"
+COPY_TO_REMOTE = "command:remote:CopyToRemote"
+SECRET_V2 = "vault:kv/secretV2:SecretV2"
+PASSWORD = "random:index/randomPassword:RandomPassword"
 SECRET_SIG_KEY = rpc._special_sig_key
 SECRET_SIG = rpc._special_secret_sig
 
@@ -122,7 +137,7 @@ class Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         outputs = dict(args.inputs)
         outputs.update(stand_in_outputs(args.typ, args.name, reveal(args.inputs)))
-        if args.typ == "command:remote:Command":
+        if args.typ == COMMAND:
             outputs.setdefault("stdout", "")
             outputs.setdefault("stderr", "")
         return f"{args.name}-id", outputs
@@ -267,10 +282,17 @@ class StackFileError(ConfigError):
     """A stack or project file that is not valid YAML; the message names the file and the line."""
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictLoader)
+
+
 def read_yaml(path: Path, text: Optional[str] = None) -> Any:
-    """``path`` (or ``text`` read from it) parsed as the CLI parses it, or ``StackFileError``."""
+    """``path`` (or ``text`` read from it) parsed as the CLI parses it, or ``StackFileError``. Each
+    caller gets a copy of its own: the same text is parsed once per process (the tests read the stack
+    files some thousand times)."""
     try:
-        return yaml.load(path.read_text() if text is None else text, Loader=_StrictLoader)
+        return copy.deepcopy(_parsed(path.read_text() if text is None else text))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -287,6 +309,20 @@ def known_stack_file(stack: str, root: Path = ROOT) -> Path:
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in root.glob("Pulumi.*.yaml"))
         raise ValueError(f"unknown stack {stack!r}: no {path.name} in {root} (stacks here: {', '.join(known) or 'none'})")
     return path
+
+
+def stack_deployment(stack: str, root: Path = ROOT) -> Deployment:
+    """``load_deployment`` for a stack file, with the values the engine would pass the program."""
+    values, secure = read_stack_values(stack_file(stack, root))
+    return load_deployment(PROJECT, stack, with_project_defaults(values, root), secure)
+
+
+def with_project_defaults(values: Mapping[str, str], root: Path = ROOT) -> dict[str, str]:
+    """As the CLI does: a key the stack does not set takes its default from Pulumi.yaml."""
+    config = dict(values)
+    for key, default in project_defaults(root).items():
+        config.setdefault(f"{PROJECT}:{key}", _engine_text(default))
+    return config
 
 
 def read_stack_values(path: Path) -> tuple[dict[str, str], list[str]]:
@@ -374,9 +410,7 @@ def run_program(
     secret_values = TEST_SECRETS if secrets is None else secrets
     for key, value in secret_values.items():
         config[f"{PROJECT}:{key}"] = value
-    # As the CLI does: a key the stack does not set takes its default from Pulumi.yaml.
-    for key, default in project_defaults(root).items():
-        config.setdefault(f"{PROJECT}:{key}", _engine_text(default))
+    config = with_project_defaults(config, root)
 
     runtime_settings.ROOT.set(None)
     # Created here, as set_mocks registers the root stack on the current loop; run in the program's thread.

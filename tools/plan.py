@@ -28,33 +28,31 @@ from typing import Any, Optional
 import pulumi
 
 from components import backups, firewall
+from components.assembly import backup_sources
 from components.config import ServerName, StackConfig, server_name
-from components.deployment import load_deployment
-from components.placements import backup_sources
 from tools import deploy_graph, upstreams
 from tools.offline import (
-    PROJECT,
+    COMMAND,
+    CONTAINER,
+    COPY_TO_REMOTE,
+    HOST,
+    IMAGE,
+    NETWORK,
+    PASSWORD,
     ROOT,
+    SECRET_V2,
+    SERVICE,
+    VOLUME,
     ProgramRun,
     Registration,
     known_stack_file,
-    read_stack_values,
     reveal,
     run_program,
-    stack_file,
+    stack_deployment,
 )
 
-HOST = "samarth:host:Host"
-CONTAINER = "docker:index/container:Container"
-SERVICE = "docker:index/service:Service"
-VOLUME = "docker:index/volume:Volume"
-NETWORK = "docker:index/network:Network"
-IMAGE = "docker:index/remoteImage:RemoteImage"
-COMMAND = "command:remote:Command"
-SECRET_V2 = "vault:kv/secretV2:SecretV2"
-PASSWORD = "random:index/randomPassword:RandomPassword"
 # Listed under their server, in this order; other resources on a server are counted, not detailed.
-SHOWN = (CONTAINER, SERVICE, "docker:index/serviceConfig:ServiceConfig", "docker:index/secret:Secret", NETWORK, VOLUME, IMAGE, COMMAND, "command:remote:CopyToRemote")
+SHOWN = (CONTAINER, SERVICE, "docker:index/serviceConfig:ServiceConfig", "docker:index/secret:Secret", NETWORK, VOLUME, IMAGE, COMMAND, COPY_TO_REMOTE)
 README_START = "<!-- topology:start -->"
 README_END = "<!-- topology:end -->"
 ANY_ADDRESS = "0.0.0.0"
@@ -595,8 +593,7 @@ def build(stack: str, root: Path = ROOT) -> Topology:
     run = run_program(stack, root=root)
     if run.error is not None:
         raise run.error
-    values, secure = read_stack_values(stack_file(stack, root))
-    return place(run, load_deployment(PROJECT, stack, values, secure).config)
+    return place(run, stack_deployment(stack, root).config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,14 +1,19 @@
-"""Everything the program places on the servers, for ``capacity.check_capacity``.
+"""What every service component declares from config alone, gathered in one place: what it places on
+the servers (``placements``), what it offers Nginx (``upstreams``) and what the backups take from it.
 
-One list for the program (``__main__.py``) and for the lab, which decides from it what its small
-machine can hold (``lab/stack.py``).
+The one module under components/ that imports the service components (``tests/test_structure.py``):
+``load_deployment`` checks the routes and the capacity against what is gathered here before any
+resource is registered, and hands it on in the ``Deployment``, from which ``__main__.py`` passes the
+upstreams to the edge and the backup sources to the backups. The lab decides from the same lists what
+its small machine can hold (``lab/stack.py``).
 """
 
 from __future__ import annotations
 
-from . import backups, data, edge, observability, registry, storage, vault
+from . import backups, data, edge, observability, registry, storage, swarm, vault
 from .capacity import Placement
 from .config import SWARM_MANAGER, StackConfig
+from .ports import Upstream
 
 
 def backup_sources(config: StackConfig) -> list[backups.Source]:
@@ -35,4 +40,15 @@ def stack_placements(config: StackConfig) -> list[Placement]:
         *registry.placements(config),
         *observability.placements(config),
         *edge.placements(config),
+    ]
+
+
+def stack_upstreams(config: StackConfig) -> list[Upstream]:
+    """Every upstream a route may name in this stack, each declared by the component that runs it."""
+    return [
+        *registry.upstreams(config),
+        *storage.upstreams(config),
+        *vault.upstreams(config),
+        *observability.upstreams(config),
+        *swarm.upstreams(config),
     ]
