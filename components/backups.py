@@ -370,7 +370,7 @@ class Backups(pulumi.ComponentResource):
                     self.offsite_keys[server] = (public_key or self._ssh_key(name, server, host)).apply(str.strip)
                 published |= {
                     f"{key}_OFFSITE_RESTIC_REPOSITORY": offsite_repository(offsite, server),
-                    f"{key}_OFFSITE_RESTIC_PASSWORD": pulumi.Output.secret(offsite_password.result),
+                    f"{key}_OFFSITE_RESTIC_PASSWORD": offsite_password.result,  # made secret with the rest below
                 }
 
             text: pulumi.Output[str] = pulumi.Output.all(**credentials).apply(credential_text)
@@ -453,7 +453,7 @@ class Backups(pulumi.ComponentResource):
                     SERVER_IP=ip,
                     CLIENT=server,
                     CLIENT_IP=host.spec.private_ip,
-                    CLIENT_KEY=public_key.strip(),
+                    CLIENT_PUBLIC_KEY=public_key.strip(),
                     USER_NAME=SFTP_USER,
                     REPOSITORY_ROOT=SFTP_ROOT,
                 )

@@ -160,7 +160,7 @@ def test_sftp_offsite_gives_each_server_its_own_key_and_pins_the_host(sftp_run: 
     exported = sftp_run.exports["backupOffsiteKeys"]
     assert set(exported) == set(SERVERS)
     assert all(key.startswith("ssh-ed25519 ") and key.endswith(f"samarth-backup@{s}") for s, key in exported.items())
-    for server, install in _installs(sftp_run).items():
+    for install in _installs(sftp_run).values():
         stdin = reveal(install.inputs["stdin"])
         assert f"offsite_known_hosts=[offsite.example.net]:2222 {' '.join(HOST_KEY.split()[:2])}\n" in stdin
         assert "RCLONE_CONFIG_SAMARTHOFFSITE_KNOWN_HOSTS_FILE=/etc/samarth/backups/offsite_known_hosts\n" in stdin
@@ -194,4 +194,4 @@ def test_the_plan_shows_the_offsite_target_and_capacity_leaves_it_out() -> None:
     lines = "\n".join(backup_plan(config))
     assert f"off-site copy after each run: {S3['repository']}/db2" in lines
     without = validate(_raw())
-    assert [p for p in stack_placements(config)] == [p for p in stack_placements(without)]
+    assert list(stack_placements(config)) == list(stack_placements(without))

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from components import backups
-from components.config import BackupSchedule, validate
 from components.assembly import backup_sources
+from components.config import BackupSchedule, validate
 from test_backup_offsite import S3, _raw, _with_offsite
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is missing: apt-get install -y systemd")

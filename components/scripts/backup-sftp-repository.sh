@@ -2,7 +2,7 @@
 # An SFTP repository for another server's backups: a system user owning $REPOSITORY_ROOT/$CLIENT, and
 # the client's key in its authorized_keys, restricted to the SFTP server in that directory, from the
 # client's private IP only. Prints this server's ed25519 host key as a known_hosts line for the client.
-# Inputs: SERVER, SERVER_IP, CLIENT, CLIENT_IP, CLIENT_KEY (public), USER_NAME, REPOSITORY_ROOT.
+# Inputs: SERVER, SERVER_IP, CLIENT, CLIENT_IP, CLIENT_PUBLIC_KEY (public), USER_NAME, REPOSITORY_ROOT.
 
 [ "$(id -u)" -eq 0 ] || fail "run as root (it creates a system user)"
 step "finding the SFTP server program"
@@ -18,7 +18,7 @@ fi
 step "preparing $REPOSITORY_ROOT/$CLIENT"
 install -d -m 0700 -o "$USER_NAME" "$REPOSITORY_ROOT" "$REPOSITORY_ROOT/$CLIENT"
 install -d -m 0700 -o "$USER_NAME" "$REPOSITORY_ROOT/.ssh"
-entry="restrict,from=\"$CLIENT_IP\",command=\"$sftp_server -d $REPOSITORY_ROOT/$CLIENT\" $CLIENT_KEY"
+entry="restrict,from=\"$CLIENT_IP\",command=\"$sftp_server -d $REPOSITORY_ROOT/$CLIENT\" $CLIENT_PUBLIC_KEY"
 keys="$REPOSITORY_ROOT/.ssh/authorized_keys"
 touch "$keys"
 # One line per client, replaced when its key changes.
