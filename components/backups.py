@@ -20,6 +20,7 @@ Vault, storage, registry and swarm components expose). Per server with targets t
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 from collections.abc import Mapping, Sequence
@@ -34,7 +35,7 @@ import pulumi_vault as vault
 
 from .backup_catalogue import DEFAULT_DATA_GIB, NOT_BACKED_UP, engine_coverage
 from .capacity import Placement
-from .config import OffsiteRepository, ServerName, StackConfig, server_name
+from .config import OffsiteRepository, Server, ServerName, StackConfig, server_name
 from .containers import pinned_image
 from .host import Host
 from .ports import MINIO_API_PORT, PULUMI, Opening
@@ -45,6 +46,8 @@ BUCKET = "samarth-backups"
 PRUNE_SCHEDULE = "daily"
 SFTP_USER = "samarth-backup"
 SFTP_ROOT = "/srv/samarth-backups"
+SSHD_CONFIG = "/etc/ssh/sshd_config"
+SSHD_DROP_IN_DIR = "/etc/ssh/sshd_config.d"
 SNAPSHOT_POLICY = "backup-raft-snapshot"
 SNAPSHOT_ROLE = "backup-raft-snapshot"
 # Published values that are credentials; repositories, user names and the role id stay readable.
@@ -217,6 +220,53 @@ def snapshot_policy() -> str:
     return 'path "sys/storage/raft/snapshot" {\n  capabilities = ["read"]\n}\n'
 
 
+def s3_repository_url(endpoint: str, server: str) -> str:
+    """restic's name for ``server``'s repository in MinIO (``endpoint``: host:port): its prefix of the bucket."""
+    return f"s3:http://{endpoint}/{BUCKET}/{server}"
+
+
+def sftp_repository_script(
+    server: str,
+    spec: Server,
+    client: str,
+    client_ip: str,
+    client_public_key: str,
+    sshd_config: str = SSHD_CONFIG,
+    sshd_drop_in_dir: str = SSHD_DROP_IN_DIR,
+    user: str = SFTP_USER,
+    root: str = SFTP_ROOT,
+) -> str:
+    """backup-sftp-repository.sh for ``client``'s repository on ``server`` (``spec``)."""
+    return render(
+        "backup-sftp-repository.sh",
+        f"backup-sftp-repository[{server}]",
+        SERVER=server,
+        SERVER_IP=spec.private_ip,
+        SERVER_PORT=spec.ssh_port,
+        CLIENT=client,
+        CLIENT_IP=client_ip,
+        CLIENT_PUBLIC_KEY=client_public_key.strip(),
+        USER_NAME=user,
+        REPOSITORY_ROOT=root,
+        SSHD_CONFIG=sshd_config,
+        SSHD_DROP_IN_DIR=sshd_drop_in_dir,
+    )
+
+
+def sftp_repository_url(spec: Server, client: str, user: str = SFTP_USER) -> str:
+    """restic's name for ``client``'s repository on the server of ``spec``: a path inside the account's chroot."""
+    return f"sftp:{user}@{spec.private_ip}:/{client}"
+
+
+def sftp_command(spec: Server, user: str = SFTP_USER, config_dir: str = CONFIG_DIR) -> str:
+    """How restic reaches the SFTP repository on the server of ``spec`` (``-o sftp.command``): the agent's
+    key, only the pinned host key."""
+    return (
+        f"ssh -i {config_dir}/ssh_key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
+        f"-o UserKnownHostsFile={config_dir}/known_hosts -p {spec.ssh_port} {user}@{spec.private_ip} -s sftp"
+    )
+
+
 def offsite_repository(offsite: OffsiteRepository, server: str) -> str:
     """The off-site repository of ``server`` as restic names it natively (what an operator restores from
     on any machine, published to Vault)."""
@@ -340,7 +390,7 @@ class Backups(pulumi.ComponentResource):
             depends: list[pulumi.Resource] = []
             public_key: Optional[pulumi.Output[str]] = None
             if bucket is not None and repository_server(config, server) == "application":
-                repository = pulumi.Output.concat("s3:http://", args.store.endpoint, f"/{BUCKET}/{server}")
+                repository = args.store.endpoint.apply(functools.partial(s3_repository_url, server=server))
                 self.openings.append(
                     Opening(repository_host.name, f"MinIO S3 API (backups of {server})", MINIO_API_PORT, "tcp", True, (server,))
                 )
@@ -362,6 +412,8 @@ class Backups(pulumi.ComponentResource):
                     f"{name}-{server}-offsite-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
                 )
                 credentials |= {"offsite_password": offsite_password.result, **offsite_settings(offsite, server)}
+                rclone_image = config.versions.rclone or ""
+                depends.append(pinned_image(host, self, f"{name}-{server}-rclone-image", rclone_image))
                 if offsite.kind == "s3":
                     secret_key = f"RCLONE_CONFIG_{OFFSITE_REMOTE.upper()}_SECRET_ACCESS_KEY"
                     credentials[secret_key] = pulumi.Output.secret(args.offsite_secret_access_key or "")
@@ -441,34 +493,17 @@ class Backups(pulumi.ComponentResource):
         self, name: str, server: str, host: Host, repository_host: Host, client_key: pulumi.Output[str]
     ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str], list[pulumi.Resource]]:
         """An SFTP repository for ``server`` on ``repository_host``, reached with ``client_key``."""
-        ip = repository_host.spec.private_ip
         account = command.remote.Command(
             f"{name}-{server}-sftp-repository",
             connection=repository_host.connection,
             create=client_key.apply(
-                lambda public_key: render(
-                    "backup-sftp-repository.sh",
-                    f"backup-sftp-repository[{repository_host.name}]",
-                    SERVER=repository_host.name,
-                    SERVER_IP=ip,
-                    CLIENT=server,
-                    CLIENT_IP=host.spec.private_ip,
-                    CLIENT_PUBLIC_KEY=public_key.strip(),
-                    USER_NAME=SFTP_USER,
-                    REPOSITORY_ROOT=SFTP_ROOT,
-                )
+                lambda public_key: sftp_repository_script(repository_host.name, repository_host.spec, server, host.spec.private_ip, public_key)
             ),
             opts=repository_host.command_options(self),
         )
-        port = repository_host.spec.ssh_port
-        sftp_command = (
-            f"ssh -i {CONFIG_DIR}/ssh_key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
-            f"-o UserKnownHostsFile={CONFIG_DIR}/known_hosts -p {port} {SFTP_USER}@{ip} -s sftp"
-        )
-        repository = f"sftp:{SFTP_USER}@{ip}:{SFTP_ROOT}/{server}"
         return (
-            pulumi.Output.from_input(repository),
-            pulumi.Output.from_input(sftp_command),
+            pulumi.Output.from_input(sftp_repository_url(repository_host.spec, server)),
+            pulumi.Output.from_input(sftp_command(repository_host.spec)),
             account.stdout.apply(lambda line: line.strip()),
             [account],
         )

@@ -54,6 +54,8 @@ class Drill:
     first_install: str = ""
     # A lab host serving the off-site repository over SFTP (backups.offsite), or none.
     offsite_host: Optional[LabHost] = None
+    # The repository's settings in place of SFTP on repository_host (RESTIC_REPOSITORY, AWS_*...).
+    repository_values: Optional[dict[str, str]] = None
 
     @property
     def offsite(self) -> Optional[OffsiteRepository]:
@@ -136,11 +138,10 @@ class Drill:
             f"ssh -i {repository.ssh_key_path} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
             f"-o UserKnownHostsFile={repository.known_hosts} root@{repository.address} -s sftp"
         )
-        values = {
-            "RESTIC_PASSWORD": PASSWORD,
+        values = {"RESTIC_PASSWORD": PASSWORD, **(self.repository_values or {
             "RESTIC_REPOSITORY": f"sftp:root@{repository.address}:{self.root}/repository",
             "SAMARTH_SFTP_COMMAND": sftp_command,
-        }
+        })}
         if offsite is not None:
             # The server's own key, installed on the off-site host by the operator: here the lab's key.
             (self.root / "etc").mkdir(mode=0o700, parents=True, exist_ok=True)

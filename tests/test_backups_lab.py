@@ -8,12 +8,19 @@ Real Debian PostgreSQL 15 in a container built with debootstrap (lab/images.py),
 from __future__ import annotations
 
 import json
+import re
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from components import backups
 from components.assembly import backup_sources
-from lab import docker
+from components.ports import MINIO_API_PORT
+from lab import docker, ssh
 from lab.backup_drill import SERVER, TARGET, Drill, check, checksums, fill, staging_config
 from lab_fixture import LabSession
 
@@ -161,6 +168,12 @@ def test_files_backup_restores_a_volume_byte_for_byte(drill: Drill, tmp_path_fac
             docker(drill.db, "volume", "rm", volume)
 
 
+def damage(drill: Drill) -> None:
+    """Lose rows, a table and a database of the live container (quicker than a new, empty cluster)."""
+    drill.sql("odk_adapter", "drop table events; delete from items where id % 2 = 0")
+    drill.sql("postgres", "drop database reports")
+
+
 def test_offsite_copy_holds_each_complete_run_and_restores_equal(
     drill: Drill, lab_session: LabSession, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -206,8 +219,57 @@ def test_offsite_copy_holds_each_complete_run_and_restores_equal(
     assert not status[1].endswith(", -"), "the off-site failure is shown"
     assert len(json.loads(site.offsite_snapshots())) == len(offsite)
 
-    drill.destroy_data()
-    drill.start_postgres()
+    damage(drill)
     check(site.restore("--offsite", TARGET, "--replace-live"), "the restore from the off-site repository")
     drill.wait_ready()
     assert checksums(drill) == before
+
+
+def test_s3_repository_through_the_rendered_repository_env(
+    drill: Drill, lab_session: LabSession, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """db2's repository as the program makes it: `s3:http://<application>:9000/samarth-backups/db2` with
+    AWS_* keys in repository.env, written by the installer from stdin. S3 is served by moto (moto_server,
+    an S3 stand-in) on the application lab host's address, as MinIO is on the application server. moto
+    does not enforce MinIO's per-user prefix policy (docs/backups.md says where that is checked)."""
+    application = lab_session.host("application")
+    root = tmp_path_factory.mktemp("s3-backups")
+    root.chmod(0o755)
+    moto = str(Path(sys.executable).parent / "moto_server")
+    check(ssh(application, f"setsid {moto} -H {application.address} -p {MINIO_API_PORT} >{root}/moto.log 2>&1 </dev/null & "
+                           f"echo $! >{root}/moto.pid\n"), "starting moto_server")
+    try:
+        bucket = f"http://{application.address}:{MINIO_API_PORT}/{backups.BUCKET}"
+        deadline = time.monotonic() + 30
+        while True:  # the bucket, as the program's MinIO provider makes it (moto takes unsigned requests)
+            try:
+                urllib.request.urlopen(urllib.request.Request(bucket, method="PUT"), timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        values = {
+            "RESTIC_REPOSITORY": backups.s3_repository_url(f"{application.address}:{MINIO_API_PORT}", SERVER),
+            "AWS_ACCESS_KEY_ID": "samarth-backups-db2",
+            "AWS_SECRET_ACCESS_KEY": "drill-s3-secret-key-0123456789",
+        }
+        site = Drill(db=drill.db, repository_host=application, root=root, config=drill.config, repository_values=values)
+        assert "repository initialised" in check(site.install(), "the installer with an S3 repository").stderr
+        env = (root / "etc" / "repository.env").read_text()
+        assert f"RESTIC_REPOSITORY=s3:http://{application.address}:{MINIO_API_PORT}/samarth-backups/db2\n" in env
+        assert "AWS_SECRET_ACCESS_KEY=drill-s3-secret-key-0123456789\n" in env
+        if drill.sql("odk_adapter", "select count(*) from pg_tables where tablename = 'items'") == "0":
+            fill(drill, 2000)
+        before = checksums(drill)
+        check(site.agent("run", TARGET), "a backup into S3")
+        with urllib.request.urlopen(f"{bucket}?list-type=2", timeout=10) as listing:
+            keys = re.findall(r"<Key>([^<]+)</Key>", listing.read().decode())
+        assert "db2/config" in keys and any(k.startswith("db2/snapshots/") for k in keys)
+        assert all(k.startswith("db2/") for k in keys), "the repository stays in its prefix"
+        damage(drill)
+        check(site.restore(TARGET, "--replace-live"), "the restore from S3")
+        drill.wait_ready()
+        assert checksums(drill) == before
+    finally:
+        ssh(application, f"kill $(cat {root}/moto.pid)\n")
