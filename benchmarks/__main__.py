@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "request_flow": [],
     "acme_renewal": [],
     "backup_restore": [],
+    "suite_speed": [],
 }
 
 

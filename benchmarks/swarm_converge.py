@@ -9,18 +9,15 @@ Run as root: `venv/bin/python -m benchmarks.swarm_converge [ROUNDS]` (default 3)
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import yaml
 
 from benchmarks.report import figure
-from lab import Lab, LabHost, free_subnet, machine_lock, ssh_command
+from lab import LabHost, ssh_command, temporary_lab
 from lab.swarm import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, reset
 
 
@@ -57,27 +54,17 @@ def main() -> None:
     parser.add_argument("rounds", nargs="?", type=int, default=3, help="rounds to measure (default 3)")
     rounds = parser.parse_args().rounds
     settings = {**yaml.safe_load(STAGING.read_text())["config"]["samarth-infra:swarm"], "registryLogin": False}
-    with tempfile.TemporaryDirectory(prefix="swarm-bench-") as tmp:
-        with machine_lock():
-            lab = Lab(prefix=f"b{os.getpid()}", subnet=free_subnet(), state_dir=Path(tmp) / "state", timeout=120)
-            try:
-                hosts = {h.name: h for h in lab.up(list(SWARM_HOSTS))}
-            except BaseException:
-                lab.down()
-                raise
-        try:
-            scripts = SwarmScripts(lab_program(hosts, {"swarm": settings}), hosts)
-            rows: dict[str, list[float]] = {"bare": [], "program": [], "again": [], "remove": []}
-            for _ in range(rounds):
-                reset(hosts.values())
-                rows["bare"].append(bare(hosts))
-                reset(hosts.values())
-                rows["program"].append(timed(scripts.converge))
-                rows["again"].append(timed(scripts.converge))
-                rows["remove"].append(timed(lambda: scripts.remove(scripts.commands_of("swarm-node3"))))
+    with temporary_lab(SWARM_HOSTS, "b") as (_, hosts):
+        scripts = SwarmScripts(lab_program(hosts, {"swarm": settings}), hosts)
+        rows: dict[str, list[float]] = {"bare": [], "program": [], "again": [], "remove": []}
+        for _ in range(rounds):
             reset(hosts.values())
-        finally:
-            lab.down()
+            rows["bare"].append(bare(hosts))
+            reset(hosts.values())
+            rows["program"].append(timed(scripts.converge))
+            rows["again"].append(timed(scripts.converge))
+            rows["remove"].append(timed(lambda: scripts.remove(scripts.commands_of("swarm-node3"))))
+        reset(hosts.values())
     median = {k: statistics.median(v) for k, v in rows.items()}
     note = f"three lab hosts, median of {rounds}"
     figure("bare init + join-token + 2 joins", median["bare"], "s", note)
@@ -85,6 +72,7 @@ def main() -> None:
     figure("program scripts, second run", median["again"], "s", "everything in place")
     figure("remove one worker (drain, leave, rm)", median["remove"], "s", "no tasks to move")
     figure("program / bare", median["program"] / median["bare"], "x", "target 1.3x")
+
 
 if __name__ == "__main__":
     main()

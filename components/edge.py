@@ -2,9 +2,9 @@
 
 Its configuration is rendered from ``edge.routes`` in stack config. Each route names an upstream,
 one of those the other components offer (``Upstream``: the registry, MinIO, Vault, Sentry, PostHog,
-the swarm), handed over by ``__main__.py``; Nginx proxies to the private IP of the upstream's server. A change uploads the new file, checks it with
-``nginx -t`` inside the running container and reloads; a config that fails the check is rolled back
-and Nginx keeps serving the previous one.
+the swarm), handed over by ``__main__.py``; Nginx proxies to the private IP of the upstream's server.
+A change uploads the new file, checks it with ``nginx -t`` inside the running container and reloads;
+a config that fails the check is rolled back and Nginx keeps serving the previous one.
 """
 
 from __future__ import annotations

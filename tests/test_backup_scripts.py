@@ -19,6 +19,7 @@ from components.capacity import check_capacity
 from components.catalogue import CATALOGUE
 from components.catalogue import ENGINES as DATABASE_ENGINES
 from components.config import ConfigError, validate
+from restic_keys import cheapen_key
 from tools.offline import ProgramRun, is_secret, read_stack_values, reveal, stack_file
 from tools.plan import backup_plan
 
@@ -110,6 +111,9 @@ def test_pulumi_state_backup_streams_each_export_and_forgets_a_failed_run(tmp_pa
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RESTIC_REPOSITORY": str(tmp_path / "repo"),
            "RESTIC_PASSWORD_FILE": str(password), "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
     subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
+    # A dozen restic commands follow, each opening the repository: with the key's cheap scrypt cost
+    # they take a tenth of the time (the repository and restic stay real).
+    cheapen_key(tmp_path / "repo", "state-backup-test")
     script = str(ROOT / "tools" / "backup-pulumi-state.sh")
 
     done = subprocess.run(["sh", script], env=env, capture_output=True, text=True)
@@ -146,3 +150,17 @@ def test_the_installer_copies_restic_from_where_the_pinned_image_puts_it() -> No
     assert "COPY --from=helper /output/restic /usr/bin" in dockerfile
     assert 'ENTRYPOINT ["/usr/bin/restic"]' in dockerfile
     assert 'docker cp "$container:/usr/bin/restic"' in (ROOT / "components/scripts/backup-install.sh").read_text()
+
+
+def test_the_redis_restore_relies_only_on_what_the_official_image_has() -> None:
+    """The restore writes dump.rdb as the image's `redis` user, checks it with `redis-check-rdb` and starts
+    `redis-server --dir /data` through the image's entry point (docker-library/redis at e920499)."""
+    upstream = ROOT / "tests/fixtures/upstreams/docker-library-redis-e920499"
+    dockerfile = (upstream / "Dockerfile").read_text()
+    assert "useradd -r -g redis -u 999 redis" in dockerfile
+    assert "-exec ln -svfT 'redis-server' '{}' ';'" in dockerfile  # redis-check-rdb is redis-server
+    assert "WORKDIR /data" in dockerfile
+    assert "find . \\! -user redis -exec chown redis '{}' +" in (upstream / "docker-entrypoint.sh").read_text()
+    agent = (ROOT / "components/scripts/backup-agent.sh").read_text()
+    assert "chown -R redis:redis /restored" in agent and "redis-check-rdb /restored/dump.rdb" in agent
+    assert 'redis-server --dir "$detail" --appendonly no' in agent

@@ -27,6 +27,7 @@ ENTRY_POINTS = {
     "benchmarks.request_flow": ["--requests", "many"],
     "benchmarks.backup_restore": ["many"],
     "benchmarks.acme_renewal": ["three"],
+    "benchmarks.suite_speed": ["--slowest", "many"],
 }
 
 

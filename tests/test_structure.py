@@ -9,7 +9,11 @@ may import the shared concerns below and its own sub-parts; what one component n
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
+
+from components.assembly import stack_upstreams
+from tools.offline import stack_deployment
 
 COMPONENTS = Path(__file__).resolve().parent.parent / "components"
 
@@ -105,3 +109,17 @@ def test_the_allow_lists_name_real_modules_that_are_no_components() -> None:
     # Every shared concern is used by more than one module, or it would belong to that one.
     users = {name: {m for m, source in modules.items() if name in imported_components(source)} for name in SHARED}
     assert {name: len(using) for name, using in users.items() if len(using) < 2} == {}
+
+
+def test_assembly_gathers_every_components_upstreams() -> None:
+    """A module that declares ``upstreams(config)`` is gathered: a route to it would otherwise be refused."""
+    config = stack_deployment("prod").config
+    declared = []
+    for name in _modules():
+        upstreams = getattr(importlib.import_module(f"components.{name}"), "upstreams", None)
+        if callable(upstreams) and name != "assembly":
+            declared.extend(upstreams(config))
+    gathered = stack_upstreams(config)
+    assert sorted(map(repr, gathered)) == sorted(map(repr, declared))
+    names = [upstream.name for upstream in gathered]
+    assert len(names) == len(set(names)), names

@@ -458,6 +458,91 @@ restore_files() {
   echo "restored and verified $(find "$mountpoint" -type f | wc -l) files of $detail into volume $volume"
 }
 
+# redis_cli <container> <args...>: redis-cli inside the container with its own environment (live
+# containers carry the password as REDISCLI_AUTH; scratch ones have none and no network).
+redis_cli() {
+  redis_container=$1
+  shift
+  docker exec "$redis_container" redis-cli --no-auth-warning -h 127.0.0.1 "$@"
+}
+
+wait_for_redis() {
+  step "waiting for Redis in container $1 to load its data"
+  tries=0
+  # PING answers LOADING until the whole dataset is in memory.
+  until [ "$(redis_cli "$1" ping 2>/dev/null)" = PONG ]; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 90 ] || fail "Redis in container $1 did not load its data in 180 s: see 'docker logs $1'"
+    sleep 2
+  done
+}
+
+# "<keys> <keys with an expiry>" over every database of the Redis in a container.
+redis_key_counts() {
+  redis_cli "$1" info keyspace | tr -d '\r' | awk -F '[:=,]' '/^db[0-9]+:/ { keys += $3; expires += $5 } END { print keys + 0, expires + 0 }'
+}
+
+# dump.rdb from stdin into the restored volume, owned by the image's redis user (as the official image's
+# entry point leaves its data directory), then checked with the image's redis-check-rdb where it has
+# one (the official image does): one helper container for both.
+write_and_check_rdb() {
+  docker run --rm -i --network none --entrypoint sh -v "$volume:/restored" "$image" -c '
+    cat >/restored/dump.rdb && chown -R redis:redis /restored || exit
+    if command -v redis-check-rdb >/dev/null; then redis-check-rdb /restored/dump.rdb; else echo "no redis-check-rdb in the image"; fi' \
+    >"$work/check-rdb" 2>&1 || { rc=$?; tail -n 20 "$work/check-rdb" >&2; return "$rc"; }
+}
+
+restore_redis() {
+  rdb=$(part_id /dump.rdb)
+  [ -n "$rdb" ] || fail "$chosen has no dump.rdb"
+  step "writing dump.rdb of $chosen into fresh volume $volume and checking it"
+  docker volume create --label "samarth.restore-of=$container" "$volume" >/dev/null
+  from_snapshot "writing and checking dump.rdb" "$rdb" /dump.rdb write_and_check_rdb
+  rdb_keys=$(awk '/^\[info\] [0-9]+ keys read/ { print $2 }' "$work/check-rdb")
+  rdb_expires=$(awk '/^\[info\] [0-9]+ expires/ { print $2 }' "$work/check-rdb")
+  [ -n "$rdb_keys" ] || echo "the image $image has no redis-check-rdb; loading dump.rdb is the check"
+  # Without an append-only file Redis loads dump.rdb; the scratch then writes one (CONFIG SET appendonly
+  # yes rewrites the whole dataset into it), because the live container runs with --appendonly yes and
+  # loads only the append-only file when there is one.
+  step "loading dump.rdb in scratch container $scratch (no network)"
+  docker run -d --name "$scratch" --network none -v "$volume:$detail" "$image" \
+    redis-server --dir "$detail" --appendonly no --save '' >/dev/null
+  wait_for_redis "$scratch"
+  counts=$(redis_key_counts "$scratch")
+  keys=${counts% *} expiring=${counts#* }
+  # Keys whose expiry passed since the backup are not loaded; every other key must be.
+  if [ -n "$rdb_keys" ] && { [ "$keys" -lt "$((rdb_keys - ${rdb_expires:-0}))" ] || [ "$keys" -gt "$rdb_keys" ]; }; then
+    fail "Redis loaded $keys keys from dump.rdb of $chosen, which holds $rdb_keys ($rdb_expires with an expiry)"
+  fi
+  step "writing the append-only file of the restored data"
+  redis_cli "$scratch" config set appendonly yes >/dev/null
+  tries=0
+  until redis_cli "$scratch" info persistence | tr -d '\r' \
+      | grep -qx 'aof_rewrite_in_progress:0' && redis_cli "$scratch" info persistence | tr -d '\r' | grep -qx 'aof_rewrite_scheduled:0'; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 90 ] || fail "Redis in $scratch did not finish writing its append-only file in 180 s: see 'docker logs $scratch'"
+    sleep 2
+  done
+  redis_cli "$scratch" info persistence | tr -d '\r' | grep -qx 'aof_last_bgrewrite_status:ok' \
+    || fail "Redis in $scratch could not write its append-only file: see 'docker logs $scratch'"
+  docker stop "$scratch" >/dev/null
+  docker rm "$scratch" >/dev/null
+  printf '%s %s\n' "$keys" "$expiring" >"$STATE_DIR/restore/$scratch.keys"
+  echo "restored and checked: $keys keys ($expiring with an expiry)${rdb_keys:+, dump.rdb holds $rdb_keys}; counts in $STATE_DIR/restore/$scratch.keys"
+}
+
+# After the swap: the live Redis loads the restored data (all keys but those expired since).
+check_live_redis() {
+  wait_for_redis "$container"
+  counts=$(redis_key_counts "$container")
+  live_keys=${counts% *}
+  step "comparing the live key count with the restored one"
+  if [ "$live_keys" -lt "$((keys - expiring))" ] || [ "$live_keys" -gt "$keys" ]; then
+    fail "Redis in $container has $live_keys keys after the swap, the restored data $keys: the previous data is in volume $keep"
+  fi
+  echo "$container loaded $live_keys keys"
+}
+
 # Swap the checked data into the live container's volume; the live data is kept in another volume.
 replace_live() {
   live_volume=$(docker inspect --format '{{range .Mounts}}{{.Destination}} {{.Name}}{{println}}{{end}}' "$container" \
@@ -509,6 +594,10 @@ restore_target() {
       docker rm "$scratch" >/dev/null
       mount=$detail inside=""
       ;;
+    redis)
+      restore_redis
+      mount=$detail inside=""
+      ;;
     files)
       restore_files
       mount=$(docker inspect --format '{{range .Mounts}}{{.Destination}}{{println}}{{end}}' "$container" \
@@ -534,6 +623,7 @@ restore_target() {
   esac
   if [ "$replace" = yes ]; then
     replace_live
+    [ "$method" != redis ] || check_live_redis
   else
     echo "live data untouched. To switch $container to it: samarth-restore $target ${wanted:-<snapshot>} --replace-live"
     echo "(or inspect it: docker run --rm -it --network none -v $volume:$detail $image sh)"

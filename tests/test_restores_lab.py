@@ -1,0 +1,70 @@
+"""Restores applied and drilled beyond Postgres and files (those are in test_backups_lab.py): each kind
+backed up by the program's agent over SFTP to another lab host, the data lost, restored by
+``samarth-restore`` into a scratch container, then with ``--replace-live``, and compared.
+
+A module of its own so that pytest-xdist (``--dist loadfile``) runs it beside the Postgres drill.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components import backups
+from lab import docker, redis_drill
+from lab.backup_drill import SERVER, Drill, check, staging_config
+from lab_fixture import LabSession
+
+
+@pytest.fixture(scope="module")
+def drill(lab_session: LabSession, tmp_path_factory: pytest.TempPathFactory) -> Drill:
+    """The db2 stand-in and the host serving the repository; each test installs its own agent."""
+    root = tmp_path_factory.mktemp("restores")
+    root.chmod(0o755)
+    return Drill(db=lab_session.host("swarm-node2"), repository_host=lab_session.host("swarm-node3"), root=root,
+                 config=staging_config())
+
+
+def test_redis_backup_restores_every_key(drill: Drill, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """redis-odk-adapter (password, --appendonly yes): keys of every type in two databases, backed up by
+    the agent, container and volume lost; the restore loads the RDB in a scratch container, and with
+    --replace-live Redis serves exactly the backed-up keys, also after a restart (from its append-only file)."""
+    (source,) = [s for s in backups.database_sources(drill.config) if s.name == redis_drill.TARGET]
+    root = tmp_path_factory.mktemp("redis-backups")
+    root.chmod(0o755)
+    agent = Drill(db=drill.db, repository_host=drill.repository_host, root=root, config=drill.config)
+    host, image = drill.db, drill.image
+    try:
+        redis_drill.start_redis(host, image, root)
+        redis_drill.fill_redis(host, 2000)
+        before = redis_drill.redis_digests(host)
+        assert before[0].startswith("2801 ") and before[3].startswith("701 ")
+        check(agent.install(SERVER, [source]), "the installer")
+        check(agent.agent("run", source.name), "the Redis backup")
+
+        redis_drill.destroy_redis(host)
+        redis_drill.start_redis(host, image, root)  # `pulumi up` brings back an empty Redis
+        redis_drill.redis_cli(host, "set", "written-after-the-loss", "1")
+
+        checked = check(agent.restore(source.name), "the restore into a scratch volume")
+        assert "restored and checked: 3502 keys (2 with an expiry), dump.rdb holds 3502" in checked.stdout
+        assert redis_drill.redis_cli(host, "dbsize") == "1", "live data was touched"
+
+        replaced = check(agent.restore(source.name, "--replace-live"), "the restore into the live volume")
+        assert f"{source.container} loaded 3502 keys" in replaced.stdout
+        assert redis_drill.redis_digests(host) == before
+        assert redis_drill.redis_cli(host, "config", "get", "appendonly").split() == ["appendonly", "yes"]
+        # Redis persists the restored data in its own append-only file: a restart loads it all again.
+        check(docker(host, "restart", source.container), "restarting Redis")
+        redis_drill.wait_redis(host)
+        assert redis_drill.redis_digests(host) == before
+        # The data the restore replaced is kept, not deleted.
+        (kept,) = docker(host, "volume", "ls", "-q", "--filter", f"name={source.container}-data-before-").stdout.split()
+        mountpoint = Path(check(docker(host, "volume", "inspect", "--format", "{{.Mountpoint}}", kept), "inspecting").stdout.strip())
+        assert (mountpoint / "appendonlydir").is_dir()
+    finally:
+        for name in [source.container, *docker(host, "ps", "-aq", "--filter", f"name={source.container}-restore").stdout.split()]:
+            docker(host, "rm", "-f", name)
+        for volume in docker(host, "volume", "ls", "-q", "--filter", f"name={source.container}").stdout.split():
+            docker(host, "volume", "rm", volume)
