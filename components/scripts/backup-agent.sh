@@ -31,8 +31,8 @@
 # use complete runs. This needs nothing newer than restic 0.14 (no --stdin-from-command).
 
 usage() {
-  echo "usage: samarth-backup run <target> | status | snapshots [target] | prune | init" >&2
-  echo "       samarth-restore <target> [snapshot] [--replace-live]" >&2
+  echo "usage: samarth-backup run <target> | status | [--offsite] snapshots [target] | prune | init" >&2
+  echo "       samarth-restore [--offsite] <target> [snapshot] [--replace-live]" >&2
   echo "targets on $SERVER:" >&2
   printf '%s\n' "$TARGETS" | awk 'NF { print "  " $1 " (" $2 ", " $3 ")" }' >&2
   SAMARTH_STEP=""
