@@ -25,7 +25,7 @@ from benchmarks.report import FIGURES_FILE, figure
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["-m", "not daemon"]
-DURATION = re.compile(r"^\s*([\d.]+)s (call|setup|teardown)\s+(\S+)$")
+DURATION = re.compile(r"^\s*([\d.]+)s (call|setup|teardown)\s+(.+)$")
 OUTCOME = re.compile(r"(\d+) (passed|failed|errors?|skipped|deselected)")
 
 

@@ -52,9 +52,12 @@ def test_help_and_a_bad_argument(module: str) -> None:
     assert refused.stderr.strip(), "a refusal says why"
 
 
-def test_planning_another_stack_leaves_no_tracked_or_untracked_file(tmp_path: Path) -> None:
+def test_planning_another_stack_leaves_no_tracked_or_untracked_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the checkout, as a person runs it (tests/test_docs_commands.py runs the README's plans in
+    real interpreters)."""
+    monkeypatch.chdir(ROOT)
     before = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
-    planned = run("-m", "tools.plan", "--stack", "staging")
+    planned = run_module("tools.plan", "--stack", "staging")
     assert planned.returncode == 0, planned.stderr
     assert (ROOT / "build" / "topology-staging.mmd").is_file()
     after = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
