@@ -769,6 +769,12 @@ class OffsiteRepository(Model):
     def kind(self) -> Literal["s3", "sftp"]:
         return "s3" if self.repository.startswith("s3:") else "sftp"
 
+    @property
+    def host(self) -> str:
+        """The S3 endpoint's or the SFTP server's host name or address."""
+        match = _OFFSITE_S3.fullmatch(self.repository) or _OFFSITE_SFTP.fullmatch(self.repository)
+        return match["host"] if match else ""
+
     @model_validator(mode="after")
     def _credentials_fit_the_kind(self) -> OffsiteRepository:
         if self.kind == "s3":
@@ -1026,6 +1032,21 @@ class StackConfig(Model):
     def _offsite_has_rclone(self) -> StackConfig:
         if self.backups.enabled and self.backups.offsite is not None and self.versions.rclone is None:
             raise ValueError("versions.rclone: required with backups.offsite (the agents reach the off-site repository through rclone), e.g. rclone/rclone:1.75.0")
+        return self
+
+    @model_validator(mode="after")
+    def _offsite_is_off_the_site(self) -> StackConfig:
+        # A copy on one of the six servers would be lost with the site, and would take disk the capacity
+        # check does not plan for.
+        offsite = self.backups.offsite if self.backups.enabled else None
+        if offsite is not None:
+            host = offsite.host.lower()
+            for name, server in self.servers.items():
+                if host in {server.private_ip, (server.public_address or "").lower()}:
+                    raise ValueError(
+                        f"backups.offsite.repository: {offsite.host} is servers.{name}; an off-site repository must be "
+                        "outside the six servers (another site, a cloud S3 endpoint)"
+                    )
         return self
 
     @model_validator(mode="after")

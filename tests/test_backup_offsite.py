@@ -195,3 +195,15 @@ def test_the_plan_shows_the_offsite_target_and_capacity_leaves_it_out() -> None:
     assert f"off-site copy after each run: {S3['repository']}/db2" in lines
     without = validate(_raw())
     assert list(stack_placements(config)) == list(stack_placements(without))
+
+
+@pytest.mark.parametrize(
+    "offsite, server",
+    [
+        ({**SFTP, "repository": "sftp:samarth@10.20.0.21:/srv/offsite"}, "db1"),
+        ({**S3, "repository": "s3:https://203.0.113.10/samarth-offsite"}, "application"),
+    ],
+)
+def test_an_offsite_repository_on_one_of_the_six_servers_is_refused(offsite: dict[str, Any], server: str) -> None:
+    with pytest.raises(ConfigError, match=rf"backups\.offsite\.repository: .* is servers\.{server}; an off-site repository must be outside the six servers"):
+        validate(_with_offsite(offsite))
