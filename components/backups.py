@@ -305,6 +305,8 @@ def offsite_settings(offsite: OffsiteRepository, server: str, layout: Layout = L
         }
     return {
         "SAMARTH_OFFSITE_REPOSITORY": f"rclone:{OFFSITE_REMOTE}:{path}/{server}",
+        # The remote is all in these variables: no config file (rclone would log that it found none).
+        "RCLONE_CONFIG": "/dev/null",
         **{remote + key: value for key, value in settings.items()},
     }
 

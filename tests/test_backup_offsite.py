@@ -94,6 +94,7 @@ def test_rclone_settings_name_the_same_place_as_the_restic_url() -> None:
     assert s3["SAMARTH_OFFSITE_REPOSITORY"] == "rclone:samarthoffsite:samarth-offsite/prod/db2"
     assert s3["RCLONE_CONFIG_SAMARTHOFFSITE_ENDPOINT"] == "https://s3.eu-central-1.example.net"
     assert s3["RCLONE_CONFIG_SAMARTHOFFSITE_ENV_AUTH"] == "false"
+    assert s3["RCLONE_CONFIG"] == "/dev/null"
     assert backups.offsite_repository(config.backups.offsite, "db2") == f"{S3['repository']}/db2"
     config = validate(_with_offsite(SFTP))
     assert config.backups.offsite is not None
