@@ -78,6 +78,9 @@ backup_agents = backups.Backups(
             provider=vault_server.provider, ready=vault_server.unseal, approle_path=vault_server.approle.path
         ),
         book=book,
+        offsite_secret_access_key=(
+            pulumi.Output.secret(deployment.offsite_secret_access_key) if deployment.offsite_secret_access_key else None
+        ),
     ),
 )
 
@@ -119,6 +122,9 @@ pulumi.export("minioEndpoint", minio.endpoint)
 pulumi.export("edgeRoutes", [f"{r.host}{r.path} -> {r.upstream}{f':{r.port}' if r.port else ''}" for _, r in config.edge_routes()])
 # Where each server's backups go (credentials: Vault, kv/samarth/backups).
 pulumi.export("backupRepositories", backup_agents.repositories)
+if backup_agents.offsite_keys:
+    # To install on the off-site SFTP host, one authorized_keys line per server (docs/backups.md, "Off-site copy").
+    pulumi.export("backupOffsiteKeys", backup_agents.offsite_keys)
 pulumi.export("swarmManagerAddress", swarm.manager_address)
 pulumi.export("swarmNetwork", swarm.network.name)
 pulumi.export("firewall", [firewall.row_export(row) for row in host_firewall.rows])

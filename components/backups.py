@@ -12,11 +12,15 @@ Vault, storage, registry and swarm components expose). Per server with targets t
 - runs ``backup-install.sh``: restic copied out of the pinned image (``versions.restic``), the credentials
   from stdin into root-only files, the agent (``backup-agent.sh``) as ``samarth-backup`` and
   ``samarth-restore``, one systemd timer per target and a daily prune;
+- with ``backups.offsite``, a second repository outside the six servers per server: its own generated
+  password, the S3 keys from config or, for SFTP, the server's own key (made on the server; its public
+  half is an output for the operator to install there); the agent copies every complete run to it;
 - publishes every repository, password and key to ``kv/samarth/backups`` (``CredentialBook``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 from collections.abc import Mapping, Sequence
@@ -31,7 +35,7 @@ import pulumi_vault as vault
 
 from .backup_catalogue import DEFAULT_DATA_GIB, NOT_BACKED_UP, engine_coverage
 from .capacity import Placement
-from .config import ServerName, StackConfig, server_name
+from .config import OffsiteRepository, Server, ServerName, StackConfig, server_name
 from .containers import pinned_image
 from .host import Host
 from .ports import MINIO_API_PORT, PULUMI, Opening
@@ -42,11 +46,15 @@ BUCKET = "samarth-backups"
 PRUNE_SCHEDULE = "daily"
 SFTP_USER = "samarth-backup"
 SFTP_ROOT = "/srv/samarth-backups"
+SSHD_CONFIG = "/etc/ssh/sshd_config"
+SSHD_DROP_IN_DIR = "/etc/ssh/sshd_config.d"
 SNAPSHOT_POLICY = "backup-raft-snapshot"
 SNAPSHOT_ROLE = "backup-raft-snapshot"
 # Published values that are credentials; repositories, user names and the role id stay readable.
 SECRET_KEYS = ("_RESTIC_PASSWORD", "_AWS_SECRET_ACCESS_KEY")
 PUBLISHED = ("RESTIC_REPOSITORY", "RESTIC_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# The rclone remote the agents reach the off-site repository through (RCLONE_CONFIG_<NAME>_* variables).
+OFFSITE_REMOTE = "samarthoffsite"
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class Layout:
     config_dir: str = "/etc/samarth/backups"
     state_dir: str = "/var/lib/samarth-backups"
     restic: str = "/usr/local/lib/samarth/restic"
+    rclone: str = "/usr/local/lib/samarth/rclone"
     sbin_dir: str = "/usr/local/sbin"
     unit_dir: str = "/etc/systemd/system"
 
@@ -142,6 +151,8 @@ def schedule_table(config: StackConfig, sources: Sequence[Source]) -> list[str]:
     for server, placed in by_server(sources).items():
         where = repository_server(config, server)
         lines.append(f"{server}: repository on {where} (~{repository_gib(config, placed)} GiB), prune {PRUNE_SCHEDULE}")
+        if config.backups.offsite is not None:
+            lines.append(f"  off-site copy after each run: {offsite_repository(config.backups.offsite, server)}")
         for s in placed:
             lines.append(f"  {s.name:<32} {s.method:<10} {config.backups.schedule(s.method)}")
     return lines
@@ -153,7 +164,7 @@ def targets_text(config: StackConfig, sources: Sequence[Source]) -> str:
 
 
 def agent_script(config: StackConfig, server: str, sources: Sequence[Source], layout: Layout = LAYOUT) -> str:
-    keep = config.backups.retention
+    keep, offsite_keep = config.backups.retention, config.backups.offsite_retention()
     return render(
         "backup-agent.sh",
         f"samarth-backup[{server}]",
@@ -161,23 +172,39 @@ def agent_script(config: StackConfig, server: str, sources: Sequence[Source], la
         CONFIG_DIR=layout.config_dir,
         STATE_DIR=layout.state_dir,
         RESTIC=layout.restic,
+        RCLONE=layout.rclone,
         TARGETS=targets_text(config, sources),
         KEEP_HOURLY=keep.hourly,
         KEEP_DAILY=keep.daily,
         KEEP_WEEKLY=keep.weekly,
         KEEP_MONTHLY=keep.monthly,
+        OFFSITE_KEEP_HOURLY=offsite_keep.hourly,
+        OFFSITE_KEEP_DAILY=offsite_keep.daily,
+        OFFSITE_KEEP_WEEKLY=offsite_keep.weekly,
+        OFFSITE_KEEP_MONTHLY=offsite_keep.monthly,
     )
 
 
 def install_script(
-    config: StackConfig, server: str, sources: Sequence[Source], restic_image: str, layout: Layout = LAYOUT
+    config: StackConfig,
+    server: str,
+    sources: Sequence[Source],
+    restic_image: str,
+    layout: Layout = LAYOUT,
+    rclone_image: Optional[str] = None,
 ) -> str:
+    """``rclone_image``: where rclone comes from (default ``versions.rclone`` when there is an off-site
+    repository; none without one)."""
+    if rclone_image is None:
+        rclone_image = (config.versions.rclone or "") if config.backups.offsite is not None else ""
     return render(
         "backup-install.sh",
         f"backup-install[{server}]",
         SERVER=server,
         RESTIC_IMAGE=restic_image,
         RESTIC=layout.restic,
+        RCLONE_IMAGE=rclone_image,
+        RCLONE=layout.rclone,
         AGENT=agent_script(config, server, sources, layout),
         CONFIG_DIR=layout.config_dir,
         STATE_DIR=layout.state_dir,
@@ -191,6 +218,104 @@ def install_script(
 def snapshot_policy() -> str:
     """The only thing the backup token may do: read a raft snapshot."""
     return 'path "sys/storage/raft/snapshot" {\n  capabilities = ["read"]\n}\n'
+
+
+def s3_repository_url(endpoint: str, server: str) -> str:
+    """restic's name for ``server``'s repository in MinIO (``endpoint``: host:port): its prefix of the bucket."""
+    return f"s3:http://{endpoint}/{BUCKET}/{server}"
+
+
+def sftp_repository_script(
+    server: str,
+    spec: Server,
+    client: str,
+    client_ip: str,
+    client_public_key: str,
+    sshd_config: str = SSHD_CONFIG,
+    sshd_drop_in_dir: str = SSHD_DROP_IN_DIR,
+    user: str = SFTP_USER,
+    root: str = SFTP_ROOT,
+) -> str:
+    """backup-sftp-repository.sh for ``client``'s repository on ``server`` (``spec``)."""
+    return render(
+        "backup-sftp-repository.sh",
+        f"backup-sftp-repository[{server}]",
+        SERVER=server,
+        SERVER_IP=spec.private_ip,
+        SERVER_PORT=spec.ssh_port,
+        CLIENT=client,
+        CLIENT_IP=client_ip,
+        CLIENT_PUBLIC_KEY=client_public_key.strip(),
+        USER_NAME=user,
+        REPOSITORY_ROOT=root,
+        SSHD_CONFIG=sshd_config,
+        SSHD_DROP_IN_DIR=sshd_drop_in_dir,
+    )
+
+
+def sftp_repository_url(spec: Server, client: str, user: str = SFTP_USER) -> str:
+    """restic's name for ``client``'s repository on the server of ``spec``: a path inside the account's chroot."""
+    return f"sftp:{user}@{spec.private_ip}:/{client}"
+
+
+def sftp_command(spec: Server, user: str = SFTP_USER, config_dir: str = CONFIG_DIR) -> str:
+    """How restic reaches the SFTP repository on the server of ``spec`` (``-o sftp.command``): the agent's
+    key, only the pinned host key."""
+    return (
+        f"ssh -i {config_dir}/ssh_key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
+        f"-o UserKnownHostsFile={config_dir}/known_hosts -p {spec.ssh_port} {user}@{spec.private_ip} -s sftp"
+    )
+
+
+def offsite_repository(offsite: OffsiteRepository, server: str) -> str:
+    """The off-site repository of ``server`` as restic names it natively (what an operator restores from
+    on any machine, published to Vault)."""
+    return f"{offsite.repository}/{server}"
+
+
+def offsite_settings(offsite: OffsiteRepository, server: str, layout: Layout = LAYOUT) -> dict[str, str]:
+    """repository.env lines for the off-site repository of ``server``, reached through rclone: the
+    repository and the rclone remote, without its secret key (``RCLONE_CONFIG_..._SECRET_ACCESS_KEY``)."""
+    remote = f"RCLONE_CONFIG_{OFFSITE_REMOTE.upper()}_"
+    kind, rest = offsite.repository.split(":", 1)
+    if kind == "s3":
+        scheme, _, location = rest.partition("://")
+        endpoint, _, path = location.partition("/")
+        settings = {
+            "TYPE": "s3",
+            "PROVIDER": "Other",
+            "ENV_AUTH": "false",
+            "ACCESS_KEY_ID": offsite.access_key_id or "",
+            "REGION": offsite.region,
+            "ENDPOINT": f"{scheme}://{endpoint}",
+        }
+    else:
+        user, _, location = rest.partition("@")
+        host, _, path = location.partition(":")
+        settings = {
+            "TYPE": "sftp",
+            "HOST": host,
+            "USER": user,
+            "PORT": str(offsite.ssh_port),
+            "KEY_FILE": f"{layout.config_dir}/ssh_key",
+            "KNOWN_HOSTS_FILE": f"{layout.config_dir}/offsite_known_hosts",
+            # Only the SFTP subsystem: the account on the off-site host may run no commands.
+            "SHELL_TYPE": "none",
+            "DISABLE_HASHCHECK": "true",
+        }
+    return {
+        "SAMARTH_OFFSITE_REPOSITORY": f"rclone:{OFFSITE_REMOTE}:{path}/{server}",
+        # The remote is all in these variables: no config file (rclone would log that it found none).
+        "RCLONE_CONFIG": "/dev/null",
+        **{remote + key: value for key, value in settings.items()},
+    }
+
+
+def offsite_known_hosts(offsite: OffsiteRepository) -> str:
+    """The off-site SFTP host's pinned key as a known_hosts line (``[host]:port`` off port 22)."""
+    host = offsite.repository.split("@", 1)[1].split(":", 1)[0]
+    name = host if offsite.ssh_port == 22 else f"[{host}]:{offsite.ssh_port}"
+    return f"{name} {' '.join((offsite.host_key or '').split()[:2])}"
 
 
 def _env_lines(values: Mapping[str, str]) -> str:
@@ -224,12 +349,16 @@ class BackupsArgs:
     store: ObjectStore
     vault: Optional[VaultAccess]
     book: CredentialBook
+    # backupsOffsiteSecretAccessKey (secret config) with an S3 backups.offsite; else None.
+    offsite_secret_access_key: Optional[pulumi.Input[str]] = None
 
 
 class Backups(pulumi.ComponentResource):
     """The backup agents of every server with targets, their repositories and credentials."""
 
     repositories: dict[str, pulumi.Output[str]]
+    # With an SFTP backups.offsite: each server's public key, for the operator to install on the off-site host.
+    offsite_keys: dict[str, pulumi.Output[str]]
     # For the host firewall: each server reaches the port of the repository that holds its backups.
     openings: list[Opening]
 
@@ -244,7 +373,14 @@ class Backups(pulumi.ComponentResource):
 
         published: dict[str, pulumi.Input[str]] = {}
         self.repositories = {}
+        self.offsite_keys = {}
         self.openings = []
+        offsite = config.backups.offsite
+        if offsite is not None and offsite.kind == "s3":
+            published |= {
+                "OFFSITE_AWS_ACCESS_KEY_ID": offsite.access_key_id or "",
+                "OFFSITE_AWS_SECRET_ACCESS_KEY": pulumi.Output.secret(args.offsite_secret_access_key or ""),
+            }
         for server, sources in grouped.items():
             host = hosts[server_name(server)]
             key = server.replace("-", "_").upper()
@@ -254,15 +390,17 @@ class Backups(pulumi.ComponentResource):
             credentials: dict[str, pulumi.Input[str]] = {"RESTIC_PASSWORD": password.result}
             repository_host = hosts[repository_server(config, server)]
             depends: list[pulumi.Resource] = []
+            public_key: Optional[pulumi.Output[str]] = None
             if bucket is not None and repository_server(config, server) == "application":
-                repository = pulumi.Output.concat("s3:http://", args.store.endpoint, f"/{BUCKET}/{server}")
+                repository = args.store.endpoint.apply(functools.partial(s3_repository_url, server=server))
                 self.openings.append(
                     Opening(repository_host.name, f"MinIO S3 API (backups of {server})", MINIO_API_PORT, "tcp", True, (server,))
                 )
                 user_name, secret = self._s3_user(name, server, in_minio)
                 credentials |= {"AWS_ACCESS_KEY_ID": user_name, "AWS_SECRET_ACCESS_KEY": secret}
             else:
-                repository, sftp_command, known_hosts, depends = self._sftp_repository(name, server, host, repository_host)
+                public_key = self._ssh_key(name, server, host)
+                repository, sftp_command, known_hosts, depends = self._sftp_repository(name, server, host, repository_host, public_key)
                 credentials |= {"SAMARTH_SFTP_COMMAND": sftp_command, "known_hosts": known_hosts}
                 self.openings.append(
                     # Pulumi as for every SSH opening: rows of one port are read as one rule set.
@@ -271,6 +409,23 @@ class Backups(pulumi.ComponentResource):
             credentials["RESTIC_REPOSITORY"] = repository
             if args.vault is not None and any(s.method == "vault-raft" for s in sources):
                 credentials |= self._snapshot_approle(name, args.vault)
+            if offsite is not None:
+                offsite_password = random.RandomPassword(
+                    f"{name}-{server}-offsite-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
+                )
+                credentials |= {"offsite_password": offsite_password.result, **offsite_settings(offsite, server)}
+                rclone_image = config.versions.rclone or ""
+                depends.append(pinned_image(host, self, f"{name}-{server}-rclone-image", rclone_image))
+                if offsite.kind == "s3":
+                    secret_key = f"RCLONE_CONFIG_{OFFSITE_REMOTE.upper()}_SECRET_ACCESS_KEY"
+                    credentials[secret_key] = pulumi.Output.secret(args.offsite_secret_access_key or "")
+                else:
+                    credentials["offsite_known_hosts"] = offsite_known_hosts(offsite)
+                    self.offsite_keys[server] = (public_key or self._ssh_key(name, server, host)).apply(str.strip)
+                published |= {
+                    f"{key}_OFFSITE_RESTIC_REPOSITORY": offsite_repository(offsite, server),
+                    f"{key}_OFFSITE_RESTIC_PASSWORD": offsite_password.result,  # made secret with the rest below
+                }
 
             text: pulumi.Output[str] = pulumi.Output.all(**credentials).apply(credential_text)
             stdin: pulumi.Output[str] = pulumi.Output.secret(text)
@@ -294,7 +449,7 @@ class Backups(pulumi.ComponentResource):
             "backups",
             {k: pulumi.Output.secret(v) if k.endswith(SECRET_KEYS) else v for k, v in published.items()},
         )
-        self.register_outputs({"repositories": self.repositories})
+        self.register_outputs({"repositories": self.repositories, "offsiteKeys": self.offsite_keys})
 
     def _s3_user(
         self, name: str, server: str, in_minio: pulumi.ResourceOptions
@@ -325,44 +480,32 @@ class Backups(pulumi.ComponentResource):
         minio.IamUserPolicyAttachment(f"{name}-{server}-attachment", user_name=user.name, policy_name=user_policy.name, opts=in_minio)
         return user.name, pulumi.Output.secret(secret.result)
 
-    def _sftp_repository(
-        self, name: str, server: str, host: Host, repository_host: Host
-    ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str], list[pulumi.Resource]]:
-        """An SFTP repository for ``server`` on ``repository_host``, reached with a key made on ``server``."""
+    def _ssh_key(self, name: str, server: str, host: Host) -> pulumi.Output[str]:
+        """The public half of the SSH key the agent of ``server`` logs in to SFTP repositories with; made
+        on ``server``, its private half never leaves it."""
         key = command.remote.Command(
             f"{name}-{server}-ssh-key",
             connection=host.connection,
             create=render("backup-ssh-key.sh", f"backup-ssh-key[{server}]", SERVER=server, CONFIG_DIR=CONFIG_DIR),
             opts=host.command_options(self),
         )
-        ip = repository_host.spec.private_ip
+        return key.stdout
+
+    def _sftp_repository(
+        self, name: str, server: str, host: Host, repository_host: Host, client_key: pulumi.Output[str]
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str], list[pulumi.Resource]]:
+        """An SFTP repository for ``server`` on ``repository_host``, reached with ``client_key``."""
         account = command.remote.Command(
             f"{name}-{server}-sftp-repository",
             connection=repository_host.connection,
-            create=key.stdout.apply(
-                lambda public_key: render(
-                    "backup-sftp-repository.sh",
-                    f"backup-sftp-repository[{repository_host.name}]",
-                    SERVER=repository_host.name,
-                    SERVER_IP=ip,
-                    CLIENT=server,
-                    CLIENT_IP=host.spec.private_ip,
-                    CLIENT_KEY=public_key.strip(),
-                    USER_NAME=SFTP_USER,
-                    REPOSITORY_ROOT=SFTP_ROOT,
-                )
+            create=client_key.apply(
+                lambda public_key: sftp_repository_script(repository_host.name, repository_host.spec, server, host.spec.private_ip, public_key)
             ),
             opts=repository_host.command_options(self),
         )
-        port = repository_host.spec.ssh_port
-        sftp_command = (
-            f"ssh -i {CONFIG_DIR}/ssh_key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
-            f"-o UserKnownHostsFile={CONFIG_DIR}/known_hosts -p {port} {SFTP_USER}@{ip} -s sftp"
-        )
-        repository = f"sftp:{SFTP_USER}@{ip}:{SFTP_ROOT}/{server}"
         return (
-            pulumi.Output.from_input(repository),
-            pulumi.Output.from_input(sftp_command),
+            pulumi.Output.from_input(sftp_repository_url(repository_host.spec, server)),
+            pulumi.Output.from_input(sftp_command(repository_host.spec)),
             account.stdout.apply(lambda line: line.strip()),
             [account],
         )
@@ -388,8 +531,9 @@ class Backups(pulumi.ComponentResource):
 
 def credential_text(values: Mapping[str, Any]) -> str:
     """The installer's stdin: the password, the repository's environment (shell-quoted), then the Vault
-    AppRole and the SFTP repository's known_hosts line when there are any."""
+    AppRole, the SFTP repository's known_hosts line and the off-site password and known_hosts line when
+    there are any."""
     env = {k: v for k, v in values.items() if k.isupper() and k != "RESTIC_PASSWORD"}
     lines = [f"RESTIC_PASSWORD={values['RESTIC_PASSWORD']}\n", _env_lines(env)]
-    lines += [f"{k}={values[k]}\n" for k in ("role_id", "secret_id", "known_hosts") if k in values]
+    lines += [f"{k}={values[k]}\n" for k in ("role_id", "secret_id", "known_hosts", "offsite_password", "offsite_known_hosts") if k in values]
     return "".join(lines)

@@ -247,6 +247,8 @@ class Versions(Model):
     lego: ImageRef
     # restic's official image: the backup agents copy its static binary onto each server.
     restic: ImageRef
+    # rclone's official image: with backups.offsite, restic reaches the off-site repository through it.
+    rclone: Optional[ImageRef] = None
 
     @field_validator("postgres")
     @classmethod
@@ -721,6 +723,73 @@ class BackupRetention(Model):
         return self
 
 
+# Where an off-site repository may be: an S3 endpoint (https, or http only to a private address) with a
+# bucket, or an absolute directory over SFTP. Each server's repository is a sub-path named after it.
+_OFFSITE_S3 = re.compile(r"s3:(?P<scheme>https?)://(?P<host>[^/:]+)(:(?P<port>[0-9]{1,5}))?/(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?P<prefix>(/[A-Za-z0-9._-]+)*)/?", re.A)
+_OFFSITE_SFTP = re.compile(r"sftp:(?P<user>[a-z_][a-z0-9_.-]*)@(?P<host>[^:/@]+):(?P<path>/[A-Za-z0-9._/-]*)", re.A)
+OFFSITE_FORMS = "s3:https://<host>[:port]/<bucket>[/prefix] or sftp:<user>@<host>:/<absolute path>"
+
+
+def _offsite_repository(value: str) -> str:
+    s3, sftp = _OFFSITE_S3.fullmatch(value), _OFFSITE_SFTP.fullmatch(value)
+    match = s3 or sftp
+    if match is None:
+        raise ValueError(f"{value!r} is not an off-site repository ({OFFSITE_FORMS})")
+    _address(match["host"])
+    if s3 and s3["scheme"] == "http" and not _is_private_address(s3["host"]):
+        raise ValueError(f"{value!r}: plain http only to a private address; use https for {s3['host']}")
+    if sftp and "/../" in f"{sftp['path']}/":
+        raise ValueError(f"{value!r}: the path may not contain '..'")
+    return value.rstrip("/")
+
+
+def _is_private_address(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or any(address in network for network in PRIVATE_NETWORKS)
+
+
+class OffsiteRepository(Model):
+    """A second repository outside the six servers (docs/backups.md, "Off-site copy"): after each complete
+    run the agent copies it there with ``restic copy``. S3: ``accessKeyId`` here, the secret key as the
+    secret config ``backupsOffsiteSecretAccessKey``. SFTP: the host's ``hostKey`` (pinned); each server
+    logs in with its own key, made on the server, whose public half the operator installs there."""
+
+    repository: Annotated[str, AfterValidator(_offsite_repository)]
+    access_key_id: Optional[str] = Field(default=None, alias="accessKeyId", pattern=r"^[A-Za-z0-9+/=._-]{3,128}$")
+    region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]{2,32}$")
+    host_key: Optional[HostKey] = Field(default=None, alias="hostKey")
+    ssh_port: Port = Field(default=22, alias="sshPort")
+    # Unset: the same as backups.retention.
+    retention: Optional[BackupRetention] = None
+
+    @property
+    def kind(self) -> Literal["s3", "sftp"]:
+        return "s3" if self.repository.startswith("s3:") else "sftp"
+
+    @property
+    def host(self) -> str:
+        """The S3 endpoint's or the SFTP server's host name or address."""
+        match = _OFFSITE_S3.fullmatch(self.repository) or _OFFSITE_SFTP.fullmatch(self.repository)
+        return match["host"] if match else ""
+
+    @model_validator(mode="after")
+    def _credentials_fit_the_kind(self) -> OffsiteRepository:
+        if self.kind == "s3":
+            if self.access_key_id is None:
+                raise ValueError("accessKeyId: required for an S3 repository (its secret key: `pulumi config set --secret backupsOffsiteSecretAccessKey`)")
+            if self.host_key is not None or "ssh_port" in self.model_fields_set:
+                raise ValueError("hostKey and sshPort are for an SFTP repository; this one is S3")
+        else:
+            if self.host_key is None:
+                raise ValueError("hostKey: required for an SFTP repository (the off-site host's SSH host key, pinned: ssh-keyscan it and compare the fingerprint)")
+            if self.access_key_id is not None or "region" in self.model_fields_set:
+                raise ValueError("accessKeyId and region are for an S3 repository; this one is SFTP")
+        return self
+
+
 class Backups(Model):
     """Scheduled restic backups of every stateful service (see components/backups.py)."""
 
@@ -735,6 +804,7 @@ class Backups(Model):
     data_gib: dict[str, float] = Field(default_factory=dict, alias="dataGib")
     # Share of the data that changes per day (percent): the deduplicated repository grows by it per retained day.
     daily_change_percent: float = Field(default=5, alias="dailyChangePercent", ge=0, le=100)
+    offsite: Optional[OffsiteRepository] = None
 
     @field_validator("schedules")
     @classmethod
@@ -751,6 +821,23 @@ class Backups(Model):
             if size < 0:
                 raise ValueError(f"{name}: {size} GiB is negative")
         return sizes
+
+    @model_validator(mode="after")
+    def _offsite_keeps_what_the_copy_sends(self) -> Backups:
+        # The copy sends every complete snapshot the repository holds that the off-site one lacks: one the
+        # off-site retention drops sooner would be sent again after every run.
+        if self.offsite is not None and self.offsite.retention is not None:
+            for bucket in ("hourly", "daily", "weekly", "monthly"):
+                offsite, primary = getattr(self.offsite.retention, bucket), getattr(self.retention, bucket)
+                if offsite < primary:
+                    raise ValueError(
+                        f"offsite.retention.{bucket}: {offsite} keeps fewer than backups.retention.{bucket} ({primary}); "
+                        "the copy would send the dropped snapshots again after every run"
+                    )
+        return self
+
+    def offsite_retention(self) -> BackupRetention:
+        return self.offsite.retention if self.offsite is not None and self.offsite.retention is not None else self.retention
 
     def schedule(self, method: str) -> str:
         return self.schedules.get(method, self.default_schedule)
@@ -939,6 +1026,27 @@ class StackConfig(Model):
                     problems.append(f"{owner}: port {port}/{protocol} on {server} is already used by {what}")
         if problems:
             raise ValueError("\n  ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _offsite_has_rclone(self) -> StackConfig:
+        if self.backups.enabled and self.backups.offsite is not None and self.versions.rclone is None:
+            raise ValueError("versions.rclone: required with backups.offsite (the agents reach the off-site repository through rclone), e.g. rclone/rclone:1.75.0")
+        return self
+
+    @model_validator(mode="after")
+    def _offsite_is_off_the_site(self) -> StackConfig:
+        # A copy on one of the six servers would be lost with the site, and would take disk the capacity
+        # check does not plan for.
+        offsite = self.backups.offsite if self.backups.enabled else None
+        if offsite is not None:
+            host = offsite.host.lower()
+            for name, server in self.servers.items():
+                if host in {server.private_ip, (server.public_address or "").lower()}:
+                    raise ValueError(
+                        f"backups.offsite.repository: {offsite.host} is servers.{name}; an off-site repository must be "
+                        "outside the six servers (another site, a cloud S3 endpoint)"
+                    )
         return self
 
     @model_validator(mode="after")
@@ -1198,7 +1306,7 @@ def validate_versions(raw: Any) -> Versions:
 
 
 # Read by the program as a secret Output, never through the model, so it cannot end up in a repr.
-SECRET_KEYS = ("sshPrivateKey", "vaultInit")
+SECRET_KEYS = ("sshPrivateKey", "vaultInit", "backupsOffsiteSecretAccessKey")
 
 
 def load_stack_config(project: str, values: Mapping[str, Any]) -> StackConfig:
@@ -1270,3 +1378,23 @@ def imported_vault_init(project: str, values: Mapping[str, Any], secret_keys: fr
             "prints (unseal_keys_b64 and root_token)"
         )
     return text
+
+
+def offsite_secret_access_key(
+    project: str, values: Mapping[str, Any], secret_keys: frozenset[str], config: StackConfig
+) -> Optional[str]:
+    """The off-site S3 repository's secret key (``backupsOffsiteSecretAccessKey``): required with an S3
+    ``backups.offsite``, refused without one (a key nothing uses is a leftover or a typo)."""
+    key = _secret_setting(project, values, secret_keys, "backupsOffsiteSecretAccessKey", "secret-access-key")
+    offsite = config.backups.offsite if config.backups.enabled else None
+    if offsite is not None and offsite.kind == "s3" and key is None:
+        raise ConfigError(
+            "invalid stack configuration:\n  backupsOffsiteSecretAccessKey: required for the S3 repository in "
+            "backups.offsite; run `pulumi config set --secret backupsOffsiteSecretAccessKey < secret-access-key`"
+        )
+    if key is not None and (offsite is None or offsite.kind != "s3"):
+        raise ConfigError(
+            "invalid stack configuration:\n  backupsOffsiteSecretAccessKey: set, but backups.offsite is not an "
+            "enabled S3 repository; remove it with `pulumi config rm backupsOffsiteSecretAccessKey`"
+        )
+    return key

@@ -17,7 +17,15 @@ import pulumi
 from .assembly import backup_sources, stack_placements, stack_upstreams
 from .backups import Source
 from .capacity import Placement, check_capacity
-from .config import ConfigError, StackConfig, imported_vault_init, load_stack_config, require_host_keys, ssh_private_key
+from .config import (
+    ConfigError,
+    StackConfig,
+    imported_vault_init,
+    load_stack_config,
+    offsite_secret_access_key,
+    require_host_keys,
+    ssh_private_key,
+)
 from .ports import Upstream
 
 
@@ -28,6 +36,8 @@ class Deployment:
     ssh_private_key: Optional[str]
     # vaultInit: the init output of a Vault initialised outside this stack; None: the program initialises it.
     vault_init: Optional[str]
+    # backupsOffsiteSecretAccessKey: the off-site S3 repository's secret key; None without one.
+    offsite_secret_access_key: Optional[str]
     # What every component places on the servers, already checked against their capacity.
     placements: tuple[Placement, ...]
     # What the routes may name, each route already checked to name one of them: for the edge.
@@ -53,6 +63,7 @@ def load_deployment(
         config=config,
         ssh_private_key=ssh_private_key(project, values, secrets),
         vault_init=imported_vault_init(project, values, secrets),
+        offsite_secret_access_key=offsite_secret_access_key(project, values, secrets, config),
         placements=placements,
         upstreams=upstreams,
         backup_sources=tuple(backup_sources(config)),

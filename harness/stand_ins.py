@@ -80,6 +80,15 @@ def _preflight(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 
+@fake_outputs("command:remote:Command", script="backup-ssh-key")
+def _backup_ssh_key(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """What backup-ssh-key.sh prints: the public half of the key it made (a stand-in, distinct per server)."""
+    server = re.search(r"^SERVER=(\S+)$", str(inputs.get("create") or ""), re.M)
+    who = server.group(1) if server else name
+    blob = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + hashlib.sha256(name.encode()).digest()).decode()
+    return {"stdout": f"ssh-ed25519 {blob} samarth-backup@{who}\n", "stderr": ""}
+
+
 @fake_outputs("command:remote:Command", script="swarm-init")
 def _swarm_init(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """What the init script prints: cluster facts and both join tokens (secret via additionalSecretOutputs)."""

@@ -16,9 +16,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from components import backups
-from components.config import StackConfig
+from components.config import OffsiteRepository, StackConfig
 from components.deployment import load_deployment
 from lab import LabHost, docker, ssh, ssh_command
 from lab.images import import_services
@@ -27,6 +28,7 @@ from tools.offline import PROJECT, project_defaults, read_stack_values, stack_fi
 SERVER = "db2"
 TARGET = "postgres-odk-adapter"
 PASSWORD = "drill-repository-password-0123456789"
+OFFSITE_PASSWORD = "drill-offsite-password-9876543210"
 
 
 def staging_config() -> StackConfig:
@@ -50,6 +52,19 @@ class Drill:
     config: StackConfig
     # What the installer printed on its first run (the test module's fixture installs).
     first_install: str = ""
+    # A lab host serving the off-site repository over SFTP (backups.offsite), or none.
+    offsite_host: Optional[LabHost] = None
+    # The repository's settings in place of SFTP on repository_host (RESTIC_REPOSITORY, AWS_*...).
+    repository_values: Optional[dict[str, str]] = None
+
+    @property
+    def offsite(self) -> Optional[OffsiteRepository]:
+        """backups.offsite as a stack would declare it for the off-site lab host (validated as config is)."""
+        if self.offsite_host is None:
+            return None
+        return OffsiteRepository.model_validate(
+            {"repository": f"sftp:root@{self.offsite_host.address}:{self.root}/offsite", "hostKey": self.offsite_host.host_key}
+        )
 
     @property
     def layout(self) -> backups.Layout:
@@ -57,6 +72,7 @@ class Drill:
             config_dir=str(self.root / "etc"),
             state_dir=str(self.root / "state"),
             restic=str(self.root / "bin" / "restic"),
+            rclone=str(self.root / "bin" / "rclone"),
             sbin_dir=str(self.root / "sbin"),
             unit_dir=str(self.root / "units"),
         )
@@ -106,22 +122,38 @@ class Drill:
         for directory in ("sbin", "units"):
             (self.root / directory).mkdir(parents=True, exist_ok=True)
         script = self.root / "install.sh"
+        offsite = self.offsite
+        config = self.config
+        if offsite is not None:
+            config = config.model_copy(update={"backups": config.backups.model_copy(update={"offsite": offsite})})
         script.write_text(
             f"PATH={stub}:$PATH\n"
-            + backups.install_script(self.config, server, list(sources) or [self.source], self.image, self.layout)
+            + backups.install_script(
+                config, server, list(sources) or [self.source], self.image, self.layout,
+                rclone_image=self.image if offsite is not None else "",
+            )
         )
         repository = self.repository_host
         sftp_command = (
             f"ssh -i {repository.ssh_key_path} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
             f"-o UserKnownHostsFile={repository.known_hosts} root@{repository.address} -s sftp"
         )
-        credentials = backups.credential_text(
-            {
-                "RESTIC_PASSWORD": PASSWORD,
-                "RESTIC_REPOSITORY": f"sftp:root@{repository.address}:{self.root}/repository",
-                "SAMARTH_SFTP_COMMAND": sftp_command,
+        values = {"RESTIC_PASSWORD": PASSWORD, **(self.repository_values or {
+            "RESTIC_REPOSITORY": f"sftp:root@{repository.address}:{self.root}/repository",
+            "SAMARTH_SFTP_COMMAND": sftp_command,
+        })}
+        if offsite is not None:
+            # The server's own key, installed on the off-site host by the operator: here the lab's key.
+            (self.root / "etc").mkdir(mode=0o700, parents=True, exist_ok=True)
+            key = self.root / "etc" / "ssh_key"
+            key.write_bytes(Path(self.db.ssh_key_path).read_bytes())
+            key.chmod(0o600)
+            values |= {
+                "offsite_password": OFFSITE_PASSWORD,
+                "offsite_known_hosts": backups.offsite_known_hosts(offsite),
+                **backups.offsite_settings(offsite, server, self.layout),
             }
-        )
+        credentials = backups.credential_text(values)
         return _ssh_stdin(self.db, str(script), credentials, 600)
 
     def agent(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -132,14 +164,30 @@ class Drill:
 
     def restic_snapshots(self) -> str:
         """Every snapshot in the repository, complete or not (restic's own JSON)."""
-        env = f"RESTIC_PASSWORD_FILE={self.layout.config_dir}/password"
-        result = ssh(
-            self.db,
-            f". {self.layout.config_dir}/repository.env; export RESTIC_REPOSITORY; {env} "
-            f"{self.layout.restic} -o sftp.command=\"$SAMARTH_SFTP_COMMAND\" snapshots --json --no-lock\n",
-        )
-        check(result, "listing snapshots")
-        return result.stdout
+        return self.restic("snapshots", "--json", "--no-lock")
+
+    def offsite_snapshots(self) -> str:
+        """Every snapshot in the off-site repository."""
+        return self.restic("snapshots", "--json", "--no-lock", offsite=True)
+
+    def restic(self, *args: str, offsite: bool = False) -> str:
+        """restic's output for ``args`` on the repository, or on the off-site one read over plain SFTP
+        (not the agent's way through rclone)."""
+        if not offsite:
+            env = f"RESTIC_PASSWORD_FILE={self.layout.config_dir}/password"
+            command = (f". {self.layout.config_dir}/repository.env; export RESTIC_REPOSITORY; {env} "
+                       f"{self.layout.restic} -o sftp.command=\"$SAMARTH_SFTP_COMMAND\" {' '.join(args)}\n")
+        else:
+            assert self.offsite is not None and self.offsite_host is not None
+            password = self.root / "offsite-password-check"
+            password.write_text(OFFSITE_PASSWORD + "\n")
+            sftp_command = (
+                f"ssh -i {self.offsite_host.ssh_key_path} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
+                f"-o UserKnownHostsFile={self.offsite_host.known_hosts} root@{self.offsite_host.address} -s sftp"
+            )
+            command = (f"RESTIC_PASSWORD_FILE={password} {self.layout.restic} -r '{backups.offsite_repository(self.offsite, SERVER)}' "
+                       f"-o sftp.command='{sftp_command}' {' '.join(args)}\n")
+        return check(ssh(self.db, command), f"restic {' '.join(args)}").stdout
 
     def repository_bytes(self) -> int:
         return sum(f.stat().st_size for f in (self.root / "repository").rglob("*") if f.is_file())

@@ -9,7 +9,9 @@ Debian bookworm's PostgreSQL 15 (the platform runs the official ``postgres:16`` 
 restores go through the same pg_dump/pg_restore options on both), Debian's Redis 7.0 (the platform runs
 the official ``redis:7.4``; the RDB and append-only formats the restore relies on are the same) and
 Debian's restic 0.14 at /usr/bin/restic, the path restic's official image uses, so the backup installer
-copies restic out of it exactly as it does out of ``versions.restic`` on the servers. Its entry point
+copies restic out of it exactly as it does out of ``versions.restic`` on the servers; likewise Debian's
+rclone 1.60, also at /usr/local/bin/rclone where rclone's official image (``versions.rclone``) has it.
+Its entry point
 does for ``redis-server`` what the official Redis image's does, and runs any other command as given
 (by default the Postgres entry point below).
 """
@@ -31,7 +33,9 @@ from .core import LabError, LabHost, docker
 CACHE = Path("/var/cache/samarth-lab")
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-SERVICE_PACKAGES = ("postgresql-15", "redis-server", "restic")
+SERVICE_PACKAGES = ("postgresql-15", "redis-server", "restic", "rclone")
+# Debian's path -> the path the official image of ``versions.<name>`` uses, copied into the rootfs.
+OFFICIAL_PATHS = {"usr/bin/rclone": "usr/local/bin/rclone"}
 POSTGRES_BIN = "/usr/lib/postgresql/15/bin"
 # Not needed to run anything in the lab: the package cache, documentation, translations, and the LLVM
 # that PostgreSQL's JIT loads (the entry point starts Postgres with jit=off).
@@ -91,6 +95,9 @@ def _build(packages: Sequence[str], tarball: Path) -> None:
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
+    for debian, official in OFFICIAL_PATHS.items():
+        if (work / debian).exists():
+            shutil.copy2(work / debian, work / official)
     for name, text in (("lab-postgres", POSTGRES_ENTRYPOINT), ("docker-entrypoint.sh", SERVICES_ENTRYPOINT)):
         entrypoint = work / "usr/local/bin" / name
         entrypoint.write_text(text)
@@ -104,7 +111,7 @@ def _build(packages: Sequence[str], tarball: Path) -> None:
 def debian_rootfs(packages: Sequence[str] = SERVICE_PACKAGES) -> Path:
     """A tarball of a minimal Debian with ``packages``, built once and then reused."""
     key = hashlib.sha256(
-        f"{SUITE} {' '.join(sorted(packages))} {POSTGRES_ENTRYPOINT} {SERVICES_ENTRYPOINT} {TRIM}".encode()
+        f"{SUITE} {' '.join(sorted(packages))} {POSTGRES_ENTRYPOINT} {SERVICES_ENTRYPOINT} {TRIM} {OFFICIAL_PATHS}".encode()
     ).hexdigest()[:16]
     CACHE.mkdir(parents=True, exist_ok=True)
     tarball = CACHE / f"debian-{SUITE}-{key}.tar"

@@ -88,7 +88,7 @@ def test_backup_secrets_reach_hosts_only_on_stdin_and_vault(prod: ProgramRun) ->
     published = reveal(prod.named("vault:kv/secretV2:SecretV2", "vault-kv-samarth-backups").inputs["dataJson"])
     keys = json.loads(published)
     assert keys["DB2_RESTIC_REPOSITORY"].startswith("s3:http://10.20.0.10:9000/samarth-backups/db2")
-    assert keys["APPLICATION_RESTIC_REPOSITORY"] == "sftp:samarth-backup@10.20.0.21:/srv/samarth-backups/application"
+    assert keys["APPLICATION_RESTIC_REPOSITORY"] == "sftp:samarth-backup@10.20.0.21:/application"
     assert set(keys) >= {"DB1_RESTIC_PASSWORD", "DB1_AWS_SECRET_ACCESS_KEY", "APPLICATION_RESTIC_PASSWORD"}
 
 

@@ -12,10 +12,18 @@
 #                                   and a scratch container without network, check it, and only with
 #                                   --replace-live swap it into the live volume (the old data is kept);
 #                                   vault-raft: the operator's token on stdin, --other-cluster to force
+#   samarth-backup --offsite snapshots [target], samarth-restore --offsite <target> ...
+#                                   the same, from the off-site repository (backups.offsite)
 #
-# Inputs: SERVER (restic's --host), CONFIG_DIR (root-only: password, repository.env, vault-approle),
-# STATE_DIR (cache, status, lock), RESTIC (the binary), TARGETS (lines "name method schedule container
-# detail"), KEEP_HOURLY, KEEP_DAILY, KEEP_WEEKLY, KEEP_MONTHLY.
+# Inputs: SERVER (restic's --host), CONFIG_DIR (root-only: password, repository.env, vault-approle,
+# offsite_password), STATE_DIR (cache, status, lock), RESTIC (the binary), RCLONE (the binary restic
+# reaches the off-site repository through), TARGETS (lines "name method schedule container detail"),
+# KEEP_HOURLY, KEEP_DAILY, KEEP_WEEKLY, KEEP_MONTHLY, OFFSITE_KEEP_* (the off-site retention).
+#
+# Off-site: after a complete run, `restic copy` sends the target's complete snapshots the off-site
+# repository lacks (SAMARTH_OFFSITE_REPOSITORY in repository.env). It is an rclone: repository (rclone
+# serve restic, configured by the RCLONE_CONFIG_SAMARTHOFFSITE_* variables) because one restic process
+# reads one set of S3 credentials and one sftp.command for both repositories of a copy.
 #
 # A run stores each of its parts (a dump, a directory) as a snapshot tagged `target=<name>` and
 # `run-<time>-<pid>`; only when every part succeeded does it add the tag `complete`. A failed part
@@ -24,14 +32,19 @@
 # use complete runs. This needs nothing newer than restic 0.14 (no --stdin-from-command).
 
 usage() {
-  echo "usage: samarth-backup run <target> | status | snapshots [target] | prune | init" >&2
-  echo "       samarth-restore <target> [snapshot] [--replace-live] [--other-cluster (vault-raft)]" >&2
+  echo "usage: samarth-backup run <target> | status | [--offsite] snapshots [target] | prune | init" >&2
+  echo "       samarth-restore [--offsite] <target> [snapshot] [--replace-live] [--other-cluster (vault-raft)]" >&2
   echo "targets on $SERVER:" >&2
   printf '%s\n' "$TARGETS" | awk 'NF { print "  " $1 " (" $2 ", " $3 ")" }' >&2
   SAMARTH_STEP=""
   exit 2
 }
 
+repository=primary
+if [ "${1:-}" = --offsite ]; then
+  repository=offsite
+  shift
+fi
 if [ "${0##*/}" = samarth-restore ]; then
   command=restore
 else
@@ -48,6 +61,7 @@ step "reading the repository settings in $CONFIG_DIR"
 [ -r "$CONFIG_DIR/password" ] \
   || fail "$CONFIG_DIR/password is missing: run 'pulumi up' to install the backup agent"
 SAMARTH_SFTP_COMMAND=""
+SAMARTH_OFFSITE_REPOSITORY=""
 set -a
 # shellcheck source=/dev/null
 . "$CONFIG_DIR/repository.env"
@@ -55,6 +69,18 @@ set +a
 RESTIC_PASSWORD_FILE="$CONFIG_DIR/password"
 RESTIC_CACHE_DIR="$STATE_DIR/cache"
 export RESTIC_PASSWORD_FILE RESTIC_CACHE_DIR
+# restic starts `rclone` from PATH for an rclone: repository.
+PATH="${RCLONE%/*}:$PATH"
+if [ "$repository" = offsite ]; then
+  [ -n "$SAMARTH_OFFSITE_REPOSITORY" ] || fail "$SERVER has no off-site repository (backups.offsite is not set)"
+  case "$command" in
+    snapshots | restore) ;;
+    *) fail "--offsite reads the off-site repository: use it with 'snapshots' or samarth-restore" ;;
+  esac
+  RESTIC_REPOSITORY=$SAMARTH_OFFSITE_REPOSITORY
+  RESTIC_PASSWORD_FILE="$CONFIG_DIR/offsite_password"
+  SAMARTH_SFTP_COMMAND=""
+fi
 
 restic_() {
   if [ -n "$SAMARTH_SFTP_COMMAND" ]; then
@@ -75,6 +101,15 @@ runs_of() {
     if (index($0, "\"complete\"")) state = "complete"
     if (id != "") print id, run, state, path
   }'
+}
+
+# restic with the off-site repository as its repository (the primary one stays reachable for --from-repo).
+offsite_() {
+  restic_ -r "$SAMARTH_OFFSITE_REPOSITORY" --password-file "$CONFIG_DIR/offsite_password" "$@"
+}
+
+snapshot_count() { # snapshot_count <restic_ or offsite_> <tag>
+  "$1" snapshots --json --host "$SERVER" --tag "$2" | grep -o '"id":"' | wc -l
 }
 
 forget_ids() {
@@ -250,12 +285,40 @@ run_target() {
   record success "$run"
   rm -f "$STATE_DIR/status/$target.failure"
   echo "$target: $run complete"
+  # From here on a failure concerns the off-site copy only: the run stays recorded and kept.
+  completed=$run
+  run=""
+  [ -z "$SAMARTH_OFFSITE_REPOSITORY" ] || copy_offsite
+}
+
+copy_offsite() {
+  step "copying the complete runs of $target to the off-site repository"
+  copied=yes
+  offsite_ copy --quiet --from-repo "$RESTIC_REPOSITORY" --from-password-file "$RESTIC_PASSWORD_FILE" \
+    --host "$SERVER" --tag "target=$target,complete" >/dev/null || copied=no
+  if [ "$copied" = yes ] && [ "$(snapshot_count offsite_ "$completed")" != "$(snapshot_count restic_ "$completed")" ]; then
+    copied=no
+  fi
+  if [ "$copied" = no ]; then
+    record offsite-failure "$completed"
+    # A half-copied run must not look like a backup there; the next copy sends it again.
+    offsite_ forget --quiet --host "$SERVER" --tag "$completed" >/dev/null 2>&1 || true
+    fail "$target: $completed is complete here, but its copy to the off-site repository failed (see above); the next run copies it again"
+  fi
+  step "applying the off-site retention policy to $target"
+  offsite_ forget --quiet --host "$SERVER" --tag "target=$target,complete" --group-by host,paths \
+    --keep-hourly "$OFFSITE_KEEP_HOURLY" --keep-daily "$OFFSITE_KEEP_DAILY" --keep-weekly "$OFFSITE_KEEP_WEEKLY" \
+    --keep-monthly "$OFFSITE_KEEP_MONTHLY" >/dev/null
+  record offsite-success "$completed"
+  rm -f "$STATE_DIR/status/$target.offsite-failure"
+  echo "$target: $completed copied off-site"
 }
 
 show_status() {
   overdue=0
   now=$(date +%s)
-  printf '%-34s %-8s %-22s %-10s %s\n' target schedule "last success (UTC)" age "last failure (UTC)"
+  printf '%-34s %-8s %-22s %-10s %-22s %s\n' target schedule "last success (UTC)" age "last failure (UTC)" \
+    "$([ -z "$SAMARTH_OFFSITE_REPOSITORY" ] || echo "off-site: last copy (UTC), last failure")"
   for name in $(printf '%s\n' "$TARGETS" | awk 'NF { print $1 }'); do
     schedule=$(target_line "$name" | awk '{ print $3 }')
     success=never age=- failure=-
@@ -271,10 +334,26 @@ show_status() {
       read -r at _ <"$STATE_DIR/status/$name.failure"
       failure=$(date -u -d "@$at" '+%Y-%m-%d %H:%M:%S')
     fi
-    printf '%-34s %-8s %-22s %-10s %s\n' "$name" "$schedule" "$success" "$age" "$failure"
+    offsite=""
+    if [ -n "$SAMARTH_OFFSITE_REPOSITORY" ]; then
+      copy=never copy_failure=-
+      if [ -s "$STATE_DIR/status/$name.offsite-success" ]; then
+        read -r at _ <"$STATE_DIR/status/$name.offsite-success"
+        copy=$(date -u -d "@$at" '+%Y-%m-%d %H:%M:%S')
+        [ "$((now - at))" -le "$((2 * $(interval_seconds "$schedule")))" ] || overdue=1
+      else
+        overdue=1
+      fi
+      if [ -s "$STATE_DIR/status/$name.offsite-failure" ]; then
+        read -r at _ <"$STATE_DIR/status/$name.offsite-failure"
+        copy_failure=$(date -u -d "@$at" '+%Y-%m-%d %H:%M:%S')
+      fi
+      offsite="$copy, $copy_failure"
+    fi
+    printf '%-34s %-8s %-22s %-10s %-22s %s\n' "$name" "$schedule" "$success" "$age" "$failure" "$offsite"
   done
   SAMARTH_STEP=""
-  [ "$overdue" -eq 0 ] || { echo "a target has no success within twice its interval: see 'systemctl --failed' and 'journalctl -u samarth-backup@<target>'" >&2; exit 1; }
+  [ "$overdue" -eq 0 ] || { echo "a target has no success (or off-site copy) within twice its interval: see 'systemctl --failed' and 'journalctl -u samarth-backup@<target>'" >&2; exit 1; }
 }
 
 # --- restore -------------------------------------------------------------------------------------
@@ -747,6 +826,13 @@ case "$command" in
     restic_ check --quiet
     target=prune
     record success prune
+    if [ -n "$SAMARTH_OFFSITE_REPOSITORY" ]; then
+      step "pruning the off-site repository"
+      offsite_ prune --quiet
+      step "checking the off-site repository"
+      offsite_ check --quiet
+      record offsite-success prune
+    fi
     ;;
   init)
     step "looking for the repository"
@@ -756,6 +842,16 @@ case "$command" in
       step "initialising the repository"
       restic_ init >/dev/null
       echo "repository initialised"
+    fi
+    if [ -n "$SAMARTH_OFFSITE_REPOSITORY" ]; then
+      step "looking for the off-site repository"
+      if offsite_ cat config >/dev/null 2>&1; then
+        echo "off-site repository exists"
+      else
+        step "initialising the off-site repository with the chunker parameters of the repository (so copies deduplicate)"
+        offsite_ init --from-repo "$RESTIC_REPOSITORY" --from-password-file "$RESTIC_PASSWORD_FILE" --copy-chunker-params >/dev/null
+        echo "off-site repository initialised"
+      fi
     fi
     ;;
   *) usage ;;

@@ -4,11 +4,14 @@
 # samarth-backup (and samarth-restore), one systemd timer per target plus the daily prune, then
 # initialises the repository when it does not exist yet.
 #
-# Inputs: SERVER, RESTIC_IMAGE, RESTIC, AGENT (the rendered agent), CONFIG_DIR, STATE_DIR, SBIN_DIR,
-# UNIT_DIR, TARGETS (lines "name method schedule container detail"), PRUNE_SCHEDULE.
+# Inputs: SERVER, RESTIC_IMAGE, RESTIC, RCLONE_IMAGE and RCLONE (with an off-site repository; else
+# RCLONE_IMAGE is empty), AGENT (the rendered agent), CONFIG_DIR, STATE_DIR, SBIN_DIR, UNIT_DIR, TARGETS
+# (lines "name method schedule container detail"), PRUNE_SCHEDULE.
 # stdin: "key=value" lines. RESTIC_PASSWORD goes to $CONFIG_DIR/password, role_id/secret_id to
-# $CONFIG_DIR/vault-approle, known_hosts to $CONFIG_DIR/known_hosts, the rest (repository, S3 keys,
-# the sftp command) to $CONFIG_DIR/repository.env. Every one of them is mode 0600, owned by root.
+# $CONFIG_DIR/vault-approle, known_hosts to $CONFIG_DIR/known_hosts, offsite_password to
+# $CONFIG_DIR/offsite_password, offsite_known_hosts to $CONFIG_DIR/offsite_known_hosts, the rest
+# (repositories, S3 keys, the sftp command, the off-site rclone remote) to $CONFIG_DIR/repository.env.
+# Every one of them is mode 0600, owned by root.
 
 [ "$(id -u)" -eq 0 ] || fail "the backup agent is installed as root (sudo): its credentials are root-only files"
 for tool in docker flock systemctl awk sha256sum; do
@@ -36,6 +39,14 @@ docker cp "$container:/usr/bin/restic" "$RESTIC.new" >/dev/null || { docker rm "
 docker rm "$container" >/dev/null
 replace "$RESTIC" 755
 "$RESTIC" version >&2
+if [ -n "$RCLONE_IMAGE" ]; then
+  step "copying rclone out of $RCLONE_IMAGE"
+  container=$(docker create "$RCLONE_IMAGE") || fail "cannot create a container from $RCLONE_IMAGE on $SERVER"
+  docker cp "$container:/usr/local/bin/rclone" "$RCLONE.new" >/dev/null || { docker rm "$container" >/dev/null; fail "$RCLONE_IMAGE has no /usr/local/bin/rclone"; }
+  docker rm "$container" >/dev/null
+  replace "$RCLONE" 755
+  "$RCLONE" version | head -n 1 >&2
+fi
 
 step "writing the credentials from stdin into $CONFIG_DIR"
 credentials=$(cat)
@@ -49,10 +60,12 @@ if printf '%s\n' "$credentials" | grep -q '^secret_id[=]'; then
   printf '%s\n' "$credentials" | grep -E '^(role_id|secret_id)=' >"$CONFIG_DIR/vault-approle.new"
   replace "$CONFIG_DIR/vault-approle" 600
 fi
-if printf '%s\n' "$credentials" | grep -q '^known_hosts='; then
-  printf '%s\n' "$credentials" | sed -n 's/^known_hosts=//p' >"$CONFIG_DIR/known_hosts.new"
-  replace "$CONFIG_DIR/known_hosts" 600
-fi
+for file in known_hosts offsite_known_hosts offsite_password; do
+  if printf '%s\n' "$credentials" | grep -q "^$file="; then
+    printf '%s\n' "$credentials" | sed -n "s/^$file=//p" >"$CONFIG_DIR/$file.new"
+    replace "$CONFIG_DIR/$file" 600
+  fi
+done
 
 step "installing samarth-backup and samarth-restore in $SBIN_DIR"
 printf '#!/bin/sh\n%s\n' "$AGENT" >"$SBIN_DIR/samarth-backup.new"

@@ -1,0 +1,93 @@
+"""The backup schedules under systemd's own tools: the program's installer (components/scripts/
+backup-install.sh, as rendered for every prod server with targets) writes its units into a scratch
+directory, and ``systemd-analyze verify`` checks every timer and service it wrote, and ``systemd-analyze
+calendar`` every OnCalendar value the config can produce. Lab hosts have no systemd as PID 1, so the
+units are verified offline here rather than started; the installer runs with stand-ins for docker (it
+copies restic out of an image) and systemctl (enable --now), and a stand-in restic that finds the
+repository."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import typing
+from pathlib import Path
+
+import pytest
+
+from components import backups
+from components.assembly import backup_sources
+from components.config import BackupSchedule, validate
+from test_backup_offsite import S3, _raw, _with_offsite
+
+pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is missing: apt-get install -y systemd")
+
+STAND_INS = {
+    "docker": '#!/bin/sh\ncase "$1" in\n  create) echo stand-in ;;\n'
+              '  cp) printf \'#!/bin/sh\\necho "stand-in $*"\\n[ "$1" != snapshots ] || echo "[]"\\n\' >"$3"; chmod 755 "$3" ;;\nesac\n',
+    "systemctl": '#!/bin/sh\necho "$*" >>"${0%/*}/systemctl.log"\n',
+}
+
+
+def _install(tmp_path: Path, server: str) -> Path:
+    """Run the installer for ``server`` (prod, with an S3 off-site repository) into ``tmp_path``; the unit directory."""
+    config = validate(_with_offsite(S3))
+    sources = [s for s in backup_sources(config) if s.server == server]
+    layout = backups.Layout(
+        config_dir=str(tmp_path / "etc"), state_dir=str(tmp_path / "state"), restic=str(tmp_path / "lib/restic"),
+        rclone=str(tmp_path / "lib/rclone"), sbin_dir=str(tmp_path / "sbin"), unit_dir=str(tmp_path / "units"),
+    )
+    bin_dir = tmp_path / "bin"
+    for directory in (bin_dir, tmp_path / "sbin", tmp_path / "units"):
+        directory.mkdir(parents=True, exist_ok=True)
+    for name, text in STAND_INS.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    script = tmp_path / "install.sh"
+    script.write_text(f"PATH={bin_dir}:$PATH\n" + backups.install_script(config, server, sources, config.versions.restic, layout))
+    stdin = backups.credential_text({"RESTIC_PASSWORD": "p" * 40, "RESTIC_REPOSITORY": "s3:http://10.0.0.1:9000/b/x", "offsite_password": "o" * 40})
+    result = subprocess.run(["sh", str(script)], input=stdin, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "units"
+
+
+def _verify(units: Path, names: list[str]) -> subprocess.CompletedProcess[str]:
+    # The unit directory first, then systemd's own (a trailing ':'), so Unit= and WantedBy= resolve.
+    env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "SYSTEMD_UNIT_PATH": f"{units}:", "SYSTEMD_LOG_LEVEL": "notice"}
+    return subprocess.run(["systemd-analyze", "verify", *(str(units / n) for n in names)], capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.mark.parametrize("server", ["db1", "db2", "application", "swarm-master"])
+def test_every_rendered_unit_passes_systemd_analyze_verify(tmp_path: Path, server: str) -> None:
+    units = _install(tmp_path, server)
+    timers = sorted(p.name for p in units.glob("*.timer"))
+    targets = [s.name for s in backup_sources(validate(_raw())) if s.server == server]
+    assert timers == sorted([f"samarth-backup-{t}.timer" for t in targets] + ["samarth-backup-prune.timer"])
+    # The template as each timer starts it (an instance per target), the prune service and every timer.
+    for target in targets:
+        shutil.copy(units / "samarth-backup@.service", units / f"samarth-backup@{target}.service")
+    services = [f"samarth-backup@{t}.service" for t in targets] + ["samarth-backup-prune.service"]
+    result = _verify(units, timers + services)
+    assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), result.stdout + result.stderr
+    (enable,) = [line.split()[2:] for line in (tmp_path / "bin" / "systemctl.log").read_text().splitlines() if line.startswith("enable --now")]
+    assert sorted(enable) == timers
+
+
+def test_verify_finds_a_broken_unit(tmp_path: Path) -> None:
+    """The check above can fail: a timer with a schedule systemd cannot parse is reported."""
+    units = _install(tmp_path, "db1")
+    timer = units / "samarth-backup-prune.timer"
+    timer.write_text(timer.read_text().replace("OnCalendar=daily", "OnCalendar=every day"))
+    result = _verify(units, [timer.name])
+    assert result.returncode != 0 or "Failed to parse" in result.stderr, result.stderr
+
+
+def test_every_schedule_the_config_allows_is_a_systemd_calendar() -> None:
+    schedules = list(typing.get_args(BackupSchedule)) + [backups.PRUNE_SCHEDULE]
+    result = subprocess.run(["systemd-analyze", "calendar", *schedules], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    normalized = re.findall(r"Normalized form: (.+)", result.stdout)
+    assert normalized[:3] == ["*-*-* *:00:00", "*-*-* 00:00:00", "Mon *-*-* 00:00:00"]
+    bad = subprocess.run(["systemd-analyze", "calendar", "every minute"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0
