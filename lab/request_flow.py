@@ -279,8 +279,11 @@ class Flow:
 
     def jenkins_approle(self, ca: LabCA) -> tuple[str, str]:
         """The role ID and a secret ID, as `pulumi stack output jenkinsRoleId / jenkinsSecretId` give them."""
-        role = self.run.of_type("vault:appRole/authBackendRole:AuthBackendRole")[0]
-        name = reveal(role.inputs["roleName"])
+        # The jenkins role by name: the backups register an AppRole of their own, and the order of
+        # registration is the engine's, not the program's text.
+        names = [reveal(r.inputs["roleName"]) for r in self.run.of_type("vault:appRole/authBackendRole:AuthBackendRole")]
+        assert vault_module.JENKINS in names, f"the program registers no {vault_module.JENKINS!r} AppRole role: {names}"
+        name = vault_module.JENKINS
         role_id = self.vault_api("GET", f"auth/approle/role/{name}/role-id", None, ca)["data"]["role_id"]
         secret_id = self.vault_api("POST", f"auth/approle/role/{name}/secret-id", {}, ca)["data"]["secret_id"]
         return role_id, secret_id
