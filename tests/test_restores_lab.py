@@ -7,6 +7,7 @@ A module of its own so that pytest-xdist (``--dist loadfile``) runs it beside th
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,19 @@ def test_rabbitmq_definitions_restore_into_a_scratch_broker_then_the_live_one(dr
         assert rabbitmq_drill.authenticates(host, "reporter", "reporter-secret")
         (saved,) = (root / "state" / "restore").glob(f"{source.container}-definitions-before-*.json")
         assert oct(saved.stat().st_mode & 0o777) == "0o600"
+
+        # Truncated definitions, as the newest complete run, fail to import into the scratch broker; the
+        # live broker is not touched.
+        config = agent.layout.config_dir
+        truncated = shlex.quote('{"vhosts":[{"name":"reports"}],"queues":[{"name":"jobs","vhost":"yaus"')
+        stored = ssh(host, f". {config}/repository.env; export RESTIC_REPOSITORY; printf %s {truncated} | "
+                           f"RESTIC_PASSWORD_FILE={config}/password {agent.layout.restic} -o sftp.command=\"$SAMARTH_SFTP_COMMAND\" "
+                           f"backup --quiet --host {SERVER} --tag samarth,target={source.name},run-damaged,complete "
+                           "--stdin --stdin-filename definitions.json\n")
+        check(stored, "storing damaged definitions")
+        damaged = agent.restore(source.name, "--replace-live")
+        assert damaged.returncode != 0 and "importing definitions.json into rabbitmq-yaus-restore-" in damaged.stderr
+        assert rabbitmq_drill.definitions(host) == before
     finally:
         for name in [source.container, *docker(host, "ps", "-aq", "--filter", f"name={source.container}-restore").stdout.split()]:
             docker(host, "rm", "-f", name)
