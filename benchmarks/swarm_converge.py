@@ -14,11 +14,9 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import yaml
-
 from benchmarks.report import figure
 from lab import LabHost, ssh_command, temporary_lab
-from lab.swarm import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, reset
+from lab.swarm import SWARM_HOSTS, SwarmScripts, lab_program, reset, staging_swarm
 
 
 def _ssh(host: LabHost, command: str) -> str:
@@ -53,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.swarm_converge", description=__doc__.split("\n")[0])
     parser.add_argument("rounds", nargs="?", type=int, default=3, help="rounds to measure (default 3)")
     rounds = parser.parse_args().rounds
-    settings = {**yaml.safe_load(STAGING.read_text())["config"]["samarth-infra:swarm"], "registryLogin": False}
+    settings = {**staging_swarm(), "registryLogin": False}
     with temporary_lab(SWARM_HOSTS, "b") as (_, hosts):
         scripts = SwarmScripts(lab_program(hosts, {"swarm": settings}), hosts)
         rows: dict[str, list[float]] = {"bare": [], "program": [], "again": [], "remove": []}

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
+import os
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -145,3 +148,68 @@ def import_services(host: LabHost, name: str = "samarth-lab/services:bookworm") 
     )
     return name
 
+
+
+# RabbitMQ without a debootstrap (Erlang would add about a minute to every CI run's image build): Debian's
+# rabbitmq-server and Erlang as installed on this machine (tools/test-packages.txt), the shared libraries
+# they load, and busybox for the scripts' shell and tools, in a small image. Like the official image
+# (docker-library/rabbitmq: ENV HOME=/var/lib/rabbitmq, so `docker exec ... rabbitmqctl` finds the Erlang
+# cookie the server wrote there; CMD rabbitmq-server), but the server runs as root.
+RABBITMQ_TREES = ("/usr/lib/erlang", "/usr/lib/rabbitmq")
+
+
+def _elf_libraries(trees: Sequence[str]) -> set[str]:
+    """The shared libraries (and the loader) the ELF files under ``trees`` load."""
+    elves = []
+    for tree in trees:
+        for path in Path(tree).rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                with open(path, "rb") as handle:
+                    if handle.read(4) == b"\x7fELF":
+                        elves.append(str(path))
+    libraries: set[str] = set()
+    for elf in elves:
+        result = subprocess.run(["ldd", elf], capture_output=True, text=True)
+        libraries |= {word for word in result.stdout.split() if word.startswith("/") and ".so" in word}
+    return libraries
+
+
+def import_rabbitmq(host: LabHost, name: str = "samarth-lab/rabbitmq:bookworm") -> str:
+    """The RabbitMQ image on ``host`` (made from this machine's Debian packages), once per daemon."""
+    if docker(host, "image", "inspect", name).returncode == 0:
+        return name
+    busybox = shutil.which("busybox")
+    if busybox is None or not Path(RABBITMQ_TREES[1]).is_dir():
+        raise LabError("the RabbitMQ lab image needs busybox-static and rabbitmq-server: apt-get install -y busybox-static rabbitmq-server")
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for directory in ("tmp", "bin", "usr", "usr/bin", "etc", "var", "var/lib", "var/lib/rabbitmq", "var/log", "var/log/rabbitmq"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
+            tar.addfile(info)
+        tar.add(busybox, arcname="bin/busybox")
+        for applet in (a for a in applets if a != "busybox"):
+            for directory in ("bin", "usr/bin"):
+                link = tarfile.TarInfo(f"{directory}/{applet}")
+                link.type, link.linkname = tarfile.SYMTYPE, "/bin/busybox"
+                tar.addfile(link)
+        for tree in RABBITMQ_TREES:
+            tar.add(tree, arcname=tree.lstrip("/"))
+        for library in sorted(_elf_libraries(RABBITMQ_TREES)):
+            tar.add(os.path.realpath(library), arcname=library.lstrip("/"))
+        for path, text in {"etc/passwd": "root:x:0:0:root:/var/lib/rabbitmq:/bin/sh\n", "etc/group": "root:x:0:\n"}.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    changes = [
+        "ENV PATH=/usr/lib/rabbitmq/bin:/usr/lib/erlang/bin:/usr/bin:/bin",
+        "ENV HOME=/var/lib/rabbitmq",
+        'CMD ["rabbitmq-server"]',
+    ]
+    args = [arg for change in changes for arg in ("--change", change)]
+    result = subprocess.run(["docker", "-H", host.docker_host, "import", *args, "-", name], input=buffer.getvalue(), capture_output=True)
+    if result.returncode != 0:
+        raise LabError(f"lab host {host.name}: docker import of the RabbitMQ image failed: {result.stderr.decode(errors='replace')}")
+    return name

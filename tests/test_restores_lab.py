@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from components import backups
-from lab import docker, redis_drill
+from lab import docker, rabbitmq_drill, redis_drill
 from lab.backup_drill import SERVER, Drill, check, staging_config
+from lab.images import import_rabbitmq
 from lab_fixture import LabSession
 
 
@@ -63,6 +64,47 @@ def test_redis_backup_restores_every_key(drill: Drill, tmp_path_factory: pytest.
         (kept,) = docker(host, "volume", "ls", "-q", "--filter", f"name={source.container}-data-before-").stdout.split()
         mountpoint = Path(check(docker(host, "volume", "inspect", "--format", "{{.Mountpoint}}", kept), "inspecting").stdout.strip())
         assert (mountpoint / "appendonlydir").is_dir()
+    finally:
+        for name in [source.container, *docker(host, "ps", "-aq", "--filter", f"name={source.container}-restore").stdout.split()]:
+            docker(host, "rm", "-f", name)
+        for volume in docker(host, "volume", "ls", "-q", "--filter", f"name={source.container}").stdout.split():
+            docker(host, "volume", "rm", volume)
+
+
+def test_rabbitmq_definitions_restore_into_a_scratch_broker_then_the_live_one(drill: Drill, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """rabbitmq-yaus: vhosts, users, permissions, a policy, an exchange, queues and a binding, exported by
+    the agent, broker and volume lost; the restore imports them into a scratch broker without network
+    and checks every object is there, then with --replace-live into the live broker, whose service user
+    keeps its deployed password."""
+    (source,) = [s for s in backups.database_sources(drill.config) if s.name == rabbitmq_drill.TARGET]
+    root = tmp_path_factory.mktemp("rabbitmq-backups")
+    root.chmod(0o755)
+    agent = Drill(db=drill.db, repository_host=drill.repository_host, root=root, config=drill.config)
+    host, image = drill.db, import_rabbitmq(drill.db)
+    try:
+        rabbitmq_drill.start_rabbitmq(host, image)
+        rabbitmq_drill.declare(host)
+        before = rabbitmq_drill.definitions(host)
+        assert sorted(str(q["name"]) for q in before["queues"]) == ["daily", "jobs"]
+        check(agent.install(SERVER, [source]), "the installer")
+        check(agent.agent("run", source.name), "the RabbitMQ backup")
+
+        rabbitmq_drill.destroy_rabbitmq(host)
+        rabbitmq_drill.start_rabbitmq(host, image)  # `pulumi up` brings back a broker with only its own user and vhost
+        empty = rabbitmq_drill.definitions(host)
+
+        checked = check(agent.restore(source.name), "the restore into a scratch broker")
+        assert "restored and checked: 11 definitions (1 bindings, 1 exchanges, 2 permissions, 1 policies, 2 queues, 2 users, 2 vhosts)" in checked.stdout
+        assert rabbitmq_drill.definitions(host) == empty, "the live broker was touched"
+        assert not docker(host, "ps", "-aq", "--filter", f"name={source.container}-restore").stdout.strip()
+
+        replaced = check(agent.restore(source.name, "--replace-live"), "the import into the live broker")
+        assert f"{source.container} has every restored definition" in replaced.stdout
+        assert rabbitmq_drill.definitions(host) == before
+        assert rabbitmq_drill.authenticates(host, rabbitmq_drill.USER, rabbitmq_drill.PASSWORD)
+        assert rabbitmq_drill.authenticates(host, "reporter", "reporter-secret")
+        (saved,) = (root / "state" / "restore").glob(f"{source.container}-definitions-before-*.json")
+        assert oct(saved.stat().st_mode & 0o777) == "0o600"
     finally:
         for name in [source.container, *docker(host, "ps", "-aq", "--filter", f"name={source.container}-restore").stdout.split()]:
             docker(host, "rm", "-f", name)

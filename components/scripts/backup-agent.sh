@@ -7,10 +7,11 @@
 #   samarth-backup snapshots [target]   complete runs in the repository, newest last
 #   samarth-backup prune            forget by retention, prune, check (the prune timer, daily)
 #   samarth-backup init             create the repository unless it exists (the installer)
-#   samarth-restore <target> [snapshot] [--replace-live]
+#   samarth-restore <target> [snapshot] [--replace-live] [--other-cluster]
 #                                   (a link to this program) restore a complete run into a fresh volume
 #                                   and a scratch container without network, check it, and only with
-#                                   --replace-live swap it into the live volume (the old data is kept)
+#                                   --replace-live swap it into the live volume (the old data is kept);
+#                                   vault-raft: the operator's token on stdin, --other-cluster to force
 #   samarth-backup --offsite snapshots [target], samarth-restore --offsite <target> ...
 #                                   the same, from the off-site repository (backups.offsite)
 #
@@ -32,7 +33,7 @@
 
 usage() {
   echo "usage: samarth-backup run <target> | status | [--offsite] snapshots [target] | prune | init" >&2
-  echo "       samarth-restore [--offsite] <target> [snapshot] [--replace-live]" >&2
+  echo "       samarth-restore [--offsite] <target> [snapshot] [--replace-live] [--other-cluster (vault-raft)]" >&2
   echo "targets on $SERVER:" >&2
   printf '%s\n' "$TARGETS" | awk 'NF { print "  " $1 " (" $2 ", " $3 ")" }' >&2
   SAMARTH_STEP=""
@@ -543,6 +544,160 @@ check_live_redis() {
   echo "$container loaded $live_keys keys"
 }
 
+# The identity of every object in a definitions export (stdin), sorted, one line each: its section and
+# its name, vhost, user, source, destination and routing key (the values an application refers to).
+definition_identities() {
+  sed -E 's/"(bindings|exchanges|global_parameters|parameters|permissions|policies|queues|topic_permissions|users|vhosts)":\[/\n@\1 /g' \
+    | awk '/^@/ {
+      section = substr($1, 2)
+      sub(/^@[a-z_]+ /, "")
+      n = split($0, objects, /\},\{/)
+      for (i = 1; i <= n; i++) {
+        id = ""
+        rest = objects[i]
+        while (match(rest, /"(name|vhost|user|source|destination|destination_type|routing_key|component)":"[^"]*"/)) {
+          id = id " " substr(rest, RSTART, RLENGTH)
+          rest = substr(rest, RSTART + RLENGTH)
+        }
+        if (id != "") print section id
+      }
+    }' | LC_ALL=C sort
+}
+
+wait_for_rabbitmq() {
+  step "waiting for RabbitMQ in container $1 to start"
+  tries=0
+  until docker exec "$1" rabbitmqctl -q await_startup >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 60 ] || fail "RabbitMQ in container $1 did not start in 180 s: see 'docker logs $1'"
+    sleep 3
+  done
+}
+
+# import_definitions <container>: definitions on stdin into the broker. rabbitmqctl import_definitions
+# reading stdin keeps only what the first read returns (RabbitMQ 3.10 in the lab: a stream that arrives
+# in two parts fails with "unexpected_end_of_buffer"), and takes "-" for a file name; so the whole stream
+# goes into a root-only file in the container first, removed afterwards.
+import_definitions() {
+  # shellcheck disable=SC2016 # expanded inside the container
+  docker exec -i "$1" sh -c 'umask 077; file=$(mktemp) || exit; cat >"$file" && rabbitmqctl -q import_definitions "$file"; rc=$?; rm -f "$file"; exit "$rc"'
+}
+
+# check_definitions <container> <what>: every object of the backed-up definitions is on the broker.
+check_definitions() {
+  docker exec "$1" rabbitmqctl -q export_definitions - | definition_identities >"$work/found" \
+    || fail "cannot export the definitions of container $1"
+  missing=$(LC_ALL=C comm -23 "$work/expected" "$work/found")
+  [ -z "$missing" ] || fail "$2 lacks $(printf '%s\n' "$missing" | wc -l) of the restored definitions, first: $(printf '%s\n' "$missing" | head -n 3)"
+}
+
+restore_rabbitmq() {
+  definitions=$(part_id /definitions.json)
+  [ -n "$definitions" ] || fail "$chosen has no definitions.json"
+  from_snapshot "reading definitions.json" "$definitions" /definitions.json definition_identities >"$work/expected"
+  [ -s "$work/expected" ] || fail "definitions.json of $chosen holds no definitions"
+  step "starting scratch broker $scratch on fresh volume $volume (no network)"
+  docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$container" >"$work/env"
+  docker volume create --label "samarth.restore-of=$container" "$volume" >/dev/null
+  docker run -d --name "$scratch" --network none --env-file "$work/env" -v "$volume:$detail" "$image" >/dev/null
+  wait_for_rabbitmq "$scratch"
+  step "importing definitions.json of $chosen into $scratch"
+  from_snapshot "importing definitions.json into $scratch" "$definitions" /definitions.json import_definitions "$scratch"
+  step "checking the scratch broker holds every definition"
+  check_definitions "$scratch" "the scratch broker"
+  docker rm -f "$scratch" >/dev/null
+  docker volume rm "$volume" >/dev/null
+  echo "restored and checked: $(wc -l <"$work/expected") definitions ($(awk '{ print $1 }' "$work/expected" | uniq -c | awk '{ printf "%s%s %s", sep, $1, $2; sep = ", " }'))"
+}
+
+# Import the checked definitions into the live broker: objects are added or updated, none is deleted,
+# queues keep their messages. The live definitions are saved first.
+import_live_definitions() {
+  before="$STATE_DIR/restore/$container-definitions-before-$stamp.json"
+  step "saving the live definitions of $container into $before"
+  docker exec "$container" rabbitmqctl -q export_definitions - >"$before" || fail "cannot export the definitions of container $container (is it running?)"
+  step "importing definitions.json of $chosen into $container"
+  from_snapshot "importing definitions.json into $container" "$definitions" /definitions.json import_definitions "$container"
+  step "setting the deployed password of the service user again"
+  # The backup holds the password hashes of its time; the applications use the container's password.
+  # shellcheck disable=SC2016 # expanded inside the container: the password never leaves it
+  docker exec "$container" sh -c '[ -z "${RABBITMQ_DEFAULT_USER:-}" ] || printf "%s\n" "$RABBITMQ_DEFAULT_PASS" | rabbitmqctl -q change_password "$RABBITMQ_DEFAULT_USER"' >/dev/null \
+    || fail "cannot set the password of the service user in $container again: run 'pulumi up' (its password step sets it)"
+  step "checking the live broker holds every definition"
+  check_definitions "$container" "$container"
+  echo "$container has every restored definition; its definitions before the import are in $before"
+}
+
+# The operator's token for the restore (root, or a token with sudo on sys/storage/raft/snapshot-force),
+# read from stdin, never from the command line; at a terminal it is asked for without echo.
+read_restore_token() {
+  restore_token=""
+  if [ -t 0 ]; then
+    printf 'token that may restore a raft snapshot (root, or sudo on sys/storage/raft/snapshot-force): ' >&2
+    stty -echo
+    IFS= read -r restore_token || true
+    stty echo
+    echo >&2
+  else
+    IFS= read -r restore_token || true
+  fi
+  [ -n "$restore_token" ] || fail "no token on stdin: run 'samarth-restore $target [snapshot] --replace-live' and type it, or pipe it in from your password manager"
+}
+
+# A raft snapshot is a gzipped tar of meta.json, state.bin and their SHA256SUMS: all there and matching.
+check_raft_snapshot() {
+  step "checking raft.snap of $chosen (archive, members, checksums)"
+  mkdir "$work/snapshot"
+  tar -xzf "$1" -C "$work/snapshot" || fail "raft.snap of $chosen is not a readable snapshot archive"
+  for member in meta.json state.bin SHA256SUMS; do
+    [ -s "$work/snapshot/$member" ] || fail "raft.snap of $chosen has no $member"
+  done
+  (cd "$work/snapshot" && sha256sum -c --quiet SHA256SUMS) || fail "raft.snap of $chosen does not match its own SHA256SUMS"
+  raft_index=$(sed -n 's/.*"Index":\([0-9]*\).*/\1/p' "$work/snapshot/meta.json")
+  rm -rf "$work/snapshot"
+}
+
+restore_vault_raft() {
+  snapshot_id=$(part_id /raft.snap)
+  [ -n "$snapshot_id" ] || fail "$chosen has no raft.snap"
+  directory="$STATE_DIR/restore/$target-$stamp"
+  mkdir -p "$directory"
+  step "extracting raft.snap of $chosen"
+  restic_ dump "$snapshot_id" /raft.snap >"$directory/raft.snap" || fail "restic could not read raft.snap of $chosen"
+  check_raft_snapshot "$directory/raft.snap"
+  echo "restored and checked: raft.snap of $chosen (raft index ${raft_index:-unknown}) in $directory (root only)"
+  if [ "$replace" = no ]; then
+    echo "live Vault untouched. To restore it (all of Vault's data returns to the snapshot's): samarth-restore $target ${wanted:-<snapshot>} --replace-live [--other-cluster], the token on stdin"
+    return 0
+  fi
+  read_restore_token
+  inside="/tmp/samarth-restore-$stamp.snap"
+  step "copying the snapshot into container $container"
+  docker exec -i "$container" sh -c 'umask 077 && cat >"$1"' sh "$inside" <"$directory/raft.snap" \
+    || fail "cannot copy the snapshot into container $container (is it running?)"
+  # Without --other-cluster Vault refuses a snapshot of another cluster (another init: other keys).
+  force=""
+  [ "$other_cluster" = no ] || force=-force
+  step "restoring the snapshot into $detail in container $container"
+  restored=0
+  VAULT_TOKEN=$restore_token BAO_TOKEN=$restore_token docker exec -e VAULT_TOKEN -e BAO_TOKEN "$container" \
+    "$detail" operator raft snapshot restore $force "$inside" || restored=$?
+  docker exec "$container" rm -f "$inside" || true
+  [ "$restored" -eq 0 ] || fail "$detail refused the snapshot (exit $restored): a snapshot of a re-initialised Vault needs --other-cluster; the token needs sudo on sys/storage/raft/snapshot-force"
+  step "reading the seal status of $container"
+  tries=0
+  until status=$(docker exec "$container" "$detail" status -format=json 2>/dev/null) || [ "$?" -eq 2 ]; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 30 ] || fail "$detail in $container does not answer after the restore: see 'docker logs $container'"
+    sleep 2
+  done
+  if printf '%s\n' "$status" | grep -q '"sealed": *true'; then
+    echo "$container restored the snapshot and is sealed: unseal it with the unseal keys of the snapshot's cluster (Pulumi state of that time; 'pulumi up' runs the unseal script)"
+  else
+    echo "$container restored the snapshot and is unsealed"
+  fi
+}
+
 # Swap the checked data into the live container's volume; the live data is kept in another volume.
 replace_live() {
   live_volume=$(docker inspect --format '{{range .Mounts}}{{.Destination}} {{.Name}}{{println}}{{end}}' "$container" \
@@ -562,10 +717,11 @@ replace_live() {
 }
 
 restore_target() {
-  target="" wanted="" replace=no
+  target="" wanted="" replace=no other_cluster=no
   for argument in "$@"; do
     case "$argument" in
       --replace-live) replace=yes ;;
+      --other-cluster) other_cluster=yes ;;
       -*) usage ;;
       *) if [ -z "$target" ]; then target=$argument; elif [ -z "$wanted" ]; then wanted=$argument; else usage; fi ;;
     esac
@@ -597,6 +753,21 @@ restore_target() {
     redis)
       restore_redis
       mount=$detail inside=""
+      ;;
+    vault-raft)
+      restore_vault_raft
+      SAMARTH_STEP=""
+      return 0
+      ;;
+    rabbitmq)
+      restore_rabbitmq
+      if [ "$replace" = yes ]; then
+        import_live_definitions
+      else
+        echo "live broker untouched. To import them into $container: samarth-restore $target ${wanted:-<snapshot>} --replace-live"
+      fi
+      SAMARTH_STEP=""
+      return 0
       ;;
     files)
       restore_files

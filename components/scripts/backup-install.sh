@@ -68,7 +68,7 @@ for file in known_hosts offsite_known_hosts offsite_password; do
 done
 
 step "installing samarth-backup and samarth-restore in $SBIN_DIR"
-printf '%s\n' "$AGENT" >"$SBIN_DIR/samarth-backup.new"
+printf '#!/bin/sh\n%s\n' "$AGENT" >"$SBIN_DIR/samarth-backup.new"
 replace "$SBIN_DIR/samarth-backup" 700
 ln -sf samarth-backup "$SBIN_DIR/samarth-restore"
 
