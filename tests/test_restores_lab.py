@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from components import backups
-from lab import docker, rabbitmq_drill, redis_drill
+from lab import docker, rabbitmq_drill, redis_drill, ssh
 from lab.backup_drill import SERVER, Drill, check, staging_config
 from lab.images import import_rabbitmq
 from lab_fixture import LabSession
@@ -64,6 +64,18 @@ def test_redis_backup_restores_every_key(drill: Drill, tmp_path_factory: pytest.
         (kept,) = docker(host, "volume", "ls", "-q", "--filter", f"name={source.container}-data-before-").stdout.split()
         mountpoint = Path(check(docker(host, "volume", "inspect", "--format", "{{.Mountpoint}}", kept), "inspecting").stdout.strip())
         assert (mountpoint / "appendonlydir").is_dir()
+
+        # A damaged dump.rdb in the newest complete run is refused by the check, before the live data
+        # is touched (stored here with restic itself, as no agent would store it).
+        config = agent.layout.config_dir
+        stored = ssh(host, f". {config}/repository.env; export RESTIC_REPOSITORY; printf 'REDIS0010 damaged' | "
+                           f"RESTIC_PASSWORD_FILE={config}/password {agent.layout.restic} -o sftp.command=\"$SAMARTH_SFTP_COMMAND\" "
+                           f"backup --quiet --host {SERVER} --tag samarth,target={source.name},run-damaged,complete "
+                           "--stdin --stdin-filename dump.rdb\n")
+        check(stored, "storing a damaged dump.rdb")
+        damaged = agent.restore(source.name, "--replace-live")
+        assert damaged.returncode != 0 and "writing and checking dump.rdb: failed" in damaged.stderr
+        assert redis_drill.redis_digests(host) == before
     finally:
         for name in [source.container, *docker(host, "ps", "-aq", "--filter", f"name={source.container}-restore").stdout.split()]:
             docker(host, "rm", "-f", name)
