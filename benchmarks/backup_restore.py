@@ -10,7 +10,10 @@ Run as root: `sudo venv/bin/python -m benchmarks.backup_restore [rows] [--redis-
 Figures: the database size; the first backup; a second backup with unchanged data (deduplicated); a
 restore into a scratch volume with its checks; a restore with --replace-live (the recovery time); the
 repository size after one and two runs. For Redis: the key count and memory, backup, repository, and
-the recovery time (restore with --replace-live until the live Redis has loaded every key).
+the recovery time (restore with --replace-live until the live Redis has loaded every key). With
+``--offsite``, a third lab host serves an off-site repository over SFTP (backups.offsite): the Postgres
+backups include the copy, and the figures add the off-site repository's size and a restore from it
+with --replace-live.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.backup_restore", description=__doc__.split("\n")[0])
     parser.add_argument("rows", nargs="?", type=int, default=1_000_000, help="rows in the big table (default 1000000)")
     parser.add_argument("--redis-keys", type=int, default=200_000, help="strings in Redis' first database (default 200000)")
+    parser.add_argument("--offsite", action="store_true", help="copy every Postgres run to an off-site repository on a third lab host")
     arguments = parser.parse_args()
     rows, redis_keys = arguments.rows, arguments.redis_keys
     if os.geteuid() != 0:
@@ -51,24 +55,28 @@ def main() -> int:
         with machine_lock():
             lab = Lab(prefix=f"b{os.getpid()}", subnet=free_subnet(), state_dir=root / "lab", timeout=90)
             try:
-                hosts = lab.up(["db2", "repository"])
+                hosts = lab.up(["db2", "repository", *(["offsite"] if arguments.offsite else [])])
             except BaseException:
                 lab.down()
                 raise
         try:
             (root / "backups").mkdir()
-            drill = Drill(db=hosts[0], repository_host=hosts[1], root=root / "backups", config=staging_config())
+            drill = Drill(db=hosts[0], repository_host=hosts[1], root=root / "backups", config=staging_config(),
+                          offsite_host=hosts[2] if arguments.offsite else None)
             drill.start_postgres()
             check(drill.install(), "installing the agent")
             fill(drill, rows)
             before = checksums(drill)
             size = int(drill.sql("postgres", "select sum(pg_database_size(datname)) from pg_database"))
-            data = f"{rows} + {rows // 4} rows"
+            data = f"{rows} + {rows // 4} rows" + (", with the off-site copy" if arguments.offsite else "")
             figure("Postgres data set (databases on disk)", size / 2**20, "MiB", data)
             timed("backup, first run", lambda: check(drill.agent("run", TARGET), "backup"), data)
             figure("repository after one run", drill.repository_bytes() / 2**20, "MiB", data)
             timed("backup, second run (data unchanged)", lambda: check(drill.agent("run", TARGET), "backup"), data)
             figure("repository after two runs", drill.repository_bytes() / 2**20, "MiB", data)
+            if arguments.offsite:
+                offsite_bytes = sum(f.stat().st_size for f in (drill.root / "offsite").rglob("*") if f.is_file())
+                figure("off-site repository after two runs", offsite_bytes / 2**20, "MiB", data)
             drill.destroy_data()
             drill.start_postgres()
             timed("restore into a scratch volume, checked", lambda: check(drill.restore(TARGET), "restore"), data)
@@ -78,6 +86,14 @@ def main() -> int:
             if checksums(drill) != before:
                 print("checksums after the restore DIFFER", file=sys.stderr)
                 return 1
+            if arguments.offsite:
+                drill.sql("odk_adapter", "drop table events")
+                timed("restore from the off-site repository with --replace-live",
+                      lambda: check(drill.restore("--offsite", TARGET, "--replace-live"), "restore"), data)
+                drill.wait_ready()
+                if checksums(drill) != before:
+                    print("checksums after the off-site restore DIFFER", file=sys.stderr)
+                    return 1
             print("checksums after the restore: equal")
             if not redis(drill, root, redis_keys):
                 return 1
