@@ -1,14 +1,15 @@
 """Backups with restic: an agent per server, a repository on another server, timers, credentials in Vault.
 
 What is backed up and how is data (``components/backup_catalogue.py``); which targets exist is a list of
-``Source`` handed in by ``__main__.py`` (``components/placements.py`` gathers it from what the data,
+``Source`` handed in by ``__main__.py`` (``components/assembly.py`` gathers it from what the data,
 Vault, storage, registry and swarm components expose). Per server with targets this component:
 
 - generates the repository password (pulumi-random) and the repository's credentials: db1, db2 and
   swarm-master keep theirs in MinIO on the application server (an S3 user allowed only its prefix of
   the ``samarth-backups`` bucket); the application server keeps its in an SFTP repository on
-  ``backups.applicationRepositoryOn`` (a system user restricted to sftp-server, from its IP only, with
-  a key created on the application server), so nothing stays on the disk it protects;
+  ``backups.applicationRepositoryOn`` (a system user confined by sshd to internal-sftp in a chroot,
+  from its IP only, with a key created on the application server), so nothing stays on the disk it
+  protects;
 - runs ``backup-install.sh``: restic copied out of the pinned image (``versions.restic``), the credentials
   from stdin into root-only files, the agent (``backup-agent.sh``) as ``samarth-backup`` and
   ``samarth-restore``, one systemd timer per target and a daily prune;
