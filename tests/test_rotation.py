@@ -219,6 +219,7 @@ echo "$*" >> "$STATE/calls"
 input=$(cat)
 printf '%s\\n' "$input" >> "$STATE/stdin"
 case "$*" in
+  *await_startup*) [ ! -e "$STATE/booting" ] ;;
   *change_password*) printf '%s' "$input" > "$STATE/accepts"; exit 0 ;;
   *authenticate_user*|*curl*) password=${input#*:}; password=${password%\\"}
     case "$*" in *curl*) ;; *) password=$input ;; esac
@@ -253,6 +254,12 @@ def test_engine_scripts_keep_the_password_off_argv_and_fail_closed(
     env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "STATE": str(tmp_path)}
 
     (tmp_path / "accepts").write_text("previousPassword")
+    if rotates:  # a broker that has not finished booting is not asked to change anything
+        (tmp_path / "booting").touch()
+        result = subprocess.run(["/bin/sh", "-c", script], input=password + "\n", capture_output=True, text=True, env=env, timeout=30)
+        assert result.returncode != 0 and "did not finish booting" in result.stderr
+        assert (tmp_path / "accepts").read_text() == "previousPassword"
+        (tmp_path / "booting").unlink()
     result = subprocess.run(["/bin/sh", "-c", script], input=password + "\n", capture_output=True, text=True, env=env, timeout=30)
     if rotates:  # applied inside the running server, then proven
         assert result.returncode == 0, result.stderr

@@ -10,6 +10,12 @@ case "$password" in
   '' | *[!A-Za-z0-9]*) fail "the password on stdin is empty or not alphanumeric (generated passwords are)" ;;
 esac
 
+# The container's healthcheck (rabbitmq-diagnostics ping) passes once the Erlang node answers, before
+# the broker has booted and created its default user: on a fresh server this step follows at once.
+step "waiting for RabbitMQ in $CONTAINER to finish booting"
+docker exec "$CONTAINER" rabbitmqctl --quiet await_startup </dev/null >/dev/null \
+  || fail "RabbitMQ in container $CONTAINER did not finish booting: see 'docker logs $CONTAINER'"
+
 step "setting the password of user $USER"
 printf '%s\n' "$password" | docker exec -i "$CONTAINER" rabbitmqctl --quiet change_password "$USER" >/dev/null \
   || fail "rabbitmqctl change_password $USER failed in container $CONTAINER: see 'docker logs $CONTAINER'"
