@@ -12,11 +12,12 @@ import argparse
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks.report import figure
 from lab import LabHost, ssh_command, temporary_lab
-from lab.swarm import SWARM_HOSTS, SwarmScripts, lab_program, reset, staging_swarm
+from lab.swarm import SWARM_HOSTS, Outcome, SwarmScripts, lab_program, reset, staging_swarm
 
 
 def _ssh(host: LabHost, command: str) -> str:
@@ -26,25 +27,38 @@ def _ssh(host: LabHost, command: str) -> str:
     return result.stdout.strip()
 
 
-def bare(hosts: dict[str, LabHost]) -> float:
-    """The hand-run steps of the seed: init on the master, read the token, both workers join."""
+def bare(hosts: dict[str, LabHost]) -> dict[str, float]:
+    """The hand-run steps of the seed, each timed: init on the master, read the token, both workers join."""
     master = hosts["swarm-master"]
+    stages: dict[str, float] = {}
     started = time.monotonic()
     _ssh(master, f"docker swarm init --advertise-addr {master.address}")
+    stages["init"] = time.monotonic() - started
     token = _ssh(master, "docker swarm join-token -q worker")
+    stages["join-token"] = time.monotonic() - started - sum(stages.values())
     with ThreadPoolExecutor() as pool:
         list(pool.map(lambda w: _ssh(hosts[w], f"docker swarm join --token {token} {master.address}:2377"),
                       ("swarm-node2", "swarm-node3")))
-    return time.monotonic() - started
+    stages["2 joins"] = time.monotonic() - started - sum(stages.values())
+    return stages
 
 
-def timed(action) -> float:
+def timed(action: Callable[[], list[Outcome]]) -> tuple[float, list[Outcome]]:
     started = time.monotonic()
     outcomes = action()
     failed = [o for o in outcomes if o.returncode != 0]
     if failed:
         raise RuntimeError(f"{failed[0].name}: {failed[0].stderr}")
-    return time.monotonic() - started
+    return time.monotonic() - started, outcomes
+
+
+def wave_seconds(scripts: SwarmScripts, outcomes: list[Outcome]) -> dict[str, float]:
+    """Each wave of the converge (the engine's parallel batches) by its steps' names, and its longest step."""
+    seconds = {o.name: o.seconds for o in outcomes}
+    return {
+        " + ".join(r.name.removeprefix("swarm-").removesuffix("-swarm") for r in wave): max(seconds[r.name] for r in wave)
+        for wave in scripts.waves()
+    }
 
 
 def main() -> None:
@@ -55,16 +69,25 @@ def main() -> None:
     with temporary_lab(SWARM_HOSTS, "b") as (_, hosts):
         scripts = SwarmScripts(lab_program(hosts, {"swarm": settings}), hosts)
         rows: dict[str, list[float]] = {"bare": [], "program": [], "again": [], "remove": []}
+        stages: dict[str, list[float]] = {}
         for _ in range(rounds):
             reset(hosts.values())
-            rows["bare"].append(bare(hosts))
+            for stage, seconds in bare(hosts).items():
+                stages.setdefault(f"bare: {stage}", []).append(seconds)
+            rows["bare"].append(sum(stages[f"bare: {stage}"][-1] for stage in ("init", "join-token", "2 joins")))
             reset(hosts.values())
-            rows["program"].append(timed(scripts.converge))
-            rows["again"].append(timed(scripts.converge))
-            rows["remove"].append(timed(lambda: scripts.remove(scripts.commands_of("swarm-node3"))))
+            elapsed, outcomes = timed(scripts.converge)
+            rows["program"].append(elapsed)
+            for wave, seconds in wave_seconds(scripts, outcomes).items():
+                stages.setdefault(f"program: {wave}", []).append(seconds)
+            rows["again"].append(timed(scripts.converge)[0])
+            rows["remove"].append(timed(lambda: scripts.remove(scripts.commands_of("swarm-node3")))[0])
         reset(hosts.values())
     median = {k: statistics.median(v) for k, v in rows.items()}
     note = f"three lab hosts, median of {rounds}"
+    # Where the time goes: each sequential stage, bare and program (a wave's longest step).
+    for stage, values in stages.items():
+        print(f"  {stage:<60} {statistics.median(values):.2f} s")
     figure("bare init + join-token + 2 joins", median["bare"], "s", note)
     figure("program scripts, first converge", median["program"], "s", "incl. labels and the overlay network")
     figure("program scripts, second run", median["again"], "s", "everything in place")

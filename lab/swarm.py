@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ class Outcome:
     returncode: int
     stdout: str
     stderr: str
+    seconds: float = 0.0  # the step's own wall time (its SSH session, or the Docker API call)
 
 
 @dataclass
@@ -119,6 +121,7 @@ class SwarmScripts:
         if not registration.inputs.get(phase):
             # The provider runs nothing (no SSH session) for a phase without a script.
             return Outcome(name, 0, "", "")
+        started = time.monotonic()
         result = subprocess.run(
             ssh_command(self.host_of(registration), registration.inputs[phase]),
             input=self._stdin(registration),
@@ -130,7 +133,7 @@ class SwarmScripts:
             fake = json.loads(reveal(registration.outputs["stdout"]))
             real = json.loads(result.stdout)
             self.real_secrets.update({fake[k]: real[k] for k in ("workerToken", "managerToken")})
-        return Outcome(name, result.returncode, result.stdout, result.stderr)
+        return Outcome(name, result.returncode, result.stdout, result.stderr, time.monotonic() - started)
 
     def waves(self) -> list[list[Registration]]:
         """The commands and the network in the batches the engine can run in parallel: each after its
@@ -163,8 +166,9 @@ class SwarmScripts:
             return self.execute(registration.name)
         master = self.hosts["swarm-master"]
         inputs = registration.inputs
+        started = time.monotonic()
         if docker(master, "network", "inspect", inputs["name"]).returncode == 0:
-            return Outcome(registration.name, 0, "", "")
+            return Outcome(registration.name, 0, "", "", time.monotonic() - started)
         argv = ["network", "create", "--driver", inputs["driver"]]
         argv += ["--attachable"] if inputs.get("attachable") else []
         for key, value in sorted((inputs.get("options") or {}).items()):
@@ -172,7 +176,7 @@ class SwarmScripts:
         for label in inputs.get("labels") or []:
             argv += ["--label", f"{label['label']}={label['value']}"]
         created = docker(master, *argv, inputs["name"])
-        return Outcome(registration.name, created.returncode, created.stdout, created.stderr)
+        return Outcome(registration.name, created.returncode, created.stdout, created.stderr, time.monotonic() - started)
 
     def remove(self, names: Iterable[str]) -> list[Outcome]:
         """``pulumi up`` after these commands left the program: deletes, dependents first."""
