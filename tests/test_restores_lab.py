@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from components import backups
-from lab import docker, rabbitmq_drill, redis_drill, ssh
+from lab import LabHost, docker, rabbitmq_drill, redis_drill, ssh
 from lab.backup_drill import SERVER, Drill, check, staging_config
 from lab.images import import_rabbitmq
 from lab_fixture import LabSession
@@ -78,10 +78,7 @@ def test_redis_backup_restores_every_key(drill: Drill, tmp_path_factory: pytest.
         assert damaged.returncode != 0 and "writing and checking dump.rdb: failed" in damaged.stderr
         assert redis_drill.redis_digests(host) == before
     finally:
-        for name in [source.container, *docker(host, "ps", "-aq", "--filter", f"name={source.container}-restore").stdout.split()]:
-            docker(host, "rm", "-f", name)
-        for volume in docker(host, "volume", "ls", "-q", "--filter", f"name={source.container}").stdout.split():
-            docker(host, "volume", "rm", volume)
+        _remove_containers_and_volumes(host, source.container)
 
 
 def test_rabbitmq_definitions_restore_into_a_scratch_broker_then_the_live_one(drill: Drill, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -132,7 +129,12 @@ def test_rabbitmq_definitions_restore_into_a_scratch_broker_then_the_live_one(dr
         assert damaged.returncode != 0 and "importing definitions.json into rabbitmq-yaus-restore-" in damaged.stderr
         assert rabbitmq_drill.definitions(host) == before
     finally:
-        for name in [source.container, *docker(host, "ps", "-aq", "--filter", f"name={source.container}-restore").stdout.split()]:
-            docker(host, "rm", "-f", name)
-        for volume in docker(host, "volume", "ls", "-q", "--filter", f"name={source.container}").stdout.split():
-            docker(host, "volume", "rm", volume)
+        _remove_containers_and_volumes(host, source.container)
+
+
+def _remove_containers_and_volumes(host: LabHost, container: str) -> None:
+    """The drill's live container, its scratch containers and every volume named after it."""
+    for name in [container, *docker(host, "ps", "-aq", "--filter", f"name={container}-restore").stdout.split()]:
+        docker(host, "rm", "-f", name)
+    for volume in docker(host, "volume", "ls", "-q", "--filter", f"name={container}").stdout.split():
+        docker(host, "volume", "rm", volume)

@@ -314,6 +314,14 @@ copy_offsite() {
   echo "$target: $completed copied off-site"
 }
 
+# status_stamp TARGET KIND: set $stamp_at (epoch) and $stamp (UTC) from the target's KIND status file
+# (success, failure, offsite-success, offsite-failure); false when there is none yet.
+status_stamp() {
+  [ -s "$STATE_DIR/status/$1.$2" ] || return 1
+  read -r stamp_at _ <"$STATE_DIR/status/$1.$2"
+  stamp=$(date -u -d "@$stamp_at" '+%Y-%m-%d %H:%M:%S')
+}
+
 show_status() {
   overdue=0
   now=$(date +%s)
@@ -321,33 +329,26 @@ show_status() {
     "$([ -z "$SAMARTH_OFFSITE_REPOSITORY" ] || echo "off-site: last copy (UTC), last failure")"
   for name in $(printf '%s\n' "$TARGETS" | awk 'NF { print $1 }'); do
     schedule=$(target_line "$name" | awk '{ print $3 }')
+    allowed=$((2 * $(interval_seconds "$schedule")))
     success=never age=- failure=-
-    if [ -s "$STATE_DIR/status/$name.success" ]; then
-      read -r at _ <"$STATE_DIR/status/$name.success"
-      success=$(date -u -d "@$at" '+%Y-%m-%d %H:%M:%S')
-      age="$(((now - at) / 3600))h$(((now - at) % 3600 / 60))m"
-      [ "$((now - at))" -le "$((2 * $(interval_seconds "$schedule")))" ] || overdue=1
+    if status_stamp "$name" success; then
+      success=$stamp
+      age="$(((now - stamp_at) / 3600))h$(((now - stamp_at) % 3600 / 60))m"
+      [ "$((now - stamp_at))" -le "$allowed" ] || overdue=1
     else
       overdue=1
     fi
-    if [ -s "$STATE_DIR/status/$name.failure" ]; then
-      read -r at _ <"$STATE_DIR/status/$name.failure"
-      failure=$(date -u -d "@$at" '+%Y-%m-%d %H:%M:%S')
-    fi
+    ! status_stamp "$name" failure || failure=$stamp
     offsite=""
     if [ -n "$SAMARTH_OFFSITE_REPOSITORY" ]; then
       copy=never copy_failure=-
-      if [ -s "$STATE_DIR/status/$name.offsite-success" ]; then
-        read -r at _ <"$STATE_DIR/status/$name.offsite-success"
-        copy=$(date -u -d "@$at" '+%Y-%m-%d %H:%M:%S')
-        [ "$((now - at))" -le "$((2 * $(interval_seconds "$schedule")))" ] || overdue=1
+      if status_stamp "$name" offsite-success; then
+        copy=$stamp
+        [ "$((now - stamp_at))" -le "$allowed" ] || overdue=1
       else
         overdue=1
       fi
-      if [ -s "$STATE_DIR/status/$name.offsite-failure" ]; then
-        read -r at _ <"$STATE_DIR/status/$name.offsite-failure"
-        copy_failure=$(date -u -d "@$at" '+%Y-%m-%d %H:%M:%S')
-      fi
+      ! status_stamp "$name" offsite-failure || copy_failure=$stamp
       offsite="$copy, $copy_failure"
     fi
     printf '%-34s %-8s %-22s %-10s %-22s %s\n' "$name" "$schedule" "$success" "$age" "$failure" "$offsite"
