@@ -27,8 +27,10 @@ from .shell import render
 # A VM reports a little less than its nominal memory (kernel, firmware reservations).
 MEMORY_TOLERANCE = 0.9
 # Where the program writes each stack's known_hosts for the Docker provider's ssh client: on the
-# machine that runs Pulumi, next to the program (not committed: it is rendered from the stack file).
-KNOWN_HOSTS_DIR = Path(__file__).resolve().parents[1] / ".samarth"
+# machine that runs Pulumi, in the project directory, where the CLI runs the program (not committed: it
+# is rendered from the stack file). Resolved when written, as the Vault CA file is, so that each test
+# worker, which has a working directory of its own, has its own files.
+KNOWN_HOSTS_DIR = Path(".samarth")
 
 
 def ssh_address(server: Server, access: Access) -> str:
@@ -62,8 +64,8 @@ def render_known_hosts(servers: Mapping[ServerName, Server], access: Access) -> 
 
 def write_known_hosts(stack: str, server: str, text: str, directory: Path = KNOWN_HOSTS_DIR) -> Path:
     """Write ``text`` as ``<directory>/<stack>/<server>.known_hosts`` (atomically: another run may be
-    reading it)."""
-    target = directory / stack / f"{server}.known_hosts"
+    reading it) and return its absolute path."""
+    target = directory.resolve() / stack / f"{server}.known_hosts"
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".known_hosts.")
     with os.fdopen(handle, "w") as file:
