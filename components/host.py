@@ -27,9 +27,9 @@ from .shell import render
 # A VM reports a little less than its nominal memory (kernel, firmware reservations).
 MEMORY_TOLERANCE = 0.9
 # Where the program writes each stack's known_hosts for the Docker provider's ssh client: on the
-# machine that runs Pulumi, in the project directory, where the CLI runs the program (not committed: it
-# is rendered from the stack file). Resolved when written, as the Vault CA file is, so that each test
-# worker, which has a working directory of its own, has its own files.
+# machine that runs Pulumi, relative to the working directory as the Vault CA file is (the CLI runs the
+# program in the project directory), resolved when written. Not committed: it is rendered from the
+# stack file.
 KNOWN_HOSTS_DIR = Path(".samarth")
 
 

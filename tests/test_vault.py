@@ -724,7 +724,9 @@ def test_the_provider_ca_file_is_written_where_the_program_runs(tmp_path: Path, 
     provider = run.named("pulumi:providers:vault", "vault")
     written = tmp_path / provider.inputs["caCertFile"]
     assert written.read_text() == run.exports["vaultCaCertificate"]
-    assert sorted(p.name for p in written.parent.iterdir()) == ["vault-ca-staging.pem"]  # no staging file left
+    # Beside it only the stack's known_hosts directory: no staging file left.
+    assert sorted(p.name for p in written.parent.iterdir()) == ["staging", "vault-ca-staging.pem"]
+    assert all(p.suffix == ".known_hosts" for p in (written.parent / "staging").iterdir())
 
 
 def test_plain_http_only_when_the_stack_says_so_and_the_plan_warns() -> None:
