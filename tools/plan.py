@@ -416,9 +416,11 @@ def backup_plan(config: StackConfig) -> list[str]:
         f"== Backups (restic; keep {keep.hourly} hourly, {keep.daily} daily, {keep.weekly} weekly, {keep.monthly} monthly; "
         f"repository size estimated from backups.dataGib and {config.backups.daily_change_percent:g}% change a day)"
     ]
-    out += [f"  {line}" for line in backups.schedule_table(config, backup_sources(config))]
+    sources = backup_sources(config)
+    repositories = backups.repository_placements(config, sources)
+    out += [f"  {line}" for line in backups.schedule_table(config, sources)]
     for server, spec in config.servers.items():
-        held = [p for p in backups.repository_placements(config, backup_sources(config)) if p.server == server]
+        held = [p for p in repositories if p.server == server]
         if held:
             declared = f"{spec.disk_gib} GiB declared" if spec.disk_gib else "diskGib not declared"
             out.append(f"  {server} holds {', '.join(f'{p.what} (~{p.disk_gib} GiB)' for p in held)}; {declared}")
