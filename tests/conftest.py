@@ -25,6 +25,7 @@ DAEMON_MODULES = frozenset({
     "test_rotation.py",
     "test_secret_files_real.py",
     "test_sentry_proxy.py",
+    "test_vault_restore.py",
     "test_vault_server.py",
 })
 
