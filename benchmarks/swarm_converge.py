@@ -55,6 +55,16 @@ def bare(hosts: dict[str, LabHost], labels: dict[str, dict[str, str]]) -> dict[s
     return stages
 
 
+def bare_removal(hosts: dict[str, LabHost], worker: str) -> float:
+    """A worker's removal by hand: drain it on the master, leave on the worker, remove its entry."""
+    master = hosts["swarm-master"]
+    started = time.monotonic()
+    _ssh(master, f"docker node update --availability drain {shlex.quote(worker)}")
+    _ssh(hosts[worker], "docker swarm leave")
+    _ssh(master, f"docker node rm --force {shlex.quote(worker)}")
+    return time.monotonic() - started
+
+
 def timed(action: Callable[[], list[Outcome]]) -> tuple[float, list[Outcome]]:
     started = time.monotonic()
     outcomes = action()
@@ -80,7 +90,7 @@ def main() -> None:
     settings = {**staging_swarm(), "registryLogin": False}
     with temporary_lab(SWARM_HOSTS, "b") as (_, hosts):
         scripts = SwarmScripts(lab_program(hosts, {"swarm": settings}), hosts)
-        rows: dict[str, list[float]] = {"bare": [], "bare labelled": [], "program": [], "again": [], "remove": []}
+        rows: dict[str, list[float]] = {"bare": [], "bare labelled": [], "program": [], "again": [], "remove": [], "bare remove": []}
         stages: dict[str, list[float]] = {}
         # The bare path sets the labels the program sets, read from a swarm it built (not counted).
         reset(hosts.values())
@@ -102,6 +112,7 @@ def main() -> None:
                 stages.setdefault(f"bare: {stage}", []).append(seconds)
             rows["bare"].append(sum(stages[f"bare: {stage}"][-1] for stage in ("init", "join-token", "2 joins")))
             rows["bare labelled"].append(rows["bare"][-1] + stages["bare: node labels"][-1])
+            rows["bare remove"].append(bare_removal(hosts, "swarm-node3"))
 
         # Each side goes first in every other round, so neither always follows the same state.
         for round_number in range(rounds):
@@ -118,6 +129,7 @@ def main() -> None:
     figure("program scripts, first converge", median["program"], "s", "incl. labels and the overlay network")
     figure("program scripts, second run", median["again"], "s", "everything in place")
     figure("remove one worker (drain, leave, rm)", median["remove"], "s", "no tasks to move")
+    figure("remove one worker by hand (drain, leave, rm)", median["bare remove"], "s", "three sessions, no waiting")
     figure("program / bare", median["program"] / median["bare"], "x", "target 1.3x")
     figure("program / bare with the same labels", median["program"] / median["bare labelled"], "x", "the same end state")
 
