@@ -68,12 +68,7 @@ def test_redis_backup_restores_every_key(drill: Drill, tmp_path_factory: pytest.
 
         # A damaged dump.rdb in the newest complete run is refused by the check, before the live data
         # is touched (stored here with restic itself, as no agent would store it).
-        config = agent.layout.config_dir
-        stored = ssh(host, f". {config}/repository.env; export RESTIC_REPOSITORY; printf 'REDIS0010 damaged' | "
-                           f"RESTIC_PASSWORD_FILE={config}/password {agent.layout.restic} -o sftp.command=\"$SAMARTH_SFTP_COMMAND\" "
-                           f"backup --quiet --host {SERVER} --tag samarth,target={source.name},run-damaged,complete "
-                           "--stdin --stdin-filename dump.rdb\n")
-        check(stored, "storing a damaged dump.rdb")
+        _store_damaged_run(agent, source.name, "printf 'REDIS0010 damaged'", "dump.rdb")
         damaged = agent.restore(source.name, "--replace-live")
         assert damaged.returncode != 0 and "writing and checking dump.rdb: failed" in damaged.stderr
         assert redis_drill.redis_digests(host) == before
@@ -118,18 +113,24 @@ def test_rabbitmq_definitions_restore_into_a_scratch_broker_then_the_live_one(dr
 
         # Truncated definitions, as the newest complete run, fail to import into the scratch broker; the
         # live broker is not touched.
-        config = agent.layout.config_dir
         truncated = shlex.quote('{"vhosts":[{"name":"reports"}],"queues":[{"name":"jobs","vhost":"yaus"')
-        stored = ssh(host, f". {config}/repository.env; export RESTIC_REPOSITORY; printf %s {truncated} | "
-                           f"RESTIC_PASSWORD_FILE={config}/password {agent.layout.restic} -o sftp.command=\"$SAMARTH_SFTP_COMMAND\" "
-                           f"backup --quiet --host {SERVER} --tag samarth,target={source.name},run-damaged,complete "
-                           "--stdin --stdin-filename definitions.json\n")
-        check(stored, "storing damaged definitions")
+        _store_damaged_run(agent, source.name, f"printf %s {truncated}", "definitions.json")
         damaged = agent.restore(source.name, "--replace-live")
         assert damaged.returncode != 0 and "importing definitions.json into rabbitmq-yaus-restore-" in damaged.stderr
         assert rabbitmq_drill.definitions(host) == before
     finally:
         _remove_containers_and_volumes(host, source.container)
+
+
+def _store_damaged_run(agent: Drill, target: str, payload: str, filename: str) -> None:
+    """Store what the shell command ``payload`` prints as ``filename`` of a run tagged complete, the
+    newest of ``target``'s, with restic itself, as no agent would store it."""
+    config = agent.layout.config_dir
+    stored = ssh(agent.db, f". {config}/repository.env; export RESTIC_REPOSITORY; {payload} | "
+                           f"RESTIC_PASSWORD_FILE={config}/password {agent.layout.restic} -o sftp.command=\"$SAMARTH_SFTP_COMMAND\" "
+                           f"backup --quiet --host {SERVER} --tag samarth,target={target},run-damaged,complete "
+                           f"--stdin --stdin-filename {filename}\n")
+    check(stored, f"storing a damaged {filename}")
 
 
 def _remove_containers_and_volumes(host: LabHost, container: str) -> None:

@@ -413,13 +413,19 @@ row_counts() {
   done
 }
 
+# The scratch container a restore is checked in: the live container's image and environment, on the
+# fresh volume $volume, with no network.
+start_scratch() {
+  docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$container" >"$work/env"
+  docker volume create --label "samarth.restore-of=$container" "$volume" >/dev/null
+  docker run -d --name "$scratch" --network none --env-file "$work/env" -v "$volume:$detail" "$image" >/dev/null
+}
+
 restore_postgres() {
   user=$(docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$container" | sed -n 's/^POSTGRES_USER=//p')
   [ -n "$user" ] || fail "container $container has no POSTGRES_USER in its environment"
   step "starting scratch container $scratch on fresh volume $volume"
-  docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$container" >"$work/env"
-  docker volume create --label "samarth.restore-of=$container" "$volume" >/dev/null
-  docker run -d --name "$scratch" --network none --env-file "$work/env" -v "$volume:$detail" "$image" >/dev/null
+  start_scratch
   wait_for_postgres "$scratch"
   globals=$(part_id /globals.sql)
   [ -n "$globals" ] || fail "$chosen has no globals.sql"
@@ -598,9 +604,7 @@ restore_rabbitmq() {
   from_snapshot "reading definitions.json" "$definitions" /definitions.json definition_identities >"$work/expected"
   [ -s "$work/expected" ] || fail "definitions.json of $chosen holds no definitions"
   step "starting scratch broker $scratch on fresh volume $volume (no network)"
-  docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$container" >"$work/env"
-  docker volume create --label "samarth.restore-of=$container" "$volume" >/dev/null
-  docker run -d --name "$scratch" --network none --env-file "$work/env" -v "$volume:$detail" "$image" >/dev/null
+  start_scratch
   wait_for_rabbitmq "$scratch"
   step "importing definitions.json of $chosen into $scratch"
   from_snapshot "importing definitions.json into $scratch" "$definitions" /definitions.json import_definitions "$scratch"
