@@ -1,4 +1,4 @@
-"""`python -m lab up|down|status`: local test hosts, and the `lab` stack file pointing at them."""
+"""`python -m lab up|down|status|reboot|kill|destroy`: lab machines, and the `lab` stack file pointing at them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from components.config import SERVER_NAMES, ConfigError
 
-from .core import DEFAULT_PREFIX, DEFAULT_STATE, DEFAULT_SUBNET, Lab, LabError
+from .core import DEFAULT_PREFIX, DEFAULT_STATE, DEFAULT_SUBNET, Lab, LabError, image_cache_state
 from .stack import LAB_STACK, write_stack_file
 
 
@@ -25,24 +25,31 @@ def host_names(spec: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
-    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument("action", choices=("up", "down", "status", "reboot", "kill", "destroy"),
+                        help="reboot: clean, disk kept; kill: a power cut (`up` boots it again); destroy: machine and disk gone")
+    parser.add_argument("host", nargs="?", help="the host to reboot, kill or destroy, or to bring up alone")
     parser.add_argument("--hosts", type=host_names, default=list(SERVER_NAMES),
                         help="a number (the first N server names) or comma-separated names; default: the six servers")
+    parser.add_argument("--bare", action="store_true", help="up: machines without Docker, as a fresh OS")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"names of namespaces and links (default {DEFAULT_PREFIX})")
     parser.add_argument("--subnet", default=DEFAULT_SUBNET, help=f"private subnet; the bridge takes .1 (default {DEFAULT_SUBNET})")
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="keys, configs, logs and Docker data")
     parser.add_argument("--stack-file", type=Path, default=LAB_STACK, help="where `up` writes the lab stack")
-    parser.add_argument("--timeout", type=float, default=90.0, help="seconds `up` waits for every daemon")
+    parser.add_argument("--timeout", type=float, default=90.0, help="seconds `up` and `reboot` wait for every machine")
     args = parser.parse_args(argv)
+    if args.action in ("reboot", "kill", "destroy") and not args.host:
+        parser.error(f"{args.action} needs a HOST")
+    names = [args.host] if args.host else args.hosts
 
     try:
         lab = Lab(args.prefix, args.subnet, args.state, timeout=args.timeout)
         if args.action == "up":
             started = time.monotonic()
-            hosts = lab.up(args.hosts)
+            print(f"machine image cache: {image_cache_state()}")
+            hosts = lab.up(names, bare=args.bare)
             print(f"lab up in {time.monotonic() - started:.1f}s:")
             for host in hosts:
-                print(f"  {host.name:<14} {host.address:<15} DOCKER_HOST={host.docker_host}")
+                print(f"  {host.name:<14} {host.address:<15} {host.address6:<22} DOCKER_HOST={host.docker_host}")
             try:
                 path = write_stack_file(lab.hosts(), args.stack_file, pulumi_from=lab.gateway)
                 print(f"wrote {path} (stack `lab`)")
@@ -50,6 +57,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"stack file not written: {exc}", file=sys.stderr)
             print(f"SSH for Pulumi: `ssh-add {lab.key_path}` (commands) and `Include {lab.ssh_config}` at the top of ~/.ssh/config (Docker)")
             print(f"log in: ssh -F {lab.ssh_config} {hosts[0].address}")
+            return 0
+        if args.action == "reboot":
+            started = time.monotonic()
+            lab.reboot(args.host)
+            print(f"{args.host} rebooted and answers again after {time.monotonic() - started:.1f}s")
+            return 0
+        if args.action == "kill":
+            lab.kill(args.host)
+            print(f"{args.host} is off (power cut); `python -m lab up {args.host}` boots it again")
+            return 0
+        if args.action == "destroy":
+            lab.destroy(args.host)
+            print(f"{args.host} is gone, disk included; `python -m lab up {args.host}` makes a new machine")
             return 0
         if args.action == "down":
             lab.down()
@@ -60,12 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         if not rows:
             print(f"no lab {args.prefix} (state {lab.state_dir})")
             return 1
-        print(f"{'host':<14} {'address':<15} {'netns':<6} {'sshd':<5} dockerd")
-        mark = {True: "up", False: "down"}
+        print(f"{'host':<14} {'address':<15} {'machine':<8} {'systemd':<9} {'sshd':<5} dockerd")
+        mark = {True: "up", False: "down", None: "none"}
         for row in rows:
-            print(f"{row['name']:<14} {row['address']:<15} {mark[bool(row['namespace'])]:<6} "
-                  f"{mark[bool(row['sshd'])]:<5} {mark[bool(row['dockerd'])]}")
-        return 0 if all(row["sshd"] and row["dockerd"] for row in rows) else 1
+            print(f"{row['name']:<14} {row['address']:<15} {mark[bool(row['machine'])]:<8} {row['systemd']!s:<9} "
+                  f"{mark[bool(row['sshd'])]:<5} {mark[row['dockerd'] if row['dockerd'] is None else bool(row['dockerd'])]}")
+        return 0 if all(row["sshd"] and row["dockerd"] is not False for row in rows) else 1
     except (LabError, ConfigError) as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return 1

@@ -1,15 +1,14 @@
-"""Local test hosts on one Linux machine, each a network namespace with its own sshd and dockerd.
+"""Lab hosts on one Linux machine: booted Debian machines (``lab/machines.py``) on a bridge of their own.
 
-A lab host looks like a server of the deployment from the outside: its own private IPv4 address on
-a bridge in the root namespace, SSH with key login as root, and a Docker daemon that SSH sessions
-reach (``DOCKER_HOST`` is set per host by its sshd), so ``docker -H ssh://root@<address>`` and the
-program's remote scripts land on that host's daemon. Everything else (filesystem, users, the Docker
-client's ``~/.docker/config.json``) is shared with the machine: see the README's "The lab" section.
+A lab host is what a server is to the program: a private IPv4 (and IPv6) address on the lab's bridge,
+systemd as PID 1, sshd with a non-root login (``samarth-devops``, passwordless sudo, in the ``docker``
+group) and dockerd as a systemd service, its own root filesystem and a disk of its own. The lab's own
+set-up (this module) reaches into a machine from outside: its files through the machine's root, its
+dockerd through a second socket (``LabHost.docker_host``); nothing but the tests logs in over SSH, and
+only as ``samarth-devops``.
 
-Daemons are started with ``nsenter --net`` rather than ``ip netns exec``: the latter remounts /sys,
-after which dockerd fails with "Devices cgroup isn't mounted". Each daemon also gets its own UTS
-namespace so its hostname (and ``docker info``'s Name, and the swarm node's hostname) is the host's
-name, as on separate machines.
+The bridge carries a DNS resolver (dnsmasq on the bridge's address, the machines' only nameserver) that
+answers each host's name and whatever ``Lab.add_dns_record`` adds. The lab has no route to the Internet.
 """
 
 from __future__ import annotations
@@ -33,26 +32,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .machines import SSH_USER, Machine, MachineError, image_cached, machine_image, mounts_under
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STATE = ROOT / "lab" / "state"
 DEFAULT_PREFIX = "samlab"
 DEFAULT_SUBNET = "10.231.0.0/24"
 NETNS_DIR = Path("/var/run/netns")
-# Sockets live here, not in the state directory: a unix socket path has at most 107 bytes, and
-# containerd's socket is nested deep in dockerd's exec root.
+# Docker sockets live here, not in the state directory: a unix socket path has at most 107 bytes.
 RUN_DIR = Path("/run/samarth-lab")
 
-# Debian package for every program the lab runs.
+# Debian package for every program the lab runs on this machine.
 TOOLS = {
     "ip": "iproute2",
     "nsenter": "util-linux",
-    "unshare": "util-linux",
-    "setsid": "util-linux",
-    "hostname": "hostname",
+    "mount": "mount",
+    "mkfs.ext4": "e2fsprogs",
+    "systemd-nspawn": "systemd-container",
+    "debootstrap": "debootstrap",
+    "dnsmasq": "dnsmasq-base",
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
-    "sshd": "openssh-server",
-    "dockerd": "docker.io",
     "docker": "docker.io",
 }
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
@@ -86,15 +86,15 @@ class PublicClient:
 class LabHost:
     name: str
     address: str
+    address6: str
     namespace: str
     docker_sock: Path
     ssh_key_path: Path
     known_hosts: Path
     ssh_config: Path  # an ssh_config(5) for all lab hosts, for the plain `ssh` client
     host_key: str  # the sshd's public host key, as a known_hosts / authorized_keys line body
-    # The host's own files (keys, daemon config and data, logs); the three below are its own copies
-    # of what a separate machine would keep in /etc/hosts, /etc/docker/certs.d and ~/.docker.
-    home: Path = Path("/nonexistent")
+    root: Path  # the machine's root filesystem, as this machine sees it while the machine exists
+    user: str = SSH_USER
 
     @property
     def docker_host(self) -> str:
@@ -102,28 +102,36 @@ class LabHost:
 
     @property
     def hosts_file(self) -> Path:
-        """The host's /etc/hosts, as its dockerd sees it (bind-mounted in the daemon's mount namespace)."""
-        return self.home / "etc-hosts"
+        """The machine's /etc/hosts."""
+        return self.root / "etc/hosts"
 
     @property
     def certs_dir(self) -> Path:
-        """The host's /etc/docker/certs.d, as its dockerd sees it: ``<registry>/ca.crt`` trusts a CA."""
-        return self.home / "certs.d"
+        """The machine's /etc/docker/certs.d: ``<registry>/ca.crt`` trusts a CA."""
+        return self.root / "etc/docker/certs.d"
 
     @property
     def docker_config(self) -> Path:
-        """``DOCKER_CONFIG`` of the host's SSH sessions: its own ``docker login`` credentials."""
-        return self.home / "docker-client"
+        """The login user's ~/.docker: its own ``docker login`` credentials."""
+        return self.root / "home" / self.user / ".docker"
 
     def add_host_name(self, name: str, address: str) -> None:
-        """Resolve ``name`` to ``address`` for this host's dockerd (registry pulls and logins). Written in
-        place: the daemon's /etc/hosts is a bind mount of this file's inode."""
+        """Resolve ``name`` to ``address`` on this machine only (its /etc/hosts)."""
         with self.hosts_file.open("a") as hosts:
             hosts.write(f"{address} {name}\n")
 
+    def write_file(self, path: str, text: str, mode: int = 0o644, owner: int = 0) -> Path:
+        """Write ``text`` to ``path`` on the machine (absolute path inside it), as its root would."""
+        target = self.root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        os.chown(target, owner, owner)
+        target.chmod(mode)
+        return target
+
 
 def ssh_command(host: LabHost, *remote: str) -> list[str]:
-    """The ``ssh`` argv that logs in to ``host`` as root with the lab key, checking its host key."""
+    """The ``ssh`` argv that logs in to ``host`` as its login user with the lab key, checking its host key."""
     return [
         "ssh",
         "-i", str(host.ssh_key_path),
@@ -133,16 +141,16 @@ def ssh_command(host: LabHost, *remote: str) -> list[str]:
         "-o", f"UserKnownHostsFile={host.known_hosts}",
         "-o", "ConnectTimeout=5",
         "-o", "LogLevel=ERROR",
-        f"root@{host.address}",
+        f"{host.user}@{host.address}",
         *remote,
     ]
 
 
-def ssh(host: LabHost, script: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` with ``sh -s`` on ``host`` over real SSH; the caller checks ``returncode``."""
-    return subprocess.run(
-        ssh_command(host, "sh", "-s"), input=script, capture_output=True, text=True, timeout=timeout
-    )
+def ssh(host: LabHost, script: str, timeout: float = 300, sudo: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` with ``sh -s`` on ``host`` over real SSH (through ``sudo -n`` when ``sudo``); the
+    caller checks ``returncode``."""
+    remote = ["sudo", "-n", "sh", "-s"] if sudo else ["sh", "-s"]
+    return subprocess.run(ssh_command(host, *remote), input=script, capture_output=True, text=True, timeout=timeout)
 
 
 def free_port() -> int:
@@ -159,7 +167,7 @@ def run_command(host: LabHost, script: str, timeout: float = 120) -> subprocess.
 
 
 def docker(host: LabHost, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run the Docker CLI against ``host``'s daemon through its local socket."""
+    """Run the Docker CLI against ``host``'s daemon through the lab's socket."""
     return subprocess.run(
         ["docker", "-H", host.docker_host, *args], capture_output=True, text=True, timeout=timeout
     )
@@ -173,27 +181,10 @@ def _run(argv: Sequence[str], what: str, check: bool = True) -> subprocess.Compl
     return result
 
 
-def _alive(pid: int) -> bool:
+def _tail(path: Path, lines: int = 12) -> str:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _pid_from(pidfile: Path, marker: str) -> Optional[int]:
-    """The live process recorded in ``pidfile`` whose command line mentions ``marker``, if any."""
-    try:
-        pid = int(pidfile.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except (OSError, ValueError):
-        return None
-    return pid if marker in cmdline and _alive(pid) else None
-
-
-def _tail(path: Path, lines: int = 8) -> str:
-    try:
-        return "\n    ".join(path.read_text(errors="replace").splitlines()[-lines:])
+        text = re.sub(r"\x1b\[[0-9;]*m", "", path.read_text(errors="replace"))
+        return "\n    ".join(text.splitlines()[-lines:])
     except OSError:
         return "(no log)"
 
@@ -247,15 +238,21 @@ def free_subnet(pool: str = "10.232.0.0/16", prefixlen: int = 24) -> str:
     raise LabError(f"no free /{prefixlen} left in {pool}: remove stale labs with `python -m lab down --prefix ...`")
 
 
+def _ipv6_network(network: ipaddress.IPv4Network) -> ipaddress.IPv6Network:
+    """A unique-local /64 made of the IPv4 subnet's first three octets, so two labs' bridges never share one."""
+    a, b, c, _ = network.network_address.packed
+    return ipaddress.IPv6Network(f"fd4c:6162:{a:x}{b:02x}:{c:x}::/64")
+
+
 class Lab:
-    """A set of lab hosts sharing a bridge, a subnet, a client key and a state directory."""
+    """A set of lab machines sharing a bridge, a subnet, a client key and a state directory."""
 
     def __init__(
         self,
         prefix: str = DEFAULT_PREFIX,
         subnet: str = DEFAULT_SUBNET,
         state_dir: Path = DEFAULT_STATE,
-        timeout: float = 60.0,
+        timeout: float = 90.0,
     ) -> None:
         if not _PREFIX.match(prefix):
             raise LabError(f"prefix {prefix!r}: use 1-10 lowercase letters or digits, starting with a letter")
@@ -266,14 +263,16 @@ class Lab:
             raise LabError(f"subnet {subnet} is too small")
         self.prefix = prefix
         self.network = network
+        self.network6 = _ipv6_network(network)
         self.state_dir = Path(state_dir).resolve()
         self.timeout = timeout
         self.bridge = f"{prefix}-br"
         self.gateway = str(network.network_address + 1)
+        self.gateway6 = str(self.network6.network_address + 1)
         self.key_path = self.state_dir / "id_ed25519"
         self.known_hosts = self.state_dir / "known_hosts"
-        self.authorized_keys = self.state_dir / "authorized_keys"
         self.ssh_config = self.state_dir / "ssh_config"
+        self.dns_hosts = self.state_dir / "dns-hosts"
         self._registry = self.state_dir / "lab.json"
 
     @classmethod
@@ -292,10 +291,13 @@ class Lab:
         return f"{self.prefix}-{name}"
 
     def host_dir(self, name: str) -> Path:
-        return self.state_dir / "hosts" / name
+        return self.state_dir / "machines" / name
 
     def run_dir(self, name: str) -> Path:
         return RUN_DIR / self.prefix / name
+
+    def machine(self, name: str) -> Machine:
+        return Machine(self.host_dir(name), f"{self.prefix}-{name}", name, NETNS_DIR / self.namespace(name), self.run_dir(name))
 
     def _veth(self, index: int) -> str:
         return f"{self.prefix}-v{index}"
@@ -313,28 +315,35 @@ class Lab:
             return {}
 
     def _host(self, name: str, index: int) -> LabHost:
-        key_file = self.host_dir(name) / "ssh_host_ed25519_key.pub"
-        host_key = " ".join(key_file.read_text().split()[:2]) if key_file.exists() else ""
+        machine = self.machine(name)
         return LabHost(
             name=name,
             address=self._address(index),
+            address6=str(self.network6.network_address + 2 + index),
             namespace=self.namespace(name),
             docker_sock=self.run_dir(name) / "docker.sock",
             ssh_key_path=self.key_path,
             known_hosts=self.known_hosts,
             ssh_config=self.ssh_config,
-            host_key=host_key,
-            home=self.host_dir(name),
+            host_key=machine.host_key,
+            root=machine.root,
         )
 
     def hosts(self) -> list[LabHost]:
         """The hosts this lab's state records, in address order (whether running or not)."""
         return [self._host(n, i) for n, i in sorted(self._hosts_registry().items(), key=lambda kv: kv[1])]
 
+    def host(self, name: str) -> LabHost:
+        registry = self._hosts_registry()
+        if name not in registry:
+            raise LabError(f"no lab host {name!r} in lab {self.prefix}")
+        return self._host(name, registry[name])
+
     # -- up --------------------------------------------------------------------------------------
 
-    def up(self, names: Sequence[str]) -> list[LabHost]:
-        """Make sure ``names`` exist and answer (SSH login and ``docker info``); safe to run again."""
+    def up(self, names: Sequence[str], bare: bool = False) -> list[LabHost]:
+        """Make sure ``names`` exist, are booted and answer (SSH login, and ``docker info`` unless
+        ``bare``: no Docker at all); safe to run again. A machine keeps the kind it was created with."""
         if not names:
             raise LabError("no host names given")
         for name in names:
@@ -347,6 +356,10 @@ class Lab:
         (RUN_DIR / self.prefix / "lab.json").write_text(
             json.dumps({"stateDir": str(self.state_dir), "subnet": str(self.network)}) + "\n"
         )
+        try:
+            layers = {False: machine_image(docker=True), True: machine_image(docker=False)} if bare else {False: machine_image(docker=True)}
+        except MachineError as exc:
+            raise LabError(str(exc)) from None
         with _locked(self.state_dir / ".lock"):
             registry = self._hosts_registry()
             for name in names:
@@ -359,38 +372,94 @@ class Lab:
             self._bridge()
             for name in names:
                 self._namespace(name, registry[name])
-            hosts = [self._start(name, registry[name]) for name in names]
+            self._dns(registry)
+            try:
+                for name in names:
+                    machine = self.machine(name)
+                    kind = machine.bare if machine.directory.exists() else bare
+                    machine.create(layers.get(kind) or machine_image(docker=not kind), kind,
+                                   Path(f"{self.key_path}.pub").read_text(), self._hosts_text(name, registry[name]),
+                                   self.gateway)
+                    machine.start()
+            except MachineError as exc:
+                raise LabError(str(exc)) from None
+            hosts = [self._host(name, registry[name]) for name in names]
             self._write_client_files()
             self._wait(hosts)
         return hosts
 
-    def restart_dockerd(self, host: LabHost) -> None:
-        """Stop ``host``'s dockerd as a reboot or a package upgrade would, and start it again."""
-        pid = int((self.host_dir(host.name) / "docker.pid").read_text())
-        subprocess.run(["kill", str(pid)], check=True)
-        for _ in range(100):
-            if not Path(f"/proc/{pid}").exists():
-                break
+    def _hosts_text(self, name: str, index: int) -> str:
+        return f"127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n{self._address(index)} {name}\n"
+
+    def reboot(self, name: str) -> LabHost:
+        """A clean reboot of ``name`` (``systemctl reboot``'s path), waiting until it answers again."""
+        host = self.host(name)
+        machine = self.machine(name)
+        before = machine.init_pid()
+        try:
+            machine.reboot()
+        except MachineError as exc:
+            raise LabError(str(exc)) from None
+        deadline = time.monotonic() + self.timeout
+        while machine.init_pid() in (before, None):
+            if time.monotonic() > deadline:
+                raise LabError(f"lab host {name} did not reboot within {self.timeout:.0f}s: {machine.console}:\n    {_tail(machine.console)}")
             time.sleep(0.2)
-        else:
-            raise LabError(f"dockerd {pid} on {host.name} did not stop")
-        self.up([host.name])
+        self._wait([host])
+        return host
+
+    def kill(self, name: str) -> None:
+        """A power cut: every process of ``name`` killed at once; disk and files stay. ``up`` boots it."""
+        self.host(name)
+        try:
+            self.machine(name).kill()
+        except MachineError as exc:
+            raise LabError(str(exc)) from None
+
+    def destroy(self, name: str) -> None:
+        """``name`` gone for good: machine, disk and address; a later ``up`` of it makes a new machine."""
+        self.host(name)
+        with _locked(self.state_dir / ".lock"):
+            try:
+                self.machine(name).destroy()
+            except MachineError as exc:
+                raise LabError(str(exc)) from None
+            registry = self._hosts_registry()
+            index = registry.pop(name)
+            if (NETNS_DIR / self.namespace(name)).exists():
+                _run(["ip", "netns", "del", self.namespace(name)], f"deleting namespace {self.namespace(name)}")
+            _run(["ip", "link", "del", self._veth(index)], "", check=False)
+            shutil.rmtree(self.run_dir(name), ignore_errors=True)
+            self._registry.write_text(json.dumps(registry, indent=2) + "\n")
+            self._dns(registry)
+            self._write_client_files()
+
+    def restart_dockerd(self, host: LabHost) -> None:
+        """Restart ``host``'s dockerd as a package upgrade would (``systemctl restart docker``)."""
+        result = ssh(host, "systemctl restart docker && docker info --format '{{.ID}}' >/dev/null\n", sudo=True)
+        if result.returncode != 0:
+            raise LabError(f"lab host {host.name}: restarting dockerd failed: {result.stderr.strip()}")
+        self._wait([host])
+
+    def add_dns_record(self, name: str, address: str) -> None:
+        """Make the lab's resolver answer ``name`` with ``address`` for every machine."""
+        with _locked(self.state_dir / ".lock"):
+            with self.dns_hosts.open("a") as records:
+                records.write(f"{address} {name}\n")
+            self._reload_dns()
 
     def _preflight(self) -> None:
         reason = unavailable()
         if reason:
             raise LabError(reason)
-        for directory in (Path("/run/sshd"), NETNS_DIR, self.state_dir, Path("/etc/docker/certs.d")):
+        for directory in (NETNS_DIR, self.state_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        # sshd refuses to start without its privilege separation directory, root-owned, not group/world-writable.
-        os.chmod("/run/sshd", 0o755)
         os.chmod(self.state_dir, 0o755)
 
     def _client_key(self) -> None:
         if not self.key_path.exists():
             _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"lab-{self.prefix}", "-f", str(self.key_path)],
                  "generating the lab's SSH key")
-        self.authorized_keys.write_text(Path(f"{self.key_path}.pub").read_text())
         sudo_uid, sudo_gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
         if sudo_uid and sudo_gid:
             # A newcomer runs `sudo python -m lab up` and then Pulumi as themselves: let them use the key.
@@ -402,6 +471,8 @@ class Lab:
             _run(["ip", "link", "add", self.bridge, "type", "bridge"], f"creating bridge {self.bridge}")
         _run(["ip", "addr", "replace", f"{self.gateway}/{self.network.prefixlen}", "dev", self.bridge],
              f"addressing bridge {self.bridge}")
+        _run(["ip", "-6", "addr", "replace", f"{self.gateway6}/64", "dev", self.bridge, "nodad"],
+             f"addressing bridge {self.bridge} (IPv6)")
         _run(["ip", "link", "set", self.bridge, "up"], f"bringing bridge {self.bridge} up")
         # With br_netfilter loaded, bridged frames traverse iptables' FORWARD chain, whose policy a
         # Docker daemon in the root namespace sets to DROP: let lab traffic through explicitly.
@@ -412,6 +483,7 @@ class Lab:
 
     def _namespace(self, name: str, index: int) -> None:
         ns, veth, address = self.namespace(name), self._veth(index), self._address(index)
+        address6 = str(self.network6.network_address + 2 + index)
         what = f"lab host {name}"
         if not (NETNS_DIR / ns).exists():
             _run(["ip", "netns", "add", ns], f"{what}: creating namespace {ns}")
@@ -423,86 +495,44 @@ class Lab:
         _run(["ip", "-n", ns, "link", "set", "lo", "up"], f"{what}: loopback")
         _run(["ip", "-n", ns, "addr", "replace", f"{address}/{self.network.prefixlen}", "dev", "eth0"],
              f"{what}: address {address}")
+        _run(["ip", "-n", ns, "-6", "addr", "replace", f"{address6}/64", "dev", "eth0", "nodad"],
+             f"{what}: address {address6}")
         _run(["ip", "-n", ns, "link", "set", "eth0", "up"], f"{what}: eth0 up")
         _run(["ip", "-n", ns, "route", "replace", "default", "via", self.gateway], f"{what}: default route")
 
-    def _in_host(self, host: LabHost, argv: Sequence[str]) -> list[str]:
-        # nsenter, not `ip netns exec` (see the module docstring); unshare gives the daemon its hostname.
-        return ["nsenter", f"--net={NETNS_DIR / host.namespace}", "unshare", "--uts",
-                "sh", "-c", 'hostname "$0" && exec "$@"', host.name, *argv]
+    # -- DNS ---------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _own_files(host: LabHost) -> list[str]:
-        """The dockerd's own mount namespace, in which its /etc/hosts and /etc/docker/certs.d are the
-        host's files (a registry's name and CA are per machine); the rest is shared with this machine."""
-        return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/docker/certs.d && shift && exec "$@"',
-                str(host.hosts_file), str(host.certs_dir)]
+    def _dns_pidfile(self) -> Path:
+        return RUN_DIR / self.prefix / "dnsmasq.pid"
 
-    def _start(self, name: str, index: int) -> LabHost:
-        """Start the host's sshd and dockerd unless they already run."""
-        d = self.host_dir(name)
-        d.mkdir(parents=True, exist_ok=True)
-        self.run_dir(name).mkdir(parents=True, exist_ok=True)
-        key = d / "ssh_host_ed25519_key"
-        if not key.exists():
-            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{name}", "-f", str(key)],
-                 f"lab host {name}: generating its host key")
-        (d / "sshd_config").write_text(
-            "\n".join(
-                [
-                    f"HostKey {key}",
-                    f"PidFile {d / 'sshd.pid'}",
-                    f"AuthorizedKeysFile {self.authorized_keys}",
-                    "PermitRootLogin prohibit-password",
-                    "PasswordAuthentication no",
-                    "KbdInteractiveAuthentication no",
-                    "UsePAM no",
-                    # The key files live in the repository checkout, whose owner is not root.
-                    "StrictModes no",
-                    "AcceptEnv LANG LC_*",
-                    "Subsystem sftp /usr/lib/openssh/sftp-server",
-                    "",
-                ]
-            )
-        )
-        # Not the machine's /etc/docker/daemon.json; and not its /etc/docker/key.json either, which
-        # would give every lab daemon the same engine ID.
-        # Kept across restarts, as a server's daemon.json: what else is in it stays (log defaults...).
-        daemon_json = d / "daemon.json"
-        settings = json.loads(daemon_json.read_text()) if daemon_json.exists() else {}
-        daemon_json.write_text(json.dumps({**settings, "deprecated-key-path": str(d / "key.json")}) + "\n")
-        host = self._host(name, index)
+    def _dns_pid(self) -> Optional[int]:
+        try:
+            pid = int(self._dns_pidfile().read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if b"dnsmasq" in cmdline and self.bridge.encode() in cmdline else None
 
-        if _pid_from(d / "sshd.pid", str(d / "sshd_config")) is None:
-            _run(
-                self._in_host(host, [
-                    _program("sshd") or "sshd", "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log"),
-                    "-o", f"ListenAddress={host.address}",
-                    "-o", f"SetEnv=DOCKER_HOST={host.docker_host} DOCKER_CONFIG={host.docker_config}",
-                ]),
-                f"lab host {host.name}: starting sshd (log {d / 'sshd.log'})",
-            )
-        if _pid_from(d / "docker.pid", str(d / "docker.pid")) is None:
-            if not host.hosts_file.exists():
-                host.hosts_file.write_text(f"127.0.0.1 localhost\n{host.address} {name}\n")
-            host.certs_dir.mkdir(exist_ok=True)
-            host.docker_config.mkdir(exist_ok=True)
-            with open(d / "dockerd.log", "ab") as log:
-                subprocess.run(
-                    ["setsid", "-f", *self._in_host(host, [
-                        *self._own_files(host),
-                        _program("dockerd") or "dockerd",
-                        "--config-file", str(d / "daemon.json"),
-                        "--data-root", str(d / "data"),
-                        "--exec-root", str(self.run_dir(host.name) / "exec"),
-                        "--pidfile", str(d / "docker.pid"),
-                        "-H", host.docker_host,
-                        "--storage-driver=vfs",
-                    ])],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True,
-                )
-        return host
+    def _dns(self, registry: dict[str, int]) -> None:
+        """The resolver's host records: every lab host's name, then what ``add_dns_record`` added."""
+        added = [line for line in (self.dns_hosts.read_text().splitlines() if self.dns_hosts.exists() else [])
+                 if not line.endswith("# lab host")]
+        hosts = [f"{self._address(i)} {n} # lab host" for n, i in sorted(registry.items(), key=lambda kv: kv[1])]
+        self.dns_hosts.write_text("\n".join(hosts + added) + "\n")
+        if self._dns_pid() is None:
+            _run(["dnsmasq", "--conf-file=/dev/null", f"--interface={self.bridge}", "--bind-interfaces",
+                  "--except-interface=lo", "--no-resolv", "--no-hosts", "--no-poll", f"--addn-hosts={self.dns_hosts}",
+                  f"--pid-file={self._dns_pidfile()}", "--user=root", "--group=root", "--local-service"],
+                 f"starting the lab's resolver on {self.bridge}")
+        else:
+            self._reload_dns()
+
+    def _reload_dns(self) -> None:
+        pid = self._dns_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)  # dnsmasq reads its hosts files again
+
+    # -- client files, waiting -------------------------------------------------------------------
 
     def _write_client_files(self) -> None:
         """known_hosts for the lab's host keys, and an ssh_config that a user's ~/.ssh/config can
@@ -511,8 +541,8 @@ class Lab:
         self.known_hosts.write_text("".join(f"{h.address} {h.host_key}\n" for h in hosts if h.host_key))
         self.ssh_config.write_text(
             "# Written by `python -m lab up`: Include it at the top of ~/.ssh/config to reach the lab hosts.\n"
-            f"Host {' '.join(h.address for h in hosts)}\n"
-            "  User root\n"
+            f"Host {' '.join(h.address for h in hosts) or 'none'}\n"
+            f"  User {SSH_USER}\n"
             f"  IdentityFile {self.key_path}\n"
             "  IdentitiesOnly yes\n"
             f"  UserKnownHostsFile {self.known_hosts}\n"
@@ -524,8 +554,9 @@ class Lab:
                 os.chown(path, int(sudo_uid), int(sudo_gid))
 
     def _wait(self, hosts: Sequence[LabHost]) -> None:
+        """Until every host's systemd has finished booting, its login answers and (unless bare) its dockerd."""
         deadline = time.monotonic() + self.timeout
-        pending = {h.name: {"sshd", "dockerd"} for h in hosts}
+        pending = {h.name: {"systemd", "sshd"} | (set() if self.machine(h.name).bare else {"dockerd"}) for h in hosts}
         by_name = {h.name: h for h in hosts}
         while True:
             with ThreadPoolExecutor(max_workers=8) as pool:
@@ -538,28 +569,28 @@ class Lab:
             if time.monotonic() > deadline:
                 problems = []
                 for name, waiting in sorted(pending.items()):
-                    d = self.host_dir(name)
-                    for daemon in sorted(waiting):
-                        log = d / f"{daemon}.log"
-                        check = "SSH login" if daemon == "sshd" else "`docker info`"
-                        problems.append(
-                            f"lab host {name} ({by_name[name].address}): {daemon} did not answer {check} "
-                            f"within {self.timeout:.0f}s; last lines of {log}:\n    {_tail(log)}"
-                        )
+                    console = self.machine(name).console
+                    problems.append(
+                        f"lab host {name} ({by_name[name].address}): no answer from {', '.join(sorted(waiting))} "
+                        f"within {self.timeout:.0f}s; last lines of {console}:\n    {_tail(console)}"
+                    )
                 raise LabError("\n".join(problems))
             time.sleep(0.3)
 
     # -- status ----------------------------------------------------------------------------------
 
     def status(self) -> list[dict[str, object]]:
+        """Per host: address, whether its machine runs, systemd's state, SSH login and dockerd."""
         rows = []
         for host in self.hosts():
-            d = self.host_dir(host.name)
-            namespace = (NETNS_DIR / host.namespace).exists()
-            sshd = namespace and _pid_from(d / "sshd.pid", str(d / "sshd_config")) is not None and _ssh_answers(host)
-            dockerd = namespace and _docker_answers(host)
-            rows.append({"name": host.name, "address": host.address, "namespace": namespace,
-                         "sshd": sshd, "dockerd": dockerd})
+            machine = self.machine(host.name)
+            running = machine.init_pid() is not None
+            state = _system_state(host) if running else "off"
+            rows.append({
+                "name": host.name, "address": host.address, "machine": running, "systemd": state,
+                "sshd": running and _ssh_answers(host),
+                "dockerd": None if machine.bare else running and _docker_answers(host),
+            })
         return rows
 
     # -- the public side ---------------------------------------------------------------------------
@@ -569,9 +600,7 @@ class Lab:
         user on the Internet reaches the application server: a veth pair between the host (its
         ``eth1``) and a client namespace, whose default route points at that address. Nothing else
         of the lab is on this network, and the root namespace is not on it. Safe to call again."""
-        host = next((h for h in self.hosts() if h.name == name), None)
-        if host is None:
-            raise LabError(f"no lab host {name!r}: start it first")
+        host = self.host(name)
         client = PublicClient(namespace=f"{self.prefix}-client", address=PUBLIC_CLIENT, server_address=PUBLIC_SERVER)
         what = f"the public network of {name}"
         if not (NETNS_DIR / client.namespace).exists():
@@ -591,16 +620,29 @@ class Lab:
     # -- down ------------------------------------------------------------------------------------
 
     def down(self) -> None:
-        """Stop every daemon, delete namespaces, veths, the bridge and the state; safe to run again."""
+        """Power every machine off, then delete machines, disks, namespaces, veths, the bridge, the
+        resolver and the state; safe to run again, and after a crash or a killed run."""
         if os.geteuid() != 0:
-            raise LabError("the lab needs root (network namespaces, bridges): run it as root")
-        namespaces = {self.namespace(h.name) for h in self.hosts()}
+            raise LabError("the lab needs root (machines, network namespaces, bridges): run it as root")
+        machines_dir = self.state_dir / "machines"
+        names = {h.name for h in self.hosts()} | ({p.name for p in machines_dir.iterdir()} if machines_dir.is_dir() else set())
+        machines = [self.machine(name) for name in sorted(names)]
+        try:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(lambda m: m.stop(), machines))
+            for machine in machines:
+                machine.destroy()
+        except MachineError as exc:
+            raise LabError(str(exc)) from None
+        if (pid := self._dns_pid()) is not None:
+            os.kill(pid, signal.SIGTERM)
+        namespaces = {self.namespace(name) for name in names}
         if NETNS_DIR.exists():
             namespaces |= {p.name for p in NETNS_DIR.iterdir() if p.name.startswith(f"{self.prefix}-")}
-        self._stop(sorted(namespaces))
-        self._unmount_under(self.state_dir)
-        self._unmount_under(RUN_DIR / self.prefix)
         for ns in sorted(namespaces):
+            for pid in _netns_pids(ns):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             if (NETNS_DIR / ns).exists():
                 _run(["ip", "netns", "del", ns], f"deleting namespace {ns}")
         links = _run(["ip", "-o", "link", "show"], "listing links").stdout
@@ -613,45 +655,26 @@ class Lab:
         if _run(["ip", "link", "show", self.bridge], "", check=False).returncode == 0:
             _run(["ip", "link", "del", self.bridge], f"deleting bridge {self.bridge}")
         for directory in (self.state_dir, RUN_DIR / self.prefix):
+            for target in mounts_under(directory):
+                _run(["umount", "-l", target], "", check=False)
             shutil.rmtree(directory, ignore_errors=True)
             if directory.exists():
                 raise LabError(f"could not remove {directory}: something under it is still mounted or busy")
-
-    def _stop(self, namespaces: Sequence[str]) -> None:
-        """dockerd first (it stops its containers), then whatever else runs in the namespaces."""
-        dockerds = [
-            pid for ns in namespaces
-            if (pid := _pid_from(self.host_dir(ns[len(self.prefix) + 1:]) / "docker.pid", "dockerd")) is not None
-        ]
-        _signal(dockerds, signal.SIGTERM)
-        _wait_gone(dockerds, 20)
-        pids = [pid for ns in namespaces for pid in _netns_pids(ns)]
-        _signal(pids, signal.SIGTERM)
-        if not _wait_gone(pids, 5):
-            _signal(pids, signal.SIGKILL)
-            _wait_gone(pids, 5)
-
-    def _unmount_under(self, directory: Path) -> None:
-        # dockerd bind-mounts namespace files and container shm under its exec/data roots; an
-        # interrupted daemon leaves them behind and rmtree would fail on them.
-        prefix = f"{directory}/"
-        mounts = []
-        for line in Path("/proc/self/mounts").read_text().splitlines():
-            target = line.split()[1].replace("\\040", " ")
-            if target.startswith(prefix):
-                mounts.append(target)
-        for target in sorted(mounts, key=len, reverse=True):
-            _run(["umount", "-l", target], "", check=False)
 
 
 def unavailable() -> Optional[str]:
     """Why no lab can start on this machine (not root, or programs missing), or None when one can."""
     if os.geteuid() != 0:
-        return "the lab needs root (network namespaces, bridges): run it as root"
+        return "the lab needs root (machines, network namespaces, bridges): run it as root"
     missing = sorted({pkg for tool, pkg in TOOLS.items() if _program(tool) is None})
     if missing:
         return f"the lab needs programs that are missing: install them with `apt-get install -y {' '.join(missing)}`"
     return None
+
+
+def image_cache_state() -> str:
+    """``warm`` when the machine image is built, ``cold`` when the next ``up`` builds it (minutes)."""
+    return "warm" if image_cached(docker=True) else "cold"
 
 
 def _program(name: str) -> Optional[str]:
@@ -664,28 +687,15 @@ def _netns_pids(ns: str) -> list[int]:
     return [int(p) for p in result.stdout.split()] if result.returncode == 0 else []
 
 
-def _signal(pids: Sequence[int], sig: signal.Signals) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
-def _wait_gone(pids: Sequence[int], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while any(_alive(p) for p in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
-def _answers(host: LabHost, daemons: set[str]) -> set[str]:
-    """Which of ``daemons`` ("sshd", "dockerd") answer on ``host`` right now."""
+def _answers(host: LabHost, wanted: set[str]) -> set[str]:
+    """Which of ``wanted`` ("systemd", "sshd", "dockerd") answer on ``host`` right now."""
     answered = set()
-    if "dockerd" in daemons and _docker_answers(host):
+    if "dockerd" in wanted and _docker_answers(host):
         answered.add("dockerd")
-    if "sshd" in daemons and _ssh_answers(host):
+    if "sshd" in wanted and _ssh_answers(host):
         answered.add("sshd")
+        if "systemd" in wanted and _system_state(host) in ("running", "degraded"):
+            answered.add("systemd")
     return answered
 
 
@@ -694,6 +704,15 @@ def _docker_answers(host: LabHost) -> bool:
         return docker(host, "info", "--format", "{{.ID}}", timeout=10).returncode == 0
     except subprocess.TimeoutExpired:
         return False
+
+
+def _system_state(host: LabHost) -> str:
+    """``systemctl is-system-running`` on ``host`` (``unknown`` when it cannot be asked)."""
+    try:
+        result = subprocess.run(ssh_command(host, "systemctl", "is-system-running"), capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        return "unknown"
+    return result.stdout.strip() or "unknown"
 
 
 def _ssh_answers(host: LabHost) -> bool:
@@ -706,3 +725,4 @@ def _ssh_answers(host: LabHost) -> bool:
         return subprocess.run(ssh_command(host, "true"), capture_output=True, timeout=15).returncode == 0
     except subprocess.TimeoutExpired:
         return False
+

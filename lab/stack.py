@@ -38,7 +38,7 @@ def lab_server(host: LabHost, base: Mapping[str, Any]) -> dict[str, Any]:
     memory_mib, cpus = machine_size()
     server: dict[str, Any] = {
         "privateIp": host.address,
-        "sshUser": "root",
+        "sshUser": host.user,
         "sshPort": 22,
         "memoryMib": min(int(base.get("memoryMib", memory_mib)), memory_mib),
         "cpus": min(int(base.get("cpus", cpus)), cpus),
@@ -133,7 +133,7 @@ def leave_out_what_does_not_fit(document: dict[str, Any]) -> list[str]:
 
 
 HEADER = """\
-# Written by `python -m lab up`: the six servers are local lab hosts (network namespaces on this
+# Written by `python -m lab up`: the six servers are local lab machines (booted Debian on this
 # machine), everything else is copied from Pulumi.staging.yaml. Not committed; `python -m lab down`
 # deletes it. SSH: `ssh-add {key}` for remote commands, and `Include {ssh_config}` at the top of
 # ~/.ssh/config for the Docker provider (it runs the plain ssh client).

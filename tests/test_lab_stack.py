@@ -33,12 +33,14 @@ def fake_hosts(tmp_path: Path) -> list[LabHost]:
         LabHost(
             name=name,
             address=f"10.231.0.{10 + index}",
+            address6=f"fd4c:6162:ae7:0::{10 + index:x}",
             namespace=f"fake-{name}",
             docker_sock=tmp_path / name / "docker.sock",
             ssh_key_path=tmp_path / "id_ed25519",
             known_hosts=tmp_path / "known_hosts",
             ssh_config=tmp_path / "ssh_config",
             host_key=fake_host_key(index),
+            root=tmp_path / name / "root",
         )
         for index, name in enumerate(SERVER_NAMES)
     ]
