@@ -1,6 +1,8 @@
-"""Prints how long the lab takes: first `up`, a second `up` (nothing to do), and `down`, per host count.
+"""Prints how long the lab's machines take and what they cost: a first `up`, a second `up` (nothing to do),
+a reboot of one machine, and `down`, per machine count; then each machine's memory after boot.
 
-Run as root: `venv/bin/python -m benchmarks.lab_up [COUNT ...]` (default 3 and 6 hosts).
+Run as root: `venv/bin/python -m benchmarks.lab_up [COUNT ...]` (default 3 and 6 machines). Says first whether
+the machine image was built already (warm) or is built by this run (cold: its time is then in the first `up`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,20 @@ from pathlib import Path
 
 from components.config import SERVER_NAMES
 from lab import Lab, free_subnet, machine_lock
+from lab.core import image_cache_state
+from lab.machines import CGROUP_PARENT, CGROUP_ROOT, cgroup_pids
 
 
-def measure(count: int) -> tuple[float, float, float]:
+def memory_mib(machine: str) -> tuple[float, float]:
+    """The machine's resident memory and its page cache (MiB), from its memory cgroup."""
+    stat = dict(line.split() for line in (CGROUP_ROOT / "memory" / CGROUP_PARENT / machine / "memory.stat").read_text().splitlines())
+    return int(stat["total_rss"]) / 2**20, int(stat["total_cache"]) / 2**20
+
+
+def measure(count: int) -> tuple[float, float, float, float, dict[str, tuple[float, float, int]]]:
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
         with machine_lock():
-            lab = Lab(prefix=f"b{os.getpid()}", subnet=free_subnet(), state_dir=Path(tmp) / "state", timeout=120)
+            lab = Lab(prefix=f"b{os.getpid()}", subnet=free_subnet(), state_dir=Path(tmp) / "state", timeout=300)
             names = list(SERVER_NAMES[:count]) + [f"extra{i}" for i in range(count - len(SERVER_NAMES))]
             started = time.monotonic()
             try:
@@ -27,22 +37,39 @@ def measure(count: int) -> tuple[float, float, float]:
             except BaseException:
                 lab.down()
                 raise
-        started = time.monotonic()
-        lab.up(names)
-        again = time.monotonic() - started
-        started = time.monotonic()
-        lab.down()
-        return first, again, time.monotonic() - started
+        try:
+            started = time.monotonic()
+            lab.up(names)
+            again = time.monotonic() - started
+            started = time.monotonic()
+            lab.reboot(names[0])
+            reboot = time.monotonic() - started
+            time.sleep(5)  # let each machine's boot settle before reading its memory
+            costs = {}
+            for name in names:
+                machine = lab.machine(name)
+                rss, cache = memory_mib(machine.name)
+                costs[name] = (rss, cache, len(cgroup_pids(machine.name)))
+        finally:
+            started = time.monotonic()
+            lab.down()
+        return first, again, reboot, time.monotonic() - started, costs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.lab_up", description=__doc__.split("\n")[0])
-    parser.add_argument("counts", nargs="*", type=int, default=[3, 6], metavar="COUNT", help="host counts to measure")
+    parser.add_argument("counts", nargs="*", type=int, default=[3, 6], metavar="COUNT", help="machine counts to measure")
     counts = parser.parse_args().counts
-    print(f"{'hosts':>5} {'up (s)':>8} {'up again (s)':>13} {'down (s)':>9}")
+    print(f"machine image cache: {image_cache_state()}")
+    print(f"{'machines':>8} {'up (s)':>8} {'up again (s)':>13} {'reboot one (s)':>15} {'down (s)':>9}")
+    last: dict[str, tuple[float, float, int]] = {}
     for count in counts:
-        first, again, down = measure(count)
-        print(f"{count:>5} {first:>8.1f} {again:>13.1f} {down:>9.1f}")
+        first, again, reboot, down, last = measure(count)
+        print(f"{count:>8} {first:>8.1f} {again:>13.1f} {reboot:>15.1f} {down:>9.1f}")
+    print(f"\nper machine, {len(last)} booted with Docker and idle:")
+    print(f"{'machine':<14} {'memory (MiB)':>13} {'page cache (MiB)':>17} {'processes':>10}")
+    for name, (rss, cache, processes) in last.items():
+        print(f"{name:<14} {rss:>13.1f} {cache:>17.1f} {processes:>10}")
 
 
 if __name__ == "__main__":

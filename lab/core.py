@@ -56,6 +56,7 @@ TOOLS = {
     "docker": "docker.io",
 }
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
+INOTIFY_LIMITS = {"max_user_instances": 8192, "max_user_watches": 1048576}
 
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,9}$")  # interface names are at most 15 characters
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
@@ -99,6 +100,11 @@ class LabHost:
     @property
     def docker_host(self) -> str:
         return f"unix://{self.docker_sock}"
+
+    @property
+    def host_key_file(self) -> Path:
+        """The machine's ed25519 host public key."""
+        return self.root / "etc/ssh/ssh_host_ed25519_key.pub"
 
     @property
     def hosts_file(self) -> Path:
@@ -441,6 +447,14 @@ class Lab:
             raise LabError(f"lab host {host.name}: restarting dockerd failed: {result.stderr.strip()}")
         self._wait([host])
 
+    def journal(self, name: str, unit: str) -> str:
+        """``unit``'s journal on ``name``, read from outside the machine (reading it adds no SSH login)."""
+        try:
+            argv = self.machine(name).console_command(["journalctl", "--no-pager", "-o", "cat", "-u", unit])
+        except MachineError as exc:
+            raise LabError(str(exc)) from None
+        return _run(argv, f"lab host {name}: reading the journal of {unit}").stdout
+
     def add_dns_record(self, name: str, address: str) -> None:
         """Make the lab's resolver answer ``name`` with ``address`` for every machine."""
         with _locked(self.state_dir / ".lock"):
@@ -455,6 +469,12 @@ class Lab:
         for directory in (NETNS_DIR, self.state_dir):
             directory.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o755)
+        # Every machine's systemd, dbus and journald take inotify instances from one budget: all machines
+        # run as this machine's root (no user namespace). Debian's default of 128 runs out at a dozen machines.
+        for setting, wanted in INOTIFY_LIMITS.items():
+            path = Path("/proc/sys/fs/inotify") / setting
+            if int(path.read_text()) < wanted:
+                path.write_text(f"{wanted}\n")
 
     def _client_key(self) -> None:
         if not self.key_path.exists():

@@ -1,7 +1,8 @@
-"""A lab of three real hosts (sshd + dockerd in network namespaces), started once per test session.
+"""A lab of five machines (booted Debian with systemd, sshd and dockerd), started once per test process.
 
 ``lab_session`` and ``lab_agent`` are imported by conftest.py. It picks a prefix and a free subnet of its own, so
-several test sessions (and a developer's `python -m lab up`) can run on one machine at once.
+several test processes (pytest-xdist's workers, and a developer's `python -m lab up`) can run on one machine at
+once; docs/lab.md says why each worker has a lab of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from lab import Lab, LabHost, free_subnet, machine_lock, unavailable
 from lab.core import RUN_DIR
 
-# The three swarm servers, so tests can map config names to lab hosts one to one.
+# Named after servers, so tests can map config names to lab hosts one to one.
 LAB_HOSTS = ("swarm-master", "swarm-node2", "swarm-node3", "application", "db2")
 
 

@@ -40,9 +40,9 @@ def docker_ssh(run: ProgramRun, host: LabHost) -> subprocess.CompletedProcess[st
     instead of dialling stdio. ``-F /dev/null``: only the rendered options count, not this machine's."""
     (provider,) = [p for p in run.of_type(DOCKER_PROVIDER) if p.name == f"{host.name}-docker"]
     url = provider.inputs["host"]
-    assert url == f"ssh://root@{host.address}:22"
+    assert url == f"ssh://{host.user}@{host.address}:22"
     options = json.loads(provider.inputs["sshOpts"])
-    argv = ["ssh", "-F", "/dev/null", *options, "-l", "root", "-p", "22", "--", host.address,
+    argv = ["ssh", "-F", "/dev/null", *options, "-l", host.user, "-p", "22", "--", host.address,
             "docker", "info", "--format", "{{.Name}}"]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
@@ -64,21 +64,23 @@ def test_the_docker_path_checks_the_jump_hosts_key_too(lab_session: LabSession, 
     # The swarm-master lab host plays only the jump host here (a jump host that is also a server
     # pins the same key twice: config refuses two different keys for one address).
     master, node2, node3 = (lab_session.host(n) for n in SWARM_HOSTS)
-    jump = {"host": master.address, "user": "root", "port": 22, "hostKey": master.host_key}
-    log = lab_session.lab.host_dir(master.name) / "sshd.log"
+    jump = {"host": master.address, "user": master.user, "port": 22, "hostKey": master.host_key}
     workers = ("swarm-node2", "swarm-node3")
 
-    before = log.read_text().count("Accepted publickey")
+    def accepted_logins() -> int:
+        return lab_session.lab.journal(master.name, "ssh").count("Accepted publickey")
+
+    before = accepted_logins()
     through = docker_ssh(_program(lab_session, access={"via": "private", "jumpHost": jump}, on_lab=workers), node2)
     assert through.returncode == 0, through.stderr
     assert through.stdout.strip() == "swarm-node2"
-    assert log.read_text().count("Accepted publickey") == before + 1  # it went through the jump host
+    assert accepted_logins() == before + 1  # it went through the jump host
 
     wrong_jump = {**jump, "hostKey": node3.host_key}
     refused = docker_ssh(_program(lab_session, access={"via": "private", "jumpHost": wrong_jump}, on_lab=workers), node2)
     assert refused.returncode == 255
     assert "Host key verification failed" in refused.stderr
-    assert log.read_text().count("Accepted publickey") == before + 1
+    assert accepted_logins() == before + 1
 
 
 def test_every_command_connection_carries_the_key_the_real_sshd_presents(lab_session: LabSession) -> None:

@@ -15,6 +15,7 @@ import yaml
 
 from components.config import EXAMPLE_HOST_KEY_MARK
 from lab import LabHost
+from lab.machines import SSH_USER
 from lab_fixture import LabSession
 from tools.hostkeys import choose, fingerprint, parse_keyscan
 from tools.offline import ROOT
@@ -73,7 +74,7 @@ HEADER = "# A stack for the test: comments and layout must survive the edit.\n"
 def write_stack(path: Path, addresses: dict[str, str], keys: dict[str, str], jump: dict | None = None) -> None:
     servers = {}
     for name in SERVERS:
-        server = {"privateIp": addresses[name], "sshUser": "root", "sshPort": 22, "memoryMib": 1024, "cpus": 1}
+        server = {"privateIp": addresses[name], "sshUser": SSH_USER, "sshPort": 22, "memoryMib": 1024, "cpus": 1}
         if name in keys:
             server["hostKey"] = keys[name]
         servers[name] = server
@@ -117,7 +118,7 @@ def test_scan_prints_fingerprints_and_writes_the_real_keys(lab_session: LabSessi
     assert text.startswith(HEADER) and "  # the six servers\n" in text
     for host in lab_session.hosts:
         listed = subprocess.run(
-            ["ssh-keygen", "-lf", str(lab_session.lab.host_dir(host.name) / "ssh_host_ed25519_key.pub")],
+            ["ssh-keygen", "-lf", str(host.host_key_file)],
             capture_output=True, text=True, check=True,
         )
         assert listed.stdout.split()[1] in out
@@ -149,7 +150,7 @@ def test_a_changed_key_is_refused_loudly_unless_replaced(lab_session: LabSession
 
 
 def accepted_logins(lab: LabSession, host: LabHost) -> int:
-    return (lab.lab.host_dir(host.name) / "sshd.log").read_text().count("Accepted publickey")
+    return lab.lab.journal(host.name, "ssh").count("Accepted publickey")
 
 
 def test_through_a_jump_host_the_scan_runs_there_and_checks_its_key(
@@ -159,7 +160,7 @@ def test_through_a_jump_host_the_scan_runs_there_and_checks_its_key(
     master = lab_session.host("swarm-master")
     stack = tmp_path / "Pulumi.t.yaml"
     addresses = {n: h.address for n, h in servers.items()}
-    write_stack(stack, addresses, {}, jump={"host": master.address, "user": "root", "port": 22})
+    write_stack(stack, addresses, {}, jump={"host": master.address, "user": master.user, "port": 22})
 
     logins = accepted_logins(lab_session, master)
     code, _, err = run_tool(tmp_path, "--yes")
@@ -171,7 +172,7 @@ def test_through_a_jump_host_the_scan_runs_there_and_checks_its_key(
 
     # A jump host presenting another key than the pinned one: refused before anything is scanned through it.
     other = lab_session.host("swarm-node2").host_key
-    write_stack(stack, addresses, {}, jump={"host": master.address, "user": "root", "port": 22, "hostKey": other})
+    write_stack(stack, addresses, {}, jump={"host": master.address, "user": master.user, "port": 22, "hostKey": other})
     logins = accepted_logins(lab_session, master)
     code, _, err = run_tool(tmp_path, "--yes")
     assert code == 2 and "jumpHost (" in err and "--replace jumpHost" in err
