@@ -202,7 +202,7 @@ fi
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
-def test_requirements_on_a_real_docker_daemon(lab_session: LabSession, tmp_path: Path) -> None:
+def test_requirements_on_a_real_docker_daemon(lab_session: LabSession) -> None:
     """Over SSH on a lab host: the real daemon's version passes, a missing Compose plugin is named, and a
     Compose plugin older or newer than the pinned installer's minimum is judged as the installer would."""
     host = lab_session.host("swarm-master")
@@ -210,12 +210,9 @@ def test_requirements_on_a_real_docker_daemon(lab_session: LabSession, tmp_path:
     assert missing.returncode != 0
     assert "the docker compose plugin is not installed; Sentry's installer needs Docker Compose 2.32.2" in missing.stderr
     for version, ok in (("2.24.5", False), ("2.32.2", True), ("2.40.3", True)):
-        config = tmp_path / version / "cli-plugins"
-        config.mkdir(parents=True)
-        plugin = config / "docker-compose"
-        plugin.write_text(FAKE_COMPOSE_PLUGIN.replace("VERSION", version))
-        plugin.chmod(0o755)
-        done = ssh(host, f"export DOCKER_CONFIG={tmp_path / version}\n" + sentry_requirements_script())
+        host.write_file(f"/opt/lab-compose-{version}/cli-plugins/docker-compose",
+                        FAKE_COMPOSE_PLUGIN.replace("VERSION", version), mode=0o755)
+        done = ssh(host, f"export DOCKER_CONFIG=/opt/lab-compose-{version}\n" + sentry_requirements_script())
         assert (done.returncode == 0) is ok, done.stderr
         if ok:
             daemon = docker(host, "version", "--format", "{{.Server.Version}}").stdout.strip()

@@ -133,28 +133,30 @@ def test_removing_a_worker_drains_it_makes_it_leave_and_leaves_the_others_health
     assert back["swarm-node3"]["labels"]["zone"] == "b"
 
 
-def test_the_drain_refuses_when_the_node_list_cannot_be_read(lab: LabSession, tmp_path: Path) -> None:
+def test_the_drain_refuses_when_the_node_list_cannot_be_read(lab: LabSession) -> None:
     """A manager whose swarm lost its leader answers `docker node ls` with an error. A one-manager lab
     swarm cannot lose its leader, so a stub `docker` first on the master's PATH fails `node ls` (as
     dockerd does then) and hands every other call to the real client."""
     scripts = _scripts(lab)
     _ok(scripts.converge())
-    stub = tmp_path / "bin"
-    stub.mkdir()
-    (stub / "docker").write_text(
+    master = lab.host("swarm-master")
+    stub = master.write_file(
+        "/opt/lab-stub/docker",
         "#!/bin/sh\n"
         'if [ "$1 $2" = "node ls" ]; then\n'
         '  echo "Error response from daemon: rpc error: code = Unknown desc = The swarm does not have a leader." >&2\n'
         "  exit 1\n"
         "fi\n"
-        f'exec {shutil.which("docker")} "$@"\n'
+        'exec /usr/bin/docker "$@"\n',
+        mode=0o755,
     )
-    (stub / "docker").chmod(0o755)
     drain = scripts.command("swarm-node3-swarm-node").inputs["delete"]
-    master = lab.host("swarm-master")
-    refused = subprocess.run(
-        ssh_command(master, f"PATH={stub}:$PATH; export PATH\n{drain}"), capture_output=True, text=True, timeout=60
-    )
+    try:
+        refused = subprocess.run(
+            ssh_command(master, f"PATH=/opt/lab-stub:$PATH; export PATH\n{drain}"), capture_output=True, text=True, timeout=60
+        )
+    finally:
+        stub.unlink()
     assert refused.returncode != 0
     assert "swarm-drain[swarm-node3]: cannot read the node list on swarm-master (has the swarm lost its leader?" in refused.stderr
     assert "nothing to drain" not in refused.stderr
@@ -302,9 +304,8 @@ def test_registry_login_script_logs_in_once_and_refuses_a_wrong_password(lab: La
             ["nsenter", f"--net=/var/run/netns/{master.namespace}", REGISTRY, "serve", str(tmp_path / "config.yml")],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
-    # Lab hosts share this machine's filesystem: keep the login out of root's own ~/.docker.
-    session_env = f"DOCKER_CONFIG={tmp_path / 'docker'}; export DOCKER_CONFIG\n"
-    script = session_env + login_script("swarm-master", "127.0.0.1:5000", username)
+    script = login_script("swarm-master", "127.0.0.1:5000", username)
+    stored_at = master.docker_config / "config.json"
 
     def login(stdin: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(ssh_command(master, script), input=stdin, capture_output=True, text=True, timeout=60)
@@ -320,12 +321,12 @@ def test_registry_login_script_logs_in_once_and_refuses_a_wrong_password(lab: La
         first = login(reveal(registered.inputs["stdin"]))
         assert first.returncode == 0, first.stderr
         assert "swarm-master logged in to 127.0.0.1:5000" in first.stderr
-        stored = (tmp_path / "docker" / "config.json").read_text()
+        stored = stored_at.read_text()
         assert "127.0.0.1:5000" in json.loads(stored)["auths"]
 
         again = login(reveal(registered.inputs["stdin"]))
         assert again.returncode == 0 and "swarm-master is already logged in to 127.0.0.1:5000" in again.stderr
-        assert (tmp_path / "docker" / "config.json").read_text() == stored
+        assert stored_at.read_text() == stored
 
         wrong = login("not-the-password\n")
         assert wrong.returncode != 0
@@ -334,6 +335,7 @@ def test_registry_login_script_logs_in_once_and_refuses_a_wrong_password(lab: La
     finally:
         process.terminate()
         process.wait(timeout=10)
+        stored_at.unlink(missing_ok=True)  # the next module's logins start from none, as on a fresh server
 
 
 # A one-binary image imported into each lab daemon (the lab has no registry). Its name points at a
