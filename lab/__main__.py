@@ -10,6 +10,7 @@ from pathlib import Path
 from components.config import SERVER_NAMES, ConfigError
 
 from .core import DEFAULT_PREFIX, DEFAULT_STATE, DEFAULT_SUBNET, Lab, LabError, image_cache_state
+from .machines import MachineError, machine_image
 from .stack import LAB_STACK, write_stack_file
 
 
@@ -25,8 +26,9 @@ def host_names(spec: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
-    parser.add_argument("action", choices=("up", "down", "status", "reboot", "kill", "destroy"),
-                        help="reboot: clean, disk kept; kill: a power cut (`up` boots it again); destroy: machine and disk gone")
+    parser.add_argument("action", choices=("up", "down", "status", "reboot", "kill", "destroy", "image"),
+                        help="reboot: clean, disk kept; kill: a power cut (`up` boots it again); destroy: machine and disk gone; "
+                             "image: build the machine image unless it is cached")
     parser.add_argument("host", nargs="?", help="the host to reboot, kill or destroy, or to bring up alone")
     parser.add_argument("--hosts", type=host_names, default=list(SERVER_NAMES),
                         help="a number (the first N server names) or comma-separated names; default: the six servers")
@@ -42,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     names = [args.host] if args.host else args.hosts
 
     try:
+        if args.action == "image":
+            state, started = image_cache_state(), time.monotonic()
+            machine_image(docker=True)
+            machine_image(docker=False)
+            print(f"machine image cache: {state}" + (f", built in {time.monotonic() - started:.0f}s" if state == "cold" else ""))
+            return 0
         lab = Lab(args.prefix, args.subnet, args.state, timeout=args.timeout)
         if args.action == "up":
             started = time.monotonic()
@@ -86,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['name']:<14} {row['address']:<15} {mark[bool(row['machine'])]:<8} {row['systemd']!s:<9} "
                   f"{mark[bool(row['sshd'])]:<5} {mark[row['dockerd'] if row['dockerd'] is None else bool(row['dockerd'])]}")
         return 0 if all(row["sshd"] and row["dockerd"] is not False for row in rows) else 1
-    except (LabError, ConfigError) as exc:
+    except (LabError, MachineError, ConfigError) as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return 1
 

@@ -35,12 +35,16 @@ if [ ! -x venv/bin/python ]; then
   }
 fi
 venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+if [ "$(id -u)" -eq 0 ] && command -v debootstrap >/dev/null 2>&1; then
+  # The lab machines' image, once per machine: a cold cache is a debootstrap (minutes), said here so a slow run is explained.
+  venv/bin/python -m lab image
+fi
 
 set +e
 venv/bin/python -m pytest -q "$@"
 status=$?
 set -e
 if [ "$(id -u)" -ne 0 ]; then
-  echo "test: ran as $(id -un): the tests that need root (lab hosts in network namespaces, daemons) were skipped; run 'bash tools/test.sh' as root to run them all"
+  echo "test: ran as $(id -un): the tests that need root (lab machines, daemons) were skipped; run 'bash tools/test.sh' as root to run them all"
 fi
 exit "$status"
