@@ -36,7 +36,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Optional
 
@@ -271,10 +271,8 @@ def cgroup_pids(machine: str) -> set[int]:
     """Every process in the machine's cgroup, in any hierarchy, nested cgroups included."""
     pids: set[int] = set()
     for directory in _cgroups_of(machine):
-        try:
+        with suppress(OSError):
             pids |= {int(p) for p in (directory / "cgroup.procs").read_text().split()}
-        except OSError:
-            pass
     return pids
 
 
@@ -290,7 +288,7 @@ def _rmdir(directory: Path) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise MachineError(f"cgroup {directory} could not be removed ({exc}): a process of the machine is still in it")
+        raise MachineError(f"cgroup {directory} could not be removed ({exc}): a process of the machine is still in it") from None
 
 
 # -- one machine -------------------------------------------------------------------------------------
@@ -488,7 +486,5 @@ def _children(pid: int) -> list[int]:
 
 
 def _kill(pid: int, sig: signal.Signals) -> None:
-    try:
+    with suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
