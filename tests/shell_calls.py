@@ -4,8 +4,8 @@ the variables a script assigns. For the structural checks of the rendered remote
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Optional
 
 from argv_check import parse
@@ -49,7 +49,7 @@ class Call:
 def _text(node: Any) -> str:
     kind = node.get("Type")
     if kind in ("Lit", "SglQuoted"):
-        return str(node["Value"])
+        return str(node.get("Value", ""))  # '' has none
     if kind == "DblQuoted":
         return "".join(_text(part) for part in node.get("Parts") or [])
     if kind == "ParamExp":
@@ -77,18 +77,19 @@ def _word(node: dict[str, Any]) -> Word:
     return Word("".join(_text(part) for part in node.get("Parts") or []), frozenset(_parameters(node)))
 
 
-def _walk(node: Any, function: Optional[str]) -> Iterator[tuple[dict[str, Any], Optional[str]]]:
-    """Every node with the function it is in."""
-    if isinstance(node, dict):
-        yield node, function
-        if node.get("Type") == "FuncDecl":
-            function = node["Name"]["Value"]
-        for key, value in node.items():
-            if key not in ("Pos", "End"):
-                yield from _walk(value, function)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value, function)
+def _walk(tree: Any) -> list[tuple[dict[str, Any], Optional[str]]]:
+    """Every node with the function it is in, parents before children."""
+    found: list[tuple[dict[str, Any], Optional[str]]] = []
+    pending: list[tuple[Any, Optional[str]]] = [(tree, None)]
+    while pending:
+        node, function = pending.pop()
+        if isinstance(node, dict):
+            found.append((node, function))
+            inner = node["Name"]["Value"] if node.get("Type") == "FuncDecl" else function
+            pending.extend((value, inner) for key, value in reversed(node.items()) if key not in ("Pos", "End") and isinstance(value, (dict, list)))
+        elif isinstance(node, list):
+            pending.extend((value, function) for value in reversed(node))
+    return found
 
 
 def _written(redirect: dict[str, Any]) -> bool:
@@ -98,26 +99,28 @@ def _written(redirect: dict[str, Any]) -> bool:
     return redirect["Op"] == _DUPLICATE_OUT and not (target.isdigit() or target == "-")
 
 
-def calls(script: str) -> list[Call]:
+@cache
+def calls(script: str) -> tuple[Call, ...]:
     """Every simple command of ``script`` (assignments without a command are not calls), in order."""
     found = []
-    for node, function in _walk(parse(script), None):
+    for node, function in _walk(parse(script)):
         command = node.get("Cmd")
         if not isinstance(command, dict) or command.get("Type") != "CallExpr" or not command.get("Args"):
             continue
         writes = tuple(_word(r["Word"]) for r in node.get("Redirs") or [] if _written(r))
         found.append(Call(tuple(_word(a) for a in command["Args"]), function, command["Pos"]["Line"], writes))
-    return found
+    return tuple(found)
 
 
-def assignments(script: str) -> list[tuple[str, Word, Optional[str]]]:
+@cache
+def assignments(script: str) -> tuple[tuple[str, Word, Optional[str]], ...]:
     """(name, value, function) of every variable assignment, and of every `for NAME in WORDS` (each word)."""
     found = []
-    for node, function in _walk(parse(script), None):
+    for node, function in _walk(parse(script)):
         if node.get("Type") == "CallExpr":
             for assign in node.get("Assigns") or []:
                 if assign.get("Value") is not None:
                     found.append((assign["Name"]["Value"], _word(assign["Value"]), function))
         elif node.get("Type") == "WordIter":
             found += [(node["Name"]["Value"], _word(item), function) for item in node.get("Items") or []]
-    return found
+    return tuple(found)
