@@ -18,9 +18,11 @@ import posixpath
 import textwrap
 from urllib.parse import urlsplit
 
-from .config import Acme, StackConfig
+from .config import Acme, ServerName, StackConfig
 from .shell import render
 
+# Nginx's server (edge.SERVER): the certificates are issued and kept there.
+SERVER: ServerName = "application"
 ACME_DIR = "/etc/samarth/acme"
 SCRIPT_PATH = "/usr/local/sbin/samarth-certificates"
 UNIT = "samarth-certificates"
@@ -80,7 +82,8 @@ def install_script(config: StackConfig, acme_dir: str = ACME_DIR, script_path: s
     assert acme is not None, "only for edge.tls.mode acme"
     return render(
         "acme-install.sh",
-        "certificates-install[application]",
+        f"certificates-install[{SERVER}]",
+        SERVER=SERVER,
         ACME_DIR=acme_dir,
         ACCOUNT_KEY_FILE=account_key_path(acme, acme_dir),
         SCRIPT_PATH=script_path,
@@ -89,7 +92,7 @@ def install_script(config: StackConfig, acme_dir: str = ACME_DIR, script_path: s
 
 
 def run_script(action: str, script_path: str = SCRIPT_PATH) -> str:
-    return render("acme-run.sh", f"certificates-{action}[application]", SCRIPT_PATH=script_path, ACTION=action)
+    return render("acme-run.sh", f"certificates-{action}[{SERVER}]", SERVER=SERVER, SCRIPT_PATH=script_path, ACTION=action)
 
 
 SERVICE_UNIT = f"""\
@@ -121,4 +124,6 @@ WantedBy=timers.target
 
 
 def timer_script() -> str:
-    return render("acme-timer.sh", "certificates-timer[application]", UNIT=UNIT, SERVICE_UNIT=SERVICE_UNIT, TIMER_UNIT=TIMER_UNIT)
+    return render(
+        "acme-timer.sh", f"certificates-timer[{SERVER}]", SERVER=SERVER, UNIT=UNIT, SERVICE_UNIT=SERVICE_UNIT, TIMER_UNIT=TIMER_UNIT
+    )

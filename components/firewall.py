@@ -190,7 +190,7 @@ def apply_script(server: str, rules: str, ssh_port: int, allowed_ssh: Sequence[s
 
 
 def remove_script(server: str) -> str:
-    return render("firewall-remove.sh", f"firewall-remove[{server}]", RULES_FILE=RULES_FILE, APPLY_PROGRAM=APPLY_PROGRAM, UNIT=UNIT)
+    return render("firewall-remove.sh", f"firewall-remove[{server}]", SERVER=server, RULES_FILE=RULES_FILE, APPLY_PROGRAM=APPLY_PROGRAM, UNIT=UNIT)
 
 
 @dataclass(frozen=True)

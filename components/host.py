@@ -146,6 +146,7 @@ class Host(pulumi.ComponentResource):
     connection: command.remote.ConnectionArgs
     docker: docker.Provider
     preflight: command.remote.Command
+    log_defaults: command.remote.Command
     facts: pulumi.Output[dict[str, Any]]
     openings: list[Opening]
     logs: Logs
@@ -186,7 +187,7 @@ class Host(pulumi.ComponentResource):
         self.facts = self.preflight.stdout.apply(lambda out: json.loads(out) if out else {})
 
         self.logs = args.logs
-        log_defaults = command.remote.Command(
+        self.log_defaults = command.remote.Command(
             f"{name}-docker-log-defaults",
             connection=self.connection,
             create=log_defaults_script(name, args.logs),
@@ -204,7 +205,7 @@ class Host(pulumi.ComponentResource):
             ssh_opts=docker_ssh_opts(known_hosts, jump),
             # Everything created through this provider waits for the preflight to pass, and for the
             # log defaults (whose change restarts dockerd once).
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight, log_defaults]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight, self.log_defaults]),
         )
 
         # SSH: the operators, the machine running Pulumi, and the jump host when there is one.
@@ -219,8 +220,10 @@ class Host(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=parent, provider=self.docker, **kwargs)
 
     def command_options(self, parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
-        """Options for a remote command on this server: it runs after the preflight passed."""
-        depends_on = [self.preflight, *kwargs.pop("depends_on", [])]
+        """Options for a remote command on this server: it runs after the preflight passed and the log
+        defaults are in place (a change restarts dockerd, which a command using docker meanwhile would
+        meet half-way)."""
+        depends_on = [self.log_defaults, *kwargs.pop("depends_on", [])]
         return pulumi.ResourceOptions(parent=parent, depends_on=depends_on, **kwargs)
 
 

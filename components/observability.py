@@ -162,6 +162,7 @@ class ComposeRelease:
             SECRETS=" ".join(self.secrets),
             OVERRIDE=(self.override or "").strip(),
             OVERRIDE_FILE=OVERRIDE_FILE,
+            SERVER=SERVER,
             **self.install_values,
         )
 

@@ -159,6 +159,7 @@ def audit_rotation_script(
     return render(
         "vault-audit-rotation.sh",
         "vault-audit-rotation",
+        SERVER=SERVER,
         VOLUME=volume,
         AUDIT_FILE=settings.audit_file,
         CONTAINER=container,

@@ -76,8 +76,9 @@ def test_install_commands_are_guarded_logged_off_and_keep_volumes(prod: ProgramR
     assert is_secret(command.inputs["stdin"])
     assert "dc down --remove-orphans" in inputs["delete"]
     assert " -v" not in inputs["delete"] and "--volumes" not in inputs["delete"]
-    preflight = prod.named(COMMAND, "application-preflight")
-    assert preflight.urn in command.dependencies
+    # After the preflight and the log defaults (a change restarts dockerd, which compose talks to).
+    log_defaults = prod.named(COMMAND, "application-docker-log-defaults")
+    assert log_defaults.urn in command.dependencies
     parent = prod.parent_of(command)
     assert parent is not None and parent.type == "samarth:observability:ComposeInstall"
 

@@ -1,8 +1,7 @@
 # shellcheck shell=sh
-# Runs `samarth-certificates ACTION` as root (or through passwordless sudo) on `pulumi up`.
-root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
-}
+# Runs `samarth-certificates ACTION` as root (components/scripts/root-lib.sh) on `pulumi up`.
+. ./root-lib.sh
 
 step "samarth-certificates $ACTION"
-root "$SCRIPT_PATH" "$ACTION"
+need_root "to run samarth-certificates $ACTION"
+as_root "$SCRIPT_PATH" "$ACTION"

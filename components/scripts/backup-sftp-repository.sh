@@ -9,18 +9,20 @@
 # others), SSHD_CONFIG (sshd's configuration file) and SSHD_DROP_IN_DIR (a directory it includes:
 # /etc/ssh/sshd_config.d on Debian and Ubuntu).
 
-[ "$(id -u)" -eq 0 ] || fail "run as root (it creates a system user and changes sshd's configuration)"
+. ./root-lib.sh
+
+need_root "to create the SFTP account $USER_NAME and confine it in sshd's configuration"
 if ! id "$USER_NAME" >/dev/null 2>&1; then
   step "creating system user $USER_NAME"
-  useradd --system --home-dir "$REPOSITORY_ROOT" --shell /usr/sbin/nologin "$USER_NAME"
+  as_root useradd --system --home-dir "$REPOSITORY_ROOT" --shell /usr/sbin/nologin "$USER_NAME"
 fi
-[ "$(getent passwd "$USER_NAME" | cut -d: -f7)" = /usr/sbin/nologin ] || usermod --shell /usr/sbin/nologin "$USER_NAME"
+[ "$(getent passwd "$USER_NAME" | cut -d: -f7)" = /usr/sbin/nologin ] || as_root usermod --shell /usr/sbin/nologin "$USER_NAME"
 # No password, but not locked ('!'): without PAM, sshd refuses a locked account even a key login.
-[ "$(getent shadow "$USER_NAME" | cut -d: -f2)" = '*' ] || usermod --password '*' "$USER_NAME"
+[ "$(as_root getent shadow "$USER_NAME" | cut -d: -f2)" = '*' ] || as_root usermod --password '*' "$USER_NAME"
 
 step "preparing $REPOSITORY_ROOT/$CLIENT (the chroot is root's, the client's directory $USER_NAME's)"
-install -d -m 0755 -o root -g root "$REPOSITORY_ROOT" "$REPOSITORY_ROOT/.ssh"
-install -d -m 0700 -o "$USER_NAME" "$REPOSITORY_ROOT/$CLIENT"
+as_root install -d -m 0755 -o root -g root "$REPOSITORY_ROOT" "$REPOSITORY_ROOT/.ssh"
+as_root install -d -m 0700 -o "$USER_NAME" "$REPOSITORY_ROOT/$CLIENT"
 directory=$REPOSITORY_ROOT
 while [ "$directory" != / ]; do
   # sshd refuses a chroot with a parent that is not root's or that others may write to.
@@ -33,19 +35,21 @@ done
 step "writing the key of $CLIENT into $REPOSITORY_ROOT/.ssh/authorized_keys"
 keys="$REPOSITORY_ROOT/.ssh/authorized_keys"
 entry="restrict,from=\"$CLIENT_IP\",command=\"internal-sftp\" $CLIENT_PUBLIC_KEY"
-touch "$keys"
+as_root touch "$keys"
 # One line per client, replaced when its key changes; root's file, so the account cannot change it.
-grep -v " samarth-backup@$CLIENT\$" "$keys" >"$keys.new" || true
-printf '%s\n' "$entry" >>"$keys.new"
-chown root:root "$keys.new"
-chmod 644 "$keys.new"
-mv "$keys.new" "$keys"
+{
+  grep -v " samarth-backup@$CLIENT\$" "$keys" || true
+  printf '%s\n' "$entry"
+} | as_root tee "$keys.new" >/dev/null
+as_root chown root:root "$keys.new"
+as_root chmod 644 "$keys.new"
+as_root mv "$keys.new" "$keys"
 
 step "confining $USER_NAME in sshd ($SSHD_DROP_IN_DIR)"
 sshd=$(command -v sshd || echo /usr/sbin/sshd)
 [ -d "$SSHD_DROP_IN_DIR" ] || fail "$SSHD_DROP_IN_DIR does not exist: sshd_config must include it (Include $SSHD_DROP_IN_DIR/*.conf)"
 drop_in="$SSHD_DROP_IN_DIR/samarth-backup-$USER_NAME.conf"
-cat >"$drop_in.new" <<CONF
+as_root tee "$drop_in.new" >/dev/null <<CONF
 # Written by samarth-infra (backup-sftp-repository.sh): $USER_NAME may only use SFTP, inside $REPOSITORY_ROOT.
 Match User $USER_NAME
     ChrootDirectory $REPOSITORY_ROOT
@@ -58,23 +62,23 @@ Match User $USER_NAME
     AllowStreamLocalForwarding no
     X11Forwarding no
 CONF
-if [ -f "$drop_in" ] && cmp -s "$drop_in.new" "$drop_in"; then
-  rm -f "$drop_in.new"
+if as_root cmp -s "$drop_in.new" "$drop_in"; then
+  as_root rm -f "$drop_in.new"
 else
-  mv "$drop_in.new" "$drop_in"
-  chmod 644 "$drop_in"
+  as_root mv "$drop_in.new" "$drop_in"
+  as_root chmod 644 "$drop_in"
   step "checking sshd's configuration with the drop-in"
-  if ! "$sshd" -t -f "$SSHD_CONFIG" >&2; then
-    rm -f "$drop_in"
+  if ! as_root "$sshd" -t -f "$SSHD_CONFIG" >&2; then
+    as_root rm -f "$drop_in"
     fail "sshd -t refuses the configuration with $drop_in (removed again); see above"
   fi
   step "reloading sshd"
-  systemctl reload ssh 2>/dev/null || systemctl reload sshd \
+  as_root systemctl reload ssh 2>/dev/null || as_root systemctl reload sshd \
     || fail "could not reload sshd (systemctl reload ssh|sshd): $USER_NAME is not confined until it is"
 fi
 
 step "checking that sshd confines $USER_NAME coming from $CLIENT_IP"
-effective=$("$sshd" -T -f "$SSHD_CONFIG" -C "user=$USER_NAME,addr=$CLIENT_IP,host=$CLIENT,laddr=$SERVER_IP,lport=$SERVER_PORT")
+effective=$(as_root "$sshd" -T -f "$SSHD_CONFIG" -C "user=$USER_NAME,addr=$CLIENT_IP,host=$CLIENT,laddr=$SERVER_IP,lport=$SERVER_PORT")
 if ! printf '%s\n' "$effective" | grep -qx "chrootdirectory $REPOSITORY_ROOT" \
   || ! printf '%s\n' "$effective" | grep -qx "forcecommand internal-sftp"; then
   fail "sshd's configuration does not apply $drop_in to $USER_NAME (an earlier Match block, or no Include of $SSHD_DROP_IN_DIR in $SSHD_CONFIG?)"

@@ -10,9 +10,10 @@
 # Inputs: NAME, REPOSITORY, REF, VERIFY (the ref as `git rev-parse` checks it), KIND ("release tag" or
 # "commit"), DIRECTORY, DESIRED ("<ref> <fingerprint>"), MARKER, ENV_FILE, ENV_BASE, SETTINGS ("KEY=value"
 # lines, plain), SECRET_SETTINGS (names, written to ENV_FILE), SECRETS (every name read from stdin, in
-# order), OVERRIDE (compose override text; empty: none), OVERRIDE_FILE.
+# order), OVERRIDE (compose override text; empty: none), OVERRIDE_FILE, SERVER.
 
 . ./compose-dc.sh
+. ./root-lib.sh
 
 compose_read_secrets() {
   step "reading the secrets from stdin"
@@ -59,6 +60,17 @@ compose_render_env() {
   mv "$ENV_FILE.samarth-new" "$ENV_FILE"
 }
 
+# DIRECTORY is the SSH user's, who runs git and docker compose in it: made by the user, or where its
+# parent is root's (/opt/samarth) made as root and given to the user.
+compose_directory() {
+  if [ ! -d "$DIRECTORY" ] && ! mkdir -p "$DIRECTORY" 2>/dev/null; then
+    need_root "to create $DIRECTORY for $NAME"
+    as_root mkdir -p "$DIRECTORY"
+    as_root chown "$(id -u):$(id -g)" "$DIRECTORY"
+  fi
+  [ -w "$DIRECTORY" ] || fail "$DIRECTORY exists but user $(id -un) cannot write to it: give it to the user (sudo chown -R $(id -un) $DIRECTORY) on $SERVER"
+}
+
 compose_prepare() {
   compose_read_secrets
   wanted="$DESIRED $(compose_secrets_digest)"
@@ -88,7 +100,7 @@ compose_prepare() {
     git -C "$DIRECTORY" fetch --quiet --tags --force origin
   else
     step "cloning $REPOSITORY into $DIRECTORY"
-    mkdir -p "$(dirname "$DIRECTORY")"
+    compose_directory
     git clone --quiet "$REPOSITORY" "$DIRECTORY"
   fi
   step "checking out $REF"

@@ -5,17 +5,14 @@
 # file is not rewritten and the daemon is not restarted. After a change dockerd must restart to use it
 # (log settings are not reloadable): done here with systemctl when RESTART is "yes"; containers with a
 # restart policy come back, and keep the log settings they were created with until recreated.
-# Root, or the SSH user with passwordless sudo. Needs python3 to merge the JSON.
-root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
-}
+# Needs python3 to merge the JSON.
+. ./root-lib.sh
 step "checking for root and python3"
-[ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null \
-  || fail "user $(id -un) needs passwordless sudo on $SERVER to write $DAEMON_JSON"
+need_root "to write $DAEMON_JSON and restart dockerd"
 command -v python3 >/dev/null 2>&1 || fail "python3 is not installed on $SERVER (needed to merge $DAEMON_JSON): apt-get install python3"
 
 step "merging the log defaults into $DAEMON_JSON"
-current=$(root cat "$DAEMON_JSON" 2>/dev/null || true)
+current=$(as_root cat "$DAEMON_JSON" 2>/dev/null || true)
 # shellcheck disable=SC2016 # a python program, not shell
 merged=$(printf '%s' "$current" | python3 -c '
 import json, sys
@@ -36,12 +33,12 @@ if [ "$merged" = "$current" ]; then
   exit 0
 fi
 step "writing $DAEMON_JSON"
-root mkdir -p "$(dirname "$DAEMON_JSON")"
-printf '%s\n' "$merged" | root tee "$DAEMON_JSON.samarth-new" >/dev/null
-root mv "$DAEMON_JSON.samarth-new" "$DAEMON_JSON"
+as_root mkdir -p "$(dirname "$DAEMON_JSON")"
+printf '%s\n' "$merged" | as_root tee "$DAEMON_JSON.samarth-new" >/dev/null
+as_root mv "$DAEMON_JSON.samarth-new" "$DAEMON_JSON"
 if [ "$RESTART" = "yes" ] && [ -d /run/systemd/system ]; then
   step "restarting dockerd to use the new defaults"
-  root systemctl restart docker || fail "systemctl restart docker failed: see journalctl -u docker"
+  as_root systemctl restart docker || fail "systemctl restart docker failed: see journalctl -u docker"
   echo "docker log defaults on $SERVER: $LOG_DRIVER $LOG_OPTS written to $DAEMON_JSON; dockerd restarted"
 else
   echo "docker log defaults on $SERVER: $LOG_DRIVER $LOG_OPTS written to $DAEMON_JSON; dockerd uses them from its next start"

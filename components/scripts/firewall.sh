@@ -4,10 +4,7 @@
 # runs, the unit UNIT (UNIT_TEXT) that loads them again at boot and after every dockerd start.
 # Refuses rules that would lock this SSH session's address out of SSH_PORT (SSH_SOURCES, space-separated
 # networks). New rules are checked before anything changes and become RULES_FILE only once applied.
-# Root, or the SSH user with passwordless sudo.
-root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
-}
+. ./root-lib.sh
 
 # 0 when IPv4 address $1 is inside one of the networks in SSH_SOURCES.
 ssh_allows() {
@@ -21,9 +18,9 @@ ssh_allows() {
 }
 
 step "checking for root"
-[ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null \
-  || fail "user $(id -un) needs passwordless sudo on $SERVER to install the host firewall"
-command -v iptables-restore >/dev/null 2>&1 || fail "iptables-restore is not installed on $SERVER: apt-get install iptables"
+need_root "to install the host firewall"
+# In root's PATH: a user's may lack /usr/sbin.
+as_root sh -c 'command -v iptables-restore' >/dev/null 2>&1 || fail "iptables-restore is not installed on $SERVER: apt-get install iptables"
 
 step "checking that this session's address keeps SSH"
 client=${SSH_CONNECTION%% *}
@@ -33,23 +30,23 @@ case "$client" in
 esac
 
 step "installing $APPLY_PROGRAM"
-root mkdir -p "$(dirname "$APPLY_PROGRAM")" "$(dirname "$RULES_FILE")"
-printf '%s' "$APPLY_TEXT" | root tee "$APPLY_PROGRAM.new" >/dev/null
-root chmod 700 "$APPLY_PROGRAM.new"
-root mv "$APPLY_PROGRAM.new" "$APPLY_PROGRAM"
+as_root mkdir -p "$(dirname "$APPLY_PROGRAM")" "$(dirname "$RULES_FILE")"
+printf '%s' "$APPLY_TEXT" | as_root tee "$APPLY_PROGRAM.new" >/dev/null
+as_root chmod 700 "$APPLY_PROGRAM.new"
+as_root mv "$APPLY_PROGRAM.new" "$APPLY_PROGRAM"
 
 step "checking the new rules"
-printf '%s' "$RULES" | root tee "$RULES_FILE.new" >/dev/null
-root sh "$APPLY_PROGRAM" "$RULES_FILE.new" --test
+printf '%s' "$RULES" | as_root tee "$RULES_FILE.new" >/dev/null
+as_root sh "$APPLY_PROGRAM" "$RULES_FILE.new" --test
 
 step "applying the new rules"
-root sh "$APPLY_PROGRAM" "$RULES_FILE.new"
-root mv "$RULES_FILE.new" "$RULES_FILE"
+as_root sh "$APPLY_PROGRAM" "$RULES_FILE.new"
+as_root mv "$RULES_FILE.new" "$RULES_FILE"
 
 if [ -d /run/systemd/system ]; then
   step "installing the systemd unit $UNIT"
-  printf '%s' "$UNIT_TEXT" | root tee "/etc/systemd/system/$UNIT" >/dev/null
-  root systemctl daemon-reload
-  root systemctl enable "$UNIT" >/dev/null 2>&1 || fail "systemctl enable $UNIT failed: see systemctl status $UNIT"
+  printf '%s' "$UNIT_TEXT" | as_root tee "/etc/systemd/system/$UNIT" >/dev/null
+  as_root systemctl daemon-reload
+  as_root systemctl enable "$UNIT" >/dev/null 2>&1 || fail "systemctl enable $UNIT failed: see systemctl status $UNIT"
 fi
-echo "firewall on $SERVER: $(grep -c -- '^-A' "$RULES_FILE") rules, sha256 $(sha256sum "$RULES_FILE" | cut -c1-12)"
+echo "firewall on $SERVER: $(as_root grep -c -- '^-A' "$RULES_FILE") rules, sha256 $(as_root sha256sum "$RULES_FILE" | cut -c1-12)"

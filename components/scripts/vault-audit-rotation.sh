@@ -3,13 +3,10 @@
 # VOLUME, rotated when logrotate finds it larger than MAX_SIZE, KEEP compressed files kept. After a
 # rotation logrotate sends SIGHUP to the container CONTAINER: Vault (and OpenBao) then close and reopen
 # their file audit devices, so new lines go to a new file. Idempotent: the rule is rewritten only when it
-# changed. Root, or the SSH user with passwordless sudo; logrotate runs daily (its cron job or timer).
-root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
-}
+# changed. logrotate runs daily (its cron job or timer).
+. ./root-lib.sh
 step "checking for root and logrotate"
-[ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null \
-  || fail "user $(id -un) needs passwordless sudo on this server to install $LOGROTATE_CONF"
+need_root "to install $LOGROTATE_CONF"
 command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] \
   || fail "logrotate is not installed: apt-get install logrotate (Vault's audit file would grow until the disk is full)"
 step "finding volume $VOLUME"
@@ -33,14 +30,14 @@ rule=$(cat <<RULE
 }
 RULE
 )
-if [ "$(root cat "$LOGROTATE_CONF" 2>/dev/null || true)" = "$rule" ]; then
+if [ "$(as_root cat "$LOGROTATE_CONF" 2>/dev/null || true)" = "$rule" ]; then
   echo "vault audit rotation: $LOGROTATE_CONF is up to date"
   exit 0
 fi
-root mkdir -p "$(dirname "$LOGROTATE_CONF")"
-printf '%s\n' "$rule" | root tee "$LOGROTATE_CONF.samarth-new" >/dev/null
-root chmod 644 "$LOGROTATE_CONF.samarth-new"
-root mv "$LOGROTATE_CONF.samarth-new" "$LOGROTATE_CONF"
+as_root mkdir -p "$(dirname "$LOGROTATE_CONF")"
+printf '%s\n' "$rule" | as_root tee "$LOGROTATE_CONF.samarth-new" >/dev/null
+as_root chmod 644 "$LOGROTATE_CONF.samarth-new"
+as_root mv "$LOGROTATE_CONF.samarth-new" "$LOGROTATE_CONF"
 step "checking the rule with logrotate --debug"
-root logrotate --debug "$LOGROTATE_CONF" >/dev/null 2>&1 || fail "logrotate rejects $LOGROTATE_CONF: see logrotate --debug $LOGROTATE_CONF"
+as_root logrotate --debug "$LOGROTATE_CONF" >/dev/null 2>&1 || fail "logrotate rejects $LOGROTATE_CONF: see logrotate --debug $LOGROTATE_CONF"
 echo "vault audit rotation: $LOGROTATE_CONF written ($AUDIT_FILE over $MAX_SIZE, $KEEP kept)"

@@ -14,7 +14,7 @@
 
 kept="$RECOVERY_DIR/init.json"
 cli() { docker exec "$CONTAINER" "$BINARY" "$@"; }
-as_root() { docker exec -u 0 "$CONTAINER" "$@"; }
+as_container_root() { docker exec -u 0 "$CONTAINER" "$@"; }
 
 # Leaves `$BINARY status -format=json` in $status: exit 0 unsealed, 2 sealed or uninitialised, 1 unreachable.
 wait_for_status() {
@@ -39,7 +39,7 @@ unsealed() { printf '%s' "$status" | grep -Eq '"sealed": *false'; }
 check_kept() {
   step "checking the init output kept in $CONTAINER:$kept"
   # shellcheck disable=SC2016 # expanded by the shell in the container
-  as_root sh -c 'tr -d " \n" < "$1" | grep -Eq "\"root_token\":\"[^\"]+\"" && tr -d " \n" < "$1" | grep -q "\"unseal_keys_b64\":\[\""' check "$kept" \
+  as_container_root sh -c 'tr -d " \n" < "$1" | grep -Eq "\"root_token\":\"[^\"]+\"" && tr -d " \n" < "$1" | grep -q "\"unseal_keys_b64\":\[\""' check "$kept" \
     || fail "the init output kept in $CONTAINER:$kept is empty or malformed (no root_token or unseal_keys_b64). Vault may be initialised with keys nobody holds: if it is, wipe its data volume (README, Vault) or import keys you hold with 'pulumi config set --secret vaultInit'"
 }
 
@@ -49,11 +49,11 @@ init() {
     step "looking for init output kept by an interrupted run"
     # A run killed between writing the output and renaming it left only the new file.
     # shellcheck disable=SC2016 # expanded by the shell in the container
-    as_root sh -c '[ -e "$1" ] || [ ! -s "$1.new" ] || mv "$1.new" "$1"' finish "$kept"
-    if as_root test -e "$kept"; then
+    as_container_root sh -c '[ -e "$1" ] || [ ! -s "$1.new" ] || mv "$1.new" "$1"' finish "$kept"
+    if as_container_root test -e "$kept"; then
       check_kept
       echo "$SAMARTH_SCRIPT: vault was initialised by a run that ended before saving its keys; recovered them from $CONTAINER:$kept" >&2
-      as_root cat "$kept"
+      as_container_root cat "$kept"
       exit 0
     fi
     fail "vault in container $CONTAINER is already initialised, but this stack holds no init output for it. To manage it, import its keys: save the output of '$BINARY operator init -format=json' (at least unseal_keys_b64 and root_token) as init.json and run 'pulumi config set --secret vaultInit < init.json', then 'pulumi up' again"
@@ -61,12 +61,12 @@ init() {
   step "initialising vault ($KEY_SHARES key shares, threshold $KEY_THRESHOLD), keeping the output in $CONTAINER:$kept"
   # Written and renamed inside the container: the keys never pass through this script before they are kept.
   # shellcheck disable=SC2016 # expanded by the shell in the container
-  as_root sh -c 'umask 077 && mkdir -p "$1" && chmod 700 "$1" \
+  as_container_root sh -c 'umask 077 && mkdir -p "$1" && chmod 700 "$1" \
     && "$2" operator init -format=json -key-shares="$3" -key-threshold="$4" > "$1/init.json.new" \
     && mv "$1/init.json.new" "$1/init.json"' init "$RECOVERY_DIR" "$BINARY" "$KEY_SHARES" "$KEY_THRESHOLD" \
     || fail "'$BINARY operator init' failed; see its error above and 'docker logs $CONTAINER'"
   check_kept
-  as_root cat "$kept"
+  as_container_root cat "$kept"
 }
 
 unseal() {
@@ -96,8 +96,8 @@ unseal() {
 # a kept file holding the same keys is no longer needed. One that holds other keys stays, and is reported.
 forget_kept() {
   step "looking for init output kept on the recovery volume"
-  as_root test -e "$kept" || return 0
-  held=$(as_root cat "$kept")
+  as_container_root test -e "$kept" || return 0
+  held=$(as_container_root cat "$kept")
   set -f
   for key in $keys; do
     case "$held" in
@@ -110,7 +110,7 @@ forget_kept() {
   done
   set +f
   step "removing the kept init output, now in the stack's state"
-  as_root rm -f "$kept"
+  as_container_root rm -f "$kept"
 }
 
 case "$ACTION" in
