@@ -732,7 +732,17 @@ class Databases(Model):
 
 # --- backups (components/backups.py): schedules, retention, where repositories live, size estimates.
 
-BackupSchedule = Literal["hourly", "daily", "weekly"]
+def _one_word(value: str) -> str:
+    if " " in value:
+        raise ValueError(
+            f"{value!r} has a space, and the backup agent's target table is split on spaces; write the schedule "
+            "without one: a time alone ('02:30'), a repetition ('*:0/15'), weekdays ('Mon..Fri') or a name ('hourly')"
+        )
+    return value
+
+
+# A timer's OnCalendar= for a backup target: any calendar event without a space.
+BackupSchedule = Annotated[CalendarEvent, AfterValidator(_one_word)]
 _HOURLY_POSTGRES: dict[str, BackupSchedule] = {"postgres": "hourly"}
 
 
@@ -822,7 +832,7 @@ class Backups(Model):
     """Scheduled restic backups of every stateful service (see components/backups.py)."""
 
     enabled: bool = True
-    # Per backup method (postgres, redis, rabbitmq, vault-raft, files, swarm); the rest use ``default``.
+    # Per backup method (postgres, redis, rabbitmq, vault-raft, files, swarm); the rest use ``defaultSchedule``.
     schedules: dict[str, BackupSchedule] = Field(default_factory=lambda: _HOURLY_POSTGRES.copy())
     default_schedule: BackupSchedule = Field(default="daily", alias="defaultSchedule")
     retention: BackupRetention = BackupRetention()
