@@ -18,7 +18,7 @@ import posixpath
 import textwrap
 from urllib.parse import urlsplit
 
-from .config import Acme, ServerName, StackConfig
+from .config import DEFAULT_RENEWAL_SCHEDULE, Acme, ServerName, StackConfig
 from .shell import render
 
 # Nginx's server (edge.SERVER): the certificates are issued and kept there.
@@ -107,15 +107,18 @@ Type=oneshot
 ExecStart={SCRIPT_PATH} renew
 """
 
-# Twice a day (as certbot does), spread over an hour so servers do not all call the CA at once;
-# Persistent catches up after a reboot or downtime that skipped a run.
-TIMER_UNIT = """\
+def timer_unit(acme: Acme) -> str:
+    """The renewal timer: ``renewalSchedule``, each run put off by up to ``renewalRandomDelay`` so that
+    servers do not all call the CA at once; Persistent catches up after a reboot or downtime that
+    skipped a run."""
+    when = "twice a day" if acme.renewal_schedule == DEFAULT_RENEWAL_SCHEDULE else f"on the schedule {acme.renewal_schedule}"
+    return f"""\
 [Unit]
-Description=Renew the ACME certificates of Samarth's public names twice a day
+Description=Renew the ACME certificates of Samarth's public names {when}
 
 [Timer]
-OnCalendar=*-*-* 04,16:00:00
-RandomizedDelaySec=1h
+OnCalendar={acme.renewal_schedule}
+RandomizedDelaySec={acme.renewal_random_delay}
 Persistent=true
 
 [Install]
@@ -123,7 +126,11 @@ WantedBy=timers.target
 """
 
 
-def timer_script() -> str:
+def timer_script(config: StackConfig) -> str:
+    """Installs and starts the renewal timer of ``edge.tls.acme``."""
+    acme = config.edge.tls.acme
+    assert acme is not None, "only for edge.tls.mode acme"
     return render(
-        "acme-timer.sh", f"certificates-timer[{SERVER}]", SERVER=SERVER, UNIT=UNIT, SERVICE_UNIT=SERVICE_UNIT, TIMER_UNIT=TIMER_UNIT
+        "acme-timer.sh", f"certificates-timer[{SERVER}]", SERVER=SERVER, UNIT=UNIT, SERVICE_UNIT=SERVICE_UNIT,
+        TIMER_UNIT=timer_unit(acme),
     )

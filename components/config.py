@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -30,6 +31,7 @@ from pydantic import (
 from .backup_catalogue import METHODS as BACKUP_METHODS
 from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, image_major, template_problems
 from .ports import APPLICATION_FIXED, SWARM_FIXED
+from .systemd_time import calendar_event, time_span_usec
 
 SERVER_NAMES: tuple[ServerName, ...] = ("application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3")
 ServerName = Literal["application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3"]
@@ -405,6 +407,26 @@ AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 Email = Annotated[str, AfterValidator(_email)]
 
 
+def _seconds_as_text(value: Any) -> Any:
+    """A whole number of seconds, as systemd reads it without a unit (``300``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{value} is negative; a delay is zero or more seconds")
+        return str(value)
+    return value
+
+
+def _time_span(value: str) -> str:
+    time_span_usec(value)
+    return value
+
+
+# A systemd timer's OnCalendar= and one of its time spans (RandomizedDelaySec=), both as systemd 252
+# reads them (components/systemd_time.py); a span may also be a whole number of seconds.
+CalendarEvent = Annotated[str, AfterValidator(calendar_event)]
+TimeSpan = Annotated[str, BeforeValidator(_seconds_as_text), AfterValidator(_time_span)]
+
+
 class SentrySettings(Model):
     """Self-hosted Sentry on the application server; Nginx serves ``hostName`` from ``privateIp:port``.
     ``enabled: false`` leaves it out altogether (install, credentials, route, capacity)."""
@@ -488,6 +510,8 @@ HostName = Annotated[str, AfterValidator(_domain)]
 LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
 # The default, so that no stack but the one that sets production explicitly can hit Let's Encrypt's rate limits.
 LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+# Twice a day, as certbot does.
+DEFAULT_RENEWAL_SCHEDULE = "*-*-* 04,16:00:00"
 
 
 class Acme(Model):
@@ -499,6 +523,10 @@ class Acme(Model):
     # PEM bundle on the application server the client trusts for the directory's own TLS (a private
     # ACME CA); by default the client image's trust store (Let's Encrypt's directory needs nothing).
     ca_certificate: Optional[AbsolutePath] = Field(default=None, alias="caCertificate")
+    # When the renewal timer runs, and how far past that systemd may put each run off at random, so
+    # that servers do not all call the CA at the same moment.
+    renewal_schedule: CalendarEvent = Field(default=DEFAULT_RENEWAL_SCHEDULE, alias="renewalSchedule")
+    renewal_random_delay: TimeSpan = Field(default="1h", alias="renewalRandomDelay")
 
 
 class CertificateFiles(Model):
@@ -704,7 +732,17 @@ class Databases(Model):
 
 # --- backups (components/backups.py): schedules, retention, where repositories live, size estimates.
 
-BackupSchedule = Literal["hourly", "daily", "weekly"]
+def _one_word(value: str) -> str:
+    if " " in value:
+        raise ValueError(
+            f"{value!r} has a space, and the backup agent's target table is split on spaces; write the schedule "
+            "without one: a time alone ('02:30'), a repetition ('*:0/15'), weekdays ('Mon..Fri') or a name ('hourly')"
+        )
+    return value
+
+
+# A timer's OnCalendar= for a backup target: any calendar event without a space.
+BackupSchedule = Annotated[CalendarEvent, AfterValidator(_one_word)]
 _HOURLY_POSTGRES: dict[str, BackupSchedule] = {"postgres": "hourly"}
 
 
@@ -794,7 +832,7 @@ class Backups(Model):
     """Scheduled restic backups of every stateful service (see components/backups.py)."""
 
     enabled: bool = True
-    # Per backup method (postgres, redis, rabbitmq, vault-raft, files, swarm); the rest use ``default``.
+    # Per backup method (postgres, redis, rabbitmq, vault-raft, files, swarm); the rest use ``defaultSchedule``.
     schedules: dict[str, BackupSchedule] = Field(default_factory=lambda: _HOURLY_POSTGRES.copy())
     default_schedule: BackupSchedule = Field(default="daily", alias="defaultSchedule")
     retention: BackupRetention = BackupRetention()

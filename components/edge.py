@@ -251,7 +251,7 @@ class EdgeProxy(pulumi.ComponentResource):
             command.remote.Command(
                 f"{name}-certificates-timer",
                 connection=host.connection,
-                create=acme.timer_script(),
+                create=acme.timer_script(args.config),
                 opts=host.command_options(self, depends_on=[certificates_install]),
             )
             before_container.append(certificates_install)

@@ -1,7 +1,7 @@
 """The stack file that points the program at lab hosts (``Pulumi.lab.yaml``).
 
-Everything but the servers and how to reach them is copied from the staging stack, so the lab
-rehearses what staging will get (versions and every component's settings).
+Everything but the servers, how to reach them and when the timers run is copied from the staging stack,
+so the lab rehearses what staging will get (versions and every component's settings).
 """
 
 from __future__ import annotations
@@ -58,6 +58,30 @@ def servers_section(assignments: Mapping[str, LabHost], base_servers: Mapping[st
     return servers
 
 
+# When the lab's certificate renewal and backup timers run (OnCalendar=).
+LAB_TIMER_SCHEDULE = "minutely"
+
+
+def timers_fire_soon(config: dict[str, Any]) -> None:
+    """Set the certificate renewal timer and every backup timer of ``config`` (a stack file's config
+    section) to run every minute, the renewal without random delay, so that a lab test can watch systemd
+    fire them for real soon after the deploy that installs them.
+
+    Not once at a time two minutes after the stack file is written: the deploy runs longer than that, and
+    a timer installed after its only run was due never fires. A run every minute is due within a minute of
+    any moment; systemd may hold it back by its default AccuracySec= of a minute, so the renewal runs at
+    most two minutes after its timer is installed. The backup timers keep the installer's fixed
+    RandomizedDelaySec= of 5 minutes (components/scripts/backup-install.sh): theirs can take up to seven.
+    """
+    edge = config.get(f"{PROJECT}:edge") or {}
+    tls = edge.get("tls") or {}
+    if tls.get("acme") is not None:
+        acme = {**tls["acme"], "renewalSchedule": LAB_TIMER_SCHEDULE, "renewalRandomDelay": 0}
+        config[f"{PROJECT}:edge"] = {**edge, "tls": {**tls, "acme": acme}}
+    backups = config.get(f"{PROJECT}:backups") or {}
+    config[f"{PROJECT}:backups"] = {**backups, "schedules": {}, "defaultSchedule": LAB_TIMER_SCHEDULE}
+
+
 def stack_document(
     assignments: Mapping[str, LabHost], base: Path = STAGING, pulumi_from: Optional[str] = None
 ) -> dict[str, Any]:
@@ -73,6 +97,7 @@ def stack_document(
         config[key] = value
     config[f"{PROJECT}:servers"] = servers_section(assignments, config.get(f"{PROJECT}:servers") or {})
     config[f"{PROJECT}:access"] = {"via": "private"}
+    timers_fire_soon(config)
     if pulumi_from is not None:
         config[f"{PROJECT}:firewall"] = {
             **(config.get(f"{PROJECT}:firewall") or {}),

@@ -71,6 +71,16 @@ def test_acme_is_the_default_with_production_only_where_a_stack_sets_it() -> Non
         (lambda t: t["acme"].update(directoryUrl="http://acme.example.org/dir"), "edge.tls.acme.directoryUrl"),
         (lambda t: t["acme"].update(caCertificate="ca.pem"), "edge.tls.acme.caCertificate: 'ca.pem' is not an absolute path"),
         (lambda t: t.update(mode="manual"), "edge.tls.mode"),
+        (lambda t: t["acme"].update(renewalSchedule="every day"),
+         "edge.tls.acme.renewalSchedule: 'every day' is not a calendar event systemd reads"),
+        (lambda t: t["acme"].update(renewalSchedule="*-*-* 24:00:00"),
+         "edge.tls.acme.renewalSchedule: '*-*-* 24:00:00' is not a calendar event systemd reads"),
+        (lambda t: t["acme"].update(renewalRandomDelay="-5min"),
+         "edge.tls.acme.renewalRandomDelay: '-5min' is not a time span systemd reads"),
+        (lambda t: t["acme"].update(renewalRandomDelay="infinity"),
+         "edge.tls.acme.renewalRandomDelay: 'infinity' is not a time span systemd reads"),
+        (lambda t: t["acme"].update(renewalRandomDelay=-300), "edge.tls.acme.renewalRandomDelay: -300 is negative"),
+        (lambda t: t["acme"].update(renewalRandomDelay=True), "edge.tls.acme.renewalRandomDelay: Input should be a valid string"),
     ],
 )
 def test_certificate_mistakes_fail_early_naming_the_key(change, expected: str) -> None:
@@ -215,14 +225,33 @@ def test_plan_lists_the_names_that_get_certificates() -> None:
     assert [line.strip() for line in lines[2:-1]] == _config("staging").acme_hosts()
 
 
+def test_the_renewal_timer_runs_when_the_stack_says() -> None:
+    default = Acme(email="ops@example.org")
+    # The unit prod and staging have: their timer command is not re-run by this setting.
+    assert acme.timer_unit(default) == (
+        "[Unit]\nDescription=Renew the ACME certificates of Samarth's public names twice a day\n\n"
+        "[Timer]\nOnCalendar=*-*-* 04,16:00:00\nRandomizedDelaySec=1h\nPersistent=true\n\n"
+        "[Install]\nWantedBy=timers.target\n"
+    )
+    edge_section = _section("edge")
+    edge_section["tls"]["acme"].update(renewalSchedule="*:0/2", renewalRandomDelay=90)
+    run = run_program("prod", overrides={"edge": edge_section})
+    assert run.error is None, run.error
+    unit = acme.timer_unit(Acme(email="ops@example.org", renewalSchedule="*:0/2", renewalRandomDelay="90"))
+    assert "\nOnCalendar=*:0/2\nRandomizedDelaySec=90\n" in unit and "names on the schedule *:0/2\n" in unit
+    assert f"TIMER_UNIT={shlex.quote(unit)}" in run.named(COMMAND, "nginx-certificates-timer").inputs["create"]
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing (.ci/run installs systemd)")
-def test_the_renewal_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+@pytest.mark.parametrize("timing", [{}, {"renewalSchedule": "minutely", "renewalRandomDelay": "0"}])
+def test_the_renewal_units_pass_systemd_analyze_verify(tmp_path: Path, timing: dict[str, str]) -> None:
     root = tmp_path / "root"
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     units = root / "etc/systemd/system"
     units.mkdir(parents=True)
     (units / f"{acme.UNIT}.service").write_text(acme.SERVICE_UNIT)
-    (units / f"{acme.UNIT}.timer").write_text(acme.TIMER_UNIT)
+    timer_unit = acme.timer_unit(Acme(email="ops@example.org", **timing))
+    (units / f"{acme.UNIT}.timer").write_text(timer_unit)
     script = root / acme.SCRIPT_PATH.lstrip("/")
     script.parent.mkdir(parents=True)
     script.write_text("#!/bin/sh\n")
@@ -233,10 +262,12 @@ def test_the_renewal_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert "Persistent=true" in acme.TIMER_UNIT and "Type=oneshot" in acme.SERVICE_UNIT
+    assert "Persistent=true" in timer_unit and "Type=oneshot" in acme.SERVICE_UNIT
     # The timer script installs exactly these units.
-    assert f"SERVICE_UNIT={shlex.quote(acme.SERVICE_UNIT)}" in acme.timer_script()
-    assert f"TIMER_UNIT={shlex.quote(acme.TIMER_UNIT)}" in acme.timer_script()
+    config = _config()
+    assert config.edge.tls.acme is not None
+    assert f"SERVICE_UNIT={shlex.quote(acme.SERVICE_UNIT)}" in acme.timer_script(config)
+    assert f"TIMER_UNIT={shlex.quote(acme.timer_unit(config.edge.tls.acme))}" in acme.timer_script(config)
 
 
 def test_the_pinned_client_keeps_the_layout_the_scripts_rely_on() -> None:

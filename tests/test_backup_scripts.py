@@ -60,8 +60,14 @@ def test_backup_config_mistakes_name_the_key() -> None:
     with pytest.raises(ConfigError, match=r"backups\.schedules: .*'postgress' is not a backup method"):
         validate(raw)
     raw["backups"]["schedules"] = {"postgres": "every minute"}
-    with pytest.raises(ConfigError, match=r"backups\.schedules\.postgres"):
+    with pytest.raises(ConfigError, match=r"backups\.schedules\.postgres: 'every minute' is not a calendar event systemd reads"):
         validate(raw)
+    raw["backups"]["schedules"] = {"postgres": "*:0/15"}
+    raw["backups"]["defaultSchedule"] = "Sat *-*-* 02:00"
+    with pytest.raises(ConfigError, match=r"backups\.defaultSchedule: 'Sat \*-\*-\* 02:00' has a space, and the backup agent's"):
+        validate(raw)
+    raw["backups"]["defaultSchedule"] = "Sat"
+    assert validate(raw).backups.schedule("postgres") == "*:0/15"
     raw["backups"] = {"retention": {"hourly": 0, "daily": 0, "weekly": 0}}
     with pytest.raises(ConfigError, match=r"backups\.retention: .*keeps no snapshot"):
         validate(raw)

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 import lab.stack
+from components.backup_catalogue import METHODS as BACKUP_METHODS
 from components.config import SERVER_NAMES
 from lab import LabHost
-from lab.stack import PROJECT, write_stack_file
+from lab.stack import PROJECT, validate_document, write_stack_file
 from rendered import script_values
-from tools.offline import ProgramRun, read_stack_values, reveal, run_program
+from tools.offline import ProgramRun, read_stack_values, read_yaml, reveal, run_program
 
 COMMAND = "command:remote:Command"
 INSTALLS = {"sentry": "observability-sentry-install", "posthog": "observability-posthog-install"}
@@ -113,3 +114,23 @@ def test_the_lab_firewall_lets_in_the_machine_running_pulumi(tmp_path: Path) -> 
     for row in run.exports["firewall"]:
         if row["service"] in ("SSH", "Vault API", "MinIO S3 API"):
             assert "10.231.0.1/32" in {n for networks in row["from"].values() for n in networks}, row
+
+
+def test_the_lab_timers_run_every_minute_and_the_renewal_without_delay(tmp_path: Path) -> None:
+    """A lab test can watch systemd fire the renewal and backup timers soon after the deploy (lab/stack.py)."""
+    path = write_stack_file(fake_hosts(tmp_path), tmp_path / "Pulumi.lab.yaml")
+    config = validate_document(read_yaml(path))
+    acme = config.edge.tls.acme
+    assert acme is not None and (acme.renewal_schedule, acme.renewal_random_delay) == ("minutely", "0")
+    assert {method: config.backups.schedule(method) for method in BACKUP_METHODS} == dict.fromkeys(BACKUP_METHODS, "minutely")
+    run = run_program("lab", values=read_stack_values(path)[0])
+    assert run.error is None, run.error
+    timer = run.named(COMMAND, "nginx-certificates-timer").inputs["create"]
+    assert "\nOnCalendar=minutely\nRandomizedDelaySec=0\n" in script_values(timer)["TIMER_UNIT"]
+    installs = [r for r in run.of_type(COMMAND) if r.name.startswith("backups-") and r.name.endswith("-install")]
+    targets = [line.split() for r in installs for line in script_values(reveal(r.inputs["create"]))["TARGETS"].splitlines()]
+    assert len(installs) == 4 and targets and {target[2] for target in targets} == {"minutely"}
+    # Staging itself keeps its schedules.
+    staging = validate_document(read_yaml(lab.stack.STAGING))
+    assert staging.backups.schedule("postgres") == "hourly" and staging.edge.tls.acme is not None
+    assert staging.edge.tls.acme.renewal_schedule == "*-*-* 04,16:00:00"

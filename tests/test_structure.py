@@ -30,9 +30,10 @@ SHARED = {
     "catalogue": "the backing services and their databases, as data",
     "backup_catalogue": "how each database engine is backed up, as data",
 }
-# Modules that are part of one component, with no resources of their own: only their owner imports them.
+# Modules that are part of one other module, with no resources of their own: only their owner imports them.
 SUB_PARTS = {
     "acme": ("edge", "renders the ACME client's install and renewal scripts that the Nginx component runs"),
+    "systemd_time": ("config", "systemd's grammar of calendar events and time spans, which the timers' settings are checked against"),
 }
 # The modules that may import service components, and why.
 ASSEMBLERS = {
