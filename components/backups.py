@@ -212,6 +212,7 @@ def install_script(
         SBIN_DIR=layout.sbin_dir,
         UNIT_DIR=layout.unit_dir,
         TARGETS=targets_text(config, sources),
+        RANDOM_DELAY=config.backups.random_delay,
         PRUNE_SCHEDULE=PRUNE_SCHEDULE,
     )
 

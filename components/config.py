@@ -835,6 +835,8 @@ class Backups(Model):
     # Per backup method (postgres, redis, rabbitmq, vault-raft, files, swarm); the rest use ``defaultSchedule``.
     schedules: dict[str, BackupSchedule] = Field(default_factory=lambda: _HOURLY_POSTGRES.copy())
     default_schedule: BackupSchedule = Field(default="daily", alias="defaultSchedule")
+    # Each timer's RandomizedDelaySec=: spreads the servers' runs so they do not all hit a repository at once.
+    random_delay: TimeSpan = Field(default="300", alias="randomDelay")
     retention: BackupRetention = BackupRetention()
     # The application server's repository (SFTP) lives on this database server.
     application_repository_on: Literal["db1", "db2"] = Field(default="db1", alias="applicationRepositoryOn")

@@ -70,8 +70,7 @@ def timers_fire_soon(config: dict[str, Any]) -> None:
     Not once at a time two minutes after the stack file is written: the deploy runs longer than that, and
     a timer installed after its only run was due never fires. A run every minute is due within a minute of
     any moment; systemd may hold it back by its default AccuracySec= of a minute, so the renewal runs at
-    most two minutes after its timer is installed. The backup timers keep the installer's fixed
-    RandomizedDelaySec= of 5 minutes (components/scripts/backup-install.sh): theirs can take up to seven.
+    most two minutes after its timer is installed; the backup timers likewise, with no random delay.
     """
     edge = config.get(f"{PROJECT}:edge") or {}
     tls = edge.get("tls") or {}
@@ -79,7 +78,7 @@ def timers_fire_soon(config: dict[str, Any]) -> None:
         acme = {**tls["acme"], "renewalSchedule": LAB_TIMER_SCHEDULE, "renewalRandomDelay": 0}
         config[f"{PROJECT}:edge"] = {**edge, "tls": {**tls, "acme": acme}}
     backups = config.get(f"{PROJECT}:backups") or {}
-    config[f"{PROJECT}:backups"] = {**backups, "schedules": {}, "defaultSchedule": LAB_TIMER_SCHEDULE}
+    config[f"{PROJECT}:backups"] = {**backups, "schedules": {}, "defaultSchedule": LAB_TIMER_SCHEDULE, "randomDelay": 0}
 
 
 def stack_document(

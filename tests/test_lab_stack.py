@@ -130,7 +130,9 @@ def test_the_lab_timers_run_every_minute_and_the_renewal_without_delay(tmp_path:
     installs = [r for r in run.of_type(COMMAND) if r.name.startswith("backups-") and r.name.endswith("-install")]
     targets = [line.split() for r in installs for line in script_values(reveal(r.inputs["create"]))["TARGETS"].splitlines()]
     assert len(installs) == 4 and targets and {target[2] for target in targets} == {"minutely"}
+    assert {script_values(reveal(r.inputs["create"]))["RANDOM_DELAY"] for r in installs} == {"0"}
     # Staging itself keeps its schedules.
     staging = validate_document(read_yaml(lab.stack.STAGING))
     assert staging.backups.schedule("postgres") == "hourly" and staging.edge.tls.acme is not None
     assert staging.edge.tls.acme.renewal_schedule == "*-*-* 04,16:00:00"
+    assert staging.backups.random_delay == "300"

@@ -6,7 +6,7 @@
 #
 # Inputs: SERVER, RESTIC_IMAGE, RESTIC, RCLONE_IMAGE and RCLONE (with an off-site repository; else
 # RCLONE_IMAGE is empty), AGENT (the rendered agent), CONFIG_DIR, STATE_DIR, SBIN_DIR, UNIT_DIR, TARGETS
-# (lines "name method schedule container detail"), PRUNE_SCHEDULE.
+# (lines "name method schedule container detail"), PRUNE_SCHEDULE, RANDOM_DELAY (each timer's RandomizedDelaySec=).
 # stdin: "key=value" lines. RESTIC_PASSWORD goes to $CONFIG_DIR/password, role_id/secret_id to
 # $CONFIG_DIR/vault-approle, known_hosts to $CONFIG_DIR/known_hosts, offsite_password to
 # $CONFIG_DIR/offsite_password, offsite_known_hosts to $CONFIG_DIR/offsite_known_hosts, the rest
@@ -99,7 +99,7 @@ Description=Schedule of $2
 
 [Timer]
 OnCalendar=$3
-RandomizedDelaySec=300
+RandomizedDelaySec=$RANDOM_DELAY
 Persistent=true
 Unit=$2
 
