@@ -27,8 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from components import backups
-from lab import Lab, free_subnet, machine_lock, redis_drill
+from lab import free_subnet, machine_lock, redis_drill
 from lab.backup_drill import SERVER, TARGET, Drill, check, checksums, fill, staging_config
+from lab.namespace_hosts import NamespaceLab
 
 from .report import figure
 
@@ -53,7 +54,7 @@ def main() -> int:
         root = Path(scratch)
         root.chmod(0o755)
         with machine_lock():
-            lab = Lab(prefix=f"b{os.getpid()}", subnet=free_subnet(), state_dir=root / "lab", timeout=90)
+            lab = NamespaceLab(prefix=f"b{os.getpid()}", subnet=free_subnet(), state_dir=root / "lab", timeout=90)
             try:
                 hosts = lab.up(["db2", "repository", *(["offsite"] if arguments.offsite else [])])
             except BaseException:

@@ -19,6 +19,8 @@ import pytest
 
 from lab import Lab, LabHost, free_subnet, machine_lock, unavailable
 from lab.core import RUN_DIR
+from lab.namespace_hosts import RUN_DIR as NAMESPACE_RUN_DIR
+from lab.namespace_hosts import NamespaceLab, namespaces_unavailable
 
 # Named after servers, so tests can map config names to lab hosts one to one.
 LAB_HOSTS = ("swarm-master", "swarm-node2", "swarm-node3", "application", "db2")
@@ -33,15 +35,25 @@ class LabSession:
         return next(h for h in self.hosts if h.name == name)
 
 
+@dataclass(frozen=True)
+class NamespaceLabSession:
+    lab: NamespaceLab
+    hosts: list[LabHost]
+
+    def host(self, name: str) -> LabHost:
+        return next(h for h in self.hosts if h.name == name)
+
+
 def reap_abandoned_labs() -> None:
     """Tear down labs of test runs that died before their own teardown (their prefix ends in their
     pid), so they do not pile up on a developer's machine."""
-    if not RUN_DIR.exists():
-        return
-    for directory in RUN_DIR.iterdir():
-        owner = re.fullmatch(r"[a-z](\d+)", directory.name)
-        if owner and not Path(f"/proc/{owner.group(1)}").exists() and (directory / "lab.json").exists():
-            Lab.recorded(directory.name).down()
+    for run_dir, kind in ((RUN_DIR, Lab), (NAMESPACE_RUN_DIR, NamespaceLab)):
+        if not run_dir.exists():
+            continue
+        for directory in run_dir.iterdir():
+            owner = re.fullmatch(r"[a-z](\d+)", directory.name)
+            if owner and not Path(f"/proc/{owner.group(1)}").exists() and (directory / "lab.json").exists():
+                kind.recorded(directory.name).down()
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +71,26 @@ def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSession
             raise
     try:
         yield LabSession(lab=lab, hosts=hosts)
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="session")
+def namespace_lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamespaceLabSession]:
+    """The earlier lab (lab/namespace_hosts.py), for the backup and restore drills only."""
+    if reason := namespaces_unavailable():
+        pytest.skip(reason)
+    state = tmp_path_factory.mktemp("namespace-lab") / "state"
+    with machine_lock():
+        reap_abandoned_labs()
+        lab = NamespaceLab(prefix=f"n{os.getpid()}", subnet=free_subnet(), state_dir=state, timeout=90)
+        try:
+            hosts = lab.up(list(LAB_HOSTS))
+        except BaseException:
+            lab.down()
+            raise
+    try:
+        yield NamespaceLabSession(lab=lab, hosts=hosts)
     finally:
         lab.down()
 

@@ -22,18 +22,18 @@ from components.assembly import backup_sources
 from components.ports import MINIO_API_PORT
 from lab import docker, ssh
 from lab.backup_drill import SERVER, TARGET, Drill, check, checksums, fill, staging_config
-from lab_fixture import LabSession
+from lab_fixture import NamespaceLabSession
 
 ROWS = 20000
 
 
 @pytest.fixture(scope="module")
-def drill(lab_session: LabSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
+def drill(namespace_lab_session: NamespaceLabSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
     root = tmp_path_factory.mktemp("backups")
     root.chmod(0o755)
     drill = Drill(
-        db=lab_session.host("swarm-node2"),
-        repository_host=lab_session.host("swarm-node3"),
+        db=namespace_lab_session.host("swarm-node2"),
+        repository_host=namespace_lab_session.host("swarm-node3"),
         root=root,
         config=staging_config(),
     )
@@ -175,7 +175,7 @@ def damage(drill: Drill) -> None:
 
 
 def test_offsite_copy_holds_each_complete_run_and_restores_equal(
-    drill: Drill, lab_session: LabSession, tmp_path_factory: pytest.TempPathFactory
+    drill: Drill, namespace_lab_session: NamespaceLabSession, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """backups.offsite over SFTP on a third lab host: the installer creates it with the repository's
     chunker parameters, each complete run is copied there (restic copy through rclone), a failed copy is
@@ -183,7 +183,7 @@ def test_offsite_copy_holds_each_complete_run_and_restores_equal(
     root = tmp_path_factory.mktemp("offsite-backups")
     root.chmod(0o755)
     site = Drill(db=drill.db, repository_host=drill.repository_host, root=root, config=drill.config,
-                 offsite_host=lab_session.host("swarm-master"))
+                 offsite_host=namespace_lab_session.host("swarm-master"))
     installed = check(site.install(), "the installer with an off-site repository").stderr
     assert "rclone v1." in installed
     configs = [json.loads(site.restic("cat", "config", offsite=offsite)) for offsite in (False, True)]
@@ -227,13 +227,13 @@ def test_offsite_copy_holds_each_complete_run_and_restores_equal(
 
 
 def test_s3_repository_through_the_rendered_repository_env(
-    drill: Drill, lab_session: LabSession, tmp_path_factory: pytest.TempPathFactory
+    drill: Drill, namespace_lab_session: NamespaceLabSession, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """db2's repository as the program makes it: `s3:http://<application>:9000/samarth-backups/db2` with
     AWS_* keys in repository.env, written by the installer from stdin. S3 is served by moto (moto_server,
     an S3 stand-in) on the application lab host's address, as MinIO is on the application server. moto
     does not enforce MinIO's per-user prefix policy (docs/backups.md says where that is checked)."""
-    application = lab_session.host("application")
+    application = namespace_lab_session.host("application")
     root = tmp_path_factory.mktemp("s3-backups")
     root.chmod(0o755)
     moto = str(Path(sys.executable).parent / "moto_server")

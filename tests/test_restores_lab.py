@@ -16,15 +16,15 @@ from components import backups
 from lab import LabHost, docker, rabbitmq_drill, redis_drill, ssh
 from lab.backup_drill import SERVER, Drill, check, staging_config
 from lab.images import import_rabbitmq
-from lab_fixture import LabSession
+from lab_fixture import NamespaceLabSession
 
 
 @pytest.fixture(scope="module")
-def drill(lab_session: LabSession, tmp_path_factory: pytest.TempPathFactory) -> Drill:
+def drill(namespace_lab_session: NamespaceLabSession, tmp_path_factory: pytest.TempPathFactory) -> Drill:
     """The db2 stand-in and the host serving the repository; each test installs its own agent."""
     root = tmp_path_factory.mktemp("restores")
     root.chmod(0o755)
-    return Drill(db=lab_session.host("swarm-node2"), repository_host=lab_session.host("swarm-node3"), root=root,
+    return Drill(db=namespace_lab_session.host("swarm-node2"), repository_host=namespace_lab_session.host("swarm-node3"), root=root,
                  config=staging_config())
 
 
