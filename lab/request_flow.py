@@ -7,6 +7,12 @@ the swarm hosts converge through the program's own swarm scripts, registry login
 Jenkins' side runs ``docs/jenkins-deploy.sh`` as a Jenkins job would, and a client on the lab's public
 network asks Nginx for the route's host name.
 
+The program runs the registry, Vault and Nginx as containers; here each is this machine's binary run in
+the application machine's network namespace, so it listens on the server's addresses as the container's
+published ports do, with its files in the test's directory as a container's are its own. What the
+servers themselves must know is written into the machines: the registry's name in each one's /etc/hosts
+and the test CA in its /etc/docker/certs.d, where its dockerd (registry logins, push, pulls) reads them.
+
 Stand-ins, each for something no lab can have: the mocks' generated secrets are used as they are (the
 htpasswd gets a real bcrypt hash of the same password, as the random provider would compute); the
 certificates are a test CA's, for every public name (and for Vault's private address when its config
@@ -321,8 +327,7 @@ class Flow:
         server, _, _ = self.registry_credentials()
         for host in self.hosts.values():
             host.add_host_name(server, self.application.address)
-            (host.certs_dir / server).mkdir(exist_ok=True)
-            shutil.copy(ca.ca, host.certs_dir / server / "ca.crt")
+            host.write_file(f"/etc/docker/certs.d/{server}/ca.crt", ca.ca.read_text())
 
     def converge_swarm(self) -> SwarmScripts:
         swarm_hosts = {n: h for n, h in self.hosts.items() if n.startswith("swarm-")}

@@ -21,7 +21,7 @@ import yaml
 
 from components.catalogue import ENGINES, Container, image_major
 from components.data import major_check_script
-from lab.core import docker, ssh
+from lab.core import docker, ssh, ssh_command
 from lab_fixture import LabSession
 from tools.offline import ProgramRun, run_program, stack_file
 
@@ -103,15 +103,26 @@ def _helper_image(session: LabSession) -> None:
     assert imported.returncode == 0, imported.stderr
 
 
-def _volume_with(session: LabSession, volume: str, source: Path, target: str) -> None:
-    """Create ``volume`` on the lab host and copy ``source`` into it at ``target``."""
+def _volume_with(session: LabSession, volume: str, source: Path) -> None:
+    """Create ``volume`` on the lab host and copy ``source`` into its root on the server's own disk: a
+    tar of it unpacked as root at the volume's mountpoint inside the machine."""
     host = session.host("swarm-master")
     docker(host, "volume", "rm", "-f", volume)
     assert docker(host, "volume", "create", volume).returncode == 0
     mountpoint = docker(host, "volume", "inspect", "-f", "{{.Mountpoint}}", volume).stdout.strip()
-    destination = Path(mountpoint) / target if target else Path(mountpoint)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source, destination, dirs_exist_ok=True, symlinks=True)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(source, arcname=".")
+    unpacked = subprocess.run(ssh_command(host, "sudo", "-n", "tar", "-x", "-C", mountpoint, "-f", "-"),
+                              input=archive.getvalue(), capture_output=True, timeout=60)
+    assert unpacked.returncode == 0, unpacked.stderr
+
+
+def _read_on_host(session: LabSession, path: str) -> str:
+    """A file of the lab host's, read as its root reads it (a volume's data is root's alone)."""
+    read = ssh(session.host("swarm-master"), f"cat '{path}'\n", sudo=True)
+    assert read.returncode == 0, read.stderr
+    return read.stdout
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +158,7 @@ def test_the_check_refuses_another_major_version_and_passes_the_same_one(lab_ses
     assert "does not exist yet; Postgres 18 will create its data directory at /var/lib/postgresql" in fresh.stdout
 
     # A real Postgres 15 data directory (Debian's initdb) at the volume's root, as images up to 17 keep it.
-    _volume_with(lab_session, volume, pg15_data_dir, "")
+    _volume_with(lab_session, volume, pg15_data_dir)
     refused = ssh(host, _script(HELPER_IMAGE))
     assert refused.returncode != 0
     assert "postgres-yaus-data holds a Postgres 15 data directory (PG_VERSION)" in refused.stderr
@@ -155,14 +166,14 @@ def test_the_check_refuses_another_major_version_and_passes_the_same_one(lab_ses
     assert "pg_dumpall" in refused.stderr and "Nothing was changed." in refused.stderr
     again = ssh(host, _script(HELPER_IMAGE))  # read-only: the same answer again, the data untouched
     assert again.returncode != 0 and again.stderr == refused.stderr
-    mountpoint = Path(docker(host, "volume", "inspect", "-f", "{{.Mountpoint}}", volume).stdout.strip())
-    assert (mountpoint / "PG_VERSION").read_text().strip() == "15"
+    mountpoint = docker(host, "volume", "inspect", "-f", "{{.Mountpoint}}", volume).stdout.strip()
+    assert _read_on_host(lab_session, f"{mountpoint}/PG_VERSION").strip() == "15"
 
     # A 16 stand-in (PG_VERSION is what Postgres itself reads first) refused for 18, accepted for 16.
     stand_in = tmp_path / "pg16"
     stand_in.mkdir()
     (stand_in / "PG_VERSION").write_text("16\n")
-    _volume_with(lab_session, volume, stand_in, "")
+    _volume_with(lab_session, volume, stand_in)
     refused16 = ssh(host, _script(HELPER_IMAGE))
     assert refused16.returncode != 0 and "holds a Postgres 16 data directory" in refused16.stderr
     assert "keep versions.postgres at a 16.x release" in refused16.stderr
@@ -177,6 +188,6 @@ def test_the_check_refuses_another_major_version_and_passes_the_same_one(lab_ses
     (layout18 / "18" / "docker").mkdir(parents=True)
     (layout18 / "18" / "docker" / "PG_VERSION").write_text("18\n")
     docker(host, "volume", "rm", "-f", volume)
-    _volume_with(lab_session, volume, layout18, "")
+    _volume_with(lab_session, volume, layout18)
     assert ssh(host, _script(HELPER_IMAGE)).returncode == 0
     docker(host, "volume", "rm", "-f", volume)
