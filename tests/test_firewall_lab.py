@@ -1,16 +1,19 @@
-"""The host firewall's own script, run over real SSH on a lab host whose dockerd runs with iptables on.
+"""The host firewall's own script, run over real SSH on a lab machine whose dockerd runs with iptables on.
 
 The script is the ``create`` input the program registers for the firewall under mocks (what `pulumi up`
-would run), for a stack whose application server, swarm-master and db2 are lab hosts and whose Pulumi
-runs in the lab's root namespace (its gateway address). Real listeners on the "application" host: a
-container port Docker publishes (the registry's 5000) and host-network listeners (Vault's 8200 and
-8201), all busybox httpd from a `docker import`ed busybox-static rootfs. The matrix says: 5000 from the
-swarm members (swarm-master) and the host's containers; 8200 from the containers, swarm-master and
-Pulumi; 8201 from nobody; db2 is none of these.
+would run), for a stack whose application server, swarm-master and db2 are lab machines and whose Pulumi
+runs on this machine (the lab bridge's address, ``pulumiFrom``). It runs as the stacks' non-root login
+through its sudo, and installs the systemd unit that applies the rules again at boot and after every
+dockerd start. Real listeners on the "application" machine: a container port Docker publishes (the
+registry's 5000) and host-network listeners (Vault's 8200 and 8201), all busybox httpd from a `docker
+import`ed busybox-static rootfs. The matrix says: 5000 from the swarm members (swarm-master) and the
+host's containers; 8200 from the containers, swarm-master and Pulumi; 8201 from nobody; db2 is none of
+these.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,7 +22,7 @@ import pytest
 import yaml
 
 from components import firewall
-from lab import LabHost, docker, run_command, ssh_command
+from lab import LabHost, docker, run_command, ssh, ssh_command
 from lab.busybox import IMAGE, import_busybox
 from lab.core import NETNS_DIR
 from lab.swarm import STAGING, lab_program
@@ -30,6 +33,7 @@ from tools.offline import PROJECT, ProgramRun, reveal
 REGISTRY_PORT = 5000
 VAULT_PORT = 8200
 VAULT_CLUSTER_PORT = 8201
+LISTENERS = ("fw-published", "fw-vault", "fw-vault-cluster")
 
 
 def _listen(host: LabHost) -> None:
@@ -44,7 +48,17 @@ def _listen(host: LabHost) -> None:
 
 
 def _remove_listeners(host: LabHost) -> None:
-    docker(host, "rm", "-f", "fw-published", "fw-vault", "fw-vault-cluster")
+    docker(host, "rm", "-f", *LISTENERS)
+
+
+def _wait_for_listeners(host: LabHost) -> None:
+    """Until dockerd has started the listeners again (their restart policy) after it or the machine restarted."""
+    for _ in range(60):
+        names = docker(host, "ps", "--filter", "status=running", "--format", "{{.Names}}").stdout.split()
+        if set(LISTENERS) <= set(names):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the listeners did not come back on {host.name}")
 
 
 def reaches(source: LabHost | None, address: str, port: int) -> bool:
@@ -63,17 +77,42 @@ def container_reaches(host: LabHost, address: str, port: int) -> bool:
 
 
 def filter_rules(host: LabHost) -> str:
-    """The host's filter table without counters: what the firewall changed, if anything."""
+    """The host's filter table without comments and packet counters (a chain's counters show once they
+    are set, as after a policy change): what the firewall changed, if anything."""
     saved = subprocess.run(
         ["nsenter", f"--net={NETNS_DIR / host.namespace}", "iptables-save", "-t", "filter"],
         capture_output=True, text=True, check=True,
     ).stdout
-    return "\n".join(line for line in saved.splitlines() if not line.startswith("#")).replace("[0:0]", "")
+    return "\n".join(re.sub(r"\[\d+:\d+\]", "", line) for line in saved.splitlines() if not line.startswith("#"))
 
 
 def program_rules(rules: str) -> list[str]:
     """The lines of a filter table that the firewall owns: its chains and the jumps into them."""
     return [line for line in rules.splitlines() if "SAMARTH" in line]
+
+
+def unit_state(host: LabHost) -> dict[str, str]:
+    """What the machine's systemd says of the firewall's unit: enabled, active, and the id of its last run."""
+    result = run_command(
+        host,
+        f"echo enabled=$(systemctl is-enabled {firewall.UNIT}); echo active=$(systemctl is-active {firewall.UNIT}); "
+        f"echo run=$(systemctl show --property=InvocationID --value {firewall.UNIT})",
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(line.split("=", 1) for line in result.stdout.splitlines())
+
+
+def forget_netfilter(host: LabHost) -> None:
+    """Empty every iptables table of ``host``, as a server's kernel has them when it boots. A lab
+    machine's network namespace is made outside it and outlives its reboot, and with it the rules of the
+    boot before; a server's do not."""
+    script = """for program in iptables ip6tables; do
+  for table in filter nat mangle raw; do $program -w -t $table -F; $program -w -t $table -X; done
+  for chain in INPUT FORWARD OUTPUT; do $program -w -P $chain ACCEPT; done
+done
+"""
+    result = ssh(host, script, sudo=True)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture()
@@ -118,16 +157,6 @@ def _expect(application: LabHost, master: LabHost, db2: LabHost) -> None:
     assert not reaches(None, address, VAULT_CLUSTER_PORT)
 
 
-def _restart_dockerd(lab_session: LabSession, host: LabHost) -> None:
-    lab_session.lab.restart_dockerd(host)
-    for _ in range(60):
-        names = docker(host, "ps", "--filter", "status=running", "--format", "{{.Names}}").stdout.split()
-        if {"fw-published", "fw-vault", "fw-vault-cluster"} <= set(names):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"the listeners did not come back after dockerd restarted on {host.name}")
-
-
 def test_the_firewall_allows_exactly_the_matrix(lab_session: LabSession, wired: dict[str, object]) -> None:
     application, master, db2 = wired["application"], wired["master"], wired["db2"]
     assert isinstance(application, LabHost) and isinstance(master, LabHost) and isinstance(db2, LabHost)
@@ -143,17 +172,48 @@ def test_the_firewall_allows_exactly_the_matrix(lab_session: LabSession, wired: 
     _expect(application, master, db2)
     rules = filter_rules(application)
     assert "-A DOCKER-USER -j SAMARTH-DOCKER-USER" in rules and "-A INPUT -j SAMARTH-INPUT" in rules
+    # The rules file the unit loads is the one applied, and the unit is installed, enabled and has run.
+    applied = script_values(wired["command"].plain_inputs["create"])["RULES"]  # type: ignore[attr-defined]
+    assert (application.root / firewall.RULES_FILE.lstrip("/")).read_text() == applied
+    installed = unit_state(application)
+    assert installed["enabled"] == "enabled" and installed["active"] == "active", installed
 
     # Applying again changes nothing.
     again = run_command(application, create)
     assert again.returncode == 0, again.stderr
     assert filter_rules(application) == rules
 
-    # A dockerd restart keeps the rules (Docker keeps DOCKER-USER's content; on a server the systemd
-    # unit, PartOf=docker.service, also applies them again).
+    # A dockerd restart keeps the rules: Docker keeps DOCKER-USER's content, and the unit
+    # (PartOf=docker.service) applies them again.
     # Docker rebuilds its own chains on start, in an order of its choosing: compare the program's rules.
-    _restart_dockerd(lab_session, application)
+    lab_session.lab.restart_dockerd(application)
+    _wait_for_listeners(application)
+    restarted = unit_state(application)
+    assert restarted["active"] == "active" and restarted["run"] != installed["run"], (installed, restarted)
     assert program_rules(filter_rules(application)) == program_rules(rules)
+    _expect(application, master, db2)
+
+
+def test_the_firewall_unit_is_active_after_a_reboot_and_the_rules_are_in_force(
+    lab_session: LabSession, wired: dict[str, object]
+) -> None:
+    application, master, db2 = wired["application"], wired["master"], wired["db2"]
+    assert isinstance(application, LabHost) and isinstance(master, LabHost) and isinstance(db2, LabHost)
+    installed = run_command(application, wired["command"].inputs["create"])  # type: ignore[attr-defined]
+    assert installed.returncode == 0, installed.stderr
+    rules = program_rules(filter_rules(application))
+    assert rules
+
+    # The reboot must find no rule of the boot before: only the unit can bring them back.
+    forget_netfilter(application)
+    assert not program_rules(filter_rules(application))
+    assert reaches(db2, application.address, VAULT_PORT)
+
+    lab_session.lab.reboot(application.name)
+    _wait_for_listeners(application)
+    booted = unit_state(application)
+    assert booted["enabled"] == "enabled" and booted["active"] == "active", booted
+    assert program_rules(filter_rules(application)) == rules
     _expect(application, master, db2)
 
 
@@ -163,6 +223,8 @@ def test_a_rule_the_kernel_refuses_keeps_the_previous_rules(lab_session: LabSess
     command = wired["command"]
     assert run_command(application, command.inputs["create"]).returncode == 0  # type: ignore[attr-defined]
     before = filter_rules(application)
+    rules_file = application.root / firewall.RULES_FILE.lstrip("/")
+    kept = rules_file.read_text()
     create = reveal(command.inputs["create"])  # type: ignore[attr-defined]
     broken = create.replace("--dport 8201 -j DROP", "--dport 8201 -j NO-SUCH-CHAIN", 1)
     assert broken != create
@@ -170,6 +232,8 @@ def test_a_rule_the_kernel_refuses_keeps_the_previous_rules(lab_session: LabSess
     assert result.returncode != 0
     assert "nothing was changed" in result.stderr or "previous rules are still in place" in result.stderr, result.stderr
     assert filter_rules(application) == before
+    # The unit loads the previous rules at the next boot, not the refused ones.
+    assert rules_file.read_text() == kept
 
 
 def test_rules_that_would_lock_out_this_session_are_refused(lab_session: LabSession, wired: dict[str, object]) -> None:
