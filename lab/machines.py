@@ -382,7 +382,8 @@ class Machine:
             except OSError:
                 continue
             nspid = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
-            if len(nspid) > 1 and nspid[-1] == "1":
+            # Exactly one PID namespace below ours: a container's PID 1 inside the machine is one further down.
+            if len(nspid) == _own_pid_depth() + 1 and nspid[-1] == "1":
                 return pid
         return None
 
@@ -399,7 +400,7 @@ class Machine:
             return
         cgroup = make_cgroup(self.name)
         argv = [
-            "sh", str(MACHINE_RUN), cgroup,
+            "sh", str(MACHINE_RUN), cgroup, str(self.namespace_path),
             "--boot", f"--directory={self.root}", f"--machine={self.name}", f"--hostname={self.hostname}",
             "--register=no", "--keep-unit", "--link-journal=no", "--console=read-only",
             "--resolv-conf=off", "--timezone=off",
@@ -462,6 +463,11 @@ class Machine:
         shutil.rmtree(self.directory, ignore_errors=True)
         if self.directory.exists():
             raise MachineError(f"could not remove {self.directory}: something under it is still mounted or busy")
+
+
+def _own_pid_depth() -> int:
+    status = Path("/proc/self/status").read_text()
+    return len(next(line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")))
 
 
 def mounts_under(directory: Path) -> list[str]:

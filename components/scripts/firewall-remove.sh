@@ -16,7 +16,7 @@ for pair in INPUT:SAMARTH-INPUT DOCKER-USER:SAMARTH-DOCKER-USER; do
 done
 step "removing the unit and files"
 if [ -d /run/systemd/system ] && [ -f "/etc/systemd/system/$UNIT" ]; then
-  as_root systemctl disable "$UNIT" >/dev/null 2>&1 || true
+  as_root systemctl disable --now "$UNIT" >/dev/null 2>&1 || true
   as_root rm -f "/etc/systemd/system/$UNIT"
   as_root systemctl daemon-reload
 fi

@@ -48,5 +48,7 @@ if [ -d /run/systemd/system ]; then
   printf '%s' "$UNIT_TEXT" | as_root tee "/etc/systemd/system/$UNIT" >/dev/null
   as_root systemctl daemon-reload
   as_root systemctl enable "$UNIT" >/dev/null 2>&1 || fail "systemctl enable $UNIT failed: see systemctl status $UNIT"
+  # Started now, not first at the next boot: a unit that cannot load the installed files shows today.
+  as_root systemctl restart "$UNIT" || fail "$UNIT failed to load $RULES_FILE: see journalctl -u $UNIT"
 fi
 echo "firewall on $SERVER: $(as_root grep -c -- '^-A' "$RULES_FILE") rules, sha256 $(as_root sha256sum "$RULES_FILE" | cut -c1-12)"
