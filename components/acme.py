@@ -59,10 +59,11 @@ def account_key_path(acme: Acme, acme_dir: str = ACME_DIR) -> str:
 
 
 def certificates_script(config: StackConfig, acme_dir: str = ACME_DIR, nginx_container: str = "nginx") -> str:
-    """``samarth-certificates`` with this stack's names, CA and client image."""
+    """``samarth-certificates`` with this stack's names, CA and client image: an executable file of its
+    own, so it names its interpreter (systemd's ExecStart runs it directly, and no shell falls back to sh)."""
     acme = config.edge.tls.acme
     assert acme is not None, "only for edge.tls.mode acme"
-    return render(
+    return "#!/bin/sh\n" + render(
         "acme-certificates.sh",
         "samarth-certificates",
         HOSTS=" ".join(config.acme_hosts()),

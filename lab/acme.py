@@ -1,18 +1,22 @@
 """A lab where the program's ACME scripts get real certificates from a real ACME server.
 
-Two lab hosts (real network namespaces with sshd and dockerd, lab/core.py):
+Two lab machines (booted Debian 12 under systemd-nspawn, lab/core.py):
 
-- ``acme``: Debian's ``pebble`` (Let's Encrypt's test CA) and ``pebble-challtestsrv`` (its DNS, which
-  answers every name with the application host's address). Pebble serves its directory over TLS with
-  a certificate from a CA made here, which the client is told to trust (``edge.tls.acme.caCertificate``).
-- ``application``: an ``nginx`` container running Debian's nginx on the host's network with the
-  program's rendered config, and the ACME client as the pinned image name (``versions.lego``) built
-  with ``docker import`` from Debian's ``lego`` binary (and busybox, as the upstream Alpine image has a shell).
+- ``acme``: a machine without Docker whose network namespace runs this machine's ``pebble`` (Let's
+  Encrypt's test CA, Debian's package) and ``pebble-challtestsrv`` (its DNS, which answers every name
+  with the application host's address): the CA is the Internet's, not a server of the program.
+  Pebble serves its directory over TLS with a certificate from a CA made here, which the client is told
+  to trust (``edge.tls.acme.caCertificate``, a file placed on the application machine).
+- ``application``: the server. The program's scripts (components/acme.py, components/edge.py) run over
+  real SSH as ``samarth-devops`` in the order ``pulumi up`` runs them, with the program's own paths
+  (``/etc/samarth/acme``, ``/usr/local/sbin/samarth-certificates``, the SSH user's Nginx config
+  directory) and its systemd timer. Its dockerd runs what the program runs there as containers: Nginx
+  named ``nginx`` with ports 80 and 443 published (Debian's nginx, ``docker import``ed), and the ACME
+  client under its pinned image name (``versions.lego``) built the same way from Debian's ``lego`` binary
+  (and busybox, as the upstream Alpine image has a shell): the server pulls that image, the lab has no
+  registry to pull from.
 
-The program's own scripts (components/acme.py, components/edge.py) run over real SSH on the
-application host, in the order ``pulumi up`` runs them; only their directories are the lab's own
-(the machine's filesystem is shared with the lab hosts). Used by tests/test_acme_lab.py and
-benchmarks/acme_renewal.py.
+Used by tests/test_acme_lab.py and benchmarks/acme_renewal.py.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shlex
 import shutil
 import socket
 import ssl
@@ -38,6 +43,7 @@ from typing import Optional
 from components import acme, edge
 from components.assembly import stack_upstreams
 from components.config import StackConfig
+from components.shell import render
 from lab import Lab, LabHost, free_subnet, machine_lock, ssh_command
 from lab.core import NETNS_DIR
 from tools.offline import stack_deployment
@@ -53,6 +59,9 @@ NGINX_IMAGE = "samarth-test/debian-nginx:lab"
 # "a third of the lifetime left" is reached by moving the clock 40 minutes on.
 VALIDITY_SECONDS = 3600
 UPSTREAM_PORT = 5000  # the registry's port: the registry route gets a real answer (200)
+# Where the operator put the private ACME CA's TLS root on the application server (edge.tls.acme.caCertificate).
+CA_CERTIFICATE = "/etc/ssl/samarth-lab-pebble-ca.pem"
+FAKE_DATE = "/usr/local/bin/date"
 
 
 def missing_tools() -> list[str]:
@@ -177,11 +186,11 @@ def make_pebble_certificate(directory: Path, address: str) -> tuple[Path, Path, 
     return ca, cert, key
 
 
-def lab_config(directory_url: str, ca_certificate: Path) -> StackConfig:
+def lab_config(directory_url: str, ca_certificate: str) -> StackConfig:
     """Production's config with the ACME directory and the CA it is served with swapped for pebble's."""
     config = stack_deployment("prod").config
     assert config.edge.tls.acme is not None
-    tls_acme = config.edge.tls.acme.model_copy(update={"directory_url": directory_url, "ca_certificate": str(ca_certificate)})
+    tls_acme = config.edge.tls.acme.model_copy(update={"directory_url": directory_url, "ca_certificate": ca_certificate})
     tls = config.edge.tls.model_copy(update={"acme": tls_acme})
     return config.model_copy(update={"edge": config.edge.model_copy(update={"tls": tls})})
 
@@ -211,33 +220,37 @@ class AcmeLab:
     lab: Lab
     application: LabHost
     ca: LabHost
-    work: Path
+    work: Path  # on this machine: pebble's files and the lab's logs
     config: StackConfig
-    pebble_ca: Path
+    pebble_ca: Path  # on this machine: the CA pebble's directory is served with
     account_key: str
     processes: list[subprocess.Popen] = field(default_factory=list)
 
-    @property
-    def acme_dir(self) -> str:
-        return str(self.work / "acme")
-
-    @property
-    def script_path(self) -> str:
-        return str(self.work / "bin" / "samarth-certificates")
+    # The program's own paths on the application server.
+    acme_dir: str = acme.ACME_DIR
+    script_path: str = acme.SCRIPT_PATH
 
     @property
     def conf_dir(self) -> str:
-        return str(self.work / "nginx" / "conf.d")
+        """Where EdgeProxy keeps Nginx's config: in the SSH user's home."""
+        return f"/home/{self.application.user}/samarth/nginx/conf.d"
 
-    def ssh(self, script: str, stdin: str = "", prefix: str = "") -> Step:
-        """``script`` over real SSH on the application host, as the engine runs a remote command."""
+    def path(self, machine_path: str) -> Path:
+        """``machine_path`` on the application machine, as this machine sees it."""
+        return self.application.root / machine_path.lstrip("/")
+
+    def ssh(self, script: str, stdin: str = "") -> Step:
+        """``script`` over real SSH on the application host as its login user, as the engine runs a remote command."""
         started = time.monotonic()
-        result = subprocess.run(ssh_command(self.application, prefix + script), input=stdin, capture_output=True,
+        result = subprocess.run(ssh_command(self.application, script), input=stdin, capture_output=True,
                                 text=True, timeout=600)
         return Step(result.returncode, result.stdout, result.stderr, time.monotonic() - started)
 
     def install(self, config: Optional[StackConfig] = None) -> Step:
         return self.ssh(acme.install_script(config or self.config, self.acme_dir, self.script_path, "nginx"), stdin=self.account_key)
+
+    def install_timer(self) -> Step:
+        return self.ssh(acme.timer_script())
 
     def reload(self, config: Optional[StackConfig] = None) -> Step:
         config = config or self.config
@@ -250,23 +263,66 @@ class AcmeLab:
         return step
 
     def certificates(self, action: str, clock_offset_seconds: int = 0) -> Step:
-        """``samarth-certificates ACTION`` as ``pulumi up`` and the timer run it; a clock offset puts a
-        ``date`` first on PATH whose "now" is that far in the future (certificates' dates are untouched)."""
-        prefix = ""
-        if clock_offset_seconds:
-            fake = self.work / "clock"
-            fake.mkdir(exist_ok=True)
-            (fake / "date").write_text(
-                '#!/bin/sh\nif [ "$#" -eq 1 ] && [ "$1" = "+%s" ]; then echo $(( $(/bin/date +%s) + '
-                f'{clock_offset_seconds} )); else exec /bin/date "$@"; fi\n'
-            )
-            (fake / "date").chmod(0o755)
-            prefix = f"PATH={fake}:$PATH; export PATH; "
-        return self.ssh(acme.run_script(action, self.script_path), prefix=prefix)
+        """``samarth-certificates ACTION`` as ``pulumi up`` runs it (through sudo), with the clock seen
+        ``clock_offset_seconds`` ahead if given (``clock_ahead``)."""
+        if not clock_offset_seconds:
+            return self.ssh(acme.run_script(action, self.script_path))
+        with self.clock_ahead(clock_offset_seconds):
+            return self.ssh(acme.run_script(action, self.script_path))
+
+    @contextmanager
+    def clock_ahead(self, seconds: int) -> Iterator[None]:
+        """A ``date`` whose "now" (``date +%s``) is ``seconds`` ahead, for as long as the block runs; the
+        certificates' dates are untouched. The machines share this machine's clock, and sudo (its
+        secure_path) and systemd hand the script their own PATH: the fake goes where both look
+        first, /usr/local/bin, ahead of Debian's /usr/bin/date."""
+        self.application.write_file(
+            FAKE_DATE,
+            '#!/bin/sh\nif [ "$#" -eq 1 ] && [ "$1" = "+%s" ]; then echo $(( $(/usr/bin/date +%s) + '
+            f'{seconds} )); else exec /usr/bin/date "$@"; fi\n',
+            mode=0o755,
+        )
+        try:
+            yield
+        finally:
+            self.path(FAKE_DATE).unlink()
+
+    def systemctl(self, *args: str) -> Step:
+        """``systemctl ARGS`` on the application host through sudo, as an operator runs it."""
+        return self.ssh(shlex.join(["sudo", "-n", "systemctl", *args]))
+
+    def renewal_journal(self) -> str:
+        """``journalctl -u samarth-certificates`` as the operator reads it (docs/certificates.md)."""
+        step = self.ssh(shlex.join(["sudo", "-n", "journalctl", "--no-pager", "-o", "cat", "-u", acme.UNIT]))
+        if step.returncode != 0:
+            raise RuntimeError(f"journalctl -u {acme.UNIT} failed: {step.stderr}")
+        return step.stdout
+
+    def renewal_run(self) -> Step:
+        """One run of the renewal service as its timer starts it (by systemd, as root, in systemd's
+        environment); ``systemctl start`` returns when the oneshot has finished. The step's stdout is
+        what this run wrote to the journal, which journald may store a moment after the run ends."""
+        before = self.renewal_journal()
+        step = self.systemctl("start", f"{acme.UNIT}.service")
+        deadline = time.monotonic() + 15
+        while True:
+            journal = self.renewal_journal()
+            run = journal[len(before):] if journal.startswith(before) else journal
+            if re.search(r"^certificates: \d+ obtained", run, re.M) or time.monotonic() > deadline:
+                return Step(step.returncode, run, step.stderr, step.seconds)
+            time.sleep(0.2)
 
     def start_nginx(self) -> None:
-        Path(self.conf_dir).mkdir(parents=True, exist_ok=True)
-        _run(["docker", "-H", self.application.docker_host, "run", "-d", "--name", "nginx", "--network", "host",
+        """The config directory made by the SSH user (nginx-directory), then the Nginx container as
+        EdgeProxy makes it: ports 80 and 443 published, config and ACME directories mounted read-only."""
+        step = self.ssh(render("nginx-directory.sh", "nginx-directory", LIVE_DIR=self.conf_dir))
+        if step.returncode != 0:
+            raise RuntimeError(f"nginx-directory failed: {step.stderr}")
+        self._run_nginx()
+
+    def _run_nginx(self) -> None:
+        _run(["docker", "-H", self.application.docker_host, "run", "-d", "--name", "nginx",
+              "-p", "0.0.0.0:80:80", "-p", "0.0.0.0:443:443",
               "-v", f"{self.conf_dir}:{edge.CONF_DIR}:ro",
               "-v", f"{self.acme_dir}/live:{acme.NGINX_LIVE_DIR}:ro",
               "-v", f"{self.acme_dir}/webroot:{acme.NGINX_WEBROOT}:ro",
@@ -276,7 +332,7 @@ class AcmeLab:
         """What `pulumi up` does when the container's mounts change: delete it (its name and ports cannot
         be held twice), create and start the new one, which reads the config and certificates on disk."""
         _run(["docker", "-H", self.application.docker_host, "rm", "-f", "nginx"])
-        self.start_nginx()
+        self._run_nginx()
         for port in (80, 443):
             _wait_port(self.application.address, port, None, self.work / "pebble.log")
 
@@ -323,7 +379,7 @@ class AcmeLab:
 
     def live_certificate(self, host: str) -> bytes:
         """The first certificate of the chain the scripts installed for Nginx, as DER."""
-        pem = (Path(self.acme_dir) / "live" / f"{host}.crt").read_text()
+        pem = self.path(f"{self.acme_dir}/live/{host}.crt").read_text()
         return ssl.PEM_cert_to_DER_cert(pem[: pem.index("-----END CERTIFICATE-----") + 25])
 
 
@@ -367,11 +423,13 @@ class RequestLoop:
 
 @contextmanager
 def acme_lab(work: Path) -> Iterator[AcmeLab]:
-    """Everything up, torn down afterwards (daemons, namespaces, containers)."""
+    """Everything up, torn down afterwards (daemons, machines, namespaces)."""
     with machine_lock():
         lab = Lab(prefix=f"a{os.getpid()}", subnet=free_subnet(), state_dir=work / "state", timeout=90)
         try:
-            application, ca = lab.up(["application", "acme"])
+            (application,) = lab.up(["application"])
+            # Pebble runs from this machine in that machine's network namespace: no Docker there.
+            (ca,) = lab.up(["acme"], bare=True)
         except BaseException:
             lab.down()
             raise
@@ -397,9 +455,10 @@ def acme_lab(work: Path) -> Iterator[AcmeLab]:
             stdout=logs, stderr=subprocess.STDOUT, env=env,
         ))
         _wait_port(ca.address, 14000, processes[1], work / "pebble.log")
-        config = lab_config(f"https://{ca.address}:14000/dir", ca_pem)
+        application.write_file(CA_CERTIFICATE, ca_pem.read_text())
+        config = lab_config(f"https://{ca.address}:14000/dir", CA_CERTIFICATE)
         build_images(application, config)
-        # What the registry route proxies to: a plain HTTP server on the application host.
+        # What the registry route proxies to: a plain HTTP server on the application host's address.
         (work / "upstream").mkdir()
         processes.append(subprocess.Popen(
             ["nsenter", f"--net={NETNS_DIR / application.namespace}", "python3", "-m", "http.server",

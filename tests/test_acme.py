@@ -254,8 +254,10 @@ def test_the_renewal_units_pass_systemd_analyze_verify(tmp_path: Path, timing: d
     (units / f"{acme.UNIT}.timer").write_text(timer_unit)
     script = root / acme.SCRIPT_PATH.lstrip("/")
     script.parent.mkdir(parents=True)
-    script.write_text("#!/bin/sh\n")
+    script.write_text(acme.certificates_script(_config()))
     script.chmod(0o700)
+    # systemd executes ExecStart itself: without an interpreter line the exec fails (203/EXEC).
+    assert script.read_text().startswith("#!/bin/sh\n")
     result = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", f"--root={root}", f"/etc/systemd/system/{acme.UNIT}.service",
          f"/etc/systemd/system/{acme.UNIT}.timer"],

@@ -1,18 +1,19 @@
-"""Issue 20 on the lab, for real: the program's certificate scripts and Nginx config against pebble.
+"""ACME certificates on the lab machines, for real: the program's certificate scripts, timer and Nginx config against pebble.
 
-A fresh application host goes from no certificate to valid HTTPS for every route host name; a second
-run obtains nothing; renewal starts with a third of the lifetime left; a forced renewal swaps every
-certificate while requests keep flowing (the figure is printed; benchmarks/acme_renewal.py repeats it);
-a failing renewal exits non-zero and leaves the served certificates alone; a host name removed from the
-routes stops renewing, and one added gets its certificate on the next run. See lab/acme.py.
+A fresh application server goes from no certificate to valid HTTPS for every route host name; a second
+run obtains nothing; the renewal timer is enabled and scheduled; renewal starts with a third of the
+lifetime left, also when the timer's service runs it; a forced renewal swaps every certificate while
+requests keep flowing (the figure is printed; benchmarks/acme_renewal.py repeats it); a failing renewal
+exits non-zero, leaves the timer's unit failed and the served certificates alone; a host name removed
+from the routes stops renewing, and one added gets its certificate on the next run. See lab/acme.py.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -45,8 +46,10 @@ def _ok(step) -> str:
 def test_a_fresh_server_goes_from_no_certificate_to_valid_https_for_every_route_host(lab: AcmeLab, roots: ssl.SSLContext) -> None:
     hosts = lab.config.acme_hosts()
     assert len(hosts) == 7
-    # `pulumi up`'s order: install (placeholders), the Nginx container, its config, then issuance.
+    # `pulumi up`'s order: install (placeholders), the renewal timer, the Nginx container, its config,
+    # then issuance.
     assert "placeholder certificate for registry.samarth.example.org" in _ok(lab.install())
+    _ok(lab.install_timer())
     lab.start_nginx()
     _ok(lab.reload())
     # Nginx runs before any certificate exists: 443 serves the placeholder, which no client trusts.
@@ -59,11 +62,11 @@ def test_a_fresh_server_goes_from_no_certificate_to_valid_https_for_every_route_
     assert lab.https_status("registry.samarth.example.org", "/", roots) == 200
     # lego registered with the account key the program gave it (from state), root-only.
     assert lab.config.edge.tls.acme is not None
-    key_file = Path(acme.account_key_path(lab.config.edge.tls.acme, lab.acme_dir))
+    key_file = lab.path(acme.account_key_path(lab.config.edge.tls.acme, lab.acme_dir))
     assert key_file.read_text() == lab.account_key
     assert (key_file.parent.parent / "account.json").exists()
     assert oct(key_file.stat().st_mode & 0o777) == "0o600" and key_file.stat().st_uid == 0
-    assert oct(Path(lab.acme_dir, "live").stat().st_mode & 0o777) == "0o700"
+    assert oct(lab.path(f"{lab.acme_dir}/live").stat().st_mode & 0o777) == "0o700"
 
 
 def test_the_vault_host_serves_its_challenge_path_and_nothing_else(lab: AcmeLab, roots: ssl.SSLContext) -> None:
@@ -83,11 +86,26 @@ def test_a_second_run_obtains_nothing_and_does_not_reload(lab: AcmeLab) -> None:
     assert {h: lab.live_certificate(h) for h in before} == before
 
 
-def test_renewal_starts_with_a_third_of_the_lifetime_left(lab: AcmeLab, roots: ssl.SSLContext) -> None:
+def test_the_renewal_timer_is_enabled_and_scheduled_twice_a_day(lab: AcmeLab) -> None:
+    timer = f"{acme.UNIT}.timer"
+    assert _ok(lab.systemctl("is-enabled", timer)).strip() == "enabled"
+    assert _ok(lab.systemctl("is-active", timer)).strip() == "active"
+    # 04:00 or 16:00 plus up to an hour's random delay, in the machine's time zone (UTC).
+    assert _ok(lab.systemctl("show", "--property=TimersCalendar", "--value", timer)).count("*-*-* 04,16:00:00") == 1
+    next_run = _ok(lab.systemctl("show", "--property=NextElapseUSecRealtime", "--value", timer)).strip()
+    assert re.search(r" (04|16):\d\d:\d\d ", next_run), next_run
+
+
+def test_renewal_starts_with_a_third_of_the_lifetime_left_and_the_timer_renews(lab: AcmeLab, roots: ssl.SSLContext) -> None:
     # One-hour certificates: 30 minutes on, half is left; 45 minutes on, a quarter.
     assert "0 obtained, 7 current" in _ok(lab.certificates("renew", clock_offset_seconds=30 * 60))
     before = lab.live_certificate("files.samarth.example.org")
-    assert "7 obtained, 0 current" in _ok(lab.certificates("renew", clock_offset_seconds=45 * 60))
+    # The renewal as the timer runs it: systemd starts the service, as root, with systemd's environment.
+    with lab.clock_ahead(45 * 60):
+        run = lab.renewal_run()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "7 obtained, 0 current; nginx reloaded for:" in run.stdout, run.stdout
+    assert _ok(lab.systemctl("show", "--property=Result", "--value", f"{acme.UNIT}.service")).strip() == "success"
     renewed = lab.wait_served("files.samarth.example.org", roots)
     assert renewed != before and renewed == lab.live_certificate("files.samarth.example.org")
 
@@ -121,8 +139,16 @@ def test_a_failing_renewal_exits_non_zero_and_keeps_serving(lab: AcmeLab, roots:
         assert step.returncode != 0
         assert "no certificate obtained for: api.samarth.example.org" in step.stderr
         assert lab.served_certificate(host, roots) == before == lab.live_certificate(host)
+        # The timer's run of a due renewal fails alike, and leaves its unit failed, for `systemctl --failed`.
+        with lab.clock_ahead(45 * 60):
+            run = lab.renewal_run()
+        assert run.returncode != 0
+        assert "no certificate obtained for: api.samarth.example.org" in run.stdout, run.stdout
+        assert f"{acme.UNIT}.service" in _ok(lab.systemctl("list-units", "--failed", "--plain", "--no-legend"))
+        assert lab.served_certificate(host, roots) == before == lab.live_certificate(host)
     finally:
         _ok(lab.install())
+        _ok(lab.systemctl("reset-failed", f"{acme.UNIT}.service"))
 
 
 def test_a_removed_host_stops_renewing_and_an_added_one_gets_its_certificate(lab: AcmeLab, roots: ssl.SSLContext) -> None:
@@ -133,7 +159,7 @@ def test_a_removed_host_stops_renewing_and_an_added_one_gets_its_certificate(lab
     _ok(lab.reload(smaller))
     out = _ok(lab.certificates("renew"))
     assert f"removed {removed} (no longer routed)" in out and "0 obtained, 6 current" in out
-    assert not Path(lab.acme_dir, "live", f"{removed}.crt").exists()
+    assert not lab.path(f"{lab.acme_dir}/live/{removed}.crt").exists()
     assert removed not in _ok(lab.certificates("status"))
     with pytest.raises(ssl.SSLError):
         lab.served_certificate(removed, roots)
