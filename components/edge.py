@@ -244,7 +244,7 @@ class EdgeProxy(pulumi.ComponentResource):
                 connection=host.connection,
                 create=install,
                 stdin=account_pem,
-                # Its stdin is the account key: the previous output is never handed back (issue 13).
+                # Its stdin is the account key: the previous output is never handed back.
                 add_previous_output_in_env=False,
                 opts=host.command_options(self),
             )

@@ -250,7 +250,7 @@ class AcmeLab:
         return self.ssh(acme.install_script(config or self.config, self.acme_dir, self.script_path, "nginx"), stdin=self.account_key)
 
     def install_timer(self) -> Step:
-        return self.ssh(acme.timer_script())
+        return self.ssh(acme.timer_script(self.config))
 
     def reload(self, config: Optional[StackConfig] = None) -> Step:
         config = config or self.config
