@@ -14,7 +14,6 @@ answers each host's name and whatever ``Lab.add_dns_record`` adds. The lab has n
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .machines import SSH_USER, Machine, MachineError, image_cached, machine_image, mounts_under
+from .machines import SSH_USER, Machine, MachineError, image_cached, locked, machine_image, mounts_under
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STATE = ROOT / "lab" / "state"
@@ -195,21 +194,10 @@ def _tail(path: Path, lines: int = 12) -> str:
         return "(no log)"
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def machine_lock() -> AbstractContextManager[None]:
     """Hold it from choosing a ``free_subnet`` until ``Lab.up`` has put it on a bridge, so two
     processes setting up labs at once do not pick the same subnet."""
-    return _locked(Path("/run/samarth-lab.lock"))
+    return locked(Path("/run/samarth-lab.lock"))
 
 
 @contextmanager
@@ -366,7 +354,7 @@ class Lab:
             layers = {False: machine_image(docker=True), True: machine_image(docker=False)} if bare else {False: machine_image(docker=True)}
         except MachineError as exc:
             raise LabError(str(exc)) from None
-        with _locked(self.state_dir / ".lock"):
+        with locked(self.state_dir / ".lock"):
             registry = self._hosts_registry()
             for name in names:
                 if name not in registry:
@@ -425,7 +413,7 @@ class Lab:
     def destroy(self, name: str) -> None:
         """``name`` gone for good: machine, disk and address; a later ``up`` of it makes a new machine."""
         self.host(name)
-        with _locked(self.state_dir / ".lock"):
+        with locked(self.state_dir / ".lock"):
             try:
                 self.machine(name).destroy()
             except MachineError as exc:
@@ -457,7 +445,7 @@ class Lab:
 
     def add_dns_record(self, name: str, address: str) -> None:
         """Make the lab's resolver answer ``name`` with ``address`` for every machine."""
-        with _locked(self.state_dir / ".lock"):
+        with locked(self.state_dir / ".lock"):
             with self.dns_hosts.open("a") as records:
                 records.write(f"{address} {name}\n")
             self._reload_dns()

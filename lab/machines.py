@@ -106,7 +106,8 @@ def _run(argv: Sequence[str], what: str, check: bool = True, **kwargs: object) -
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (made if missing) for the block: between processes, not threads."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -212,7 +213,7 @@ def _layers(docker: bool) -> list[Path]:
 def machine_image(docker: bool = True) -> list[Path]:
     """The image's layers, uppermost first, built once and then reused."""
     layers = _layers(docker)
-    with _locked(CACHE / ".lock"):
+    with locked(CACHE / ".lock"):
         base = layers[-1]
         if not base.exists():
             _build_base(base)

@@ -21,7 +21,6 @@ name, as on separate machines.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
@@ -31,13 +30,13 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 from .core import PUBLIC_CLIENT, PUBLIC_PREFIXLEN, PUBLIC_SERVER, LabError, LabHost, PublicClient, docker, ssh_command
+from .machines import locked
 
 ROOT = Path(__file__).resolve().parents[1]
 NETNS_DIR = Path("/var/run/netns")
@@ -95,17 +94,6 @@ def _tail(path: Path, lines: int = 8) -> str:
         return "\n    ".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class NamespaceLab:
@@ -204,7 +192,7 @@ class NamespaceLab:
         (RUN_DIR / self.prefix / "lab.json").write_text(
             json.dumps({"stateDir": str(self.state_dir), "subnet": str(self.network)}) + "\n"
         )
-        with _locked(self.state_dir / ".lock"):
+        with locked(self.state_dir / ".lock"):
             registry = self._hosts_registry()
             for name in names:
                 if name not in registry:
