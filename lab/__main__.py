@@ -10,7 +10,7 @@ from pathlib import Path
 from components.config import SERVER_NAMES, ConfigError
 
 from .core import DEFAULT_PREFIX, DEFAULT_STATE, DEFAULT_SUBNET, Lab, LabError, image_cache_state
-from .machines import MachineError, machine_image
+from .machines import machine_image
 from .stack import LAB_STACK, write_stack_file
 
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['name']:<14} {row['address']:<15} {mark[bool(row['machine'])]:<8} {row['systemd']!s:<9} "
                   f"{mark[bool(row['sshd'])]:<5} {mark[row['dockerd'] if row['dockerd'] is None else bool(row['dockerd'])]}")
         return 0 if all(row["sshd"] and row["dockerd"] is not False for row in rows) else 1
-    except (LabError, MachineError, ConfigError) as exc:
+    except (LabError, ConfigError) as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return 1
 

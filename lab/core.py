@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .machines import SSH_USER, Machine, MachineError, image_cached, locked, machine_image, mounts_under
+from .machines import SSH_USER, LabError, Machine, checked, image_cached, locked, machine_image, mounts_under
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STATE = ROOT / "lab" / "state"
@@ -59,10 +59,6 @@ INOTIFY_LIMITS = {"max_user_instances": 8192, "max_user_watches": 1048576}
 
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,9}$")  # interface names are at most 15 characters
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
-
-
-class LabError(RuntimeError):
-    """The lab could not be built or torn down; the message names the host and what failed."""
 
 
 # The lab's "Internet": a network of two, the public host and one client (see ``Lab.public_client``).
@@ -178,14 +174,6 @@ def docker(host: LabHost, *args: str, timeout: float = 60) -> subprocess.Complet
     )
 
 
-def _run(argv: Sequence[str], what: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(list(argv), capture_output=True, text=True)
-    if check and result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip()
-        raise LabError(f"{what}: `{' '.join(argv)}` failed ({result.returncode}): {detail}")
-    return result
-
-
 def _tail(path: Path, lines: int = 12) -> str:
     try:
         text = re.sub(r"\x1b\[[0-9;]*m", "", path.read_text(errors="replace"))
@@ -219,7 +207,7 @@ def temporary_lab(names: Sequence[str], tag: str) -> Iterator[tuple[Lab, dict[st
 
 
 def used_networks() -> list[ipaddress.IPv4Network]:
-    out = _run(["ip", "-o", "-4", "addr", "show"], "listing addresses").stdout
+    out = checked(["ip", "-o", "-4", "addr", "show"], "listing addresses").stdout
     return [ipaddress.IPv4Interface(m).network for m in re.findall(r"\binet (\S+)", out)]
 
 
@@ -350,10 +338,8 @@ class Lab:
         (RUN_DIR / self.prefix / "lab.json").write_text(
             json.dumps({"stateDir": str(self.state_dir), "subnet": str(self.network)}) + "\n"
         )
-        try:
-            layers = {False: machine_image(docker=True), True: machine_image(docker=False)} if bare else {False: machine_image(docker=True)}
-        except MachineError as exc:
-            raise LabError(str(exc)) from None
+        # Built before the state lock is taken: a cold image takes minutes.
+        images = {bare: machine_image(docker=not bare)}
         with locked(self.state_dir / ".lock"):
             registry = self._hosts_registry()
             for name in names:
@@ -367,16 +353,15 @@ class Lab:
             for name in names:
                 self._namespace(name, registry[name])
             self._dns(registry)
-            try:
-                for name in names:
-                    machine = self.machine(name)
-                    kind = machine.bare if machine.directory.exists() else bare
-                    machine.create(layers.get(kind) or machine_image(docker=not kind), kind,
-                                   Path(f"{self.key_path}.pub").read_text(), self._hosts_text(name, registry[name]),
-                                   self.gateway)
-                    machine.start()
-            except MachineError as exc:
-                raise LabError(str(exc)) from None
+            for name in names:
+                machine = self.machine(name)
+                kind = machine.bare if machine.directory.exists() else bare
+                if kind not in images:
+                    images[kind] = machine_image(docker=not kind)
+                machine.create(images[kind], kind,
+                               Path(f"{self.key_path}.pub").read_text(), self._hosts_text(name, registry[name]),
+                               self.gateway)
+                machine.start()
             hosts = [self._host(name, registry[name]) for name in names]
             self._write_client_files()
             self._wait(hosts)
@@ -390,10 +375,7 @@ class Lab:
         host = self.host(name)
         machine = self.machine(name)
         before = machine.init_pid()
-        try:
-            machine.reboot()
-        except MachineError as exc:
-            raise LabError(str(exc)) from None
+        machine.reboot()
         deadline = time.monotonic() + self.timeout
         while machine.init_pid() in (before, None):
             if time.monotonic() > deadline:
@@ -405,24 +387,18 @@ class Lab:
     def kill(self, name: str) -> None:
         """A power cut: every process of ``name`` killed at once; disk and files stay. ``up`` boots it."""
         self.host(name)
-        try:
-            self.machine(name).kill()
-        except MachineError as exc:
-            raise LabError(str(exc)) from None
+        self.machine(name).kill()
 
     def destroy(self, name: str) -> None:
         """``name`` gone for good: machine, disk and address; a later ``up`` of it makes a new machine."""
         self.host(name)
         with locked(self.state_dir / ".lock"):
-            try:
-                self.machine(name).destroy()
-            except MachineError as exc:
-                raise LabError(str(exc)) from None
+            self.machine(name).destroy()
             registry = self._hosts_registry()
             index = registry.pop(name)
             if (NETNS_DIR / self.namespace(name)).exists():
-                _run(["ip", "netns", "del", self.namespace(name)], f"deleting namespace {self.namespace(name)}")
-            _run(["ip", "link", "del", self._veth(index)], "", check=False)
+                checked(["ip", "netns", "del", self.namespace(name)], f"deleting namespace {self.namespace(name)}")
+            checked(["ip", "link", "del", self._veth(index)], "", check=False)
             shutil.rmtree(self.run_dir(name), ignore_errors=True)
             self._registry.write_text(json.dumps(registry, indent=2) + "\n")
             self._dns(registry)
@@ -437,11 +413,8 @@ class Lab:
 
     def journal(self, name: str, unit: str) -> str:
         """``unit``'s journal on ``name``, read from outside the machine (reading it adds no SSH login)."""
-        try:
-            argv = self.machine(name).console_command(["journalctl", "--no-pager", "-o", "cat", "-u", unit])
-        except MachineError as exc:
-            raise LabError(str(exc)) from None
-        return _run(argv, f"lab host {name}: reading the journal of {unit}").stdout
+        argv = self.machine(name).console_command(["journalctl", "--no-pager", "-o", "cat", "-u", unit])
+        return checked(argv, f"lab host {name}: reading the journal of {unit}").stdout
 
     def add_dns_record(self, name: str, address: str) -> None:
         """Make the lab's resolver answer ``name`` with ``address`` for every machine."""
@@ -466,7 +439,7 @@ class Lab:
 
     def _client_key(self) -> None:
         if not self.key_path.exists():
-            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"lab-{self.prefix}", "-f", str(self.key_path)],
+            checked(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"lab-{self.prefix}", "-f", str(self.key_path)],
                  "generating the lab's SSH key")
         sudo_uid, sudo_gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
         if sudo_uid and sudo_gid:
@@ -475,38 +448,38 @@ class Lab:
                 os.chown(path, int(sudo_uid), int(sudo_gid))
 
     def _bridge(self) -> None:
-        if _run(["ip", "link", "show", self.bridge], "", check=False).returncode != 0:
-            _run(["ip", "link", "add", self.bridge, "type", "bridge"], f"creating bridge {self.bridge}")
-        _run(["ip", "addr", "replace", f"{self.gateway}/{self.network.prefixlen}", "dev", self.bridge],
+        if checked(["ip", "link", "show", self.bridge], "", check=False).returncode != 0:
+            checked(["ip", "link", "add", self.bridge, "type", "bridge"], f"creating bridge {self.bridge}")
+        checked(["ip", "addr", "replace", f"{self.gateway}/{self.network.prefixlen}", "dev", self.bridge],
              f"addressing bridge {self.bridge}")
-        _run(["ip", "-6", "addr", "replace", f"{self.gateway6}/64", "dev", self.bridge, "nodad"],
+        checked(["ip", "-6", "addr", "replace", f"{self.gateway6}/64", "dev", self.bridge, "nodad"],
              f"addressing bridge {self.bridge} (IPv6)")
-        _run(["ip", "link", "set", self.bridge, "up"], f"bringing bridge {self.bridge} up")
+        checked(["ip", "link", "set", self.bridge, "up"], f"bringing bridge {self.bridge} up")
         # With br_netfilter loaded, bridged frames traverse iptables' FORWARD chain, whose policy a
         # Docker daemon in the root namespace sets to DROP: let lab traffic through explicitly.
         if _program("iptables"):
             rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
-            if _run(["iptables", "-C", *rule], "", check=False).returncode != 0:
-                _run(["iptables", "-I", *rule], f"allowing traffic on {self.bridge}", check=False)
+            if checked(["iptables", "-C", *rule], "", check=False).returncode != 0:
+                checked(["iptables", "-I", *rule], f"allowing traffic on {self.bridge}", check=False)
 
     def _namespace(self, name: str, index: int) -> None:
         ns, veth, address = self.namespace(name), self._veth(index), self._address(index)
         address6 = str(self.network6.network_address + 2 + index)
         what = f"lab host {name}"
         if not (NETNS_DIR / ns).exists():
-            _run(["ip", "netns", "add", ns], f"{what}: creating namespace {ns}")
-        if _run(["ip", "link", "show", veth], "", check=False).returncode != 0:
-            _run(["ip", "-n", ns, "link", "del", "eth0"], "", check=False)
-            _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
+            checked(["ip", "netns", "add", ns], f"{what}: creating namespace {ns}")
+        if checked(["ip", "link", "show", veth], "", check=False).returncode != 0:
+            checked(["ip", "-n", ns, "link", "del", "eth0"], "", check=False)
+            checked(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
                  f"{what}: creating veth {veth}")
-        _run(["ip", "link", "set", veth, "master", self.bridge, "up"], f"{what}: attaching {veth} to {self.bridge}")
-        _run(["ip", "-n", ns, "link", "set", "lo", "up"], f"{what}: loopback")
-        _run(["ip", "-n", ns, "addr", "replace", f"{address}/{self.network.prefixlen}", "dev", "eth0"],
+        checked(["ip", "link", "set", veth, "master", self.bridge, "up"], f"{what}: attaching {veth} to {self.bridge}")
+        checked(["ip", "-n", ns, "link", "set", "lo", "up"], f"{what}: loopback")
+        checked(["ip", "-n", ns, "addr", "replace", f"{address}/{self.network.prefixlen}", "dev", "eth0"],
              f"{what}: address {address}")
-        _run(["ip", "-n", ns, "-6", "addr", "replace", f"{address6}/64", "dev", "eth0", "nodad"],
+        checked(["ip", "-n", ns, "-6", "addr", "replace", f"{address6}/64", "dev", "eth0", "nodad"],
              f"{what}: address {address6}")
-        _run(["ip", "-n", ns, "link", "set", "eth0", "up"], f"{what}: eth0 up")
-        _run(["ip", "-n", ns, "route", "replace", "default", "via", self.gateway], f"{what}: default route")
+        checked(["ip", "-n", ns, "link", "set", "eth0", "up"], f"{what}: eth0 up")
+        checked(["ip", "-n", ns, "route", "replace", "default", "via", self.gateway], f"{what}: default route")
 
     # -- DNS ---------------------------------------------------------------------------------------
 
@@ -528,7 +501,7 @@ class Lab:
         hosts = [f"{self._address(i)} {n} # lab host" for n, i in sorted(registry.items(), key=lambda kv: kv[1])]
         self.dns_hosts.write_text("\n".join(hosts + added) + "\n")
         if self._dns_pid() is None:
-            _run(["dnsmasq", "--conf-file=/dev/null", f"--interface={self.bridge}", "--bind-interfaces",
+            checked(["dnsmasq", "--conf-file=/dev/null", f"--interface={self.bridge}", "--bind-interfaces",
                   "--except-interface=lo", "--no-resolv", "--no-hosts", "--no-poll", f"--addn-hosts={self.dns_hosts}",
                   f"--pid-file={self._dns_pidfile()}", "--user=root", "--group=root", "--local-service"],
                  f"starting the lab's resolver on {self.bridge}")
@@ -612,16 +585,16 @@ class Lab:
         client = PublicClient(namespace=f"{self.prefix}-client", address=PUBLIC_CLIENT, server_address=PUBLIC_SERVER)
         what = f"the public network of {name}"
         if not (NETNS_DIR / client.namespace).exists():
-            _run(["ip", "netns", "add", client.namespace], f"{what}: creating namespace {client.namespace}")
-        if _run(["ip", "-n", host.namespace, "link", "show", "eth1"], "", check=False).returncode != 0:
-            _run(["ip", "-n", host.namespace, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0",
+            checked(["ip", "netns", "add", client.namespace], f"{what}: creating namespace {client.namespace}")
+        if checked(["ip", "-n", host.namespace, "link", "show", "eth1"], "", check=False).returncode != 0:
+            checked(["ip", "-n", host.namespace, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0",
                   "netns", client.namespace], f"{what}: creating its veth pair")
         for ns, device, address in ((host.namespace, "eth1", client.server_address),
                                     (client.namespace, "eth0", client.address)):
-            _run(["ip", "-n", ns, "addr", "replace", f"{address}/{PUBLIC_PREFIXLEN}", "dev", device], f"{what}: {address}")
-            _run(["ip", "-n", ns, "link", "set", device, "up"], f"{what}: {device} up")
-        _run(["ip", "-n", client.namespace, "link", "set", "lo", "up"], f"{what}: client loopback")
-        _run(["ip", "-n", client.namespace, "route", "replace", "default", "via", client.server_address],
+            checked(["ip", "-n", ns, "addr", "replace", f"{address}/{PUBLIC_PREFIXLEN}", "dev", device], f"{what}: {address}")
+            checked(["ip", "-n", ns, "link", "set", device, "up"], f"{what}: {device} up")
+        checked(["ip", "-n", client.namespace, "link", "set", "lo", "up"], f"{what}: client loopback")
+        checked(["ip", "-n", client.namespace, "route", "replace", "default", "via", client.server_address],
              f"{what}: client default route")
         return client
 
@@ -635,13 +608,10 @@ class Lab:
         machines_dir = self.state_dir / "machines"
         names = {h.name for h in self.hosts()} | ({p.name for p in machines_dir.iterdir()} if machines_dir.is_dir() else set())
         machines = [self.machine(name) for name in sorted(names)]
-        try:
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(lambda m: m.stop(), machines))
-            for machine in machines:
-                machine.destroy()
-        except MachineError as exc:
-            raise LabError(str(exc)) from None
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda m: m.stop(), machines))
+        for machine in machines:
+            machine.destroy()
         if (pid := self._dns_pid()) is not None:
             os.kill(pid, signal.SIGTERM)
         namespaces = {self.namespace(name) for name in names}
@@ -652,19 +622,19 @@ class Lab:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             if (NETNS_DIR / ns).exists():
-                _run(["ip", "netns", "del", ns], f"deleting namespace {ns}")
-        links = _run(["ip", "-o", "link", "show"], "listing links").stdout
+                checked(["ip", "netns", "del", ns], f"deleting namespace {ns}")
+        links = checked(["ip", "-o", "link", "show"], "listing links").stdout
         for veth in sorted(set(re.findall(rf"^\d+: ({re.escape(self.prefix)}-v\d+)[@:]", links, re.M))):
-            _run(["ip", "link", "del", veth], "", check=False)
+            checked(["ip", "link", "del", veth], "", check=False)
         if _program("iptables"):
             rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
-            while _run(["iptables", "-C", *rule], "", check=False).returncode == 0:
-                _run(["iptables", "-D", *rule], f"removing the FORWARD rule for {self.bridge}")
-        if _run(["ip", "link", "show", self.bridge], "", check=False).returncode == 0:
-            _run(["ip", "link", "del", self.bridge], f"deleting bridge {self.bridge}")
+            while checked(["iptables", "-C", *rule], "", check=False).returncode == 0:
+                checked(["iptables", "-D", *rule], f"removing the FORWARD rule for {self.bridge}")
+        if checked(["ip", "link", "show", self.bridge], "", check=False).returncode == 0:
+            checked(["ip", "link", "del", self.bridge], f"deleting bridge {self.bridge}")
         for directory in (self.state_dir, RUN_DIR / self.prefix):
             for target in mounts_under(directory):
-                _run(["umount", "-l", target], "", check=False)
+                checked(["umount", "-l", target], "", check=False)
             shutil.rmtree(directory, ignore_errors=True)
             if directory.exists():
                 raise LabError(f"could not remove {directory}: something under it is still mounted or busy")
@@ -691,7 +661,7 @@ def _program(name: str) -> Optional[str]:
 
 
 def _netns_pids(ns: str) -> list[int]:
-    result = _run(["ip", "netns", "pids", ns], "", check=False)
+    result = checked(["ip", "netns", "pids", ns], "", check=False)
     return [int(p) for p in result.stdout.split()] if result.returncode == 0 else []
 
 

@@ -93,15 +93,16 @@ KbdInteractiveAuthentication no
 """
 
 
-class MachineError(RuntimeError):
-    """A machine could not be built, started or stopped; the message names it and what failed."""
+class LabError(RuntimeError):
+    """A machine or the lab could not be built, started or torn down; the message names the host and what failed."""
 
 
-def _run(argv: Sequence[str], what: str, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def checked(argv: Sequence[str], what: str, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run ``argv``; with ``check``, a non-zero exit raises LabError with ``what`` and the program's own words."""
     result = subprocess.run(list(argv), capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
     if check and result.returncode != 0:
         detail = (result.stderr or result.stdout).strip()[-2000:]
-        raise MachineError(f"{what}: `{' '.join(argv)}` failed ({result.returncode}): {detail}")
+        raise LabError(f"{what}: `{' '.join(argv)}` failed ({result.returncode}): {detail}")
     return result
 
 
@@ -127,7 +128,7 @@ def _key(*parts: object) -> str:
 def _configure_base(root: Path) -> None:
     """What every lab machine has before its first boot: the login user with sudo, sshd without root
     login, no host keys or machine-id of the image's own (each machine gets its own)."""
-    _run(["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash", "--uid", str(SSH_UID),
+    checked(["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash", "--uid", str(SSH_UID),
           "--user-group", SSH_USER], "image: adding the login user")
     sudoers = root / "etc/sudoers.d" / SSH_USER
     sudoers.write_text(f"{SSH_USER} ALL=(ALL) NOPASSWD:ALL\n")
@@ -145,7 +146,7 @@ def _configure_base(root: Path) -> None:
 
 
 def _configure_docker(root: Path) -> None:
-    _run(["chroot", str(root), "usermod", "--append", "--groups", "docker", SSH_USER], "image: docker group")
+    checked(["chroot", str(root), "usermod", "--append", "--groups", "docker", SSH_USER], "image: docker group")
     drop_in = root / "etc/systemd/system/docker.socket.d"
     drop_in.mkdir(parents=True, exist_ok=True)
     (drop_in / "lab.conf").write_text(LAB_SOCKET_DROP_IN)
@@ -161,10 +162,10 @@ def _trim(root: Path) -> None:
 
 def _build_base(directory: Path) -> None:
     if shutil.which("debootstrap") is None:
-        raise MachineError("debootstrap is missing: apt-get install -y debootstrap")
+        raise LabError("debootstrap is missing: apt-get install -y debootstrap")
     work = directory.with_name(directory.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
-    _run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", SUITE, str(work), MIRROR],
+    checked(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", SUITE, str(work), MIRROR],
          f"image: debootstrap of {SUITE}")
     _configure_base(work)
     _trim(work)
@@ -178,22 +179,22 @@ def _build_layer(lower: Path, layer: Path, packages: Sequence[str]) -> None:
     upper, work, merged = partial / "upper", partial / "work", partial / "merged"
     for d in (upper, work, merged):
         d.mkdir(parents=True)
-    _run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged)],
+    checked(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged)],
          "image: mounting the layer being built")
     try:
         shutil.copy("/etc/resolv.conf", merged / "etc/resolv.conf")
         (merged / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")  # no service starts in the chroot
         (merged / "usr/sbin/policy-rc.d").chmod(0o755)
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive"}
-        _run(["chroot", str(merged), "apt-get", "update", "-qq"], "image: apt-get update in the chroot", env=env)
-        _run(["chroot", str(merged), "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+        checked(["chroot", str(merged), "apt-get", "update", "-qq"], "image: apt-get update in the chroot", env=env)
+        checked(["chroot", str(merged), "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
              f"image: installing {' '.join(packages)}", env=env)
         (merged / "usr/sbin/policy-rc.d").unlink()
         (merged / "etc/resolv.conf").unlink()
         _configure_docker(merged)
         _trim(merged)
     finally:
-        _run(["umount", str(merged)], "image: unmounting the layer", check=False)
+        checked(["umount", str(merged)], "image: unmounting the layer", check=False)
     shutil.rmtree(work)
     merged.rmdir()
     upper.rename(partial.parent / (layer.name + ".upper"))
@@ -289,7 +290,7 @@ def _rmdir(directory: Path) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise MachineError(f"cgroup {directory} could not be removed ({exc}): a process of the machine is still in it") from None
+        raise LabError(f"cgroup {directory} could not be removed ({exc}): a process of the machine is still in it") from None
 
 
 # -- one machine -------------------------------------------------------------------------------------
@@ -327,7 +328,7 @@ class Machine:
         if not self.disk_image.exists():
             with open(self.disk_image, "wb") as image:
                 image.truncate(DISK_GIB << 30)
-            _run(["mkfs.ext4", "-q", "-F", "-L", "lab-disk", "-E", "lazy_itable_init=1,lazy_journal_init=1",
+            checked(["mkfs.ext4", "-q", "-F", "-L", "lab-disk", "-E", "lazy_itable_init=1,lazy_journal_init=1",
                   str(self.disk_image)], f"machine {self.name}: making its disk")
         self.mount(layers)
         if first:
@@ -336,11 +337,11 @@ class Machine:
     def mount(self, layers: Sequence[Path]) -> None:
         if not _mounted(self.root):
             lower = ":".join(str(p) for p in layers)
-            _run(["mount", "-t", "overlay", "overlay", "-o",
+            checked(["mount", "-t", "overlay", "overlay", "-o",
                   f"lowerdir={lower},upperdir={self.directory / 'upper'},workdir={self.directory / 'work'}",
                   str(self.root)], f"machine {self.name}: mounting its root")
         if not _mounted(self.disk):
-            _run(["mount", "-o", "loop", str(self.disk_image), str(self.disk)], f"machine {self.name}: mounting its disk")
+            checked(["mount", "-o", "loop", str(self.disk_image), str(self.disk)], f"machine {self.name}: mounting its disk")
 
     def _first_files(self, authorized_key: str, hosts: str, nameserver: str) -> None:
         etc = self.root / "etc"
@@ -350,7 +351,7 @@ class Machine:
         resolv = etc / "resolv.conf"
         resolv.unlink(missing_ok=True)
         resolv.write_text(f"nameserver {nameserver}\n")
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{self.hostname}",
+        checked(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{self.hostname}",
               "-f", str(etc / "ssh/ssh_host_ed25519_key")], f"machine {self.name}: its host key")
         ssh_dir = self.root / "home" / SSH_USER / ".ssh"
         ssh_dir.mkdir(mode=0o700, exist_ok=True)
@@ -392,7 +393,7 @@ class Machine:
         """``argv`` run as the machine's root from outside it, as on its console (no SSH login)."""
         pid = self.init_pid()
         if pid is None:
-            raise MachineError(f"machine {self.name} is not booted")
+            raise LabError(f"machine {self.name} is not booted")
         return ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--", *argv]
 
     def start(self) -> None:
@@ -420,7 +421,7 @@ class Machine:
         ``machine-run.sh`` boots the machine again, disk and files kept."""
         pid = self.init_pid()
         if pid is None:
-            raise MachineError(f"machine {self.name} is not booted")
+            raise LabError(f"machine {self.name} is not booted")
         os.kill(pid, signal.SIGINT)
 
     def stop(self, timeout: float = 30) -> None:
@@ -449,21 +450,21 @@ class Machine:
                 _kill(pid, signal.SIGKILL)
             time.sleep(0.1)
         else:
-            raise MachineError(f"machine {self.name}: processes {sorted(cgroup_pids(self.name))} survived SIGKILL")
+            raise LabError(f"machine {self.name}: processes {sorted(cgroup_pids(self.name))} survived SIGKILL")
         self.pidfile.unlink(missing_ok=True)
         remove_cgroup(self.name)
 
     def unmount(self) -> None:
         """Unmount the disk and the root (everything under the machine's directory, deepest first)."""
         for target in mounts_under(self.directory):
-            _run(["umount", "-l", target], f"machine {self.name}: unmounting {target}", check=False)
+            checked(["umount", "-l", target], f"machine {self.name}: unmounting {target}", check=False)
 
     def destroy(self) -> None:
         self.kill()
         self.unmount()
         shutil.rmtree(self.directory, ignore_errors=True)
         if self.directory.exists():
-            raise MachineError(f"could not remove {self.directory}: something under it is still mounted or busy")
+            raise LabError(f"could not remove {self.directory}: something under it is still mounted or busy")
 
 
 def _own_pid_depth() -> int:

@@ -56,6 +56,15 @@ def reap_abandoned_labs() -> None:
                 kind.recorded(directory.name).down()
 
 
+def _started(lab: Lab | NamespaceLab) -> list[LabHost]:
+    """``LAB_HOSTS`` up on ``lab`` (made under ``machine_lock``, its subnet free); down again if that fails."""
+    try:
+        return lab.up(list(LAB_HOSTS))
+    except BaseException:
+        lab.down()
+        raise
+
+
 @pytest.fixture(scope="session")
 def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSession]:
     if reason := unavailable():
@@ -64,11 +73,7 @@ def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSession
     with machine_lock():
         reap_abandoned_labs()
         lab = Lab(prefix=f"t{os.getpid()}", subnet=free_subnet(), state_dir=state, timeout=90)
-        try:
-            hosts = lab.up(list(LAB_HOSTS))
-        except BaseException:
-            lab.down()
-            raise
+        hosts = _started(lab)
     try:
         yield LabSession(lab=lab, hosts=hosts)
     finally:
@@ -84,11 +89,7 @@ def namespace_lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with machine_lock():
         reap_abandoned_labs()
         lab = NamespaceLab(prefix=f"n{os.getpid()}", subnet=free_subnet(), state_dir=state, timeout=90)
-        try:
-            hosts = lab.up(list(LAB_HOSTS))
-        except BaseException:
-            lab.down()
-            raise
+        hosts = _started(lab)
     try:
         yield NamespaceLabSession(lab=lab, hosts=hosts)
     finally:
