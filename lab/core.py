@@ -412,8 +412,11 @@ class Lab:
         self._wait([host])
 
     def journal(self, name: str, unit: str) -> str:
-        """``unit``'s journal on ``name``, read from outside the machine (reading it adds no SSH login)."""
-        argv = self.machine(name).console_command(["journalctl", "--no-pager", "-o", "cat", "-u", unit])
+        """``unit``'s journal on ``name``, read from outside the machine (reading it adds no SSH login).
+        Everything logged before the call is in it: journald is asked to take in what it still has queued."""
+        machine = self.machine(name)
+        checked(machine.console_command(["journalctl", "--sync"]), f"lab host {name}: syncing the journal")
+        argv = machine.console_command(["journalctl", "--no-pager", "-o", "cat", "-u", unit])
         return checked(argv, f"lab host {name}: reading the journal of {unit}").stdout
 
     def add_dns_record(self, name: str, address: str) -> None:
