@@ -2,11 +2,18 @@
 
 import pulumi
 
-from components import backups, data, edge, firewall, observability, registry, storage, vault
 from components.deployment import engine_deployment
-from components.host import build_hosts
-from components.publishing import CredentialBook
-from components.swarm import Cluster, ClusterArgs, RegistryLogin
+from components.platform.firewall import component as firewall
+from components.platform.host.component import build_hosts
+from components.services.backups import component as backups
+from components.services.databases import component as data
+from components.services.edge import component as edge
+from components.services.observability import component as observability
+from components.services.registry import component as registry
+from components.services.storage import component as storage
+from components.services.swarm.component import Cluster, ClusterArgs, RegistryLogin
+from components.services.vault import component as vault
+from components.shared.publishing import CredentialBook
 
 # Validation first: a bad stack file stops here, before any resource is registered.
 deployment = engine_deployment()

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from components import backups
+from components.services.backups import component as backups
 from lab import free_subnet, machine_lock, redis_drill
 from lab.backup_drill import SERVER, TARGET, Drill, check, checksums, fill, staging_config
 from lab.namespace_hosts import NamespaceLab

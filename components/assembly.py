@@ -10,10 +10,18 @@ its small machine can hold (``lab/stack.py``).
 
 from __future__ import annotations
 
-from . import backups, data, edge, observability, registry, storage, swarm, vault
+from components.services.backups import component as backups
+from components.services.databases import component as data
+from components.services.edge import component as edge
+from components.services.observability import component as observability
+from components.services.registry import component as registry
+from components.services.storage import component as storage
+from components.services.swarm import component as swarm
+from components.services.vault import component as vault
+from components.shared.ports import Upstream
+
 from .capacity import Placement
 from .config import SWARM_MANAGER, StackConfig
-from .ports import Upstream
 
 
 def backup_sources(config: StackConfig) -> list[backups.Source]:

@@ -28,10 +28,19 @@ from pydantic import (
     model_validator,
 )
 
-from .backup_catalogue import METHODS as BACKUP_METHODS
-from .catalogue import CATALOGUE, DATABASE_SERVERS, ENGINES, Container, Service, containers, image_major, template_problems
-from .ports import APPLICATION_FIXED, SWARM_FIXED
-from .systemd_time import calendar_event, time_span_usec
+from components.services.backups.catalogue import METHODS as BACKUP_METHODS
+from components.services.databases.catalogue import (
+    CATALOGUE,
+    DATABASE_SERVERS,
+    ENGINES,
+    Container,
+    Service,
+    containers,
+    image_major,
+    template_problems,
+)
+from components.shared.ports import APPLICATION_FIXED, SWARM_FIXED
+from components.shared.systemd_time import calendar_event, time_span_usec
 
 SERVER_NAMES: tuple[ServerName, ...] = ("application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3")
 ServerName = Literal["application", "db1", "db2", "swarm-master", "swarm-node2", "swarm-node3"]
@@ -211,7 +220,7 @@ class Access(Model):
 
 class PostHogImages(Model):
     """The images the pinned posthog-deploy compose file runs, each replaced by this pin in the program's
-    compose override (components/observability.py; docs/upstreams.md says why each one)."""
+    compose override (components/services/observability/component.py; docs/upstreams.md says why each one)."""
 
     web: ImageRef
     clickhouse: ImageRef
@@ -271,7 +280,7 @@ class Capacity(Model):
 SWARM_MANAGER = "swarm-master"
 SwarmWorker = Literal["swarm-node2", "swarm-node3"]
 SWARM_WORKERS: tuple[SwarmWorker, ...] = ("swarm-node2", "swarm-node3")
-# Labels the program sets on every swarm node itself (see components/swarm.py).
+# Labels the program sets on every swarm node itself (see components/services/swarm/component.py).
 SWARM_AUTOMATIC_LABELS = ("role", "memory_mib")
 LabelKey = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")]
 LabelValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:/-]{0,128}$")]
@@ -346,7 +355,7 @@ class VaultJenkins(Model):
 
 
 class VaultSettings(Model):
-    """Vault on the application server: how it is built, sealed and reached (see components/vault.py)."""
+    """Vault on the application server: how it is built, sealed and reached (see components/services/vault/component.py)."""
 
     distribution: Literal["vault", "openbao"] = "vault"
     key_shares: int = Field(default=5, alias="keyShares", ge=1, le=10)
@@ -356,7 +365,7 @@ class VaultSettings(Model):
     # Addresses Vault advertises; by default the application server's private IP and the ports above.
     api_addr: Optional[str] = Field(default=None, alias="apiAddr", pattern=r"^https?://[^\s/]+$")
     cluster_addr: Optional[str] = Field(default=None, alias="clusterAddr", pattern=r"^https://[^\s/]+$")
-    # TLS by default, from a private CA the program creates (components/vault.py); `tls` uses the
+    # TLS by default, from a private CA the program creates (components/services/vault/component.py); `tls` uses the
     # operator's files instead; plain HTTP only when a stack says `plainHttp: true` (warned about).
     tls: Optional[VaultTls] = None
     plain_http: bool = Field(default=False, alias="plainHttp")
@@ -422,7 +431,7 @@ def _time_span(value: str) -> str:
 
 
 # A systemd timer's OnCalendar= and one of its time spans (RandomizedDelaySec=), both as systemd 252
-# reads them (components/systemd_time.py); a span may also be a whole number of seconds.
+# reads them (components/shared/systemd_time.py); a span may also be a whole number of seconds.
 CalendarEvent = Annotated[str, AfterValidator(calendar_event)]
 TimeSpan = Annotated[str, BeforeValidator(_seconds_as_text), AfterValidator(_time_span)]
 
@@ -469,7 +478,7 @@ class ObservabilitySettings(Model):
         return self
 
 
-# --- edge: Nginx routes (components/edge.py) -------------------------------------------------------
+# --- edge: Nginx routes (components/services/edge/component.py) -------------------------------------------------------
 
 # The upstreams a route can name are the components' to declare (ports.Upstream); load_deployment checks
 # every route against them. Sentry and PostHog also get a route from their observability hostName
@@ -515,7 +524,7 @@ DEFAULT_RENEWAL_SCHEDULE = "*-*-* 04,16:00:00"
 
 
 class Acme(Model):
-    """The ACME CA the program gets certificates from (components/acme.py)."""
+    """The ACME CA the program gets certificates from (components/services/edge/acme.py)."""
 
     directory_url: str = Field(default=LETSENCRYPT_STAGING, alias="directoryUrl", pattern=r"^https://[A-Za-z0-9.:-]+(/[A-Za-z0-9._~/-]*)?$")
     # Let's Encrypt writes to it before certificates expire and about changes to its terms.
@@ -618,7 +627,7 @@ class Edge(Model):
         return host
 
 
-# --- databases (db1, db2): components/catalogue.py holds the services; a stack adds or overrides them.
+# --- databases (db1, db2): components/services/databases/catalogue.py holds the services; a stack adds or overrides them.
 
 
 def _engine_name(value: str) -> str:
@@ -730,7 +739,7 @@ class Databases(Model):
         return problems
 
 
-# --- backups (components/backups.py): schedules, retention, where repositories live, size estimates.
+# --- backups (components/services/backups/component.py): schedules, retention, where repositories live, size estimates.
 
 def _one_word(value: str) -> str:
     if " " in value:
@@ -829,7 +838,7 @@ class OffsiteRepository(Model):
 
 
 class Backups(Model):
-    """Scheduled restic backups of every stateful service (see components/backups.py)."""
+    """Scheduled restic backups of every stateful service (see components/services/backups/component.py)."""
 
     enabled: bool = True
     # Per backup method (postgres, redis, rabbitmq, vault-raft, files, swarm); the rest use ``defaultSchedule``.
@@ -887,7 +896,7 @@ LogSize = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,5}[kmg]$")]
 
 
 class Logs(Model):
-    """Bounded logs on every server (components/host.py, docs/logs.md).
+    """Bounded logs on every server (components/platform/host/component.py, docs/logs.md).
 
     Every container gets ``driver`` with ``maxSize`` per file and ``maxFile`` files: the program's own
     containers explicitly, and everything else (Sentry's and PostHog's compose projects, swarm tasks)
@@ -911,7 +920,7 @@ class Logs(Model):
 
 
 class FirewallSettings(Model):
-    """Who may reach the servers' private ports besides each other (components/firewall.py).
+    """Who may reach the servers' private ports besides each other (components/platform/firewall/component.py).
 
     ``operators``: the operators' networks (SSH to every server, admin UIs such as MinIO's console).
     ``pulumiFrom``: the address(es) of the machine that runs Pulumi (SSH, and the Vault and MinIO API

@@ -14,8 +14,10 @@ from typing import Any, Optional
 
 import pulumi
 
+from components.services.backups.component import Source
+from components.shared.ports import Upstream
+
 from .assembly import backup_sources, stack_placements, stack_upstreams
-from .backups import Source
 from .capacity import Placement, check_capacity
 from .config import (
     ConfigError,
@@ -26,7 +28,6 @@ from .config import (
     require_host_keys,
     ssh_private_key,
 )
-from .ports import Upstream
 
 
 @dataclass(frozen=True)

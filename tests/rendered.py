@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 import shlex
 
-from components import edge
 from components.assembly import stack_upstreams
 from components.config import SWARM_MANAGER, StackConfig
+from components.services.edge import component as edge
 
 _ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=", re.S)
 

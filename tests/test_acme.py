@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import acme
 from components.config import LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING, Acme, load_stack_config
+from components.services.edge import acme
 from policies import rules
 from rendered import nginx_config
 from tools.offline import PROJECT, ProgramRun, is_secret, read_stack_values, reveal, run_program, stack_file

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from components import backups
 from components.assembly import backup_sources, stack_placements
-from components.backup_catalogue import ENGINES, METHODS, PURE_CACHES
 from components.capacity import check_capacity
-from components.catalogue import CATALOGUE
-from components.catalogue import ENGINES as DATABASE_ENGINES
 from components.config import ConfigError, validate
+from components.services.backups import component as backups
+from components.services.backups.catalogue import ENGINES, METHODS, PURE_CACHES
+from components.services.databases.catalogue import CATALOGUE
+from components.services.databases.catalogue import ENGINES as DATABASE_ENGINES
+from components.shared.shell import script_files
 from restic_keys import cheapen_key
 from tools.offline import ProgramRun, is_secret, read_stack_values, reveal, stack_file
 from tools.plan import backup_plan
@@ -155,7 +156,7 @@ def test_the_installer_copies_restic_from_where_the_pinned_image_puts_it() -> No
     dockerfile = (ROOT / "tests/fixtures/upstreams/restic-v0.18.1/docker/Dockerfile.release").read_text()
     assert "COPY --from=helper /output/restic /usr/bin" in dockerfile
     assert 'ENTRYPOINT ["/usr/bin/restic"]' in dockerfile
-    assert 'docker cp "$container:/usr/bin/restic"' in (ROOT / "components/scripts/backup-install.sh").read_text()
+    assert 'docker cp "$container:/usr/bin/restic"' in script_files()["backup-install.sh"].read_text()
 
 
 def test_the_redis_restore_relies_only_on_what_the_official_image_has() -> None:
@@ -167,6 +168,6 @@ def test_the_redis_restore_relies_only_on_what_the_official_image_has() -> None:
     assert "-exec ln -svfT 'redis-server' '{}' ';'" in dockerfile  # redis-check-rdb is redis-server
     assert "WORKDIR /data" in dockerfile
     assert "find . \\! -user redis -exec chown redis '{}' +" in (upstream / "docker-entrypoint.sh").read_text()
-    agent = (ROOT / "components/scripts/backup-agent.sh").read_text()
+    agent = script_files()["backup-agent.sh"].read_text()
     assert "chown -R redis:redis /restored" in agent and "redis-check-rdb /restored/dump.rdb" in agent
     assert 'redis-server --dir "$detail" --appendonly no' in agent

@@ -1,5 +1,5 @@
-"""The backup schedules under systemd's own tools: the program's installer (components/scripts/
-backup-install.sh, as rendered for every prod server with targets) writes its units into a scratch
+"""The backup schedules under systemd's own tools: the program's installer (backup-install.sh,
+ as rendered for every prod server with targets) writes its units into a scratch
 directory, and ``systemd-analyze verify`` checks every timer and service it wrote, with the stacks'
 schedules and with calendar events of other forms (tests/test_systemd_time.py compares the config's
 check of any schedule with ``systemd-analyze calendar``). Lab hosts have no systemd as PID 1, so the
@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from components import backups
 from components.assembly import backup_sources
 from components.config import validate
+from components.services.backups import component as backups
 from test_backup_offsite import S3, _raw, _with_offsite
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is missing: apt-get install -y systemd")

@@ -382,7 +382,7 @@ def test_platform_credentials_are_what_the_program_publishes(prod: Any) -> None:
     }
     for service, keys in PLATFORM_CREDENTIALS.items():
         assert set(keys) <= published[service], service
-    catalogue_env = {s.name: set(s.env) for s in __import__("components.catalogue", fromlist=["CATALOGUE"]).CATALOGUE}
+    catalogue_env = {s.name: set(s.env) for s in __import__("components.services.databases.catalogue", fromlist=["CATALOGUE"]).CATALOGUE}
     for service, publishes in published.items():
         assert publishes == set(PLATFORM_CREDENTIALS.get(service, ())) | catalogue_env.get(service, set()), service
 

@@ -14,10 +14,10 @@ import pulumi
 import pytest
 from pulumi.runtime.sync_await import _sync_await
 
-from components import data
-from components.catalogue import CATALOGUE, ENGINES, placeholders
 from components.config import ConfigError, StackConfig, Versions, load_stack_config, server_name
-from components.publishing import CredentialBook
+from components.services.databases import component as data
+from components.services.databases.catalogue import CATALOGUE, ENGINES, placeholders
+from components.shared.publishing import CredentialBook
 from tools.offline import PROJECT, ProgramRun, is_secret, plaintext_strings, read_stack_values, reveal, run_program, stack_file
 
 CONTAINER = "docker:index/container:Container"

@@ -10,11 +10,13 @@ from typing import Any
 import pulumi
 import yaml
 
-from components import edge, registry, storage
 from components.assembly import stack_upstreams
 from components.config import load_stack_config
-from components.host import Host, HostArgs
-from components.publishing import CredentialBook
+from components.platform.host.component import Host, HostArgs
+from components.services.edge import component as edge
+from components.services.registry import component as registry
+from components.services.storage import component as storage
+from components.shared.publishing import CredentialBook
 from rendered import nginx_config
 from tools.offline import (
     PROJECT,

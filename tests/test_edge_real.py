@@ -18,8 +18,9 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from components import edge, registry
 from components.config import EdgeTls, load_stack_config
+from components.services.edge import component as edge
+from components.services.registry import component as registry
 from lab import free_port
 from rendered import nginx_config
 from tools.offline import PROJECT, read_stack_values, stack_file

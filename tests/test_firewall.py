@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from components import firewall
 from components.config import PRIVATE_NETWORKS
+from components.platform.firewall import component as firewall
 from rendered import script_values
 from tools.offline import PROJECT, ROOT, ProgramRun, read_stack_values, run_program, stack_file
 

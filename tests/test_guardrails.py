@@ -253,7 +253,7 @@ def test_the_programs_placements_are_every_modules(stack: str) -> None:
             found.extend(placements(config))
     # Backup repositories are placed from the targets components.assembly gathers (disk, not memory).
     from components.assembly import backup_sources
-    from components.backups import repository_placements
+    from components.services.backups.component import repository_placements
 
     found.extend(repository_placements(config, backup_sources(config)))
     assert found and sorted(map(repr, stack_placements(config))) == sorted(map(repr, found))

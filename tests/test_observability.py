@@ -9,9 +9,9 @@ import pulumi
 import pytest
 
 from components.config import ConfigError, load_stack_config
-from components.host import Host, HostArgs
-from components.observability import Observability, ObservabilityArgs, sentry_release
-from components.publishing import CredentialBook
+from components.platform.host.component import Host, HostArgs
+from components.services.observability.component import Observability, ObservabilityArgs, sentry_release
+from components.shared.publishing import CredentialBook
 from rendered import script_values
 from tools.offline import (
     PROJECT,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from components.config import PostHogImages, PostHogSettings, SentrySettings
-from components.observability import (
+from components.services.observability.component import (
     MARKER,
     POSTHOG_REPOSITORY,
     SENTRY_REPOSITORY,

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from components.config import SentrySettings
-from components.observability import (
+from components.services.observability.component import (
     SENTRY_MIN_BASH,
     SENTRY_MIN_COMPOSE,
     SENTRY_MIN_DOCKER,

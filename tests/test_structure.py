@@ -1,9 +1,13 @@
-"""Components meet only through their contracts: no service component imports another.
+"""The folders show the design, and the imports keep to it (read with ast, never by running the code):
 
-A service component is a module under components/ that defines a ``pulumi.ComponentResource``. It
-may import the shared concerns below and its own sub-parts; what one component needs from another
-(placements, upstreams, backup sources, credentials, outputs) is handed over by ``components/assembly.py``
-(through ``load_deployment``) and by ``__main__.py``.
+- ``components/shared/``: helpers with no service knowledge; they import only each other.
+- ``components/platform/<piece>/``: what every server has (the host, the firewall); shared helpers and
+  their own package only.
+- ``components/services/<name>/``: one folder per service; shared helpers, the host it is given
+  (``platform/host``) and its own package. No service imports another: what one needs from another is
+  declared and handed over by ``components/assembly.py`` (through ``load_deployment``) and ``__main__.py``.
+- the composition at the top of ``components/``: ``config`` (the sections), ``capacity``, ``assembly``
+  (the lists of services) and ``deployment`` (the one way in).
 """
 
 from __future__ import annotations
@@ -15,110 +19,153 @@ from pathlib import Path
 from components.assembly import stack_upstreams
 from tools.offline import stack_deployment
 
-COMPONENTS = Path(__file__).resolve().parent.parent / "components"
+ROOT = Path(__file__).resolve().parent.parent
+COMPONENTS = ROOT / "components"
 
-# Shared concerns any module may import, and why they are not components of their own.
-SHARED = {
-    "config": "the validated stack config every component is built from",
-    "ports": "fixed ports and the contracts a component offers about its listeners (Opening, Upstream)",
-    "capacity": "Placement, the contract a component declares its memory and disk in",
-    "publishing": "CredentialBook, the hand-over of credentials to Vault",
-    "shell": "renders a remote script from components/scripts/",
-    "containers": "how a service container, its image and its data volume are declared",
-    "host": "Host, the server a component is given to place its resources on (a ComponentResource "
-    "that __main__.py builds first and hands to every component)",
-    "catalogue": "the backing services and their databases, as data",
-    "backup_catalogue": "how each database engine is backed up, as data",
+# The composition: what it is made of, and why it sits above the groups.
+COMPOSITION = {
+    "components.config": "the stack config: every section's model composed, the checks that span sections, the loaders",
+    "components.capacity": "the placements every service declares against the servers' declared size",
+    "components.assembly": "the lists of services every gathering loops over",
+    "components.deployment": "the one way into a stack's configuration",
 }
-# Modules that are part of one other module, with no resources of their own: only their owner imports them.
-SUB_PARTS = {
-    "acme": ("edge", "renders the ACME client's install and renewal scripts that the Nginx component runs"),
-    "systemd_time": ("config", "systemd's grammar of calendar events and time spans, which the timers' settings are checked against"),
-}
-# The modules that may import service components, and why.
-ASSEMBLERS = {
-    "assembly": "gathers what every component declares from config alone (placements, upstreams, backup sources)",
-    "deployment": "the config entry point: its Deployment carries what assembly gathers (the backups' Source type)",
-}
+# Former module names kept for files another change is rewriting meanwhile (lab/backup_drill.py, the
+# backup lab tests); nothing else imports them.
+FORMER_NAMES = {"components.backups", "components.ports"}
 
 
-def imported_components(source: str) -> set[str]:
-    """The modules of the components package that ``source`` (a module inside it) imports."""
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(source: str, module: str, is_package: bool = False) -> set[str]:
+    """The dotted names of the components modules ``source`` (the text of ``module``) imports; ``from
+    package import name`` counts as the module ``package.name`` when that is a module, else ``package``."""
+    package = module if is_package else module.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 or (node.level == 0 and node.module and node.module.split(".")[0] == "components"):
-                inside = (node.module or "").split(".")[node.level == 0 :]
-                if inside and inside[0]:
-                    found.add(inside[0])
-                else:
-                    found.update(alias.name for alias in node.names)
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            target = (f"{base}.{node.module}" if node.module else base) if node.level else (node.module or "")
+            for alias in node.names:
+                candidate = f"{target}.{alias.name}"
+                found.add(candidate if _is_module(candidate) else target)
         elif isinstance(node, ast.Import):
-            found.update(
-                alias.name.split(".")[1] for alias in node.names if alias.name.startswith("components.")
-            )
-    return found
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name == "components" or name.startswith("components.")}
 
 
-def _defines_component(source: str) -> bool:
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ClassDef):
-            for base in node.bases:
-                if isinstance(base, ast.Attribute) and base.attr == "ComponentResource":
-                    return True
-    return False
+def _is_module(dotted: str) -> bool:
+    path = ROOT.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
-def _modules() -> dict[str, str]:
-    return {path.stem: path.read_text() for path in sorted(COMPONENTS.glob("*.py")) if path.stem != "__init__"}
+def modules() -> dict[str, tuple[str, bool]]:
+    """Every module under components/: its text, and whether it is a package's ``__init__``."""
+    return {module_name(path): (path.read_text(), path.name == "__init__.py") for path in sorted(COMPONENTS.rglob("*.py"))}
+
+
+def group(module: str) -> tuple[str, str]:
+    """(group, package): ``("services", "components.services.vault")`` and so on; the composition is
+    ``("composition", "components")``."""
+    parts = module.split(".")
+    if len(parts) >= 2 and parts[1] in ("platform", "services"):
+        return parts[1], ".".join(parts[:3])
+    if len(parts) >= 2 and parts[1] == "shared":
+        return "shared", "components.shared"
+    return "composition", "components"
+
+
+def allowed(importer: str, imported: str) -> bool:
+    kind, package = group(importer)
+    imported_kind, imported_package = group(imported)
+    if imported in ("components", "components.shared", "components.platform", "components.services"):
+        return True
+    if imported_kind == "shared":
+        return True
+    if kind == "shared":
+        return False
+    if imported_package == package:
+        return True
+    if kind == "composition":
+        return imported not in FORMER_NAMES
+    if imported == "components.config" or imported == "components.capacity":
+        # A component reads the validated config it is built from.
+        return True
+    # The Host every component is handed.
+    return imported_package == "components.platform.host"
 
 
 def test_the_import_reader_sees_every_form_of_import() -> None:
     source = (
-        "from . import acme, shell\nfrom .vault import VaultServer\nimport components.registry\n"
-        "from components.storage import Storage\nfrom components import swarm\nimport pulumi\nfrom .. import x\n"
+        "from . import acme\nfrom .component import Nginx\nimport components.config\n"
+        "from components.services.vault import component as vault\nfrom ..swarm import settings as swarm\nimport pulumi\n"
     )
-    assert imported_components(source) == {"acme", "shell", "vault", "registry", "storage", "swarm"}
+    assert imported_modules(source, "components.services.edge.component") == {
+        "components.services.edge.acme",
+        "components.services.edge.component",
+        "components.config",
+        "components.services.vault.component",
+        "components.services.swarm",
+    }
 
 
-def test_no_service_component_imports_another() -> None:
-    modules = _modules()
-    services = {name for name, source in modules.items() if _defines_component(source)} - set(SHARED)
-    assert {"edge", "vault", "registry", "storage", "observability", "data", "swarm", "backups", "firewall"} <= services
-    problems = []
-    for name, source in modules.items():
-        for imported in sorted(imported_components(source) - {name}):
-            if imported in SHARED:
-                continue
-            owner = SUB_PARTS.get(imported, (None, ""))[0]
-            if owner == name:
-                continue
-            if imported in services and name in ASSEMBLERS:
-                continue
-            if imported == "assembly" and name == "deployment":
-                continue
-            problems.append(f"components/{name}.py imports components/{imported}.py")
+def test_every_import_keeps_to_the_layers() -> None:
+    found = modules()
+    problems = [
+        f"{importer} imports {imported}"
+        for importer, (source, is_package) in found.items()
+        for imported in sorted(imported_modules(source, importer, is_package))
+        if not allowed(importer, imported)
+    ]
     assert problems == []
 
 
-def test_the_allow_lists_name_real_modules_that_are_no_components() -> None:
-    modules = _modules()
-    for name in (*SHARED, *SUB_PARTS, *ASSEMBLERS):
-        assert name in modules, name
-    for name in (*SUB_PARTS, *ASSEMBLERS):
-        assert not _defines_component(modules[name]), name
-    # Every shared concern is used by more than one module, or it would belong to that one.
-    users = {name: {m for m, source in modules.items() if name in imported_components(source)} for name in SHARED}
-    assert {name: len(using) for name, using in users.items() if len(using) < 2} == {}
+def test_the_groups_hold_what_their_names_say() -> None:
+    found = modules()
+    top = {name for name in found if group(name)[0] == "composition"} - {"components"}
+    assert top == set(COMPOSITION) | FORMER_NAMES
+    services = {group(name)[1] for name in found if group(name)[0] == "services"} - {"components.services"}
+    assert services == {
+        f"components.services.{name}"
+        for name in ("databases", "vault", "storage", "registry", "observability", "edge", "swarm", "backups")
+    }
+    for package in services | {"components.platform.host", "components.platform.firewall"}:
+        assert f"{package}.component" in found, package
+    for name in FORMER_NAMES:
+        users = [
+            path
+            for path in ROOT.rglob("*.py")
+            if "venv" not in path.parts and name in imported_modules(path.read_text(), module_name(path))
+        ]
+        assert {str(path.relative_to(ROOT)) for path in users} <= {
+            "lab/backup_drill.py",
+            "tests/test_backups_lab.py",
+            "tests/test_restores_lab.py",
+        }, name
+
+
+def test_each_script_is_beside_the_component_that_runs_it() -> None:
+    scripts = sorted(path for path in COMPONENTS.rglob("*.sh"))
+    assert scripts
+    for path in scripts:
+        assert path.parent.name == "scripts", path
+        owner = path.parent.parent
+        assert owner == COMPONENTS / "shared" or (owner / "component.py").is_file(), path
 
 
 def test_assembly_gathers_every_components_upstreams() -> None:
     """A module that declares ``upstreams(config)`` is gathered: a route to it would otherwise be refused."""
     config = stack_deployment("prod").config
     declared = []
-    for name in _modules():
-        upstreams = getattr(importlib.import_module(f"components.{name}"), "upstreams", None)
-        if callable(upstreams) and name != "assembly":
+    for name in modules():
+        if name == "components.assembly" or not name.endswith(".component"):
+            continue
+        upstreams = getattr(importlib.import_module(name), "upstreams", None)
+        if callable(upstreams):
             declared.extend(upstreams(config))
     gathered = stack_upstreams(config)
     assert sorted(map(repr, gathered)) == sorted(map(repr, declared))

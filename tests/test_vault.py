@@ -14,10 +14,10 @@ import hcl2
 import pulumi
 import pytest
 
-from components import vault as vault_module
 from components.config import VaultSettings, validate
-from components.host import Host, HostArgs
-from components.publishing import CredentialBook
+from components.platform.host.component import Host, HostArgs
+from components.services.vault import component as vault_module
+from components.shared.publishing import CredentialBook
 from tools.offline import (
     PROJECT,
     Mocks,
@@ -625,7 +625,7 @@ def test_every_database_service_has_its_env_at_kv_samarth_service(stack_run: Pro
     published = _published(stack_run)
     assert catalogue
     for service in catalogue:
-        # Other components add keys of their own (doc-generator's MINIO_* from components/storage.py).
+        # Other components add keys of their own (doc-generator's MINIO_* from components/services/storage/component.py).
         assert set(service.env) <= set(published[f"samarth/{service.name}"]), service.name
 
 

