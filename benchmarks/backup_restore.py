@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from components.services.backups import component as backups
+from components.assembly import backup_sources
 from lab import free_subnet, machine_lock, redis_drill
 from lab.backup_drill import SERVER, TARGET, Drill, check, checksums, fill, staging_config
 from lab.namespace_hosts import NamespaceLab
@@ -105,7 +105,7 @@ def main() -> int:
 
 def redis(postgres: Drill, root: Path, keys: int) -> bool:
     """The Redis drill of tests/test_restores_lab.py at a stated size; False when the digests differ."""
-    (source,) = [s for s in backups.database_sources(postgres.config) if s.name == redis_drill.TARGET]
+    (source,) = [s for s in backup_sources(postgres.config) if s.name == redis_drill.TARGET]
     (root / "redis").mkdir()
     drill = Drill(db=postgres.db, repository_host=postgres.repository_host, root=root / "redis", config=postgres.config)
     host = drill.db

@@ -248,15 +248,19 @@ class AcmeLab:
         return Step(result.returncode, result.stdout, result.stderr, time.monotonic() - started)
 
     def install(self, config: Optional[StackConfig] = None) -> Step:
-        return self.ssh(acme.install_script(config or self.config, self.acme_dir, self.script_path, "nginx"), stdin=self.account_key)
+        config = config or self.config
+        assert config.edge.tls.acme is not None
+        client = acme.AcmeClient(config.edge.tls.acme, tuple(config.acme_hosts()), config.versions.lego)
+        return self.ssh(acme.install_script(client, self.acme_dir, self.script_path, "nginx"), stdin=self.account_key)
 
     def install_timer(self) -> Step:
-        return self.ssh(acme.timer_script(self.config))
+        assert self.config.edge.tls.acme is not None
+        return self.ssh(acme.timer_script(self.config.edge.tls.acme))
 
     def reload(self, config: Optional[StackConfig] = None) -> Step:
         config = config or self.config
         addresses = {upstream.server: self.application.address for upstream in stack_upstreams(config)}
-        text = edge.render_config(config, stack_upstreams(config), addresses)
+        text = edge.render_config(config.edge.tls, config.edge_routes(), stack_upstreams(config), addresses)
         step = self.ssh(edge.reload_script("nginx", self.conf_dir), stdin=text)
         if step.returncode == 0:
             for port in (80, 443):

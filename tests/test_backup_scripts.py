@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from components.assembly import backup_sources, stack_placements
+from components.assembly import backup_sources, not_backed_up, stack_placements
 from components.capacity import check_capacity
 from components.config import ConfigError, validate
-from components.services.backups import component as backups
-from components.services.backups.catalogue import ENGINES, METHODS, PURE_CACHES
+from components.services.backups.catalogue import METHODS
+from components.services.databases import settings as databases
+from components.services.databases.backup_coverage import ENGINES, PURE_CACHES
 from components.services.databases.catalogue import CATALOGUE
 from components.services.databases.catalogue import ENGINES as DATABASE_ENGINES
 from components.shared.shell import script_files
@@ -34,11 +35,12 @@ def stack_raw(stack: str) -> dict:
 
 def test_every_database_container_is_backed_up_or_has_a_reason() -> None:
     config = validate(stack_raw("prod"))
-    backed_up = {s.name for s in backups.database_sources(config)}
-    reasons = backups.not_backed_up(config)
+    backed_up = {s.name for s in databases.declare(config, ()).backups}
+    reasons = not_backed_up(config)
     for container in config.databases.containers():
         assert (container.name in backed_up) != (container.name in reasons), container.name
     assert set(ENGINES) == set(DATABASE_ENGINES), "every engine has a coverage line"
+    assert {coverage.method for coverage in ENGINES.values()} - {None} <= set(METHODS)
     assert {service for service, _ in PURE_CACHES} <= {s.name for s in CATALOGUE}
     assert "opensearch-fusionauth" in reasons and "redis-esamwad-backend" in reasons
     assert {s.method for s in backup_sources(config)} == set(METHODS)

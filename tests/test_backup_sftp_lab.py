@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from components.config import Server
+from components.platform.host.settings import Server
 from components.services.backups import component as backups
 from components.shared.shell import render
 from lab import LabHost, ssh

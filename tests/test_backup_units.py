@@ -51,7 +51,7 @@ def _install(tmp_path: Path, server: str, **backups_settings: Any) -> Path:
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     script = tmp_path / "install.sh"
-    script.write_text(f"PATH={bin_dir}:$PATH\n" + backups.install_script(config, server, sources, config.versions.restic, layout))
+    script.write_text(f"PATH={bin_dir}:$PATH\n" + backups.install_script(config.backups, server, sources, config.versions.restic, layout))
     stdin = backups.credential_text({"RESTIC_PASSWORD": "p" * 40, "RESTIC_REPOSITORY": "s3:http://10.0.0.1:9000/b/x", "offsite_password": "o" * 40})
     result = subprocess.run(["sh", str(script)], input=stdin, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -9,8 +9,9 @@ import pulumi
 import pytest
 
 from components.config import ConfigError, load_stack_config
-from components.platform.host.component import Host, HostArgs
-from components.services.observability.component import Observability, ObservabilityArgs, sentry_release
+from components.platform.host.component import BuildInputs, Host, HostArgs
+from components.services.observability.component import build as build_observability
+from components.services.observability.component import sentry_release
 from components.shared.publishing import CredentialBook
 from rendered import script_values
 from tools.offline import (
@@ -189,7 +190,7 @@ def test_credentials_go_to_the_book_as_the_secrets_the_installs_use() -> None:
     def build() -> pulumi.Output:
         book = CredentialBook()
         host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
-        component = Observability("observability", ObservabilityArgs(host=host, config=config, book=book))
+        component = build_observability(BuildInputs(config, {"application": host}, book))
         services = book.services()
         seen["keys"] = {service: sorted(entries) for service, entries in services.items()}
         password = services["sentry"]["SENTRY_ADMIN_PASSWORD"]

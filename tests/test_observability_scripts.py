@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from components.config import PostHogImages, PostHogSettings, SentrySettings
 from components.services.observability.component import (
     MARKER,
     POSTHOG_REPOSITORY,
@@ -19,6 +18,7 @@ from components.services.observability.component import (
     posthog_release,
     sentry_release,
 )
+from components.services.observability.settings import PostHogImages, PostHogSettings, SentrySettings
 
 PRIVATE_IP = "10.20.0.10"
 POSTHOG_REF = "063b9643fe43118384c7479911b08857dcdbd9a5"

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import SentrySettings
 from components.services.observability.component import (
     SENTRY_MIN_BASH,
     SENTRY_MIN_COMPOSE,
@@ -23,6 +22,7 @@ from components.services.observability.component import (
     sentry_release,
     sentry_requirements_script,
 )
+from components.services.observability.settings import SentrySettings
 from lab.core import docker, ssh
 from lab_fixture import LabSession
 

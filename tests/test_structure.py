@@ -13,11 +13,16 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
-from components.assembly import stack_upstreams
-from tools.offline import stack_deployment
+from components.assembly import declarations, services
+from tools.offline import PROJECT, read_stack_values, stack_deployment, stack_file
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPONENTS = ROOT / "components"
@@ -39,12 +44,23 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(source: str, module: str, is_package: bool = False) -> set[str]:
+def imported_modules(source: str, module: str, is_package: bool = False, typing_only: bool = False) -> set[str]:
     """The dotted names of the components modules ``source`` (the text of ``module``) imports; ``from
-    package import name`` counts as the module ``package.name`` when that is a module, else ``package``."""
+    package import name`` counts as the module ``package.name`` when that is a module, else ``package``.
+    ``typing_only``: those imported under ``if TYPE_CHECKING:`` (for annotations), else the others."""
     package = module if is_package else module.rpartition(".")[0]
+    tree = ast.parse(source)
+    for_typing = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
     found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
+        if (id(node) in for_typing) != typing_only:
+            continue
         if isinstance(node, ast.ImportFrom):
             base = package
             for _ in range(node.level - 1):
@@ -80,6 +96,7 @@ def group(module: str) -> tuple[str, str]:
 
 
 def allowed(importer: str, imported: str) -> bool:
+    """Whether ``importer`` may import ``imported`` to run (an annotation's import is not checked here)."""
     kind, package = group(importer)
     imported_kind, imported_package = group(imported)
     if imported in ("components", "components.shared", "components.platform", "components.services"):
@@ -92,10 +109,7 @@ def allowed(importer: str, imported: str) -> bool:
         return True
     if kind == "composition":
         return imported not in FORMER_NAMES
-    if imported == "components.config" or imported == "components.capacity":
-        # A component reads the validated config it is built from.
-        return True
-    # The Host every component is handed.
+    # The Host every component is handed, its settings and its container rules.
     return imported_package == "components.platform.host"
 
 
@@ -109,7 +123,7 @@ def test_the_import_reader_sees_every_form_of_import() -> None:
         "components.services.edge.component",
         "components.config",
         "components.services.vault.component",
-        "components.services.swarm",
+        "components.services.swarm.settings",
     }
 
 
@@ -157,17 +171,104 @@ def test_each_script_is_beside_the_component_that_runs_it() -> None:
         assert owner == COMPONENTS / "shared" or (owner / "component.py").is_file(), path
 
 
-def test_assembly_gathers_every_components_upstreams() -> None:
-    """A module that declares ``upstreams(config)`` is gathered: a route to it would otherwise be refused."""
-    config = stack_deployment("prod").config
-    declared = []
-    for name in modules():
-        if name == "components.assembly" or not name.endswith(".component"):
+def test_below_the_composition_the_stack_config_is_imported_for_annotations_only() -> None:
+    """A service declares from the ``StackConfig`` it is handed: its module names the type, it never loads
+    the composition (which loads every service's settings)."""
+    typed = {
+        importer: imported_modules(source, importer, is_package, typing_only=True)
+        for importer, (source, is_package) in modules().items()
+        if group(importer)[0] != "composition"
+    }
+    assert {imported for found in typed.values() for imported in found} == {"components.config"}
+    assert "components.shared.service" in {importer for importer, found in typed.items() if found}
+
+
+def test_every_service_is_listed() -> None:
+    """Every service package's SERVICE (and any platform piece's) is in assembly's list, so what it declares
+    is checked and gathered."""
+    listed = {service.name: service for service in services()}
+    declaring = []
+    for path in sorted(COMPONENTS.glob("*/*/settings.py")):
+        service = getattr(importlib.import_module(module_name(path)), "SERVICE", None)
+        if service is None:
+            assert path.parent.parent.name == "platform", f"{path}: a service's settings declare its SERVICE"
             continue
-        upstreams = getattr(importlib.import_module(name), "upstreams", None)
-        if callable(upstreams):
-            declared.extend(upstreams(config))
-    gathered = stack_upstreams(config)
-    assert sorted(map(repr, gathered)) == sorted(map(repr, declared))
-    names = [upstream.name for upstream in gathered]
-    assert len(names) == len(set(names)), names
+        declaring.append(service)
+        assert listed.get(service.name) is service, path
+    assert len(declaring) == len(listed)
+
+
+def test_loading_a_stack_imports_no_pulumi_sdk() -> None:
+    """Validating a stack file loads no provider SDK: every section's model is Pulumi-free."""
+    values = json.dumps(read_stack_values(stack_file("prod"))[0])
+    program = (
+        "import json, sys\n"
+        "from components.config import load_stack_config\n"
+        f"load_stack_config({PROJECT!r}, json.loads(sys.stdin.read()))\n"
+        "from pathlib import Path\n"
+        "import importlib\n"
+        "for path in sorted(Path('components').glob('*/*/settings.py')):\n"
+        "    importlib.import_module('.'.join(path.with_suffix('').parts))\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0].startswith('pulumi'))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, input=values, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
+
+
+def names_the_stack_config(annotation: object) -> bool:
+    """Whether a field's annotation (text, as ``from __future__ import annotations`` keeps it) names
+    ``StackConfig``, alone or inside another type."""
+    return re.search(r"\bStackConfig\b", annotation if isinstance(annotation, str) else repr(annotation)) is not None
+
+
+def test_no_components_args_hold_the_whole_stack_config() -> None:
+    """A component is handed its own settings and the outputs it consumes, never the whole StackConfig."""
+    found = []
+    for name in modules():
+        for attribute, value in vars(importlib.import_module(name)).items():
+            if isinstance(value, type) and dataclasses.is_dataclass(value) and value.__module__ == name and attribute.endswith("Args"):
+                found.append(attribute)
+                assert not [field for field, hint in value.__annotations__.items() if names_the_stack_config(hint)], value
+    assert len(found) >= 10, found
+    assert names_the_stack_config("Optional[Mapping[str, StackConfig]]") and not names_the_stack_config("StackConfigs")
+
+
+def service_names() -> set[str]:
+    """Every name a service (a package under components/services/) goes by: its own, the upstreams it
+    offers, the Vault paths it publishes."""
+    declared = declarations(stack_deployment("prod").config)
+    return {
+        name
+        for service in services()
+        if service.declare.__module__.startswith("components.services.")
+        for name in (
+            service.name,
+            *(upstream.name for upstream in declared[service.name].upstreams),
+            *(credentials.path for credentials in declared[service.name].credentials),
+        )
+    }
+
+
+def test_no_shared_or_platform_module_names_a_service_or_imports_one() -> None:
+    """What is shared knows no service: it neither compares with a service's name nor loads its module,
+    so adding or renaming a service changes nothing in them."""
+    names = service_names()
+    assert {"vault", "minio", "registry", "sentry", "swarm", "backups", "doc-generator"} <= names
+    problems = []
+    for module, (source, is_package) in modules().items():
+        if group(module)[0] not in ("shared", "platform") and module not in COMPOSITION:
+            continue
+        literals = {
+            node.value for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        }
+        problems += [f"{module} names the service {name!r}" for name in sorted(literals & names)]
+        imported = imported_modules(source, module, is_package) | imported_modules(source, module, is_package, typing_only=True)
+        if group(module)[0] != "composition":
+            problems += [f"{module} imports {name}" for name in sorted(imported) if group(name)[0] == "services"]
+    assert problems == []
+
+
+def test_the_literal_reader_would_see_a_branch_on_a_service() -> None:
+    source = 'def f(route):\n    return route.upstream == "vault"\n'
+    literals = {node.value for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Constant)}
+    assert literals & service_names() == {"vault"}

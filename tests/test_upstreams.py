@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.config import PostHogSettings, Versions
+from components.config import Versions
 from components.services.observability.component import posthog_release
+from components.services.observability.settings import PostHogSettings
 from components.services.registry import component as registry
 from tools import upstreams
 from tools.offline import read_stack_values, stack_file

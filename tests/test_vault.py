@@ -14,9 +14,11 @@ import hcl2
 import pulumi
 import pytest
 
-from components.config import VaultSettings, validate
+from components.config import validate
 from components.platform.host.component import Host, HostArgs
 from components.services.vault import component as vault_module
+from components.services.vault import settings as vault_settings
+from components.services.vault.settings import VaultSettings
 from components.shared.publishing import CredentialBook
 from tools.offline import (
     PROJECT,
@@ -76,7 +78,7 @@ def test_one_vault_container_on_the_application_server_never_on_a_public_or_wild
     assert inputs["restart"] == "unless-stopped"
     assert inputs["capabilities"]["adds"] == ["IPC_LOCK"]
     assert inputs["memory"] == config.vault.memory_mib
-    assert [p.memory_mib for p in vault_module.placements(config)] == [config.vault.memory_mib]
+    assert [p.memory_mib for p in vault_settings.declare(config, ()).placements] == [config.vault.memory_mib]
     assert inputs["healthcheck"]["tests"][0] == "CMD-SHELL"
     assert container.delete_before_replace
 

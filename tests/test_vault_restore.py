@@ -59,7 +59,7 @@ class Agent:
         for directory in ("etc", "sbin"):
             (root / directory).mkdir(mode=0o700, parents=True)
         agent = root / "sbin" / "samarth-backup"
-        agent.write_text("#!/bin/sh\n" + backups.agent_script(staging_config(), source.server, [source], self.layout))
+        agent.write_text("#!/bin/sh\n" + backups.agent_script(staging_config().backups, source.server, [source], self.layout))
         agent.chmod(0o700)
         (root / "sbin" / "samarth-restore").symlink_to(agent)
 

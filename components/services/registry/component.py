@@ -15,42 +15,21 @@ import pulumi_docker as docker
 import pulumi_random as random
 import yaml
 
-from components.capacity import Placement
-from components.config import ServerName, StackConfig
 from components.platform.host.component import Host
 from components.platform.host.containers import Healthcheck, data_volume, pinned_image, private_port, service_container
-from components.shared.ports import CONTAINERS, REGISTRY_PORT, SWARM_MEMBERS, Opening, Upstream
 from components.shared.publishing import CredentialBook
 
-SERVER: ServerName = "application"
-PORT = REGISTRY_PORT
+from .settings import MEMORY_MIB, PORT, STORAGE_PATH
+
 # The debug listener serves /debug/health (storage driver checks) for the container healthcheck;
 # it is not published.
 DEBUG_PORT = 5001
-MEMORY_MIB = 512
 USERNAME = "samarth"
 # registry 3.x images read /etc/distribution/config.yml (distribution-library-image Dockerfile: its CMD);
 # 2.x read /etc/docker/registry/config.yml. The container names the file itself (its command), so the
 # upload is what runs whichever major version `versions.registry` pins.
 CONFIG_PATH = "/etc/distribution/config.yml"
 HTPASSWD_PATH = "/auth/htpasswd"
-STORAGE_PATH = "/var/lib/registry"
-
-
-def placements(config: StackConfig) -> list[Placement]:
-    return [Placement(SERVER, "registry", MEMORY_MIB)]
-
-
-def upstreams(config: StackConfig) -> list[Upstream]:
-    # Image layers are large and streamed: no size limit, no buffering, long reads.
-    directives = (
-        "client_max_body_size 0;",
-        "proxy_request_buffering off;",
-        "proxy_buffering off;",
-        "proxy_read_timeout 900s;",
-        "proxy_send_timeout 900s;",
-    )
-    return [Upstream("registry", SERVER, PORT, directives)]
 
 
 def render_config(public_url: str, http_secret: str) -> str:
@@ -140,6 +119,5 @@ class Registry(pulumi.ComponentResource):
             "registry",
             {"DOCKER_SERVER": self.server, "DOCKER_USERNAME": self.username, "DOCKER_PASSWORD": self.password},
         )
-        # The swarm members pull; Nginx's container proxies the public name to it.
-        self.openings = [Opening(host.name, "registry", PORT, "tcp", True, (SWARM_MEMBERS, CONTAINERS))]
+        self.exports = {"registry": {"server": self.server, "username": self.username}}
         self.register_outputs({"server": self.server, "username": self.username})

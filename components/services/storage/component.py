@@ -17,37 +17,13 @@ import pulumi_docker as docker
 import pulumi_minio as minio
 import pulumi_random as random
 
-from components.capacity import Placement
-from components.config import ServerName, StackConfig
 from components.platform.host.component import Host
 from components.platform.host.containers import Healthcheck, data_volume, pinned_image, private_port, service_container
-from components.shared.ports import (
-    CONTAINERS,
-    MINIO_API_PORT,
-    MINIO_CONSOLE_PORT,
-    OPERATORS,
-    PULUMI,
-    SWARM_MEMBERS,
-    Opening,
-    Upstream,
-)
 from components.shared.publishing import CredentialBook
 
-SERVER: ServerName = "application"
-API_PORT = MINIO_API_PORT
-CONSOLE_PORT = MINIO_CONSOLE_PORT
-MEMORY_MIB = 2048
-BUCKET = "doc-generator"
+from .settings import API_PORT, BUCKET, CONSOLE_PORT, MEMORY_MIB
+
 POLICY_FILE = Path(__file__).parent / "doc-generator.json"
-
-
-def placements(config: StackConfig) -> list[Placement]:
-    return [Placement(SERVER, "minio", MEMORY_MIB)]
-
-
-def upstreams(config: StackConfig) -> list[Upstream]:
-    # Public downloads only: the S3 API behind it serves anonymous GetObject, nothing that writes.
-    return [Upstream("minio", SERVER, API_PORT, ("limit_except GET { deny all; }", "proxy_buffering off;"))]
 
 
 def anonymous_download_policy(bucket: str) -> dict[str, Any]:
@@ -152,10 +128,5 @@ class Storage(pulumi.ComponentResource):
                 "MINIO_PASSWORD": pulumi.Output.secret(secret.result),
             },
         )
-        # The S3 API: Pulumi's MinIO provider, the swarm's services (MINIO_URL) and Nginx's public
-        # downloads; the console is an admin UI, for the operators only.
-        self.openings = [
-            Opening(host.name, "MinIO S3 API", API_PORT, "tcp", True, (PULUMI, SWARM_MEMBERS, CONTAINERS)),
-            Opening(host.name, "MinIO console", CONSOLE_PORT, "tcp", True, (OPERATORS,)),
-        ]
+        self.exports = {"minioEndpoint": self.endpoint}
         self.register_outputs({"endpoint": self.endpoint, "bucket": self.bucket.bucket})

@@ -29,21 +29,15 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from components.config import SWARM_MANAGER, StackConfig, Swarm
 from components.platform.host.component import Host
-from components.shared.ports import SWARM_FIXED, SWARM_MANAGEMENT_PORT, SWARM_MEMBERS, Opening, Upstream
+from components.shared.model import SWARM_MANAGER
 from components.shared.shell import render
 
-SWARM_PORT = SWARM_MANAGEMENT_PORT
+from .settings import MANAGEMENT_PORT, Swarm
+
 NETWORK_NAME = "application_default"
 # How long a drained worker may take to stop its tasks.
 DRAIN_TIMEOUT_S = 300
-
-
-def upstreams(config: StackConfig) -> list[Upstream]:
-    """Swarm services, reached on the manager's private IP at the port each route names (the routing
-    mesh publishes it on every member)."""
-    return [Upstream("swarm", SWARM_MANAGER, None, ("client_max_body_size 50m;",))]
 
 
 def node_labels(settings: Swarm, host: Host) -> dict[str, str]:
@@ -56,7 +50,7 @@ def node_labels(settings: Swarm, host: Host) -> dict[str, str]:
 
 
 def _manager_address(master_ip: str) -> str:
-    return f"{master_ip}:{SWARM_PORT}"
+    return f"{master_ip}:{MANAGEMENT_PORT}"
 
 
 def init_script(master: str, master_ip: str) -> str:
@@ -152,17 +146,7 @@ class Cluster(pulumi.ComponentResource):
         super().__init__("samarth:swarm:Cluster", name, None, opts)
         settings, master = args.settings, args.manager
         master_ip = master.spec.private_ip
-        self.manager_address = pulumi.Output.from_input(f"{master_ip}:{SWARM_PORT}")
-        # Management, gossip and overlay traffic (ESP when the overlay is encrypted): members only.
-        members = [master.name, *args.workers]
-        self.openings = [
-            Opening(member, fixed.owner, fixed.port, fixed.protocol, False, (SWARM_MEMBERS,))
-            for member in members
-            for fixed in SWARM_FIXED
-        ]
-        if settings.encrypt_overlay:
-            self.openings += [Opening(member, "swarm overlay (IPsec)", 0, "esp", False, (SWARM_MEMBERS,)) for member in members]
-
+        self.manager_address = pulumi.Output.from_input(f"{master_ip}:{MANAGEMENT_PORT}")
         init = command.remote.Command(
             f"{master.name}-swarm-init",
             connection=master.connection,
@@ -234,6 +218,7 @@ class Cluster(pulumi.ComponentResource):
                     opts=host.command_options(self, depends_on=list(registry.ready)),
                 )
 
+        self.exports = {"swarmManagerAddress": self.manager_address, "swarmNetwork": self.network.name}
         self.register_outputs(
             {"managerAddress": self.manager_address, "network": self.network.name, "members": list(settings.members)}
         )

@@ -27,74 +27,19 @@ import pulumi_docker as docker
 import pulumi_tls as tls
 import pulumi_vault as vault
 
-from components.capacity import Placement
-from components.config import SWARM_MANAGER, ServerName, StackConfig, VaultSettings
 from components.platform.host.component import Host
 from components.platform.host.containers import Healthcheck, data_volume, pinned_image, service_container
-from components.shared.ports import CONTAINERS, PULUMI, Opening, Upstream
 from components.shared.publishing import CredentialBook
 from components.shared.shell import render
 
-SERVER: ServerName = "application"
+from .settings import DISTRIBUTIONS, SERVICE, VaultSettings
+
 KV_MOUNT = "kv"
 KV_PREFIX = "samarth"
 JENKINS = "jenkins"
 # How long the bootstrap scripts wait for a freshly started container to answer.
 STATUS_ATTEMPTS = 30
 STATUS_INTERVAL_SECONDS = 2
-
-
-@dataclass(frozen=True)
-class Distribution:
-    """What differs between HashiCorp Vault's image and OpenBao's: the CLI's name, the directories
-    the image's entrypoint hands to its unprivileged user, and the CLI's environment prefix."""
-
-    binary: str
-    home: str
-    env_prefix: str
-    # HashiCorp Vault knows mlock, and its image's entrypoint gives the binary cap_ipc_lock, which
-    # only runs with IPC_LOCK; OpenBao dropped mlock and warns about `disable_mlock`.
-    mlock: bool
-    # OpenBao refuses to enable audit devices through the API: they are declared in the server config.
-    declarative_audit: bool
-
-    @property
-    def config_file(self) -> str:
-        return f"{self.home}/config/samarth.hcl"
-
-    @property
-    def data_dir(self) -> str:
-        return f"{self.home}/file"
-
-    @property
-    def logs_dir(self) -> str:
-        return f"{self.home}/logs"
-
-    @property
-    def tls_dir(self) -> str:
-        return f"{self.home}/tls"
-
-    @property
-    def recovery_dir(self) -> str:
-        """Where a fresh init's output is kept (root-only) until the stack's state holds it."""
-        return f"{self.home}/recovery"
-
-
-DISTRIBUTIONS = {
-    "vault": Distribution(binary="vault", home="/vault", env_prefix="VAULT", mlock=True, declarative_audit=False),
-    "openbao": Distribution(binary="bao", home="/openbao", env_prefix="BAO", mlock=False, declarative_audit=True),
-}
-
-
-def placements(config: StackConfig) -> list[Placement]:
-    return [Placement(SERVER, "vault", config.vault.memory_mib)]
-
-
-def upstreams(config: StackConfig) -> list[Upstream]:
-    # Vault's TLS is kept on the private hop too, its certificate verified against its CA and name.
-    settings = config.vault
-    tls_name = None if settings.plain_http else config.vault_server_name
-    return [Upstream("vault", SERVER, settings.port, scheme=settings.scheme, tls_server_name=tls_name)]
 
 
 # The program's private CA for Vault (when the stack brings no `vault.tls` of its own): the CA lasts
@@ -159,7 +104,7 @@ def audit_rotation_script(
     return render(
         "vault-audit-rotation.sh",
         "vault-audit-rotation",
-        SERVER=SERVER,
+        SERVER=SERVICE.server,
         VOLUME=volume,
         AUDIT_FILE=settings.audit_file,
         CONTAINER=container,
@@ -291,7 +236,7 @@ class VaultServerArgs:
     host: Host
     settings: VaultSettings
     image: str
-    # The name Vault's certificate is issued for (``StackConfig.vault_server_name``).
+    # The name Vault's certificate is issued for (``settings.server_name``).
     server_name: str
     # Init output of a Vault initialised outside this stack (config ``vaultInit``); None: init here.
     imported_init: Optional[pulumi.Input[str]] = None
@@ -475,12 +420,14 @@ class VaultServer(pulumi.ComponentResource):
         self.jenkins_role_id = role.role_id
         self.jenkins_secret_id = pulumi.Output.secret(secret_id.secret_id)
 
-        # The API: Nginx's container (the UI route), swarm-master's deployments and Pulumi's Vault
-        # provider. The cluster port serves a single node: nobody else.
-        self.openings = [
-            Opening(host.name, "Vault API", settings.port, "tcp", False, (CONTAINERS, SWARM_MANAGER, PULUMI)),
-            Opening(host.name, "Vault cluster", settings.cluster_port, "tcp", False, ()),
-        ]
+        self.exports: dict[str, pulumi.Input[str]] = {
+            "vaultAddress": self.address,
+            "jenkinsRoleId": self.jenkins_role_id,
+            "jenkinsSecretId": self.jenkins_secret_id,
+        }
+        if self.ca_certificate is not None:
+            # What Jenkins (and anyone else) verifies Vault's certificate with: VAULT_CACERT.
+            self.exports["vaultCaCertificate"] = self.ca_certificate
         self.register_outputs(
             {
                 "address": self.address,
