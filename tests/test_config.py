@@ -225,7 +225,7 @@ def test_a_jump_host_that_is_a_server_cannot_pin_another_key() -> None:
     )
 
 
-# --- the holes of issue 14: each kind of mistake refused before anything is registered ----------
+# --- each kind of mistake refused before anything is registered ------------------------------------
 
 
 def _prod_with(key: str, change: Any) -> dict[str, Any]:
@@ -374,7 +374,7 @@ def _declared_credentials(stack: str) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("platform", ["sentry", "posthog", "registry", "doc-generator", "backups"])
 def test_a_database_service_cannot_take_over_a_platform_credential(platform: str) -> None:
-    """Was caught only when Vault published the credentials, after 116 resources were registered."""
+    """Refused before anything is registered, not when Vault writes the path after every server is done."""
     catalogue_env = {s.name: set(s.env) for s in __import__("components.services.databases.catalogue", fromlist=["CATALOGUE"]).CATALOGUE}
     key = sorted(_declared_credentials("prod")[platform] - catalogue_env.get(platform, set()))[0]
     service: dict[str, Any] = {"env": {key: "{postgres.url}"}}

@@ -47,7 +47,7 @@ def test_sentry_installs_the_pinned_tag_unattended(stack_run: ProgramRun) -> Non
     assert "./install.sh --skip-user-creation --no-report-self-hosted-issues </dev/null" in create
     assert values["ADMIN_EMAIL"] == "devops@samarth.example.org"
     assert 'createuser --email "$ADMIN_EMAIL" --superuser --force-update' in create
-    # Without --no-input: the password answers createuser's prompt on stdin (issue 13).
+    # Without --no-input: the password answers createuser's prompt on stdin.
     assert "--no-input" not in create and " --password " not in create
     private_ip = _stack(stack_run.stack, "servers")["application"]["privateIp"]
     port = _stack(stack_run.stack, "observability")["sentry"]["port"]

@@ -285,7 +285,7 @@ def test_the_registry_container_names_its_config_file_as_3x_images_expect() -> N
     assert registry.CONFIG_PATH == "/etc/distribution/config.yml"
 
 
-# Issue 12's findings: pins with a known vulnerability, without maintenance or outside FusionAuth's support.
+# Pins that would be refused: a known vulnerability, no maintenance, or outside FusionAuth's support.
 FLAGGED = {
     "versions.postgres": "postgres:16.10",
     "versions.redis": "redis:7.4.5",
