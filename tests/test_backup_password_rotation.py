@@ -1,9 +1,10 @@
 """Rotating a server's backup passwords keeps its backups: the program's installer
 (components/scripts/backup-install.sh as ``components.backups.install_script`` renders it) run twice, with
-real restic (Debian's 0.14) on a local repository and an off-site repository reached the agent's way,
-through real rclone (Debian's 1.60; a local remote in place of S3 or SFTP). Stand-ins: ``docker`` (the
-installer copies restic and rclone out of their images; the agent's ``docker exec`` of a Redis target
-prints a dump) and ``systemctl``.
+real restic (Debian's 0.14) on a repository over SFTP (restic's sftp backend with OpenSSH's sftp-server
+as its ``sftp.command``, as the agent passes the application server's) and an off-site repository reached
+the agent's way, through real rclone (Debian's 1.60; a local remote in place of S3 or SFTP). Stand-ins:
+``docker`` (the installer copies restic and rclone out of their images; the agent's ``docker exec`` of a
+Redis target prints a dump) and ``systemctl``.
 
 A new password becomes a key of the repository, is proven, the old key is removed, and only then is the
 password file replaced: the old snapshots stay listed and restorable, the old password is refused, the
@@ -26,9 +27,11 @@ from components.config import validate
 from restic_keys import cheapen_key
 from test_backup_offsite import _raw
 
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 pytestmark = [
     pytest.mark.skipif(shutil.which("restic") is None, reason="restic is missing: apt-get install -y restic"),
     pytest.mark.skipif(shutil.which("rclone") is None, reason="rclone is missing: apt-get install -y rclone"),
+    pytest.mark.skipif(not Path(SFTP_SERVER).is_file(), reason=f"{SFTP_SERVER} is missing: apt-get install -y openssh-server"),
 ]
 
 SERVER = "db2"
@@ -87,7 +90,8 @@ class Server:
         remote = f"RCLONE_CONFIG_{backups.OFFSITE_REMOTE.upper()}_"
         stdin = backups.credential_text({
             "RESTIC_PASSWORD": password,
-            "RESTIC_REPOSITORY": str(self.repository),
+            "RESTIC_REPOSITORY": f"sftp:samarth-backup@stand-in:{self.repository}",
+            "SAMARTH_SFTP_COMMAND": SFTP_SERVER,
             "offsite_password": offsite_password,
             "SAMARTH_OFFSITE_REPOSITORY": f"rclone:{backups.OFFSITE_REMOTE}:{self.offsite}",
             "RCLONE_CONFIG": "/dev/null",
@@ -100,7 +104,7 @@ class Server:
         return subprocess.run([str(self.root / "sbin" / "samarth-backup"), *args], capture_output=True, text=True, env=env, timeout=300)
 
     def restic(self, repository: Path, password: str, *args: str) -> subprocess.CompletedProcess[str]:
-        """restic on ``repository`` read natively, as an operator would from any machine."""
+        """restic on ``repository`` read where it lies, as an operator would from any machine."""
         password_file = self.root / "password-check"
         password_file.write_text(password + "\n")
         env = {**os.environ, "RESTIC_REPOSITORY": str(repository), "RESTIC_PASSWORD_FILE": str(password_file),
@@ -212,8 +216,8 @@ def test_an_off_site_password_alone_rotates_the_same_way(server: Server) -> None
 @pytest.mark.parametrize(
     "file, password, new, expected",
     [
-        ("password", WRONG, (NEW, NEW_OFFSITE), r"neither the new password nor the installed one \(.*/etc/password\) opens the repository at "),
-        ("password", None, (NEW, NEW_OFFSITE), r"the new password does not open the repository at .*, and no password is installed"),
+        ("password", WRONG, (NEW, NEW_OFFSITE), r"neither the new password nor the installed one \(.*/etc/password\) opens the repository at sftp:"),
+        ("password", None, (NEW, NEW_OFFSITE), r"the new password does not open the repository at sftp:.*, and no password is installed"),
         ("offsite_password", WRONG, (OLD, NEW_OFFSITE), r"neither the new password nor the installed one \(.*/etc/offsite_password\) opens the off-site repository at rclone:"),
     ],
 )
