@@ -258,7 +258,7 @@ def test_the_plan_lists_every_pin_with_its_record() -> None:
     lines = upstreams.plan_lines(versions)
     assert lines[0].startswith("== Pins")
     assert "  redis: redis:7.4.11  (checked 2026-11-30)" in lines
-    assert "  posthogImages.kafka: apache/kafka:3.9.1  (checked 2026-11-30)" in lines
+    assert "  posthogImages.kafka: apache/kafka:3.9.1  (checked 2026-12-06)" in lines
     assert len(lines) == 1 + len(_prod_pins())
     drifted = upstreams.plan_lines({**versions, "redis": "redis:7.4.12", "grafana": "grafana/grafana:11.2.0"})
     assert "  redis: redis:7.4.12  (docs/upstreams.md records redis:7.4.11: re-check and update the row)" in drifted
