@@ -250,11 +250,13 @@ POSTHOG_ONE_SHOTS = ("asyncmigrationscheck",)
 POSTHOG_SERVER_SCRIPT = "docker-server.samarth"
 # How long `up --wait` waits for every long-running service to run, and web to accept connections: a
 # first install runs PostHog's Postgres and ClickHouse migrations before gunicorn listens. Also web's
-# healthcheck grace (start_period), so only this timeout decides; then how long the install watches the
-# containers for restarts (a service without a healthcheck counts as up while it is running, so a crash
-# loop is seen as its restart count rising).
+# healthcheck grace (start_period), so only this timeout decides. Then the install watches the containers
+# for a window without a restart (a service without a healthcheck counts as up while it is running, so a
+# crash loop shows as its restart count rising): longer than Docker's longest wait between restarts (a
+# minute), tried a few times, as a service that crashed while web migrated may restart once more.
 POSTHOG_WAIT_SECONDS = 900
-POSTHOG_SETTLE_SECONDS = 30
+POSTHOG_SETTLE_SECONDS = 90
+POSTHOG_SETTLE_WINDOWS = 4
 # apache/kafka's image creates /var/lib/kafka/data for its user appuser (docker/jvm/Dockerfile), but with
 # any KAFKA_* variable set its server.properties holds only those, and Kafka's default log.dir is
 # /tmp/kafka-logs, in the container's writable layer. KAFKA_LOG_DIRS points it at a named volume there,
@@ -363,6 +365,7 @@ def posthog_release(settings: PostHogSettings, ref: str, images: PostHogImages, 
             "KAFKA_VOLUME": POSTHOG_KAFKA_VOLUME,
             "WAIT_SECONDS": str(POSTHOG_WAIT_SECONDS),
             "SETTLE_SECONDS": str(POSTHOG_SETTLE_SECONDS),
+            "SETTLE_WINDOWS": str(POSTHOG_SETTLE_WINDOWS),
         },
     )
 

@@ -97,7 +97,10 @@ def test_posthog_install_waits_for_health_with_a_timeout_and_never_starts_a_one_
     create, values, compose = _posthog_install(stack_run)
     assert 'dc up --detach --remove-orphans --wait --wait-timeout "$WAIT_SECONDS" $SERVICES \\\n' in create
     assert "|| posthog_not_ready " in create
-    assert 0 < int(values["WAIT_SECONDS"]) <= 1800 and 0 < int(values["SETTLE_SECONDS"]) <= 120
+    assert 0 < int(values["WAIT_SECONDS"]) <= 1800
+    # The restart watch's window outlasts Docker's longest wait between two restarts (a minute,
+    # moby restartmanager), so a crash-looping container restarts within every window.
+    assert 60 < int(values["SETTLE_SECONDS"]) <= 120 and int(values["SETTLE_WINDOWS"]) >= 2
     # posthog-deploy marks a one-shot with `restart: 'no'` and `scale: 0`; `up --wait` fails when a
     # container exits, so the install names exactly the long-running services.
     services = compose["services"]

@@ -4,7 +4,7 @@
 # and wait for health; on a rotation (COMPOSE_SECRETS_ONLY) only the last two.
 # Inputs: compose-lib.sh's, SERVICES (the long-running services: started and waited for), ONE_SHOTS (the
 # others: never started here), SERVER_SCRIPT (the executable copy of docker-server web mounts),
-# KAFKA_VOLUME, WAIT_SECONDS (up --wait's timeout), SETTLE_SECONDS (how long to watch for restarts).
+# KAFKA_VOLUME, WAIT_SECONDS (up --wait's timeout), SETTLE_SECONDS and SETTLE_WINDOWS (the restart watch).
 . ./compose-lib.sh
 
 # Fails with $1, the long-running services that are not running (or running but not healthy), and where to look.
@@ -64,10 +64,19 @@ step "starting PostHog and waiting up to ${WAIT_SECONDS}s for every service to r
 # shellcheck disable=SC2086 # one word per service
 dc up --detach --remove-orphans --wait --wait-timeout "$WAIT_SECONDS" $SERVICES \
   || posthog_not_ready "PostHog did not become healthy within ${WAIT_SECONDS}s"
-# A service without a healthcheck counts as up while it is running, between two crashes too.
-step "watching PostHog's containers for restarts for ${SETTLE_SECONDS}s"
+# A service without a healthcheck counts as up while it is running, between two crashes too. Docker
+# waits at most a minute between restarts (SETTLE_SECONDS is longer): a window in which no container
+# restarted or stopped means they have settled (one that crashed while web migrated may restart once).
+step "watching PostHog's containers for ${SETTLE_SECONDS}s without a restart (at most $SETTLE_WINDOWS times)"
+window=0
 settled=$(posthog_restarts)
-sleep "$SETTLE_SECONDS"
-restarted=$(posthog_restarts | grep -v -x -F "$settled" | awk '{ printf "%s%s", sep, $1; sep = " " }')
-[ -z "$restarted" ] || fail "PostHog's $restarted restarted or stopped within ${SETTLE_SECONDS}s of being up (a crash loop): see 'docker compose logs --tail 200 ${restarted%% *}' and 'docker compose ps --all' in $DIRECTORY"
+while :; do
+  sleep "$SETTLE_SECONDS"
+  latest=$(posthog_restarts)
+  restarted=$(printf '%s\n' "$latest" | grep -v -x -F "$settled" | awk '{ printf "%s%s", sep, $1; sep = " " }')
+  [ -n "$restarted" ] || break
+  window=$((window + 1))
+  [ "$window" -lt "$SETTLE_WINDOWS" ] || fail "PostHog's $restarted restarted or stopped in each of $SETTLE_WINDOWS windows of ${SETTLE_SECONDS}s after the wait (a crash loop): see 'docker compose logs --tail 200 ${restarted%% *}' and 'docker compose ps --all' in $DIRECTORY"
+  settled=$latest
+done
 compose_record
