@@ -24,11 +24,11 @@ import yaml
 from components import registry
 from components.config import PostHogSettings, Versions
 from components.observability import posthog_release
+from compose_model import POSTHOG_DEPLOY, posthog_compose
 from tools import upstreams
 from tools.offline import read_stack_values, stack_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "upstreams"
-POSTHOG_DEPLOY = FIXTURES / "posthog-deploy-063b964"
 POSTHOG_COMMIT = "063b9643fe43118384c7479911b08857dcdbd9a5"
 
 # Namespaces whose images are gone or frozen without fixes: bitnami removed versioned tags from
@@ -147,57 +147,9 @@ def test_a_named_vulnerability_is_fixed_in_the_pin_or_comes_with_a_decision() ->
 # --- PostHog: the compose definition the install would use -------------------------------------------
 
 
-class ComposeLoader(yaml.SafeLoader):
-    """YAML with compose's merge tags: ``!reset`` drops the key, ``!override`` replaces instead of merging."""
-
-
-class Reset:
-    pass
-
-
-class Override:
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def _reset(loader: yaml.Loader, node: yaml.Node) -> Reset:
-    return Reset()
-
-
-def _override(loader: yaml.Loader, node: yaml.Node) -> Override:
-    if isinstance(node, yaml.MappingNode):
-        return Override(loader.construct_mapping(node, deep=True))
-    if isinstance(node, yaml.SequenceNode):
-        return Override(loader.construct_sequence(node, deep=True))
-    return Override(loader.construct_scalar(node))  # type: ignore[arg-type]
-
-
-ComposeLoader.add_constructor("!reset", _reset)
-ComposeLoader.add_constructor("!override", _override)
-
-
-def _merge(base: Any, override: Any) -> Any:
-    """Compose's merge of an override file: maps merge, sequences append, scalars replace; tags as above."""
-    if isinstance(override, Override):
-        return override.value
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            if isinstance(value, Reset):
-                merged.pop(key, None)
-            else:
-                merged[key] = _merge(base.get(key), value)
-        return merged
-    if isinstance(base, list) and isinstance(override, list):
-        return base + [v for v in override if v not in base]
-    return override
-
-
 def compose_images(override: str | None) -> dict[str, str]:
     """Each service's image as the install would run it: its ``image``, or its Dockerfile's FROM."""
-    compose = yaml.load((POSTHOG_DEPLOY / "docker-compose.yml").read_text(), Loader=ComposeLoader)
-    if override is not None:
-        compose = _merge(compose, yaml.load(override, Loader=ComposeLoader))
+    compose = posthog_compose(override)
     images = {}
     for name, service in compose["services"].items():
         if "build" in service:
@@ -285,12 +237,13 @@ def test_posthog_installs_only_pinned_recorded_images_that_exist() -> None:
 
 def test_posthog_override_keeps_what_the_builds_added_and_exposes_only_web() -> None:
     release, _ = _prod_release()
-    compose = yaml.load((POSTHOG_DEPLOY / "docker-compose.yml").read_text(), Loader=ComposeLoader)
-    merged = _merge(compose, yaml.load(release.override, Loader=ComposeLoader))
-    # build/Dockerfile.Posthog copied ./compose and ./docker-server; web, the only user of both, mounts them.
+    merged = posthog_compose(release.override)
+    # build/Dockerfile.Posthog copied ./compose and ./docker-server; web, the only user of both, mounts
+    # them (docker-server as the install's executable copy: tests/test_observability.py).
     dockerfile = (POSTHOG_DEPLOY / "Dockerfile.Posthog").read_text()
     assert "COPY ./compose /compose" in dockerfile and "COPY docker-server /code/bin/docker-server" in dockerfile
-    assert {"./compose:/compose", "./docker-server:/code/bin/docker-server:ro"} <= set(merged["services"]["web"]["volumes"])
+    web_targets = {volume.split(":")[1] for volume in merged["services"]["web"]["volumes"]}
+    assert {"/compose", "/code/bin/docker-server"} <= web_targets
     # build/Dockerfile.Clickhouse copied files the service mounts anyway.
     clickhouse = merged["services"]["clickhouse"]["volumes"]
     assert "./posthog/docker/clickhouse/config.xml:/etc/clickhouse-server/config.xml" in clickhouse
