@@ -29,8 +29,13 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 
 if [ ! -x venv/bin/python ]; then
+  # The oldest Python the program supports is Ubuntu 22.04's (tests/test_oldest_python.py).
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
+    echo "test: $(python3 --version 2>&1) is too old: install Python 3.10 or newer with its venv module (Debian: apt-get install python3-venv)" >&2
+    exit 1
+  }
   python3 -m venv venv || {
-    echo "test: 'python3 -m venv' failed: install Python 3.11 or newer with its venv module (Debian: apt-get install python3-venv)" >&2
+    echo "test: 'python3 -m venv' failed: install Python 3.10 or newer with its venv module (Debian: apt-get install python3-venv)" >&2
     exit 1
   }
 fi
