@@ -88,7 +88,9 @@ NOT_BACKED_UP: Mapping[str, str] = MappingProxyType(
         "and re-created by `pulumi up`; the samarth-backups bucket is itself the repository of db1, db2 and swarm-master",
         "sentry": "telemetry (error events) with its own retention; losing it loses history, not the platform. "
         "Its organisations and projects can be exported with `docker compose run --rm -T web export` (docs/backups.md)",
-        "posthog": "product analytics events, rebuilt from new traffic; not needed to run Samarth",
+        "posthog": "product analytics events, rebuilt from new traffic; not needed to run Samarth. Its compose "
+        "project's volumes stay when it is stopped or deleted (no `down -v`); Kafka's log, on the external volume "
+        "posthog-kafka-data, holds only events on their way into ClickHouse",
         "swarm workers": "hold no state of their own: the manager's raft store has the services, the registry the images",
         "nginx": "stateless: its configuration and certificates' paths are rendered by this program",
     }

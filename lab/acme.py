@@ -249,8 +249,8 @@ class AcmeLab:
     def install(self, config: Optional[StackConfig] = None) -> Step:
         return self.ssh(acme.install_script(config or self.config, self.acme_dir, self.script_path, "nginx"), stdin=self.account_key)
 
-    def install_timer(self) -> Step:
-        return self.ssh(acme.timer_script(self.config))
+    def install_timer(self, config: Optional[StackConfig] = None) -> Step:
+        return self.ssh(acme.timer_script(config or self.config))
 
     def reload(self, config: Optional[StackConfig] = None) -> Step:
         config = config or self.config

@@ -159,14 +159,14 @@ def test_the_installer_copies_restic_from_where_the_pinned_image_puts_it() -> No
 
 
 def test_the_redis_restore_relies_only_on_what_the_official_image_has() -> None:
-    """The restore writes dump.rdb as the image's `redis` user, checks it with `redis-check-rdb` and starts
-    `redis-server --dir /data` through the image's entry point (docker-library/redis at e920499)."""
-    upstream = ROOT / "tests/fixtures/upstreams/docker-library-redis-e920499"
-    dockerfile = (upstream / "Dockerfile").read_text()
-    assert "useradd -r -g redis -u 999 redis" in dockerfile
-    assert "-exec ln -svfT 'redis-server' '{}' ';'" in dockerfile  # redis-check-rdb is redis-server
-    assert "WORKDIR /data" in dockerfile
-    assert "find . \\! -user redis -exec chown redis '{}' +" in (upstream / "docker-entrypoint.sh").read_text()
+    """The restore writes dump.rdb and gives it to the image's `redis` user itself, checks it with
+    `redis-check-rdb` where the image has one and starts `redis-server --dir <restored>` through the image's
+    entry point: the published redis:7.4.11's build steps (tests/fixtures/upstreams/redis-7.4.11)."""
+    build = (ROOT / "tests/fixtures/upstreams/redis-7.4.11/repo-info-7.4.11-amd64.md").read_text()
+    assert "useradd -r -g redis -u 999 redis" in build
+    # redis' own `make install` links redis-check-rdb to redis-server (its src/Makefile).
+    assert "make -C /usr/src/redis install;" in build
+    assert "WORKDIR /data" in build and 'ENTRYPOINT ["docker-entrypoint.sh"]' in build
     agent = (ROOT / "components/scripts/backup-agent.sh").read_text()
     assert "chown -R redis:redis /restored" in agent and "redis-check-rdb /restored/dump.rdb" in agent
     assert 'redis-server --dir "$detail" --appendonly no' in agent

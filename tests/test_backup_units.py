@@ -2,10 +2,10 @@
 backup-install.sh, as rendered for every prod server with targets) writes its units into a scratch
 directory, and ``systemd-analyze verify`` checks every timer and service it wrote, with the stacks'
 schedules and with calendar events of other forms (tests/test_systemd_time.py compares the config's
-check of any schedule with ``systemd-analyze calendar``). Lab hosts have no systemd as PID 1, so the
-units are verified offline here rather than started; the installer runs with stand-ins for docker (it
-copies restic out of an image) and systemctl (enable --now), and a stand-in restic that finds the
-repository."""
+check of any schedule with ``systemd-analyze calendar``). Here the units of every prod server are verified
+offline (tests/test_backups_lab.py runs them under a lab machine's systemd); the installer runs with
+stand-ins for docker (it copies restic out of an image) and systemctl (no timer enabled yet; enable
+--now), and a stand-in restic that finds the repository."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason=
 STAND_INS = {
     "docker": '#!/bin/sh\ncase "$1" in\n  create) echo stand-in ;;\n'
               '  cp) printf \'#!/bin/sh\\necho "stand-in $*"\\n[ "$1" != snapshots ] || echo "[]"\\n\' >"$3"; chmod 755 "$3" ;;\nesac\n',
-    "systemctl": '#!/bin/sh\necho "$*" >>"${0%/*}/systemctl.log"\n',
+    "systemctl": '#!/bin/sh\necho "$*" >>"${0%/*}/systemctl.log"\ncase "$1" in is-*) exit 3 ;; esac\n',
 }
 
 

@@ -145,6 +145,13 @@ as_root "$SBIN_DIR/samarth-backup" init >&2
 
 step "enabling the timers"
 [ "$changed" = no ] || as_root systemctl daemon-reload
-# shellcheck disable=SC2086 # one argument per timer
-as_root systemctl enable --now $timers >/dev/null 2>&1 || fail "systemctl could not enable$timers"
+# Only the timers not yet enabled and running: `systemctl enable` reloads systemd's units every time.
+pending=""
+for timer in $timers; do
+  { systemctl is-enabled --quiet "$timer" && systemctl is-active --quiet "$timer"; } || pending="$pending $timer"
+done
+if [ -n "$pending" ]; then
+  # shellcheck disable=SC2086 # one argument per timer
+  as_root systemctl enable --now $pending >/dev/null || fail "systemctl could not enable$pending (its message is above)"
+fi
 echo "backups on $SERVER:$(printf '%s\n' "$TARGETS" | awk 'NF { printf " %s (%s)", $1, $3 }')"
