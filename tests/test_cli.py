@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import skip_policy
 from entry_points import run_module
 from skip_policy import as_root
 
@@ -110,6 +111,13 @@ def test_as_root_runs_a_program_as_root_for_any_user_and_binds_low_ports_in_a_ne
     assert int(network) != os.stat("/proc/self/ns/net").st_ino  # not this machine's network: port 80 is free there
     assert owned.stat().st_uid == os.geteuid()  # root of the namespace is this user outside it
 
+
+
+def test_as_root_skips_with_the_kernels_reason_where_no_user_namespace_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(skip_policy, "IS_ROOT", False)
+    monkeypatch.setattr(skip_policy, "_user_namespace_refused", lambda: "unshare: write failed /proc/self/uid_map: Operation not permitted")
+    with pytest.raises(pytest.skip.Exception, match=r"needs root, or a user namespace .*uid_map: Operation not permitted"):
+        skip_policy.as_root(["true"])
 
 def _mentions(node: ast.AST, *attributes: str) -> bool:
     return any(isinstance(n, ast.Attribute) and n.attr in attributes for n in ast.walk(node))
