@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Module, and the arguments that give the README's figures.
 BENCHMARKS: dict[str, list[str]] = {
     "plan_speed": [],
+    "lab_up": [],
     "swarm_converge": [],
     "request_flow": [],
     "acme_renewal": [],

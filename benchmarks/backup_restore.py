@@ -1,6 +1,6 @@
 """Prints how long the program's backup and restore of a Postgres target take, and the repository size,
 for a data set of stated size: the lab drill of lab/backup_drill.py (Debian's PostgreSQL 15, restic 0.14
-over SFTP to another lab host) with ``rows`` rows in the big table and a quarter as many in the other.
+over the program's SFTP account on another lab machine) with ``rows`` rows in the big table and a quarter as many in the other.
 Then the same for a Redis target (lab/redis_drill.py, Debian's Redis 7.0) with ``--redis-keys`` strings
 (plus a tenth as many each of hashes, lists, sets and sorted sets) in one database and a quarter as many
 in another.
@@ -11,7 +11,7 @@ Figures: the database size; the first backup; a second backup with unchanged dat
 restore into a scratch volume with its checks; a restore with --replace-live (the recovery time); the
 repository size after one and two runs. For Redis: the key count and memory, backup, repository, and
 the recovery time (restore with --replace-live until the live Redis has loaded every key). With
-``--offsite``, a third lab host serves an off-site repository over SFTP (backups.offsite): the Postgres
+``--offsite``, a third lab machine serves an off-site repository over SFTP (backups.offsite): the Postgres
 backups include the copy, and the figures add the off-site repository's size and a restore from it
 with --replace-live.
 """
@@ -27,9 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from components.assembly import backup_sources
-from lab import free_subnet, machine_lock, redis_drill
-from lab.backup_drill import SERVER, TARGET, Drill, check, checksums, fill, staging_config
-from lab.namespace_hosts import NamespaceLab
+from lab import redis_drill, temporary_lab
+from lab.backup_drill import SERVER, TARGET, Drill, check, checksums, drill_config, fill, sftp_account
 
 from .report import figure
 
@@ -48,66 +47,54 @@ def main() -> int:
     arguments = parser.parse_args()
     rows, redis_keys = arguments.rows, arguments.redis_keys
     if os.geteuid() != 0:
-        print("run as root (the lab uses network namespaces)", file=sys.stderr)
+        print("run as root (the lab's machines need it)", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory() as scratch:
+    names = ["db2", "repository", *(["offsite"] if arguments.offsite else [])]
+    with temporary_lab(names, "b") as (_, hosts), tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        root.chmod(0o755)
-        with machine_lock():
-            lab = NamespaceLab(prefix=f"b{os.getpid()}", subnet=free_subnet(), state_dir=root / "lab", timeout=90)
-            try:
-                hosts = lab.up(["db2", "repository", *(["offsite"] if arguments.offsite else [])])
-            except BaseException:
-                lab.down()
-                raise
-        try:
-            (root / "backups").mkdir()
-            drill = Drill(db=hosts[0], repository_host=hosts[1], root=root / "backups", config=staging_config(),
-                          offsite_host=hosts[2] if arguments.offsite else None)
-            drill.start_postgres()
-            check(drill.install(), "installing the agent")
-            fill(drill, rows)
-            before = checksums(drill)
-            size = int(drill.sql("postgres", "select sum(pg_database_size(datname)) from pg_database"))
-            data = f"{rows} + {rows // 4} rows" + (", with the off-site copy" if arguments.offsite else "")
-            figure("Postgres data set (databases on disk)", size / 2**20, "MiB", data)
-            timed("backup, first run", lambda: check(drill.agent("run", TARGET), "backup"), data)
-            figure("repository after one run", drill.repository_bytes() / 2**20, "MiB", data)
-            timed("backup, second run (data unchanged)", lambda: check(drill.agent("run", TARGET), "backup"), data)
-            figure("repository after two runs", drill.repository_bytes() / 2**20, "MiB", data)
-            if arguments.offsite:
-                offsite_bytes = sum(f.stat().st_size for f in (drill.root / "offsite").rglob("*") if f.is_file())
-                figure("off-site repository after two runs", offsite_bytes / 2**20, "MiB", data)
-            drill.destroy_data()
-            drill.start_postgres()
-            timed("restore into a scratch volume, checked", lambda: check(drill.restore(TARGET), "restore"), data)
-            timed("restore with --replace-live (recovery time)",
-                  lambda: check(drill.restore(TARGET, "--replace-live"), "restore"), data)
+        db = hosts["db2"]
+        drill = Drill(db=db, repository=sftp_account(db, hosts["repository"]), config=drill_config(),
+                      offsite_account=sftp_account(db, hosts["offsite"]) if arguments.offsite else None)
+        drill.start_postgres()
+        check(drill.install(), "installing the agent")
+        fill(drill, rows)
+        before = checksums(drill)
+        size = int(drill.sql("postgres", "select sum(pg_database_size(datname)) from pg_database"))
+        data = f"{rows} + {rows // 4} rows" + (", with the off-site copy" if arguments.offsite else "")
+        figure("Postgres data set (databases on disk)", size / 2**20, "MiB", data)
+        timed("backup, first run", lambda: check(drill.agent("run", TARGET), "backup"), data)
+        figure("repository after one run", drill.repository_bytes() / 2**20, "MiB", data)
+        timed("backup, second run (data unchanged)", lambda: check(drill.agent("run", TARGET), "backup"), data)
+        figure("repository after two runs", drill.repository_bytes() / 2**20, "MiB", data)
+        if arguments.offsite:
+            figure("off-site repository after two runs", drill.offsite_bytes() / 2**20, "MiB", data)
+        drill.destroy_data()
+        drill.start_postgres()
+        timed("restore into a scratch volume, checked", lambda: check(drill.restore(TARGET), "restore"), data)
+        timed("restore with --replace-live (recovery time)",
+              lambda: check(drill.restore(TARGET, "--replace-live"), "restore"), data)
+        drill.wait_ready()
+        if checksums(drill) != before:
+            print("checksums after the restore DIFFER", file=sys.stderr)
+            return 1
+        if arguments.offsite:
+            drill.sql("odk_adapter", "drop table events")
+            timed("restore from the off-site repository with --replace-live",
+                  lambda: check(drill.restore("--offsite", TARGET, "--replace-live"), "restore"), data)
             drill.wait_ready()
             if checksums(drill) != before:
-                print("checksums after the restore DIFFER", file=sys.stderr)
+                print("checksums after the off-site restore DIFFER", file=sys.stderr)
                 return 1
-            if arguments.offsite:
-                drill.sql("odk_adapter", "drop table events")
-                timed("restore from the off-site repository with --replace-live",
-                      lambda: check(drill.restore("--offsite", TARGET, "--replace-live"), "restore"), data)
-                drill.wait_ready()
-                if checksums(drill) != before:
-                    print("checksums after the off-site restore DIFFER", file=sys.stderr)
-                    return 1
-            print("checksums after the restore: equal")
-            if not redis(drill, root, redis_keys):
-                return 1
-        finally:
-            lab.down()
+        print("checksums after the restore: equal")
+        if not redis(drill, root, redis_keys):
+            return 1
     return 0
 
 
 def redis(postgres: Drill, root: Path, keys: int) -> bool:
     """The Redis drill of tests/test_restores_lab.py at a stated size; False when the digests differ."""
     (source,) = [s for s in backup_sources(postgres.config) if s.name == redis_drill.TARGET]
-    (root / "redis").mkdir()
-    drill = Drill(db=postgres.db, repository_host=postgres.repository_host, root=root / "redis", config=postgres.config)
+    drill = Drill(db=postgres.db, repository=postgres.repository, config=postgres.config, name="redis")
     host = drill.db
     redis_drill.start_redis(host, drill.image, root)
     check(drill.install(SERVER, [source]), "installing the Redis agent")

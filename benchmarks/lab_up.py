@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from components.shared.model import SERVER_NAMES
 from lab import Lab, free_subnet, machine_lock
 from lab.core import image_cache_state
 from lab.machines import CGROUP_PARENT, CGROUP_ROOT, cgroup_pids
+
+from .report import figure
 
 
 def memory_mib(machine: str) -> tuple[float, float]:
@@ -60,16 +63,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.lab_up", description=__doc__.split("\n")[0])
     parser.add_argument("counts", nargs="*", type=int, default=[3, 6], metavar="COUNT", help="machine counts to measure")
     counts = parser.parse_args().counts
-    print(f"machine image cache: {image_cache_state()}")
-    print(f"{'machines':>8} {'up (s)':>8} {'up again (s)':>13} {'reboot one (s)':>15} {'down (s)':>9}")
+    cache = image_cache_state()
+    print(f"machine image cache: {cache}")
     last: dict[str, tuple[float, float, int]] = {}
     for count in counts:
         first, again, reboot, down, last = measure(count)
-        print(f"{count:>8} {first:>8.1f} {again:>13.1f} {reboot:>15.1f} {down:>9.1f}")
+        note = f"{count} machines, image cache {cache}" if count == counts[0] else f"{count} machines"
+        figure("lab up (booted, SSH and dockerd answering)", first, "s", note)
+        figure("lab up again (nothing to do)", again, "s", f"{count} machines")
+        figure("reboot one machine until it answers again", reboot, "s", f"{count} machines")
+        figure("lab down", down, "s", f"{count} machines")
+    rss = sorted(cost[0] for cost in last.values())
+    processes = sorted(cost[2] for cost in last.values())
+    figure("memory per machine, booted with Docker, idle (median)", statistics.median(rss), "MiB",
+           f"{len(rss)} machines, {min(rss):.0f}-{max(rss):.0f} MiB, {processes[len(processes) // 2]} processes each (median)")
     print(f"\nper machine, {len(last)} booted with Docker and idle:")
     print(f"{'machine':<14} {'memory (MiB)':>13} {'page cache (MiB)':>17} {'processes':>10}")
-    for name, (rss, cache, processes) in last.items():
-        print(f"{name:<14} {rss:>13.1f} {cache:>17.1f} {processes:>10}")
+    for name, (machine_rss, page_cache, count) in last.items():
+        print(f"{name:<14} {machine_rss:>13.1f} {page_cache:>17.1f} {count:>10}")
 
 
 if __name__ == "__main__":

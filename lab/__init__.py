@@ -1,4 +1,4 @@
-"""Local test hosts (network namespaces with sshd and dockerd) for rehearsals and real tests."""
+"""The lab: booted Debian machines (systemd, sshd, dockerd) under systemd-nspawn, for rehearsals and real tests."""
 
 from .core import (
     DEFAULT_PREFIX,

@@ -253,9 +253,10 @@ class AcmeLab:
         client = acme.AcmeClient(config.edge.tls.acme, tuple(config.acme_hosts()), config.versions.lego)
         return self.ssh(acme.install_script(client, self.acme_dir, self.script_path, "nginx"), stdin=self.account_key)
 
-    def install_timer(self) -> Step:
-        assert self.config.edge.tls.acme is not None
-        return self.ssh(acme.timer_script(self.config.edge.tls.acme))
+    def install_timer(self, config: Optional[StackConfig] = None) -> Step:
+        config = config or self.config
+        assert config.edge.tls.acme is not None
+        return self.ssh(acme.timer_script(config.edge.tls.acme))
 
     def reload(self, config: Optional[StackConfig] = None) -> Step:
         config = config or self.config

@@ -60,10 +60,10 @@ fi
 exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA" -c listen_addresses= -c jit=off
 """
 
-# What the official Redis image's entry point does (docker-library/redis 7.4-rc/debian at e920499, kept in
-# tests/fixtures/upstreams/docker-library-redis-e920499): `redis-server` as root first gives the working
+# A stand-in for the official Redis image's entry point: `redis-server` as root first gives the working
 # directory (WORKDIR /data) to the redis user, then runs as that user; the Debian package's redis user
-# stands in for the image's uid 999.
+# stands in for the image's uid 999. The pinned image's own entry point could not be read here
+# (docs/upstreams.md, redis): the restore gives its files to redis itself, so it does not rely on this part.
 SERVICES_ENTRYPOINT = """#!/bin/sh
 set -e
 if [ "${1#-}" != "$1" ] || [ "${1%.conf}" != "$1" ]; then

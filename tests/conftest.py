@@ -14,9 +14,10 @@ from tools.offline import ProgramRun, run_program
 STACKS = ("prod", "staging")
 
 # The modules that start real daemons or helper processes (nginx, Postgres, Redis, Vault, the policy
-# analyzer), besides the lab's: with the lab's (`test_*_lab.py` and every test of `lab_session`) they
-# are marked `daemon`. `pytest -m "not daemon"` is the quick loop (benchmarks/suite_speed.py times it).
+# analyzer, rclone's restic server), besides the lab's: with the lab's (`test_*_lab.py` and every test of
+# `lab_session`) they are marked `daemon`. `pytest -m "not daemon"` is the quick loop (benchmarks/suite_speed.py times it).
 DAEMON_MODULES = frozenset({
+    "test_backup_password_rotation.py",
     "test_edge_real.py",
     "test_guardrails.py",
     "test_hostkeys.py",
@@ -53,7 +54,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         name = item.path.name
         fixtures = getattr(item, "fixturenames", ())
-        if name in DAEMON_MODULES or name.endswith("_lab.py") or "lab_session" in fixtures or "namespace_lab_session" in fixtures:
+        if name in DAEMON_MODULES or name.endswith("_lab.py") or "lab_session" in fixtures:
             item.add_marker(pytest.mark.daemon)
     tests = Counter(item.path for item in items)
     daemon = {item.path for item in items if item.get_closest_marker("daemon")}
@@ -101,5 +102,5 @@ def prod(runs: dict[str, ProgramRun]) -> ProgramRun:
 def stack_run(request: pytest.FixtureRequest, runs: dict[str, ProgramRun]) -> ProgramRun:
     return runs[request.param]
 
-from lab_fixture import lab_agent, lab_session, namespace_lab_session  # noqa: E402,F401  (the real-hosts lab, once per session; its key in an agent)
+from lab_fixture import lab_agent, lab_session  # noqa: E402,F401  (the real-hosts lab, once per session; its key in an agent)
 from skip_policy import pytest_runtest_makereport, pytest_terminal_summary  # noqa: E402,F401  (skips fail in CI)

@@ -19,8 +19,6 @@ import pytest
 
 from lab import Lab, LabHost, free_subnet, machine_lock, unavailable
 from lab.core import RUN_DIR
-from lab.namespace_hosts import RUN_DIR as NAMESPACE_RUN_DIR
-from lab.namespace_hosts import NamespaceLab, namespaces_unavailable
 
 # Named after servers, so tests can map config names to lab hosts one to one.
 LAB_HOSTS = ("swarm-master", "swarm-node2", "swarm-node3", "application", "db2")
@@ -35,28 +33,18 @@ class LabSession:
         return next(h for h in self.hosts if h.name == name)
 
 
-@dataclass(frozen=True)
-class NamespaceLabSession:
-    lab: NamespaceLab
-    hosts: list[LabHost]
-
-    def host(self, name: str) -> LabHost:
-        return next(h for h in self.hosts if h.name == name)
-
-
 def reap_abandoned_labs() -> None:
     """Tear down labs of test runs that died before their own teardown (their prefix ends in their
     pid), so they do not pile up on a developer's machine."""
-    for run_dir, kind in ((RUN_DIR, Lab), (NAMESPACE_RUN_DIR, NamespaceLab)):
-        if not run_dir.exists():
-            continue
-        for directory in run_dir.iterdir():
-            owner = re.fullmatch(r"[a-z](\d+)", directory.name)
-            if owner and not Path(f"/proc/{owner.group(1)}").exists() and (directory / "lab.json").exists():
-                kind.recorded(directory.name).down()
+    if not RUN_DIR.exists():
+        return
+    for directory in RUN_DIR.iterdir():
+        owner = re.fullmatch(r"[a-z](\d+)", directory.name)
+        if owner and not Path(f"/proc/{owner.group(1)}").exists() and (directory / "lab.json").exists():
+            Lab.recorded(directory.name).down()
 
 
-def _started(lab: Lab | NamespaceLab) -> list[LabHost]:
+def _started(lab: Lab) -> list[LabHost]:
     """``LAB_HOSTS`` up on ``lab`` (made under ``machine_lock``, its subnet free); down again if that fails."""
     try:
         return lab.up(list(LAB_HOSTS))
@@ -76,22 +64,6 @@ def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSession
         hosts = _started(lab)
     try:
         yield LabSession(lab=lab, hosts=hosts)
-    finally:
-        lab.down()
-
-
-@pytest.fixture(scope="session")
-def namespace_lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamespaceLabSession]:
-    """The earlier lab (lab/namespace_hosts.py), for the backup and restore drills only."""
-    if reason := namespaces_unavailable():
-        pytest.skip(reason)
-    state = tmp_path_factory.mktemp("namespace-lab") / "state"
-    with machine_lock():
-        reap_abandoned_labs()
-        lab = NamespaceLab(prefix=f"n{os.getpid()}", subnet=free_subnet(), state_dir=state, timeout=90)
-        hosts = _started(lab)
-    try:
-        yield NamespaceLabSession(lab=lab, hosts=hosts)
     finally:
         lab.down()
 

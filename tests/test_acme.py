@@ -274,12 +274,16 @@ def test_the_renewal_units_pass_systemd_analyze_verify(tmp_path: Path, timing: d
 
 
 def test_the_pinned_client_keeps_the_layout_the_scripts_rely_on() -> None:
-    """lego's own files at the pinned tag (tests/fixtures/upstreams/lego-v4.35.2): the image's
-    entrypoint, where the account key is read, where webroot tokens go."""
+    """lego's own files at the pinned tag (tests/fixtures/upstreams/lego-v4.35.2): the Dockerfile the
+    published goacme/lego image is built from (the release config names it) and its entrypoint, where
+    the account key is read, where webroot tokens go."""
     upstream = Path(__file__).parent / "fixtures" / "upstreams" / "lego-v4.35.2"
     assert _config().versions.lego == "goacme/lego:v4.35.2"
-    dockerfile = (upstream / "Dockerfile").read_text()
-    assert 'ENTRYPOINT [ "/usr/bin/lego" ]' in dockerfile and "FROM alpine:" in dockerfile
+    (published,) = yaml.safe_load((upstream / "goreleaser.yml").read_text())["dockers_v2"]
+    assert published["images"] == ["goacme/lego"] and "{{ .Tag }}" in published["tags"]
+    dockerfile = (upstream / published["dockerfile"]).read_text()
+    # The script passes lego's arguments only: any entrypoint that is the lego binary does.
+    assert 'ENTRYPOINT ["/lego"]' in dockerfile and "FROM alpine:" in dockerfile
     accounts = (upstream / "accounts_storage.go").read_text()
     assert 'baseKeysFolderName         = "keys"' in accounts
     assert 'strings.NewReplacer(":", "_", "/", string(os.PathSeparator)).Replace(serverURL.Host)' in accounts

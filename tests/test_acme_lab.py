@@ -10,9 +10,9 @@ from the routes stops renewing, and one added gets its certificate on the next r
 
 from __future__ import annotations
 
-import os
 import re
 import ssl
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -20,11 +20,14 @@ import pytest
 from components.services.edge import acme
 from components.shared.service import Route
 from lab.acme import AcmeLab, RequestLoop, acme_lab, missing_tools
+from skip_policy import needs_root
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or bool(missing_tools()),
-    reason=f"needs root and Debian's pebble, lego, nginx, busybox-static (.ci/run installs them): missing {missing_tools()}",
-)
+pytestmark = [
+    needs_root("the ACME lab's network namespaces and bridge"),
+    pytest.mark.skipif(
+        bool(missing_tools()), reason=f"needs Debian's pebble, lego, nginx, busybox-static (.ci/run installs them): missing {missing_tools()}"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +97,29 @@ def test_the_renewal_timer_is_enabled_and_scheduled_twice_a_day(lab: AcmeLab) ->
     assert _ok(lab.systemctl("show", "--property=TimersCalendar", "--value", timer)).count("*-*-* 04,16:00:00") == 1
     next_run = _ok(lab.systemctl("show", "--property=NextElapseUSecRealtime", "--value", timer)).strip()
     assert re.search(r" (04|16):\d\d:\d\d ", next_run), next_run
+
+
+def test_the_timer_starts_the_renewal_by_itself(lab: AcmeLab) -> None:
+    """With the lab stack's schedule (every minute, no random delay) systemd starts the renewal service by
+    itself; with nothing due it obtains nothing. The default schedule is installed again afterwards."""
+    assert lab.config.edge.tls.acme is not None
+    every_minute = lab.config.edge.tls.acme.model_copy(update={"renewal_schedule": "minutely", "renewal_random_delay": "0"})
+    tls = lab.config.edge.tls.model_copy(update={"acme": every_minute})
+    config = lab.config.model_copy(update={"edge": lab.config.edge.model_copy(update={"tls": tls})})
+    timer = f"{acme.UNIT}.timer"
+    before = lab.renewal_journal()
+    try:
+        _ok(lab.install_timer(config))
+        assert _ok(lab.systemctl("show", "--property=TimersCalendar", "--value", timer)).count("OnCalendar=*-*-* *:*:00 ") == 1
+        deadline = time.monotonic() + 150
+        while not re.search(r"^certificates: 0 obtained, 7 current", lab.renewal_journal()[len(before):], re.M):
+            assert time.monotonic() < deadline, "the timer did not start the renewal: " + _ok(lab.systemctl("status", "--no-pager", timer))
+            time.sleep(2)
+        assert _ok(lab.systemctl("show", "--property=LastTriggerUSec", "--value", timer)).strip() not in ("", "n/a")
+        assert _ok(lab.systemctl("show", "--property=Result", "--value", f"{acme.UNIT}.service")).strip() == "success"
+    finally:
+        _ok(lab.install_timer())
+    assert _ok(lab.systemctl("show", "--property=TimersCalendar", "--value", timer)).count("*-*-* 04,16:00:00") == 1
 
 
 def test_renewal_starts_with_a_third_of_the_lifetime_left_and_the_timer_renews(lab: AcmeLab, roots: ssl.SSLContext) -> None:

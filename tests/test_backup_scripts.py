@@ -22,7 +22,7 @@ from components.services.databases.catalogue import CATALOGUE
 from components.services.databases.catalogue import ENGINES as DATABASE_ENGINES
 from components.shared.shell import script_files
 from restic_keys import cheapen_key
-from tools.offline import ProgramRun, is_secret, read_stack_values, reveal, stack_file
+from tools.offline import SECRET_V2, ProgramRun, is_secret, read_stack_values, reveal, stack_file
 from tools.plan import backup_plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,6 +101,15 @@ def test_backup_secrets_reach_hosts_only_on_stdin_and_vault(prod: ProgramRun) ->
     assert set(keys) >= {"DB1_RESTIC_PASSWORD", "DB1_AWS_SECRET_ACCESS_KEY", "APPLICATION_RESTIC_PASSWORD"}
 
 
+def test_vault_takes_a_backup_password_only_once_its_server_has(prod: ProgramRun) -> None:
+    """A rotation that fails on a server leaves Vault's copy at the password its repository opens with."""
+    book = prod.named(SECRET_V2, "vault-kv-samarth-backups")
+    installs = [r for r in prod.of_type("command:remote:Command") if r.name.startswith("backups-") and r.name.endswith("-install")]
+    assert installs
+    for install in installs:
+        assert install.urn in book.dependencies, install.name
+
+
 def test_pulumi_state_backup_streams_each_export_and_forgets_a_failed_run(tmp_path: Path) -> None:
     if shutil.which("restic") is None:
         pytest.skip("restic is missing: apt-get install -y restic")
@@ -161,15 +170,41 @@ def test_the_installer_copies_restic_from_where_the_pinned_image_puts_it() -> No
     assert 'docker cp "$container:/usr/bin/restic"' in script_files()["backup-install.sh"].read_text()
 
 
+def test_the_agent_rotates_keys_with_what_both_restic_versions_have() -> None:
+    """The agent's `init` runs restic's key commands and tells a wrong password from a missing repository
+    as the pinned 0.18.1 (its source at the tag, kept as fixtures) and Debian's 0.14 (installed here; the
+    rotation tests run it) both do."""
+    source = ROOT / "tests/fixtures/upstreams/restic-v0.18.1"
+    add = (source / "cmd/restic/cmd_key_add.go").read_text()
+    assert 'Use:   "add"' in add and 'flags.StringVarP(&opts.NewPasswordFile, "new-password-file"' in add
+    listing = (source / "cmd/restic/cmd_key_list.go").read_text()
+    assert 'Current  bool   `json:"current"`' in listing and 'ID       string `json:"id"`' in listing
+    assert "if gopts.JSON {" in listing
+    remove = (source / "cmd/restic/cmd_key_remove.go").read_text()
+    assert 'Use:   "remove [ID]"' in remove and "restic.Find(ctx, repo, restic.KeyFile, idPrefix)" in remove
+    assert 'ErrNoKeyFound = errors.New("wrong password or no key found")' in (source / "internal/repository/key.go").read_text()
+    main = (source / "cmd/restic/main.go").read_text()
+    assert "case errors.Is(err, ErrNoRepository):\n\t\texitCode = 10" in main
+    assert "case errors.Is(err, repository.ErrNoKeyFound):\n\t\texitCode = 12" in main
+    assert "unable to open config file: %v\\nIs there a repository" in (source / "cmd/restic/global.go").read_text()
+    agent = script_files()["backup-agent.sh"].read_text()
+    for used in ("key add --new-password-file", "key list --json", "key remove", '"wrong password or no key found"',
+                 "12:*", "10:*", '"unable to open config file"'):
+        assert used in agent, used
+    if shutil.which("restic") is None:
+        pytest.skip("restic is missing: apt-get install -y restic")
+    installed = subprocess.run(["restic", "key", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--new-password-file file" in installed and "[list|add|remove|passwd]" in installed
+
 def test_the_redis_restore_relies_only_on_what_the_official_image_has() -> None:
-    """The restore writes dump.rdb as the image's `redis` user, checks it with `redis-check-rdb` and starts
-    `redis-server --dir /data` through the image's entry point (docker-library/redis at e920499)."""
-    upstream = ROOT / "tests/fixtures/upstreams/docker-library-redis-e920499"
-    dockerfile = (upstream / "Dockerfile").read_text()
-    assert "useradd -r -g redis -u 999 redis" in dockerfile
-    assert "-exec ln -svfT 'redis-server' '{}' ';'" in dockerfile  # redis-check-rdb is redis-server
-    assert "WORKDIR /data" in dockerfile
-    assert "find . \\! -user redis -exec chown redis '{}' +" in (upstream / "docker-entrypoint.sh").read_text()
+    """The restore writes dump.rdb and gives it to the image's `redis` user itself, checks it with
+    `redis-check-rdb` where the image has one and starts `redis-server --dir <restored>` through the image's
+    entry point: the published redis:7.4.11's build steps (tests/fixtures/upstreams/redis-7.4.11)."""
+    build = (ROOT / "tests/fixtures/upstreams/redis-7.4.11/repo-info-7.4.11-amd64.md").read_text()
+    assert "useradd -r -g redis -u 999 redis" in build
+    # redis' own `make install` links redis-check-rdb to redis-server (its src/Makefile).
+    assert "make -C /usr/src/redis install;" in build
+    assert "WORKDIR /data" in build and 'ENTRYPOINT ["docker-entrypoint.sh"]' in build
     agent = script_files()["backup-agent.sh"].read_text()
     assert "chown -R redis:redis /restored" in agent and "redis-check-rdb /restored/dump.rdb" in agent
     assert 'redis-server --dir "$detail" --appendonly no' in agent

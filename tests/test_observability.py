@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+from pathlib import Path
 
 import pulumi
 import pytest
 
+from components.assembly import not_backed_up
 from components.config import ConfigError, load_stack_config
 from components.platform.host.component import BuildInputs, Host, HostArgs
 from components.services.observability.component import build as build_observability
 from components.services.observability.component import sentry_release
 from components.shared.publishing import CredentialBook
+from compose_model import POSTHOG_DEPLOY, posthog_compose
 from rendered import script_values
 from tools.offline import (
     PROJECT,
@@ -24,9 +28,11 @@ from tools.offline import (
     read_stack_values,
     reveal,
     run_program,
+    stack_deployment,
     stack_file,
 )
 
+KAFKA_IMAGE = Path(__file__).resolve().parent / "fixtures" / "upstreams" / "apache-kafka-3.9.1"
 COMMAND = "command:remote:Command"
 SENTRY = "observability-sentry-install"
 POSTHOG = "observability-posthog-install"
@@ -63,6 +69,71 @@ def test_posthog_installs_the_pinned_commit_with_its_web_port_private(stack_run:
     assert f'- "{private_ip}:8023:8000"' in values["OVERRIDE"]
     host = _stack(stack_run.stack, "observability")["posthog"]["hostName"]
     assert f"SITE_URL=https://{host}" in values["SETTINGS"].splitlines()
+
+
+def _posthog_install(run: ProgramRun) -> tuple[str, dict[str, str], dict]:
+    """The PostHog install script, its header values, and posthog-deploy's compose file at the pinned
+    commit (fixture) merged with the override the script writes."""
+    create = run.named(COMMAND, POSTHOG).plain_inputs["create"]
+    values = script_values(create)
+    return create, values, posthog_compose(values["OVERRIDE"])
+
+
+def test_posthog_web_runs_docker_server_from_a_copy_installed_executable(stack_run: ProgramRun) -> None:
+    create, values, compose = _posthog_install(stack_run)
+    # At the pinned commit git has docker-server as 100644, and web's /compose/start runs it directly.
+    modes = dict(line.split("\t")[::-1] for line in (POSTHOG_DEPLOY / "ls-tree.txt").read_text().splitlines())
+    assert modes["docker-server"].startswith("100644 ") and modes["compose/start"].startswith("100755 ")
+    assert "./bin/docker-server\n" in (POSTHOG_DEPLOY / "compose-start").read_text().splitlines(keepends=True)
+    web = compose["services"]["web"]
+    assert web["command"] == "/compose/start"
+    mounts = {volume.split(":")[1]: volume for volume in web["volumes"]}
+    # Not the tracked file: the install's copy, made executable by `install -m 0755` on every install.
+    assert mounts["/code/bin/docker-server"] == f"./{values['SERVER_SCRIPT']}:/code/bin/docker-server:ro"
+    assert values["SERVER_SCRIPT"] != "docker-server"
+    assert 'install -m 0755 docker-server "$SERVER_SCRIPT"\n' in create
+    assert not [v for v in web["volumes"] if v.startswith("./docker-server:")]
+
+
+def test_posthog_install_waits_for_health_with_a_timeout_and_never_starts_a_one_shot(stack_run: ProgramRun) -> None:
+    create, values, compose = _posthog_install(stack_run)
+    assert 'dc up --detach --remove-orphans --wait --wait-timeout "$WAIT_SECONDS" $SERVICES \\\n' in create
+    assert "|| posthog_not_ready " in create
+    assert 0 < int(values["WAIT_SECONDS"]) <= 1800
+    # The restart watch's window outlasts Docker's longest wait between two restarts (a minute,
+    # moby restartmanager), so a crash-looping container restarts within every window.
+    assert 60 < int(values["SETTLE_SECONDS"]) <= 120 and int(values["SETTLE_WINDOWS"]) >= 2
+    # posthog-deploy marks a one-shot with `restart: 'no'` and `scale: 0`; `up --wait` fails when a
+    # container exits, so the install names exactly the long-running services.
+    services = compose["services"]
+    one_shots = [name for name, s in services.items() if s.get("restart") == "no" or s.get("scale") == 0]
+    assert one_shots == ["asyncmigrationscheck"] == values["ONE_SHOTS"].split()
+    assert values["SERVICES"].split() == [name for name in services if name not in one_shots]
+    # web is healthy once gunicorn accepts connections (docker-server binds 0.0.0.0:8000); its grace
+    # period is the wait itself, so a crash loop fails at the timeout rather than passing as "running".
+    assert "--bind 0.0.0.0:8000" in (POSTHOG_DEPLOY / "docker-server").read_text()
+    health = services["web"]["healthcheck"]
+    assert "create_connection(('127.0.0.1', 8000)" in " ".join(health["test"])
+    assert health["start_period"] == f"{values['WAIT_SECONDS']}s"
+
+
+def test_posthog_kafka_keeps_its_log_on_a_named_external_volume(stack_run: ProgramRun) -> None:
+    create, values, compose = _posthog_install(stack_run)
+    kafka = compose["services"]["kafka"]
+    # apache/kafka's image makes /var/lib/kafka/data its user's (appuser) and a VOLUME; without
+    # KAFKA_LOG_DIRS, Kafka writes to its default log.dir, /tmp/kafka-logs, in the container.
+    dockerfile = (KAFKA_IMAGE / "Dockerfile").read_text()
+    assert "chown appuser:root -R /var/lib/kafka " in dockerfile and re.search(r"^USER appuser$", dockerfile, re.M)
+    assert re.search(r'^VOLUME \[.*"/var/lib/kafka/data"', dockerfile, re.M)
+    assert kafka["environment"]["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
+    assert f"{values['KAFKA_VOLUME']}:/var/lib/kafka/data" in kafka["volumes"]
+    # Named and external: made by the install, kept by `docker compose down -v` and by the delete.
+    assert compose["volumes"][values["KAFKA_VOLUME"]] == {"external": True}
+    assert 'docker volume create "$KAFKA_VOLUME"' in create
+    delete = stack_run.named(COMMAND, POSTHOG).plain_inputs["delete"]
+    assert "down --remove-orphans" in delete and " -v" not in delete
+    # In the backup model: not backed up, with the reason.
+    assert values["KAFKA_VOLUME"] in not_backed_up(stack_deployment(stack_run.stack).config)["posthog"]
 
 
 @pytest.mark.parametrize("name", [SENTRY, POSTHOG])

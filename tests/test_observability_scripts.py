@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import stat
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,20 @@ echo "docker $*" >> "$FAKE_LOG"
 case "$*" in
   *"$FAKE_DOCKER_FAIL"*) echo "docker: simulated failure" >&2; exit 1 ;;
   *createuser*) while IFS= read -r line; do echo "createuser read: $line" >> "$FAKE_LOG"; done ;;
+  # The services of the checkout's own docker-compose.yml (run in the checkout, as compose is).
+  "compose config --services") "$FAKE_PYTHON" -c 'import yaml; print("\n".join(yaml.safe_load(open("docker-compose.yml"))["services"]))' ;;
+  "compose ps --all --format "*) printf '%s\n' "$FAKE_PS" ;;
+  "compose ps --quiet "*) echo c1 ;;
+  # The containers as `docker inspect` reports them: on the Nth call FAKE_INSPECT's Nth ';'-separated
+  # field (its last after that), one container per ','-separated line.
+  "inspect "*)
+    echo x >> "$FAKE_LOG.inspected"
+    printf '%s\n' "$FAKE_INSPECT" | awk -F';' -v n="$(wc -l < "$FAKE_LOG.inspected")" '{ i = n < NF ? n : NF; gsub(",", "\n", $i); print $i }' ;;
 esac
+"""
+
+FAKE_SLEEP = r"""#!/bin/sh
+echo "sleep $*" >> "$FAKE_LOG"
 """
 
 FAKE_SENTRY_INSTALLER = r"""#!/bin/sh
@@ -106,13 +120,16 @@ class ScratchServer:
         self.log = root / "calls.log"
         self.bin.mkdir()
         self.repo.mkdir()
-        for name, text in (("git", FAKE_GIT), ("docker", FAKE_DOCKER)):
+        for name, text in (("git", FAKE_GIT), ("docker", FAKE_DOCKER), ("sleep", FAKE_SLEEP)):
             _executable(self.bin / name, text)
         self.refs: list[str] = []
         self.docker_fail = "never-matches"
+        self.ps = ""
+        self.inspect = "web 0 running"
 
     def run(self, text: str, stdin: str = "") -> Result:
         self.log.write_text("")
+        Path(f"{self.log}.inspected").unlink(missing_ok=True)
         env = {
             "PATH": f"{self.bin}:/usr/bin:/bin",
             "HOME": str(self.root),
@@ -120,6 +137,9 @@ class ScratchServer:
             "FAKE_REPO": str(self.repo),
             "FAKE_REFS": " ".join(self.refs),
             "FAKE_DOCKER_FAIL": self.docker_fail,
+            "FAKE_PYTHON": sys.executable,
+            "FAKE_PS": self.ps,
+            "FAKE_INSPECT": self.inspect,
         }
         done = subprocess.run(["sh", "-c", text], input=stdin, capture_output=True, text=True, env=env, timeout=30)
         calls = [line for line in self.log.read_text().splitlines() if line]
@@ -292,23 +312,51 @@ def _posthog(server: ScratchServer) -> ComposeRelease:
     return posthog_release(settings, POSTHOG_REF, images, "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z", PRIVATE_IP)
 
 
-def test_posthog_install_renders_env_from_the_sample_with_secrets_from_stdin(server: ScratchServer) -> None:
+POSTHOG_RELEASE_FILES = Path(__file__).resolve().parent / "fixtures" / "upstreams" / "posthog-deploy-063b964"
+POSTHOG_SERVICES = "db redis clickhouse zookeeper kafka worker web plugins object_storage"
+POSTHOG_STARTUP = [
+    "docker compose up --detach db",
+    "docker compose exec -T db pg_isready -q -p 6432 -U posthog",
+    "docker compose exec -T db psql -X -q -v ON_ERROR_STOP=1 -p 6432 -U posthog -d posthog",
+    f"docker compose up --detach --remove-orphans --wait --wait-timeout 900 {POSTHOG_SERVICES}",
+    f"docker compose ps --quiet {POSTHOG_SERVICES}",
+    "docker inspect --format {{index .Config.Labels \"com.docker.compose.service\"}} {{.RestartCount}} {{.State.Status}} c1",
+    "sleep 90",
+    f"docker compose ps --quiet {POSTHOG_SERVICES}",
+    "docker inspect --format {{index .Config.Labels \"com.docker.compose.service\"}} {{.RestartCount}} {{.State.Status}} c1",
+]
+
+
+def _posthog_upstream(server: ScratchServer) -> None:
+    """The checkout as posthog-deploy has it at the pinned commit: its compose file, its sample.env (keys
+    and defaults) and docker-server with git's mode for it, 100644."""
+    (server.repo / "docker-compose.yml").write_text((POSTHOG_RELEASE_FILES / "docker-compose.yml").read_text())
     (server.repo / "sample.env").write_text(POSTHOG_SAMPLE)
+    server_script = server.repo / "docker-server"
+    server_script.write_text((POSTHOG_RELEASE_FILES / "docker-server").read_text())
+    server_script.chmod(0o644)
     server.refs = [f"{POSTHOG_REF}^{{commit}}"]
+
+
+def _posthog_stdin(release: ComposeRelease, secrets: dict[str, str] = POSTHOG_SECRETS) -> str:
+    return "".join(f"{secrets[name]}\n" for name in release.secrets)
+
+
+def test_posthog_install_renders_env_from_the_sample_with_secrets_from_stdin(server: ScratchServer) -> None:
+    _posthog_upstream(server)
     release = _posthog(server)
-    stdin = "".join(f"{POSTHOG_SECRETS[name]}\n" for name in release.secrets)
+    stdin = _posthog_stdin(release)
     result = server.run(release.install_script(), stdin=stdin)
 
     assert result.returncode == 0, result.stderr
     assert f"git clone --quiet {POSTHOG_REPOSITORY} {release.directory}" in result.calls
     assert f"git checkout --quiet --force {POSTHOG_REF}" in result.calls
-    assert result.calls[-6:] == [
+    assert result.calls[result.calls.index("docker compose config --quiet") :] == [
         "docker compose config --quiet",
+        "docker compose config --services",
+        "docker volume create posthog-kafka-data",
         "docker compose pull --quiet",
-        "docker compose up --detach db",
-        "docker compose exec -T db pg_isready -q -p 6432 -U posthog",
-        "docker compose exec -T db psql -X -q -v ON_ERROR_STOP=1 -p 6432 -U posthog -d posthog",
-        "docker compose up --detach --remove-orphans",
+        *POSTHOG_STARTUP,
     ]
     directory = Path(release.directory)
     env = (directory / ".env").read_text().splitlines()
@@ -326,6 +374,79 @@ def test_posthog_install_renders_env_from_the_sample_with_secrets_from_stdin(ser
 
     again = server.run(release.install_script(), stdin=stdin)
     assert again.returncode == 0 and again.calls == []
+
+
+def test_posthog_web_gets_docker_server_as_an_executable_copy(server: ScratchServer) -> None:
+    """compose/start runs ./bin/docker-server directly; the checkout's file is mode 0644 (git's 100644)."""
+    _posthog_upstream(server)
+    release = _posthog(server)
+    assert server.run(release.install_script(), stdin=_posthog_stdin(release)).returncode == 0
+
+    directory = Path(release.directory)
+    installed = directory / "docker-server.samarth"
+    assert stat.S_IMODE(installed.stat().st_mode) == 0o755
+    assert installed.read_text() == (POSTHOG_RELEASE_FILES / "docker-server").read_text()
+    # The tracked file is left as git has it (a checkout would reset it anyway).
+    assert stat.S_IMODE((directory / "docker-server").stat().st_mode) == 0o644
+    assert "./docker-server.samarth:/code/bin/docker-server:ro" in (directory / "docker-compose.override.yml").read_text()
+
+
+def test_a_posthog_service_in_a_crash_loop_fails_the_install_naming_it(server: ScratchServer) -> None:
+    _posthog_upstream(server)
+    release = _posthog(server)
+    server.docker_fail = "--wait-timeout"
+    server.ps = "db running healthy\nkafka running \nweb restarting starting"
+    result = server.run(release.install_script(), stdin=_posthog_stdin(release))
+
+    assert result.returncode != 0
+    assert (
+        "posthog-install: PostHog did not become healthy within 900s: web (restarting, starting); "
+        f"see 'docker compose logs --tail 200 web' and 'docker compose ps --all' in {release.directory}"
+    ) in result.stderr
+    assert f"docker compose ps --all --format {{{{.Service}}}} {{{{.State}}}} {{{{.Health}}}} {POSTHOG_SERVICES}" in result.calls
+    assert not (Path(release.directory) / MARKER).exists()
+
+
+def test_a_posthog_service_restarting_after_the_wait_fails_the_install(server: ScratchServer) -> None:
+    """Without a healthcheck a service counts as up while it runs, between two crashes too: one whose
+    restart count rises in every watch window fails the install."""
+    _posthog_upstream(server)
+    release = _posthog(server)
+    server.inspect = ";".join(f"web 0 running,kafka {n} running,plugins 1 running" for n in range(6))
+    result = server.run(release.install_script(), stdin=_posthog_stdin(release))
+
+    assert result.returncode != 0
+    assert (
+        "posthog-install: PostHog's kafka restarted or stopped in each of 4 windows of 90s after the wait (a crash loop): "
+        "see 'docker compose logs --tail 200 kafka'"
+    ) in result.stderr
+    assert result.calls.count("sleep 90") == 4
+    assert not (Path(release.directory) / MARKER).exists()
+
+
+def test_a_posthog_service_that_restarts_once_more_then_settles_passes(server: ScratchServer) -> None:
+    """plugins may crash while web still migrates (it needs the tables) and restart once after the wait."""
+    _posthog_upstream(server)
+    release = _posthog(server)
+    server.inspect = "web 0 running,plugins 3 running;web 0 running,plugins 4 running;web 0 running,plugins 4 running"
+    result = server.run(release.install_script(), stdin=_posthog_stdin(release))
+
+    assert result.returncode == 0, result.stderr
+    assert result.calls.count("sleep 90") == 2
+    assert (Path(release.directory) / MARKER).exists()
+
+
+def test_a_checkout_whose_services_the_program_does_not_know_stops_before_pulling(server: ScratchServer) -> None:
+    _posthog_upstream(server)
+    compose = (server.repo / "docker-compose.yml").read_text()
+    (server.repo / "docker-compose.yml").write_text(compose.replace("    asyncmigrationscheck:", "    migrate:"))
+    release = _posthog(server)
+    result = server.run(release.install_script(), stdin=_posthog_stdin(release))
+
+    assert result.returncode != 0
+    assert f"posthog-deploy at {POSTHOG_REF} has the services clickhouse db kafka migrate object_storage" in result.stderr
+    assert "review POSTHOG_SERVICES and POSTHOG_ONE_SHOTS" in result.stderr
+    assert not [c for c in result.calls if " pull " in c or " up " in c]
 
 
 def test_a_rotated_sentry_admin_password_is_applied_without_a_reinstall(server: ScratchServer) -> None:
@@ -347,23 +468,17 @@ def test_a_rotated_sentry_admin_password_is_applied_without_a_reinstall(server: 
 
 
 def test_rotated_posthog_secrets_re_render_env_apply_the_database_password_and_restart(server: ScratchServer) -> None:
-    (server.repo / "sample.env").write_text(POSTHOG_SAMPLE)
-    server.refs = [f"{POSTHOG_REF}^{{commit}}"]
+    _posthog_upstream(server)
     release = _posthog(server)
-    stdin = "".join(f"{POSTHOG_SECRETS[name]}\n" for name in release.secrets)
-    assert server.run(release.install_script(), stdin=stdin).returncode == 0
+    assert server.run(release.install_script(), stdin=_posthog_stdin(release)).returncode == 0
 
     new = {**POSTHOG_SECRETS, "POSTGRES_PASSWORD": "newdbpw456", "DATABASE_URL": "postgres://posthog:newdbpw456@posthog_db:6432/posthog", "SECRET_KEY": "newsk789"}
-    rotated = server.run(release.install_script(), stdin="".join(f"{new[name]}\n" for name in release.secrets))
+    rotated = server.run(release.install_script(), stdin=_posthog_stdin(release, new))
     assert rotated.returncode == 0, rotated.stderr
     assert "applying changed secrets" in rotated.stdout
-    # No fetch, no pull: the database role first, then compose recreates what reads the changed .env.
-    assert rotated.calls == [
-        "docker compose up --detach db",
-        "docker compose exec -T db pg_isready -q -p 6432 -U posthog",
-        "docker compose exec -T db psql -X -q -v ON_ERROR_STOP=1 -p 6432 -U posthog -d posthog",
-        "docker compose up --detach --remove-orphans",
-    ]
+    # No fetch, no pull: the database role first, then compose recreates what reads the changed .env
+    # and waits for it as on an install.
+    assert rotated.calls == POSTHOG_STARTUP
     env = (Path(release.directory) / ".env").read_text().splitlines()
     for name, value in new.items():
         assert f"{name}='{value}'" in env

@@ -8,34 +8,45 @@ A module of its own so that pytest-xdist (``--dist loadfile``) runs it beside th
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-from components import backups
-from lab import LabHost, docker, rabbitmq_drill, redis_drill, ssh
-from lab.backup_drill import SERVER, Drill, check, staging_config
+from components.assembly import backup_sources
+from lab import docker, rabbitmq_drill, redis_drill, ssh
+from lab.backup_drill import (
+    LAYOUT,
+    SERVER,
+    Drill,
+    check,
+    drill_config,
+    remove_containers_and_volumes,
+    remove_sftp_account,
+    sftp_account,
+    uninstall_agent,
+)
 from lab.images import import_rabbitmq
-from lab_fixture import NamespaceLabSession
+from lab_fixture import LabSession
 
 
 @pytest.fixture(scope="module")
-def drill(namespace_lab_session: NamespaceLabSession, tmp_path_factory: pytest.TempPathFactory) -> Drill:
-    """The db2 stand-in and the host serving the repository; each test installs its own agent."""
-    root = tmp_path_factory.mktemp("restores")
-    root.chmod(0o755)
-    return Drill(db=namespace_lab_session.host("swarm-node2"), repository_host=namespace_lab_session.host("swarm-node3"), root=root,
-                 config=staging_config())
+def drill(lab_session: LabSession) -> Iterator[Drill]:
+    """The db2 machine and the SFTP account serving its repositories; each test installs its own agent."""
+    db, repository_host = lab_session.host("swarm-node2"), lab_session.host("swarm-node3")
+    try:
+        yield Drill(db=db, repository=sftp_account(db, repository_host), config=drill_config(), name="restores")
+    finally:
+        uninstall_agent(db)
+        remove_sftp_account(repository_host)
 
 
 def test_redis_backup_restores_every_key(drill: Drill, tmp_path_factory: pytest.TempPathFactory) -> None:
     """redis-odk-adapter (password, --appendonly yes): keys of every type in two databases, backed up by
     the agent, container and volume lost; the restore loads the RDB in a scratch container, and with
     --replace-live Redis serves exactly the backed-up keys, also after a restart (from its append-only file)."""
-    (source,) = [s for s in backups.database_sources(drill.config) if s.name == redis_drill.TARGET]
+    (source,) = [s for s in backup_sources(drill.config) if s.name == redis_drill.TARGET]
     root = tmp_path_factory.mktemp("redis-backups")
-    root.chmod(0o755)
-    agent = Drill(db=drill.db, repository_host=drill.repository_host, root=root, config=drill.config)
+    agent = Drill(db=drill.db, repository=drill.repository, config=drill.config, name="redis")
     host, image = drill.db, drill.image
     try:
         redis_drill.start_redis(host, image, root)
@@ -63,8 +74,7 @@ def test_redis_backup_restores_every_key(drill: Drill, tmp_path_factory: pytest.
         assert redis_drill.redis_digests(host) == before
         # The data the restore replaced is kept, not deleted.
         (kept,) = docker(host, "volume", "ls", "-q", "--filter", f"name={source.container}-data-before-").stdout.split()
-        mountpoint = Path(check(docker(host, "volume", "inspect", "--format", "{{.Mountpoint}}", kept), "inspecting").stdout.strip())
-        assert (mountpoint / "appendonlydir").is_dir()
+        assert "appendonlydir" in check(docker(host, "run", "--rm", "-v", f"{kept}:/kept", image, "ls", "/kept"), "listing").stdout.split()
 
         # A damaged dump.rdb in the newest complete run is refused by the check, before the live data
         # is touched (stored here with restic itself, as no agent would store it).
@@ -73,18 +83,16 @@ def test_redis_backup_restores_every_key(drill: Drill, tmp_path_factory: pytest.
         assert damaged.returncode != 0 and "writing and checking dump.rdb: failed" in damaged.stderr
         assert redis_drill.redis_digests(host) == before
     finally:
-        _remove_containers_and_volumes(host, source.container)
+        remove_containers_and_volumes(host, source.container)
 
 
-def test_rabbitmq_definitions_restore_into_a_scratch_broker_then_the_live_one(drill: Drill, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_rabbitmq_definitions_restore_into_a_scratch_broker_then_the_live_one(drill: Drill) -> None:
     """rabbitmq-yaus: vhosts, users, permissions, a policy, an exchange, queues and a binding, exported by
     the agent, broker and volume lost; the restore imports them into a scratch broker without network
     and checks every object is there, then with --replace-live into the live broker, whose service user
     keeps its deployed password."""
-    (source,) = [s for s in backups.database_sources(drill.config) if s.name == rabbitmq_drill.TARGET]
-    root = tmp_path_factory.mktemp("rabbitmq-backups")
-    root.chmod(0o755)
-    agent = Drill(db=drill.db, repository_host=drill.repository_host, root=root, config=drill.config)
+    (source,) = [s for s in backup_sources(drill.config) if s.name == rabbitmq_drill.TARGET]
+    agent = Drill(db=drill.db, repository=drill.repository, config=drill.config, name="rabbitmq")
     host, image = drill.db, import_rabbitmq(drill.db)
     try:
         rabbitmq_drill.start_rabbitmq(host, image)
@@ -108,7 +116,7 @@ def test_rabbitmq_definitions_restore_into_a_scratch_broker_then_the_live_one(dr
         assert rabbitmq_drill.definitions(host) == before
         assert rabbitmq_drill.authenticates(host, rabbitmq_drill.USER, rabbitmq_drill.PASSWORD)
         assert rabbitmq_drill.authenticates(host, "reporter", "reporter-secret")
-        (saved,) = (root / "state" / "restore").glob(f"{source.container}-definitions-before-*.json")
+        (saved,) = (drill.db.root / LAYOUT.state_dir.lstrip("/") / "restore").glob(f"{source.container}-definitions-before-*.json")
         assert oct(saved.stat().st_mode & 0o777) == "0o600"
 
         # Truncated definitions, as the newest complete run, fail to import into the scratch broker; the
@@ -119,23 +127,15 @@ def test_rabbitmq_definitions_restore_into_a_scratch_broker_then_the_live_one(dr
         assert damaged.returncode != 0 and "importing definitions.json into rabbitmq-yaus-restore-" in damaged.stderr
         assert rabbitmq_drill.definitions(host) == before
     finally:
-        _remove_containers_and_volumes(host, source.container)
+        remove_containers_and_volumes(host, source.container)
 
 
 def _store_damaged_run(agent: Drill, target: str, payload: str, filename: str) -> None:
     """Store what the shell command ``payload`` prints as ``filename`` of a run tagged complete, the
     newest of ``target``'s, with restic itself, as no agent would store it."""
-    config = agent.layout.config_dir
+    config = LAYOUT.config_dir
     stored = ssh(agent.db, f". {config}/repository.env; export RESTIC_REPOSITORY; {payload} | "
-                           f"RESTIC_PASSWORD_FILE={config}/password {agent.layout.restic} -o sftp.command=\"$SAMARTH_SFTP_COMMAND\" "
+                           f"RESTIC_PASSWORD_FILE={config}/password {LAYOUT.restic} -o sftp.command=\"$SAMARTH_SFTP_COMMAND\" "
                            f"backup --quiet --host {SERVER} --tag samarth,target={target},run-damaged,complete "
-                           f"--stdin --stdin-filename {filename}\n")
+                           f"--stdin --stdin-filename {filename}\n", sudo=True)
     check(stored, f"storing a damaged {filename}")
-
-
-def _remove_containers_and_volumes(host: LabHost, container: str) -> None:
-    """The drill's live container, its scratch containers and every volume named after it."""
-    for name in [container, *docker(host, "ps", "-aq", "--filter", f"name={container}-restore").stdout.split()]:
-        docker(host, "rm", "-f", name)
-    for volume in docker(host, "volume", "ls", "-q", "--filter", f"name={container}").stdout.split():
-        docker(host, "volume", "rm", volume)

@@ -34,9 +34,6 @@ COMPOSITION = {
     "components.assembly": "the lists of services every gathering loops over",
     "components.deployment": "the one way into a stack's configuration",
 }
-# Former module names kept for files another change is rewriting meanwhile (lab/backup_drill.py, the
-# backup lab tests); nothing else imports them.
-FORMER_NAMES = {"components.backups", "components.ports"}
 
 
 def module_name(path: Path) -> str:
@@ -108,7 +105,7 @@ def allowed(importer: str, imported: str) -> bool:
     if imported_package == package:
         return True
     if kind == "composition":
-        return imported not in FORMER_NAMES
+        return True
     # The Host every component is handed, its settings and its container rules.
     return imported_package == "components.platform.host"
 
@@ -141,7 +138,7 @@ def test_every_import_keeps_to_the_layers() -> None:
 def test_the_groups_hold_what_their_names_say() -> None:
     found = modules()
     top = {name for name in found if group(name)[0] == "composition"} - {"components"}
-    assert top == set(COMPOSITION) | FORMER_NAMES
+    assert top == set(COMPOSITION)
     services = {group(name)[1] for name in found if group(name)[0] == "services"} - {"components.services"}
     assert services == {
         f"components.services.{name}"
@@ -149,17 +146,6 @@ def test_the_groups_hold_what_their_names_say() -> None:
     }
     for package in services | {"components.platform.host", "components.platform.firewall"}:
         assert f"{package}.component" in found, package
-    for name in FORMER_NAMES:
-        users = [
-            path
-            for path in ROOT.rglob("*.py")
-            if "venv" not in path.parts and name in imported_modules(path.read_text(), module_name(path))
-        ]
-        assert {str(path.relative_to(ROOT)) for path in users} <= {
-            "lab/backup_drill.py",
-            "tests/test_backups_lab.py",
-            "tests/test_restores_lab.py",
-        }, name
 
 
 def test_each_script_is_beside_the_component_that_runs_it() -> None:

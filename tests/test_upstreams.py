@@ -5,7 +5,9 @@
 - PostHog: the compose definition the install uses (posthog-deploy's file and Dockerfiles at the pinned
   commit, kept as fixtures, plus the program's override) pulls no image from a withdrawn namespace,
   none without a pinned version, and none the record lacks; the same check fails on the old setup;
-- the registry's rendered config uses only keys of the 3.x configuration reference (fixture).
+- the registry's rendered config uses only keys of the 3.x configuration reference (fixture);
+- every row cites a file read at a version, the record and the fixture directories name each other, each
+  fixture directory is for a version prod pins, and the build files kept are those of the pinned release.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from components.config import Versions
 from components.services.observability.component import posthog_release
 from components.services.observability.settings import PostHogSettings
 from components.services.registry import component as registry
+from compose_model import POSTHOG_DEPLOY, posthog_compose
 from tools import upstreams
 from tools.offline import read_stack_values, stack_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "upstreams"
-POSTHOG_DEPLOY = FIXTURES / "posthog-deploy-063b964"
 POSTHOG_COMMIT = "063b9643fe43118384c7479911b08857dcdbd9a5"
 
 # Namespaces whose images are gone or frozen without fixes: bitnami removed versioned tags from
@@ -75,6 +77,65 @@ def test_every_versions_key_has_a_row_with_prods_pin() -> None:
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", rows[key][6]), f"{key}: checked must be a date"
 
 
+# A row cites a file (a path in backticks) and the version it was read at: a commit, a tag, or the
+# official-images commit the record's "Sources" line names.
+_CITED_FILE = re.compile(r"`[^`\s]*[/.][^`\s]*`")
+_AT_VERSION = re.compile(r"\b[0-9a-f]{7,40}\b|\btag\b|official-images")
+_FIXTURE_DIR = re.compile(r"tests/fixtures/upstreams/([\w.-]+)")
+
+
+def test_every_row_cites_a_file_read_at_a_version() -> None:
+    assert re.search(r"\*official-images\* = docker-library/official-images at [0-9a-f]{7,40}\b", upstreams.RECORD.read_text())
+    for key, row in upstreams.rows().items():
+        if row.pinned == "not pinned":
+            continue
+        assert _CITED_FILE.search(row.read), f"{key}: the upstream read names no file"
+        assert _AT_VERSION.search(row.read), f"{key}: the upstream read names no commit or tag"
+
+
+def test_the_record_and_the_fixture_directories_name_each_other() -> None:
+    named = set(_FIXTURE_DIR.findall(upstreams.RECORD.read_text()))
+    kept = {path.name for path in FIXTURES.iterdir() if path.is_dir()}
+    assert named - kept == set(), "docs/upstreams.md names fixture directories that do not exist"
+    assert kept - named == set(), "fixture directories docs/upstreams.md does not say the source of"
+
+
+def _pinned_versions() -> set[str]:
+    """Every prod pin's tag (without a leading v) and commit, as fixture directories spell them."""
+    versions = set()
+    for pin in _prod_pins().values():
+        tag = pin.split("@", 1)[0].rpartition("/")[2].rpartition(":")[2]
+        versions.add(tag.removeprefix("v"))
+    return versions
+
+
+def test_each_fixture_directory_is_for_a_version_prod_pins() -> None:
+    versions = _pinned_versions()
+    for path in FIXTURES.iterdir():
+        if path.is_dir():
+            version = path.name.rpartition("-")[2].removeprefix("v")
+            assert any(v == version or (len(version) >= 7 and v.startswith(version)) for v in versions), (
+                f"{path.name}: no prod pin is {version}; re-read the upstream at the pinned release"
+            )
+
+
+def _tag(key: str) -> str:
+    return _prod_pins()[key].split("@", 1)[0].rpartition(":")[2]
+
+
+def test_the_build_files_kept_are_those_of_the_pinned_release() -> None:
+    # The registry's library build downloads the release its version names.
+    registry_build = (FIXTURES / "distribution-v3.1.1" / "library-image.Dockerfile").read_text()
+    assert re.findall(r"version='([^']+)'", registry_build) == [_tag("versions.registry")]
+    # goacme/lego is published by goreleaser from the Dockerfile its config names, kept beside it.
+    lego = FIXTURES / f"lego-{_tag('versions.lego')}"
+    (published,) = yaml.safe_load((lego / "goreleaser.yml").read_text())["dockers_v2"]
+    assert published["images"] == ["goacme/lego"] and (lego / published["dockerfile"]).is_file()
+    # The published redis image's build steps name the version they built.
+    redis_build = (FIXTURES / f"redis-{_tag('versions.redis')}" / "repo-info-7.4.11-amd64.md").read_text()
+    assert re.findall(r"^ENV REDIS_VERSION=(\S+)$", redis_build, re.MULTILINE) == [_tag("versions.redis")]
+
+
 def test_a_named_vulnerability_is_fixed_in_the_pin_or_comes_with_a_decision() -> None:
     named = 0
     for key, cells in record_rows().items():
@@ -87,57 +148,9 @@ def test_a_named_vulnerability_is_fixed_in_the_pin_or_comes_with_a_decision() ->
 # --- PostHog: the compose definition the install would use -------------------------------------------
 
 
-class ComposeLoader(yaml.SafeLoader):
-    """YAML with compose's merge tags: ``!reset`` drops the key, ``!override`` replaces instead of merging."""
-
-
-class Reset:
-    pass
-
-
-class Override:
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def _reset(loader: yaml.Loader, node: yaml.Node) -> Reset:
-    return Reset()
-
-
-def _override(loader: yaml.Loader, node: yaml.Node) -> Override:
-    if isinstance(node, yaml.MappingNode):
-        return Override(loader.construct_mapping(node, deep=True))
-    if isinstance(node, yaml.SequenceNode):
-        return Override(loader.construct_sequence(node, deep=True))
-    return Override(loader.construct_scalar(node))  # type: ignore[arg-type]
-
-
-ComposeLoader.add_constructor("!reset", _reset)
-ComposeLoader.add_constructor("!override", _override)
-
-
-def _merge(base: Any, override: Any) -> Any:
-    """Compose's merge of an override file: maps merge, sequences append, scalars replace; tags as above."""
-    if isinstance(override, Override):
-        return override.value
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            if isinstance(value, Reset):
-                merged.pop(key, None)
-            else:
-                merged[key] = _merge(base.get(key), value)
-        return merged
-    if isinstance(base, list) and isinstance(override, list):
-        return base + [v for v in override if v not in base]
-    return override
-
-
 def compose_images(override: str | None) -> dict[str, str]:
     """Each service's image as the install would run it: its ``image``, or its Dockerfile's FROM."""
-    compose = yaml.load((POSTHOG_DEPLOY / "docker-compose.yml").read_text(), Loader=ComposeLoader)
-    if override is not None:
-        compose = _merge(compose, yaml.load(override, Loader=ComposeLoader))
+    compose = posthog_compose(override)
     images = {}
     for name, service in compose["services"].items():
         if "build" in service:
@@ -225,12 +238,13 @@ def test_posthog_installs_only_pinned_recorded_images_that_exist() -> None:
 
 def test_posthog_override_keeps_what_the_builds_added_and_exposes_only_web() -> None:
     release, _ = _prod_release()
-    compose = yaml.load((POSTHOG_DEPLOY / "docker-compose.yml").read_text(), Loader=ComposeLoader)
-    merged = _merge(compose, yaml.load(release.override, Loader=ComposeLoader))
-    # build/Dockerfile.Posthog copied ./compose and ./docker-server; web, the only user of both, mounts them.
+    merged = posthog_compose(release.override)
+    # build/Dockerfile.Posthog copied ./compose and ./docker-server; web, the only user of both, mounts
+    # them (docker-server as the install's executable copy: tests/test_observability.py).
     dockerfile = (POSTHOG_DEPLOY / "Dockerfile.Posthog").read_text()
     assert "COPY ./compose /compose" in dockerfile and "COPY docker-server /code/bin/docker-server" in dockerfile
-    assert {"./compose:/compose", "./docker-server:/code/bin/docker-server:ro"} <= set(merged["services"]["web"]["volumes"])
+    web_targets = {volume.split(":")[1] for volume in merged["services"]["web"]["volumes"]}
+    assert {"/compose", "/code/bin/docker-server"} <= web_targets
     # build/Dockerfile.Clickhouse copied files the service mounts anyway.
     clickhouse = merged["services"]["clickhouse"]["volumes"]
     assert "./posthog/docker/clickhouse/config.xml:/etc/clickhouse-server/config.xml" in clickhouse
@@ -305,8 +319,10 @@ def test_the_plan_lists_every_pin_with_its_record() -> None:
     versions = json.loads(values["samarth-infra:versions"])
     lines = upstreams.plan_lines(versions)
     assert lines[0].startswith("== Pins")
-    assert "  redis: redis:7.4.11  (checked 2026-11-30)" in lines
-    assert "  posthogImages.kafka: apache/kafka:3.9.1  (checked 2026-11-30)" in lines
+    record = upstreams.rows()
+    assert f"  redis: redis:7.4.11  (checked {record['versions.redis'].checked}; decision recorded)" not in lines
+    assert f"  redis: redis:7.4.11  (checked {record['versions.redis'].checked})" in lines
+    assert f"  posthogImages.kafka: apache/kafka:3.9.1  (checked {record['versions.posthogImages.kafka'].checked})" in lines
     assert len(lines) == 1 + len(_prod_pins())
     drifted = upstreams.plan_lines({**versions, "redis": "redis:7.4.12", "grafana": "grafana/grafana:11.2.0"})
     assert "  redis: redis:7.4.12  (docs/upstreams.md records redis:7.4.11: re-check and update the row)" in drifted

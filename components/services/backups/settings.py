@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 # What is published per server with targets, prefixed with its name (DB1_RESTIC_REPOSITORY); the S3 keys
 # only for a repository in the object store.
-PUBLISHED = ("RESTIC_REPOSITORY", "RESTIC_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+CREDENTIALS = ("RESTIC_REPOSITORY", "RESTIC_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 def _one_word(value: str) -> str:
     if " " in value:
@@ -256,11 +256,11 @@ def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
         repository = repository_server(settings, server, server_name(store.server))
         if repository == store.server:
             openings.append(Opening(repository, f"{store.label} (backups of {server})", store.port, store.protocol, store.published, (server,)))
-            keys += [f"{prefix}_{key}" for key in PUBLISHED]
+            keys += [f"{prefix}_{key}" for key in CREDENTIALS]
         else:
             # Pulumi as for every SSH opening: rows of one port are read as one rule set.
             openings.append(Opening(repository, "SSH", config.servers[repository].ssh_port, "tcp", False, (server, PULUMI)))
-            keys += [f"{prefix}_{key}" for key in PUBLISHED[:2]]
+            keys += [f"{prefix}_{key}" for key in CREDENTIALS[:2]]
         if settings.offsite is not None:
             keys += [f"{prefix}_OFFSITE_RESTIC_REPOSITORY", f"{prefix}_OFFSITE_RESTIC_PASSWORD"]
     if settings.offsite is not None and settings.offsite.kind == "s3":

@@ -357,7 +357,8 @@ CATALOGUE: tuple[Service, ...] = (
             "DATABASE_USERNAME": "{postgres.user}",
             "DATABASE_PASSWORD": "{postgres.password}",
             # FusionAuth documents Elasticsearch 7.6.1-7.17.x (7.17 is past Elastic's end of life)
-            # and OpenSearch 2.x from FusionAuth 1.42; its search type for both is "elasticsearch".
+            # and OpenSearch 2.x with FusionAuth 1.42.0 or newer (an older FusionAuth needs Elasticsearch);
+            # its search type for both is "elasticsearch".
             "SEARCH_TYPE": "elasticsearch",
             "SEARCH_SERVERS": "{opensearch.url}",
         },

@@ -24,6 +24,7 @@ import pulumi_command as command
 import pulumi_random as random
 
 from components.platform.host.component import BuildInputs, Host
+from components.platform.host.containers import HEALTHCHECK_INTERVAL
 from components.shared.publishing import CredentialBook
 from components.shared.shell import render
 
@@ -209,6 +210,32 @@ services:
 # plus ./compose and ./docker-server): they run the pinned web image instead, web with those two
 # mounted where the Dockerfile copied them.
 POSTHOG_APP_SERVICES = ("web", "worker", "plugins", "asyncmigrationscheck")
+# Every service of posthog-deploy's docker-compose.yml at the pinned commit, by how it runs: the install
+# starts and waits for the long-running ones; a one-shot (`restart: 'no'`, `scale: 0`: the async
+# migrations check, run by hand) would fail `up --wait` when it exits, so it is never named. The install
+# refuses a checkout whose services differ from these, as it refuses an env file without a key it sets.
+POSTHOG_SERVICES = ("db", "redis", "clickhouse", "zookeeper", "kafka", "worker", "web", "plugins", "object_storage")
+POSTHOG_ONE_SHOTS = ("asyncmigrationscheck",)
+# compose/start runs `./bin/docker-server` directly, and the checkout's docker-server is mode 100644 at
+# 063b964: the install copies it with mode 0755 (`install -m 0755`, whatever git or the umask left) to
+# this untracked file, which web mounts in its place. A later checkout resets the tracked file, not this.
+POSTHOG_SERVER_SCRIPT = "docker-server.samarth"
+# How long `up --wait` waits for every long-running service to run, and web to accept connections: a
+# first install runs PostHog's Postgres and ClickHouse migrations before gunicorn listens. Also web's
+# healthcheck grace (start_period), so only this timeout decides. Then the install watches the containers
+# for a window without a restart (a service without a healthcheck counts as up while it is running, so a
+# crash loop shows as its restart count rising): longer than Docker's longest wait between restarts (a
+# minute), tried a few times, as a service that crashed while web migrated may restart once more.
+POSTHOG_WAIT_SECONDS = 900
+POSTHOG_SETTLE_SECONDS = 90
+POSTHOG_SETTLE_WINDOWS = 4
+# apache/kafka's image creates /var/lib/kafka/data for its user appuser (docker/jvm/Dockerfile), but with
+# any KAFKA_* variable set its server.properties holds only those, and Kafka's default log.dir is
+# /tmp/kafka-logs, in the container's writable layer. KAFKA_LOG_DIRS points it at a named volume there,
+# which Docker fills from the image (owner appuser) on first use. External, created by the install like
+# self-hosted Sentry's stateful volumes, so `docker compose down -v` keeps it too.
+POSTHOG_KAFKA_DATA = "/var/lib/kafka/data"
+POSTHOG_KAFKA_VOLUME = "posthog-kafka-data"
 # apache/kafka in KRaft mode formats its storage with CLUSTER_ID (docker/jvm/launch; `ub ensure CLUSTER_ID`
 # in docker/jvm/include/etc/kafka/docker/configure): 16 bytes in base64url (22 characters), fixed for this
 # one-broker cluster (the first 16 bytes of sha256("samarth-posthog-kafka")).
@@ -218,7 +245,8 @@ POSTHOG_KAFKA_CLUSTER_ID = "oQ-bP7agMF_xAp1xexsgcg"
 def posthog_override(settings: PostHogSettings, images: PostHogImages, minio: str, private_ip: str) -> str:
     """The compose override for posthog-deploy: every image pinned (versions.posthogImages, and
     versions.minio for object storage), Kafka on the Apache image in KRaft mode instead of the
-    withdrawn bitnami/kafka, web on the private IP, Postgres not published."""
+    withdrawn bitnami/kafka with its log on a named volume, web on the private IP with its server
+    script executable and a healthcheck, Postgres not published."""
     app = "\n".join(
         f"""  {name}:
     build: !reset null
@@ -256,6 +284,9 @@ services:
       KAFKA_TRANSACTION_STATE_LOG_MIN_ISR: "1"
       KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS: "0"
       KAFKA_AUTO_CREATE_TOPICS_ENABLE: "true"
+      KAFKA_LOG_DIRS: {POSTHOG_KAFKA_DATA}
+    volumes:
+      - {POSTHOG_KAFKA_VOLUME}:{POSTHOG_KAFKA_DATA}
   web:
     build: !reset null
     image: {images.web}
@@ -263,10 +294,20 @@ services:
       - "{private_ip}:{settings.port}:8000"
     volumes:
       - ./compose:/compose
-      - ./docker-server:/code/bin/docker-server:ro
+      - ./{POSTHOG_SERVER_SCRIPT}:/code/bin/docker-server:ro
+    # docker-server binds gunicorn to 0.0.0.0:8000; the image has python (compose runs manage.py).
+    healthcheck:
+      test: ["CMD", "python", "-c", "import socket; socket.create_connection(('127.0.0.1', 8000), 5).close()"]
+      interval: {HEALTHCHECK_INTERVAL}
+      timeout: 10s
+      retries: 3
+      start_period: {POSTHOG_WAIT_SECONDS}s
 {app}
   object_storage:
     image: {minio}
+volumes:
+  {POSTHOG_KAFKA_VOLUME}:
+    external: true
 """
 
 
@@ -289,6 +330,15 @@ def posthog_release(settings: PostHogSettings, ref: str, images: PostHogImages, 
         # (`!reset`/`!override` need Docker Compose 2.24.4 or newer; `dc config` checks that).
         override=posthog_override(settings, images, minio, private_ip),
         install_file="posthog-install.sh",
+        install_values={
+            "SERVICES": " ".join(POSTHOG_SERVICES),
+            "ONE_SHOTS": " ".join(POSTHOG_ONE_SHOTS),
+            "SERVER_SCRIPT": POSTHOG_SERVER_SCRIPT,
+            "KAFKA_VOLUME": POSTHOG_KAFKA_VOLUME,
+            "WAIT_SECONDS": str(POSTHOG_WAIT_SECONDS),
+            "SETTLE_SECONDS": str(POSTHOG_SETTLE_SECONDS),
+            "SETTLE_WINDOWS": str(POSTHOG_SETTLE_WINDOWS),
+        },
     )
 
 

@@ -127,7 +127,9 @@ def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
         not_backed_up={
             "sentry": "telemetry (error events) with its own retention; losing it loses history, not the platform. "
             "Its organisations and projects can be exported with `docker compose run --rm -T web export` (docs/backups.md)",
-            "posthog": "product analytics events, rebuilt from new traffic; not needed to run Samarth",
+            "posthog": "product analytics events, rebuilt from new traffic; not needed to run Samarth. Its compose "
+            "project's volumes stay when it is stopped or deleted (no `down -v`); Kafka's log, on the external volume "
+            "posthog-kafka-data, holds only events on their way into ClickHouse",
         },
         credentials=tuple(every[name][2] for name in enabled),
         placements=tuple(every[name][1] for name in enabled),
