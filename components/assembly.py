@@ -1,6 +1,6 @@
 """The services of the deployment, and what is gathered from what they declare from config alone.
 
-``SERVICES`` lists every service (and the servers' own SSH) in the order they declare and are built;
+``services()`` lists every service (and the servers' own SSH) in the order they declare and are built;
 each declares the same few things (``components/shared/service.py``). ``load_deployment`` checks the
 declarations against each other and hands the gathered lists on in the ``Deployment``: the upstreams to
 the edge, the backup sources to the backups, the openings to the firewall. ``BACKING`` are the backing
