@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from components import backups
+from components.assembly import backup_sources
 from lab import redis_drill, temporary_lab
 from lab.backup_drill import SERVER, TARGET, Drill, check, checksums, drill_config, fill, sftp_account
 
@@ -93,7 +93,7 @@ def main() -> int:
 
 def redis(postgres: Drill, root: Path, keys: int) -> bool:
     """The Redis drill of tests/test_restores_lab.py at a stated size; False when the digests differ."""
-    (source,) = [s for s in backups.database_sources(postgres.config) if s.name == redis_drill.TARGET]
+    (source,) = [s for s in backup_sources(postgres.config) if s.name == redis_drill.TARGET]
     drill = Drill(db=postgres.db, repository=postgres.repository, config=postgres.config, name="redis")
     host = drill.db
     redis_drill.start_redis(host, drill.image, root)

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from components.config import SERVER_NAMES
+from components.shared.model import SERVER_NAMES
 from lab import Lab, free_subnet, machine_lock
 from lab.core import image_cache_state
 from lab.machines import CGROUP_PARENT, CGROUP_ROOT, cgroup_pids

@@ -1,6 +1,6 @@
 """Capacity planning from config alone, so an overcommitted server fails `pulumi preview` early.
 
-Each component module offers ``placements(config) -> list[Placement]``: what it will put on which
+Each service declares its ``Placement``s (``components/shared/service.py``): what it will put on which
 server and how much memory that is allowed to use (its container memory limits, or an installer's
 stated minimum). ``check_capacity`` compares the sum per server with the server's declared size.
 """
@@ -9,19 +9,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from .config import ConfigError, ServerName, StackConfig
+from components.shared.model import ConfigError, ServerName
+from components.shared.service import Placement
 
-
-@dataclass(frozen=True)
-class Placement:
-    server: ServerName
-    what: str
-    memory_mib: int
-    min_cpus: int = 0
-    # Disk the placement needs on the server (backup repositories), checked against ``servers.<name>.diskGib``.
-    disk_gib: float = 0
+from .config import StackConfig
 
 
 def capacity_table(config: StackConfig, placements: Iterable[Placement]) -> str:

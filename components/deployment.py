@@ -1,6 +1,6 @@
-"""The one way into a stack's configuration: validated config, its secrets and what the components
-declare from it (placements, upstreams, backup sources: ``components/assembly.py``), after every check
-that spans sections (host keys pinned, secrets stored as secrets, routes to offered upstreams, capacity).
+"""The one way into a stack's configuration: validated config, its secrets and what the services
+declare from it (``components/assembly.py``), after every check that spans sections (host keys pinned,
+secrets stored as secrets, what the services declare against each other, capacity).
 
 ``__main__.py`` calls ``engine_deployment()``; the tools and the lab call ``load_deployment()`` with
 the values they read from a stack file, so a stack they accept is one the program accepts.
@@ -14,19 +14,19 @@ from typing import Any, Optional
 
 import pulumi
 
-from .assembly import backup_sources, stack_placements, stack_upstreams
-from .backups import Source
-from .capacity import Placement, check_capacity
+from components.shared.service import BackupSource, Declaration, Opening, Placement, Upstream
+
+from . import assembly
+from .capacity import check_capacity
 from .config import (
-    ConfigError,
     StackConfig,
+    check_declarations,
     imported_vault_init,
     load_stack_config,
     offsite_secret_access_key,
     require_host_keys,
     ssh_private_key,
 )
-from .ports import Upstream
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,17 @@ class Deployment:
     vault_init: Optional[str]
     # backupsOffsiteSecretAccessKey: the off-site S3 repository's secret key; None without one.
     offsite_secret_access_key: Optional[str]
-    # What every component places on the servers, already checked against their capacity.
+    # What every service declares, by name, already checked against each other.
+    declarations: Mapping[str, Declaration]
+    # What every service places on the servers, already checked against their capacity.
     placements: tuple[Placement, ...]
     # What the routes may name, each route already checked to name one of them: for the edge.
     upstreams: tuple[Upstream, ...]
-    # What the backups take from the other components.
-    backup_sources: tuple[Source, ...]
+    # What the backups take from the other services.
+    backup_sources: tuple[BackupSource, ...]
+    # What the host firewall lets through, and the groups of servers its clients may name.
+    openings: tuple[Opening, ...]
+    client_groups: Mapping[str, tuple[str, ...]]
 
 
 def load_deployment(
@@ -55,31 +60,22 @@ def load_deployment(
     config = load_stack_config(project, values)
     require_host_keys(config, stack)
     secrets = frozenset(secret_keys)
-    upstreams = tuple(stack_upstreams(config))
-    check_routes(config, upstreams)
-    placements = tuple(stack_placements(config))
+    declared = assembly.declarations(config)
+    check_declarations(config, declared)
+    placements = tuple(assembly.placements(declared))
     check_capacity(config, placements)
     return Deployment(
         config=config,
         ssh_private_key=ssh_private_key(project, values, secrets),
         vault_init=imported_vault_init(project, values, secrets),
         offsite_secret_access_key=offsite_secret_access_key(project, values, secrets, config),
+        declarations=declared,
         placements=placements,
-        upstreams=upstreams,
-        backup_sources=tuple(backup_sources(config)),
+        upstreams=tuple(assembly.upstreams(declared)),
+        backup_sources=tuple(assembly.backup_sources(config, declared)),
+        openings=tuple(assembly.openings(declared)),
+        client_groups=assembly.groups(declared),
     )
-
-
-def check_routes(config: StackConfig, upstreams: Iterable[Upstream]) -> None:
-    """Raise ``ConfigError`` naming every route whose upstream no component offers in this stack."""
-    offered = [upstream.name for upstream in upstreams]
-    problems = [
-        f"{key}.upstream: unknown upstream {route.upstream!r} (expected one of {', '.join(offered)})"
-        for key, route in config.edge_routes()
-        if route.upstream not in offered
-    ]
-    if problems:
-        raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(problems))
 
 
 def engine_deployment() -> Deployment:

@@ -38,7 +38,7 @@ def fake_outputs(type_: str, script: Optional[str] = None) -> Callable[[StandIn]
 
 def declared_script(inputs: Mapping[str, Any]) -> Optional[str]:
     """The script a remote command runs, as its rendered header names it (``swarm-init[master]`` ->
-    ``swarm-init``), or None for a command not rendered from components/scripts/."""
+    ``swarm-init``), or None for a command not rendered from a script file (components.shared.shell)."""
     match = _SCRIPT.match(str(inputs.get("create") or ""))
     return shlex.split(match.group(1))[0].split("[", 1)[0] if match else None
 

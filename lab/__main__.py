@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from components.config import SERVER_NAMES, ConfigError
+from components.shared.model import SERVER_NAMES, ConfigError
 
 from .core import DEFAULT_PREFIX, DEFAULT_STATE, DEFAULT_SUBNET, Lab, LabError, image_cache_state
 from .machines import machine_image

@@ -7,7 +7,7 @@ Two lab machines (booted Debian 12 under systemd-nspawn, lab/core.py):
   with the application host's address): the CA is the Internet's, not a server of the program.
   Pebble serves its directory over TLS with a certificate from a CA made here, which the client is told
   to trust (``edge.tls.acme.caCertificate``, a file placed on the application machine).
-- ``application``: the server. The program's scripts (components/acme.py, components/edge.py) run over
+- ``application``: the server. The program's scripts (components/services/edge/acme.py, components/services/edge/component.py) run over
   real SSH as ``samarth-devops`` in the order ``pulumi up`` runs them, with the program's own paths
   (``/etc/samarth/acme``, ``/usr/local/sbin/samarth-certificates``, the SSH user's Nginx config
   directory) and its systemd timer. Its dockerd runs what the program runs there as containers: Nginx
@@ -40,10 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from components import acme, edge
 from components.assembly import stack_upstreams
 from components.config import StackConfig
-from components.shell import render
+from components.services.edge import acme
+from components.services.edge import component as edge
+from components.shared.shell import render
 from lab import Lab, LabHost, free_subnet, machine_lock, ssh_command
 from lab.core import NETNS_DIR
 from tools.offline import stack_deployment
@@ -247,15 +248,20 @@ class AcmeLab:
         return Step(result.returncode, result.stdout, result.stderr, time.monotonic() - started)
 
     def install(self, config: Optional[StackConfig] = None) -> Step:
-        return self.ssh(acme.install_script(config or self.config, self.acme_dir, self.script_path, "nginx"), stdin=self.account_key)
+        config = config or self.config
+        assert config.edge.tls.acme is not None
+        client = acme.AcmeClient(config.edge.tls.acme, tuple(config.acme_hosts()), config.versions.lego)
+        return self.ssh(acme.install_script(client, self.acme_dir, self.script_path, "nginx"), stdin=self.account_key)
 
     def install_timer(self, config: Optional[StackConfig] = None) -> Step:
-        return self.ssh(acme.timer_script(config or self.config))
+        config = config or self.config
+        assert config.edge.tls.acme is not None
+        return self.ssh(acme.timer_script(config.edge.tls.acme))
 
     def reload(self, config: Optional[StackConfig] = None) -> Step:
         config = config or self.config
         addresses = {upstream.server: self.application.address for upstream in stack_upstreams(config)}
-        text = edge.render_config(config, stack_upstreams(config), addresses)
+        text = edge.render_config(config.edge.tls, config.edge_routes(), stack_upstreams(config), addresses)
         step = self.ssh(edge.reload_script("nginx", self.conf_dir), stdin=text)
         if step.returncode == 0:
             for port in (80, 443):

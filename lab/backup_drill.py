@@ -27,10 +27,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from components import backups
-from components.config import OffsiteRepository, Server, StackConfig
+from components.assembly import backup_sources
+from components.config import StackConfig
 from components.deployment import load_deployment
-from components.shell import render
+from components.platform.host.settings import Server
+from components.services.backups import component as backups
+from components.services.backups.settings import OffsiteRepository
+from components.shared.service import BackupSource
+from components.shared.shell import render
 from lab import LabHost, docker, ssh, ssh_command
 from lab.images import import_services
 from tools.offline import PROJECT, project_defaults, read_stack_values, stack_file
@@ -158,8 +162,8 @@ class Drill:
         })
 
     @property
-    def source(self) -> backups.Source:
-        (source,) = [s for s in backups.database_sources(self.config) if s.name == TARGET]
+    def source(self) -> BackupSource:
+        (source,) = [s for s in backup_sources(self.config) if s.name == TARGET]
         return source
 
     @property
@@ -198,7 +202,7 @@ class Drill:
         check(docker(self.db, "rm", "-f", TARGET), "removing the container")
         check(docker(self.db, "volume", "rm", f"{TARGET}-data"), "removing the volume")
 
-    def install(self, server: str = SERVER, sources: Sequence[backups.Source] = ()) -> subprocess.CompletedProcess[str]:
+    def install(self, server: str = SERVER, sources: Sequence[BackupSource] = ()) -> subprocess.CompletedProcess[str]:
         """The program's installer as ``pulumi up`` runs it: the script as the SSH command of the login
         user, the credentials on its stdin."""
         offsite = self.offsite
@@ -206,7 +210,7 @@ class Drill:
         if offsite is not None:
             config = config.model_copy(update={"backups": config.backups.model_copy(update={"offsite": offsite})})
         script = backups.install_script(
-            config, server, list(sources) or [self.source], self.image, LAYOUT,
+            config.backups, server, list(sources) or [self.source], self.image, LAYOUT,
             rclone_image=self.image if offsite is not None else "",
         )
         values: dict[str, str] = {"RESTIC_PASSWORD": PASSWORD,

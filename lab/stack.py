@@ -14,8 +14,9 @@ from typing import Any, Optional
 import yaml
 
 from components.capacity import CapacityError
-from components.config import SERVER_NAMES, StackConfig
+from components.config import StackConfig
 from components.deployment import load_deployment
+from components.shared.model import SERVER_NAMES
 from tools.offline import engine_values, read_yaml
 
 from .core import ROOT, LabHost

@@ -593,7 +593,7 @@ def sensitive_ports_private(args: ResourceValidationArgs, report_violation: Repo
 Validator = Callable[[ResourceValidationArgs, ReportViolation], None]
 
 # Where Nginx reads the certificates the program obtains over ACME, and where the CA fetches the
-# HTTP-01 tokens (components/acme.py: NGINX_LIVE_DIR, CHALLENGE_PATH).
+# HTTP-01 tokens (components/services/edge/acme.py: NGINX_LIVE_DIR, CHALLENGE_PATH).
 ACME_CERTIFICATES = "/etc/nginx/acme/"
 ACME_CHALLENGE = "/.well-known/acme-challenge/"
 _SERVER_BLOCK = re.compile(r"^server \{\n(.*?)^\}", re.M | re.S)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 import shlex
 
-from components import edge
 from components.assembly import stack_upstreams
-from components.config import SWARM_MANAGER, StackConfig
+from components.config import StackConfig
+from components.services.edge import component as edge
+from components.shared.model import SWARM_MANAGER
 
 _ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=", re.S)
 
@@ -30,5 +31,5 @@ def script_values(script: str) -> dict[str, str]:
 def nginx_config(config: StackConfig, application_ip: str, swarm_ip: str) -> str:
     """Nginx's config file for ``config`` with the upstreams its components declare, as ``__main__.py``
     hands them to the edge, on these private IPs."""
-    addresses = {"application": application_ip, SWARM_MANAGER: swarm_ip}
-    return edge.render_config(config, stack_upstreams(config), addresses)
+    addresses: dict[str, str] = {"application": application_ip, SWARM_MANAGER: swarm_ip}
+    return edge.render_config(config.edge.tls, config.edge_routes(), stack_upstreams(config), addresses)

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import acme
-from components.config import LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING, Acme, load_stack_config
+from components.config import StackConfig, load_stack_config
+from components.services.edge import acme
+from components.services.edge.settings import LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING, Acme
 from policies import rules
 from rendered import nginx_config
 from tools.offline import PROJECT, ProgramRun, is_secret, read_stack_values, reveal, run_program, stack_file
@@ -25,7 +26,7 @@ COMMAND = "command:remote:Command"
 CONTAINER = "docker:index/container:Container"
 
 
-def _config(stack: str = "prod"):
+def _config(stack: str = "prod") -> StackConfig:
     values, _ = read_stack_values(stack_file(stack))
     return load_stack_config(PROJECT, values)
 
@@ -254,7 +255,9 @@ def test_the_renewal_units_pass_systemd_analyze_verify(tmp_path: Path, timing: d
     (units / f"{acme.UNIT}.timer").write_text(timer_unit)
     script = root / acme.SCRIPT_PATH.lstrip("/")
     script.parent.mkdir(parents=True)
-    script.write_text(acme.certificates_script(_config()))
+    config = _config()
+    assert config.edge.tls.acme is not None
+    script.write_text(acme.certificates_script(acme.AcmeClient(config.edge.tls.acme, tuple(config.acme_hosts()), config.versions.lego)))
     script.chmod(0o700)
     # systemd executes ExecStart itself: without an interpreter line the exec fails (203/EXEC).
     assert script.read_text().startswith("#!/bin/sh\n")
@@ -266,10 +269,8 @@ def test_the_renewal_units_pass_systemd_analyze_verify(tmp_path: Path, timing: d
     assert result.returncode == 0, result.stderr
     assert "Persistent=true" in timer_unit and "Type=oneshot" in acme.SERVICE_UNIT
     # The timer script installs exactly these units.
-    config = _config()
-    assert config.edge.tls.acme is not None
-    assert f"SERVICE_UNIT={shlex.quote(acme.SERVICE_UNIT)}" in acme.timer_script(config)
-    assert f"TIMER_UNIT={shlex.quote(acme.timer_unit(config.edge.tls.acme))}" in acme.timer_script(config)
+    assert f"SERVICE_UNIT={shlex.quote(acme.SERVICE_UNIT)}" in acme.timer_script(config.edge.tls.acme)
+    assert f"TIMER_UNIT={shlex.quote(acme.timer_unit(config.edge.tls.acme))}" in acme.timer_script(config.edge.tls.acme)
 
 
 def test_the_pinned_client_keeps_the_layout_the_scripts_rely_on() -> None:

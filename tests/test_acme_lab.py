@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from components import acme
-from components.config import Route
+from components.services.edge import acme
+from components.shared.service import Route
 from lab.acme import AcmeLab, RequestLoop, acme_lab, missing_tools
 from skip_policy import needs_root
 

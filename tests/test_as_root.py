@@ -1,4 +1,4 @@
-"""Root's part of the remote scripts goes one way: components/scripts/root-lib.sh's ``as_root`` (root runs
+"""Root's part of the remote scripts goes one way: components/shared/scripts/root-lib.sh's ``as_root`` (root runs
 it as it is, any other SSH user through passwordless ``sudo -n``) after its ``need_root`` check, whose
 failure says who needs sudo on which server for what. The stacks log in as a non-root ``sshUser``.
 
@@ -23,7 +23,7 @@ from typing import Optional
 import pytest
 
 import skip_policy
-from components.shell import SCRIPTS, render
+from components.shared.shell import render, script_files
 from shell_calls import Call, Word, assignments, calls
 from tools.offline import COMMAND, ProgramRun, reveal
 
@@ -155,7 +155,7 @@ def remote_scripts(run: ProgramRun) -> list[tuple[str, str]]:
 
 
 def test_only_the_library_calls_sudo_or_asks_whether_it_runs_as_root() -> None:
-    files = sorted(SCRIPTS.glob("*.sh"))
+    files = sorted(script_files().values())
     assert len(files) > 30
     problems = []
     for path in files:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from argv_check import script_leaks, secret_atoms, text_leaks
-from components import backups
 from components.config import ConfigError, load_stack_config, validate
 from components.deployment import load_deployment
+from components.services.backups import component as backups
 from tools.offline import PROJECT, TEST_SECRETS, ProgramRun, is_secret, read_stack_values, reveal, run_program, stack_file
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHqU0wtU2mDgqw8BrjS2ycO9CskOQnh9cmqY2W5lI1pj offsite"

@@ -1,5 +1,5 @@
 """Rotating a server's backup passwords keeps its backups: the program's installer
-(components/scripts/backup-install.sh as ``components.backups.install_script`` renders it) run twice, with
+(components/services/backups/scripts/backup-install.sh as ``components.services.backups.component.install_script`` renders it) run twice, with
 real restic (Debian's 0.14) on a repository over SFTP (restic's sftp backend with OpenSSH's sftp-server
 as its ``sftp.command``, as the agent passes the application server's) and an off-site repository reached
 the agent's way, through real rclone (Debian's 1.60; a local remote in place of S3 or SFTP). Stand-ins:
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from components import backups
 from components.config import validate
+from components.services.backups import component as backups
+from components.shared.service import BackupSource
 from restic_keys import cheapen_key
 from skip_policy import as_root
 from test_backup_offsite import _raw
@@ -36,7 +37,7 @@ pytestmark = [
 ]
 
 SERVER = "db2"
-TARGET = backups.Source(SERVER, "redis-rotation", "redis", "redis-rotation", "/data")
+TARGET = BackupSource(SERVER, "redis-rotation", "redis", "redis-rotation", "/data")
 OLD, NEW = "old0repository0password0123456789abcdef", "new0repository0password0123456789abcdef"
 OLD_OFFSITE, NEW_OFFSITE = "old0offsite0password0123456789abcdef0123", "new0offsite0password0123456789abcdef0123"
 WRONG = "wrong0password0nobody0installed0here0012"
@@ -86,7 +87,7 @@ class Server:
         script = self.root / "install.sh"
         script.write_text(
             f"PATH={bin_dir}:$PATH\n"
-            + backups.install_script(validate(_raw()), SERVER, [TARGET], "restic/restic:stand-in", layout, rclone_image="rclone/rclone:stand-in")
+            + backups.install_script(validate(_raw()).backups, SERVER, [TARGET], "restic/restic:stand-in", layout, rclone_image="rclone/rclone:stand-in")
         )
         remote = f"RCLONE_CONFIG_{backups.OFFSITE_REMOTE.upper()}_"
         stdin = backups.credential_text({

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from components import backups
-from components.assembly import backup_sources, stack_placements
-from components.backup_catalogue import ENGINES, METHODS, PURE_CACHES
+from components.assembly import backup_sources, not_backed_up, stack_placements
 from components.capacity import check_capacity
-from components.catalogue import CATALOGUE
-from components.catalogue import ENGINES as DATABASE_ENGINES
 from components.config import ConfigError, validate
+from components.services.backups.catalogue import METHODS
+from components.services.databases import settings as databases
+from components.services.databases.backup_coverage import ENGINES, PURE_CACHES
+from components.services.databases.catalogue import CATALOGUE
+from components.services.databases.catalogue import ENGINES as DATABASE_ENGINES
+from components.shared.shell import script_files
 from restic_keys import cheapen_key
 from tools.offline import SECRET_V2, ProgramRun, is_secret, read_stack_values, reveal, stack_file
 from tools.plan import backup_plan
@@ -33,11 +35,12 @@ def stack_raw(stack: str) -> dict:
 
 def test_every_database_container_is_backed_up_or_has_a_reason() -> None:
     config = validate(stack_raw("prod"))
-    backed_up = {s.name for s in backups.database_sources(config)}
-    reasons = backups.not_backed_up(config)
+    backed_up = {s.name for s in databases.declare(config, ()).backups}
+    reasons = not_backed_up(config)
     for container in config.databases.containers():
         assert (container.name in backed_up) != (container.name in reasons), container.name
     assert set(ENGINES) == set(DATABASE_ENGINES), "every engine has a coverage line"
+    assert {coverage.method for coverage in ENGINES.values()} - {None} <= set(METHODS)
     assert {service for service, _ in PURE_CACHES} <= {s.name for s in CATALOGUE}
     assert "opensearch-fusionauth" in reasons and "redis-esamwad-backend" in reasons
     assert {s.method for s in backup_sources(config)} == set(METHODS)
@@ -164,7 +167,7 @@ def test_the_installer_copies_restic_from_where_the_pinned_image_puts_it() -> No
     dockerfile = (ROOT / "tests/fixtures/upstreams/restic-v0.18.1/docker/Dockerfile.release").read_text()
     assert "COPY --from=helper /output/restic /usr/bin" in dockerfile
     assert 'ENTRYPOINT ["/usr/bin/restic"]' in dockerfile
-    assert 'docker cp "$container:/usr/bin/restic"' in (ROOT / "components/scripts/backup-install.sh").read_text()
+    assert 'docker cp "$container:/usr/bin/restic"' in script_files()["backup-install.sh"].read_text()
 
 
 def test_the_agent_rotates_keys_with_what_both_restic_versions_have() -> None:
@@ -184,7 +187,7 @@ def test_the_agent_rotates_keys_with_what_both_restic_versions_have() -> None:
     assert "case errors.Is(err, ErrNoRepository):\n\t\texitCode = 10" in main
     assert "case errors.Is(err, repository.ErrNoKeyFound):\n\t\texitCode = 12" in main
     assert "unable to open config file: %v\\nIs there a repository" in (source / "cmd/restic/global.go").read_text()
-    agent = (ROOT / "components/scripts/backup-agent.sh").read_text()
+    agent = script_files()["backup-agent.sh"].read_text()
     for used in ("key add --new-password-file", "key list --json", "key remove", '"wrong password or no key found"',
                  "12:*", "10:*", '"unable to open config file"'):
         assert used in agent, used
@@ -202,6 +205,6 @@ def test_the_redis_restore_relies_only_on_what_the_official_image_has() -> None:
     # redis' own `make install` links redis-check-rdb to redis-server (its src/Makefile).
     assert "make -C /usr/src/redis install;" in build
     assert "WORKDIR /data" in build and 'ENTRYPOINT ["docker-entrypoint.sh"]' in build
-    agent = (ROOT / "components/scripts/backup-agent.sh").read_text()
+    agent = script_files()["backup-agent.sh"].read_text()
     assert "chown -R redis:redis /restored" in agent and "redis-check-rdb /restored/dump.rdb" in agent
     assert 'redis-server --dir "$detail" --appendonly no' in agent

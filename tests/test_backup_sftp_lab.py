@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from components import backups
-from components.config import Server
-from components.shell import render
+from components.platform.host.settings import Server
+from components.services.backups import component as backups
+from components.shared.shell import render
 from lab import LabHost, ssh
 from lab_fixture import LabSession
 

@@ -1,5 +1,5 @@
-"""The backup schedules under systemd's own tools: the program's installer (components/scripts/
-backup-install.sh, as rendered for every prod server with targets) writes its units into a scratch
+"""The backup schedules under systemd's own tools: the program's installer (backup-install.sh,
+ as rendered for every prod server with targets) writes its units into a scratch
 directory, and ``systemd-analyze verify`` checks every timer and service it wrote, with the stacks'
 schedules and with calendar events of other forms (tests/test_systemd_time.py compares the config's
 check of any schedule with ``systemd-analyze calendar``). Here the units of every prod server are verified
@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from components import backups
 from components.assembly import backup_sources
 from components.config import validate
+from components.services.backups import component as backups
 from skip_policy import as_root
 from test_backup_offsite import S3, _raw, _with_offsite
 
@@ -49,7 +49,7 @@ def _install(tmp_path: Path, server: str, **backups_settings: Any) -> Path:
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     script = tmp_path / "install.sh"
-    script.write_text(f"PATH={bin_dir}:$PATH\n" + backups.install_script(config, server, sources, config.versions.restic, layout))
+    script.write_text(f"PATH={bin_dir}:$PATH\n" + backups.install_script(config.backups, server, sources, config.versions.restic, layout))
     stdin = backups.credential_text({"RESTIC_PASSWORD": "p" * 40, "RESTIC_REPOSITORY": "s3:http://10.0.0.1:9000/b/x", "offsite_password": "o" * 40})
     # As root (or root of a user namespace, as another user): the installer writes its root-only files itself.
     result = subprocess.run(as_root(["sh", str(script)]), input=stdin, capture_output=True, text=True, timeout=60)

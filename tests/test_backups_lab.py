@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from components import backups
 from components.assembly import backup_sources
-from components.ports import MINIO_API_PORT
+from components.services.backups import component as backups
+from components.services.storage.settings import API_PORT as MINIO_API_PORT
 from lab import docker, ssh
 from lab.backup_drill import (
     LAYOUT,
@@ -108,7 +108,7 @@ def test_the_installer_refuses_a_login_without_sudo(drill: Drill) -> None:
     ssh(drill.db, "useradd -m -s /bin/sh nosudo; install -d -o nosudo -m 700 ~nosudo/.ssh; "
                   f"cp /home/{drill.db.user}/.ssh/authorized_keys ~nosudo/.ssh/; chown nosudo ~nosudo/.ssh/authorized_keys\n", sudo=True)
     try:
-        script = backups.install_script(drill.config, SERVER, [drill.source], drill.image, LAYOUT)
+        script = backups.install_script(drill.config.backups, SERVER, [drill.source], drill.image, LAYOUT)
         stranger = subprocess.run(
             ["ssh", "-i", str(drill.db.ssh_key_path), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
              "-o", f"UserKnownHostsFile={drill.db.known_hosts}", f"nosudo@{drill.db.address}", script],
@@ -168,7 +168,7 @@ def test_backup_destroy_restore_gives_equal_checksums(drill: Drill) -> None:
 
 
 def test_the_drill_server_is_the_programs_own_target() -> None:
-    (source,) = [s for s in backups.database_sources(staging_config()) if s.name == TARGET]
+    (source,) = [s for s in backup_sources(staging_config()) if s.name == TARGET]
     assert source.server == SERVER and source.method == "postgres"
 
 

@@ -1,4 +1,4 @@
-"""The compose projects' directory (components/scripts/compose-lib.sh, shared by the Sentry and PostHog
+"""The compose projects' directory (components/services/observability/scripts/compose-lib.sh, shared by the Sentry and PostHog
 installs) on a lab machine as the servers' login user: under root's /opt it is made through sudo and given
 to the user, who runs git and docker compose in it; a directory the user cannot write stops the install
 with what to do.
@@ -6,7 +6,7 @@ with what to do.
 
 from __future__ import annotations
 
-from components.shell import render
+from components.shared.shell import render
 from lab import ssh
 from lab_fixture import LabSession
 

@@ -225,7 +225,7 @@ def test_a_jump_host_that_is_a_server_cannot_pin_another_key() -> None:
     )
 
 
-# --- the holes of issue 14: each kind of mistake refused before anything is registered ----------
+# --- each kind of mistake refused before anything is registered ------------------------------------
 
 
 def _prod_with(key: str, change: Any) -> dict[str, Any]:
@@ -360,12 +360,23 @@ def test_a_vault_distribution_that_does_not_match_its_image_is_refused(distribut
     )
 
 
-@pytest.mark.parametrize("platform", ["sentry", "posthog", "registry", "doc-generator"])
-def test_a_database_service_cannot_take_over_a_platform_credential(platform: str) -> None:
-    """Was caught only when Vault published the credentials, after 116 resources were registered."""
-    from components.config import PLATFORM_CREDENTIALS
+def _declared_credentials(stack: str) -> dict[str, set[str]]:
+    from components.assembly import declarations
+    from components.config import load_stack_config
 
-    key = PLATFORM_CREDENTIALS[platform][0]
+    config = load_stack_config(PROJECT, read_stack_values(stack_file(stack))[0])
+    keys: dict[str, set[str]] = {}
+    for declaration in declarations(config).values():
+        for credentials in declaration.credentials:
+            keys.setdefault(credentials.path, set()).update(credentials.keys)
+    return keys
+
+
+@pytest.mark.parametrize("platform", ["sentry", "posthog", "registry", "doc-generator", "backups"])
+def test_a_database_service_cannot_take_over_a_platform_credential(platform: str) -> None:
+    """Refused before anything is registered, not when Vault writes the path after every server is done."""
+    catalogue_env = {s.name: set(s.env) for s in __import__("components.services.databases.catalogue", fromlist=["CATALOGUE"]).CATALOGUE}
+    key = sorted(_declared_credentials("prod")[platform] - catalogue_env.get(platform, set()))[0]
     service: dict[str, Any] = {"env": {key: "{postgres.url}"}}
     if platform != "doc-generator":  # a catalogue service already; the others are added here
         service |= {"server": "db2", "engines": ["postgres"]}
@@ -373,18 +384,13 @@ def test_a_database_service_cannot_take_over_a_platform_credential(platform: str
     _fails([f"databases.services.{platform}.env.{key}: kv/samarth/{platform} already gets {key}"], databases=databases)
 
 
-def test_platform_credentials_are_what_the_program_publishes(prod: Any) -> None:
-    from components.config import PLATFORM_CREDENTIALS
-
+@pytest.mark.parametrize("stack", ["prod", "staging"])
+def test_what_the_services_declare_for_vault_is_what_the_program_publishes(stack: str, runs: Any) -> None:
     published = {
         r.inputs["name"].removeprefix("samarth/"): set(json.loads(r.plain_inputs["dataJson"]))
-        for r in prod.of_type("vault:kv/secretV2:SecretV2")
+        for r in runs[stack].of_type("vault:kv/secretV2:SecretV2")
     }
-    for service, keys in PLATFORM_CREDENTIALS.items():
-        assert set(keys) <= published[service], service
-    catalogue_env = {s.name: set(s.env) for s in __import__("components.catalogue", fromlist=["CATALOGUE"]).CATALOGUE}
-    for service, publishes in published.items():
-        assert publishes == set(PLATFORM_CREDENTIALS.get(service, ())) | catalogue_env.get(service, set()), service
+    assert published == _declared_credentials(stack)
 
 
 # --- stack files are read as the CLI reads them --------------------------------------------------

@@ -14,10 +14,12 @@ import pulumi
 import pytest
 from pulumi.runtime.sync_await import _sync_await
 
-from components import data
-from components.catalogue import CATALOGUE, ENGINES, placeholders
-from components.config import ConfigError, StackConfig, Versions, load_stack_config, server_name
-from components.publishing import CredentialBook
+from components.config import ConfigError, StackConfig, Versions, load_stack_config
+from components.services.databases import component as data
+from components.services.databases import settings as databases_settings
+from components.services.databases.catalogue import CATALOGUE, ENGINES, placeholders
+from components.shared.model import server_name
+from components.shared.publishing import CredentialBook
 from tools.offline import PROJECT, ProgramRun, is_secret, plaintext_strings, read_stack_values, reveal, run_program, stack_file
 
 CONTAINER = "docker:index/container:Container"
@@ -171,7 +173,7 @@ def test_every_image_is_pinned_from_versions_and_kept(stack_run: ProgramRun) -> 
 
 
 def test_memory_limits_are_the_capacity_placements(stack_run: ProgramRun) -> None:
-    placements = data.placements(stack_config(stack_run.stack))
+    placements = databases_settings.declare(stack_config(stack_run.stack), ()).placements
     containers = {r.inputs["name"]: r for r in stack_run.of_type(CONTAINER)}
     assert len(placements) == 16
     for placement in placements:

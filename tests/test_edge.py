@@ -10,11 +10,17 @@ from typing import Any
 import pulumi
 import yaml
 
-from components import edge, registry, storage
 from components.assembly import stack_upstreams
-from components.config import load_stack_config
-from components.host import Host, HostArgs
-from components.publishing import CredentialBook
+from components.config import StackConfig, load_stack_config
+from components.platform.host.component import Host, HostArgs
+from components.services.edge import component as edge
+from components.services.edge import settings as edge_settings
+from components.services.registry import component as registry
+from components.services.registry import settings as registry_settings
+from components.services.registry.settings import public_host
+from components.services.storage import component as storage
+from components.services.storage import settings as storage_settings
+from components.shared.publishing import CredentialBook
 from rendered import nginx_config
 from tools.offline import (
     PROJECT,
@@ -34,7 +40,7 @@ STORAGE = "samarth:storage:Storage"
 PUBLIC_BINDS = {"0.0.0.0", "::", ""}
 
 
-def _config(stack: str):
+def _config(stack: str) -> StackConfig:
     values, _ = read_stack_values(stack_file(stack))
     return load_stack_config(PROJECT, values)
 
@@ -80,7 +86,7 @@ def test_rendered_nginx_config_has_redirect_websockets_registry_needs_and_vault_
     servers = _server_blocks(text)
     assert "return 301 https://$host$request_uri;" in servers["_:80"]
     assert "ssl_reject_handshake on;" in servers["_:443"]
-    registry_block = servers[f"{config.edge.registry_host}:443"]
+    registry_block = servers[f"{public_host(config.edge_routes())}:443"]
     for directive in ("client_max_body_size 0;", "proxy_request_buffering off;", "proxy_set_header X-Forwarded-Proto $scheme;"):
         assert directive in registry_block
     for block in (b for key, b in servers.items() if key.endswith(":443") and not key.startswith("_")):
@@ -89,6 +95,7 @@ def test_rendered_nginx_config_has_redirect_websockets_registry_needs_and_vault_
     (vault_route,) = [r for r in config.edge.routes if r.upstream == "vault"]
     vault_block = servers[f"{vault_route.host}:443"]
     allows = [line.strip() for line in vault_block.splitlines() if line.strip().startswith(("allow", "deny"))]
+    assert vault_route.allow is not None
     assert allows == [*(f"allow {n};" for n in vault_route.allow), "deny all;"]
     # Downloads only: MinIO's S3 API is not writable through the public door.
     (minio_route,) = [r for r in config.edge.routes if r.upstream == "minio"]
@@ -115,9 +122,9 @@ def test_each_upstream_is_declared_once_by_the_component_that_runs_it() -> None:
     assert config.observability.enabled() == ["sentry", "posthog"]
     declared = [(upstream.name, upstream.server) for upstream in stack_upstreams(config)]
     assert declared == [
-        ("registry", registry.SERVER),
-        ("minio", storage.SERVER),
         ("vault", "application"),
+        ("minio", "application"),
+        ("registry", "application"),
         ("sentry", "application"),
         ("posthog", "application"),
         ("swarm", "swarm-master"),
@@ -209,7 +216,7 @@ def test_registry_requires_htpasswd_auth_with_the_generated_bcrypt_hash(prod: Pr
 
 def test_containers_pinned_limited_checked_and_data_protected(prod: ProgramRun) -> None:
     config = _config("prod")
-    placed = {p.what: p.memory_mib for m in (storage, registry, edge) for p in m.placements(config)}
+    placed = {p.what: p.memory_mib for m in (storage_settings, registry_settings, edge_settings) for p in m.declare(config, ()).placements}
     images = {"minio": config.versions.minio, "registry": config.versions.registry, "nginx": config.versions.nginx}
     for name, image in images.items():
         (container,) = [c for c in prod.of_type(CONTAINER) if c.inputs["name"] == name]
@@ -255,7 +262,7 @@ def _book_of_components() -> dict[str, dict[str, tuple[Any, bool]]]:
         storage.Storage("minio", storage.StorageArgs(host=host, image=config.versions.minio, book=book))
         registry.Registry(
             "registry",
-            registry.RegistryArgs(host=host, image=config.versions.registry, public_host=config.edge.registry_host, book=book),
+            registry.RegistryArgs(host=host, image=config.versions.registry, public_host=public_host(config.edge_routes()), book=book),
         )
         return pulumi.Output.from_input(asyncio.ensure_future(collect()))
 
@@ -288,7 +295,7 @@ def test_minio_and_registry_credentials_are_published_to_vault(stack_run: Progra
     assert doc_generator["MINIO_PASSWORD"] == reveal(user.inputs["secret"])
     (password,) = [r for r in stack_run.of_type("random:index/randomPassword:RandomPassword") if r.name == "registry-password"]
     assert published["samarth/registry"] == {
-        "DOCKER_SERVER": config.edge.registry_host,
+        "DOCKER_SERVER": public_host(config.edge_routes()),
         "DOCKER_USERNAME": registry.USERNAME,
         "DOCKER_PASSWORD": reveal(password.outputs["result"]),
     }

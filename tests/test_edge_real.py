@@ -18,8 +18,11 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from components import edge, registry
-from components.config import EdgeTls, load_stack_config
+from components.config import load_stack_config
+from components.services.edge import component as edge
+from components.services.edge.settings import EdgeTls
+from components.services.registry import component as registry
+from components.services.registry.settings import public_host
 from lab import free_port
 from nginx_probe import NGINX, temp_paths
 from nginx_probe import check as nginx_t
@@ -239,7 +242,7 @@ def test_nginx_fronts_the_registry_with_tls_redirect_and_no_body_limit(tmp_path:
 
     password = "generated-" + os.urandom(8).hex()
     (tmp_path / "htpasswd").write_text(f"{registry.USERNAME}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()}\n")
-    public = config.edge.registry_host
+    public = public_host(config.edge_routes())
     (tmp_path / "config.yml").write_text(registry.render_config(f"https://{public}", "http-secret"))
     env = {
         **os.environ,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from components import firewall
-from components.config import PRIVATE_NETWORKS
+from components.platform.firewall import component as firewall
+from components.shared.model import PRIVATE_NETWORKS
 from rendered import script_values
 from tools.offline import PROJECT, ROOT, ProgramRun, read_stack_values, run_program, stack_file
 
@@ -110,16 +110,17 @@ def test_rules_keep_established_connections_and_ssh_before_any_drop(prod: Progra
                 assert "--ctstate DNAT" in line and "--ctdir ORIGINAL" in line
 
 
-def test_every_private_listener_the_config_knows_is_in_the_matrix(prod: ProgramRun) -> None:
+def test_every_private_listener_a_service_declares_is_in_the_matrix(prod: ProgramRun) -> None:
+    from components.assembly import declarations
     from components.config import load_stack_config
 
     config = load_stack_config(PROJECT, read_stack_values(stack_file("prod"))[0])
     matrix = {(r["server"], r["port"]) for r in _rows(prod)}
-    for server, listeners in config.listeners().items():
-        for owner, port, protocol in listeners:
-            if port in (80, 443) and server == "application":
-                continue  # Nginx: public by design
-            assert (server, f"{port}/{protocol}") in matrix, (server, owner, port)
+    listeners = [listener for declaration in declarations(config).values() for listener in declaration.listeners]
+    assert {(listener.server, listener.port) for listener in listeners if listener.clients is None} == {("application", 80), ("application", 443)}
+    for listener in listeners:
+        if listener.clients is not None:
+            assert (listener.server, f"{listener.port}/{listener.protocol}") in matrix, listener
 
 
 def test_no_source_is_the_whole_internet(prod: ProgramRun) -> None:

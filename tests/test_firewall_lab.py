@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from components import firewall
+from components.platform.firewall import component as firewall
 from lab import LabHost, docker, run_command, ssh_command
 from lab.busybox import IMAGE, import_busybox
 from lab.core import NETNS_DIR
@@ -240,7 +240,7 @@ def test_every_servers_rules_load_in_the_kernel(lab_session: LabSession) -> None
     """prod's and staging's rules for all six servers (ESP, UDP, conntrack matches included) pass
     `iptables-restore --test` on a lab host whose dockerd runs with iptables, as the apply program builds them."""
 
-    from components.shell import render
+    from components.shared.shell import render
     from tools.offline import run_program
 
     host = lab_session.host("swarm-master")

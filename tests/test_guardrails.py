@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -239,24 +238,6 @@ def test_container_memory_fits_each_server_as_planned(stack: str, every_run: dic
                 matched += 1
                 assert containers[container.name] == planned[key], key
     assert matched
-
-
-@pytest.mark.parametrize("stack", STACKS)
-def test_the_programs_placements_are_every_modules(stack: str) -> None:
-    # __main__.py, the lab and the guardrails use components.assembly' list; it must not miss a
-    # module: every components module's placements(config), found by looking, is in it.
-    config = guardrails.stack_config(stack)
-    found = []
-    for module in sorted(p.stem for p in (ROOT / "components").glob("*.py") if p.stem != "__init__"):
-        placements = getattr(importlib.import_module(f"components.{module}"), "placements", None)
-        if callable(placements):
-            found.extend(placements(config))
-    # Backup repositories are placed from the targets components.assembly gathers (disk, not memory).
-    from components.assembly import backup_sources
-    from components.backups import repository_placements
-
-    found.extend(repository_placements(config, backup_sources(config)))
-    assert found and sorted(map(repr, stack_placements(config))) == sorted(map(repr, found))
 
 
 def test_registered_memory_beyond_a_server_is_caught(prod: ProgramRun) -> None:

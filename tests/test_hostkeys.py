@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from components.config import EXAMPLE_HOST_KEY_MARK
+from components.platform.host.settings import EXAMPLE_HOST_KEY_MARK
 from lab import LabHost
 from lab.machines import SSH_USER
 from lab_fixture import LabSession

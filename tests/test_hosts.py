@@ -6,8 +6,9 @@ import json
 import shlex
 from pathlib import Path
 
-from components.config import SERVER_NAMES, Access, Server
-from components.host import render_known_hosts
+from components.platform.host.component import render_known_hosts
+from components.platform.host.settings import Access, Server
+from components.shared.model import SERVER_NAMES
 from tools.offline import TEST_SECRETS, ProgramRun, plaintext_strings, reveal, run_program
 
 EXAMPLE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBletDEp7zgwBparP3LXuBVpK2APcX4NQRNsVwgaeq5W"

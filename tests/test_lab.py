@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from components.capacity import check_capacity
-from components.config import ConfigError, load_stack_config, server_name
+from components.config import ConfigError, load_stack_config
+from components.shared.model import server_name
 from lab import Lab, LabError, LabHost, docker, free_subnet, machine_lock, ssh, ssh_command, unavailable
 from lab.machines import CGROUP_PARENT, cgroup_pids
 from lab.stack import PROJECT, leave_out_what_does_not_fit, servers_section, stack_document, validate_document, write_stack_file

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import lab.stack
-from components.backup_catalogue import METHODS as BACKUP_METHODS
-from components.config import SERVER_NAMES
+from components.services.backups.catalogue import METHODS as BACKUP_METHODS
+from components.shared.model import SERVER_NAMES
 from lab import LabHost
 from lab.stack import PROJECT, validate_document, write_stack_file
 from rendered import script_values

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from components.config import Logs, VaultSettings
-from components.host import DAEMON_JSON, log_defaults_script
-from components.vault import AUDIT_LOGROTATE_CONF, audit_rotation_script
+from components.platform.host.component import DAEMON_JSON, log_defaults_script
+from components.platform.host.settings import Logs
+from components.services.vault.component import AUDIT_LOGROTATE_CONF, audit_rotation_script
+from components.services.vault.settings import VaultSettings
 from lab import LabHost, docker, run_command, ssh
 from lab.busybox import import_busybox
 from lab_fixture import LabSession

@@ -1,4 +1,4 @@
-"""No secret on any command line (issue 13): every rendered container command, entrypoint and
+"""No secret on any command line: every rendered container command, entrypoint and
 healthcheck, and every remote script, as the program registers them for prod and staging. A secret
 reaches a process by stdin, a root-only file or its environment, never by argv; a command whose
 stdin or stdout carries a secret never gets its previous output back (``addPreviousOutputInEnv``)."""

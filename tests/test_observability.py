@@ -10,11 +10,12 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from components.backup_catalogue import NOT_BACKED_UP
+from components.assembly import not_backed_up
 from components.config import ConfigError, load_stack_config
-from components.host import Host, HostArgs
-from components.observability import Observability, ObservabilityArgs, sentry_release
-from components.publishing import CredentialBook
+from components.platform.host.component import BuildInputs, Host, HostArgs
+from components.services.observability.component import build as build_observability
+from components.services.observability.component import sentry_release
+from components.shared.publishing import CredentialBook
 from compose_model import POSTHOG_DEPLOY, posthog_compose
 from rendered import script_values
 from tools.offline import (
@@ -27,6 +28,7 @@ from tools.offline import (
     read_stack_values,
     reveal,
     run_program,
+    stack_deployment,
     stack_file,
 )
 
@@ -51,7 +53,7 @@ def test_sentry_installs_the_pinned_tag_unattended(stack_run: ProgramRun) -> Non
     assert "./install.sh --skip-user-creation --no-report-self-hosted-issues </dev/null" in create
     assert values["ADMIN_EMAIL"] == "devops@samarth.example.org"
     assert 'createuser --email "$ADMIN_EMAIL" --superuser --force-update' in create
-    # Without --no-input: the password answers createuser's prompt on stdin (issue 13).
+    # Without --no-input: the password answers createuser's prompt on stdin.
     assert "--no-input" not in create and " --password " not in create
     private_ip = _stack(stack_run.stack, "servers")["application"]["privateIp"]
     port = _stack(stack_run.stack, "observability")["sentry"]["port"]
@@ -131,7 +133,7 @@ def test_posthog_kafka_keeps_its_log_on_a_named_external_volume(stack_run: Progr
     delete = stack_run.named(COMMAND, POSTHOG).plain_inputs["delete"]
     assert "down --remove-orphans" in delete and " -v" not in delete
     # In the backup model: not backed up, with the reason.
-    assert values["KAFKA_VOLUME"] in NOT_BACKED_UP["posthog"]
+    assert values["KAFKA_VOLUME"] in not_backed_up(stack_deployment(stack_run.stack).config)["posthog"]
 
 
 @pytest.mark.parametrize("name", [SENTRY, POSTHOG])
@@ -259,7 +261,7 @@ def test_credentials_go_to_the_book_as_the_secrets_the_installs_use() -> None:
     def build() -> pulumi.Output:
         book = CredentialBook()
         host = Host("application", HostArgs(server=config.servers["application"], access=config.access))
-        component = Observability("observability", ObservabilityArgs(host=host, config=config, book=book))
+        component = build_observability(BuildInputs(config, {"application": host}, book))
         services = book.services()
         seen["keys"] = {service: sorted(entries) for service, entries in services.items()}
         password = services["sentry"]["SENTRY_ADMIN_PASSWORD"]

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from components.config import PostHogImages, PostHogSettings, SentrySettings
-from components.observability import (
+from components.services.observability.component import (
     MARKER,
     POSTHOG_REPOSITORY,
     SENTRY_REPOSITORY,
@@ -20,6 +19,7 @@ from components.observability import (
     posthog_release,
     sentry_release,
 )
+from components.services.observability.settings import PostHogImages, PostHogSettings, SentrySettings
 
 PRIVATE_IP = "10.20.0.10"
 POSTHOG_REF = "063b9643fe43118384c7479911b08857dcdbd9a5"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.config import SERVER_NAMES
+from components.shared.model import SERVER_NAMES
 from tools.offline import ROOT, TEST_SECRETS, ProgramRun, reveal, run_program, secret_strings
 from tools.plan import (
     CONTAINER,

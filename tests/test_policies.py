@@ -14,7 +14,7 @@ from pulumi_policy import EnforcementLevel, PolicyCustomTimeouts, PolicyResource
 from pulumi_policy import deserialize as sdk_deserialize
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from components.config import _pinned_tag
+from components.shared.model import pinned_tag as _pinned_tag
 from policies import rules
 from tools.offline import SECRET_SIG, SECRET_SIG_KEY
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.catalogue import ENGINES, Container, image_major
-from components.data import major_check_script
+from components.services.databases.catalogue import ENGINES, Container, image_major
+from components.services.databases.component import major_check_script
 from lab.core import docker, ssh, ssh_command
 from lab_fixture import LabSession
 from tools.offline import ProgramRun, run_program, stack_file

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from components.config import Server
-from components.host import preflight_script
+from components.platform.host.component import preflight_script
+from components.platform.host.settings import Server
 
 TOOLS = ("awk", "nproc", "id", "cat", "df")
 # `docker version` prints the version; `docker info` names the data root (here /, a real filesystem).

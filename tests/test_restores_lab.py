@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from components import backups
+from components.assembly import backup_sources
 from lab import docker, rabbitmq_drill, redis_drill, ssh
 from lab.backup_drill import (
     LAYOUT,
@@ -44,7 +44,7 @@ def test_redis_backup_restores_every_key(drill: Drill, tmp_path_factory: pytest.
     """redis-odk-adapter (password, --appendonly yes): keys of every type in two databases, backed up by
     the agent, container and volume lost; the restore loads the RDB in a scratch container, and with
     --replace-live Redis serves exactly the backed-up keys, also after a restart (from its append-only file)."""
-    (source,) = [s for s in backups.database_sources(drill.config) if s.name == redis_drill.TARGET]
+    (source,) = [s for s in backup_sources(drill.config) if s.name == redis_drill.TARGET]
     root = tmp_path_factory.mktemp("redis-backups")
     agent = Drill(db=drill.db, repository=drill.repository, config=drill.config, name="redis")
     host, image = drill.db, drill.image
@@ -91,7 +91,7 @@ def test_rabbitmq_definitions_restore_into_a_scratch_broker_then_the_live_one(dr
     the agent, broker and volume lost; the restore imports them into a scratch broker without network
     and checks every object is there, then with --replace-live into the live broker, whose service user
     keeps its deployed password."""
-    (source,) = [s for s in backups.database_sources(drill.config) if s.name == rabbitmq_drill.TARGET]
+    (source,) = [s for s in backup_sources(drill.config) if s.name == rabbitmq_drill.TARGET]
     agent = Drill(db=drill.db, repository=drill.repository, config=drill.config, name="rabbitmq")
     host, image = drill.db, import_rabbitmq(drill.db)
     try:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from components.catalogue import ENGINES
-from components.shell import SCRIPTS
+from components.services.databases.catalogue import ENGINES
+from components.shared.shell import script_files
 from lab import free_port
 from skip_policy import IS_ROOT
 from tools.offline import PROJECT, ProgramRun, is_secret, read_stack_values, reveal, run_program, stack_file
@@ -202,7 +202,7 @@ def test_every_database_container_applies_its_password_before_vault_publishes_it
         engine, service = name.split("-", 1)
         command = _password_command(stack_run, server, name)
         spec = ENGINES[engine]
-        assert (SCRIPTS / spec.password_script).is_file()
+        assert spec.password_script in script_files()
         assert f"CONTAINER={name}" in command.inputs["create"].splitlines()
         assert container.urn in command.dependencies
         assert container.outputs.get("id", f"{container.name}-id") in command.inputs["triggers"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from components.catalogue import ENGINES
+from components.services.databases.catalogue import ENGINES
 from lab import free_port
 from tools.offline import ProgramRun, reveal
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import SentrySettings
-from components.observability import (
+from components.services.observability.component import (
     SENTRY_MIN_BASH,
     SENTRY_MIN_COMPOSE,
     SENTRY_MIN_DOCKER,
@@ -23,6 +22,7 @@ from components.observability import (
     sentry_release,
     sentry_requirements_script,
 )
+from components.services.observability.settings import SentrySettings
 from lab.core import docker, ssh
 from lab_fixture import LabSession
 from nginx_probe import NGINX, temp_paths

@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from components.shell import SCRIPTS, render
+from components.shared.shell import render, script_files
 from tools.offline import ROOT
 
-# The shell scripts outside components/scripts/ (the operator's and CI's own); upstream files kept as
+# The shell scripts that are not remote scripts (the operator's and CI's own); upstream files kept as
 # fixtures are not ours to lint.
 OTHER_SCRIPTS = (".ci/run", "docs/jenkins-deploy.sh", "lab/machine-run.sh", "tools/backup-pulumi-state.sh", "tools/test.sh")
 
@@ -19,7 +19,7 @@ OTHER_SCRIPTS = (".ci/run", "docs/jenkins-deploy.sh", "lab/machine-run.sh", "too
 def test_every_script_passes_shellcheck() -> None:
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is missing: apt-get install -y shellcheck")
-    files = sorted(SCRIPTS.glob("*.sh"))
+    files = sorted(script_files().values())
     assert files, "no script files found"
     result = subprocess.run(
         ["shellcheck", "--shell=sh", "--external-sources", *map(str, files)], capture_output=True, text=True
@@ -51,7 +51,8 @@ def test_every_other_shell_script_passes_shellcheck() -> None:
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is missing: apt-get install -y shellcheck")
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    found = {name for name in tracked if not name.startswith(("components/scripts/", "tests/fixtures/")) and _is_shell(name)}
+    remote = {str(path.relative_to(ROOT)) for path in script_files().values()}
+    found = {name for name in tracked if name not in remote and not name.startswith("tests/fixtures/") and _is_shell(name)}
     assert found == set(OTHER_SCRIPTS), "a new shell script: add it to OTHER_SCRIPTS"
     result = subprocess.run(["shellcheck", *OTHER_SCRIPTS], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

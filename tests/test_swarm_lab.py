@@ -22,8 +22,8 @@ import bcrypt
 import pytest
 import yaml
 
-from components import registry
-from components.swarm import login_script
+from components.services.registry import component as registry
+from components.services.swarm.component import login_script
 from lab import docker, ssh_command
 from lab.swarm import STAGING, SWARM_HOSTS, SwarmScripts, lab_program, lab_servers, nodes, reset, swarm_state
 from lab_fixture import LabSession

@@ -1,4 +1,4 @@
-"""The program's check of timer schedules and delays (components/systemd_time.py) says what systemd says:
+"""The program's check of timer schedules and delays (components/shared/systemd_time.py) says what systemd says:
 on a corpus of calendar events and time spans, and a few hundred generated ones, ``calendar_event`` and
 ``time_span_usec`` accept exactly what ``systemd-analyze calendar`` and ``systemd-analyze timespan`` accept
 (``UTC`` pinned, so no local time-zone abbreviation is in play)."""
@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from components.systemd_time import calendar_event, time_span_usec
+from components.shared.systemd_time import calendar_event, time_span_usec
 
 needs_systemd = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is missing: apt-get install -y systemd")
 

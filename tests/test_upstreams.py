@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
-from components import registry
-from components.config import PostHogSettings, Versions
-from components.observability import posthog_release
+from components.config import Versions
+from components.services.observability.component import posthog_release
+from components.services.observability.settings import PostHogSettings
+from components.services.registry import component as registry
 from compose_model import POSTHOG_DEPLOY, posthog_compose
 from tools import upstreams
 from tools.offline import read_stack_values, stack_file
@@ -298,7 +299,7 @@ def test_the_registry_container_names_its_config_file_as_3x_images_expect() -> N
     assert registry.CONFIG_PATH == "/etc/distribution/config.yml"
 
 
-# Issue 12's findings: pins with a known vulnerability, without maintenance or outside FusionAuth's support.
+# Pins that would be refused: a known vulnerability, no maintenance, or outside FusionAuth's support.
 FLAGGED = {
     "versions.postgres": "postgres:16.10",
     "versions.redis": "redis:7.4.5",

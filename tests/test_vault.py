@@ -14,10 +14,12 @@ import hcl2
 import pulumi
 import pytest
 
-from components import vault as vault_module
-from components.config import VaultSettings, validate
-from components.host import Host, HostArgs
-from components.publishing import CredentialBook
+from components.config import validate
+from components.platform.host.component import Host, HostArgs
+from components.services.vault import component as vault_module
+from components.services.vault import settings as vault_settings
+from components.services.vault.settings import VaultSettings
+from components.shared.publishing import CredentialBook
 from tools.offline import (
     PROJECT,
     Mocks,
@@ -76,7 +78,7 @@ def test_one_vault_container_on_the_application_server_never_on_a_public_or_wild
     assert inputs["restart"] == "unless-stopped"
     assert inputs["capabilities"]["adds"] == ["IPC_LOCK"]
     assert inputs["memory"] == config.vault.memory_mib
-    assert [p.memory_mib for p in vault_module.placements(config)] == [config.vault.memory_mib]
+    assert [p.memory_mib for p in vault_settings.declare(config, ()).placements] == [config.vault.memory_mib]
     assert inputs["healthcheck"]["tests"][0] == "CMD-SHELL"
     assert container.delete_before_replace
 
@@ -625,7 +627,7 @@ def test_every_database_service_has_its_env_at_kv_samarth_service(stack_run: Pro
     published = _published(stack_run)
     assert catalogue
     for service in catalogue:
-        # Other components add keys of their own (doc-generator's MINIO_* from components/storage.py).
+        # Other components add keys of their own (doc-generator's MINIO_* from components/services/storage/component.py).
         assert set(service.env) <= set(published[f"samarth/{service.name}"]), service.name
 
 

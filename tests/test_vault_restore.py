@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 import skip_policy
-from components import backups
-from components import vault as vault_module
 from components.assembly import backup_sources
+from components.services.backups import component as backups
+from components.services.vault import component as vault_module
 from lab.backup_drill import staging_config
 from test_vault_server import CONTAINER, Bao, make_bao
 
@@ -37,7 +37,7 @@ class Agent:
         for directory in ("etc", "sbin"):
             (root / directory).mkdir(mode=0o700, parents=True)
         agent = root / "sbin" / "samarth-backup"
-        agent.write_text("#!/bin/sh\n" + backups.agent_script(staging_config(), source.server, [source], self.layout))
+        agent.write_text("#!/bin/sh\n" + backups.agent_script(staging_config().backups, source.server, [source], self.layout))
         agent.chmod(0o700)
         (root / "sbin" / "samarth-restore").symlink_to(agent)
 
@@ -80,7 +80,7 @@ def test_a_snapshot_taken_with_the_snapshot_approle_restores_a_changed_secret(se
         return result.stdout
 
     # What the program's Vault and Backups components declare: kv, the AppRole mount, the snapshot-only
-    # policy and role (components/backups.py), a secret id for the agent.
+    # policy and role (components/services/backups/component.py), a secret id for the agent.
     as_root("secrets", "enable", "-path=kv", "-version=2", "kv")
     as_root("auth", "enable", "approle")
     as_root("policy", "write", backups.SNAPSHOT_POLICY, "-", stdin=backups.snapshot_policy())

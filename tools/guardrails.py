@@ -37,7 +37,8 @@ from pulumi_policy.proxy import unknown_checking_proxy
 
 from components.assembly import stack_placements
 from components.capacity import usable_mib
-from components.config import ServerName, StackConfig, server_name
+from components.config import StackConfig
+from components.shared.model import ServerName, server_name
 from policies import rules
 from tools.offline import (
     HOST,

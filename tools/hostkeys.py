@@ -31,8 +31,10 @@ from typing import Any, Optional
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 
-from components.config import EXAMPLE_HOST_KEY_MARK, SERVER_NAMES, Access, ConfigError, Server, _describe
-from components.host import docker_ssh_opts, pinned_key, ssh_address
+from components.config import _describe
+from components.platform.host.component import docker_ssh_opts, pinned_key, ssh_address
+from components.platform.host.settings import EXAMPLE_HOST_KEY_MARK, Access, Server
+from components.shared.model import SERVER_NAMES, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "samarth-infra"

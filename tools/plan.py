@@ -27,9 +27,12 @@ from typing import Any, Optional
 
 import pulumi
 
-from components import backups, firewall
-from components.assembly import backup_sources
-from components.config import ServerName, StackConfig, server_name
+from components import assembly
+from components.config import StackConfig
+from components.platform.firewall import component as firewall
+from components.services.backups import component as backups
+from components.services.backups import settings as backup_settings
+from components.shared.model import ServerName, server_name
 from tools import deploy_graph, upstreams
 from tools.offline import (
     COMMAND,
@@ -398,7 +401,7 @@ def render_plan(topology: Topology) -> str:
     out.append("")
     out.extend(upstreams.plan_lines(topology.config.versions.model_dump(by_alias=True)))
     out.append("")
-    out.append("== Host firewall: who may reach which private port (components/firewall.py; others are refused)")
+    out.append("== Host firewall: who may reach which private port (components/platform/firewall/component.py; others are refused)")
     out.extend(f"  {line}" for line in firewall.matrix_table(run.exports.get("firewall", [])).splitlines())
     out.append("")
     out.extend(deploy_graph.render(run, topology.server_of, topology.servers))
@@ -416,16 +419,18 @@ def backup_plan(config: StackConfig) -> list[str]:
         f"== Backups (restic; keep {keep.hourly} hourly, {keep.daily} daily, {keep.weekly} weekly, {keep.monthly} monthly; "
         f"repository size estimated from backups.dataGib and {config.backups.daily_change_percent:g}% change a day)"
     ]
-    sources = backup_sources(config)
-    repositories = backups.repository_placements(config, sources)
-    out += [f"  {line}" for line in backups.schedule_table(config, sources)]
+    declarations = assembly.declarations(config)
+    sources = assembly.backup_sources(config, declarations)
+    store = server_name(backup_settings.object_store(list(declarations.values())).server)
+    repositories = backup_settings.repository_placements(config.backups, sources, store)
+    out += [f"  {line}" for line in backups.schedule_table(config.backups, sources, store)]
     for server, spec in config.servers.items():
         held = [p for p in repositories if p.server == server]
         if held:
             declared = f"{spec.disk_gib} GiB declared" if spec.disk_gib else "diskGib not declared"
             out.append(f"  {server} holds {', '.join(f'{p.what} (~{p.disk_gib} GiB)' for p in held)}; {declared}")
     out.append("  not backed up:")
-    out += [f"    {what}: {why}" for what, why in backups.not_backed_up(config).items()]
+    out += [f"    {what}: {why}" for what, why in assembly.not_backed_up(config).items()]
     return out
 
 

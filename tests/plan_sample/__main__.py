@@ -9,7 +9,7 @@ import pulumi_random as random
 import pulumi_vault as vault
 
 from components.deployment import engine_deployment
-from components.host import build_hosts
+from components.platform.host.component import build_hosts
 
 deployment = engine_deployment()
 config, key = deployment.config, deployment.ssh_private_key

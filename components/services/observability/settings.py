@@ -1,0 +1,139 @@
+"""Sentry's and PostHog's settings (``observability``) and what they declare: their ports (Nginx's
+container only), the route from each one's host name, the credentials they publish, the installers'
+minimums. No Pulumi here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from pydantic import Field, model_validator
+
+from components.shared.model import AbsolutePath, Domain, Email, ImageRef, Model, Port
+from components.shared.service import CONTAINERS, Credentials, Declaration, Listener, Placement, Route, Service, Upstream
+
+if TYPE_CHECKING:
+    from components.config import StackConfig
+
+# getsentry/self-hosted install/_min-requirements.sh: the installer stops below MIN_RAM_HARD=14000
+# (`free -m`, so MiB, as Docker sees it) and MIN_CPU_HARD=4 for the full (non errors-only) profile.
+SENTRY_MIN_MEMORY_MIB = 14000
+SENTRY_MIN_CPUS = 4
+# The posthog-deploy "hobby" stack (Postgres, Redis, ClickHouse, Kafka, ZooKeeper, MinIO, web,
+# worker, plugins) needs at least 8 GB.
+POSTHOG_MIN_MEMORY_MIB = 8192
+
+# What each publishes at kv/samarth/<name> for the services' CI jobs.
+SENTRY_CREDENTIALS = ("SENTRY_URL", "SENTRY_ADMIN_EMAIL", "SENTRY_ADMIN_PASSWORD")
+POSTHOG_CREDENTIALS = (
+    "POSTHOG_URL",
+    "POSTHOG_POSTGRES_PASSWORD",
+    "POSTHOG_SECRET_KEY",
+    "POSTHOG_MINIO_ROOT_USER",
+    "POSTHOG_MINIO_ROOT_PASSWORD",
+)
+
+
+class PostHogImages(Model):
+    """The images the pinned posthog-deploy compose file runs, each replaced by this pin in the program's
+    compose override (components/services/observability/component.py; docs/upstreams.md says why each one)."""
+
+    web: ImageRef
+    clickhouse: ImageRef
+    kafka: ImageRef
+    zookeeper: ImageRef
+    postgres: ImageRef
+    redis: ImageRef
+
+
+class SentrySettings(Model):
+    """Self-hosted Sentry on the application server; Nginx serves ``hostName`` from ``privateIp:port``.
+    ``enabled: false`` leaves it out altogether (install, credentials, route, capacity)."""
+
+    enabled: bool = True
+    host_name: Domain = Field(alias="hostName")
+    port: Port = 9000
+    admin_email: Email = Field(alias="adminEmail")
+    retention_days: int = Field(default=90, alias="retentionDays", ge=1, le=3650)
+    directory: AbsolutePath = "/opt/samarth/sentry"
+
+
+class PostHogSettings(Model):
+    """PostHog (posthog-deploy) on the application server; Nginx serves ``hostName`` over HTTPS.
+    ``enabled: false`` leaves it out altogether (install, credentials, route, capacity)."""
+
+    enabled: bool = True
+    host_name: Domain = Field(alias="hostName")
+    port: Port = 8023
+    directory: AbsolutePath = "/opt/samarth/posthog"
+
+
+OBSERVABILITY_SERVICES = ("sentry", "posthog")
+
+
+class ObservabilitySettings(Model):
+    sentry: SentrySettings
+    posthog: PostHogSettings
+
+    def enabled(self) -> list[str]:
+        """Names of the services this stack installs, of ``OBSERVABILITY_SERVICES``."""
+        return [name for name in OBSERVABILITY_SERVICES if getattr(self, name).enabled]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ObservabilitySettings:
+        if self.sentry.port == self.posthog.port:
+            raise ValueError(f"posthog.port: {self.posthog.port} is already sentry.port")
+        if self.sentry.directory == self.posthog.directory:
+            raise ValueError(f"posthog.directory: {self.posthog.directory} is already sentry.directory")
+        return self
+
+
+
+def routes(settings: ObservabilitySettings) -> list[tuple[str, Route]]:
+    """The route to each enabled one at its ``hostName``, with the key it comes from."""
+    return [
+        (f"observability.{name}.hostName", Route(host=getattr(settings, name).host_name, upstream=name))
+        for name in settings.enabled()
+    ]
+
+
+def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
+    settings = config.observability
+    server = SERVICE.server
+    enabled = settings.enabled()
+    # Uploads (crash dumps, session recordings) are large.
+    every = {
+        "sentry": (
+            Upstream("sentry", server, settings.sentry.port, ("client_max_body_size 100m;",)),
+            Placement(server, "Sentry (self-hosted installer minimum)", SENTRY_MIN_MEMORY_MIB, SENTRY_MIN_CPUS),
+            Credentials("sentry", SENTRY_CREDENTIALS),
+            "Sentry",
+        ),
+        "posthog": (
+            Upstream("posthog", server, settings.posthog.port, ("client_max_body_size 20m;",)),
+            Placement(server, "PostHog (posthog-deploy hobby stack)", POSTHOG_MIN_MEMORY_MIB),
+            Credentials("posthog", POSTHOG_CREDENTIALS),
+            "PostHog",
+        ),
+    }
+    return Declaration(
+        # Published on the private IP for Nginx's container only.
+        listeners=tuple(
+            Listener(server, getattr(settings, name).port, f"observability.{name}.port", every[name][3], (CONTAINERS,), configured=True)
+            for name in enabled
+        ),
+        upstreams=tuple(every[name][0] for name in enabled),
+        absent={name: f"observability.{name}.enabled is false" for name in OBSERVABILITY_SERVICES if name not in enabled},
+        not_backed_up={
+            "sentry": "telemetry (error events) with its own retention; losing it loses history, not the platform. "
+            "Its organisations and projects can be exported with `docker compose run --rm -T web export` (docs/backups.md)",
+            "posthog": "product analytics events, rebuilt from new traffic; not needed to run Samarth. Its compose "
+            "project's volumes stay when it is stopped or deleted (no `down -v`); Kafka's log, on the external volume "
+            "posthog-kafka-data, holds only events on their way into ClickHouse",
+        },
+        credentials=tuple(every[name][2] for name in enabled),
+        placements=tuple(every[name][1] for name in enabled),
+    )
+
+
+SERVICE = Service("observability", declare, "application")

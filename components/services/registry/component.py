@@ -1,0 +1,123 @@
+"""The Docker Registry on the application server: htpasswd auth, private bind, public only via Nginx.
+
+Nginx terminates TLS for the registry's public name, so Docker daemons trust it like any HTTPS
+registry and no node needs `insecure-registries`. The swarm logs in with ``server``/``username``/
+``password``; Jenkins gets the same from ``kv/samarth/registry``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+import yaml
+
+from components.platform.host.component import Host
+from components.platform.host.containers import Healthcheck, data_volume, pinned_image, private_port, service_container
+from components.shared.publishing import CredentialBook
+
+from .settings import MEMORY_MIB, PORT, STORAGE_PATH
+
+# The debug listener serves /debug/health (storage driver checks) for the container healthcheck;
+# it is not published.
+DEBUG_PORT = 5001
+USERNAME = "samarth"
+# registry 3.x images read /etc/distribution/config.yml (distribution-library-image Dockerfile: its CMD);
+# 2.x read /etc/docker/registry/config.yml. The container names the file itself (its command), so the
+# upload is what runs whichever major version `versions.registry` pins.
+CONFIG_PATH = "/etc/distribution/config.yml"
+HTPASSWD_PATH = "/auth/htpasswd"
+
+
+def render_config(public_url: str, http_secret: str) -> str:
+    """The registry's config.yml; listen addresses and paths are the container's."""
+    document: dict[str, Any] = {
+        "version": 0.1,
+        "log": {"level": "info", "fields": {"service": "registry"}},
+        "storage": {
+            "filesystem": {"rootdirectory": STORAGE_PATH},
+            "delete": {"enabled": True},
+            "cache": {"blobdescriptor": "inmemory"},
+        },
+        "http": {
+            "addr": f":{PORT}",
+            # Behind Nginx: Location headers must name the public HTTPS address, not the private one.
+            "host": public_url,
+            "relativeurls": False,
+            # Shared by restarts, so uploads in progress survive a container replacement.
+            "secret": http_secret,
+            "headers": {"X-Content-Type-Options": ["nosniff"]},
+            "debug": {"addr": f"127.0.0.1:{DEBUG_PORT}"},
+        },
+        "auth": {"htpasswd": {"realm": "samarth-registry", "path": HTPASSWD_PATH}},
+        "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class RegistryArgs:
+    host: Host
+    image: str
+    public_host: str
+    book: CredentialBook
+
+
+class Registry(pulumi.ComponentResource):
+    """The registry (``versions.registry``, 3.x) with htpasswd auth; ``server``, ``username``, ``password``
+    for `docker login`."""
+
+    server: str
+    username: str
+    password: pulumi.Output[str]
+    # Created once the registry answers its healthcheck: what a `docker login` must wait for.
+    container: docker.Container
+
+    def __init__(self, name: str, args: RegistryArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("samarth:registry:Registry", name, None, opts)
+        host = args.host
+        self.server = args.public_host
+        self.username = USERNAME
+
+        password = random.RandomPassword(f"{name}-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
+        http_secret = random.RandomPassword(f"{name}-http-secret", length=48, special=False, opts=pulumi.ResourceOptions(parent=self))
+        self.password = pulumi.Output.secret(password.result)
+        htpasswd: pulumi.Output[str] = pulumi.Output.secret(password.bcrypt_hash.apply(lambda digest: f"{USERNAME}:{digest}\n"))
+        config: pulumi.Output[str] = pulumi.Output.secret(http_secret.result.apply(lambda s: render_config(f"https://{self.server}", s)))
+
+        image = pinned_image(host, self, f"{name}-image", args.image)
+        data = data_volume(host, self, f"{name}-data", f"{name}-data")
+        self.container = service_container(
+            host,
+            self,
+            f"{name}-container",
+            name=name,
+            image=image,
+            memory_mib=MEMORY_MIB,
+            healthcheck=Healthcheck(
+                tests=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{DEBUG_PORT}/debug/health"],
+                start_period="10s",
+            ),
+            ports=[private_port(host, PORT)],
+            # The image's entrypoint runs `registry serve <file>` for a *.yml argument.
+            command=[CONFIG_PATH],
+            volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path=STORAGE_PATH)],
+            uploads=[
+                # Both hold secrets (the HTTP secret, the password hash): root only, as the registry runs.
+                docker.ContainerUploadArgs(file=CONFIG_PATH, content=config, permissions="0400"),
+                docker.ContainerUploadArgs(file=HTPASSWD_PATH, content=htpasswd, permissions="0400"),
+            ],
+            # The swarm nodes log in right after: wait until the registry answers.
+            wait=True,
+            wait_timeout=60,
+        )
+
+        args.book.add(
+            "registry",
+            {"DOCKER_SERVER": self.server, "DOCKER_USERNAME": self.username, "DOCKER_PASSWORD": self.password},
+        )
+        self.exports = {"registry": {"server": self.server, "username": self.username}}
+        self.register_outputs({"server": self.server, "username": self.username})

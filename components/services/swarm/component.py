@@ -1,0 +1,224 @@
+"""The Docker Swarm: swarm-master manages, swarm-node2 and swarm-node3 work; Jenkins deploys stacks on it.
+
+Everything the swarm needs from a server is a shell script (pure functions below) run over SSH by a
+``command.remote.Command``, so each one checks the node's state before acting and is safe to run
+again. Per worker three commands carry the lifecycle, ordered so that deleting them (the worker taken
+out of ``swarm.workers``) runs drain, leave, remove in that order:
+
+    <worker>-swarm-seat   (master)  create: nothing (no SSH session); delete: remove the entry of
+                                    the worker, drained and gone, from the node list at once
+    <worker>-swarm-join   (worker)  create: join the master's swarm; delete: leave it
+    <worker>-swarm-node   (master)  create/update: remove stale entries of the worker's address, set
+                                    the node's labels; delete: drain it (returns once its tasks stopped)
+
+Pulumi deletes dependents first, and node depends on join depends on seat, so a fresh `up` runs three
+steps one after another (init, join, labels) as a person would (init, read the token, join), and a
+removal takes as long as the drain. The registry logins wait for what a login really needs
+(``RegistryLogin.ready``: the registry and the proxy serving its name), not for the swarm.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Optional
+
+import pulumi
+import pulumi_command as command
+import pulumi_docker as docker
+
+from components.platform.host.component import Host
+from components.shared.model import SWARM_MANAGER
+from components.shared.shell import render
+
+from .settings import MANAGEMENT_PORT, Swarm
+
+NETWORK_NAME = "application_default"
+# How long a drained worker may take to stop its tasks.
+DRAIN_TIMEOUT_S = 300
+
+
+def node_labels(settings: Swarm, host: Host) -> dict[str, str]:
+    """The labels a member carries: its role and declared memory, then the extra ones from config."""
+    return {
+        "role": "manager" if host.name == SWARM_MANAGER else "worker",
+        "memory_mib": str(host.spec.memory_mib),
+        **settings.labels.get(host.name, {}),
+    }
+
+
+def _manager_address(master_ip: str) -> str:
+    return f"{master_ip}:{MANAGEMENT_PORT}"
+
+
+def init_script(master: str, master_ip: str) -> str:
+    """Make ``master`` the manager of a swarm advertised on its private IP (unless it already is one)
+    and print the cluster facts and both join tokens as one JSON line: this output is secret."""
+    return render(
+        "swarm-init.sh", f"swarm-init[{master}]",
+        MASTER=master, MASTER_IP=master_ip, MANAGER_ADDRESS=_manager_address(master_ip),
+    )
+
+
+def join_script(worker: str, worker_ip: str, master: str, master_ip: str) -> str:
+    """Join ``worker`` to the master's swarm with the worker token read from stdin; a no-op when it is
+    already a worker of that swarm, an error when it belongs to another one. Prints the node ID."""
+    return render(
+        "swarm-join.sh", f"swarm-join[{worker}]",
+        WORKER=worker, WORKER_IP=worker_ip, MASTER=master, MANAGER_ADDRESS=_manager_address(master_ip),
+    )
+
+
+def leave_script(worker: str) -> str:
+    """Make ``worker`` leave whatever swarm it is in; nothing to do when it is in none."""
+    return render("swarm-leave.sh", f"swarm-leave[{worker}]", WORKER=worker)
+
+
+def unseat_script(master: str, worker: str, worker_ip: str) -> str:
+    """On the master, after the drained worker left: remove its entries from the node list at once."""
+    return render("swarm-unseat.sh", f"swarm-unseat[{worker}]", MASTER=master, WORKER=worker, WORKER_IP=worker_ip)
+
+
+def labels_script(master: str, node: str, node_ip: Optional[str], labels: dict[str, str]) -> str:
+    """On the master: make the node's labels exactly ``labels``, touching the node only when they
+    differ. ``node_ip`` None means the master itself."""
+    return render(
+        "swarm-labels.sh", f"swarm-labels[{node}]",
+        MASTER=master, NODE=node, NODE_IP=node_ip or "",
+        LABELS="\n".join(f"{key}={value}" for key, value in sorted(labels.items())),
+        LABEL_KEYS=" ".join(sorted(labels)),
+    )
+
+
+def drain_script(master: str, worker: str, worker_ip: str) -> str:
+    """On the master, before a worker leaves: drain it and wait until its tasks have stopped; refuse
+    when the node list cannot be read."""
+    return render(
+        "swarm-drain.sh", f"swarm-drain[{worker}]",
+        MASTER=master, WORKER=worker, WORKER_IP=worker_ip, DRAIN_TIMEOUT_S=DRAIN_TIMEOUT_S,
+    )
+
+
+def _login_script(node: str, server_and_user: list[str]) -> str:
+    return login_script(node, server_and_user[0], server_and_user[1])
+
+
+def login_script(node: str, server: str, username: str) -> str:
+    """``docker login`` to the registry as ``username`` with the password read from stdin, unless the
+    node's Docker config already holds exactly these credentials for ``server``."""
+    return render("registry-login.sh", f"registry-login[{node}]", NODE=node, REGISTRY=server, REGISTRY_USER=username)
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """Where the nodes log in and with what (the registry component provides these), and what must be
+    up before a login can succeed: the registry itself and the proxy that serves its public name."""
+
+    server: pulumi.Input[str]
+    username: pulumi.Input[str]
+    password: pulumi.Input[str]
+    ready: Sequence[pulumi.Resource] = ()
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    settings: Swarm
+    manager: Host
+    workers: dict[str, Host]
+    registry: Optional[RegistryLogin] = None
+
+
+def _secret_field(stdout: pulumi.Output[str], key: str) -> pulumi.Output[str]:
+    return pulumi.Output.secret(stdout.apply(lambda out: json.loads(out)[key] if out else ""))
+
+
+class Cluster(pulumi.ComponentResource):
+    """The swarm, its labels, the overlay network every stack joins and the registry logins."""
+
+    manager_address: pulumi.Output[str]
+    worker_token: pulumi.Output[str]
+    manager_token: pulumi.Output[str]
+    network: docker.Network
+
+    def __init__(self, name: str, args: ClusterArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("samarth:swarm:Cluster", name, None, opts)
+        settings, master = args.settings, args.manager
+        master_ip = master.spec.private_ip
+        self.manager_address = pulumi.Output.from_input(f"{master_ip}:{MANAGEMENT_PORT}")
+        init = command.remote.Command(
+            f"{master.name}-swarm-init",
+            connection=master.connection,
+            create=init_script(master.name, master_ip),
+            logging=command.remote.Logging.NONE,
+            # Its stdout holds the join tokens: never handed back to a later run.
+            add_previous_output_in_env=False,
+            opts=master.command_options(self, additional_secret_outputs=["stdout"]),
+        )
+        self.worker_token = _secret_field(init.stdout, "workerToken")
+        self.manager_token = _secret_field(init.stdout, "managerToken")
+
+        command.remote.Command(
+            f"{master.name}-swarm-node",
+            connection=master.connection,
+            create=labels_script(master.name, master.name, None, node_labels(settings, master)),
+            opts=master.command_options(self, depends_on=[init]),
+        )
+        for worker_name in settings.workers:
+            worker = args.workers[worker_name]
+            worker_ip = worker.spec.private_ip
+            seat = command.remote.Command(
+                f"{worker_name}-swarm-seat",
+                connection=master.connection,
+                delete=unseat_script(master.name, worker_name, worker_ip),
+                opts=master.command_options(self),
+            )
+            join = command.remote.Command(
+                f"{worker_name}-swarm-join",
+                connection=worker.connection,
+                create=join_script(worker_name, worker_ip, master.name, master_ip),
+                delete=leave_script(worker_name),
+                stdin=self.worker_token.apply(lambda token: f"{token}\n"),
+                logging=command.remote.Logging.NONE,
+                add_previous_output_in_env=False,
+                opts=worker.command_options(self, depends_on=[seat]),
+            )
+            command.remote.Command(
+                f"{worker_name}-swarm-node",
+                connection=master.connection,
+                create=labels_script(master.name, worker_name, worker_ip, node_labels(settings, worker)),
+                delete=drain_script(master.name, worker_name, worker_ip),
+                opts=master.command_options(self, depends_on=[join]),
+            )
+
+        self.network = docker.Network(
+            f"{master.name}-{NETWORK_NAME}",
+            name=NETWORK_NAME,
+            driver="overlay",
+            attachable=True,
+            options={"encrypted": "true"} if settings.encrypt_overlay else {},
+            # The daemon reads back options it added itself (the VXLAN ID), which would otherwise show
+            # as a change that replaces the network, which fails once stacks are attached to it.
+            opts=master.docker_options(self, depends_on=[init], ignore_changes=["options"]),
+        )
+
+        if args.registry is not None and settings.registry_login:
+            registry = args.registry
+            # Only the password is secret: the user name is in the script, the password on stdin.
+            password: pulumi.Output[str] = pulumi.Output.secret(pulumi.Output.from_input(registry.password).apply(lambda p: f"{p}\n"))
+            for host in (master, *(args.workers[w] for w in settings.workers)):
+                command.remote.Command(
+                    f"{host.name}-registry-login",
+                    connection=host.connection,
+                    create=pulumi.Output.all(registry.server, registry.username).apply(partial(_login_script, host.name)),
+                    stdin=password,
+                    logging=command.remote.Logging.NONE,
+                    add_previous_output_in_env=False,
+                    opts=host.command_options(self, depends_on=list(registry.ready)),
+                )
+
+        self.exports = {"swarmManagerAddress": self.manager_address, "swarmNetwork": self.network.name}
+        self.register_outputs(
+            {"managerAddress": self.manager_address, "network": self.network.name, "members": list(settings.members)}
+        )

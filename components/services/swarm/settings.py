@@ -1,0 +1,104 @@
+"""The swarm's settings (``swarm``) and what it declares: its members' ports (members only), the ports it
+publishes for the routes to it, its manager's state as a backup. No Pulumi here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field
+
+from components.shared.model import SWARM_MANAGER, SWARM_WORKERS, Model, ServerName, SwarmWorker
+from components.shared.service import (
+    SWARM_MEMBERS,
+    BackupSource,
+    Declaration,
+    Listener,
+    Opening,
+    RouteRules,
+    Service,
+    Upstream,
+)
+
+if TYPE_CHECKING:
+    from components.config import StackConfig
+
+MANAGEMENT_PORT = 2377
+GOSSIP_PORT = 7946
+OVERLAY_PORT = 4789
+# Every member: the cluster management, gossip and overlay data ports, (what binds it, port, protocol).
+MEMBER_PORTS = (
+    ("swarm management", MANAGEMENT_PORT, "tcp"),
+    ("swarm gossip", GOSSIP_PORT, "tcp"),
+    ("swarm gossip", GOSSIP_PORT, "udp"),
+    ("swarm overlay (VXLAN)", OVERLAY_PORT, "udp"),
+)
+# Where Nginx runs: its container's requests to a published port leave from that server's private IP.
+PROXY_SERVER = "application"
+
+# Labels the program sets on every swarm node itself (see components/services/swarm/component.py).
+SWARM_AUTOMATIC_LABELS = ("role", "memory_mib")
+LabelKey = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")]
+LabelValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:/-]{0,128}$")]
+
+
+class Swarm(Model):
+    """The Docker Swarm over swarm-master (manager) and its workers.
+
+    ``workers`` lists the servers that are members: taking one out drains it, makes it leave and
+    removes it from the node list. ``labels`` are extra node labels per member, for placement
+    constraints (``node.labels.<key>``); ``role`` and ``memory_mib`` are set by the program.
+    """
+
+    workers: list[SwarmWorker] = Field(default_factory=lambda: list(SWARM_WORKERS))
+    labels: dict[ServerName, dict[LabelKey, LabelValue]] = Field(default_factory=dict)
+    encrypt_overlay: bool = Field(default=True, alias="encryptOverlay")
+    registry_login: bool = Field(default=True, alias="registryLogin")
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return (SWARM_MANAGER, *self.workers)
+
+
+
+def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
+    members = config.swarm.members
+    # Management, gossip and overlay traffic (ESP when the overlay is encrypted): members only.
+    listeners = [
+        Listener(member, port, owner, owner, (SWARM_MEMBERS,), protocol, published=False)
+        for member in members
+        for owner, port, protocol in MEMBER_PORTS
+    ]
+    # What the swarm publishes for the routes to it, on every member (routing mesh), is for Nginx; routes
+    # may share a port.
+    published: set[int] = set()
+    for key, route in config.edge_routes():
+        if route.upstream == SERVICE.name and route.port is not None and route.port not in published:
+            published.add(route.port)
+            listeners += [
+                Listener(member, route.port, f"{key}.port", "swarm route (Nginx upstream)", (PROXY_SERVER,), configured=True)
+                for member in members
+            ]
+    esp = [Opening(member, "swarm overlay (IPsec)", 0, "esp", False, (SWARM_MEMBERS,)) for member in members]
+    return Declaration(
+        listeners=tuple(listeners),
+        openings=tuple(esp if config.swarm.encrypt_overlay else ()),
+        groups={SWARM_MEMBERS: members},
+        # Swarm services, reached on the manager's private IP at the port each route names.
+        upstreams=(
+            Upstream(
+                SERVICE.name,
+                SWARM_MANAGER,
+                None,
+                ("client_max_body_size 50m;",),
+                rules=RouteRules(port_from_route="the port the swarm service publishes"),
+            ),
+        ),
+        backups=(BackupSource(SWARM_MANAGER, "swarm", "swarm"),),
+        not_backed_up={
+            "swarm workers": "hold no state of their own: the manager's raft store has the services, the registry the images"
+        },
+    )
+
+
+SERVICE = Service("swarm", declare)
