@@ -37,6 +37,7 @@ from tools.offline import COMMAND, Mocks, ProgramRun, RecordingMonitor, reveal, 
 from .core import LabHost
 from .rehearsal_docker import docker_kinds
 from .rehearsal_kinds import Kind, RehearsalError, Resource, Saved, kinds
+from .rehearsal_vault import vault_kinds
 
 # What a rehearsal reports for each registration.
 EXECUTED = "executed"
@@ -136,7 +137,8 @@ class RehearsalMonitor(RecordingMonitor):
         server = kind.server(resource)
 
         def saved(id_: str, outputs: dict[str, Any]) -> Saved:
-            return Saved(request.type, id_, inputs, outputs, server, bool(request.protect), bool(request.retainOnDelete))
+            return Saved(request.type, id_, inputs, outputs, server, bool(request.protect), bool(request.retainOnDelete),
+                         dict(resource.provider))
 
         old = self.state.resources.get(urn)
         started = time.monotonic()
@@ -215,7 +217,7 @@ def rehearse(stack: str, values: Mapping[str, str], secrets: Mapping[str, str], 
     """Run the program of ``stack`` (its config ``values`` and ``secrets``) for real on the lab machines
     ``hosts`` (its servers' addresses), with the state at ``state_path``."""
     state = State.load(state_path)
-    monitor = RehearsalMonitor(state, kinds(docker_kinds({host.address: host for host in hosts})))
+    monitor = RehearsalMonitor(state, kinds({**docker_kinds({host.address: host for host in hosts}), **vault_kinds()}))
     started = time.monotonic()
     run = run_program(stack, values=values, secrets=secrets, monitor=monitor)
     if run.error is None:

@@ -13,7 +13,8 @@ would: the operation, its outputs, and which input changes replace rather than u
   attribute of the random and tls providers' resources forces a new resource).
 - ``docker:`` resources run on the machine's dockerd (``docker_for``), not through the provider's SSH
   connection; their operations are those of ``lab/rehearsal_docker.py``.
-- Vault and MinIO resources: not performed yet (``Pending``); the program gets the outputs the mocks give.
+- ``vault:`` resources go to the rehearsed OpenBao's API (lab/rehearsal_vault.py).
+- MinIO resources: not performed yet (``Pending``); the program gets the outputs the mocks give.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Saved:
     server: str
     protect: bool = False
     retain_on_delete: bool = False
+    provider: dict[str, Any] = field(default_factory=dict)  # its provider's configuration, to delete it with
 
 
 class Kind:
@@ -283,11 +285,10 @@ class Pending(Kind):
         return stand_in_outputs(resource.type, resource.name, resource.inputs)
 
 
-VAULT_PENDING = Pending("Vault resources are not yet performed against the rehearsed OpenBao")
 MINIO_PENDING = Pending("no MinIO server here; the S3 stand-in is not yet wired")
 
 
-def kinds(docker_kinds: Mapping[str, Kind]) -> dict[str, Kind]:
+def kinds(provider_kinds: Mapping[str, Kind]) -> dict[str, Kind]:
     """Every resource type the program registers -> how the rehearsal performs it."""
     table: dict[str, Kind] = {
         "command:remote:Command": RemoteCommand(),
@@ -297,9 +298,9 @@ def kinds(docker_kinds: Mapping[str, Kind]) -> dict[str, Kind]:
         "tls:index/selfSignedCert:SelfSignedCert": SelfSignedCert(),
         "tls:index/certRequest:CertRequest": CertRequest(),
         "tls:index/locallySignedCert:LocallySignedCert": LocallySignedCert(),
-        **docker_kinds,
+        **provider_kinds,
     }
-    prefixes: dict[str, Callable[[], Kind]] = {"vault:": lambda: VAULT_PENDING, "minio:": lambda: MINIO_PENDING}
+    prefixes: dict[str, Callable[[], Kind]] = {"minio:": lambda: MINIO_PENDING}
     return _WithPrefixes(table, prefixes)
 
 
