@@ -64,6 +64,7 @@ class Operation:
     outcome: str  # EXECUTED, STAND_IN, NOT_EXECUTED, NOTHING
     seconds: float = 0.0
     detail: str = ""
+    finished: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -192,7 +193,18 @@ class RehearsalMonitor(RecordingMonitor):
 class Rehearsal:
     run: ProgramRun
     operations: list[Operation]
+    started: float  # time.monotonic() at the start
     seconds: float
+
+    def server_spans(self) -> dict[str, tuple[float, float]]:
+        """Per server: when its first operation started and its last one ended, in seconds from the start."""
+        spans: dict[str, tuple[float, float]] = {}
+        for op in self.operations:
+            if op.server and op.operation != "same":
+                begin, end = op.finished - op.seconds - self.started, op.finished - self.started
+                first, last = spans.get(op.server, (begin, end))
+                spans[op.server] = (min(first, begin), max(last, end))
+        return spans
 
     def failed(self) -> Optional[BaseException]:
         return self.run.error
@@ -222,4 +234,4 @@ def rehearse(stack: str, values: Mapping[str, str], secrets: Mapping[str, str], 
     run = run_program(stack, values=values, secrets=secrets, monitor=monitor)
     if run.error is None:
         monitor.finish()
-    return Rehearsal(run, monitor.operations, time.monotonic() - started)
+    return Rehearsal(run, monitor.operations, started, time.monotonic() - started)
