@@ -5,8 +5,8 @@ provider) calls it:
 - a volume or network is created with its name, driver and options, and any change replaces it;
 - a ``RemoteImage`` with ``keepLocally`` is looked up on the machine (the lab serves each pinned reference:
   lab/rehearsal_images.py), its ``imageId`` what containers take as their image; it is never removed;
-- a container is created (``Config``/``HostConfig`` from its inputs), its uploads copied in before it
-  starts, started, and with ``wait`` the rehearsal waits for its healthcheck to pass (``waitTimeout``
+- a container is created (``Config``/``HostConfig`` from its inputs), each upload copied in before it
+  starts as a one-file tar archive extracted at "/" (``CopyToContainer``, mode 0744 or 0644), started, and with ``wait`` the rehearsal waits for its healthcheck to pass (``waitTimeout``
   seconds); ``restart``, ``memory`` and ``memorySwap`` update in place (``resourceDockerContainerUpdate``
   updates restart, max_retry_count, cpu_shares, memory, cpu_set and memory_swap), any other change
   replaces it; delete removes it with its anonymous volumes (``RemoveVolumes: true, Force: true``).
@@ -148,22 +148,18 @@ class RemoteImage(DockerKind):
             self.engine(old.server).call("DELETE", f"/images/{urllib.parse.quote(str(old.inputs['name']), safe='')}", ok=(200, 404, 409))
 
 
-def _tar(uploads: list[Mapping[str, Any]]) -> dict[str, bytes]:
-    """Each upload as a one-file tar archive, by the directory it goes into."""
-    archives = {}
-    for upload in uploads:
-        path = str(upload["file"])
-        directory, _, name = path.rpartition("/")
-        content = base64.b64decode(upload["contentBase64"]) if upload.get("contentBase64") else str(upload.get("content", "")).encode()
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            info.mode = int(str(upload["permissions"]), 8) if upload.get("permissions") else (0o744 if upload.get("executable") else 0o644)
-            info.mtime = int(time.time())
-            tar.addfile(info, io.BytesIO(content))
-        archives[(directory or "/") + f"\0{name}"] = buffer.getvalue()
-    return archives
+def _upload(upload: Mapping[str, Any]) -> bytes:
+    """One upload as the provider sends it: a tar archive of one entry named by the file's full path, mode
+    0744 when executable and 0644 otherwise, extracted at the container's "/" (CopyToContainer)."""
+    content = base64.b64decode(upload["contentBase64"]) if upload.get("contentBase64") else str(upload.get("content", "")).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(str(upload["file"]))
+        info.size = len(content)
+        info.mode = 0o744 if upload.get("executable") else 0o644
+        info.mtime = int(time.time())
+        tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
 
 
 class Container(DockerKind):
@@ -211,9 +207,8 @@ class Container(DockerKind):
             }
         made = engine.call("POST", f"/containers/create?name={urllib.parse.quote(name)}", config)
         identifier = str(made["Id"])
-        for place, archive in _tar(spec.get("uploads") or []).items():
-            directory = place.split("\0")[0]
-            engine.call("PUT", f"/containers/{identifier}/archive?path={urllib.parse.quote(directory)}", raw=archive)
+        for upload in spec.get("uploads") or []:
+            engine.call("PUT", f"/containers/{identifier}/archive?path=/", raw=_upload(upload))
         engine.call("POST", f"/containers/{identifier}/start")
         if spec.get("wait"):
             self._wait_healthy(engine, identifier, name, float(spec.get("waitTimeout", 60)))
