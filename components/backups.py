@@ -53,7 +53,8 @@ SNAPSHOT_POLICY = "backup-raft-snapshot"
 SNAPSHOT_ROLE = "backup-raft-snapshot"
 # Published values that are credentials; repositories, user names and the role id stay readable.
 SECRET_KEYS = ("_RESTIC_PASSWORD", "_AWS_SECRET_ACCESS_KEY")
-PUBLISHED = ("RESTIC_REPOSITORY", "RESTIC_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# Installer credentials published to Vault as they are; the repository passwords follow the install.
+PUBLISHED = ("RESTIC_REPOSITORY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 # The rclone remote the agents reach the off-site repository through (RCLONE_CONFIG_<NAME>_* variables).
 OFFSITE_REMOTE = "samarthoffsite"
 
@@ -424,14 +425,11 @@ class Backups(pulumi.ComponentResource):
                 else:
                     credentials["offsite_known_hosts"] = offsite_known_hosts(offsite)
                     self.offsite_keys[server] = (public_key or self._ssh_key(name, server, host)).apply(str.strip)
-                published |= {
-                    f"{key}_OFFSITE_RESTIC_REPOSITORY": offsite_repository(offsite, server),
-                    f"{key}_OFFSITE_RESTIC_PASSWORD": offsite_password.result,  # made secret with the rest below
-                }
+                published[f"{key}_OFFSITE_RESTIC_REPOSITORY"] = offsite_repository(offsite, server)
 
             text: pulumi.Output[str] = pulumi.Output.all(**credentials).apply(credential_text)
             stdin: pulumi.Output[str] = pulumi.Output.secret(text)
-            command.remote.Command(
+            install = command.remote.Command(
                 f"{name}-{server}-install",
                 connection=host.connection,
                 create=install_script(config, server, sources, config.versions.restic),
@@ -447,6 +445,11 @@ class Backups(pulumi.ComponentResource):
             self.repositories[server] = repository
             # The AppRole's secret id stays out: Vault issues it, and a restored Vault can issue another.
             published |= {f"{key}_{k}": v for k, v in credentials.items() if k in PUBLISHED}
+            # Vault, the operators' copy, takes a repository password only once the installer made it open
+            # the repository (a new one becomes a key first): a failed rotation leaves the one that opens it.
+            published[f"{key}_RESTIC_PASSWORD"] = _after(install, password.result)
+            if offsite is not None:
+                published[f"{key}_OFFSITE_RESTIC_PASSWORD"] = _after(install, credentials["offsite_password"])
         args.book.add(
             "backups",
             {k: pulumi.Output.secret(v) if k.endswith(SECRET_KEYS) else v for k, v in published.items()},
@@ -529,6 +532,11 @@ class Backups(pulumi.ComponentResource):
             f"{name}-vault-secret-id", backend=access.approle_path, role_name=role.role_name, opts=in_vault
         )
         return {"role_id": role.role_id, "secret_id": pulumi.Output.secret(secret_id.secret_id)}
+
+
+def _after(resource: pulumi.CustomResource, value: pulumi.Input[str]) -> pulumi.Output[str]:
+    """``value``, once ``resource`` is created or updated."""
+    return pulumi.Output.all(resource.id, value).apply(lambda values: str(values[1]))
 
 
 def credential_text(values: Mapping[str, Any]) -> str:

@@ -19,7 +19,7 @@ import functools
 import re
 import zoneinfo
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Optional
 
 CALENDAR_EXAMPLES = "'daily', '*-*-* 04,16:00:00', 'Mon..Fri 02:30', '*:0/15'"
@@ -259,7 +259,7 @@ def _parse(text: str) -> None:
         if not _DIGITS.fullmatch(text, at + 1):
             raise _Refused
         try:
-            year = datetime.fromtimestamp(int(text[at + 1 :]), UTC).year
+            year = datetime.fromtimestamp(int(text[at + 1 :]), timezone.utc).year
         except (OverflowError, OSError, ValueError):
             raise _Refused from None
         event.year = [_Value(year)]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -422,7 +422,7 @@ class VaultServer(pulumi.ComponentResource):
             # A reboot or a container restart seals Vault and Pulumi cannot see it (the command provider
             # reads nothing back from the host), so the check runs on every `up`: the stamp replaces
             # this command each run. The script only acts when Vault reports itself sealed.
-            triggers=[self.container.id, datetime.now(UTC).isoformat()],
+            triggers=[self.container.id, datetime.now(timezone.utc).isoformat()],
             opts=host.command_options(self, depends_on=[self.container, *init_deps]),
         )
 

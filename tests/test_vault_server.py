@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
@@ -33,6 +32,7 @@ from components import edge
 from components import vault as vault_module
 from components.config import VaultSettings, load_stack_config
 from lab import free_port
+from nginx_probe import NGINX, temp_paths
 from tools.offline import PROJECT, read_stack_values, stack_file
 
 # A second loopback address stands in for the application server's private IP.
@@ -106,21 +106,31 @@ class Bao:
         return (self.root / "docker-calls").read_text().splitlines()
 
 
-# `docker exec [-i] [-u 0] vault CMD ...` run here: `bao` is the real binary; anything else (the
-# bootstrap's root-only steps) runs with the container's recovery directory mapped to a local one.
+# `docker exec [-i] [-u USER] [-e NAME]... vault CMD ...` run here: `bao` (or `vault`) is the real binary;
+# anything else (the bootstrap's root-only steps, the backup agent's) runs as a local command with the
+# container's paths (the distribution's home: data, logs, tls, recovery) mapped under the server's
+# directory, as Docker maps its volumes, so no test writes outside it. `docker inspect` names an image.
 DOCKER_STAND_IN = """#!/bin/sh
 echo "$*" >> {root}/docker-calls
-[ "$1" = exec ] || exit 99
-shift
-[ "$1" = -i ] && shift
-[ "$1" = -u ] && [ "$2" = 0 ] && shift 2
+case "$1" in
+  inspect) echo "stand-in/vault:1"; exit 0 ;;
+  exec) shift ;;
+  *) exit 99 ;;
+esac
+while :; do
+  case "$1" in
+    -i) shift ;;
+    -e | -u) shift 2 ;;
+    *) break ;;
+  esac
+done
 [ "$1" = {container} ] || {{ echo "Error: No such container: $1" >&2; exit 1; }}
 shift
-[ "$1" = bao ] && {{ shift; exec {binary} "$@"; }}
+case "$1" in vault | bao) shift; exec {binary} "$@" ;; esac
 n=$#; i=0
 while [ "$i" -lt "$n" ]; do
   a=$1; shift
-  case "$a" in {recovery}*) a="{root}/recovery${{a#{recovery}}}" ;; esac
+  case "$a" in {home}/*) a="{root}${{a#{home}}}" ;; esac
   set -- "$@" "$a"; i=$((i + 1))
 done
 exec "$@"
@@ -146,7 +156,7 @@ def make_bao(root: Path, **settings: object) -> Bao:
     )
     (root / "server.hcl").write_text(config)
     docker = root / "bin" / "docker"
-    docker.write_text(DOCKER_STAND_IN.format(root=root, container=CONTAINER, binary=get_binary_path(), recovery=dist.recovery_dir))
+    docker.write_text(DOCKER_STAND_IN.format(root=root, container=CONTAINER, binary=get_binary_path(), home=dist.home))
     docker.chmod(0o755)
     (root / "bin" / "bao").symlink_to(get_binary_path())
     server = Bao(root=root, settings=values)
@@ -351,9 +361,6 @@ def test_vault_serves_tls_that_clients_verify_with_the_exported_ca(ready: Bao) -
     assert not [c for c in bao.docker_calls() if "SKIP_VERIFY" in c]
 
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
 def _nginx_to_vault(bao: Bao, directory: Path, ca: Path) -> tuple[subprocess.Popen[bytes], int]:
     """Debian's nginx with the location the program renders for the prod stack's Vault route (the
     route's `allow` dropped: the test client is loopback), proxying to this server, verifying with ``ca``."""
@@ -367,9 +374,8 @@ def _nginx_to_vault(bao: Bao, directory: Path, ca: Path) -> tuple[subprocess.Pop
     assert f"proxy_ssl_trusted_certificate {edge.ca_file('vault')};" in location and "proxy_ssl_verify on;" in location
     port = free_port()
     directory.mkdir()
-    temp = " ".join(f"{d}_temp_path {directory}/{d};" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     (directory / "nginx.conf").write_text(
-        f"pid {directory}/nginx.pid;\nerror_log {directory}/error.log;\nevents {{}}\nhttp {{\n  {temp}\n  access_log off;\n"
+        f"pid {directory}/nginx.pid;\nerror_log {directory}/error.log;\nevents {{}}\nhttp {{\n  {temp_paths(directory)}\n  access_log off;\n"
         "  map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n"
         f"  server {{\n    listen 127.0.0.1:{port};\n{location.replace(edge.ca_file('vault'), str(ca))}\n  }}\n}}\n"
     )

@@ -3,9 +3,9 @@
 #
 # As root on Debian or Ubuntu it first installs the programs the real-tool tests drive (one Debian
 # package per line in tools/test-packages.txt), then makes the venv and runs the whole suite. As any
-# other user it runs everything that needs no root (the real-tool tests skip, each with its reason)
-# and ends with a line saying what was skipped and how to run it. CI (`.ci/run`) runs this script
-# with CI=true, where a skipped test counts as a failure (tests/conftest.py).
+# other user it runs everything that needs no root (what needs the machine's root, the lab, skips with
+# its reason). Either way it ends with a line saying what was skipped, by reason. CI (`.ci/run`) runs
+# this script with CI=true, where a skipped test counts as a failure (tests/skip_policy.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,8 +29,13 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 
 if [ ! -x venv/bin/python ]; then
+  # The oldest Python the program supports is Ubuntu 22.04's (tests/test_oldest_python.py).
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
+    echo "test: $(python3 --version 2>&1) is too old: install Python 3.10 or newer with its venv module (Debian: apt-get install python3-venv)" >&2
+    exit 1
+  }
   python3 -m venv venv || {
-    echo "test: 'python3 -m venv' failed: install Python 3.11 or newer with its venv module (Debian: apt-get install python3-venv)" >&2
+    echo "test: 'python3 -m venv' failed: install Python 3.10 or newer with its venv module (Debian: apt-get install python3-venv)" >&2
     exit 1
   }
 fi
@@ -40,11 +45,18 @@ if [ "$(id -u)" -eq 0 ] && command -v debootstrap >/dev/null 2>&1; then
   venv/bin/python -m lab image
 fi
 
+# The skip policy (tests/skip_policy.py) writes its line counting the skips by reason here: said last.
+SKIPPED_SUMMARY=$(mktemp)
+export SKIPPED_SUMMARY
+trap 'rm -f "$SKIPPED_SUMMARY"' EXIT
 set +e
 venv/bin/python -m pytest -q "$@"
 status=$?
 set -e
+summary=$(cat "$SKIPPED_SUMMARY")
 if [ "$(id -u)" -ne 0 ]; then
-  echo "test: ran as $(id -un): the tests that need root (lab machines, daemons) were skipped; run 'bash tools/test.sh' as root to run them all"
+  echo "test: ran as $(id -un): ${summary:-nothing skipped}${summary:+; run 'bash tools/test.sh' as root to run them all}"
+elif [ -n "$summary" ]; then
+  echo "test: ran as root: $summary"
 fi
 exit "$status"

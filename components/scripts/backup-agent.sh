@@ -6,7 +6,9 @@
 #   samarth-backup status           last success per target and its age; exit 1 when one is overdue
 #   samarth-backup snapshots [target]   complete runs in the repository, newest last
 #   samarth-backup prune            forget by retention, prune, check (the prune timer, daily)
-#   samarth-backup init             create the repository unless it exists (the installer)
+#   samarth-backup init             the installer's: a new password (password.new, offsite_password.new)
+#                                   becomes a key of its repository before it replaces the old one;
+#                                   each repository is created unless it exists
 #   samarth-restore <target> [snapshot] [--replace-live] [--other-cluster]
 #                                   (a link to this program) restore a complete run into a fresh volume
 #                                   and a scratch container without network, check it, and only with
@@ -58,7 +60,8 @@ mkdir -p "$STATE_DIR/status" "$STATE_DIR/cache"
 
 step "reading the repository settings in $CONFIG_DIR"
 [ -r "$CONFIG_DIR/repository.env" ] || fail "$CONFIG_DIR/repository.env is missing: run 'pulumi up' to install the backup agent"
-[ -r "$CONFIG_DIR/password" ] \
+# init installs the password itself, from password.new.
+[ -r "$CONFIG_DIR/password" ] || [ "$command" = init ] \
   || fail "$CONFIG_DIR/password is missing: run 'pulumi up' to install the backup agent"
 SAMARTH_SFTP_COMMAND=""
 SAMARTH_OFFSITE_REPOSITORY=""
@@ -807,6 +810,99 @@ restore_target() {
   SAMARTH_STEP=""
 }
 
+# with_password <location> <password file> <restic arguments...>: restic on the repository at <location>,
+# opened with the password in <password file>.
+with_password() {
+  password_location=$1 password_file=$2
+  shift 2
+  restic_ -r "$password_location" --password-file "$password_file" "$@"
+}
+
+# probe <location> <password file> <restic command...>: a restic command that opens the repository with
+# that password; sets $state: opens ($probed holds the command's output), refused (the repository exists
+# and none of its keys opens with the password) or missing (there is no repository). Anything else stops.
+probe() {
+  probe_rc=0
+  probed=$(with_password "$@" 2>"$work/probe") || probe_rc=$?
+  probe_errors=$(cat "$work/probe")
+  case "$probe_rc:$probe_errors" in
+    0:*) state=opens ;;
+    12:* | *"wrong password or no key found"*) state=refused ;;
+    # restic 0.17 and newer exit 10 when there is no repository; 0.14 only says it cannot read its config,
+    # as for any other error reading it (restic init then refuses to create one where one exists).
+    10:* | *"unable to open config file"*) state=missing ;;
+    *) fail "restic cannot open the repository at $1 (exit $probe_rc): $probe_errors" ;;
+  esac
+}
+
+# The id of the key the last probe's password opened (its output: restic key list --json).
+current_key() {
+  printf '%s\n' "$probed" | awk -v RS='[{}]' '/"current":true/ && match($0, /"id":"[0-9a-f]+"/) { print substr($0, RSTART + 6, RLENGTH - 7) }'
+}
+
+# unopened <what was tried>: stop, leaving the repository and the installed password as they are.
+unopened() {
+  fail "$1: the repository exists, so it is not created again, and nothing was changed. Put a password that opens it into $installed (as root, mode 0600; Vault keeps the one this server last took as $(printf '%s' "$SERVER" | tr 'a-z-' 'A-Z_')_$vault_key, see docs/backups.md) and run 'pulumi up' again, which then adds the new password as a key. Never 'restic init' there: its backups would be lost."
+}
+
+# settle_password <what> <location> <password file> <Vault key>: leave in <password file> a password that
+# opens the repository at <location>, $state opens (or missing: there is no repository yet). A new password
+# from the installer (<password file>.new) becomes a key of the repository (restic key add, opened with the
+# installed password), is proven to open it, the installed password's key is removed, and only then does
+# the new password replace the file. After a failure at any step, running it again finishes the change.
+settle_password() {
+  what=$1 location=$2 installed=$3 vault_key=$4 new=$3.new
+  if [ -f "$new" ] && [ -f "$installed" ] && cmp -s "$new" "$installed"; then
+    rm -f "$new"
+  fi
+  if [ ! -f "$new" ]; then
+    [ -f "$installed" ] || fail "$installed is missing: run 'pulumi up' to install the backup agent"
+    step "opening the $what with $installed"
+    probe "$location" "$installed" cat config
+    [ "$state" != refused ] || unopened "the installed password ($installed) does not open the $what at $location"
+    return 0
+  fi
+  step "opening the $what with the new password"
+  probe "$location" "$new" key list --json
+  old_key=""
+  case "$state" in
+    missing)
+      mv -f "$new" "$installed"
+      return 0
+      ;;
+    opens)
+      # A key an earlier run added, or the repository of a rebuilt server.
+      new_key=$(current_key)
+      if [ -f "$installed" ]; then
+        probe "$location" "$installed" key list --json
+        [ "$state" != opens ] || old_key=$(current_key)
+      fi
+      ;;
+    refused)
+      [ -f "$installed" ] || unopened "the new password does not open the $what at $location, and no password is installed ($installed is missing)"
+      step "opening the $what with the installed password"
+      probe "$location" "$installed" key list --json
+      [ "$state" = opens ] || unopened "neither the new password nor the installed one ($installed) opens the $what at $location"
+      old_key=$(current_key)
+      step "adding the new password as a key of the $what"
+      with_password "$location" "$installed" key add --new-password-file "$new" >/dev/null
+      step "opening the $what with the new key"
+      probe "$location" "$new" key list --json
+      [ "$state" = opens ] || fail "the new key does not open the $what at $location; the installed password still does, and nothing was removed"
+      new_key=$(current_key)
+      ;;
+  esac
+  if [ -n "$old_key" ] && [ "$old_key" != "$new_key" ]; then
+    step "removing key $old_key of the installed password from the $what"
+    with_password "$location" "$new" key remove "$old_key" >/dev/null
+    probe "$location" "$installed" cat config
+    [ "$state" = refused ] || fail "the previous password still opens the $what at $location after its key $old_key was removed (another key of it has the same password?): remove that key with 'restic key remove', then run 'pulumi up' again"
+    echo "$what: the new password is key $new_key; key $old_key of the previous password is removed"
+  fi
+  mv -f "$new" "$installed"
+  state=opens
+}
+
 case "$command" in
   restore) restore_target "$@" ;;
   run)
@@ -840,22 +936,28 @@ case "$command" in
     fi
     ;;
   init)
-    step "looking for the repository"
-    if restic_ cat config >/dev/null 2>&1; then
-      echo "repository exists"
-    else
+    # Under the agents' lock: no run uses a password whose key is being removed.
+    exec 9>"$STATE_DIR/lock"
+    flock 9
+    work=$(mktemp -d "$STATE_DIR/work.XXXXXX")
+    # A new password not adopted is not kept: the installer hands it over again on the next run.
+    trap 'on_exit; rm -f "$CONFIG_DIR/password.new" "$CONFIG_DIR/offsite_password.new"' EXIT
+    settle_password repository "$RESTIC_REPOSITORY" "$CONFIG_DIR/password" RESTIC_PASSWORD
+    if [ "$state" = missing ]; then
       step "initialising the repository"
       restic_ init >/dev/null
       echo "repository initialised"
+    else
+      echo "repository exists"
     fi
     if [ -n "$SAMARTH_OFFSITE_REPOSITORY" ]; then
-      step "looking for the off-site repository"
-      if offsite_ cat config >/dev/null 2>&1; then
-        echo "off-site repository exists"
-      else
+      settle_password "off-site repository" "$SAMARTH_OFFSITE_REPOSITORY" "$CONFIG_DIR/offsite_password" OFFSITE_RESTIC_PASSWORD
+      if [ "$state" = missing ]; then
         step "initialising the off-site repository with the chunker parameters of the repository (so copies deduplicate)"
         offsite_ init --from-repo "$RESTIC_REPOSITORY" --from-password-file "$RESTIC_PASSWORD_FILE" --copy-chunker-params >/dev/null
         echo "off-site repository initialised"
+      else
+        echo "off-site repository exists"
       fi
     fi
     ;;

@@ -1,15 +1,17 @@
 # shellcheck shell=sh
 # Installs the backup agent on one server, idempotently (components/backups.py runs it on `pulumi up`):
 # restic copied out of its pinned image, the root-only credential files from stdin, the agent as
-# samarth-backup (and samarth-restore), one systemd timer per target plus the daily prune, then
-# initialises the repository when it does not exist yet.
+# samarth-backup (and samarth-restore), one systemd timer per target plus the daily prune, then the
+# agent's `init`: a new password becomes a key of its repository before it replaces the installed one,
+# and a repository that does not exist yet is created.
 #
 # Inputs: SERVER, RESTIC_IMAGE, RESTIC, RCLONE_IMAGE and RCLONE (with an off-site repository; else
 # RCLONE_IMAGE is empty), AGENT (the rendered agent), CONFIG_DIR, STATE_DIR, SBIN_DIR, UNIT_DIR, TARGETS
 # (lines "name method schedule container detail"), PRUNE_SCHEDULE, RANDOM_DELAY (each timer's RandomizedDelaySec=).
-# stdin: "key=value" lines. RESTIC_PASSWORD goes to $CONFIG_DIR/password, role_id/secret_id to
-# $CONFIG_DIR/vault-approle, known_hosts to $CONFIG_DIR/known_hosts, offsite_password to
-# $CONFIG_DIR/offsite_password, offsite_known_hosts to $CONFIG_DIR/offsite_known_hosts, the rest
+# stdin: "key=value" lines. RESTIC_PASSWORD goes to $CONFIG_DIR/password.new and offsite_password to
+# $CONFIG_DIR/offsite_password.new, which the agent's init moves over password and offsite_password once
+# they open their repositories; role_id/secret_id to $CONFIG_DIR/vault-approle, known_hosts to
+# $CONFIG_DIR/known_hosts, offsite_known_hosts to $CONFIG_DIR/offsite_known_hosts, the rest
 # (repositories, S3 keys, the sftp command, the off-site rclone remote) to $CONFIG_DIR/repository.env.
 # Every one of them is mode 0600, owned by root.
 . ./root-lib.sh
@@ -57,15 +59,13 @@ if [ -n "$RCLONE_IMAGE" ]; then
 fi
 
 step "writing the credentials into $CONFIG_DIR"
-printf '%s\n' "$credentials" | sed -n 's/^RESTIC_PASSWORD[=]//p' | as_root tee "$CONFIG_DIR/password.new" >/dev/null
-replace "$CONFIG_DIR/password" 600
 printf '%s\n' "$credentials" | grep -E '^[A-Z][A-Z0-9_]*=' | grep -v '^RESTIC_PASSWORD[=]' | as_root tee "$CONFIG_DIR/repository.env.new" >/dev/null
 replace "$CONFIG_DIR/repository.env" 600
 if printf '%s\n' "$credentials" | grep -q '^secret_id[=]'; then
   printf '%s\n' "$credentials" | grep -E '^(role_id|secret_id)=' | as_root tee "$CONFIG_DIR/vault-approle.new" >/dev/null
   replace "$CONFIG_DIR/vault-approle" 600
 fi
-for file in known_hosts offsite_known_hosts offsite_password; do
+for file in known_hosts offsite_known_hosts; do
   if printf '%s\n' "$credentials" | grep -q "^$file="; then
     printf '%s\n' "$credentials" | sed -n "s/^$file=//p" | as_root tee "$CONFIG_DIR/$file.new" >/dev/null
     replace "$CONFIG_DIR/$file" 600
@@ -140,7 +140,16 @@ for file in "$UNIT_DIR"/samarth-backup-*.timer; do
   esac
 done
 
-step "creating the repository unless it exists"
+step "handing the passwords to the agent in $CONFIG_DIR"
+# Not over the installed passwords: the backups stay readable only if a new password is a key of its
+# repository before the old one goes, which the agent's init does (and removes these files).
+printf '%s\n' "$credentials" | sed -n 's/^RESTIC_PASSWORD[=]//p' | as_root tee "$CONFIG_DIR/password.new" >/dev/null
+as_root chmod 600 "$CONFIG_DIR/password.new"
+if printf '%s\n' "$credentials" | grep -q '^offsite_password[=]'; then
+  printf '%s\n' "$credentials" | sed -n 's/^offsite_password[=]//p' | as_root tee "$CONFIG_DIR/offsite_password.new" >/dev/null
+  as_root chmod 600 "$CONFIG_DIR/offsite_password.new"
+fi
+step "opening the repositories with the new passwords, or creating them"
 as_root "$SBIN_DIR/samarth-backup" init >&2
 
 step "enabling the timers"
