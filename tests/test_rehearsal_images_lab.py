@@ -159,7 +159,7 @@ def real_values(run: ProgramRun) -> dict[str, str]:
     keys: dict[str, ec.EllipticCurvePrivateKey] = {}
     for registration in run.of_type("tls:index/privateKey:PrivateKey"):
         keys[output(registration, "privateKeyPem")] = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     certificates: dict[str, x509.Certificate] = {}
     for ca in run.of_type("tls:index/selfSignedCert:SelfSignedCert"):
         inputs, key = ca.plain_inputs, keys[ca.plain_inputs["privateKeyPem"]]
