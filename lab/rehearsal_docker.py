@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from .core import LabHost
+from .rehearsal_images import serve
 from .rehearsal_kinds import Kind, RehearsalError, Resource, Saved
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
@@ -130,8 +131,6 @@ class RemoteImage(DockerKind):
     note = ""
 
     def create(self, resource: Resource) -> tuple[str, dict[str, Any]]:
-        from .rehearsal_images import serve
-
         reference = str(resource.inputs["name"])
         engine = self.engine(self.server(resource))
         served = serve(engine.host, reference)

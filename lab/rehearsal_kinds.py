@@ -194,7 +194,7 @@ _EXTENDED_USES = {"server_auth": ExtendedKeyUsageOID.SERVER_AUTH, "client_auth":
 
 def _certificate(subject: x509.Name, public_key: Any, issuer: x509.Name, signing_key: Any, spec: Mapping[str, Any],
                  sans: Optional[x509.SubjectAlternativeName] = None) -> str:
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     uses = set(spec.get("allowedUses") or [])
     usage = dict.fromkeys(("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"), False)
     usage |= {_KEY_USES[use]: True for use in uses if use in _KEY_USES}
