@@ -23,6 +23,7 @@ import io
 import ipaddress
 import json
 import re
+import shlex
 import socket
 import subprocess
 import tarfile
@@ -308,8 +309,18 @@ def stack(lab_session: LabSession) -> Iterator[Stack]:
     with ThreadPoolExecutor(max_workers=len(deployed)) as pool:
         list(pool.map(attempt, deployed.values()))
     yield Stack(run, deployed)
+    # Other modules of this test process share the lab: the containers and volumes go, and what the
+    # commands before Nginx left on its host (config and certificate directories, the certificates script).
     for item in deployed.values():
-        docker(item.host, "rm", "-f", "-v", item.name)
+        docker(item.host, "rm", "-f", item.name)
+        for volume in item.container.plain_inputs.get("volumes") or []:
+            if volume.get("volumeName"):
+                docker(item.host, "volume", "rm", volume["volumeName"])
+    nginx = deployed["nginx"]
+    left = [v["hostPath"] for v in nginx.container.plain_inputs["volumes"] if v.get("hostPath")]
+    for command in _commands(run, nginx.container)[0]:
+        left += [shlex.split(value)[0] for value in re.findall(r"^(?:ACME_DIR|SCRIPT_PATH)=(.+)$", command.plain_inputs["create"], re.M)]
+    ssh(nginx.host, f"rm -rf {shlex.join(left)}\n", sudo=True)
 
 
 def _healthy(stack: Stack, name: str) -> Deployed:
