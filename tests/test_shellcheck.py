@@ -39,6 +39,15 @@ def test_values_are_quoted_in_the_header_not_the_body() -> None:
     assert out.stdout == "a'b; rm -rf /"
 
 
+def test_a_script_finds_the_system_tools_of_sbin_as_a_non_root_login() -> None:
+    """Debian gives a non-root login a PATH without sbin (the lab's rehearsal met `sysctl: command not
+    found` on a database server): the prelude adds the sbin directories."""
+    rendered = render("prelude.sh", "probe")
+    out = subprocess.run(["sh", "-c", rendered + "command -v sysctl"], capture_output=True, text=True,
+                         env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+    assert out.returncode == 0 and out.stdout.strip().endswith("/sbin/sysctl"), out.stdout + out.stderr
+
+
 def _is_shell(name: str) -> bool:
     path = ROOT / name
     if name.endswith(".sh"):
