@@ -64,6 +64,11 @@ NOT_ON_THE_LAB = {
     "posthog": "PostHog's compose project needs Docker Compose 2.24.4+ and PostHog's images, which cannot be built here",
 }
 
+# Pins the lab stack sets to what the lab serves, where the major version differs from staging's and the
+# program checks it: Debian 12's PostgreSQL is 15 (lab/rehearsal_images.py), and the program's major-version
+# check refuses a 15 data directory under a 16 pin.
+LAB_VERSIONS = {"postgres": "postgres:15.18"}
+
 # When the lab's certificate renewal and backup timers run (OnCalendar=).
 LAB_TIMER_SCHEDULE = "minutely"
 
@@ -91,7 +96,7 @@ def stack_document(
     assignments: Mapping[str, LabHost], base: Path = STAGING, pulumi_from: Optional[str] = None
 ) -> dict[str, Any]:
     """The lab stack file's content: ``base``'s config with servers on lab hosts and no jump host, the
-    timers due soon, and what cannot run on the lab (``NOT_ON_THE_LAB``) disabled;
+    timers due soon, ``LAB_VERSIONS`` pinned, and what cannot run on the lab (``NOT_ON_THE_LAB``) disabled;
     ``pulumi_from`` (the lab bridge's address, where Pulumi and the operator run) is what the host
     firewall lets in for SSH and Pulumi's providers."""
     document = read_yaml(base) or {}
@@ -104,6 +109,7 @@ def stack_document(
     config[f"{PROJECT}:servers"] = servers_section(assignments, config.get(f"{PROJECT}:servers") or {})
     config[f"{PROJECT}:access"] = {"via": "private"}
     timers_fire_soon(config)
+    config[f"{PROJECT}:versions"] = {**(config.get(f"{PROJECT}:versions") or {}), **LAB_VERSIONS}
     observability = config.get(f"{PROJECT}:observability") or {}
     config[f"{PROJECT}:observability"] = {
         **observability, **{name: {**(observability.get(name) or {}), "enabled": False} for name in NOT_ON_THE_LAB},
