@@ -134,13 +134,18 @@ _ROLE_FIELDS = {"tokenPolicies": "token_policies", "tokenTtl": "token_ttl", "tok
                 "bindSecretId": "bind_secret_id", "tokenPeriod": "token_period", "tokenType": "token_type"}
 
 
+def _whole(value: Any) -> Any:
+    """Pulumi's numbers arrive as floats; the provider sends Vault whole seconds and counts as integers."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class AuthBackendRole(VaultKind):
     REPLACED_BY = frozenset({"backend", "roleName"})
 
     def create(self, resource: Resource) -> tuple[str, dict[str, Any]]:
         spec = resource.inputs
         path = f"auth/{spec.get('backend', 'approle')}/role/{spec['roleName']}"
-        call(resource.provider, "POST", path, {api: spec[key] for key, api in _ROLE_FIELDS.items() if key in spec})
+        call(resource.provider, "POST", path, {api: _whole(spec[key]) for key, api in _ROLE_FIELDS.items() if key in spec})
         role_id = call(resource.provider, "GET", f"{path}/role-id")["data"]["role_id"]
         return path, {"roleId": role_id}
 
