@@ -1,4 +1,5 @@
-"""`python -m lab up|down|status|reboot|kill|destroy`: lab machines, and the `lab` stack file pointing at them."""
+"""`python -m lab up|down|status|reboot|kill|destroy|rehearse`: lab machines, the `lab` stack file pointing at them,
+and a rehearsal of `pulumi up` of that stack on them (lab/rehearsal.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import time
 from pathlib import Path
 
 from components.shared.model import SERVER_NAMES, ConfigError
+from tools.offline import read_stack_values
 
 from .core import DEFAULT_PREFIX, DEFAULT_STATE, DEFAULT_SUBNET, Lab, LabError, image_cache_state
 from .machines import machine_image
+from .rehearsal import rehearse
 from .stack import LAB_STACK, write_stack_file
 
 
@@ -26,9 +29,9 @@ def host_names(spec: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
-    parser.add_argument("action", choices=("up", "down", "status", "reboot", "kill", "destroy", "image"),
+    parser.add_argument("action", choices=("up", "down", "status", "reboot", "kill", "destroy", "image", "rehearse"),
                         help="reboot: clean, disk kept; kill: a power cut (`up` boots it again); destroy: machine and disk gone; "
-                             "image: build the machine image unless it is cached")
+                             "image: build the machine image unless it is cached; rehearse: deploy the lab stack for real")
     parser.add_argument("host", nargs="?", help="the host to reboot, kill or destroy, or to bring up alone")
     parser.add_argument("--hosts", type=host_names, default=list(SERVER_NAMES),
                         help="a number (the first N server names) or comma-separated names; default: the six servers")
@@ -79,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
             lab.destroy(args.host)
             print(f"{args.host} is gone, disk included; `python -m lab up {args.host}` makes a new machine")
             return 0
+        if args.action == "rehearse":
+            values, _ = read_stack_values(args.stack_file)
+            rehearsal = rehearse("lab", values, {"sshPrivateKey": lab.key_path.read_text()}, args.state / "rehearsal.json", lab.hosts())
+            print(rehearsal.report())
+            return 1 if rehearsal.failed() else 0
         if args.action == "down":
             lab.down()
             args.stack_file.unlink(missing_ok=True)

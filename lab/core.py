@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from components.services.databases.catalogue import ENGINES
+
 from .machines import SSH_USER, LabError, Machine, checked, image_cached, locked, machine_image, mounts_under
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +57,13 @@ TOOLS = {
     "docker": "docker.io",
 }
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
-INOTIFY_LIMITS = {"max_user_instances": 8192, "max_user_watches": 1048576}
+# Kernel-wide settings every machine sees as its own: at least these values on this machine (see _preflight).
+KERNEL_MINIMUMS = {
+    "fs/inotify/max_user_instances": 8192,
+    "fs/inotify/max_user_watches": 1048576,
+    # What the database engines ask of a server's kernel (the program's database-sysctls check).
+    **{key.replace(".", "/"): value for engine in ENGINES.values() for key, value in engine.host_sysctl_minimums.items()},
+}
 
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,9}$")  # interface names are at most 15 characters
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
@@ -433,10 +441,11 @@ class Lab:
         for directory in (NETNS_DIR, self.state_dir):
             directory.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o755)
-        # Every machine's systemd, dbus and journald take inotify instances from one budget: all machines
-        # run as this machine's root (no user namespace). Debian's default of 128 runs out at a dozen machines.
-        for setting, wanted in INOTIFY_LIMITS.items():
-            path = Path("/proc/sys/fs/inotify") / setting
+        # The machines share this machine's kernel. Every machine's systemd, dbus and journald take inotify
+        # instances from one budget (all run as this machine's root): Debian's default of 128 runs out at a
+        # dozen machines. And a database server's kernel settings are this machine's.
+        for setting, wanted in KERNEL_MINIMUMS.items():
+            path = Path("/proc/sys") / setting
             if int(path.read_text()) < wanted:
                 path.write_text(f"{wanted}\n")
 

@@ -1,80 +1,57 @@
 """Container images for lab hosts, built from Debian's packages: no registry is reachable from the lab.
 
-``debian_rootfs`` debootstraps a minimal Debian (``--variant=minbase``) with the packages asked for into
-a tarball, once per package list (cached under /var/cache/samarth-lab, shared by concurrent test runs
-through a lock); ``import_image`` loads it into a lab host's daemon with ``docker import``.
+One Debian rootfs serves every image made of Debian's software (``debian_rootfs``): a minimal bookworm
+(``--variant=minbase``) with ``PACKAGES``, debootstrapped once per package list and cached under
+/var/cache/samarth-lab (shared by concurrent test runs through a lock), with the Debian version of each
+package recorded beside it (``debian_versions``). ``import_debian`` loads it into a lab host's daemon once
+(``docker import``), and ``build_image`` makes each image from it, or from another base, with a Dockerfile
+of lab/image-files/ (the official image's users, paths, environment and entry point over Debian's
+binaries); every image a host holds shares that one base layer.
 
-The services image (one rootfs, one ``docker import`` per lab host, so CI builds and loads it once):
-Debian bookworm's PostgreSQL 15 (the platform runs the official ``postgres:16`` image; dumps and
-restores go through the same pg_dump/pg_restore options on both), Debian's Redis 7.0 (the platform runs
-the official ``redis:7.4``; the RDB and append-only formats the restore relies on are the same) and
-Debian's restic 0.14 at /usr/bin/restic, the path restic's official image uses, so the backup installer
-copies restic out of it exactly as it does out of ``versions.restic`` on the servers; likewise Debian's
-rclone 1.60, also at /usr/local/bin/rclone where rclone's official image (``versions.rclone``) has it.
-Its entry point
-does for ``redis-server`` what the official Redis image's does, and runs any other command as given
-(by default the Postgres entry point below).
+``import_services`` is the drills' image (tests/test_backups_lab.py): Debian's PostgreSQL 15 by default
+(the platform runs the official ``postgres:16``; dumps and restores go through the same pg_dump/pg_restore
+options on both), and Debian's Redis 7.0 with ``redis-server ...`` as command (the platform runs
+``redis:7.4``; the RDB and append-only formats the restore relies on are the same). Debian's restic 0.14
+is at /usr/bin/restic, the path restic's official image uses, so the backup installer copies restic out of
+it exactly as it does out of ``versions.restic`` on the servers; likewise Debian's rclone 1.60, also at
+/usr/local/bin/rclone where rclone's official image (``versions.rclone``) has it. lab/rehearsal_images.py
+serves each pinned reference of the stack the same way.
 """
 
 from __future__ import annotations
 
-import fcntl
+import functools
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .core import LabError, LabHost, docker
+from .machines import CACHE, MIRROR, SUITE, locked
 
-CACHE = Path("/var/cache/samarth-lab")
-SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
-SERVICE_PACKAGES = ("postgresql-15", "redis-server", "restic", "rclone")
+# The software of every Debian-made lab image; busybox-static for the stand-ins' httpd.
+PACKAGES = (
+    "postgresql-15", "redis-server", "restic", "rclone", "nginx", "docker-registry", "lego",
+    "curl", "wget", "ca-certificates", "busybox-static",
+)
 # Debian's path -> the path the official image of ``versions.<name>`` uses, copied into the rootfs.
 OFFICIAL_PATHS = {"usr/bin/rclone": "usr/local/bin/rclone"}
-POSTGRES_BIN = "/usr/lib/postgresql/15/bin"
-# Not needed to run anything in the lab: the package cache, documentation, translations, and the LLVM
-# that PostgreSQL's JIT loads (the entry point starts Postgres with jit=off).
+# Not needed to run anything in the lab: the package cache, documentation, translations, the LLVM that
+# PostgreSQL's JIT loads (the Postgres entry point starts it with jit=off) and the cluster Debian's package
+# makes (the official image has none: its entry point makes one on the data volume).
 TRIM = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/locale", "usr/share/man",
         "usr/lib/x86_64-linux-gnu/libLLVM-14.so.1", "usr/lib/x86_64-linux-gnu/libz3.so.4",
-        "usr/lib/postgresql/15/lib/llvmjit.so", "usr/lib/postgresql/15/lib/bitcode")
-
-# PID 1 of the lab's Postgres containers: what the official image's entrypoint does that the backup
-# scripts rely on (POSTGRES_USER is the superuser, POSTGRES_DB exists, local connections are trusted,
-# the server is PID 1), with data checksums on.
-POSTGRES_ENTRYPOINT = f"""#!/bin/sh
-set -eu
-export PATH={POSTGRES_BIN}:$PATH
-install -d -o postgres -g postgres -m 2775 /var/run/postgresql
-install -d -o postgres -g postgres -m 0700 "$PGDATA"
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
-  setpriv --reuid=postgres --regid=postgres --init-groups \\
-    initdb --data-checksums -U "$POSTGRES_USER" --auth-local=trust --auth-host=scram-sha-256 -D "$PGDATA" >/dev/null
-  echo "CREATE DATABASE \\"$POSTGRES_DB\\" OWNER \\"$POSTGRES_USER\\";" \\
-    | setpriv --reuid=postgres --regid=postgres --init-groups postgres --single -D "$PGDATA" postgres >/dev/null
-fi
-exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA" -c listen_addresses= -c jit=off
-"""
-
-# A stand-in for the official Redis image's entry point: `redis-server` as root first gives the working
-# directory (WORKDIR /data) to the redis user, then runs as that user; the Debian package's redis user
-# stands in for the image's uid 999. The pinned image's own entry point could not be read here
-# (docs/upstreams.md, redis): the restore gives its files to redis itself, so it does not rely on this part.
-SERVICES_ENTRYPOINT = """#!/bin/sh
-set -e
-if [ "${1#-}" != "$1" ] || [ "${1%.conf}" != "$1" ]; then
-  set -- redis-server "$@"
-fi
-if [ "$1" = redis-server ] && [ "$(id -u)" = 0 ]; then
-  find . \\! -user redis -exec chown redis '{}' +
-  exec setpriv --reuid=redis --regid=redis --init-groups "$0" "$@"
-fi
-exec "$@"
-"""
+        "usr/lib/postgresql/15/lib/llvmjit.so", "usr/lib/postgresql/15/lib/bitcode", "var/lib/postgresql/15/main")
+# The Dockerfiles and the files they copy (entry points, configs).
+IMAGE_FILES = Path(__file__).resolve().parent / "image-files"
+# The label that says what an image was built from (``build_image`` rebuilds it when that changes).
+BUILT_FROM = "org.samarth.lab.built-from"
 
 
 def _build(packages: Sequence[str], tarball: Path) -> None:
@@ -89,6 +66,10 @@ def _build(packages: Sequence[str], tarball: Path) -> None:
     if result.returncode != 0:
         shutil.rmtree(work, ignore_errors=True)
         raise LabError(f"debootstrap of {', '.join(packages)} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
+    installed = subprocess.run(
+        ["dpkg-query", f"--admindir={work}/var/lib/dpkg", "-W", "-f", "${Package}\t${Version}\n"],
+        capture_output=True, text=True, check=True,
+    ).stdout
     for path in TRIM:
         target = work / path
         if target.is_dir():
@@ -98,28 +79,27 @@ def _build(packages: Sequence[str], tarball: Path) -> None:
     for debian, official in OFFICIAL_PATHS.items():
         if (work / debian).exists():
             shutil.copy2(work / debian, work / official)
-    for name, text in (("lab-postgres", POSTGRES_ENTRYPOINT), ("docker-entrypoint.sh", SERVICES_ENTRYPOINT)):
-        entrypoint = work / "usr/local/bin" / name
-        entrypoint.write_text(text)
-        entrypoint.chmod(0o755)
+    versions = dict(line.split("\t", 1) for line in installed.splitlines())
+    tarball.with_suffix(".json").write_text(json.dumps(versions, indent=1, sort_keys=True))
     partial = tarball.with_suffix(".partial")
     subprocess.run(["tar", "-C", str(work), "--numeric-owner", "-cf", str(partial), "."], check=True)
     partial.rename(tarball)
     shutil.rmtree(work)
 
 
-def debian_rootfs(packages: Sequence[str] = SERVICE_PACKAGES) -> Path:
+def debian_rootfs(packages: Sequence[str] = PACKAGES) -> Path:
     """A tarball of a minimal Debian with ``packages``, built once and then reused."""
-    key = hashlib.sha256(
-        f"{SUITE} {' '.join(sorted(packages))} {POSTGRES_ENTRYPOINT} {SERVICES_ENTRYPOINT} {TRIM} {OFFICIAL_PATHS}".encode()
-    ).hexdigest()[:16]
-    CACHE.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(f"{SUITE} {' '.join(sorted(packages))} {TRIM} {OFFICIAL_PATHS}".encode()).hexdigest()[:16]
     tarball = CACHE / f"debian-{SUITE}-{key}.tar"
-    with open(CACHE / ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(CACHE / ".lock"):
         if not tarball.exists():
             _build(packages, tarball)
     return tarball
+
+
+def debian_versions() -> dict[str, str]:
+    """The Debian version of every package in the rootfs of ``PACKAGES`` (``{"nginx": "1.22.1-9+deb12u12"}``)."""
+    return dict(json.loads(debian_rootfs().with_suffix(".json").read_text()))
 
 
 def import_image(host: LabHost, tarball: Path, name: str, changes: Sequence[str]) -> None:
@@ -132,22 +112,64 @@ def import_image(host: LabHost, tarball: Path, name: str, changes: Sequence[str]
         raise LabError(f"lab host {host.name}: docker import of {tarball} failed: {result.stderr}")
 
 
-def import_services(host: LabHost, name: str = "samarth-lab/services:bookworm") -> str:
-    """The services image on ``host``: Postgres by default, Redis with ``redis-server ...`` as command."""
-    import_image(
-        host,
-        debian_rootfs(),
-        name,
-        [
-            f"ENV PATH={POSTGRES_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "ENV PGDATA=/var/lib/postgresql/data",
-            "WORKDIR /data",
-            'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]',
-            'CMD ["/usr/local/bin/lab-postgres"]',
-        ],
-    )
+def import_debian(host: LabHost) -> str:
+    """The Debian rootfs as an image on ``host`` (named after its cache key), imported once per daemon."""
+    tarball = debian_rootfs()
+    name = f"samarth-lab/debian:{tarball.stem.removeprefix('debian-')}"
+    import_image(host, tarball, name, ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
     return name
 
+
+@functools.cache
+def _digest(path: Path, size: int, mtime_ns: int) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def build_image(host: LabHost, base: str, name: str, dockerfile: str, context: Mapping[str, Path]) -> None:
+    """``name`` on ``host``'s daemon, built with ``dockerfile`` (a file of lab/image-files/, which starts
+    ``ARG BASE`` / ``FROM $BASE``) on the image ``base``; ``context`` maps the other files it copies, by
+    their name in the build context, to where they are here (modes kept). Skipped when ``name`` is already
+    built from the same base, Dockerfile and files."""
+    files = {dockerfile: IMAGE_FILES / dockerfile, **context}
+    stats = {entry: path.stat() for entry, path in files.items()}
+    built_from = hashlib.sha256(repr((base, sorted(
+        (entry, stat.st_mode & 0o777, _digest(files[entry], stat.st_size, stat.st_mtime_ns)) for entry, stat in stats.items()
+    ))).encode()).hexdigest()[:16]
+    found = docker(host, "image", "inspect", "--format", f'{{{{ index .Config.Labels "{BUILT_FROM}" }}}}', name)
+    if found.returncode == 0 and found.stdout.strip() == built_from:
+        return
+    with tempfile.TemporaryFile() as archive:
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            for entry, path in sorted(files.items()):
+                info = tarfile.TarInfo(entry)
+                info.size, info.mode = stats[entry].st_size, stats[entry].st_mode & 0o777
+                with open(path, "rb") as handle:
+                    tar.addfile(info, handle)
+        archive.seek(0)
+        # The classic builder: the lab's Docker (Debian's docker.io) has no BuildKit.
+        result = subprocess.run(
+            ["docker", "-H", host.docker_host, "build", "--build-arg", f"BASE={base}", "--label", f"{BUILT_FROM}={built_from}",
+             "--file", dockerfile, "--tag", name, "-"],
+            stdin=archive, capture_output=True, text=True, timeout=600, env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        )
+    if result.returncode != 0:
+        raise LabError(f"lab host {host.name}: building {name} from {dockerfile} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
+
+
+def image_files(*names: str) -> dict[str, Path]:
+    """Files of lab/image-files/ for a build context, under their own names."""
+    return {name: IMAGE_FILES / name for name in names}
+
+
+def import_services(host: LabHost, name: str = "samarth-lab/services:bookworm") -> str:
+    """The drills' image on ``host``: Postgres by default, Redis with ``redis-server ...`` as command."""
+    build_image(host, import_debian(host), name, "services.Dockerfile",
+                image_files("postgres-entrypoint.sh", "redis-entrypoint.sh"))
+    return name
 
 
 # RabbitMQ without a debootstrap (Erlang would add about a minute to every CI run's image build): Debian's
@@ -158,20 +180,26 @@ def import_services(host: LabHost, name: str = "samarth-lab/services:bookworm") 
 RABBITMQ_TREES = ("/usr/lib/erlang", "/usr/lib/rabbitmq")
 
 
-def _elf_libraries(trees: Sequence[str]) -> set[str]:
-    """The shared libraries (and the loader) the ELF files under ``trees`` load."""
+def elf_libraries(paths: Sequence[str]) -> set[str]:
+    """The shared libraries (and the loader) the ELF files at ``paths`` (files, or trees of them) load."""
+    candidates = [p for path in map(Path, paths) for p in ([path] if path.is_file() else path.rglob("*"))]
     elves = []
-    for tree in trees:
-        for path in Path(tree).rglob("*"):
-            if path.is_file() and not path.is_symlink():
-                with open(path, "rb") as handle:
-                    if handle.read(4) == b"\x7fELF":
-                        elves.append(str(path))
+    for path in candidates:
+        if path.is_file() and not path.is_symlink():
+            with open(path, "rb") as handle:
+                if handle.read(4) == b"\x7fELF":
+                    elves.append(str(path))
     libraries: set[str] = set()
     for elf in elves:
         result = subprocess.run(["ldd", elf], capture_output=True, text=True)
         libraries |= {word for word in result.stdout.split() if word.startswith("/") and ".so" in word}
     return libraries
+
+
+def host_files(paths: Sequence[str]) -> dict[str, Path]:
+    """This machine's files at ``paths`` and the shared libraries they load, as build context entries
+    under ``rootfs/`` (a Dockerfile's ``COPY rootfs/ /`` puts each at its path)."""
+    return {f"rootfs{path}": Path(os.path.realpath(path)) for path in sorted({*paths, *elf_libraries(paths)})}
 
 
 def import_rabbitmq(host: LabHost, name: str = "samarth-lab/rabbitmq:bookworm") -> str:
@@ -196,7 +224,7 @@ def import_rabbitmq(host: LabHost, name: str = "samarth-lab/rabbitmq:bookworm") 
                 tar.addfile(link)
         for tree in RABBITMQ_TREES:
             tar.add(tree, arcname=tree.lstrip("/"))
-        for library in sorted(_elf_libraries(RABBITMQ_TREES)):
+        for library in sorted(elf_libraries(RABBITMQ_TREES)):
             tar.add(os.path.realpath(library), arcname=library.lstrip("/"))
         for path, text in {"etc/passwd": "root:x:0:0:root:/var/lib/rabbitmq:/bin/sh\n", "etc/group": "root:x:0:\n"}.items():
             data = text.encode()

@@ -13,7 +13,6 @@ from typing import Any, Optional
 
 import yaml
 
-from components.capacity import CapacityError
 from components.config import StackConfig
 from components.deployment import load_deployment
 from components.shared.model import SERVER_NAMES
@@ -59,6 +58,18 @@ def servers_section(assignments: Mapping[str, LabHost], base_servers: Mapping[st
     return servers
 
 
+# What the lab stack leaves out, and why: these install with Docker Compose 2.32 or newer from images
+# that no lab machine can pull or build (Debian 12's compose plugin is older).
+NOT_ON_THE_LAB = {
+    "sentry": "Sentry's self-hosted install needs Docker Compose 2.32+ and some thirty images that cannot be built here",
+    "posthog": "PostHog's compose project needs Docker Compose 2.24.4+ and PostHog's images, which cannot be built here",
+}
+
+# Pins the lab stack sets to what the lab serves, where the major version differs from staging's and the
+# program checks it: Debian 12's PostgreSQL is 15 (lab/rehearsal_images.py), and the program's major-version
+# check refuses a 15 data directory under a 16 pin.
+LAB_VERSIONS = {"postgres": "postgres:15.18"}
+
 # When the lab's certificate renewal and backup timers run (OnCalendar=).
 LAB_TIMER_SCHEDULE = "minutely"
 
@@ -85,7 +96,8 @@ def timers_fire_soon(config: dict[str, Any]) -> None:
 def stack_document(
     assignments: Mapping[str, LabHost], base: Path = STAGING, pulumi_from: Optional[str] = None
 ) -> dict[str, Any]:
-    """The lab stack file's content: ``base``'s config with servers on lab hosts and no jump host;
+    """The lab stack file's content: ``base``'s config with servers on lab hosts and no jump host, the
+    timers due soon, ``LAB_VERSIONS`` pinned, and what cannot run on the lab (``NOT_ON_THE_LAB``) disabled;
     ``pulumi_from`` (the lab bridge's address, where Pulumi and the operator run) is what the host
     firewall lets in for SSH and Pulumi's providers."""
     document = read_yaml(base) or {}
@@ -98,6 +110,11 @@ def stack_document(
     config[f"{PROJECT}:servers"] = servers_section(assignments, config.get(f"{PROJECT}:servers") or {})
     config[f"{PROJECT}:access"] = {"via": "private"}
     timers_fire_soon(config)
+    config[f"{PROJECT}:versions"] = {**(config.get(f"{PROJECT}:versions") or {}), **LAB_VERSIONS}
+    observability = config.get(f"{PROJECT}:observability") or {}
+    config[f"{PROJECT}:observability"] = {
+        **observability, **{name: {**(observability.get(name) or {}), "enabled": False} for name in NOT_ON_THE_LAB},
+    }
     if pulumi_from is not None:
         config[f"{PROJECT}:firewall"] = {
             **(config.get(f"{PROJECT}:firewall") or {}),
@@ -126,37 +143,6 @@ def validate_document(document: Mapping[str, Any]) -> StackConfig:
     return load_deployment(PROJECT, LAB_STACK.stem.removeprefix("Pulumi."), values, secure).config
 
 
-def fits(document: Mapping[str, Any]) -> bool:
-    """Whether the program would accept the stack file as far as capacity goes (other mistakes raise)."""
-    try:
-        validate_document(document)
-    except CapacityError:
-        return False
-    return True
-
-
-def leave_out_what_does_not_fit(document: dict[str, Any]) -> list[str]:
-    """Disable (``enabled: false``) each of Sentry and PostHog that the lab's application server,
-    capped at this machine's size, cannot hold with the rest, in that order; return their names.
-
-    Sentry alone needs 4 CPUs, more than most machines a newcomer rehearses on; without this, the
-    capacity check would refuse the whole lab stack.
-    """
-    section = document["config"][f"{PROJECT}:observability"]
-    # Validated with the rest once put back below: a bad `enabled` is reported, not taken for "off".
-    wanted = [name for name in ("sentry", "posthog") if section.get(name, {}).get("enabled", True) is not False]
-    settings = {name: section[name] for name in wanted}
-    for name in wanted:
-        section[name] = {**settings[name], "enabled": False}
-    left_out = []
-    for name in wanted:
-        section[name] = settings[name]
-        if not fits(document):
-            section[name] = {**settings[name], "enabled": False}
-            left_out.append(name)
-    return left_out
-
-
 HEADER = """\
 # Written by `python -m lab up`: the six servers are local lab machines (booted Debian on this
 # machine), everything else is copied from Pulumi.staging.yaml. Not committed; `python -m lab down`
@@ -176,9 +162,7 @@ def write_stack_file(
             f"the stack needs one lab host per server (their private IPs must differ); no host for: {', '.join(missing)}"
         )
     document = stack_document(assignments, base, pulumi_from)
-    left_out = leave_out_what_does_not_fit(document)
     header = HEADER.format(key=hosts[0].ssh_key_path, ssh_config=hosts[0].ssh_config)
-    if left_out:
-        header += f"# Disabled here, as this machine cannot hold them with the rest: {', '.join(left_out)}.\n"
+    header += "".join(f"# {name} is disabled: {reason}.\n" for name, reason in NOT_ON_THE_LAB.items())
     path.write_text(header + yaml.safe_dump(document, sort_keys=False))
     return path

@@ -23,7 +23,7 @@ from typing import Any, Optional
 import yaml
 
 from lab import LabHost, docker, ssh_command
-from lab.stack import leave_out_what_does_not_fit, stack_document
+from lab.stack import stack_document
 from tools.offline import PROJECT, ROOT, ProgramRun, Registration, read_stack_values, reveal, run_program, stack_file
 
 SWARM_HOSTS = ("swarm-master", "swarm-node2", "swarm-node3")
@@ -48,7 +48,6 @@ def lab_program(hosts: Mapping[str, LabHost], overrides: Optional[Mapping[str, A
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "Pulumi.lab.yaml"
         document = stack_document(dict(hosts), STAGING)
-        leave_out_what_does_not_fit(document)  # as `python -m lab up` does
         path.write_text(yaml.safe_dump(document))
         values, _ = read_stack_values(path)
     run = run_program("lab", values=values, overrides=overrides)

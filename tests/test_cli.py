@@ -31,6 +31,7 @@ ENTRY_POINTS = {
     "benchmarks.backup_restore": ["many"],
     "benchmarks.acme_renewal": ["three"],
     "benchmarks.suite_speed": ["--slowest", "many"],
+    "benchmarks.rehearsal": ["--runs"],
 }
 
 

@@ -15,7 +15,7 @@ from components.config import ConfigError, load_stack_config
 from components.shared.model import server_name
 from lab import Lab, LabError, LabHost, docker, free_subnet, machine_lock, ssh, ssh_command, unavailable
 from lab.machines import CGROUP_PARENT, cgroup_pids
-from lab.stack import PROJECT, leave_out_what_does_not_fit, servers_section, stack_document, validate_document, write_stack_file
+from lab.stack import NOT_ON_THE_LAB, PROJECT, servers_section, stack_document, validate_document, write_stack_file
 from lab_fixture import LAB_HOSTS, LabSession, reap_abandoned_labs
 from tools.offline import read_stack_values, reveal, run_program
 
@@ -109,12 +109,13 @@ def test_up_again_changes_nothing(lab_session: LabSession) -> None:
 def test_stack_file_for_lab_hosts_validates(lab_session: LabSession, tmp_path: Path) -> None:
     # The session's lab hosts play their servers; the other servers keep staging's addresses.
     document = stack_document({h.name: h for h in lab_session.hosts})
-    leave_out_what_does_not_fit(document)  # as `python -m lab up` does, for this machine's size
     path = tmp_path / "Pulumi.lab.yaml"
     path.write_text(yaml.safe_dump(document))
     values, secure = read_stack_values(path)
     config = load_stack_config(PROJECT, values)
     check_capacity(config, [])
+    for name in NOT_ON_THE_LAB:
+        assert getattr(config.observability, name).enabled is False, name
     for host in lab_session.hosts:
         server = config.servers[server_name(host.name)]
         assert (server.private_ip, server.ssh_user, server.host_key) == (host.address, "samarth-devops", host.host_key)

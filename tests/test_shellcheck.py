@@ -11,9 +11,12 @@ import pytest
 from components.shared.shell import render, script_files
 from tools.offline import ROOT
 
-# The shell scripts that are not remote scripts (the operator's and CI's own); upstream files kept as
-# fixtures are not ours to lint.
-OTHER_SCRIPTS = (".ci/run", "docs/jenkins-deploy.sh", "lab/machine-run.sh", "tools/backup-pulumi-state.sh", "tools/test.sh")
+# The shell scripts outside components/ (the operator's and CI's own, and the lab images' entry points and
+# stand-ins); upstream files kept as fixtures are not ours to lint.
+OTHER_SCRIPTS = (
+    ".ci/run", "docs/jenkins-deploy.sh", "lab/machine-run.sh", "tools/backup-pulumi-state.sh", "tools/test.sh",
+    *sorted(f"lab/image-files/{path.name}" for path in (ROOT / "lab" / "image-files").glob("*.sh")),
+)
 
 
 def test_every_script_passes_shellcheck() -> None:
@@ -34,6 +37,15 @@ def test_values_are_quoted_in_the_header_not_the_body() -> None:
         render("prelude.sh", "probe", lower="x")
     out = subprocess.run(["sh", "-c", rendered + 'printf %s "$VALUE"'], capture_output=True, text=True)
     assert out.stdout == "a'b; rm -rf /"
+
+
+def test_a_script_finds_the_system_tools_of_sbin_as_a_non_root_login() -> None:
+    """Debian gives a non-root login a PATH without sbin (the lab's rehearsal met `sysctl: command not
+    found` on a database server): the prelude adds the sbin directories."""
+    rendered = render("prelude.sh", "probe")
+    out = subprocess.run(["sh", "-c", rendered + "command -v sysctl"], capture_output=True, text=True,
+                         env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+    assert out.returncode == 0 and out.stdout.strip().endswith("/sbin/sysctl"), out.stdout + out.stderr
 
 
 def _is_shell(name: str) -> bool:

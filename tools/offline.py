@@ -168,6 +168,10 @@ class RecordingMonitor(MockMonitor):
         parent = "" if spec.noParent else (spec.parentUrn or request.parent)
         return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
 
+    def perform(self, request: Any, urn: str, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
+        """The resource's ID and outputs: the mocks' stand-ins here; lab/rehearsal.py performs it for real."""
+        return self.mocks.new_resource(args)
+
     def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
@@ -182,7 +186,7 @@ class RecordingMonitor(MockMonitor):
             resource_id=request.importId,
             custom=request.custom or False,
         )
-        id_, state = self.mocks.new_resource(args)
+        id_, state = self.perform(request, urn, args)
         for key in request.additionalSecretOutputs:
             if key in state:
                 state[key] = _wrap_secret(state[key])
@@ -391,12 +395,14 @@ def run_program(
     secrets: Optional[Mapping[str, str]] = None,
     values: Optional[Mapping[str, str]] = None,
     root: Path = ROOT,
+    monitor: Optional[RecordingMonitor] = None,
 ) -> ProgramRun:
     """Run ``__main__.py`` for ``stack`` under mocks and return every registration.
 
     ``overrides`` replace top-level keys (``{"servers": {...}}``; ``None`` removes the key);
     ``secrets`` stand in for secure config (default: ``TEST_SECRETS``); ``values`` replaces the
-    stack file altogether. The program's exception, if any, is returned in ``error``.
+    stack file altogether; ``monitor`` performs the registrations (default: the mocks' stand-ins).
+    The program's exception, if any, is returned in ``error``.
     """
     if values is None:
         values, _ = read_stack_values(stack_file(stack, root))
@@ -416,8 +422,8 @@ def run_program(
     # Created here, as set_mocks registers the root stack on the current loop; run in the program's thread.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    mocks = Mocks()
-    monitor = RecordingMonitor(mocks)
+    monitor = monitor or RecordingMonitor(Mocks())
+    mocks = monitor.mocks
     diagnostics = _Diagnostics()
     logger = logging.getLogger(f"{__name__}.program")
     logger.propagate = False

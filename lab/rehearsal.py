@@ -1,0 +1,237 @@
+"""`python -m lab rehearse`: the program's ``__main__.py`` run against the lab machines, each registration
+performed for real, in the order the SDK resolves them, its real outputs fed on to the resources that
+use them: a rehearsal of ``pulumi up`` without the Pulumi CLI.
+
+The seam is the resource monitor (tools/offline.py's ``RecordingMonitor``, which runs the program as the
+CLI's language host would): its ``perform`` hands each registration to the kind that performs it
+(lab/rehearsal_kinds.py). Like the engine, the rehearsal keeps a state (URN -> inputs, ID, outputs; a
+file of mode 0600, never printed: it holds generated secrets) and compares each registration with it:
+
+- a URN not in the state is created;
+- unchanged inputs do nothing (the ID and outputs recorded are handed on);
+- changed inputs update in place, unless an input the provider replaces on (``Kind.replace_on``) or one
+  the program's ``replaceOnChanges`` names changed: then the resource is replaced, the new one created
+  first and the old one deleted after the program, or deleted first with ``deleteBeforeReplace``;
+- a URN in the state that the program no longer registers is deleted after the program, dependents first.
+
+A failed operation fails the rehearsal, as it fails ``pulumi up``; what finished is kept in the state, so
+the next run resumes from there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+
+from harness.stand_ins import declared_script
+from tools.offline import COMMAND, Mocks, ProgramRun, RecordingMonitor, reveal, run_program
+
+from .core import LabHost
+from .rehearsal_docker import docker_kinds
+from .rehearsal_kinds import Kind, RehearsalError, Resource, Saved, kinds
+from .rehearsal_vault import vault_kinds
+
+# What a rehearsal reports for each registration.
+EXECUTED = "executed"
+STAND_IN = "stand-in"
+NOT_EXECUTED = "not executed"
+NOTHING = "nothing to perform"  # components and provider configurations: no operation of their own
+# The state key of the old half of a create-before-delete replacement, until it is deleted.
+REPLACED = "#replaced"
+# The remote commands the program replaces on every `up` by design (by the script they run), and why.
+EVERY_UP = {
+    "vault-unseal": "by design: a reboot or a restart seals Vault unseen by Pulumi, so the unseal check runs on "
+                    "every up (its trigger holds the time) and acts only when Vault is sealed",
+}
+
+
+@dataclass
+class Operation:
+    """One registration as the rehearsal performed it."""
+
+    urn: str
+    type: str
+    server: str
+    operation: str  # create, update, replace, same, delete
+    outcome: str  # EXECUTED, STAND_IN, NOT_EXECUTED, NOTHING
+    seconds: float = 0.0
+    detail: str = ""
+    finished: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class State:
+    """The rehearsal's state: what each URN was created with and what it reported (secrets included)."""
+
+    path: Path
+    resources: dict[str, Saved] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> State:
+        if not path.exists():
+            return cls(path)
+        document = json.loads(path.read_text())
+        return cls(path, {urn: Saved(**saved) for urn, saved in document["resources"].items()})
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".new")
+        with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            json.dump({"resources": {urn: asdict(saved) for urn, saved in self.resources.items()}}, out, sort_keys=True)
+        partial.replace(self.path)
+
+
+def _changed(old: Mapping[str, Any], new: Mapping[str, Any], ignored: Iterable[str]) -> set[str]:
+    skip = set(ignored)
+    return {key for key in set(old) | set(new) if key not in skip and old.get(key) != new.get(key)}
+
+
+class RehearsalMonitor(RecordingMonitor):
+    """Performs each registration with its kind; records every operation for the report."""
+
+    def __init__(self, state: State, kinds: Mapping[str, Kind]) -> None:
+        super().__init__(Mocks())
+        self.state = state
+        self.kinds = kinds
+        self.operations: list[Operation] = []
+        self.registered: set[str] = set()
+        self.providers: dict[str, dict[str, Any]] = {}  # provider URN -> its inputs
+        self._lock = threading.Lock()
+
+    def _record(self, operation: Operation) -> None:
+        with self._lock:
+            self.operations.append(operation)
+
+    def _save(self, urn: str, saved: Optional[Saved]) -> None:
+        with self._lock:
+            if saved is None:
+                self.state.resources.pop(urn, None)
+            else:
+                self.state.resources[urn] = saved
+            self.state.save()
+
+    def perform(self, request: Any, urn: str, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
+        inputs = reveal(args.inputs)
+        with self._lock:
+            self.registered.add(urn)
+        if not request.custom or request.type.startswith("pulumi:providers:"):
+            # A component, or a provider's configuration: nothing to perform of its own.
+            if request.type.startswith("pulumi:providers:"):
+                self.providers[urn] = inputs
+            known = urn in self.state.resources
+            self._save(urn, Saved(request.type, f"{request.name}-id", inputs, {}, ""))
+            self._record(Operation(urn, request.type, "", "same" if known else "create", NOTHING))
+            return f"{request.name}-id", dict(args.inputs)
+        kind = self.kinds.get(request.type)
+        if kind is None:
+            raise RehearsalError(f"{urn}: no rehearsal of {request.type}; add a kind in lab/rehearsal_kinds.py")
+        resource = Resource(urn=urn, type=request.type, name=request.name, inputs=inputs,
+                            provider=self.providers.get(request.provider.rsplit("::", 1)[0], {}))
+        server = kind.server(resource)
+
+        def saved(id_: str, outputs: dict[str, Any]) -> Saved:
+            return Saved(request.type, id_, inputs, outputs, server, bool(request.protect), bool(request.retainOnDelete),
+                         dict(resource.provider))
+
+        old = self.state.resources.get(urn)
+        started = time.monotonic()
+        if old is not None and old.type == request.type:
+            changed = _changed(old.inputs, inputs, request.ignoreChanges)
+            if not changed:
+                self._record(Operation(urn, request.type, server, "same", kind.outcome))
+                return old.id, {**args.inputs, **old.outputs}
+            detail = f"changed: {', '.join(sorted(changed))}"
+            if not kind.replaces(changed) and not changed & set(request.replaceOnChanges):
+                outputs = kind.update(resource, old)
+                self._save(urn, saved(old.id, outputs))
+                self._record(Operation(urn, request.type, server, "update", kind.outcome, time.monotonic() - started, detail))
+                return old.id, {**args.inputs, **outputs}
+            if old.protect:
+                raise RehearsalError(f"{urn} is protected and its change ({detail}) replaces it: `pulumi state unprotect` it first")
+            if request.deleteBeforeReplace:
+                kind.delete(old)
+                self._save(urn, None)
+            else:
+                # Kept in the state until deleted after the program: a failed run leaves nothing untracked.
+                self._save(urn + REPLACED, old)
+            operation = "replace"
+            detail = EVERY_UP.get(declared_script(inputs) or "", detail) if request.type == COMMAND else detail
+        else:
+            operation, detail = "create", kind.note
+        id_, outputs = kind.create(resource)
+        self._save(urn, saved(id_, outputs))
+        self._record(Operation(urn, request.type, server, operation, kind.outcome, time.monotonic() - started, detail))
+        return id_, {**args.inputs, **outputs}
+
+    def finish(self) -> None:
+        """After the program: delete the old halves of replacements, then what the program no longer
+        registers, last created first (dependents come after what they depend on)."""
+        gone = [urn for urn in self.state.resources if urn not in self.registered]
+        for urn in sorted(gone, key=lambda u: not u.endswith(REPLACED)):
+            old = self.state.resources[urn]
+            if old.protect and not urn.endswith(REPLACED):
+                raise RehearsalError(f"{urn} is protected and no longer in the program: `pulumi state unprotect` it first")
+            kind = self.kinds[old.type]
+            started = time.monotonic()
+            if not old.retain_on_delete:
+                kind.delete(old)
+            self._save(urn, None)
+            why = "replaced" if urn.endswith(REPLACED) else "no longer in the program"
+            self._record(Operation(urn.removesuffix(REPLACED), old.type, old.server, "delete", kind.outcome,
+                                   time.monotonic() - started, why + ("; retained" if old.retain_on_delete else "")))
+
+
+@dataclass
+class Rehearsal:
+    run: ProgramRun
+    operations: list[Operation]
+    started: float  # time.monotonic() at the start
+    seconds: float
+
+    def server_spans(self) -> dict[str, tuple[float, float]]:
+        """Per server: when its first operation started and its last one ended, in seconds from the start."""
+        spans: dict[str, tuple[float, float]] = {}
+        for op in self.operations:
+            if op.server and op.operation != "same":
+                begin, end = op.finished - op.seconds - self.started, op.finished - self.started
+                first, last = spans.get(op.server, (begin, end))
+                spans[op.server] = (min(first, begin), max(last, end))
+        return spans
+
+    def failed(self) -> Optional[BaseException]:
+        return self.run.error
+
+    def report(self) -> str:
+        """Per outcome and type, how many registrations; each stand-in or unexecuted one with its reason."""
+        lines = [f"rehearsal: {len(self.operations)} operations in {self.seconds:.1f} s"
+                 + (f"; FAILED: {self.run.error}" if self.run.error else "")]
+        counts: dict[tuple[str, str, str], int] = {}
+        for op in self.operations:
+            counts[(op.outcome, op.type, op.operation)] = counts.get((op.outcome, op.type, op.operation), 0) + 1
+        for (outcome, type_, operation), count in sorted(counts.items()):
+            lines.append(f"  {outcome:<19} {operation:<8} {count:>4}  {type_}")
+        for op in self.operations:
+            if op.outcome in (STAND_IN, NOT_EXECUTED) or op.operation in ("replace", "delete"):
+                lines.append(f"  {op.operation} {op.urn.rsplit('::', 1)[-1]} ({op.type}): {op.outcome}; {op.detail}")
+        return "\n".join(lines)
+
+
+def rehearse(stack: str, values: Mapping[str, str], secrets: Mapping[str, str], state_path: Path,
+             hosts: Sequence[LabHost]) -> Rehearsal:
+    """Run the program of ``stack`` (its config ``values`` and ``secrets``) for real on the lab machines
+    ``hosts`` (its servers' addresses), with the state at ``state_path``."""
+    state = State.load(state_path)
+    monitor = RehearsalMonitor(state, kinds({**docker_kinds({host.address: host for host in hosts}), **vault_kinds()}))
+    started = time.monotonic()
+    run = run_program(stack, values=values, secrets=secrets, monitor=monitor)
+    if run.error is None:
+        monitor.finish()
+    return Rehearsal(run, monitor.operations, started, time.monotonic() - started)

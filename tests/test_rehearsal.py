@@ -1,0 +1,171 @@
+"""The rehearsal's engine (lab/rehearsal.py) without machines: the whole program run with kinds that only
+record what they are asked, to show the engine's decisions (create, nothing, update, replace, delete) as
+``pulumi up`` makes them; and the kinds that generate values (random, tls) for real.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from harness.stand_ins import stand_in_outputs
+from lab.rehearsal import EVERY_UP, REPLACED, RehearsalMonitor, State
+from lab.rehearsal_kinds import (
+    CertRequest,
+    Kind,
+    LocallySignedCert,
+    PrivateKey,
+    RandomBytes,
+    RandomPassword,
+    RemoteCommand,
+    Resource,
+    Saved,
+    SelfSignedCert,
+)
+from tools.offline import ProgramRun, read_yaml, run_program, stack_file
+
+
+class Recorder(Kind):
+    """Performs nothing; answers with the mocks' outputs; remembers each call."""
+
+    def __init__(self, real: Kind | None = None) -> None:
+        self.real = real
+        self.calls: list[tuple[str, str]] = []
+
+    def replaces(self, changed: set[str]) -> set[str]:
+        return self.real.replaces(changed) if self.real is not None else changed
+
+    def create(self, resource: Resource) -> tuple[str, dict[str, Any]]:
+        self.calls.append(("create", resource.urn))
+        outputs = stand_in_outputs(resource.type, resource.name, resource.inputs)
+        if resource.type == "command:remote:Command":
+            outputs = {"stdout": "", "stderr": "", **outputs}
+        return f"{resource.name}-id", outputs
+
+    def update(self, resource: Resource, old: Saved) -> dict[str, Any]:
+        self.calls.append(("update", resource.urn))
+        return old.outputs
+
+    def delete(self, old: Saved) -> None:
+        self.calls.append(("delete", old.id))
+
+
+class Everything(dict[str, Kind]):
+    """A recorder for every resource type (commands replaced only by their triggers, as the provider does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.command = Recorder(RemoteCommand())
+        self.other = Recorder()
+
+    def get(self, key: str, default: Kind | None = None) -> Kind:  # type: ignore[override]
+        return self.command if key == "command:remote:Command" else self.other
+
+    def __getitem__(self, key: str) -> Kind:
+        return self.get(key)
+
+
+def _rehearse(state: Path, kinds: Everything, **overrides: Any) -> tuple[ProgramRun, RehearsalMonitor]:
+    monitor = RehearsalMonitor(State.load(state), kinds)
+    run = run_program("staging", monitor=monitor, overrides=overrides or None)
+    assert run.error is None, run.error
+    monitor.finish()
+    return run, monitor
+
+
+def test_a_first_run_creates_everything_and_a_second_does_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    kinds = Everything()
+    run, _ = _rehearse(state, kinds)
+    custom = [r for r in run.registrations if r.custom and not r.type.startswith("pulumi:providers:")]
+    assert sorted(urn for _, urn in kinds.command.calls + kinds.other.calls) == sorted(r.urn for r in custom)
+    assert oct(state.stat().st_mode & 0o777) == "0o600", "the state holds generated secrets"
+
+    # A second run: nothing but the replacements the program makes on every `up` by design, each with its reason.
+    again = Everything()
+    _, second = _rehearse(state, again)
+    assert again.other.calls == []
+    changes = [op for op in second.operations if op.operation != "same"]
+    assert changes and {op.urn for op in changes} == {urn for _, urn in again.command.calls if not urn.endswith("-id")}
+    for op in changes:
+        assert op.operation == "delete" or op.detail == EVERY_UP["vault-unseal"], op
+
+
+def test_changed_inputs_update_and_changed_triggers_replace_create_first(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    _rehearse(state, Everything())
+    # Other log bounds: the log-defaults commands' script text changes (an update runs it again); the
+    # containers take the log options themselves, and any change but restart and limits replaces one.
+    _, monitor = _rehearse(state, Everything(), logs={"maxSize": "20m", "maxFile": 3})
+    changes = {(op.type, op.operation, op.detail) for op in monitor.operations
+               if op.operation != "same" and op.detail not in (EVERY_UP["vault-unseal"], "replaced")}
+    assert changes == {("command:remote:Command", "update", "changed: create"),
+                       ("docker:index/container:Container", "replace", "changed: logOpts")}
+
+    # A server's declared size is in its preflight's triggers: that command is replaced, the new one
+    # created during the program, the old one deleted after it.
+    kinds = Everything()
+    _, monitor = _rehearse(state, kinds, servers=_servers_with(memory_mib=2048, server="db1"))
+    replaced = [op for op in monitor.operations if op.operation == "replace" and "triggers" in op.detail.split(": ")[-1]
+                and op.detail != EVERY_UP["vault-unseal"]]
+    assert [op.urn.rsplit("::", 1)[1] for op in replaced] == ["db1-preflight"]
+    (created,) = [i for i, (verb, urn) in enumerate(kinds.command.calls) if verb == "create" and urn == replaced[0].urn]
+    (deleted,) = [i for i, (verb, urn) in enumerate(kinds.command.calls) if verb == "delete" and urn.startswith("db1-preflight")]
+    assert created < deleted
+    assert not any(urn.endswith(REPLACED) for urn in json.loads(state.read_text())["resources"])
+
+
+def _servers_with(memory_mib: int, server: str) -> dict[str, Any]:
+    servers = read_yaml(stack_file("staging"))["config"]["samarth-infra:servers"]
+    return {**servers, server: {**servers[server], "memoryMib": memory_mib}}
+
+
+def test_a_resource_no_longer_in_the_program_is_deleted(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    _rehearse(state, Everything())
+    kinds = Everything()
+    _, monitor = _rehearse(state, kinds, backups={"enabled": False})
+    deleted = [op for op in monitor.operations if op.operation == "delete" and op.detail == "no longer in the program"]
+    assert deleted and all("::backups-" in op.urn for op in deleted)
+    remaining = json.loads(state.read_text())["resources"]
+    assert not any(op.urn in remaining for op in deleted)
+
+
+def _resource(type_: str, **inputs: Any) -> Resource:
+    return Resource(urn=f"urn:{type_}", type=type_, name="x", inputs=inputs)
+
+
+def test_random_password_honours_its_classes_and_hashes_with_bcrypt() -> None:
+    import bcrypt
+
+    _, out = RandomPassword().create(_resource("random", length=40, special=True, overrideSpecial="-_.", minSpecial=3, minUpper=2))
+    password = out["result"]
+    assert len(password) == 40 and sum(c in "-_." for c in password) >= 3 and sum(c.isupper() for c in password) >= 2
+    assert set(password) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+    assert bcrypt.checkpw(password.encode(), out["bcryptHash"].encode())
+    _, plain = RandomPassword().create(_resource("random", length=32, special=False))
+    assert plain["result"].isalnum() and plain["result"] != password
+    _, raw = RandomBytes().create(_resource("random", length=32))
+    assert len(bytes.fromhex(raw["hex"])) == 32
+
+
+def test_tls_kinds_make_a_chain_that_verifies() -> None:
+    _, ca_key = PrivateKey().create(_resource("tls", algorithm="ECDSA", ecdsaCurve="P256"))
+    _, ca = SelfSignedCert().create(_resource("tls", privateKeyPem=ca_key["privateKeyPem"], isCaCertificate=True,
+                                              allowedUses=["cert_signing"], subject={"commonName": "CA"}, validityPeriodHours=10))
+    _, key = PrivateKey().create(_resource("tls", algorithm="ECDSA", ecdsaCurve="P256"))
+    _, request = CertRequest().create(_resource("tls", privateKeyPem=key["privateKeyPem"], subject={"commonName": "vault"},
+                                                dnsNames=["vault"], ipAddresses=["10.0.0.1"]))
+    _, leaf = LocallySignedCert().create(_resource("tls", certRequestPem=request["certRequestPem"], caCertPem=ca["certPem"],
+                                                   caPrivateKeyPem=ca_key["privateKeyPem"], validityPeriodHours=5,
+                                                   allowedUses=["server_auth", "digital_signature"]))
+    authority = x509.load_pem_x509_certificate(ca["certPem"].encode())
+    certificate = x509.load_pem_x509_certificate(leaf["certPem"].encode())
+    certificate.verify_directly_issued_by(authority)
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["vault"]
+    assert isinstance(authority.public_key(), ec.EllipticCurvePublicKey)
