@@ -5,6 +5,7 @@ the scripts for real against pebble)."""
 from __future__ import annotations
 
 import copy
+import fcntl
 import shlex
 import shutil
 import subprocess
@@ -291,3 +292,24 @@ def test_the_pinned_client_keeps_the_layout_the_scripts_rely_on() -> None:
     assert "userID := email" in accounts
     webroot = (upstream / "webroot.go").read_text()
     assert "http01.ChallengePath(token)" in webroot and "0o644" in webroot
+
+
+def test_a_second_run_waits_for_the_first(tmp_path: Path) -> None:
+    """The timer's run and `pulumi up`'s never overlap: while one holds the lock in ACME_DIR, another
+    waits (here, stopped by `timeout` before the holder lets go) and then runs."""
+    config = _config()
+    assert config.edge.tls.acme is not None
+    script = tmp_path / "samarth-certificates"
+    acme_dir = tmp_path / "acme"
+    client = acme.AcmeClient(config.edge.tls.acme, tuple(config.acme_hosts()), config.versions.lego)
+    script.write_text(acme.certificates_script(client, acme_dir=str(acme_dir)))
+    script.chmod(0o700)
+    acme_dir.mkdir()
+    with open(acme_dir / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        waiting = subprocess.run(["timeout", "3", str(script), "status"], capture_output=True, text=True)
+    assert waiting.returncode == 124, waiting.stdout + waiting.stderr
+    assert waiting.stdout == ""
+    done = subprocess.run([str(script), "status"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == len(client.hosts), done.stdout

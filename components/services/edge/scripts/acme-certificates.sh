@@ -144,6 +144,10 @@ chmod 700 "$ACME_DIR" "$LEGO_DIR" "$LIVE_DIR"
 # The one directory Nginx's workers read besides their config: HTTP-01 tokens, public by design.
 mkdir -p "$WEBROOT"
 chmod 755 "$WEBROOT"
+# One run at a time: the timer's and `pulumi up`'s would both call the CA and move the same files.
+step "waiting for another run of samarth-certificates to finish"
+exec 9>"$ACME_DIR/lock"
+flock 9
 case "$ACTION" in
   placeholders) placeholders ;;
   renew) placeholders; renew due ;;
