@@ -53,12 +53,14 @@ def _manager_address(master_ip: str) -> str:
     return f"{master_ip}:{MANAGEMENT_PORT}"
 
 
-def init_script(master: str, master_ip: str) -> str:
-    """Make ``master`` the manager of a swarm advertised on its private IP (unless it already is one)
-    and print the cluster facts and both join tokens as one JSON line: this output is secret."""
+def init_script(master: str, master_ip: str, settings: Swarm) -> str:
+    """Make ``master`` the manager of a swarm advertised on its private IP, with the configured address
+    pool (unless it already is one: then warn when its pool differs) and print the cluster facts and
+    both join tokens as one JSON line: this output is secret."""
     return render(
         "swarm-init.sh", f"swarm-init[{master}]",
         MASTER=master, MASTER_IP=master_ip, MANAGER_ADDRESS=_manager_address(master_ip),
+        ADDRESS_POOL=settings.address_pool, POOL_MASK_LENGTH=str(settings.address_pool_mask_length),
     )
 
 
@@ -150,7 +152,7 @@ class Cluster(pulumi.ComponentResource):
         init = command.remote.Command(
             f"{master.name}-swarm-init",
             connection=master.connection,
-            create=init_script(master.name, master_ip),
+            create=init_script(master.name, master_ip, settings),
             logging=command.remote.Logging.NONE,
             # Its stdout holds the join tokens: never handed back to a later run.
             add_previous_output_in_env=False,
