@@ -1,5 +1,6 @@
 """The rendered swarm-init script, run for real in a shell with a stand-in `docker` on PATH: the address
-pool goes to `swarm init`, and an existing swarm's pool is read and warned about, never changed."""
+pool goes to `swarm init`, and an existing swarm's pool is read and warned about, never changed (the
+overlay kernel check is tested in tests/test_overlay_kernel.py)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def _run(tmp_path: Path, state: str, pool: str = "", settings: Swarm | None = No
     fake.chmod(0o755)
     calls = tmp_path / "calls"
     calls.touch()
-    script = init_script("swarm-master", "10.20.0.31", settings or Swarm.model_validate({}))
+    script = init_script("swarm-master", "10.20.0.31", settings or Swarm.model_validate({"encryptOverlay": False}))
     result = subprocess.run(
         ["/bin/sh", "-c", script],
         env={"PATH": str(bin_dir), "CALLS": str(calls), "STATE": state, "POOL": pool},
@@ -50,7 +51,7 @@ def _run(tmp_path: Path, state: str, pool: str = "", settings: Swarm | None = No
 
 
 def test_a_new_swarm_is_initialised_with_the_configured_pool(tmp_path: Path) -> None:
-    settings = Swarm.model_validate({"addressPool": "192.168.64.0/20", "addressPoolMaskLength": 26})
+    settings = Swarm.model_validate({"addressPool": "192.168.64.0/20", "addressPoolMaskLength": 26, "encryptOverlay": False})
     result, calls = _run(tmp_path, "inactive false", settings=settings)
     assert result.returncode == 0, result.stderr
     assert (

@@ -2,8 +2,9 @@
 # Make MASTER the manager of a swarm advertised on MASTER_IP (unless it already is one) and print the
 # cluster facts and both join tokens as one JSON line: this output is secret.
 # The address pool applies at init only: an existing swarm keeps its own, with a warning when it differs.
-# Inputs: MASTER, MASTER_IP, MANAGER_ADDRESS (MASTER_IP:port), ADDRESS_POOL (CIDR), POOL_MASK_LENGTH.
+# Inputs: MASTER (also NODE), ENCRYPT_OVERLAY, PROC_DIR, MASTER_IP, MANAGER_ADDRESS (MASTER_IP:port), ADDRESS_POOL (CIDR), POOL_MASK_LENGTH.
 . ./swarm-lib.sh
+. ./overlay-kernel.sh
 step "asking the docker daemon on $MASTER for its swarm state"
 state=$(swarm_state) || fail "cannot read the swarm state of $MASTER from its docker daemon"
 case "$state" in
