@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,16 @@ import pytest
 from components.assembly import backup_sources, not_backed_up, stack_placements
 from components.capacity import check_capacity
 from components.config import ConfigError, validate
+from components.services.backups import component as backups
 from components.services.backups.catalogue import METHODS
 from components.services.databases import settings as databases
 from components.services.databases.backup_coverage import ENGINES, PURE_CACHES
 from components.services.databases.catalogue import CATALOGUE
 from components.services.databases.catalogue import ENGINES as DATABASE_ENGINES
+from components.shared.service import BackupSource
 from components.shared.shell import script_files
 from tests.support.restic_keys import cheapen_key
+from tests.support.skip_policy import as_root
 from tools.offline import SECRET_V2, ProgramRun, is_secret, read_stack_values, reveal, stack_file
 from tools.plan import backup_plan
 
@@ -208,3 +212,31 @@ def test_the_redis_restore_relies_only_on_what_the_official_image_has() -> None:
     agent = script_files()["backup-agent.sh"].read_text()
     assert "chown -R redis:redis /restored" in agent and "redis-check-rdb /restored/dump.rdb" in agent
     assert 'redis-server --dir "$detail" --appendonly no' in agent
+
+
+@pytest.mark.parametrize(("schedule", "minutes_ago", "overdue"), [
+    ("hourly", 90, False), ("hourly", 150, True),
+    ("*:0/15", 20, False), ("*:0/15", 40, True),  # every quarter hour: overdue after half an hour
+    ("Mon..Fri", 60 * 30, False),  # weekdays at midnight: a day apart at least
+])
+def test_status_counts_a_target_overdue_after_twice_its_schedules_interval(
+    tmp_path: Path, schedule: str, minutes_ago: int, overdue: bool
+) -> None:
+    """Any calendar event's interval is systemd's own (its next two elapses), not a day by default."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is missing: apt-get install -y systemd")
+    settings = validate(stack_raw("prod")).backups.model_copy(update={"schedules": {}, "default_schedule": schedule})
+    layout = backups.Layout(config_dir=str(tmp_path / "etc"), state_dir=str(tmp_path / "state"), restic="/bin/false",
+                            rclone="/bin/false", sbin_dir=str(tmp_path), unit_dir=str(tmp_path))
+    source = BackupSource("db1", "postgres-esamwad-backend", "postgres", "postgres-esamwad-backend", "/var/lib/postgresql/data")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "repository.env").write_text("")
+    (tmp_path / "etc" / "password").write_text("p\n")
+    status = tmp_path / "state" / "status"
+    status.mkdir(parents=True)
+    (status / f"{source.name}.success").write_text(f"{int(time.time()) - 60 * minutes_ago} run-x\n")
+    agent = tmp_path / "samarth-backup"
+    agent.write_text(backups.agent_script(settings, "db1", [source], layout))
+    shown = subprocess.run(as_root(["sh", str(agent), "status"]), capture_output=True, text=True, timeout=60)
+    assert shown.returncode == (1 if overdue else 0), shown.stdout + shown.stderr
+    assert schedule.split()[0] in shown.stdout.splitlines()[1]

@@ -189,7 +189,7 @@ def test_sentry_first_install_clones_the_tag_installs_unattended_and_creates_the
     assert "git checkout --quiet --force 25.10.0" in result.calls
     assert "install.sh --skip-user-creation --no-report-self-hosted-issues REPORT_SELF_HOSTED_ISSUES=0" in result.calls
     assert not any(call.startswith("install.sh read stdin") for call in result.calls)
-    assert "docker compose --env-file .env.custom up --detach --wait" in result.calls
+    assert "docker compose --env-file .env.custom up --detach --wait --wait-timeout 900" in result.calls
     # The password answers createuser's prompt (and its confirmation) on stdin, not in its argv.
     assert (
         "docker compose --env-file .env.custom run --rm -T web createuser --email devops@samarth.example.org "
@@ -290,7 +290,7 @@ def test_delete_stops_the_stack_keeps_volumes_and_a_new_create_reinstalls(server
     recreated = server.run(release.install_script(), stdin=f"{ADMIN_PASSWORD}\n")
     assert recreated.returncode == 0, recreated.stderr
     assert "git fetch --quiet --tags --force origin" in recreated.calls
-    assert "docker compose --env-file .env.custom up --detach --wait" in recreated.calls
+    assert "docker compose --env-file .env.custom up --detach --wait --wait-timeout 900" in recreated.calls
 
 
 def test_delete_of_a_never_installed_stack_succeeds(server: ScratchServer) -> None:

@@ -126,12 +126,23 @@ target_line() {
   printf '%s\n' "$TARGETS" | awk -v t="$1" '$1 == t'
 }
 
+# The seconds between two runs of a schedule: for any calendar event, between its next two elapses as
+# systemd computes them (a day when systemd cannot say).
 interval_seconds() {
   case "$1" in
     hourly) echo 3600 ;;
     daily) echo 86400 ;;
     weekly) echo 604800 ;;
-    *) echo 86400 ;;
+    *)
+      elapses=$(systemd-analyze calendar --iterations=2 "$1" 2>/dev/null | awk -F': ' '$1 ~ /(Next elapse|Iter\. #2)$/ { print $2 }')
+      first=$(printf '%s\n' "$elapses" | sed -n 1p)
+      second=$(printf '%s\n' "$elapses" | sed -n 2p)
+      if [ -n "$second" ]; then
+        echo $(($(date -d "$second" +%s) - $(date -d "$first" +%s)))
+      else
+        echo 86400
+      fi
+      ;;
   esac
 }
 

@@ -10,8 +10,10 @@ if [ "$COMPOSE_SECRETS_ONLY" = false ]; then
   step "running the Sentry installer (install.sh $REF)"
   REPORT_SELF_HOSTED_ISSUES=0 APPLY_AUTOMATIC_CONFIG_UPDATES=1 \
     ./install.sh --skip-user-creation --no-report-self-hosted-issues </dev/null
-  step "starting Sentry"
-  dc up --detach --wait
+  step "starting Sentry (docker compose ps --all and docker compose logs <service> say which did not turn healthy)"
+  # A service that never turns healthy fails the install after 15 minutes instead of holding `pulumi up`
+  # (here, not an input: the install's fingerprint digests its inputs, and a timeout is no reason to reinstall).
+  dc up --detach --wait --wait-timeout 900
 fi
 # The admin password (the only secret) lives in Sentry's database: set on every install and rotation.
 step "creating or updating the Sentry admin user $ADMIN_EMAIL"
