@@ -92,7 +92,7 @@ def main() -> int:
 
 
 def redis(postgres: Drill, root: Path, keys: int) -> bool:
-    """The Redis drill of tests/test_restores_lab.py at a stated size; False when the digests differ."""
+    """The Redis drill of tests/lab/test_restores_lab.py at a stated size; False when the digests differ."""
     (source,) = [s for s in backup_sources(postgres.config) if s.name == redis_drill.TARGET]
     drill = Drill(db=postgres.db, repository=postgres.repository, config=postgres.config, name="redis")
     host = drill.db

@@ -3,7 +3,7 @@ Nginx, and the request latency through Nginx (HTTPS from the public network) aga
 service directly (HTTP from the application server to swarm-master's published port).
 
 Run as root: `venv/bin/python -m benchmarks.request_flow [--requests N]` (default 200). Same steps as
-tests/test_request_flow_lab.py (lab/request_flow.py); one connection per path, kept alive, so the
+tests/lab/test_request_flow_lab.py (lab/request_flow.py); one connection per path, kept alive, so the
 figures are per request, not per TLS handshake.
 """
 

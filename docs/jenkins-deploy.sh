@@ -1,6 +1,6 @@
 #!/bin/sh
 # How a Jenkins job ships a service to the swarm: the steps the README describes, and exactly what the
-# lab's request-flow test runs (tests/test_request_flow_lab.py).
+# lab's request-flow test runs (tests/lab/test_request_flow_lab.py).
 #
 # Jenkins keeps as credentials what `pulumi stack output` gives once:
 #   VAULT_ADDR    vaultAddress                          VAULT_CACERT  vaultCaCertificate, as a file (TLS)

@@ -16,7 +16,7 @@ Two lab machines (booted Debian 12 under systemd-nspawn, lab/core.py):
   (and busybox, as the upstream Alpine image has a shell): the server pulls that image, the lab has no
   registry to pull from.
 
-Used by tests/test_acme_lab.py and benchmarks/acme_renewal.py.
+Used by tests/lab/test_acme_lab.py and benchmarks/acme_renewal.py.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The backup and restore drills on lab machines, shared by tests/test_backups_lab.py,
-tests/test_restores_lab.py and benchmarks/backup_restore.py.
+"""The backup and restore drills on lab machines, shared by tests/lab/test_backups_lab.py,
+tests/lab/test_restores_lab.py and benchmarks/backup_restore.py.
 
 One machine plays db2 and runs ``postgres-odk-adapter`` (Debian's PostgreSQL 15 in an image built with
 debootstrap, see lab/images.py) on a volume named as in production. Everything else is the program's

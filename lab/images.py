@@ -8,7 +8,7 @@ package recorded beside it (``debian_versions``). ``import_debian`` loads it int
 of lab/image-files/ (the official image's users, paths, environment and entry point over Debian's
 binaries); every image a host holds shares that one base layer.
 
-``import_services`` is the drills' image (tests/test_backups_lab.py): Debian's PostgreSQL 15 by default
+``import_services`` is the drills' image (tests/lab/test_backups_lab.py): Debian's PostgreSQL 15 by default
 (the platform runs the official ``postgres:16``; dumps and restores go through the same pg_dump/pg_restore
 options on both), and Debian's Redis 7.0 with ``redis-server ...`` as command (the platform runs
 ``redis:7.4``; the RDB and append-only formats the restore relies on are the same). Debian's restic 0.14

@@ -50,8 +50,8 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "samarth-lab"
 DISK_GIB = 8
 
-# A server as the program finds it: what every rendered script calls (tests/test_lab_machines.py checks
-# the list against the scripts), sshd, sudo, and systemd. No Docker: that is the layer below.
+# A server as the program finds it: what the rendered scripts call, sshd, sudo, and systemd (the lab tests and
+# the rehearsal run the scripts on it). No Docker: that is the layer below.
 BASE_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "libpam-systemd", "openssh-server", "openssh-sftp-server", "sudo",
     "iproute2", "iptables", "kmod", "ca-certificates", "procps", "curl", "python3", "openssl", "logrotate",

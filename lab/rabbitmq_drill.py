@@ -1,4 +1,4 @@
-"""The RabbitMQ restore drill on lab hosts (tests/test_restores_lab.py).
+"""The RabbitMQ restore drill on lab hosts (tests/lab/test_restores_lab.py).
 
 ``rabbitmq-yaus`` runs as ``pulumi up`` runs it (components/services/databases/catalogue.py: the service's user, password
 and vhost in ``RABBITMQ_DEFAULT_*``, a fixed hostname, data on ``rabbitmq-yaus-data`` at

@@ -1,4 +1,4 @@
-"""The Redis restore drill on lab hosts, shared by tests/test_backups_lab.py and benchmarks/backup_restore.py.
+"""The Redis restore drill on lab hosts, shared by tests/lab/test_backups_lab.py and benchmarks/backup_restore.py.
 
 ``redis-odk-adapter`` runs as ``pulumi up`` runs it (components/services/databases/catalogue.py): the password in a config
 file uploaded into the container and in ``REDISCLI_AUTH``, ``--appendonly yes``, data on the volume

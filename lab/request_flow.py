@@ -17,8 +17,8 @@ Stand-ins, each for something no lab can have: the mocks' generated secrets are 
 htpasswd gets a real bcrypt hash of the same password, as the random provider would compute); the
 certificates are a test CA's, for every public name (and for Vault's private address when its config
 asks for TLS), instead of ACME's or Vault's private CA; Vault is initialised with one key share by
-its API (the program's bootstrap scripts are tested against OpenBao in tests/test_vault_server.py).
-Used by tests/test_request_flow_lab.py and benchmarks/request_flow.py.
+its API (the program's bootstrap scripts are tested against OpenBao in tests/daemons/test_vault_server.py).
+Used by tests/lab/test_request_flow_lab.py and benchmarks/request_flow.py.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ over resource types and property shapes, not over component names, so a new comp
 moment it registers a Docker container, volume, remote command or MinIO bucket.
 
 The same functions run in two places: under the CLI (``pulumi preview --policy-pack policies``, wired in
-``__main__.py``) and in CI, where ``tests/test_policies.py`` feeds them every registration of every stack.
+``__main__.py``) and in CI, where ``tests/unit/test_policies.py`` feeds them every registration of every stack.
 
 Secrets: pulumi-policy 1.21 unwraps secret inputs before validators see them (``Analyze`` deserializes
 without ``proxy_secrets``), which would make "is this credential a secret?" unanswerable. The pack

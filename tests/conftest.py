@@ -13,26 +13,27 @@ from tools.offline import ProgramRun, run_program
 
 STACKS = ("prod", "staging")
 
-# The modules that start real daemons or helper processes (nginx, Postgres, Redis, Vault, the policy
-# analyzer, rclone's restic server), besides the lab's: with the lab's (`test_*_lab.py` and every test of
-# `lab_session`) they are marked `daemon`. `pytest -m "not daemon"` is the quick loop (benchmarks/suite_speed.py times it).
-DAEMON_MODULES = frozenset({
-    "test_backup_password_rotation.py",
-    "test_edge_real.py",
-    "test_guardrails.py",
-    "test_hostkeys.py",
-    "test_lab.py",
-    "test_postgres_major.py",
-    "test_rotation.py",
-    "test_secret_files_real.py",
-    "test_sentry_proxy.py",
-    "test_vault_restore.py",
-    "test_vault_server.py",
-})
+# The tiers are the folders: tests/unit/ needs no daemon (the quick loop, `pytest -m "not daemon"`,
+# which benchmarks/suite_speed.py times); tests/tools/ runs the real linters and checkers (ruff, mypy,
+# shellcheck); tests/daemons/ starts real daemons and helper processes (nginx, Postgres, OpenBao, restic,
+# rclone, the policy analyzer); tests/lab/ runs on lab machines (the shared `lab_session` or a lab of
+# its own). Every test outside tests/unit/ is marked `daemon`; the tiers run in this order, slowest first.
+TIERS = ("lab", "daemons", "tools", "unit")
+QUICK_TIER = "unit"
 
-# The slowest modules, slowest first (the whole suite as root with --durations, 2026-11-30): the
+# The slowest lab modules, slowest first (the whole suite as root with --durations, 2026-11-30): the
 # backups drills some 350 s, the restore drills, the ACME, swarm and firewall labs 60-170 s each.
 SLOWEST_MODULES = ("test_backups_lab.py", "test_restores_lab.py", "test_acme_lab.py", "test_swarm_lab.py", "test_firewall_lab.py")
+
+TESTS = Path(__file__).resolve().parent
+
+
+def tier(item: pytest.Item) -> str:
+    """The tier of a test: the folder under tests/ that holds its module."""
+    folder = item.path.resolve().relative_to(TESTS).parts[0]
+    if folder not in TIERS:
+        raise pytest.UsageError(f"{item.nodeid}: a test module lives in one of the tiers' folders tests/{{{','.join(TIERS)}}}/")
+    return folder
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -46,24 +47,23 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the daemon tests, and put the slow modules first: those of ``SLOWEST_MODULES``, then the
-    other lab modules, then the other daemons', then the rest, each by its number of tests.
+    """Mark every test outside the quick tier `daemon`, and put the slow modules first: those of
+    ``SLOWEST_MODULES``, then the tiers in the order of ``TIERS``, each module by its number of tests.
     pytest-xdist hands each worker one module at a time in this order (pytest.ini: --dist loadfile
     --no-loadscope-reorder), so the long lab modules start at once and the quick ones fill in at the
     end, where a long module last would leave the other worker idle."""
-    for item in items:
-        name = item.path.name
-        fixtures = getattr(item, "fixturenames", ())
-        if name in DAEMON_MODULES or name.endswith("_lab.py") or "lab_session" in fixtures:
+    tiers = {item: tier(item) for item in items}
+    for item, folder in tiers.items():
+        if "lab_session" in getattr(item, "fixturenames", ()) and folder != "lab":
+            raise pytest.UsageError(f"{item.nodeid}: a test of the lab machines (lab_session) lives in tests/lab/")
+        if folder != QUICK_TIER:
             item.add_marker(pytest.mark.daemon)
     tests = Counter(item.path for item in items)
-    daemon = {item.path for item in items if item.get_closest_marker("daemon")}
 
     def cost_rank(item: pytest.Item) -> tuple[int, int, int, str]:
         name = item.path.name
         measured = SLOWEST_MODULES.index(name) if name in SLOWEST_MODULES else len(SLOWEST_MODULES)
-        kind = 0 if name.endswith("_lab.py") else 1 if item.path in daemon else 2
-        return measured, kind, -tests[item.path], str(item.path)
+        return measured, TIERS.index(tiers[item]), -tests[item.path], str(item.path)
 
     items.sort(key=cost_rank)
 
@@ -102,5 +102,5 @@ def prod(runs: dict[str, ProgramRun]) -> ProgramRun:
 def stack_run(request: pytest.FixtureRequest, runs: dict[str, ProgramRun]) -> ProgramRun:
     return runs[request.param]
 
-from lab_fixture import lab_agent, lab_session  # noqa: E402,F401  (the real-hosts lab, once per session; its key in an agent)
-from skip_policy import pytest_runtest_makereport, pytest_terminal_summary  # noqa: E402,F401  (skips fail in CI)
+from tests.support.lab_fixture import lab_agent, lab_session  # noqa: E402,F401  (the real-hosts lab, once per session; its key in an agent)
+from tests.support.skip_policy import pytest_runtest_makereport, pytest_terminal_summary  # noqa: E402,F401  (skips fail in CI)

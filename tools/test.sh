@@ -5,7 +5,7 @@
 # package per line in tools/test-packages.txt), then makes the venv and runs the whole suite. As any
 # other user it runs everything that needs no root (what needs the machine's root, the lab, skips with
 # its reason). Either way it ends with a line saying what was skipped, by reason. CI (`.ci/run`) runs
-# this script with CI=true, where a skipped test counts as a failure (tests/skip_policy.py).
+# this script with CI=true, where a skipped test counts as a failure (tests/support/skip_policy.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +29,7 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 
 if [ ! -x venv/bin/python ]; then
-  # The oldest Python the program supports is Ubuntu 22.04's (tests/test_oldest_python.py).
+  # The oldest Python the program supports is Ubuntu 22.04's (tests/tools/test_oldest_python.py).
   python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
     echo "test: $(python3 --version 2>&1) is too old: install Python 3.10 or newer with its venv module (Debian: apt-get install python3-venv)" >&2
     exit 1
@@ -45,7 +45,7 @@ if [ "$(id -u)" -eq 0 ] && command -v debootstrap >/dev/null 2>&1; then
   venv/bin/python -m lab image
 fi
 
-# The skip policy (tests/skip_policy.py) writes its line counting the skips by reason here: said last.
+# The skip policy (tests/support/skip_policy.py) writes its line counting the skips by reason here: said last.
 SKIPPED_SUMMARY=$(mktemp)
 export SKIPPED_SUMMARY
 trap 'rm -f "$SKIPPED_SUMMARY"' EXIT

@@ -1,6 +1,6 @@
 """The upstream record, docs/upstreams.md, as data: one row per pin (see that page for the columns).
 
-The plan prints each ``versions`` pin with the date its row was checked; tests/test_upstreams.py fails
+The plan prints each ``versions`` pin with the date its row was checked; tests/unit/test_upstreams.py fails
 when a pin has no row or prod's pin differs from its row.
 """
 

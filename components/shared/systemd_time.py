@@ -4,7 +4,7 @@ before anything is deployed.
 A timer whose schedule the server's systemd cannot read is installed without it and never fires, and
 nothing says so until someone looks at the server. Stack config is validated on the machine running
 Pulumi, which need not have systemd, so the grammar of systemd.time(7) is written out here as systemd
-252 (Debian bookworm) parses it; ``tests/test_systemd_time.py`` compares both functions with
+252 (Debian bookworm) parses it; ``tests/unit/test_systemd_time.py`` compares both functions with
 ``systemd-analyze calendar`` and ``systemd-analyze timespan`` on a corpus of good and bad values.
 
 Where systemd's answer depends on the server rather than the text, the check refuses: a time zone
