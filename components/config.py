@@ -30,7 +30,17 @@ from components.services.observability.settings import routes as observability_r
 from components.services.swarm.settings import SWARM_AUTOMATIC_LABELS, Swarm
 from components.services.vault.settings import VaultSettings
 from components.services.vault.settings import server_name as vault_server_name
-from components.shared.model import SERVER_NAMES, ConfigError, Domain, ImageRef, Model, ReleaseRef, ServerName, image_repository
+from components.shared.model import (
+    PRIVATE_NETWORKS,
+    SERVER_NAMES,
+    ConfigError,
+    Domain,
+    ImageRef,
+    Model,
+    ReleaseRef,
+    ServerName,
+    image_repository,
+)
 from components.shared.service import Credentials, Declaration, Route
 
 
@@ -151,6 +161,32 @@ class StackConfig(Model):
             for key in labels:
                 if key in SWARM_AUTOMATIC_LABELS:
                     raise ValueError(f"swarm.labels.{name}.{key}: {key} is set by the program, choose another key")
+        return self
+
+    @model_validator(mode="after")
+    def _swarm_address_pool_is_private_and_apart(self) -> StackConfig:
+        # Overlay subnets inside a server's network or the Docker bridge would shadow those routes.
+        swarm = self.swarm
+        pool = ipaddress.ip_network(swarm.address_pool)
+        key = "swarm.addressPool"
+        if not isinstance(pool, ipaddress.IPv4Network):
+            raise ValueError(f"{key}: {pool} is an IPv6 network; the swarm's address pool is IPv4")
+        if not any(pool.subnet_of(network) for network in PRIVATE_NETWORKS):
+            ranges = ", ".join(str(n) for n in PRIVATE_NETWORKS)
+            raise ValueError(f"{key}: {pool} is not a private network (expected inside one of {ranges})")
+        for name, server in self.servers.items():
+            if ipaddress.IPv4Address(server.private_ip) in pool:
+                raise ValueError(
+                    f"{key}: {pool} holds servers.{name}.privateIp {server.private_ip}; choose a pool apart from the servers' network"
+                )
+        bridge = ipaddress.ip_network(self.firewall.docker_bridge)
+        if pool.overlaps(bridge):
+            raise ValueError(f"{key}: {pool} overlaps firewall.dockerBridge {bridge}; choose a pool apart from the Docker bridge")
+        if swarm.address_pool_mask_length < pool.prefixlen:
+            raise ValueError(
+                f"swarm.addressPoolMaskLength: {swarm.address_pool_mask_length} is wider than the pool {pool}; "
+                f"use {pool.prefixlen} to 29"
+            )
         return self
 
 

@@ -173,3 +173,42 @@ def test_registry_login_can_be_turned_off() -> None:
     run = run_program("prod", overrides={"swarm": {"registryLogin": False}})
     assert run.error is None
     assert not [r for r in run.of_type(COMMAND) if r.name.endswith("-registry-login")]
+
+
+@pytest.mark.parametrize(
+    ("swarm", "message"),
+    [
+        ({"addressPool": "8.8.0.0/16"}, "swarm.addressPool: 8.8.0.0/16 is not a private network"),
+        ({"addressPool": "10.20.0.0/16"}, "swarm.addressPool: 10.20.0.0/16 holds servers."),
+        ({"addressPool": "10.0.0.0/8"}, "choose a pool apart from the servers' network"),
+        ({"addressPool": "172.16.0.0/12"}, "swarm.addressPool: 172.16.0.0/12 overlaps firewall.dockerBridge 172.17.0.0/16"),
+        ({"addressPool": "10.200.0.1/16"}, "swarm.addressPool: '10.200.0.1/16' is not a network in CIDR form"),
+        ({"addressPool": "banana"}, "swarm.addressPool: 'banana' is not a network in CIDR form"),
+        ({"addressPool": "fd00::/48"}, "swarm.addressPool: fd00::/48 is an IPv6 network"),
+        ({"addressPoolMaskLength": 12}, "swarm.addressPoolMaskLength: 12 is wider than the pool 10.200.0.0/16"),
+        ({"addressPoolMaskLength": 31}, "swarm.addressPoolMaskLength: Input should be less than or equal to 29"),
+    ],
+)
+def test_bad_address_pool_fails_before_any_resource(swarm: dict, message: str) -> None:
+    run = run_program("prod", overrides={"swarm": swarm})
+    assert run.error is not None and message in str(run.error), run.error
+    assert run.registrations == []
+
+
+def test_init_passes_the_configured_address_pool() -> None:
+    run = run_program("prod", overrides={"swarm": {"addressPool": "192.168.64.0/20", "addressPoolMaskLength": 26}})
+    assert run.error is None, run.error
+    create = run.named(COMMAND, "swarm-master-swarm-init").inputs["create"]
+    assert '--default-addr-pool "$ADDRESS_POOL" --default-addr-pool-mask-length "$POOL_MASK_LENGTH"' in create
+    assert script_values(create)["ADDRESS_POOL"] == "192.168.64.0/20"
+    assert script_values(create)["POOL_MASK_LENGTH"] == "26"
+
+
+def test_default_address_pool_is_apart_from_every_committed_stacks_servers(stack_run: ProgramRun) -> None:
+    import ipaddress
+
+    create = stack_run.named(COMMAND, "swarm-master-swarm-init").inputs["create"]
+    pool = ipaddress.ip_network(script_values(create)["ADDRESS_POOL"])
+    assert pool != ipaddress.ip_network("10.0.0.0/8")
+    for server in _servers(stack_run).values():
+        assert ipaddress.ip_address(server["privateIp"]) not in pool

@@ -53,21 +53,30 @@ def _manager_address(master_ip: str) -> str:
     return f"{master_ip}:{MANAGEMENT_PORT}"
 
 
-def init_script(master: str, master_ip: str) -> str:
-    """Make ``master`` the manager of a swarm advertised on its private IP (unless it already is one)
-    and print the cluster facts and both join tokens as one JSON line: this output is secret."""
+def init_script(master: str, master_ip: str, settings: Swarm) -> str:
+    """Make ``master`` the manager of a swarm advertised on its private IP, with the configured address
+    pool (unless it already is one: then warn when its pool differs) and print the cluster facts and
+    both join tokens as one JSON line: this output is secret."""
     return render(
         "swarm-init.sh", f"swarm-init[{master}]",
         MASTER=master, MASTER_IP=master_ip, MANAGER_ADDRESS=_manager_address(master_ip),
+        **_overlay_kernel_inputs(master, settings),
+        ADDRESS_POOL=settings.address_pool, POOL_MASK_LENGTH=str(settings.address_pool_mask_length),
     )
 
 
-def join_script(worker: str, worker_ip: str, master: str, master_ip: str) -> str:
+def _overlay_kernel_inputs(node: str, settings: Swarm) -> dict[str, str]:
+    """What overlay-kernel.sh reads: the node, whether the overlay is encrypted, the kernel's /proc."""
+    return {"NODE": node, "ENCRYPT_OVERLAY": str(settings.encrypt_overlay).lower(), "PROC_DIR": "/proc"}
+
+
+def join_script(worker: str, worker_ip: str, master: str, master_ip: str, settings: Swarm) -> str:
     """Join ``worker`` to the master's swarm with the worker token read from stdin; a no-op when it is
     already a worker of that swarm, an error when it belongs to another one. Prints the node ID."""
     return render(
         "swarm-join.sh", f"swarm-join[{worker}]",
         WORKER=worker, WORKER_IP=worker_ip, MASTER=master, MANAGER_ADDRESS=_manager_address(master_ip),
+        **_overlay_kernel_inputs(worker, settings),
     )
 
 
@@ -150,7 +159,7 @@ class Cluster(pulumi.ComponentResource):
         init = command.remote.Command(
             f"{master.name}-swarm-init",
             connection=master.connection,
-            create=init_script(master.name, master_ip),
+            create=init_script(master.name, master_ip, settings),
             logging=command.remote.Logging.NONE,
             # Its stdout holds the join tokens: never handed back to a later run.
             add_previous_output_in_env=False,
@@ -177,7 +186,7 @@ class Cluster(pulumi.ComponentResource):
             join = command.remote.Command(
                 f"{worker_name}-swarm-join",
                 connection=worker.connection,
-                create=join_script(worker_name, worker_ip, master.name, master_ip),
+                create=join_script(worker_name, worker_ip, master.name, master_ip, settings),
                 delete=leave_script(worker_name),
                 stdin=self.worker_token.apply(lambda token: f"{token}\n"),
                 logging=command.remote.Logging.NONE,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from components.shared.model import SWARM_MANAGER, SWARM_WORKERS, Model, ServerName, SwarmWorker
+from components.shared.model import SWARM_MANAGER, SWARM_WORKERS, Model, Network, ServerName, SwarmWorker
 from components.shared.service import (
     SWARM_MEMBERS,
     BackupSource,
@@ -36,6 +36,10 @@ MEMBER_PORTS = (
 # Where Nginx runs: its container's requests to a published port leave from that server's private IP.
 PROXY_SERVER = "application"
 
+# Docker's default pool is 10.0.0.0/8; this /16 is outside both committed stacks' server networks
+# (10.20.0.0/24, 10.30.0.0/24) and Docker's local bridge pools (172.17.0.0/16 upwards, 192.168.0.0/16).
+DEFAULT_ADDRESS_POOL = "10.200.0.0/16"
+
 # Labels the program sets on every swarm node itself (see components/services/swarm/component.py).
 SWARM_AUTOMATIC_LABELS = ("role", "memory_mib")
 LabelKey = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")]
@@ -48,12 +52,20 @@ class Swarm(Model):
     ``workers`` lists the servers that are members: taking one out drains it, makes it leave and
     removes it from the node list. ``labels`` are extra node labels per member, for placement
     constraints (``node.labels.<key>``); ``role`` and ``memory_mib`` are set by the program.
+    ``addressPool`` and ``addressPoolMaskLength``: the IPv4 network the swarm carves its overlay networks
+    from, one subnet of that length each (``docker swarm init --default-addr-pool`` and
+    ``--default-addr-pool-mask-length``). They apply when the swarm is initialised: an existing swarm
+    keeps its pool, and the init step warns when it differs. Docker's own default, 10.0.0.0/8, would
+    hold servers whose private network is in 10.0.0.0/8; this default is a /16 that neither stack uses
+    (docs/swarm.md).
     """
 
     workers: list[SwarmWorker] = Field(default_factory=lambda: list(SWARM_WORKERS))
     labels: dict[ServerName, dict[LabelKey, LabelValue]] = Field(default_factory=dict)
     encrypt_overlay: bool = Field(default=True, alias="encryptOverlay")
     registry_login: bool = Field(default=True, alias="registryLogin")
+    address_pool: Network = Field(default=DEFAULT_ADDRESS_POOL, alias="addressPool")
+    address_pool_mask_length: int = Field(default=24, alias="addressPoolMaskLength", ge=8, le=29)
 
     @property
     def members(self) -> tuple[str, ...]:

@@ -1,8 +1,9 @@
 # shellcheck shell=sh
 # Join WORKER to the swarm of MASTER with the worker token read from stdin; a no-op when it is already
 # a worker of that swarm, an error when it belongs to another one.
-# Inputs: WORKER, WORKER_IP, MASTER, MANAGER_ADDRESS (the master's IP:port).
+# Inputs: WORKER (also NODE), ENCRYPT_OVERLAY, PROC_DIR, WORKER_IP, MASTER, MANAGER_ADDRESS (the master's IP:port).
 . ./swarm-lib.sh
+. ./overlay-kernel.sh
 step "asking the docker daemon on $WORKER for its swarm state"
 state=$(swarm_state) || fail "cannot read the swarm state of $WORKER from its docker daemon"
 case "$state" in
