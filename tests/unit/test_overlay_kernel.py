@@ -14,8 +14,9 @@ import pytest
 from components.services.swarm.component import init_script, join_script
 from components.services.swarm.settings import Swarm
 from components.shared.shell import render
+from tests.support.skip_policy import as_root
 
-TOOLS = ("grep", "cat")
+TOOLS = ("grep", "cat", "id")
 MODPROBE = 'for m in $LOADABLE; do [ "$m" = "$3" ] && exit 0; done; exit 1\n'
 
 
@@ -34,9 +35,10 @@ def _run(tmp_path: Path, matches: str, modules: str | None, loadable: str = "", 
     fake = bin_dir / "modprobe"
     fake.write_text("#!/bin/sh\n" + MODPROBE)
     fake.chmod(0o755)
-    script = render("overlay-kernel.sh", "overlay-kernel[swarm-node2]", NODE="swarm-node2", ENCRYPT_OVERLAY=encrypt, PROC_DIR=str(proc))
+    script = render("overlay-kernel.sh", "overlay-kernel[swarm-node2]", NODE="swarm-node2", SERVER="swarm-node2", ENCRYPT_OVERLAY=encrypt, PROC_DIR=str(proc))
+    # As root (of a user namespace for another user): the kernel lists its matches to root only.
     return subprocess.run(
-        ["/bin/sh", "-c", script + "\necho kernel-ok\n"],
+        as_root(["/bin/sh", "-c", script + "\necho kernel-ok\n"]),
         env={"PATH": str(bin_dir), "LOADABLE": loadable},
         capture_output=True,
         text=True,

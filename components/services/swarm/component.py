@@ -66,8 +66,9 @@ def init_script(master: str, master_ip: str, settings: Swarm) -> str:
 
 
 def _overlay_kernel_inputs(node: str, settings: Swarm) -> dict[str, str]:
-    """What overlay-kernel.sh reads: the node, whether the overlay is encrypted, the kernel's /proc."""
-    return {"NODE": node, "ENCRYPT_OVERLAY": str(settings.encrypt_overlay).lower(), "PROC_DIR": "/proc"}
+    """What overlay-kernel.sh reads: the node (also SERVER, which root-lib.sh's messages name), whether the
+    overlay is encrypted, the kernel's /proc."""
+    return {"NODE": node, "SERVER": node, "ENCRYPT_OVERLAY": str(settings.encrypt_overlay).lower(), "PROC_DIR": "/proc"}
 
 
 def join_script(worker: str, worker_ip: str, master: str, master_ip: str, settings: Swarm) -> str:

@@ -4,16 +4,19 @@
 # docs/upstreams.md) marks the VXLAN packets to encrypt and drops unencrypted ones with iptables' u32
 # match (newer engines also accept bpf) and policy match, and encrypts with ESP in transport mode; when a
 # rule or state cannot be programmed it only logs a warning, the network is created and the traffic
-# between nodes is silently lost. Inputs: NODE, ENCRYPT_OVERLAY, PROC_DIR (the kernel's /proc).
+# between nodes is silently lost. Inputs: NODE (and SERVER, the same), ENCRYPT_OVERLAY, PROC_DIR (the kernel's /proc).
+. ./root-lib.sh
 if [ "$ENCRYPT_OVERLAY" = true ]; then
   step "checking that the kernel of $NODE can carry an encrypted overlay network"
-  # modprobe lives in sbin, often not on a non-root user's PATH; -n only resolves, it loads nothing.
-  PATH=$PATH:/usr/sbin:/sbin
+  # The kernel lists its iptables matches to root only (0440): found by running this as the login user on
+  # the lab machines.
+  need_root "to read the iptables matches the kernel of $NODE has registered"
+  # modprobe -n only resolves a module, it loads nothing (sbin is on PATH: prelude.sh).
   modular=false
   [ -r "$PROC_DIR/modules" ] && modular=true
   # kernel_has MATCH MODULE: the iptables match is registered, or (modular kernel) its module can be loaded.
   kernel_has() {
-    grep -qx "$1" "$PROC_DIR/net/ip_tables_matches" 2>/dev/null && return 0
+    as_root cat "$PROC_DIR/net/ip_tables_matches" 2>/dev/null | grep -qx "$1" && return 0
     [ "$modular" = true ] && modprobe -n -q "$2" 2>/dev/null
   }
   missing=""
