@@ -16,7 +16,7 @@ from components.services.swarm.settings import Swarm
 from components.shared.shell import render
 from tests.support.skip_policy import as_root
 
-TOOLS = ("grep", "cat", "id")
+TOOLS = ("grep", "cat", "id", "unshare")  # unshare: as_root for a non-root user
 MODPROBE = 'for m in $LOADABLE; do [ "$m" = "$3" ] && exit 0; done; exit 1\n'
 
 
