@@ -35,7 +35,7 @@ from components.services.backups import component as backups
 from components.services.backups.settings import OffsiteRepository
 from components.shared.service import BackupSource
 from components.shared.shell import render
-from lab import LabHost, docker, ssh, ssh_command
+from lab import LabHost, docker, run_command, ssh
 from lab.images import import_services
 from tools.offline import PROJECT, project_defaults, read_stack_values, stack_file
 
@@ -74,12 +74,6 @@ def check(result: subprocess.CompletedProcess[str], what: str) -> subprocess.Com
     return result
 
 
-def remote_command(host: LabHost, script: str, stdin: str = "", timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """``script`` as a ``command.remote.Command`` runs it: the SSH session's command, as the login user,
-    with ``stdin`` (the credentials) on its standard input."""
-    return subprocess.run(ssh_command(host, script), input=stdin, capture_output=True, text=True, timeout=timeout)
-
-
 def server_spec(host: LabHost) -> Server:
     """A lab machine as a stack declares a server (its private address, sshd on 22)."""
     return Server.model_validate({"privateIp": host.address, "sshPort": 22, "memoryMib": 1024, "cpus": 1})
@@ -112,14 +106,14 @@ class SftpAccount:
 def backup_key(db: LabHost) -> str:
     """db2's backup SSH key (made once, root-only), its public half as the program reads it."""
     script = render("backup-ssh-key.sh", f"backup-ssh-key[{SERVER}]", SERVER=SERVER, CONFIG_DIR=LAYOUT.config_dir)
-    return check(remote_command(db, script), "backup-ssh-key.sh").stdout
+    return check(run_command(db, script, timeout=600), "backup-ssh-key.sh").stdout
 
 
 def sftp_account(db: LabHost, host: LabHost) -> SftpAccount:
     """The SFTP account for db2's key on ``host`` (idempotent, as on every ``pulumi up``)."""
     spec = server_spec(host)
     script = backups.sftp_repository_script(host.name, spec, SERVER, db.address, backup_key(db))
-    return SftpAccount(host, spec, check(remote_command(host, script), "backup-sftp-repository.sh").stdout)
+    return SftpAccount(host, spec, check(run_command(host, script, timeout=600), "backup-sftp-repository.sh").stdout)
 
 
 def remove_sftp_account(host: LabHost) -> None:
@@ -221,7 +215,7 @@ class Drill:
                 "offsite_known_hosts": backups.offsite_known_hosts(offsite),
                 **backups.offsite_settings(offsite, server, LAYOUT),
             }
-        return remote_command(self.db, script, stdin=backups.credential_text(values))
+        return run_command(self.db, script, timeout=600, stdin=backups.credential_text(values))
 
     def agent(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``samarth-backup ARGS`` as root, as its systemd service and the runbook run it."""

@@ -169,10 +169,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_command(host: LabHost, script: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_command(host: LabHost, script: str, timeout: float = 120, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """Run ``script`` as the SSH session's command on ``host``, as a ``command.remote.Command`` runs its
-    ``create`` or ``delete``; the caller checks ``returncode``."""
-    return subprocess.run(ssh_command(host, script), capture_output=True, text=True, timeout=timeout)
+    ``create`` or ``delete``, with ``stdin`` (the command's credentials) on its standard input; the caller
+    checks ``returncode``."""
+    return subprocess.run(ssh_command(host, script), input=stdin, capture_output=True, text=True, timeout=timeout)
 
 
 def docker(host: LabHost, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -128,8 +128,6 @@ class Network(DockerKind):
 
 
 class RemoteImage(DockerKind):
-    note = ""
-
     def create(self, resource: Resource) -> tuple[str, dict[str, Any]]:
         reference = str(resource.inputs["name"])
         engine = self.engine(self.server(resource))

@@ -26,7 +26,7 @@ import secrets
 import string
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -300,21 +300,20 @@ def kinds(provider_kinds: Mapping[str, Kind]) -> dict[str, Kind]:
         "tls:index/locallySignedCert:LocallySignedCert": LocallySignedCert(),
         **provider_kinds,
     }
-    prefixes: dict[str, Callable[[], Kind]] = {"minio:": lambda: MINIO_PENDING}
-    return _WithPrefixes(table, prefixes)
+    return _WithPrefixes(table, {"minio:": MINIO_PENDING})
 
 
 class _WithPrefixes(dict[str, Kind]):
     """A kind table that also answers every type under a prefix (``vault:...``) with one kind."""
 
-    def __init__(self, table: Mapping[str, Kind], prefixes: Mapping[str, Callable[[], Kind]]) -> None:
+    def __init__(self, table: Mapping[str, Kind], prefixes: Mapping[str, Kind]) -> None:
         super().__init__(table)
         self.prefixes = prefixes
 
     def get(self, key: str, default: Optional[Kind] = None) -> Optional[Kind]:  # type: ignore[override]
         for prefix, kind in self.prefixes.items():
             if key.startswith(prefix):
-                return kind()
+                return kind
         return super().get(key, default)
 
     def __getitem__(self, key: str) -> Kind:
