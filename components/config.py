@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -31,8 +31,8 @@ from components.services.swarm.settings import SWARM_AUTOMATIC_LABELS, Swarm
 from components.services.vault.settings import VaultSettings
 from components.services.vault.settings import server_name as vault_server_name
 from components.shared.model import (
-    PRIVATE_NETWORKS,
     SERVER_NAMES,
+    WHOLE_INTERNET,
     ConfigError,
     Domain,
     ImageRef,
@@ -40,6 +40,7 @@ from components.shared.model import (
     ReleaseRef,
     ServerName,
     image_repository,
+    network_values,
 )
 from components.shared.service import Credentials, Declaration, Route
 
@@ -164,24 +165,17 @@ class StackConfig(Model):
         return self
 
     @model_validator(mode="after")
-    def _swarm_address_pool_is_private_and_apart(self) -> StackConfig:
-        # Overlay subnets inside a server's network or the Docker bridge would shadow those routes.
+    def _networks_are_apart(self) -> StackConfig:
+        # Every network-valued key, by its type's rule (components/shared/model.py: NetworkRule).
+        problems = network_problems(self)
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _swarm_pool_fits_its_subnets(self) -> StackConfig:
         swarm = self.swarm
         pool = ipaddress.ip_network(swarm.address_pool)
-        key = "swarm.addressPool"
-        if not isinstance(pool, ipaddress.IPv4Network):
-            raise ValueError(f"{key}: {pool} is an IPv6 network; the swarm's address pool is IPv4")
-        if not any(pool.subnet_of(network) for network in PRIVATE_NETWORKS):
-            ranges = ", ".join(str(n) for n in PRIVATE_NETWORKS)
-            raise ValueError(f"{key}: {pool} is not a private network (expected inside one of {ranges})")
-        for name, server in self.servers.items():
-            if ipaddress.IPv4Address(server.private_ip) in pool:
-                raise ValueError(
-                    f"{key}: {pool} holds servers.{name}.privateIp {server.private_ip}; choose a pool apart from the servers' network"
-                )
-        bridge = ipaddress.ip_network(self.firewall.docker_bridge)
-        if pool.overlaps(bridge):
-            raise ValueError(f"{key}: {pool} overlaps firewall.dockerBridge {bridge}; choose a pool apart from the Docker bridge")
         if swarm.address_pool_mask_length < pool.prefixlen:
             raise ValueError(
                 f"swarm.addressPoolMaskLength: {swarm.address_pool_mask_length} is wider than the pool {pool}; "
@@ -237,18 +231,23 @@ class StackConfig(Model):
 
     @model_validator(mode="after")
     def _jump_host_address_is_known(self) -> StackConfig:
+        # Without jumpHostFrom the jump host's own address becomes a firewall source: an IPv4 address.
         jump = self.access.jump_host
         if jump is None or self.firewall.jump_host_from:
             return self
-        named_server = any(jump.host in (s.private_ip, s.public_address) for s in self.servers.values())
-        try:
-            ipaddress.ip_address(jump.host)
-        except ValueError:
-            if not named_server:
-                raise ValueError(
-                    f"firewall.jumpHostFrom: required because access.jumpHost.host {jump.host!r} is a name "
-                    "(the firewall allows SSH from addresses)"
-                ) from None
+        if any(jump.host in (s.private_ip, s.public_address) for s in self.servers.values()):
+            return self
+        address = ip_or_none(jump.host)
+        if address is None:
+            raise ValueError(
+                f"firewall.jumpHostFrom: required because access.jumpHost.host {jump.host!r} is a name "
+                "(the firewall allows SSH from addresses)"
+            )
+        if address.version == 6:
+            raise ValueError(
+                f"firewall.jumpHostFrom: required because access.jumpHost.host {jump.host} is an IPv6 address and the "
+                "host firewall writes IPv4 (iptables) rules only; set the IPv4 network its connections come from"
+            )
         return self
 
     @property
@@ -317,6 +316,71 @@ class StackConfig(Model):
                 )
         return self
 
+
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+
+def server_addresses(config: StackConfig) -> list[tuple[str, IPAddress]]:
+    """Every server's own IP addresses, with their keys: private IPs, and public addresses given as IPs."""
+    addresses: list[tuple[str, IPAddress]] = []
+    for name, server in config.servers.items():
+        addresses.append((f"servers.{name}.privateIp", ipaddress.ip_address(server.private_ip)))
+        public = ip_or_none(server.public_address)
+        if public is not None:
+            addresses.append((f"servers.{name}.publicAddress", public))
+    return addresses
+
+
+def ip_or_none(value: Optional[str]) -> Optional[IPAddress]:
+    """``value`` as an IP address (an IPv4-mapped IPv6 address as its IPv4 one), or ``None`` for a name."""
+    try:
+        address = ipaddress.ip_address(value or "")
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def network_problems(config: StackConfig) -> list[str]:
+    """Every network-valued key (``network_values``: each value's own rule already held) against the
+    servers' own addresses and the other network keys: a source holds no server's address but may be one
+    server alone; a local network (Docker's bridge, the swarm's pool) holds none and overlaps no source
+    and no other local network. The whole internet, named with ``anywhere``, is the opt-in and not compared."""
+    found = [
+        (key, ipaddress.ip_network(value), rule) for key, value, rule in network_values(config) if value != WHOLE_INTERNET
+    ]
+    addresses = server_addresses(config)
+    problems: list[str] = []
+    for key, network, rule in found:
+        if rule.role == "filter":
+            continue
+        held = [(where, address) for where, address in addresses if address.version == network.version and address in network]
+        if not held or (rule.role == "source" and len(held) == 1 and network.num_addresses == 1):
+            continue
+        where, address = held[0]
+        if rule.role == "source":
+            instead = (
+                f"the firewall already admits each server by what it declares: name one server alone "
+                f"({address}/{address.max_prefixlen}) or a network apart from the servers'"
+            )
+        else:
+            instead = f"choose {rule.noun} apart from the servers' network"
+        problems.append(f"{key}: {network} holds {where} {address}; {instead}")
+    for index, (key, network, rule) in enumerate(found):
+        for other_key, other, other_rule in found[index + 1 :]:
+            roles = {rule.role, other_rule.role}
+            if "local" in roles and "filter" not in roles and network.version == other.version and network.overlaps(other):
+                # The source is blamed rather than the servers' own network; of two local ones, the first.
+                if rule.role == "local" and other_rule.role == "source":
+                    key, network, other_key, other = other_key, other, key, network
+                problems.append(
+                    f"{key}: {network} overlaps {other_key} {other}; a network the servers route as their own (Docker's "
+                    "bridge, the swarm's pool) must be apart from every firewall source and from each other, or "
+                    "traffic from the one would be taken for the other"
+                )
+    return problems
 
 
 def missing_host_keys(config: StackConfig) -> list[str]:

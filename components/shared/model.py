@@ -11,7 +11,9 @@ import base64
 import binascii
 import ipaddress
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Optional, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -203,14 +205,215 @@ def _url_path(value: str) -> str:
     return value
 
 
-def _network(value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value, strict=True))
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from None
-
-
 UrlPath = Annotated[str, AfterValidator(_url_path)]
-Network = Annotated[str, AfterValidator(_network)]
 HostName = Annotated[str, AfterValidator(_domain)]
+
+
+# --- network-valued keys ------------------------------------------------------------------------------
+# Every key that holds a network is of a type that carries its ``NetworkRule``: the rule checks the value
+# alone here (address family, breadth, special ranges), and ``network_problems`` checks it against the
+# servers' own addresses and the other network keys. A new key of one of these types is checked alike.
+
+# The named opt-in for the whole internet, where a rule allows it: "0.0.0.0/0" written as a network is
+# refused, so that opening to everyone is never a typo or a copied default.
+ANYWHERE = "anywhere"
+WHOLE_INTERNET = "0.0.0.0/0"
+# The widest public network a key may name (an office, a provider's range), per address family.
+PUBLIC_NETWORK_MAX_PREFIX = {4: 24, 6: 48}
+UNIQUE_LOCAL_IPV6 = ipaddress.IPv6Network("fc00::/7")
+# Ranges no client connects from and no server routes as its own.
+_SPECIAL_NETWORKS: tuple[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network], ...] = tuple(
+    (what, ipaddress.ip_network(network))
+    for what, network in (
+        ("'this network' (0.0.0.0/8)", "0.0.0.0/8"),
+        ("loopback", "127.0.0.0/8"),
+        ("link-local", "169.254.0.0/16"),
+        ("multicast", "224.0.0.0/4"),
+        ("reserved", "240.0.0.0/4"),
+        ("loopback", "::1/128"),
+        ("link-local", "fe80::/10"),
+        ("multicast", "ff00::/8"),
+    )
+)
+
+
+def _within(network: ipaddress.IPv4Network | ipaddress.IPv6Network, outer: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """``network.subnet_of(outer)`` for two networks of one family, whichever it is."""
+    first, last = int(outer.network_address), int(outer.broadcast_address)
+    return first <= int(network.network_address) and int(network.broadcast_address) <= last
+
+
+def private_network(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """Inside one of ``PRIVATE_NETWORKS`` (IPv4) or the unique-local range fc00::/7 (IPv6)."""
+    if isinstance(network, ipaddress.IPv4Network):
+        return any(network.subnet_of(private) for private in PRIVATE_NETWORKS)
+    return network.subnet_of(UNIQUE_LOCAL_IPV6)
+
+
+@dataclass(frozen=True)
+class NetworkRule:
+    """What a network-valued key may hold, carried by its type (``Annotated`` metadata).
+
+    ``role``: ``source``, a network clients connect from that the host firewall admits (it may name one
+    server alone, never a network holding servers' addresses); ``local``, a network the servers route as
+    their own (Docker's bridge, the swarm's overlays: private, apart from the servers' addresses and from
+    every source and other local network); ``filter``, a list a service matches its clients against (no
+    check against the servers). ``families``: the IP versions the consumer writes rules for, and why.
+    ``anywhere``: whether the ``anywhere`` opt-in is accepted; ``wide_hint``: what to do instead of a
+    network wider than ``PUBLIC_NETWORK_MAX_PREFIX``. ``noun``: the key's kind in messages.
+    """
+
+    noun: str
+    role: Literal["source", "local", "filter"]
+    families: tuple[int, ...]
+    family_reason: str
+    wide_hint: str
+    anywhere: bool = False
+
+    def check(self, value: str) -> str:
+        """The value alone: ``anywhere`` (as ``0.0.0.0/0``) where allowed, else a network in CIDR form of an
+        allowed family, not a special range, private (``local``), or public no wider than the limit."""
+        if value == ANYWHERE:
+            if not self.anywhere:
+                raise ValueError(f"{ANYWHERE!r} (the whole internet) is not accepted for {self.noun}; {self.wide_hint}")
+            return WHOLE_INTERNET
+        try:
+            network = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from None
+        if network.version not in self.families:
+            raise ValueError(f"{network} is an IPv{network.version} network; {self.family_reason}")
+        if network.prefixlen == 0:
+            instead = f"write {ANYWHERE!r} to mean it" if self.anywhere else self.wide_hint
+            raise ValueError(f"{network} is the whole internet, which needs an explicit opt-in; {instead}")
+        for what, special in _SPECIAL_NETWORKS:
+            if network.version == special.version and _within(network, special):
+                raise ValueError(f"{network} is a {what} network: no client connects from it and no server routes it")
+        private = private_network(network)
+        if self.role == "local" and not private:
+            ranges = ", ".join(str(n) for n in PRIVATE_NETWORKS)
+            raise ValueError(f"{network} is not a private network (expected inside one of {ranges})")
+        widest = PUBLIC_NETWORK_MAX_PREFIX[network.version]
+        if not private and network.prefixlen < widest:
+            anywhere = f", or {ANYWHERE!r} for the whole internet" if self.anywhere else ""
+            raise ValueError(
+                f"{network} is a public network wider than /{widest}, open to a large part of the internet; "
+                f"name private networks or public ones of at most /{widest}{anywhere} ({self.wide_hint})"
+            )
+        return str(network)
+
+
+FIREWALL_SOURCE = NetworkRule(
+    "a firewall source",
+    "source",
+    (4,),
+    "the host firewall writes IPv4 (iptables) rules only, so an IPv6 source would admit nobody",
+    f"list the networks clients connect from, or write {ANYWHERE!r} to open to the whole internet",
+    anywhere=True,
+)
+DOCKER_BRIDGE = NetworkRule(
+    "a bridge network",
+    "local",
+    (4,),
+    "Docker's default bridge and the host firewall's rules for its containers are IPv4",
+    "Docker's bridge is a private network of the server's own",
+)
+ADDRESS_POOL = NetworkRule(
+    "a pool",
+    "local",
+    (4,),
+    "the swarm's address pool is IPv4",
+    "the swarm's overlay networks are private",
+)
+ROUTE_ALLOW = NetworkRule(
+    "a route's allow",
+    "filter",
+    (4, 6),
+    "",
+    "leave allow out to serve a route to everyone (a route to an admin UI must name its networks)",
+)
+TOKEN_BOUND_CIDRS = NetworkRule(
+    "a token's bound networks",
+    "filter",
+    (4, 6),
+    "",
+    "leave the list empty to bind the token to no address",
+)
+
+# Network: a network the host firewall admits clients from (every firewall source list is of this type).
+Network = Annotated[str, AfterValidator(FIREWALL_SOURCE.check), FIREWALL_SOURCE]
+BridgeNetwork = Annotated[str, AfterValidator(DOCKER_BRIDGE.check), DOCKER_BRIDGE]
+AddressPool = Annotated[str, AfterValidator(ADDRESS_POOL.check), ADDRESS_POOL]
+AllowedNetwork = Annotated[str, AfterValidator(ROUTE_ALLOW.check), ROUTE_ALLOW]
+BoundNetwork = Annotated[str, AfterValidator(TOKEN_BOUND_CIDRS.check), TOKEN_BOUND_CIDRS]
+
+
+def _rule_of(annotation: Any, metadata: Iterable[Any] = ()) -> Optional[NetworkRule]:
+    for item in metadata:
+        if isinstance(item, NetworkRule):
+            return item
+    if get_origin(annotation) is Annotated:
+        found = _rule_of(None, annotation.__metadata__)
+        if found is not None:
+            return found
+    for argument in get_args(annotation):
+        found = _rule_of(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def network_values(model: BaseModel, path: str = "") -> Iterator[tuple[str, str, NetworkRule]]:
+    """Every network-valued key of ``model`` (its value's type carries a ``NetworkRule``), at any depth:
+    the key path in the stack file's spelling, the value, its rule."""
+    for name, field in type(model).model_fields.items():
+        key = f"{path}.{field.alias or name}" if path else (field.alias or name)
+        yield from _network_items(getattr(model, name), key, _rule_of(field.annotation, field.metadata))
+
+
+def _network_items(value: Any, key: str, rule: Optional[NetworkRule]) -> Iterator[tuple[str, str, NetworkRule]]:
+    if isinstance(value, BaseModel):
+        yield from network_values(value, key)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _network_items(item, f"{key}[{index}]", rule)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield from _network_items(item, f"{key}.{name}", rule)
+    elif isinstance(value, str) and rule is not None:
+        yield key, value, rule
+
+
+def network_keys(model: type[BaseModel], path: str = "") -> Iterator[tuple[str, NetworkRule]]:
+    """Every network-valued field of ``model``'s schema, at any depth, whether the stack sets it or not:
+    its key path (``[0]`` for a list's items, ``.<key>`` for a map's values) and its rule."""
+    for name, field in model.model_fields.items():
+        key = f"{path}.{field.alias or name}" if path else (field.alias or name)
+        rule = _rule_of(field.annotation, field.metadata)
+        if rule is not None:
+            yield (f"{key}[0]" if _is_sequence(field.annotation) else key), rule
+            continue
+        yield from _nested_keys(field.annotation, key)
+
+
+def _is_sequence(annotation: Any) -> bool:
+    if get_origin(annotation) in (list, tuple):
+        return True
+    return get_origin(annotation) is not Annotated and any(_is_sequence(argument) for argument in get_args(annotation))
+
+
+def _nested_keys(annotation: Any, key: str) -> Iterator[tuple[str, NetworkRule]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield from network_keys(annotation, key)
+        return
+    origin = get_origin(annotation)
+    arguments = get_args(annotation)
+    if origin in (list, tuple):
+        for argument in arguments[:1]:
+            yield from _nested_keys(argument, f"{key}[0]")
+    elif origin is dict:
+        yield from _nested_keys(arguments[1], f"{key}.<key>")
+    else:
+        for argument in arguments:
+            yield from _nested_keys(argument, key)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Optional
 
 from pydantic import Field
 
-from .model import HostName, Model, Network, Port, ServerName, UrlPath
+from .model import AllowedNetwork, HostName, Model, Port, ServerName, UrlPath
 
 if TYPE_CHECKING:
     from components.config import StackConfig
@@ -115,7 +115,7 @@ class Route(Model):
     path: UrlPath = "/"
     upstream: str
     port: Optional[Port] = None
-    allow: Optional[list[Network]] = Field(default=None, min_length=1)
+    allow: Optional[list[AllowedNetwork]] = Field(default=None, min_length=1)
 
 
 @dataclass(frozen=True)

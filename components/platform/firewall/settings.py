@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Optional
 
 from pydantic import Field
 
-from components.shared.model import Model, Network
+from components.shared.model import BridgeNetwork, Model, Network
 from components.shared.service import JUMP_HOST, OPERATORS, PULUMI
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class FirewallSettings(Model):
     operators: list[Network] = Field(min_length=1)
     pulumi_from: Optional[list[Network]] = Field(default=None, alias="pulumiFrom", min_length=1)
     jump_host_from: Optional[list[Network]] = Field(default=None, alias="jumpHostFrom", min_length=1)
-    docker_bridge: Network = Field(default="172.17.0.0/16", alias="dockerBridge")
+    docker_bridge: BridgeNetwork = Field(default="172.17.0.0/16", alias="dockerBridge")
 
 
 

@@ -4,13 +4,12 @@ services offer. No Pulumi here."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, Optional
 
 from pydantic import Field
 
-from components.shared.model import PRIVATE_NETWORKS, AbsolutePath, CalendarEvent, Email, HostName, Model, TimeSpan
+from components.shared.model import AbsolutePath, CalendarEvent, Email, HostName, Model, TimeSpan
 from components.shared.service import Declaration, Listener, Placement, Route, Service, Upstream
 
 if TYPE_CHECKING:
@@ -19,19 +18,6 @@ if TYPE_CHECKING:
 HTTP_PORT = 80
 HTTPS_PORT = 443
 MEMORY_MIB = 256
-# The widest public network a route to an admin UI (Vault) may allow: an office, not the internet.
-PUBLIC_ALLOW_MIN_PREFIX = {4: 24, 6: 48}
-
-
-def _narrow_network(value: str) -> bool:
-    network = ipaddress.ip_network(value)
-    if network.version == 4 and any(network.subnet_of(private) for private in PRIVATE_NETWORKS):
-        return True
-    if network.version == 6 and network.subnet_of(ipaddress.IPv6Network("fc00::/7")):
-        return True
-    return network.prefixlen >= PUBLIC_ALLOW_MIN_PREFIX[network.version]
-
-
 LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
 # The default, so that no stack but the one that sets production explicitly can hit Let's Encrypt's rate limits.
 LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
@@ -123,17 +109,11 @@ def route_problems(
             problems.append(
                 f"{key}: port is only for {' and '.join(route_ports)} routes ({route.upstream!r} listens on its own, configured port)"
             )
-        if rules.admin_ui:
-            if not route.allow:
-                problems.append(
-                    f"{key}: allow is required for upstream {route.upstream!r} (the source networks allowed to reach the {rules.admin_ui} UI)"
-                )
-            too_wide = [network for network in route.allow or () if not _narrow_network(network)]
-            if too_wide:
-                problems.append(
-                    f"{key}: allow: {', '.join(too_wide)} opens {rules.admin_ui} to the internet; allow private networks, or public "
-                    f"ones of at most /{PUBLIC_ALLOW_MIN_PREFIX[4]} (IPv4) or /{PUBLIC_ALLOW_MIN_PREFIX[6]} (IPv6)"
-                )
+        # Each network it allows is checked by its type (components/shared/model.py: ROUTE_ALLOW).
+        if rules.admin_ui and not route.allow:
+            problems.append(
+                f"{key}: allow is required for upstream {route.upstream!r} (the source networks allowed to reach the {rules.admin_ui} UI)"
+            )
         if rules.root_path and route.path != "/":
             problems.append(f"{key}: path must be '/' for upstream {route.upstream!r} ({rules.root_path})")
     for name, upstream in offered.items():

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from components.shared.model import SWARM_MANAGER, SWARM_WORKERS, Model, Network, ServerName, SwarmWorker
+from components.shared.model import SWARM_MANAGER, SWARM_WORKERS, AddressPool, Model, ServerName, SwarmWorker
 from components.shared.service import (
     SWARM_MEMBERS,
     BackupSource,
@@ -64,7 +64,7 @@ class Swarm(Model):
     labels: dict[ServerName, dict[LabelKey, LabelValue]] = Field(default_factory=dict)
     encrypt_overlay: bool = Field(default=True, alias="encryptOverlay")
     registry_login: bool = Field(default=True, alias="registryLogin")
-    address_pool: Network = Field(default=DEFAULT_ADDRESS_POOL, alias="addressPool")
+    address_pool: AddressPool = Field(default=DEFAULT_ADDRESS_POOL, alias="addressPool")
     address_pool_mask_length: int = Field(default=24, alias="addressPoolMaskLength", ge=8, le=29)
 
     @property
