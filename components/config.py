@@ -21,13 +21,14 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from components.platform.firewall.settings import FirewallSettings
 from components.platform.host.settings import HOST_KEYS_COMMAND, Access, Logs, Server
 from components.services.backups.settings import Backups, OffsiteRepository
+from components.services.backups.settings import key_problems as backup_key_problems
 from components.services.databases.catalogue import image_major
 from components.services.databases.settings import Databases
 from components.services.edge.settings import Edge, route_problems
 from components.services.edge.settings import acme_hosts as edge_acme_hosts
 from components.services.observability.settings import ObservabilitySettings, PostHogImages
 from components.services.observability.settings import routes as observability_routes
-from components.services.swarm.settings import SWARM_AUTOMATIC_LABELS, Swarm
+from components.services.swarm.settings import DOCKER_RESERVED_LABEL_PREFIXES, SWARM_AUTOMATIC_LABELS, Swarm
 from components.services.vault.settings import VaultSettings
 from components.services.vault.settings import server_name as vault_server_name
 from components.shared.model import (
@@ -112,13 +113,9 @@ class StackConfig(Model):
         missing = [name for name in SERVER_NAMES if name not in self.servers]
         if missing:
             raise ValueError(f"servers: missing {', '.join(missing)} (expected exactly {', '.join(SERVER_NAMES)})")
-        seen: dict[str, str] = {}
-        for name, server in self.servers.items():
-            if server.private_ip in seen:
-                raise ValueError(
-                    f"servers.{name}.privateIp: {server.private_ip} is already the private IP of {seen[server.private_ip]}"
-                )
-            seen[server.private_ip] = name
+        problems = address_problems(self.servers)
+        if problems:
+            raise ValueError("\n  ".join(problems))
         if self.access.via == "public":
             for name, server in self.servers.items():
                 if server.public_address is None:
@@ -162,6 +159,9 @@ class StackConfig(Model):
             for key in labels:
                 if key in SWARM_AUTOMATIC_LABELS:
                     raise ValueError(f"swarm.labels.{name}.{key}: {key} is set by the program, choose another key")
+                reserved = next((prefix for prefix in DOCKER_RESERVED_LABEL_PREFIXES if key.startswith(prefix)), None)
+                if reserved is not None:
+                    raise ValueError(f"swarm.labels.{name}.{key}: {reserved}* labels are reserved for Docker's own use, choose another key")
         return self
 
     @model_validator(mode="after")
@@ -220,14 +220,34 @@ class StackConfig(Model):
         # check does not plan for.
         offsite: Optional[OffsiteRepository] = self.backups.offsite if self.backups.enabled else None
         if offsite is not None:
-            host = offsite.host.lower()
-            for name, server in self.servers.items():
-                if host in {server.private_ip, (server.public_address or "").lower()}:
-                    raise ValueError(
-                        f"backups.offsite.repository: {offsite.host} is servers.{name}; an off-site repository must be "
-                        "outside the six servers (another site, a cloud S3 endpoint)"
-                    )
+            where = self.on_site(offsite.host)
+            if where is not None:
+                raise ValueError(
+                    f"backups.offsite.repository: {offsite.host} is {where}; an off-site repository must be "
+                    "outside the six servers (another site, a cloud S3 endpoint)"
+                )
         return self
+
+    def on_site(self, host: str) -> Optional[str]:
+        """How ``host`` (an address or a name) reaches one of the six servers, or ``None``: a server's
+        address, the machine itself (loopback: each agent runs on a server), a server's name, or a name
+        this stack serves (Nginx's routes, Vault's certificate name: they point at the application server)."""
+        wanted = same_address(host)
+        for name, server in self.servers.items():
+            for key, _ in ADDRESS_KINDS:
+                value = server.private_ip if key == "privateIp" else server.public_address
+                if value is not None and same_address(value) == wanted:
+                    return f"servers.{name}.{key}"
+        address = ip_or_none(host)
+        if (address is not None and (address.is_loopback or address.is_unspecified)) or wanted == "localhost" or wanted.endswith(".localhost"):
+            return "the server the agent runs on (a loopback or unspecified address)"
+        if wanted in SERVER_NAMES:
+            return f"the name of servers.{wanted}"
+        served = {route.host: key for key, route in self.edge_routes()}
+        served.setdefault(self.vault_server_name, "vault.serverName")
+        if wanted in served:
+            return f"a name this stack's Nginx or Vault serves on the application server ({served[wanted]})"
+        return None
 
     @model_validator(mode="after")
     def _jump_host_address_is_known(self) -> StackConfig:
@@ -319,6 +339,34 @@ class StackConfig(Model):
 
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+ADDRESS_KINDS = (("privateIp", "private IP"), ("publicAddress", "public address"))
+
+
+def same_address(value: str) -> str:
+    """``value`` in one spelling per machine: an IP address in its compressed form (an IPv4-mapped IPv6
+    address as its IPv4 one), a name in lower case."""
+    address = ip_or_none(value)
+    return str(address) if address is not None else value.lower()
+
+
+def address_problems(servers: Mapping[ServerName, Server]) -> list[str]:
+    """Every address two servers would share: one server's private IP as another's private IP or public
+    address, or one public address with one SSH port (a NAT forwarding one address to several servers
+    gives each its own port)."""
+    seen: dict[str, tuple[str, str, int]] = {}
+    problems: list[str] = []
+    for name, server in servers.items():
+        for key, what in ADDRESS_KINDS:
+            value = server.private_ip if key == "privateIp" else server.public_address
+            if value is None:
+                continue
+            other, other_what, other_port = seen.setdefault(same_address(value), (name, what, server.ssh_port))
+            if other == name:
+                continue
+            if what == other_what == "public address" and other_port != server.ssh_port:
+                continue
+            problems.append(f"servers.{name}.{key}: {value} is already the {other_what} of {other}; one address is one machine")
+    return problems
 
 
 def server_addresses(config: StackConfig) -> list[tuple[str, IPAddress]]:
@@ -407,7 +455,7 @@ def require_host_keys(config: StackConfig, stack: str) -> None:
 def check_declarations(config: StackConfig, declarations: Mapping[str, Declaration]) -> None:
     """Raise ``ConfigError`` naming every conflict between what the services (by name) declare from
     ``config``: a route to no offered upstream or against its rules, a port bound twice on a server, a
-    Vault key published twice."""
+    Vault key published twice, a backup schedule or size naming no backup target."""
     problems = [
         *route_problems(
             config.edge_routes(),
@@ -416,6 +464,7 @@ def check_declarations(config: StackConfig, declarations: Mapping[str, Declarati
         ),
         *listener_problems(declarations.values()),
         *credential_problems(declarations),
+        *backup_key_problems(config.backups, [source for declaration in declarations.values() for source in declaration.backups]),
     ]
     if problems:
         raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(problems))

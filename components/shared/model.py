@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import posixpath
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional, get_args, get_origin
+from typing import Annotated, Any, Literal, Optional, TypeVar, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -70,6 +72,10 @@ def address(value: str) -> str:
         pass
     if re.fullmatch(r"[0-9.]+", value) or not _HOSTNAME.fullmatch(value):
         raise ValueError(f"{value!r} is neither an IP address nor a host name")
+    # No top-level domain is numeric: the C library reads 0x0a.20.0.10 or 10.20.0.0x0a as an address
+    # (10.20.0.10), which no check comparing addresses would recognise.
+    if re.fullmatch(r"0x[0-9a-f]*|[0-9]+", value.rsplit(".", 1)[-1], re.I | re.A):
+        raise ValueError(f"{value!r} is an IP address in another notation (hexadecimal or octal parts); write it in dotted decimal")
     return value
 
 
@@ -166,6 +172,9 @@ SWARM_WORKERS: tuple[SwarmWorker, ...] = ("swarm-node2", "swarm-node3")
 def _absolute_path(value: str) -> str:
     if not re.fullmatch(r"/[A-Za-z0-9._/-]*[A-Za-z0-9._-]", value) or "/../" in f"{value}/":
         raise ValueError(f"{value!r} is not an absolute path (letters, digits and '._-/' only)")
+    # One spelling per path, so that two keys naming one file or directory compare equal.
+    if value != posixpath.normpath(value) or value.startswith("//"):
+        raise ValueError(f"{value!r} is not in normal form (no '//', '/./' or trailing '/.'); write {posixpath.normpath(value).replace('//', '/')}")
     return value
 
 
@@ -348,16 +357,73 @@ AllowedNetwork = Annotated[str, AfterValidator(ROUTE_ALLOW.check), ROUTE_ALLOW]
 BoundNetwork = Annotated[str, AfterValidator(TOKEN_BOUND_CIDRS.check), TOKEN_BOUND_CIDRS]
 
 
-def _rule_of(annotation: Any, metadata: Iterable[Any] = ()) -> Optional[NetworkRule]:
+# --- URL-valued keys ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UrlRule:
+    """The shape of URL its consumer reads, carried by a URL-valued key's type: ``schemes``, a host (a name
+    or an IP address), a port in range (``port``: required), a path only where ``path``, and never
+    credentials, a query or a fragment (the consumers take none)."""
+
+    consumer: str
+    schemes: tuple[str, ...]
+    path: bool
+    port: bool = False
+
+    def check(self, value: str) -> str:
+        port_shape = ":<port>" if self.port else "[:port]"
+        shape = f"{self.consumer} reads {'|'.join(self.schemes)}://<host>{port_shape}{'[/path]' if self.path else ''}"
+        parts = urlsplit(value)
+        if parts.scheme not in self.schemes or not value.startswith(f"{parts.scheme}://"):
+            raise ValueError(f"{value!r} is not an {' or '.join(self.schemes)} URL; {shape}")
+        if "@" in parts.netloc:
+            raise ValueError(f"{value!r} holds credentials before '@'; {shape}, with no user or password in it")
+        if "?" in value or "#" in value:
+            raise ValueError(f"{value!r} has a query or a fragment; {shape}")
+        if not parts.hostname:
+            raise ValueError(f"{value!r} has no host; {shape}")
+        address(parts.hostname)
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{value!r} has a port out of range (1 to 65535)") from None
+        if port == 0 or (port is None and parts.netloc.endswith(":")):
+            raise ValueError(f"{value!r} has a port out of range (1 to 65535)")
+        if self.port and port is None:
+            raise ValueError(f"{value!r} has no port; {shape}")
+        if parts.path and not self.path:
+            raise ValueError(f"{value!r} has a path ({parts.path}); {shape}")
+        segments = parts.path.split("/")[1:]
+        if parts.path and (not re.fullmatch(r"(/[A-Za-z0-9._~-]+)*/?", parts.path, re.A) or {".", ".."} & set(segments)):
+            raise ValueError(f"{value!r}: the path {parts.path!r} is not a plain path (letters, digits, '._~-' between slashes)")
+        return value
+
+
+VAULT_API_ADDR = UrlRule("Vault's api_addr (the address it sends clients to)", ("http", "https"), path=False)
+VAULT_CLUSTER_ADDR = UrlRule("Vault's cluster_addr (the address other nodes forward to)", ("https",), path=False, port=True)
+ACME_DIRECTORY = UrlRule("the ACME client (lego --server)", ("https",), path=True)
+
+VaultApiAddr = Annotated[str, AfterValidator(VAULT_API_ADDR.check), VAULT_API_ADDR]
+VaultClusterAddr = Annotated[str, AfterValidator(VAULT_CLUSTER_ADDR.check), VAULT_CLUSTER_ADDR]
+AcmeDirectoryUrl = Annotated[str, AfterValidator(ACME_DIRECTORY.check), ACME_DIRECTORY]
+
+
+# --- finding the keys of a kind -----------------------------------------------------------------------
+
+Rule = TypeVar("Rule", NetworkRule, UrlRule)
+
+
+def _rule_of(annotation: Any, kind: type[Rule], metadata: Iterable[Any] = ()) -> Optional[Rule]:
     for item in metadata:
-        if isinstance(item, NetworkRule):
+        if isinstance(item, kind):
             return item
     if get_origin(annotation) is Annotated:
-        found = _rule_of(None, annotation.__metadata__)
+        found = _rule_of(None, kind, annotation.__metadata__)
         if found is not None:
             return found
     for argument in get_args(annotation):
-        found = _rule_of(argument)
+        found = _rule_of(argument, kind)
         if found is not None:
             return found
     return None
@@ -368,7 +434,7 @@ def network_values(model: BaseModel, path: str = "") -> Iterator[tuple[str, str,
     the key path in the stack file's spelling, the value, its rule."""
     for name, field in type(model).model_fields.items():
         key = f"{path}.{field.alias or name}" if path else (field.alias or name)
-        yield from _network_items(getattr(model, name), key, _rule_of(field.annotation, field.metadata))
+        yield from _network_items(getattr(model, name), key, _rule_of(field.annotation, NetworkRule, field.metadata))
 
 
 def _network_items(value: Any, key: str, rule: Optional[NetworkRule]) -> Iterator[tuple[str, str, NetworkRule]]:
@@ -384,16 +450,17 @@ def _network_items(value: Any, key: str, rule: Optional[NetworkRule]) -> Iterato
         yield key, value, rule
 
 
-def network_keys(model: type[BaseModel], path: str = "") -> Iterator[tuple[str, NetworkRule]]:
-    """Every network-valued field of ``model``'s schema, at any depth, whether the stack sets it or not:
-    its key path (``[0]`` for a list's items, ``.<key>`` for a map's values) and its rule."""
+def rule_keys(model: type[BaseModel], kind: type[Rule], path: str = "") -> Iterator[tuple[str, Rule]]:
+    """Every field of ``model``'s schema whose type carries a rule of ``kind`` (``NetworkRule``,
+    ``UrlRule``), at any depth, whether the stack sets it or not: its key path (``[0]`` for a list's
+    items, ``.<key>`` for a map's values) and its rule."""
     for name, field in model.model_fields.items():
         key = f"{path}.{field.alias or name}" if path else (field.alias or name)
-        rule = _rule_of(field.annotation, field.metadata)
+        rule = _rule_of(field.annotation, kind, field.metadata)
         if rule is not None:
             yield (f"{key}[0]" if _is_sequence(field.annotation) else key), rule
             continue
-        yield from _nested_keys(field.annotation, key)
+        yield from _nested_keys(field.annotation, kind, key)
 
 
 def _is_sequence(annotation: Any) -> bool:
@@ -402,18 +469,18 @@ def _is_sequence(annotation: Any) -> bool:
     return get_origin(annotation) is not Annotated and any(_is_sequence(argument) for argument in get_args(annotation))
 
 
-def _nested_keys(annotation: Any, key: str) -> Iterator[tuple[str, NetworkRule]]:
+def _nested_keys(annotation: Any, kind: type[Rule], key: str) -> Iterator[tuple[str, Rule]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        yield from network_keys(annotation, key)
+        yield from rule_keys(annotation, kind, key)
         return
     origin = get_origin(annotation)
     arguments = get_args(annotation)
     if origin in (list, tuple):
         for argument in arguments[:1]:
-            yield from _nested_keys(argument, f"{key}[0]")
+            yield from _nested_keys(argument, kind, f"{key}[0]")
     elif origin is dict:
-        yield from _nested_keys(arguments[1], f"{key}.<key>")
+        yield from _nested_keys(arguments[1], kind, f"{key}.<key>")
     else:
         for argument in arguments:
-            yield from _nested_keys(argument, key)
+            yield from _nested_keys(argument, kind, key)
 

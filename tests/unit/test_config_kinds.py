@@ -16,7 +16,7 @@ import pytest
 
 from components.config import ConfigError, StackConfig, validate
 from components.platform.firewall.settings import FirewallSettings
-from components.shared.model import ANYWHERE, FIREWALL_SOURCE, NetworkRule, network_keys
+from components.shared.model import ANYWHERE, FIREWALL_SOURCE, NetworkRule, UrlRule, rule_keys
 from tools.offline import PROJECT, read_stack_values, run_program, stack_file
 
 
@@ -52,7 +52,7 @@ def _passes(**overrides: Any) -> None:
     assert run.error is None, run.error
 
 
-def _edited(key: str, change: Callable[[Any], None]) -> Any:
+def _edited(key: str, change: Callable[[Any], object]) -> Any:
     value = copy.deepcopy(_prod(key))
     change(value)
     return value
@@ -92,7 +92,8 @@ def _names(message: str, key: str, fragment: str) -> bool:
     return any(key in line and fragment in line for line in message.splitlines())
 
 
-NETWORK_KEYS = dict(network_keys(StackConfig))
+NETWORK_KEYS = dict(rule_keys(StackConfig, NetworkRule))
+URL_KEYS = dict(rule_keys(StackConfig, UrlRule))
 
 
 def test_the_schema_walk_finds_every_network_key() -> None:
@@ -211,3 +212,180 @@ def test_an_ipv6_jump_host_needs_its_ipv4_source() -> None:
 def test_jenkins_token_bound_networks_are_networks_not_the_internet(cidrs: list[str]) -> None:
     vault = _edited("vault", lambda v: v["jenkins"].update(tokenBoundCidrs=cidrs))
     _fails(["vault.jenkins.tokenBoundCidrs[0]"], vault=vault)
+
+
+# --- an address used by two servers ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"db2": {"privateIp": "10.20.0.21"}}, "servers.db2.privateIp: 10.20.0.21 is already the private IP of db1"),
+        ({"db1": {"publicAddress": "10.20.0.10"}}, "servers.db1.publicAddress: 10.20.0.10 is already the private IP of application"),
+        ({"db1": {"publicAddress": "203.0.113.10"}}, "servers.db1.publicAddress: 203.0.113.10 is already the public address of application"),
+        ({"db1": {"publicAddress": "::ffff:10.20.0.22"}}, "servers.db2.privateIp: 10.20.0.22 is already the public address of db1"),
+        (
+            {"application": {"publicAddress": "app.samarth.example.org"}, "swarm-node3": {"publicAddress": "APP.samarth.example.org"}},
+            "servers.swarm-node3.publicAddress: APP.samarth.example.org is already the public address of application",
+        ),
+    ],
+)
+def test_an_address_used_by_two_servers_is_refused(changes: dict[str, dict[str, Any]], fragment: str) -> None:
+    servers = _prod("servers")
+    for name, change in changes.items():
+        servers[name].update(change)
+    _fails([fragment], servers=servers)
+
+
+def test_servers_behind_one_nat_address_have_their_own_ssh_ports() -> None:
+    servers = _prod("servers")
+    servers["db1"].update(publicAddress="203.0.113.10", sshPort=2222)
+    _passes(servers=servers)
+
+
+@pytest.mark.parametrize("notation", ["0x0a.20.0.21", "10.20.0.0x15", "10.20.0.021"])
+def test_an_address_in_another_notation_is_refused(notation: str) -> None:
+    servers = _prod("servers")
+    servers["db1"]["publicAddress"] = notation
+    _fails(["servers.db1.publicAddress", "'" + notation + "'"], servers=servers)
+
+
+# --- a backup target that is one of the servers ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "fragment"),
+    [
+        ("10.20.0.21", "is servers.db1.privateIp"),
+        ("203.0.113.10", "is servers.application.publicAddress"),
+        ("DB2", "is the name of servers.db2"),
+        ("swarm-master", "is the name of servers.swarm-master"),
+        ("localhost", "loopback"),
+        ("127.0.0.1", "loopback"),
+        ("0.0.0.0", "loopback"),
+        ("files.samarth.example.org", "a name this stack's Nginx or Vault serves on the application server (edge.routes[1])"),
+        ("Registry.samarth.example.org", "(edge.routes[0])"),
+        ("sentry.samarth.example.org", "(observability.sentry.hostName)"),
+    ],
+)
+def test_an_offsite_repository_on_one_of_the_servers_is_refused(host: str, fragment: str) -> None:
+    offsite = {"repository": f"s3:https://{host}/samarth-offsite", "accessKeyId": "AKIAEXAMPLEKEY"}
+    _fails([f"backups.offsite.repository: {host} is ", fragment], backups={**_prod("backups"), "offsite": offsite})
+
+
+def test_an_sftp_offsite_repository_on_a_server_by_name_is_refused() -> None:
+    key = _prod("servers")["db2"]["hostKey"]
+    offsite = {"repository": "sftp:restic@db2:/srv/restic", "hostKey": key}
+    _fails(["backups.offsite.repository: db2 is the name of servers.db2"], backups={**_prod("backups"), "offsite": offsite})
+
+
+def test_an_offsite_repository_elsewhere_is_accepted() -> None:
+    raw = _prod_raw()
+    raw["backups"]["offsite"] = {"repository": "s3:https://s3.other-site.example.net/samarth", "accessKeyId": "AKIAEXAMPLEKEY"}
+    assert _refusal(raw) == ""
+
+
+# --- keys of free-form maps against the names they refer to --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sizes", "key"),
+    [({"postgress": 5}, "postgress"), ({"minio": 20}, "minio"), ({"sentry": 1}, "sentry"), ({"postgres-esamwad": 3}, "postgres-esamwad")],
+)
+def test_a_backup_size_for_no_target_is_refused(sizes: dict[str, float], key: str) -> None:
+    _fails([f"backups.dataGib.{key}: {key!r} is neither a backup method in use"], backups={**_prod("backups"), "dataGib": sizes})
+
+
+def test_backup_sizes_by_target_and_by_method_are_accepted() -> None:
+    _passes(backups={**_prod("backups"), "dataGib": {"registry": 60, "postgres-yaus": 2, "vault-raft": 1, "minio-doc-generator": 5}})
+
+
+def test_a_schedule_for_a_method_no_target_uses_is_refused() -> None:
+    from components.services.backups.settings import Backups, key_problems
+    from components.shared.service import BackupSource
+
+    settings = Backups.model_validate({"schedules": {"postgres": "hourly", "rabbitmq": "daily"}})
+    sources = [BackupSource("db1", "postgres-esamwad-backend", "postgres"), BackupSource("swarm-master", "swarm", "swarm")]
+    assert key_problems(settings, sources) == [
+        "backups.schedules.rabbitmq: no backup target of this stack is taken by rabbitmq (methods in use: postgres, swarm)"
+    ]
+
+
+@pytest.mark.parametrize("key", ["com.docker.network", "io.docker.zone", "org.dockerproject.tier"])
+def test_a_node_label_in_dockers_namespace_is_refused(key: str) -> None:
+    swarm = _edited("swarm", lambda s: s["labels"]["swarm-node2"].update({key: "a"}))
+    _fails([f"swarm.labels.swarm-node2.{key}: ", "reserved for Docker's own use"], swarm=swarm)
+
+
+# --- URLs in the shape their consumer reads ------------------------------------------------------------
+
+
+def test_the_schema_walk_finds_every_url_key() -> None:
+    assert {"vault.apiAddr", "vault.clusterAddr", "edge.tls.acme.directoryUrl"} <= set(URL_KEYS), sorted(URL_KEYS)
+
+
+def _url_mistakes(rule: UrlRule) -> list[tuple[str, str]]:
+    scheme = rule.schemes[-1]
+    mistakes = [
+        (f"{scheme}://jenkins:secret@vault.example.org:8200", "holds credentials"),
+        (f"{scheme}://vault.example.org:99999", "port out of range"),
+        (f"{scheme}://vault.example.org:0", "port out of range"),
+        (f"{scheme}://:8200", "has no host"),
+        (f"{scheme}://vault.example.org:8200?x=1", "query or a fragment"),
+        (f"{scheme}://vault.example.org:8200#top", "query or a fragment"),
+        ("ftp://vault.example.org:8200", f"is not an {' or '.join(rule.schemes)} URL"),
+        (f"{scheme}:/vault.example.org:8200", "URL"),
+        (f"{scheme}://0x0a.0.0.1:8200", "another notation"),
+        (f"{scheme}://vault_example.org:8200", "neither an IP address nor a host name"),
+    ]
+    if "http" not in rule.schemes:
+        mistakes.append(("http://vault.example.org:8200", "is not an https URL"))
+    if not rule.path:
+        mistakes += [(f"{scheme}://vault.example.org:8200/v1", "has a path"), (f"{scheme}://vault.example.org:8200/", "has a path")]
+    else:
+        mistakes.append((f"{scheme}://acme.example.org/../directory", "not a plain path"))
+    if rule.port:
+        mistakes.append((f"{scheme}://vault.example.org", "has no port"))
+    return mistakes
+
+
+@pytest.mark.parametrize("key", sorted(URL_KEYS))
+def test_every_url_key_refuses_each_kind_of_mistake(key: str) -> None:
+    rule = URL_KEYS[key]
+    for value, fragment in _url_mistakes(rule):
+        raw = _prod_raw()
+        _set_path(raw, key, value)
+        assert _names(_refusal(raw), key, fragment), (key, value, _refusal(raw))
+    raw = _prod_raw()
+    _set_path(raw, key, f"{rule.schemes[-1]}://vault.example.org:8200" + ("/directory" if rule.path else ""))
+    assert _refusal(raw) == "", key
+
+
+def test_an_offsite_s3_port_out_of_range_is_refused() -> None:
+    offsite = {"repository": "s3:https://s3.example.net:70000/samarth", "accessKeyId": "AKIAEXAMPLEKEY"}
+    _fails(["backups.offsite.repository", "port 70000 is out of range"], backups={**_prod("backups"), "offsite": offsite})
+
+
+# --- compose projects' directories ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sentry", "posthog", "fragment"),
+    [
+        ("/opt/samarth", "/opt/samarth/posthog", "posthog.directory: posthog.directory /opt/samarth/posthog is inside sentry.directory /opt/samarth"),
+        ("/srv/posthog/sentry", "/srv/posthog", "sentry.directory /srv/posthog/sentry is inside posthog.directory /srv/posthog"),
+        ("/opt/samarth/sentry", "/opt/samarth/sentry", "posthog.directory: /opt/samarth/sentry is already sentry.directory"),
+        ("/opt/samarth/sentry", "/opt/samarth//posthog", "is not in normal form"),
+        ("/opt/./samarth/sentry", "/opt/samarth/posthog", "is not in normal form"),
+    ],
+)
+def test_nested_compose_directories_are_refused(sentry: str, posthog: str, fragment: str) -> None:
+    observability = _edited("observability", lambda o: (o["sentry"].update(directory=sentry), o["posthog"].update(directory=posthog)))
+    _fails([fragment], observability=observability)
+
+
+def test_compose_directories_sharing_a_prefix_are_apart() -> None:
+    observability = _edited(
+        "observability", lambda o: (o["sentry"].update(directory="/opt/samarth/sentry"), o["posthog"].update(directory="/opt/samarth/sentry-posthog"))
+    )
+    _passes(observability=observability)

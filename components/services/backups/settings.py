@@ -85,6 +85,8 @@ def _offsite_repository(value: str) -> str:
     if match is None:
         raise ValueError(f"{value!r} is not an off-site repository ({OFFSITE_FORMS})")
     address(match["host"])
+    if s3 and s3["port"] is not None and not 1 <= int(s3["port"]) <= 65535:
+        raise ValueError(f"{value!r}: port {s3['port']} is out of range (1 to 65535)")
     if s3 and s3["scheme"] == "http" and not _is_private_address(s3["host"]):
         raise ValueError(f"{value!r}: plain http only to a private address; use https for {s3['host']}")
     if sftp and "/../" in f"{sftp['path']}/":
@@ -193,6 +195,26 @@ class Backups(Model):
     def schedule(self, method: str) -> str:
         return self.schedules.get(method, self.default_schedule)
 
+
+
+def key_problems(settings: Backups, sources: Sequence[BackupSource]) -> list[str]:
+    """Every key of ``schedules`` and ``dataGib`` that names nothing this stack backs up: a schedule for a
+    method no target is taken by, a size for neither such a method nor a target (a typo, or a name copied
+    from another stack, would silently keep the default)."""
+    methods = sorted({source.method for source in sources})
+    targets = sorted({source.name for source in sources})
+    problems = [
+        f"backups.schedules.{method}: no backup target of this stack is taken by {method} (methods in use: {', '.join(methods)})"
+        for method in settings.schedules
+        if method not in methods
+    ]
+    problems += [
+        f"backups.dataGib.{name}: {name!r} is neither a backup method in use ({', '.join(methods)}) nor a backup "
+        f"target of this stack ({', '.join(targets)})"
+        for name in settings.data_gib
+        if name not in methods and name not in targets
+    ]
+    return problems
 
 
 def repository_server(settings: Backups, server: str, store_server: ServerName) -> ServerName:

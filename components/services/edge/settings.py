@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal, Optional
 
 from pydantic import Field
 
-from components.shared.model import AbsolutePath, CalendarEvent, Email, HostName, Model, TimeSpan
+from components.shared.model import AbsolutePath, AcmeDirectoryUrl, CalendarEvent, Email, HostName, Model, TimeSpan
 from components.shared.service import Declaration, Listener, Placement, Route, Service, Upstream
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ DEFAULT_RENEWAL_SCHEDULE = "*-*-* 04,16:00:00"
 class Acme(Model):
     """The ACME CA the program gets certificates from (components/services/edge/acme.py)."""
 
-    directory_url: str = Field(default=LETSENCRYPT_STAGING, alias="directoryUrl", pattern=r"^https://[A-Za-z0-9.:-]+(/[A-Za-z0-9._~/-]*)?$")
+    directory_url: AcmeDirectoryUrl = Field(default=LETSENCRYPT_STAGING, alias="directoryUrl")
     # Let's Encrypt writes to it before certificates expire and about changes to its terms.
     email: Email
     # PEM bundle on the application server the client trusts for the directory's own TLS (a private

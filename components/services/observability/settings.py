@@ -83,8 +83,18 @@ class ObservabilitySettings(Model):
     def _distinct(self) -> ObservabilitySettings:
         if self.sentry.port == self.posthog.port:
             raise ValueError(f"posthog.port: {self.posthog.port} is already sentry.port")
-        if self.sentry.directory == self.posthog.directory:
-            raise ValueError(f"posthog.directory: {self.posthog.directory} is already sentry.directory")
+        # Each compose project owns its directory: one inside another would be cloned, reset or removed with it.
+        for index, name in enumerate(OBSERVABILITY_SERVICES):
+            for other in OBSERVABILITY_SERVICES[:index]:
+                mine, theirs = getattr(self, name).directory, getattr(self, other).directory
+                if mine == theirs:
+                    raise ValueError(f"{name}.directory: {mine} is already {other}.directory")
+                for inner, outer, inner_name, outer_name in ((mine, theirs, name, other), (theirs, mine, other, name)):
+                    if inner.startswith(outer + "/"):
+                        raise ValueError(
+                            f"{name}.directory: {inner_name}.directory {inner} is inside {outer_name}.directory {outer}; "
+                            "each compose project needs a directory of its own, apart from the other's"
+                        )
         return self
 
 

@@ -42,6 +42,8 @@ DEFAULT_ADDRESS_POOL = "10.200.0.0/16"
 
 # Labels the program sets on every swarm node itself (see components/services/swarm/component.py).
 SWARM_AUTOMATIC_LABELS = ("role", "memory_mib")
+# Label namespaces Docker keeps for itself (Docker's documentation, "Docker object labels").
+DOCKER_RESERVED_LABEL_PREFIXES = ("com.docker.", "io.docker.", "org.dockerproject.")
 LabelKey = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")]
 LabelValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:/-]{0,128}$")]
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal, Optional
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from components.shared.model import SWARM_MANAGER, BoundNetwork, Domain, Model, Port
+from components.shared.model import SWARM_MANAGER, BoundNetwork, Domain, Model, Port, VaultApiAddr, VaultClusterAddr
 from components.shared.service import (
     CONTAINERS,
     PULUMI,
@@ -81,8 +81,8 @@ class VaultSettings(Model):
     port: Port = 8200
     cluster_port: Port = Field(default=8201, alias="clusterPort")
     # Addresses Vault advertises; by default the application server's private IP and the ports above.
-    api_addr: Optional[str] = Field(default=None, alias="apiAddr", pattern=r"^https?://[^\s/]+$")
-    cluster_addr: Optional[str] = Field(default=None, alias="clusterAddr", pattern=r"^https://[^\s/]+$")
+    api_addr: Optional[VaultApiAddr] = Field(default=None, alias="apiAddr")
+    cluster_addr: Optional[VaultClusterAddr] = Field(default=None, alias="clusterAddr")
     # TLS by default, from a private CA the program creates (components/services/vault/component.py); `tls` uses the
     # operator's files instead; plain HTTP only when a stack says `plainHttp: true` (warned about).
     tls: Optional[VaultTls] = None
