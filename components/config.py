@@ -237,7 +237,7 @@ class StackConfig(Model):
             for key, _ in ADDRESS_KINDS:
                 value = server.private_ip if key == "privateIp" else server.public_address
                 if value is not None and same_address(value) == wanted:
-                    return f"servers.{name}.{key}"
+                    return f"servers.{name}"
         address = ip_or_none(host)
         if (address is not None and (address.is_loopback or address.is_unspecified)) or wanted == "localhost" or wanted.endswith(".localhost"):
             return "the server the agent runs on (a loopback or unspecified address)"
