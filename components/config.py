@@ -241,8 +241,9 @@ class StackConfig(Model):
         address = ip_or_none(host)
         if (address is not None and (address.is_loopback or address.is_unspecified)) or wanted == "localhost" or wanted.endswith(".localhost"):
             return "the server the agent runs on (a loopback or unspecified address)"
-        if wanted in SERVER_NAMES:
-            return f"the name of servers.{wanted}"
+        first, _, rest = wanted.partition(".")
+        if first in SERVER_NAMES and rest in ("", self.domain):
+            return f"the name of servers.{first}"
         served = {route.host: key for key, route in self.edge_routes()}
         served.setdefault(self.vault_server_name, "vault.serverName")
         if wanted in served:

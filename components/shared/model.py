@@ -242,6 +242,7 @@ _SPECIAL_NETWORKS: tuple[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Networ
         ("loopback", "::1/128"),
         ("link-local", "fe80::/10"),
         ("multicast", "ff00::/8"),
+        ("IPv4-mapped (every IPv4 address)", "::ffff:0:0/96"),
     )
 )
 
@@ -357,6 +358,15 @@ AllowedNetwork = Annotated[str, AfterValidator(ROUTE_ALLOW.check), ROUTE_ALLOW]
 BoundNetwork = Annotated[str, AfterValidator(TOKEN_BOUND_CIDRS.check), TOKEN_BOUND_CIDRS]
 
 
+def _this_machine(host: str) -> bool:
+    """``host`` is loopback or the unspecified address: each machine's own, nobody else's way to it."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host.lower() == "localhost" or host.lower().endswith(".localhost")
+    return ip.is_loopback or ip.is_unspecified
+
+
 # --- URL-valued keys ----------------------------------------------------------------------------------
 
 
@@ -384,6 +394,8 @@ class UrlRule:
         if not parts.hostname:
             raise ValueError(f"{value!r} has no host; {shape}")
         address(parts.hostname)
+        if _this_machine(parts.hostname):
+            raise ValueError(f"{value!r} names the machine itself (loopback or unspecified); {shape}, at an address other machines reach")
         try:
             port = parts.port
         except ValueError:

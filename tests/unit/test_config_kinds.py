@@ -134,7 +134,7 @@ def _mistakes(rule: NetworkRule) -> list[tuple[str, str]]:
     if 6 not in rule.families:
         mistakes += [("fd00:1::/64", "is an IPv6 network"), ("::/0", "is an IPv6 network"), ("2001:db8::1/128", "is an IPv6 network")]
     else:
-        mistakes += [("::/0", "is the whole internet"), ("2001:db8::/32", "wider than /48")]
+        mistakes += [("::/0", "is the whole internet"), ("2001:db8::/32", "wider than /48"), ("::ffff:0:0/96", "IPv4-mapped")]
     if rule.role == "local":
         mistakes += [("198.51.100.0/24", "is not a private network"), ("8.0.0.0/8", "is not a private network")]
     else:
@@ -259,6 +259,7 @@ def test_an_address_in_another_notation_is_refused(notation: str) -> None:
         ("10.20.0.21", "is servers.db1;"),
         ("203.0.113.10", "is servers.application;"),
         ("DB2", "is the name of servers.db2"),
+        ("db1.samarth.example.org", "is the name of servers.db1"),
         ("swarm-master", "is the name of servers.swarm-master"),
         ("localhost", "loopback"),
         ("127.0.0.1", "loopback"),
@@ -311,6 +312,11 @@ def test_a_schedule_for_a_method_no_target_uses_is_refused() -> None:
     ]
 
 
+def test_a_database_size_for_an_engine_no_service_uses_is_refused() -> None:
+    databases = _edited("databases", lambda d: d["memoryMib"].update(elasticsearch=2048))
+    _fails(["databases.memoryMib.elasticsearch: no database service of this stack uses elasticsearch"], databases=databases)
+
+
 @pytest.mark.parametrize("key", ["com.docker.network", "io.docker.zone", "org.dockerproject.tier"])
 def test_a_node_label_in_dockers_namespace_is_refused(key: str) -> None:
     swarm = _edited("swarm", lambda s: s["labels"]["swarm-node2"].update({key: "a"}))
@@ -346,6 +352,8 @@ def _url_mistakes(rule: UrlRule) -> list[tuple[str, str]]:
         mistakes.append((f"{scheme}://acme.example.org/../directory", "not a plain path"))
     if rule.port:
         mistakes.append((f"{scheme}://vault.example.org", "has no port"))
+    for host in ("127.0.0.1", "0.0.0.0", "localhost", "[::1]"):
+        mistakes.append((f"{scheme}://{host}:8200", "names the machine itself"))
     return mistakes
 
 

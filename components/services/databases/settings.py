@@ -111,6 +111,12 @@ class Databases(Model):
                         problems.append(f"{path}.{field_key}.{engine}: {service.name} does not use {engine}")
         if problems:
             return problems
+        used = {engine for service in services for engine in service.engines}
+        problems += [
+            f"databases.memoryMib.{engine}: no database service of this stack uses {engine} (engines in use: {', '.join(sorted(used))})"
+            for engine in self.memory_mib
+            if engine not in used
+        ]
         explicit = {(s.name, e) for s in services for e in s.host_ports}
         taken: dict[tuple[str, int], Container] = {}
         for container in containers(services, self.memory_mib):
