@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from components.config import ConfigError
+from tests.support.config_checks import refused
 from tools.offline import PROJECT, read_stack_values, run_program, stack_file
 
 
@@ -29,13 +30,7 @@ def _servers_with(**changes: Any) -> dict[str, Any]:
     return servers
 
 
-def _fails(expected: list[str], **overrides: Any) -> None:
-    run = run_program("prod", overrides=overrides)
-    assert isinstance(run.error, ConfigError), run.error
-    message = str(run.error)
-    for fragment in expected:
-        assert fragment in message, message
-    assert run.registrations == [], "nothing may be registered when config is bad"
+_fails = refused
 
 
 def test_missing_server() -> None:

@@ -17,6 +17,7 @@ import pytest
 from components.config import ConfigError, StackConfig, validate
 from components.platform.firewall.settings import FirewallSettings
 from components.shared.model import ANYWHERE, FIREWALL_SOURCE, NetworkRule, UrlRule, rule_keys
+from tests.support.config_checks import refused
 from tools.offline import PROJECT, read_stack_values, run_program, stack_file
 
 
@@ -37,14 +38,7 @@ def _prod_raw() -> dict[str, Any]:
     return raw
 
 
-def _fails(expected: list[str], **overrides: Any) -> None:
-    """The prod stack with ``overrides`` is refused naming every fragment, and nothing is registered."""
-    run = run_program("prod", overrides=overrides)
-    assert isinstance(run.error, ConfigError), run.error
-    message = str(run.error)
-    for fragment in expected:
-        assert fragment in message, message
-    assert run.registrations == [], "nothing may be registered when config is bad"
+_fails = refused
 
 
 def _passes(**overrides: Any) -> None:
@@ -150,14 +144,18 @@ def _mistakes(rule: NetworkRule) -> list[tuple[str, str]]:
     return mistakes
 
 
-@pytest.mark.parametrize("key", sorted(NETWORK_KEYS))
-def test_every_network_key_refuses_each_kind_of_mistake(key: str) -> None:
-    rule = NETWORK_KEYS[key]
-    for value, fragment in _mistakes(rule):
+def _each_refused(key: str, mistakes: list[tuple[str, str]]) -> None:
+    """Prod with ``key`` set to each value of ``mistakes`` is refused on a line naming the key and the fragment."""
+    for value, fragment in mistakes:
         raw = _prod_raw()
         _set_path(raw, key, value)
         message = _refusal(raw)
         assert _names(message, key, fragment), (key, value, message)
+
+
+@pytest.mark.parametrize("key", sorted(NETWORK_KEYS))
+def test_every_network_key_refuses_each_kind_of_mistake(key: str) -> None:
+    _each_refused(key, _mistakes(NETWORK_KEYS[key]))
 
 
 @pytest.mark.parametrize("key", sorted(k for k, rule in NETWORK_KEYS.items() if rule.role == "source"))
@@ -360,10 +358,7 @@ def _url_mistakes(rule: UrlRule) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("key", sorted(URL_KEYS))
 def test_every_url_key_refuses_each_kind_of_mistake(key: str) -> None:
     rule = URL_KEYS[key]
-    for value, fragment in _url_mistakes(rule):
-        raw = _prod_raw()
-        _set_path(raw, key, value)
-        assert _names(_refusal(raw), key, fragment), (key, value, _refusal(raw))
+    _each_refused(key, _url_mistakes(rule))
     raw = _prod_raw()
     _set_path(raw, key, f"{rule.schemes[-1]}://vault.example.org:8200" + ("/directory" if rule.path else ""))
     assert _refusal(raw) == "", key
