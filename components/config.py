@@ -234,10 +234,8 @@ class StackConfig(Model):
         this stack serves (Nginx's routes, Vault's certificate name: they point at the application server)."""
         wanted = same_address(host)
         for name, server in self.servers.items():
-            for key, _ in ADDRESS_KINDS:
-                value = server.private_ip if key == "privateIp" else server.public_address
-                if value is not None and same_address(value) == wanted:
-                    return f"servers.{name}"
+            if any(same_address(value) == wanted for _, _, value in own_addresses(server)):
+                return f"servers.{name}"
         address = ip_or_none(host)
         if (address is not None and (address.is_loopback or address.is_unspecified)) or wanted == "localhost" or wanted.endswith(".localhost"):
             return "the server the agent runs on (a loopback or unspecified address)"
@@ -340,7 +338,14 @@ class StackConfig(Model):
 
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-ADDRESS_KINDS = (("privateIp", "private IP"), ("publicAddress", "public address"))
+
+
+def own_addresses(server: Server) -> list[tuple[str, str, str]]:
+    """A server's addresses as (key, what it is, value): its private IP, and its public address if set."""
+    addresses = [("privateIp", "private IP", server.private_ip)]
+    if server.public_address is not None:
+        addresses.append(("publicAddress", "public address", server.public_address))
+    return addresses
 
 
 def same_address(value: str) -> str:
@@ -357,10 +362,7 @@ def address_problems(servers: Mapping[ServerName, Server]) -> list[str]:
     seen: dict[str, tuple[str, str, int]] = {}
     problems: list[str] = []
     for name, server in servers.items():
-        for key, what in ADDRESS_KINDS:
-            value = server.private_ip if key == "privateIp" else server.public_address
-            if value is None:
-                continue
+        for key, what, value in own_addresses(server):
             other, other_what, other_port = seen.setdefault(same_address(value), (name, what, server.ssh_port))
             if other == name:
                 continue
@@ -372,13 +374,12 @@ def address_problems(servers: Mapping[ServerName, Server]) -> list[str]:
 
 def server_addresses(config: StackConfig) -> list[tuple[str, IPAddress]]:
     """Every server's own IP addresses, with their keys: private IPs, and public addresses given as IPs."""
-    addresses: list[tuple[str, IPAddress]] = []
-    for name, server in config.servers.items():
-        addresses.append((f"servers.{name}.privateIp", ipaddress.ip_address(server.private_ip)))
-        public = ip_or_none(server.public_address)
-        if public is not None:
-            addresses.append((f"servers.{name}.publicAddress", public))
-    return addresses
+    return [
+        (f"servers.{name}.{key}", address)
+        for name, server in config.servers.items()
+        for key, _, value in own_addresses(server)
+        if (address := ip_or_none(value)) is not None
+    ]
 
 
 def ip_or_none(value: Optional[str]) -> Optional[IPAddress]:

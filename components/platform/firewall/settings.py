@@ -26,6 +26,10 @@ class FirewallSettings(Model):
     ``jumpHostFrom``: the address the jump host's connections come from, when ``access.jumpHost.host`` is
     neither an IP address nor one of the servers. ``dockerBridge``: the default bridge network's
     subnet (daemon.json ``bip``), the source address of Nginx's container reaching a host-network service.
+
+    Every source list is of the type ``Network`` (a firewall source: IPv4, not the whole internet but as
+    the named opt-in ``anywhere``, which is read as 0.0.0.0/0; components/shared/model.py: FIREWALL_SOURCE),
+    and checked against the servers and the bridge by ``components/config.py: network_problems``.
     """
 
     enabled: bool = True
