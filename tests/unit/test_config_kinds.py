@@ -7,16 +7,17 @@ test walks the schema so that a key added later of the same type is tried too.""
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from components.config import ConfigError, StackConfig, validate
 from components.platform.firewall.settings import FirewallSettings
-from components.shared.model import ANYWHERE, FIREWALL_SOURCE, NetworkRule, UrlRule, rule_keys
+from components.shared.model import ANYWHERE, FIREWALL_SOURCE, NetworkRule, UrlRule, network_values, rule_keys
 from tests.support.config_checks import refused
 from tools.offline import PROJECT, read_stack_values, run_program, stack_file
 
@@ -26,8 +27,9 @@ def _prod(key: str) -> Any:
     return json.loads(values[f"{PROJECT}:{key}"])
 
 
-def _prod_raw() -> dict[str, Any]:
-    values, _ = read_stack_values(stack_file("prod"))
+def _prod_raw(stack: str = "prod") -> dict[str, Any]:
+    """The stack's config as ``validate`` reads it (one document per top-level key)."""
+    values, _ = read_stack_values(stack_file(stack))
     raw: dict[str, Any] = {}
     for key, text in values.items():
         name = key.split(":", 1)[1]
@@ -101,6 +103,32 @@ def test_the_schema_walk_finds_every_network_key() -> None:
         "vault.jenkins.tokenBoundCidrs[0]",
     }
     assert expected <= set(NETWORK_KEYS), sorted(NETWORK_KEYS)
+
+
+def _networks_written(value: Any, path: str = "") -> Iterator[str]:
+    """Key paths of every string in ``value`` that reads as a network in CIDR form."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _networks_written(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _networks_written(item, f"{path}[{index}]")
+    elif isinstance(value, str) and "/" in value:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return
+        yield path
+
+
+@pytest.mark.parametrize("stack", ["prod", "staging"])
+def test_every_network_a_stack_writes_is_at_a_key_with_a_rule(stack: str) -> None:
+    """A network-valued key typed as plain text (as tokenBoundCidrs was) would escape the rules: every
+    network the committed stacks write is at a key whose type carries one."""
+    raw = _prod_raw(stack)
+    ruled = {key for key, _, _ in network_values(validate(raw))}
+    written = set(_networks_written(raw))
+    assert written and written <= ruled, sorted(written - ruled)
 
 
 def test_every_firewall_source_list_is_a_firewall_source() -> None:
