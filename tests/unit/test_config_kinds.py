@@ -343,6 +343,18 @@ def test_a_database_size_for_an_engine_no_service_uses_is_refused() -> None:
     _fails(["databases.memoryMib.elasticsearch: no database service of this stack uses elasticsearch"], databases=databases)
 
 
+@pytest.mark.parametrize(
+    ("service", "key"), [("templater", "DATABASE_ULR"), ("esamwad-backend", "REDIS_URI"), ("odk-adapter", "database_url")]
+)
+def test_removing_a_variable_the_catalogue_does_not_have_is_refused(service: str, key: str) -> None:
+    databases = _edited("databases", lambda d: d["services"].update({service: {"env": {key: None}}}))
+    _fails([f"databases.services.{service}.env.{key}: null removes a catalogue variable, and {service} has no {key}"], databases=databases)
+
+
+def test_removing_a_catalogue_variable_is_accepted() -> None:
+    _passes(databases=_edited("databases", lambda d: d["services"].update({"templater": {"env": {"DATABASE_URL": None}}})))
+
+
 @pytest.mark.parametrize("key", ["com.docker.network", "io.docker.zone", "org.dockerproject.tier"])
 def test_a_node_label_in_dockers_namespace_is_refused(key: str) -> None:
     swarm = _edited("swarm", lambda s: s["labels"]["swarm-node2"].update({key: "a"}))
