@@ -256,13 +256,13 @@ class StackConfig(Model):
             return self
         if any(jump.host in (s.private_ip, s.public_address) for s in self.servers.values()):
             return self
-        address = ip_or_none(jump.host)
-        if address is None:
+        if ip_or_none(jump.host) is None:
             raise ValueError(
                 f"firewall.jumpHostFrom: required because access.jumpHost.host {jump.host!r} is a name "
                 "(the firewall allows SSH from addresses)"
             )
-        if address.version == 6:
+        # As written: the firewall's source is made from this text (an IPv4-mapped address too is IPv6 there).
+        if ":" in jump.host:
             raise ValueError(
                 f"firewall.jumpHostFrom: required because access.jumpHost.host {jump.host} is an IPv6 address and the "
                 "host firewall writes IPv4 (iptables) rules only; set the IPv4 network its connections come from"

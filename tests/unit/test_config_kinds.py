@@ -226,11 +226,12 @@ def test_anywhere_opens_ssh_to_the_internet_by_name() -> None:
     assert ssh and ssh[0]["from"]["operators"] == ["0.0.0.0/0"], ssh
 
 
-def test_an_ipv6_jump_host_needs_its_ipv4_source() -> None:
+@pytest.mark.parametrize("host", ["2001:db8::20", "::ffff:198.51.100.20"])
+def test_an_ipv6_jump_host_needs_its_ipv4_source(host: str) -> None:
     values, _ = read_stack_values(stack_file("staging"))
     key = json.loads(values[f"{PROJECT}:access"])["jumpHost"]["hostKey"]
-    access = {"via": "private", "jumpHost": {"host": "2001:db8::20", "hostKey": key}}
-    _fails(["firewall.jumpHostFrom: required because access.jumpHost.host 2001:db8::20 is an IPv6 address"], access=access)
+    access = {"via": "private", "jumpHost": {"host": host, "hostKey": key}}
+    _fails([f"firewall.jumpHostFrom: required because access.jumpHost.host {host} is an IPv6 address"], access=access)
     _passes(access=access, firewall={**_prod("firewall"), "jumpHostFrom": ["198.51.100.20/32"]})
 
 
