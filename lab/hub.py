@@ -1,7 +1,7 @@
 """A stand-in for Docker Hub on a lab machine: a plain registry (the lab's registry image, no login), which
 the lab stack's Docker Hub mirror pulls through (``mirror.remoteUrl``), since no lab machine reaches Docker
-Hub. ``publish`` puts an image of the machine's daemon there under a Docker Hub name
-(``library/<name>:<tag>``), so a ``docker pull <name>:<tag>`` on a machine whose dockerd lists the mirror
+Hub. ``publish`` puts an image of the machine's daemon there under a Docker Hub repository path
+(``library/<name>:<tag>`` for an official image), so a ``docker pull <name>:<tag>`` on a machine whose dockerd lists the mirror
 is served through it."""
 
 from __future__ import annotations
@@ -69,10 +69,11 @@ def start(host: LabHost) -> str:
     return url(host)
 
 
-def publish(host: LabHost, image: str, name: str) -> None:
-    """Push ``image`` (present on ``host``'s daemon) to the stand-in as Docker Hub's ``library/<name>``
-    (``name`` with its tag), through the loopback address dockerd trusts without TLS."""
-    target = f"127.0.0.1:{PORT}/library/{name}"
+def publish(host: LabHost, image: str, path: str) -> None:
+    """Push ``image`` (present on ``host``'s daemon) to the stand-in as Docker Hub's repository ``path``
+    with its tag (``library/postgres:15.18``, ``restic/restic:0.18.1``), through the loopback address
+    dockerd trusts without TLS."""
+    target = f"127.0.0.1:{PORT}/{path}"
     for argv in (("tag", image, target), ("push", target)):
         result = docker(host, *argv, timeout=120)
         if result.returncode != 0:
