@@ -13,12 +13,13 @@ from pathlib import Path
 
 import yaml
 
+from components.shared.distribution import CONFIG_PATH
+
 from .core import LabError, LabHost, docker
 
 PORT = 5010
 CONTAINER = "lab-hub"
 REGISTRY = "registry:3.1.1"  # the lab serves Debian's docker-registry under the pinned reference
-CONFIG_PATH = "/etc/distribution/config.yml"
 # A registry as Docker Hub is to its clients: anonymous pulls (the image's default config asks for a login).
 CONFIG = {
     "version": 0.1,

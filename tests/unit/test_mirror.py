@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 from components.config import ConfigError
-from components.services.mirror.component import render_config
-from components.services.mirror.settings import DOCKER_HUB, PORT, MirrorSettings
+from components.services.mirror.settings import PORT
 from components.services.observability.settings import SENTRY_IMAGES
 from components.shared.model import DOCKER_HUB as HUB
 from components.shared.model import SERVER_NAMES, image_registry
@@ -34,38 +33,6 @@ from tools.offline import (
 
 FIXTURES = Path(__file__).resolve().parents[1] / "support" / "fixtures" / "upstreams"
 TOKEN = "dckr_pat_offline-test-token-not-real"
-
-
-def _paths(document: Any, prefix: str = "") -> set[str]:
-    if not isinstance(document, dict):
-        return {prefix}
-    found: set[str] = set()
-    for key, value in document.items():
-        found |= _paths(value, f"{prefix}.{key}" if prefix else str(key))
-    return found
-
-
-def _known(path: str, reference: Any) -> bool:
-    node = reference
-    for part in path.split("."):
-        if not isinstance(node, dict):
-            return True
-        if part not in node:
-            return False
-        node = node[part]
-    return True
-
-
-def test_the_mirror_config_is_proxy_mode_with_keys_of_the_3x_reference() -> None:
-    reference = yaml.safe_load((FIXTURES / "distribution-v3.1.1" / "configuration-options.yml").read_text())
-    settings = MirrorSettings.model_validate({"hubUsername": "samarthci"})
-    rendered = yaml.safe_load(render_config(settings, "s" * 48, TOKEN))
-    assert sorted(p for p in _paths(rendered) if not _known(p, reference)) == []
-    assert rendered["proxy"] == {"remoteurl": DOCKER_HUB, "ttl": "168h", "username": "samarthci", "password": TOKEN}
-    # The scheduler removes expired content only with deletes enabled (distribution's mirror recipe).
-    assert rendered["storage"]["delete"] == {"enabled": True}
-    anonymous = yaml.safe_load(render_config(MirrorSettings(), "s" * 48))
-    assert anonymous["proxy"] == {"remoteurl": DOCKER_HUB, "ttl": "168h"}
 
 
 def _log_defaults(run: ProgramRun) -> dict[str, str]:

@@ -15,45 +15,23 @@ from typing import Any, Optional
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
-import yaml
 
 from components.platform.host.component import Host
 from components.platform.host.containers import Healthcheck, data_volume, pinned_image, private_port, service_container
+from components.shared import distribution
+from components.shared.distribution import CONFIG_PATH
 
 from .settings import CONTAINER_PORT, PORT, STORAGE_PATH, MirrorSettings
-
-# The debug listener serves /debug/health for the container healthcheck; it is not published.
-DEBUG_PORT = 5001
-# Where registry 3.x reads its configuration (as the registry component: the command names it).
-CONFIG_PATH = "/etc/distribution/config.yml"
 
 
 def render_config(settings: MirrorSettings, http_secret: str, token: Optional[str] = None) -> str:
     """The mirror's config.yml: the registry's, with a ``proxy`` section (distribution v3.1.1
-    docs/content/about/configuration.md, ``proxy``; docs/content/recipes/mirror.md)."""
+    docs/content/about/configuration.md, ``proxy``; docs/content/recipes/mirror.md) and no login."""
     proxy: dict[str, Any] = {"remoteurl": settings.remote_url, "ttl": settings.ttl}
     if settings.hub_username is not None and token is not None:
         proxy["username"] = settings.hub_username
         proxy["password"] = token
-    document: dict[str, Any] = {
-        "version": 0.1,
-        "log": {"level": "info", "fields": {"service": "hub-mirror"}},
-        "storage": {
-            "filesystem": {"rootdirectory": STORAGE_PATH},
-            # The proxy's scheduler removes expired content only with deletes enabled (mirror.md).
-            "delete": {"enabled": True},
-            "cache": {"blobdescriptor": "inmemory"},
-        },
-        "http": {
-            "addr": f":{CONTAINER_PORT}",
-            "secret": http_secret,
-            "headers": {"X-Content-Type-Options": ["nosniff"]},
-            "debug": {"addr": f"127.0.0.1:{DEBUG_PORT}"},
-        },
-        "proxy": proxy,
-        "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
-    }
-    return yaml.safe_dump(document, sort_keys=False)
+    return distribution.render("hub-mirror", STORAGE_PATH, CONTAINER_PORT, http_secret, sections={"proxy": proxy})
 
 
 @dataclass(frozen=True)
@@ -93,7 +71,7 @@ class Mirror(pulumi.ComponentResource):
             image=image,
             memory_mib=settings.memory_mib,
             healthcheck=Healthcheck(
-                tests=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{DEBUG_PORT}/debug/health"],
+                tests=distribution.healthcheck_command(),
                 start_period="10s",
             ),
             ports=[private_port(host, CONTAINER_PORT, PORT)],
