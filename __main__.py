@@ -11,6 +11,9 @@ from components.services.backups import component as backups
 from components.services.databases.component import build_databases
 from components.services.edge import component as edge
 from components.services.edge.settings import SERVICE as NGINX
+from components.services.mirror import component as mirror
+from components.services.mirror.settings import SERVICE as MIRROR
+from components.services.mirror.settings import mirror_url
 from components.services.registry import component as registry
 from components.services.registry.settings import SERVICE as REGISTRY
 from components.services.registry.settings import public_host
@@ -27,7 +30,25 @@ from components.shared.publishing import CredentialBook
 deployment = engine_deployment()
 config, key, vault_init = deployment.config, deployment.ssh_private_key, deployment.vault_init
 
-hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None, config.logs)
+# Every server's dockerd asks the Docker Hub mirror first (registry-mirrors); until the mirror answers, it
+# falls back to Docker Hub, which is where the mirror's own image comes from.
+mirrors = (url,) if (url := mirror_url(config)) else ()
+hosts = build_hosts(config.servers, config.access, pulumi.Output.secret(key) if key else None, config.logs, mirrors)
+hub_mirror = None
+if config.mirror.enabled:
+    assert config.versions.mirror is not None  # config validation requires it with the mirror enabled
+    hub_mirror = mirror.Mirror(
+        "hub-mirror",
+        mirror.MirrorArgs(
+            host=hosts[MIRROR.server],
+            image=config.versions.mirror,
+            settings=config.mirror,
+            hub_token=pulumi.Output.secret(deployment.docker_hub_token) if deployment.docker_hub_token else None,
+        ),
+    )
+    # From here on, every Docker Hub pull on every server waits for the mirror, and goes through it.
+    for host in hosts.values():
+        host.pull_through(hub_mirror.container)
 book = CredentialBook()
 databases = build_databases(config.databases, config.versions.model_dump(), hosts, book)
 
@@ -119,6 +140,8 @@ host_firewall = firewall.Firewall(
 pulumi.export("privateIps", {name: host.private_ip for name, host in hosts.items()})
 pulumi.export("serverFacts", {name: host.facts for name, host in hosts.items()})
 built: list[assembly.Built] = [databases, vault_server, minio, docker_registry, *backing, nginx, swarm, backup_agents, host_firewall]
+if hub_mirror is not None:
+    built.append(hub_mirror)
 for service in built:
     for name, value in service.exports.items():
         pulumi.export(name, value)

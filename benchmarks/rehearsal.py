@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 
 from components.shared.model import SERVER_NAMES
-from lab import temporary_lab
+from lab import hub, temporary_lab
 from lab.rehearsal import rehearse
-from lab.stack import write_stack_file
+from lab.stack import default_assignments, write_stack_file
 from tools.offline import read_stack_values
 
 from .report import figure
@@ -27,6 +27,8 @@ def main() -> int:
         work = Path(scratch)
         values, _ = read_stack_values(write_stack_file(lab.hosts(), work / "Pulumi.lab.yaml", pulumi_from=lab.gateway))
         secrets = {"sshPrivateKey": lab.key_path.read_text()}
+        # The stack's Docker Hub mirror pulls from the lab's stand-in for Docker Hub: it must answer.
+        hub.start(default_assignments(lab.hosts())["application"])
         for run in ("fresh deploy", "second run, nothing changed"):
             rehearsal = rehearse("lab", values, secrets, work / "rehearsal.json", lab.hosts())
             if rehearsal.failed():

@@ -26,6 +26,7 @@ from components.services.databases.catalogue import image_major
 from components.services.databases.settings import Databases
 from components.services.edge.settings import Edge, route_problems
 from components.services.edge.settings import acme_hosts as edge_acme_hosts
+from components.services.mirror.settings import HUB_TOKEN_KEY, MirrorSettings, mirror_problems
 from components.services.observability.settings import ObservabilitySettings, PostHogImages
 from components.services.observability.settings import routes as observability_routes
 from components.services.swarm.settings import DOCKER_RESERVED_LABEL_PREFIXES, SWARM_AUTOMATIC_LABELS, Swarm
@@ -69,6 +70,8 @@ class Versions(Model):
     # MinIO's community image is frozen (docs/upstreams.md): point this at a maintained compatible build if needed.
     minio: ImageRef
     registry: ImageRef
+    # The Docker Hub mirror: distribution's registry in proxy mode (``mirror``); required while it is enabled.
+    mirror: Optional[ImageRef] = None
     nginx: ImageRef
     # The ACME client (goacme/lego) that obtains and renews Nginx's certificates (edge.tls.mode acme).
     lego: ImageRef
@@ -107,6 +110,7 @@ class StackConfig(Model):
     backups: Backups = Backups()
     firewall: FirewallSettings
     logs: Logs = Logs()
+    mirror: MirrorSettings = MirrorSettings()
 
     @model_validator(mode="after")
     def _servers_are_the_six(self) -> StackConfig:
@@ -206,6 +210,13 @@ class StackConfig(Model):
                 f"vault.distribution: {distribution!r} does not match versions.vault {self.versions.vault!r} "
                 f"(an image named {distribution!r} is expected; set distribution to the build the image is)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _mirror_runs_the_registry(self) -> StackConfig:
+        problems = mirror_problems(self)
+        if problems:
+            raise ValueError("\n  ".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -592,7 +603,7 @@ def validate_versions(raw: Any) -> Versions:
 
 
 # Read by the program as a secret Output, never through the model, so it cannot end up in a repr.
-SECRET_KEYS = ("sshPrivateKey", "vaultInit", "backupsOffsiteSecretAccessKey")
+SECRET_KEYS = ("sshPrivateKey", "vaultInit", "backupsOffsiteSecretAccessKey", HUB_TOKEN_KEY)
 
 
 def load_stack_config(project: str, values: Mapping[str, Any]) -> StackConfig:
@@ -684,3 +695,21 @@ def offsite_secret_access_key(
             "enabled S3 repository; remove it with `pulumi config rm backupsOffsiteSecretAccessKey`"
         )
     return key
+
+
+def docker_hub_token(project: str, values: Mapping[str, Any], secret_keys: frozenset[str], config: StackConfig) -> Optional[str]:
+    """The Docker Hub access token the mirror pulls with (``dockerHubToken``), with ``mirror.hubUsername``:
+    one without the other is refused (half an account pulls anonymously, silently)."""
+    token = _secret_setting(project, values, secret_keys, HUB_TOKEN_KEY, "docker-hub-token")
+    username = config.mirror.hub_username if config.mirror.enabled else None
+    if username is not None and token is None:
+        raise ConfigError(
+            f"invalid stack configuration:\n  {HUB_TOKEN_KEY}: required with mirror.hubUsername ({username}); "
+            f"run `pulumi config set --secret {HUB_TOKEN_KEY} < docker-hub-token`, or remove mirror.hubUsername to pull anonymously"
+        )
+    if token is not None and username is None:
+        raise ConfigError(
+            f"invalid stack configuration:\n  {HUB_TOKEN_KEY}: set, but mirror.hubUsername is not (or the mirror is disabled); "
+            f"set the account's name in mirror.hubUsername, or remove the token with `pulumi config rm {HUB_TOKEN_KEY}`"
+        )
+    return token

@@ -11,10 +11,11 @@ from pathlib import Path
 from components.shared.model import SERVER_NAMES, ConfigError
 from tools.offline import read_stack_values
 
+from . import hub
 from .core import DEFAULT_PREFIX, DEFAULT_STATE, DEFAULT_SUBNET, Lab, LabError, image_cache_state
 from .machines import machine_image
 from .rehearsal import rehearse
-from .stack import LAB_STACK, write_stack_file
+from .stack import LAB_STACK, default_assignments, write_stack_file
 
 
 def host_names(spec: str) -> list[str]:
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.action == "rehearse":
             values, _ = read_stack_values(args.stack_file)
+            # The stack's Docker Hub mirror pulls from the lab's stand-in for Docker Hub: it must answer.
+            hub.start(default_assignments(lab.hosts())["application"])
             rehearsal = rehearse("lab", values, {"sshPrivateKey": lab.key_path.read_text()}, args.state / "rehearsal.json", lab.hosts())
             print(rehearsal.report())
             return 1 if rehearsal.failed() else 0

@@ -18,6 +18,7 @@ from components.deployment import load_deployment
 from components.shared.model import SERVER_NAMES
 from tools.offline import engine_values, read_yaml
 
+from . import hub
 from .core import ROOT, LabHost
 
 PROJECT = "samarth-infra"
@@ -97,7 +98,8 @@ def stack_document(
     assignments: Mapping[str, LabHost], base: Path = STAGING, pulumi_from: Optional[str] = None
 ) -> dict[str, Any]:
     """The lab stack file's content: ``base``'s config with servers on lab hosts and no jump host, the
-    timers due soon, ``LAB_VERSIONS`` pinned, and what cannot run on the lab (``NOT_ON_THE_LAB``) disabled;
+    timers due soon, ``LAB_VERSIONS`` pinned, the Docker Hub mirror pulling from the lab's stand-in for
+    Docker Hub on the application machine, and what cannot run on the lab (``NOT_ON_THE_LAB``) disabled;
     ``pulumi_from`` (the lab bridge's address, where Pulumi and the operator run) is what the host
     firewall lets in for SSH and Pulumi's providers."""
     document = read_yaml(base) or {}
@@ -115,6 +117,10 @@ def stack_document(
     config[f"{PROJECT}:observability"] = {
         **observability, **{name: {**(observability.get(name) or {}), "enabled": False} for name in NOT_ON_THE_LAB},
     }
+    if "application" in assignments:
+        # No lab machine reaches Docker Hub: the mirror pulls through the lab's stand-in (lab/hub.py).
+        mirror = config.get(f"{PROJECT}:mirror") or {}
+        config[f"{PROJECT}:mirror"] = {**mirror, "remoteUrl": hub.url(assignments["application"])}
     if pulumi_from is not None:
         config[f"{PROJECT}:firewall"] = {
             **(config.get(f"{PROJECT}:firewall") or {}),

@@ -149,6 +149,18 @@ def _host_key(value: str) -> str:
     return value
 
 
+DOCKER_HUB = "docker.io"
+
+
+def image_registry(ref: str) -> str:
+    """The registry an image reference is pulled from, as dockerd reads it: the first path component
+    when it names a host (a dot or a port in it, or ``localhost``), otherwise Docker Hub (``docker.io``)."""
+    first, slash, _ = ref.partition("@")[0].partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return DOCKER_HUB if first in ("docker.io", "index.docker.io") else first
+    return DOCKER_HUB
+
+
 def image_repository(ref: str) -> str:
     """``hashicorp/vault`` of ``hashicorp/vault:1.20.4`` (registry host kept, tag and digest dropped)."""
     name = ref.partition("@")[0]

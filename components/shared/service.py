@@ -1,6 +1,6 @@
 """The one shape every service declares from config alone: where it runs, what it listens on and who may
-reach it, what Nginx may route to, what it backs up, what it publishes to Vault and what it places on the
-servers.
+reach it, what Nginx may route to, what it backs up, what it publishes to Vault, what it places on the
+servers and which images its scripts pull.
 
 No Pulumi here. Each service's ``settings.py`` offers ``SERVICE``; ``components/assembly.py`` lists them
 and gathers their ``Declaration``s, ``load_deployment`` checks them against each other (ports, routes,
@@ -156,6 +156,17 @@ class Credentials:
 
 
 @dataclass(frozen=True)
+class Pull:
+    """An image a service's own scripts pull on ``server`` (``docker run``, a compose installer), ``by``
+    naming what pulls it. What the Docker provider pulls (its ``RemoteImage``s) is read from the program
+    itself; these are the pulls it cannot see."""
+
+    server: str
+    image: str
+    by: str
+
+
+@dataclass(frozen=True)
 class Declaration:
     """What one service declares from config alone."""
 
@@ -175,6 +186,8 @@ class Declaration:
     not_backed_up: Mapping[str, str] = field(default_factory=dict)
     credentials: tuple[Credentials, ...] = ()
     placements: tuple[Placement, ...] = ()
+    # Images its scripts pull (the plan lists them with the Docker provider's, by source).
+    pulls: tuple[Pull, ...] = ()
 
     @property
     def all_openings(self) -> tuple[Opening, ...]:

@@ -21,10 +21,14 @@ COMMAND = "command:remote:Command"
 # secret ID the role, and the backups' installation that secret ID; Vault's copy of the backup passwords
 # waits for the installations (a password is published once its repository opens with it). Shorten it if
 # you can; never let it grow by accident.
+# The Docker Hub mirror answers before any other Docker Hub image is pulled (docs/mirror.md), so
+# Vault's image waits for the mirror's volume and container: two steps the mirror costs.
 PROD_CHAIN = [
     "application-preflight",
     "application-docker-log-defaults",
-    "application-vault-audit",
+    "hub-mirror-data",
+    "hub-mirror-container",
+    "application-vault-image",
     "application-vault",
     "application-vault-init",
     "application-vault-unseal",
@@ -56,6 +60,13 @@ CROSS_SERVER = {
     *((f"{node}-registry-login", prerequisite)
       for node in ("swarm-master", "swarm-node2", "swarm-node3")
       for prerequisite in ("registry-container", "nginx-certificates-renew")),
+    # Every Docker Hub image pulls through the mirror on the application server, once it answers.
+    *((image, "hub-mirror-container")
+      for image in (
+          "db1-postgres-image", "db1-redis-image", "db1-rabbitmq-image", "backups-db1-restic-image",
+          "db2-postgres-image", "db2-redis-image", "db2-rabbitmq-image", "db2-opensearch-image",
+          "backups-db2-restic-image", "backups-swarm-master-restic-image",
+      )),
 }
 
 

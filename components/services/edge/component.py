@@ -249,7 +249,8 @@ class EdgeProxy(pulumi.ComponentResource):
                 stdin=account_pem,
                 # Its stdin is the account key: the previous output is never handed back.
                 add_previous_output_in_env=False,
-                opts=host.command_options(self),
+                # Its first run pulls the ACME client's image (`docker run`): through the mirror.
+                opts=host.command_options(self, depends_on=host.pull_waits_for(args.acme_image)),
             )
             command.remote.Command(
                 f"{name}-certificates-timer",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal, Optional
 from pydantic import Field
 
 from components.shared.model import AbsolutePath, AcmeDirectoryUrl, CalendarEvent, Email, HostName, Model, TimeSpan
-from components.shared.service import Declaration, Listener, Placement, Route, Service, Upstream
+from components.shared.service import Declaration, Listener, Placement, Pull, Route, Service, Upstream
 
 if TYPE_CHECKING:
     from components.config import StackConfig
@@ -133,6 +133,8 @@ def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
         ),
         not_backed_up={"nginx": "stateless: its configuration and certificates' paths are rendered by this program"},
         placements=(Placement(server, "nginx", MEMORY_MIB),),
+        # The ACME client runs as `docker run <versions.lego>` from its scripts.
+        pulls=(Pull(server, config.versions.lego, "the ACME client's scripts (docker run)"),) if config.acme_hosts() else (),
     )
 
 

@@ -379,7 +379,8 @@ class ComposeInstall(pulumi.ComponentResource):
             logging=command.remote.Logging.NONE,
             # The script reads its state from the server (the marker), not from the previous run's output.
             add_previous_output_in_env=False,
-            opts=args.host.command_options(self, depends_on=checked),
+            # The installer pulls its images, from Docker Hub among others: through the mirror, once it answers.
+            opts=args.host.command_options(self, depends_on=[*checked, *args.host.hub_pull_gate]),
         )
         self.register_outputs({"ref": release.ref, "directory": release.directory})
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, model_validator
 
 from components.shared.model import AbsolutePath, Domain, Email, ImageRef, Model, Port
-from components.shared.service import CONTAINERS, Credentials, Declaration, Listener, Placement, Route, Service, Upstream
+from components.shared.service import CONTAINERS, Credentials, Declaration, Listener, Placement, Pull, Route, Service, Upstream
 
 if TYPE_CHECKING:
     from components.config import StackConfig
@@ -22,6 +22,33 @@ SENTRY_MIN_CPUS = 4
 # The posthog-deploy "hobby" stack (Postgres, Redis, ClickHouse, Kafka, ZooKeeper, MinIO, web,
 # worker, plugins) needs at least 8 GB.
 POSTHOG_MIN_MEMORY_MIB = 8192
+
+# What getsentry/self-hosted's install.sh pulls, by release: `.env`'s *_IMAGE, the `image:` of every
+# service of `docker-compose.yml` and the BASE_IMAGE of those it builds, and what its install/ scripts
+# `docker run` (busybox, alpine: untagged, so `latest`). Kept as fixtures in
+# tests/support/fixtures/upstreams/sentry-self-hosted-25.10.0/ (a unit test reads them).
+SENTRY_IMAGES: dict[str, tuple[str, ...]] = {
+    "25.10.0": (
+        "ghcr.io/getsentry/sentry:25.10.0",
+        "ghcr.io/getsentry/snuba:25.10.0",
+        "ghcr.io/getsentry/relay:25.10.0",
+        "ghcr.io/getsentry/symbolicator:25.10.0",
+        "ghcr.io/getsentry/taskbroker:25.10.0",
+        "ghcr.io/getsentry/vroom:25.10.0",
+        "ghcr.io/getsentry/uptime-checker:25.10.0",
+        "registry.gitlab.com/egos-tech/smtp",
+        "memcached:1.6.26-alpine",
+        "redis:6.2.20-alpine",
+        "postgres:14.19-bookworm",
+        "edoburu/pgbouncer:v1.24.1-p1",
+        "confluentinc/cp-kafka:7.6.6",
+        "altinity/clickhouse-server:25.3.6.10034.altinitystable",
+        "chrislusf/seaweedfs:3.96_large_disk",
+        "nginx:1.29.1-alpine",
+        "busybox",
+        "alpine",
+    ),
+}
 
 # What each publishes at kv/samarth/<name> for the services' CI jobs.
 SENTRY_CREDENTIALS = ("SENTRY_URL", "SENTRY_ADMIN_EMAIL", "SENTRY_ADMIN_PASSWORD")
@@ -143,7 +170,23 @@ def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
         },
         credentials=tuple(every[name][2] for name in enabled),
         placements=tuple(every[name][1] for name in enabled),
+        pulls=pulls(config, enabled),
     )
+
+
+def pulls(config: StackConfig, enabled: Sequence[str]) -> tuple[Pull, ...]:
+    """What the installers pull: Sentry's release's images (an empty image: not recorded for that
+    release), PostHog's pinned images and the MinIO its override runs."""
+    server = SERVICE.server
+    found: list[Pull] = []
+    if "sentry" in enabled:
+        by = f"Sentry's install.sh (getsentry/self-hosted {config.versions.sentry})"
+        found += [Pull(server, image, by) for image in SENTRY_IMAGES.get(config.versions.sentry, ("",))]
+    if "posthog" in enabled:
+        by = "PostHog's compose project (the program's override)"
+        images = config.versions.posthog_images
+        found += [Pull(server, image, by) for image in (*images.model_dump().values(), config.versions.minio)]
+    return tuple(found)
 
 
 SERVICE = Service("observability", declare, "application")

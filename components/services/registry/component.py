@@ -8,54 +8,35 @@ registry and no node needs `insecure-registries`. The swarm logs in with ``serve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
-import yaml
 
 from components.platform.host.component import Host
 from components.platform.host.containers import Healthcheck, data_volume, pinned_image, private_port, service_container
+from components.shared import distribution
+from components.shared.distribution import CONFIG_PATH
 from components.shared.publishing import CredentialBook
 
 from .settings import MEMORY_MIB, PORT, STORAGE_PATH
 
-# The debug listener serves /debug/health (storage driver checks) for the container healthcheck;
-# it is not published.
-DEBUG_PORT = 5001
 USERNAME = "samarth"
-# registry 3.x images read /etc/distribution/config.yml (distribution-library-image Dockerfile: its CMD);
-# 2.x read /etc/docker/registry/config.yml. The container names the file itself (its command), so the
-# upload is what runs whichever major version `versions.registry` pins.
-CONFIG_PATH = "/etc/distribution/config.yml"
 HTPASSWD_PATH = "/auth/htpasswd"
 
 
 def render_config(public_url: str, http_secret: str) -> str:
     """The registry's config.yml; listen addresses and paths are the container's."""
-    document: dict[str, Any] = {
-        "version": 0.1,
-        "log": {"level": "info", "fields": {"service": "registry"}},
-        "storage": {
-            "filesystem": {"rootdirectory": STORAGE_PATH},
-            "delete": {"enabled": True},
-            "cache": {"blobdescriptor": "inmemory"},
-        },
-        "http": {
-            "addr": f":{PORT}",
-            # Behind Nginx: Location headers must name the public HTTPS address, not the private one.
-            "host": public_url,
-            "relativeurls": False,
-            # Shared by restarts, so uploads in progress survive a container replacement.
-            "secret": http_secret,
-            "headers": {"X-Content-Type-Options": ["nosniff"]},
-            "debug": {"addr": f"127.0.0.1:{DEBUG_PORT}"},
-        },
-        "auth": {"htpasswd": {"realm": "samarth-registry", "path": HTPASSWD_PATH}},
-        "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
-    }
-    return yaml.safe_dump(document, sort_keys=False)
+    return distribution.render(
+        "registry",
+        STORAGE_PATH,
+        PORT,
+        http_secret,
+        # Behind Nginx: Location headers must name the public HTTPS address, not the private one.
+        http={"host": public_url, "relativeurls": False},
+        sections={"auth": {"htpasswd": {"realm": "samarth-registry", "path": HTPASSWD_PATH}}},
+    )
 
 
 @dataclass(frozen=True)
@@ -98,7 +79,7 @@ class Registry(pulumi.ComponentResource):
             image=image,
             memory_mib=MEMORY_MIB,
             healthcheck=Healthcheck(
-                tests=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{DEBUG_PORT}/debug/health"],
+                tests=distribution.healthcheck_command(),
                 start_period="10s",
             ),
             ports=[private_port(host, PORT)],
