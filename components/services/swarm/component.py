@@ -132,8 +132,9 @@ def login_script(node: str, server: str, username: str) -> str:
 def stack_deploy_wrapper(master: str, login_user: str) -> str:
     """The deploy key's forced command (installed at ``DEPLOY_WRAPPER``): ``docker stack deploy`` of the
     stack file on stdin under the name the client asks for (``deploy <stack>``), and nothing else; the
-    nodes pull with ``login_user``'s registry login (the swarm's, registry-login.sh)."""
-    return render(
+    nodes pull with ``login_user``'s registry login (the swarm's, registry-login.sh). A program of its
+    own: sudo runs it by its path."""
+    return "#!/bin/sh\n" + render(
         "swarm-stack-deploy.sh", "samarth-stack-deploy",
         SERVER=master, LOGIN_USER=login_user, MAX_NAME=DEPLOY_MAX_NAME, MAX_BYTES=DEPLOY_MAX_BYTES,
     )
