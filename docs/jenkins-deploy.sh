@@ -13,8 +13,8 @@
 #   DEPLOY_HOST   swarm-master's private IP (DEPLOY_PORT: its SSH port, 22 unless set)
 #   IMAGE         the image the job built with its own Docker, e.g. esamwad-backend:build-42
 #   SERVICE, TAG  its name and tag in the registry, e.g. esamwad-backend and 1.4.2
-#   STACK_FILE    the stack's compose file; it names the image as ${IMAGE_REF} and joins the network
-#                 application_default as external
+#   STACK_FILE    the stack's compose file; it names the image as ${IMAGE_REF} (the only variable filled
+#                 in) and joins the network application_default as external
 #   STACK         the stack's name, e.g. samarth
 # Secrets never appear as arguments: the secret ID and the registry password travel on stdin, the
 # Vault token in the environment.
@@ -37,8 +37,8 @@ export IMAGE_REF
 docker tag "$IMAGE" "$IMAGE_REF"
 docker push "$IMAGE_REF"
 
-# 4. Deploy on the swarm: the stack file with its variables filled in here (`docker stack config`),
-#    on the stdin of the deploy key, whose forced command on swarm-master runs only
+# 4. Deploy on the swarm: the stack file, its ${IMAGE_REF} filled in here (swarm-master knows no job's
+#    variables), on the stdin of the deploy key, whose forced command on swarm-master runs only
 #    `docker stack deploy --with-registry-auth` of it (the nodes pull with the swarm's registry login).
 set -- -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$DEPLOY_KNOWN_HOSTS" \
   -o GlobalKnownHostsFile=/dev/null -o UpdateHostKeys=no -p "${DEPLOY_PORT:-22}"
@@ -46,4 +46,4 @@ if [ -n "${DEPLOY_KEY_FILE:-}" ]; then
   set -- "$@" -o IdentitiesOnly=yes -i "$DEPLOY_KEY_FILE"
 fi
 # shellcheck disable=SC2029 # "deploy <stack>" is the request the forced command reads, made here
-docker stack config --compose-file "$STACK_FILE" | ssh "$@" "deploy@$DEPLOY_HOST" deploy "$STACK"
+sed "s|\${IMAGE_REF}|$IMAGE_REF|g" "$STACK_FILE" | ssh "$@" "deploy@$DEPLOY_HOST" deploy "$STACK"
