@@ -25,6 +25,7 @@ from components.services.vault.settings import SERVICE as VAULT
 from components.services.vault.settings import server_name as vault_server_name
 from components.shared.model import SWARM_MANAGER
 from components.shared.publishing import CredentialBook
+from components.shared.service import application_paths
 
 # Validation first: a bad stack file stops here, before any resource is registered.
 deployment = engine_deployment()
@@ -60,6 +61,7 @@ vault_server = vault.VaultServer(
         image=config.versions.vault,
         server_name=vault_server_name(config.vault, config.domain),
         imported_init=pulumi.Output.secret(vault_init) if vault_init else None,
+        jenkins_paths=application_paths(deployment.declarations.values()),
     ),
 )
 minio = storage.Storage(
@@ -102,6 +104,7 @@ swarm = Cluster(
             # A login goes to the registry's public name: Nginx must serve it, the registry must answer.
             ready=[docker_registry.container, nginx.serving],
         ),
+        jenkins_networks=config.firewall.jenkins or (),
     ),
 )
 backup_agents = backups.Backups(

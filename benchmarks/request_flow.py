@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per path (default 200)")
     count = parser.parse_args().requests
     with temporary_lab(FLOW_HOSTS, "f") as (lab, hosts), tempfile.TemporaryDirectory(prefix="flow-bench-") as tmp:
-        flow = Flow(hosts, flow_program(hosts), Path(tmp))
+        flow = Flow(hosts, flow_program(hosts, Path(tmp)), Path(tmp))
         try:
             ca = bring_up(flow)
             client = lab.public_client("application")

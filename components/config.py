@@ -189,6 +189,17 @@ class StackConfig(Model):
 
 
     @model_validator(mode="after")
+    def _deploy_key_has_its_networks(self) -> StackConfig:
+        # The key's from= option is firewall.jenkins: without it the key would be usable from anywhere
+        # that reaches swarm-master's sshd.
+        if self.swarm.deploy_key is not None and not self.firewall.jenkins:
+            raise ValueError(
+                "swarm.deployKey: set firewall.jenkins to the networks Jenkins connects from; the deploy key is "
+                "accepted from those only (its from= option), and the firewall opens swarm-master's SSH to them"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _databases_are_consistent(self) -> StackConfig:
         problems = self.databases.problems()
         if problems:
@@ -504,16 +515,16 @@ def credential_problems(declarations: Mapping[str, Declaration]) -> list[str]:
     for service, declaration in declarations.items():
         for credentials in declaration.credentials:
             for key in credentials.keys:
-                publishers.setdefault((credentials.path, key), []).append((service, credentials))
+                publishers.setdefault((credentials.kv_path, key), []).append((service, credentials))
     problems: list[str] = []
     for (path, key), found in publishers.items():
         if len(found) < 2:
             continue
         blamed = next((credentials for _, credentials in found if credentials.key is not None), found[-1][1])
         service, other = next((service, credentials) for service, credentials in found if credentials is not blamed)
-        where = f"{blamed.key}.{key}" if blamed.key else f"kv/samarth/{path}.{key}"
+        where = f"{blamed.key}.{key}" if blamed.key else f"kv/{path}.{key}"
         problems.append(
-            f"{where}: kv/samarth/{path} already gets {key} from {service} ({', '.join(other.keys)}); rename the service or the variable"
+            f"{where}: kv/{path} already gets {key} from {service} ({', '.join(other.keys)}); rename the service or the variable"
         )
     return problems
 

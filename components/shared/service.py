@@ -9,7 +9,7 @@ Vault keys, capacity), and the firewall, the edge and the backups are handed wha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
@@ -26,6 +26,7 @@ PULUMI = "pulumi"  # the machine running Pulumi (firewall.pulumiFrom)
 JUMP_HOST = "jump-host"  # access.jumpHost's connections
 CONTAINERS = "containers"  # containers on the default bridge of the listening server (Nginx's)
 SWARM_MEMBERS = "swarm-members"  # the servers the applications run on: a group the swarm declares
+JENKINS = "jenkins"  # firewall.jenkins: where Jenkins' deployments come from
 # Otherwise a server name (that server's private IP), or a group a service declares (Declaration.groups).
 
 # What a service may offer others by role (Declaration.provides), rather than by its name.
@@ -144,15 +145,35 @@ class BackupSource:
     detail: str = "-"
 
 
+# Where published credentials live under Vault's KV mount ``kv``, by who reads them: the applications'
+# deployments (Jenkins' policy reads each such path by name), or the platform's own operators only
+# (backup repositories, admin accounts): no policy but root's reads those.
+APPLICATIONS = "samarth"
+PLATFORM = "platform"
+
+
 @dataclass(frozen=True)
 class Credentials:
-    """What a service publishes to Vault at ``kv/samarth/<path>``: the keys (their values come when the
-    component is built). ``key``: the config key that names these variables (a database service's
-    ``env``), so a clash names where to change it."""
+    """What a service publishes to Vault at ``kv/<area>/<path>``: the keys (their values come when the
+    component is built). ``area``: ``APPLICATIONS`` (``kv/samarth/``, for the applications' deployments)
+    or ``PLATFORM`` (``kv/platform/``, operators only). ``key``: the config key that names these
+    variables (a database service's ``env``), so a clash names where to change it."""
 
     path: str
     keys: tuple[str, ...]
     key: Optional[str] = None
+    area: str = APPLICATIONS
+
+    @property
+    def kv_path(self) -> str:
+        """The path under the KV mount: ``samarth/<path>`` or ``platform/<path>``."""
+        return f"{self.area}/{self.path}"
+
+
+def application_paths(declarations: Iterable[Declaration]) -> list[str]:
+    """Every ``kv/samarth/`` path the services publish for the applications' deployments (what Jenkins
+    may read), sorted."""
+    return sorted({c.kv_path for d in declarations for c in d.credentials if c.area == APPLICATIONS})
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import docker
+from components.services.registry import component as registry
+from lab import docker, ssh
 from lab.request_flow import (
     FLOW_HOSTS,
     Flow,
@@ -45,7 +46,7 @@ def flow(lab_session: LabSession, tmp_path: Path) -> Iterator[Flow]:
     hosts = {name: lab_session.host(name) for name in FLOW_HOSTS}
     swarm = [h for n, h in hosts.items() if n.startswith("swarm-")]
     reset(swarm)
-    started = Flow(hosts, flow_program(hosts), tmp_path)
+    started = Flow(hosts, flow_program(hosts, tmp_path), tmp_path)
     try:
         yield started
     finally:
@@ -111,4 +112,21 @@ def test_push_deploy_and_answer_through_nginx(flow: Flow, lab_session: LabSessio
     with listener(flow.hosts["db2"], address, db_port):
         assert reachable(in_namespace(flow.hosts["swarm-master"], []), address, db_port)
         assert not reachable(["nsenter", f"--net=/var/run/netns/{client.namespace}"], address, db_port)
-    assert flow.run.exports["registry"] == {"server": server, "username": username}
+    # Jenkins pushed as its own registry user; the swarm's is another, in no Vault path.
+    assert username == registry.JENKINS_USERNAME
+    assert flow.run.exports["registry"] == {"server": server, "username": registry.USERNAME}
+
+    # The deploy key did the deploy, and does nothing else: no other request, no shell, no forwarding,
+    # and nothing from another address than Jenkins'.
+    master = flow.hosts["swarm-master"]
+    target = f"deploy@{master.address}"
+    for request in ("docker ps", "docker stack rm samarth", f"deploy {STACK}; id", "id"):
+        refused = flow.deploy_key_ssh(master, target, request, stdin="services: {}\n")
+        assert refused.returncode != 0 and "refused" in refused.stderr and "uid=" not in refused.stdout, (request, refused)
+    pty = flow.deploy_key_ssh(master, "-tt", target, stdin="id\n")
+    assert pty.returncode != 0 and "uid=" not in pty.stdout, pty
+    forwarding = flow.deploy_key_ssh(master, "-W", "127.0.0.1:22", target)
+    assert forwarding.returncode != 0 and "SSH-2.0" not in forwarding.stdout, forwarding
+    elsewhere = flow.deploy_key_ssh(flow.hosts["swarm-node2"], target, f"deploy {STACK}", stdin=(flow.root / "stack.yml").read_text())
+    assert elsewhere.returncode == 255 and "Permission denied" in elsewhere.stderr, elsewhere
+    assert "docker" not in ssh(master, "id -nG deploy\n", sudo=True).stdout.split()

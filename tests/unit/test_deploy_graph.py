@@ -36,7 +36,7 @@ PROD_CHAIN = [
     "backups-vault-role",
     "backups-vault-secret-id",
     "backups-application-install",
-    "vault-kv-samarth-backups",
+    "vault-kv-platform-backups",
 ]
 
 # Every remote step on one server that waits for a remote step on another, and why it must.

@@ -1,6 +1,6 @@
 """The backups' settings (``backups``) and what they declare from every other service's backup sources:
 where each server's repository lives and the firewall openings to it, the repositories' disk, the
-credentials published at ``kv/samarth/backups``. No Pulumi here."""
+credentials published at ``kv/platform/backups`` (operators only). No Pulumi here."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from components.shared.model import (
 )
 from components.shared.service import (
     OBJECT_STORE,
+    PLATFORM,
     PULUMI,
     BackupSource,
     Credentials,
@@ -289,7 +290,7 @@ def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
         keys = ["OFFSITE_AWS_ACCESS_KEY_ID", "OFFSITE_AWS_SECRET_ACCESS_KEY", *keys]
     return Declaration(
         openings=tuple(openings),
-        credentials=(Credentials("backups", tuple(keys)),),
+        credentials=(Credentials("backups", tuple(keys), area=PLATFORM),),
         placements=tuple(repository_placements(settings, sources, server_name(store.server))),
     )
 

@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING
 from pydantic import Field, model_validator
 
 from components.shared.model import AbsolutePath, Domain, Email, ImageRef, Model, Port
-from components.shared.service import CONTAINERS, Credentials, Declaration, Listener, Placement, Pull, Route, Service, Upstream
+from components.shared.service import (
+    CONTAINERS,
+    PLATFORM,
+    Credentials,
+    Declaration,
+    Listener,
+    Placement,
+    Pull,
+    Route,
+    Service,
+    Upstream,
+)
 
 if TYPE_CHECKING:
     from components.config import StackConfig
@@ -50,10 +61,12 @@ SENTRY_IMAGES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# What each publishes at kv/samarth/<name> for the services' CI jobs.
-SENTRY_CREDENTIALS = ("SENTRY_URL", "SENTRY_ADMIN_EMAIL", "SENTRY_ADMIN_PASSWORD")
-POSTHOG_CREDENTIALS = (
-    "POSTHOG_URL",
+# What each publishes for the services' CI jobs, at kv/samarth/<name>: where it is served.
+SENTRY_CREDENTIALS = ("SENTRY_URL",)
+POSTHOG_CREDENTIALS = ("POSTHOG_URL",)
+# Their admin accounts and internal secrets, for operators only, at kv/platform/<name>.
+SENTRY_ADMIN_CREDENTIALS = ("SENTRY_ADMIN_EMAIL", "SENTRY_ADMIN_PASSWORD")
+POSTHOG_ADMIN_CREDENTIALS = (
     "POSTHOG_POSTGRES_PASSWORD",
     "POSTHOG_SECRET_KEY",
     "POSTHOG_MINIO_ROOT_USER",
@@ -143,13 +156,13 @@ def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
         "sentry": (
             Upstream("sentry", server, settings.sentry.port, ("client_max_body_size 100m;",)),
             Placement(server, "Sentry (self-hosted installer minimum)", SENTRY_MIN_MEMORY_MIB, SENTRY_MIN_CPUS),
-            Credentials("sentry", SENTRY_CREDENTIALS),
+            (Credentials("sentry", SENTRY_CREDENTIALS), Credentials("sentry", SENTRY_ADMIN_CREDENTIALS, area=PLATFORM)),
             "Sentry",
         ),
         "posthog": (
             Upstream("posthog", server, settings.posthog.port, ("client_max_body_size 20m;",)),
             Placement(server, "PostHog (posthog-deploy hobby stack)", POSTHOG_MIN_MEMORY_MIB),
-            Credentials("posthog", POSTHOG_CREDENTIALS),
+            (Credentials("posthog", POSTHOG_CREDENTIALS), Credentials("posthog", POSTHOG_ADMIN_CREDENTIALS, area=PLATFORM)),
             "PostHog",
         ),
     }
@@ -168,7 +181,7 @@ def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
             "project's volumes stay when it is stopped or deleted (no `down -v`); Kafka's log, on the external volume "
             "posthog-kafka-data, holds only events on their way into ClickHouse",
         },
-        credentials=tuple(every[name][2] for name in enabled),
+        credentials=tuple(credentials for name in enabled for credentials in every[name][2]),
         placements=tuple(every[name][1] for name in enabled),
         pulls=pulls(config, enabled),
     )

@@ -1,8 +1,10 @@
 """The Docker Registry on the application server: htpasswd auth, private bind, public only via Nginx.
 
 Nginx terminates TLS for the registry's public name, so Docker daemons trust it like any HTTPS
-registry and no node needs `insecure-registries`. The swarm logs in with ``server``/``username``/
-``password``; Jenkins gets the same from ``kv/samarth/registry``.
+registry and no node needs `insecure-registries`. Two htpasswd users: the swarm logs in with
+``server``/``username``/``password`` (the program's own, kept in Pulumi state only); Jenkins pushes as
+``jenkins`` with a password of its own, published at ``kv/samarth/registry``, so either can be rotated
+alone. (htpasswd auth knows no rights: every user it admits may pull and push.)
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from components.shared.publishing import CredentialBook
 from .settings import MEMORY_MIB, PORT, STORAGE_PATH
 
 USERNAME = "samarth"
+# Jenkins' own user, for pushes (kv/samarth/registry).
+JENKINS_USERNAME = "jenkins"
 HTPASSWD_PATH = "/auth/htpasswd"
+
+
+def htpasswd_line(user: str, digest: str) -> str:
+    """One user of the htpasswd file: ``user:<bcrypt hash>``."""
+    return f"{user}:{digest}\n"
 
 
 def render_config(public_url: str, http_secret: str) -> str:
@@ -64,9 +73,14 @@ class Registry(pulumi.ComponentResource):
         self.username = USERNAME
 
         password = random.RandomPassword(f"{name}-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
+        jenkins = random.RandomPassword(f"{name}-jenkins-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
         http_secret = random.RandomPassword(f"{name}-http-secret", length=48, special=False, opts=pulumi.ResourceOptions(parent=self))
         self.password = pulumi.Output.secret(password.result)
-        htpasswd: pulumi.Output[str] = pulumi.Output.secret(password.bcrypt_hash.apply(lambda digest: f"{USERNAME}:{digest}\n"))
+        htpasswd: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(password.bcrypt_hash, jenkins.bcrypt_hash).apply(
+                lambda digests: htpasswd_line(USERNAME, digests[0]) + htpasswd_line(JENKINS_USERNAME, digests[1])
+            )
+        )
         config: pulumi.Output[str] = pulumi.Output.secret(http_secret.result.apply(lambda s: render_config(f"https://{self.server}", s)))
 
         image = pinned_image(host, self, f"{name}-image", args.image)
@@ -96,9 +110,14 @@ class Registry(pulumi.ComponentResource):
             wait_timeout=60,
         )
 
+        # Jenkins' own user, not the swarm's: the applications' deployments push with it.
         args.book.add(
             "registry",
-            {"DOCKER_SERVER": self.server, "DOCKER_USERNAME": self.username, "DOCKER_PASSWORD": self.password},
+            {
+                "DOCKER_SERVER": self.server,
+                "DOCKER_USERNAME": JENKINS_USERNAME,
+                "DOCKER_PASSWORD": pulumi.Output.secret(jenkins.result),
+            },
         )
         self.exports = {"registry": {"server": self.server, "username": self.username}}
         self.register_outputs({"server": self.server, "username": self.username})

@@ -13,6 +13,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from components.shared.model import SWARM_MANAGER, BoundNetwork, Domain, Model, Port, VaultApiAddr, VaultClusterAddr
 from components.shared.service import (
     CONTAINERS,
+    JENKINS,
     PULUMI,
     BackupSource,
     Declaration,
@@ -172,10 +173,12 @@ def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
     # Vault's TLS is kept on the private hop too, its certificate verified against its CA and name.
     tls_name = None if settings.plain_http else server_name(settings, config.domain)
     return Declaration(
-        # The API: Nginx's container (the UI route), swarm-master's deployments and Pulumi's Vault
-        # provider. The cluster port serves a single node: nobody else.
+        # The API: Nginx's container (the UI route), swarm-master's deployments, Jenkins (its AppRole,
+        # firewall.jenkins) and Pulumi's Vault provider. The cluster port serves a single node: nobody else.
         listeners=(
-            Listener(server, settings.port, "vault.port", "Vault API", (CONTAINERS, SWARM_MANAGER, PULUMI), published=False, configured=True),
+            Listener(
+                server, settings.port, "vault.port", "Vault API", (CONTAINERS, SWARM_MANAGER, JENKINS, PULUMI), published=False, configured=True
+            ),
             Listener(server, settings.cluster_port, "vault.clusterPort", "Vault cluster", (), published=False, configured=True),
         ),
         upstreams=(
