@@ -9,26 +9,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 
-from components.shared.model import SERVER_NAMES
-from lab import temporary_lab
-from lab.rehearsal import rehearse
-from lab.stack import write_stack_file
-from tools.offline import read_stack_values
+from lab.rehearsal import fresh_lab
 
 from .report import figure
 
 
 def main() -> int:
     argparse.ArgumentParser(prog="python -m benchmarks.rehearsal", description=__doc__.split("\n")[0]).parse_args()
-    with temporary_lab(list(SERVER_NAMES), "q") as (lab, _), tempfile.TemporaryDirectory() as scratch:
-        work = Path(scratch)
-        values, _ = read_stack_values(write_stack_file(lab.hosts(), work / "Pulumi.lab.yaml", pulumi_from=lab.gateway))
-        secrets = {"sshPrivateKey": lab.key_path.read_text()}
+    with fresh_lab("q") as lab:
         for run in ("fresh deploy", "second run, nothing changed"):
-            rehearsal = rehearse("lab", values, secrets, work / "rehearsal.json", lab.hosts())
+            rehearsal = lab.rehearse()
             if rehearsal.failed():
                 print(rehearsal.report(), file=sys.stderr)
                 return 1

@@ -13,7 +13,7 @@ from tools.offline import read_stack_values
 
 from .core import DEFAULT_PREFIX, DEFAULT_STATE, DEFAULT_SUBNET, Lab, LabError, image_cache_state
 from .machines import machine_image
-from .rehearsal import rehearse
+from .rehearsal import lab_ca, rehearse
 from .stack import LAB_STACK, write_stack_file
 
 
@@ -83,8 +83,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.host} is gone, disk included; `python -m lab up {args.host}` makes a new machine")
             return 0
         if args.action == "rehearse":
-            values, _ = read_stack_values(args.stack_file)
-            rehearsal = rehearse("lab", values, {"sshPrivateKey": lab.key_path.read_text()}, args.state / "rehearsal.json", lab.hosts())
+            # The lab's CA runs for the rehearsal only: a renewal timer firing later finds no CA and fails.
+            with lab_ca(lab, args.state) as acme:
+                write_stack_file(lab.hosts(), args.stack_file, pulumi_from=lab.gateway, acme=acme)
+                values, _ = read_stack_values(args.stack_file)
+                rehearsal = rehearse("lab", values, {"sshPrivateKey": lab.key_path.read_text()}, args.state / "rehearsal.json", lab.hosts())
             print(rehearsal.report())
             return 1 if rehearsal.failed() else 0
         if args.action == "down":

@@ -22,28 +22,37 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
 
+from components.shared.model import SERVER_NAMES
 from harness.stand_ins import declared_script
-from tools.offline import COMMAND, Mocks, ProgramRun, RecordingMonitor, reveal, run_program
+from tools.offline import COMMAND, PROJECT, Mocks, ProgramRun, RecordingMonitor, read_stack_values, reveal, run_program
 
-from .core import LabHost
+from .acme import CA_CERTIFICATE, pebble
+from .core import Lab, LabHost, temporary_lab
 from .rehearsal_docker import docker_kinds
+from .rehearsal_images import RECIPES, serve, split_reference
 from .rehearsal_kinds import Kind, RehearsalError, Resource, Saved, kinds
+from .rehearsal_minio import minio_kinds
 from .rehearsal_vault import vault_kinds
+from .stack import NOT_ON_THE_LAB, write_stack_file
 
 # What a rehearsal reports for each registration.
 EXECUTED = "executed"
 STAND_IN = "stand-in"
-NOT_EXECUTED = "not executed"
+NOT_EXECUTED = "not executed"  # what the lab stack leaves out
 NOTHING = "nothing to perform"  # components and provider configurations: no operation of their own
+# The machine whose network namespace runs the lab's ACME CA (pebble): no Docker, not a server.
+ACME_HOST = "acme"
 # The state key of the old half of a create-before-delete replacement, until it is deleted.
 REPLACED = "#replaced"
 # The remote commands the program replaces on every `up` by design (by the script they run), and why.
@@ -61,7 +70,7 @@ class Operation:
     type: str
     server: str
     operation: str  # create, update, replace, same, delete
-    outcome: str  # EXECUTED, STAND_IN, NOT_EXECUTED, NOTHING
+    outcome: str  # EXECUTED, STAND_IN, NOTHING
     seconds: float = 0.0
     detail: str = ""
     finished: float = field(default_factory=time.monotonic)
@@ -195,6 +204,8 @@ class Rehearsal:
     operations: list[Operation]
     started: float  # time.monotonic() at the start
     seconds: float
+    # What the lab stack does not deploy at all, and why (lab.stack.NOT_ON_THE_LAB).
+    not_executed: Mapping[str, str] = field(default_factory=dict)
 
     def server_spans(self) -> dict[str, tuple[float, float]]:
         """Per server: when its first operation started and its last one ended, in seconds from the start."""
@@ -219,9 +230,26 @@ class Rehearsal:
         for (outcome, type_, operation), count in sorted(counts.items()):
             lines.append(f"  {outcome:<19} {operation:<8} {count:>4}  {type_}")
         for op in self.operations:
-            if op.outcome in (STAND_IN, NOT_EXECUTED) or op.operation in ("replace", "delete"):
+            if op.outcome == STAND_IN or op.operation in ("replace", "delete"):
                 lines.append(f"  {op.operation} {op.urn.rsplit('::', 1)[-1]} ({op.type}): {op.outcome}; {op.detail}")
+        lines += [f"  {NOT_EXECUTED}: {service}, disabled on the lab stack: {why}" for service, why in sorted(self.not_executed.items())]
         return "\n".join(lines)
+
+
+def script_pulls(hosts: Sequence[LabHost], values: Mapping[str, str]) -> Callable[[str, str], None]:
+    """For ``RemoteCommand``: serve, on the server a script runs on, each image of the stack's
+    ``versions`` the script names (the scripts run lego, restic and rclone by their pins), as the
+    server's daemon would pull it."""
+    by_address = {host.address: host for host in hosts}
+    versions = json.loads(values.get(f"{PROJECT}:versions") or "{}")
+    pins = [pin for pin in versions.values() if isinstance(pin, str) and ":" in pin and split_reference(pin)[0] in RECIPES]
+
+    def pull(server: str, script: str) -> None:
+        for pin in pins:
+            if pin in script:
+                serve(by_address[server], pin)
+
+    return pull
 
 
 def rehearse(stack: str, values: Mapping[str, str], secrets: Mapping[str, str], state_path: Path,
@@ -229,9 +257,47 @@ def rehearse(stack: str, values: Mapping[str, str], secrets: Mapping[str, str], 
     """Run the program of ``stack`` (its config ``values`` and ``secrets``) for real on the lab machines
     ``hosts`` (its servers' addresses), with the state at ``state_path``."""
     state = State.load(state_path)
-    monitor = RehearsalMonitor(state, kinds({**docker_kinds({host.address: host for host in hosts}), **vault_kinds()}))
+    provider_kinds = {**docker_kinds({host.address: host for host in hosts}), **vault_kinds(), **minio_kinds()}
+    monitor = RehearsalMonitor(state, kinds(provider_kinds, script_pulls(hosts, values)))
     started = time.monotonic()
     run = run_program(stack, values=values, secrets=secrets, monitor=monitor)
     if run.error is None:
         monitor.finish()
-    return Rehearsal(run, monitor.operations, started, time.monotonic() - started)
+    return Rehearsal(run, monitor.operations, started, time.monotonic() - started, NOT_ON_THE_LAB)
+
+
+@contextmanager
+def lab_ca(lab: Lab, work: Path) -> Iterator[dict[str, str]]:
+    """The lab stack's ACME CA while the block runs: pebble in the network namespace of a machine without
+    Docker (``acme``, brought up when missing), every name answered with the application machine's
+    address, its TLS root placed on the application machine where ``edge.tls.acme.caCertificate`` says.
+    Yields those ``edge.tls.acme`` keys."""
+    (ca,) = lab.up([ACME_HOST], bare=True)
+    application = lab.host("application")
+    with open(work / "pebble.log", "w") as logs, pebble(ca, application, work, logs) as served:
+        application.write_file(CA_CERTIFICATE, served.ca_pem.read_text())
+        yield {"directoryUrl": served.directory_url, "caCertificate": CA_CERTIFICATE}
+
+
+@dataclass(frozen=True)
+class RehearsalLab:
+    """Fresh lab machines playing the six servers, the lab's CA, and the lab stack written for them."""
+
+    lab: Lab
+    values: Mapping[str, str]
+    secrets: Mapping[str, str]
+    state: Path
+
+    def rehearse(self) -> Rehearsal:
+        return rehearse("lab", self.values, self.secrets, self.state, self.lab.hosts())
+
+
+@contextmanager
+def fresh_lab(tag: str) -> Iterator[RehearsalLab]:
+    """A ``RehearsalLab`` on new machines (``tag`` and this process's id name them), down when the block ends."""
+    with temporary_lab(list(SERVER_NAMES), tag) as (lab, _), tempfile.TemporaryDirectory(prefix=f"rehearsal-{tag}-") as scratch:
+        work = Path(scratch)
+        with lab_ca(lab, work) as acme:
+            stack_file = write_stack_file(lab.hosts(), work / "Pulumi.lab.yaml", pulumi_from=lab.gateway, acme=acme)
+            values, _ = read_stack_values(stack_file)
+            yield RehearsalLab(lab, values, {"sshPrivateKey": lab.key_path.read_text()}, work / "rehearsal.json")

@@ -14,7 +14,7 @@ would: the operation, its outputs, and which input changes replace rather than u
 - ``docker:`` resources run on the machine's dockerd (``docker_for``), not through the provider's SSH
   connection; their operations are those of ``lab/rehearsal_docker.py``.
 - ``vault:`` resources go to the rehearsed OpenBao's API (lab/rehearsal_vault.py).
-- MinIO resources: not performed yet (``Pending``); the program gets the outputs the mocks give.
+- ``minio:`` resources go to the MinIO stand-in's S3 the rehearsal deployed (lab/rehearsal_minio.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import secrets
 import string
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from harness.stand_ins import declared_script, stand_in_outputs
+from harness.stand_ins import declared_script
 
 from .core import LabError
 
@@ -97,6 +97,11 @@ def _trimmed(text: str) -> str:
 
 
 class RemoteCommand(Kind):
+    def __init__(self, pulls: Callable[[str, str], None] = lambda server, script: None) -> None:
+        # What the server's daemon would pull for a script that runs an image by its pin (lego, restic):
+        # called with the server and the script before it runs.
+        self.pulls = pulls
+
     def replaces(self, changed: set[str]) -> set[str]:
         return changed & {"triggers"}
 
@@ -118,6 +123,7 @@ class RemoteCommand(Kind):
         if not command:
             return {"stdout": "", "stderr": ""}
         connection = inputs["connection"]
+        self.pulls(str(connection["host"]), command)
         if connection.get("proxy"):
             raise RehearsalError(f"{urn}: the rehearsal reaches servers directly (the lab stack has no jump host)")
         if inputs.get("environment"):
@@ -270,28 +276,11 @@ class LocallySignedCert(Kind):
         return "none", {"certPem": pem}
 
 
-class Pending(Kind):
-    """Not performed yet: the program gets the mocks' outputs, and the report says why."""
-
-    outcome = "not executed"
-
-    def __init__(self, reason: str) -> None:
-        self.note = reason
-
-    def create(self, resource: Resource) -> tuple[str, dict[str, Any]]:
-        return f"{resource.name}-pending", stand_in_outputs(resource.type, resource.name, resource.inputs)
-
-    def update(self, resource: Resource, old: Saved) -> dict[str, Any]:
-        return stand_in_outputs(resource.type, resource.name, resource.inputs)
-
-
-MINIO_PENDING = Pending("no MinIO server here; the S3 stand-in is not yet wired")
-
-
-def kinds(provider_kinds: Mapping[str, Kind]) -> dict[str, Kind]:
-    """Every resource type the program registers -> how the rehearsal performs it."""
-    table: dict[str, Kind] = {
-        "command:remote:Command": RemoteCommand(),
+def kinds(provider_kinds: Mapping[str, Kind], pulls: Callable[[str, str], None] = lambda server, script: None) -> dict[str, Kind]:
+    """Every resource type the program registers -> how the rehearsal performs it (``pulls``: see
+    ``RemoteCommand``)."""
+    return {
+        "command:remote:Command": RemoteCommand(pulls),
         "random:index/randomPassword:RandomPassword": RandomPassword(),
         "random:index/randomBytes:RandomBytes": RandomBytes(),
         "tls:index/privateKey:PrivateKey": PrivateKey(),
@@ -300,25 +289,3 @@ def kinds(provider_kinds: Mapping[str, Kind]) -> dict[str, Kind]:
         "tls:index/locallySignedCert:LocallySignedCert": LocallySignedCert(),
         **provider_kinds,
     }
-    return _WithPrefixes(table, {"minio:": MINIO_PENDING})
-
-
-class _WithPrefixes(dict[str, Kind]):
-    """A kind table that also answers every type under a prefix (``vault:...``) with one kind."""
-
-    def __init__(self, table: Mapping[str, Kind], prefixes: Mapping[str, Kind]) -> None:
-        super().__init__(table)
-        self.prefixes = prefixes
-
-    def get(self, key: str, default: Optional[Kind] = None) -> Optional[Kind]:  # type: ignore[override]
-        for prefix, kind in self.prefixes.items():
-            if key.startswith(prefix):
-                return kind
-        return super().get(key, default)
-
-    def __getitem__(self, key: str) -> Kind:
-        found = self.get(key)
-        if found is None:
-            raise KeyError(key)
-        return found
-

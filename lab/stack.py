@@ -94,12 +94,14 @@ def timers_fire_soon(config: dict[str, Any]) -> None:
 
 
 def stack_document(
-    assignments: Mapping[str, LabHost], base: Path = STAGING, pulumi_from: Optional[str] = None
+    assignments: Mapping[str, LabHost], base: Path = STAGING, pulumi_from: Optional[str] = None,
+    acme: Optional[Mapping[str, str]] = None,
 ) -> dict[str, Any]:
     """The lab stack file's content: ``base``'s config with servers on lab hosts and no jump host, the
     timers due soon, ``LAB_VERSIONS`` pinned, and what cannot run on the lab (``NOT_ON_THE_LAB``) disabled;
     ``pulumi_from`` (the lab bridge's address, where Pulumi and the operator run) is what the host
-    firewall lets in for SSH and Pulumi's providers."""
+    firewall lets in for SSH and Pulumi's providers; ``acme`` (``edge.tls.acme`` keys: the lab's own CA,
+    lab.rehearsal.lab_ca) replaces the base's ACME directory, which the lab cannot reach."""
     document = read_yaml(base) or {}
     config: dict[str, Any] = {}
     for key, value in (document.get("config") or {}).items():
@@ -109,6 +111,10 @@ def stack_document(
         config[key] = value
     config[f"{PROJECT}:servers"] = servers_section(assignments, config.get(f"{PROJECT}:servers") or {})
     config[f"{PROJECT}:access"] = {"via": "private"}
+    if acme is not None:
+        edge = config.get(f"{PROJECT}:edge") or {}
+        tls = edge.get("tls") or {}
+        config[f"{PROJECT}:edge"] = {**edge, "tls": {**tls, "acme": {**(tls.get("acme") or {}), **acme}}}
     timers_fire_soon(config)
     config[f"{PROJECT}:versions"] = {**(config.get(f"{PROJECT}:versions") or {}), **LAB_VERSIONS}
     observability = config.get(f"{PROJECT}:observability") or {}
@@ -152,7 +158,8 @@ HEADER = """\
 
 
 def write_stack_file(
-    hosts: list[LabHost], path: Path = LAB_STACK, base: Path = STAGING, pulumi_from: Optional[str] = None
+    hosts: list[LabHost], path: Path = LAB_STACK, base: Path = STAGING, pulumi_from: Optional[str] = None,
+    acme: Optional[Mapping[str, str]] = None,
 ) -> Path:
     """Validate and write the lab stack file; needs a host for each of the six servers."""
     assignments = default_assignments(hosts)
@@ -161,7 +168,7 @@ def write_stack_file(
         raise ValueError(
             f"the stack needs one lab host per server (their private IPs must differ); no host for: {', '.join(missing)}"
         )
-    document = stack_document(assignments, base, pulumi_from)
+    document = stack_document(assignments, base, pulumi_from, acme)
     header = HEADER.format(key=hosts[0].ssh_key_path, ssh_config=hosts[0].ssh_config)
     header += "".join(f"# {name} is disabled: {reason}.\n" for name, reason in NOT_ON_THE_LAB.items())
     path.write_text(header + yaml.safe_dump(document, sort_keys=False))

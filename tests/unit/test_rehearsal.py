@@ -13,7 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from harness.stand_ins import stand_in_outputs
-from lab.rehearsal import EVERY_UP, REPLACED, RehearsalMonitor, State
+from lab.rehearsal import EVERY_UP, REPLACED, STAND_IN, Operation, Rehearsal, RehearsalMonitor, State
+from lab.rehearsal_docker import docker_kinds
 from lab.rehearsal_kinds import (
     CertRequest,
     Kind,
@@ -25,7 +26,10 @@ from lab.rehearsal_kinds import (
     Resource,
     Saved,
     SelfSignedCert,
+    kinds,
 )
+from lab.rehearsal_minio import minio_kinds
+from lab.rehearsal_vault import vault_kinds
 from tools.offline import ProgramRun, read_yaml, run_program, stack_file
 
 
@@ -169,3 +173,18 @@ def test_tls_kinds_make_a_chain_that_verifies() -> None:
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == ["vault"]
     assert isinstance(authority.public_key(), ec.EllipticCurvePublicKey)
+
+
+def test_every_type_the_program_registers_has_a_kind(stack_run: ProgramRun) -> None:
+    """A resource type without a kind fails the rehearsal part-way (``no rehearsal of <type>``): caught here."""
+    table = kinds({**docker_kinds({}), **vault_kinds(), **minio_kinds()})
+    registered = {r.type for r in stack_run.registrations if r.custom and not r.type.startswith("pulumi:providers:")}
+    assert registered - set(table) == set()
+
+
+def test_the_report_lists_each_stand_in_and_each_service_the_lab_leaves_out() -> None:
+    urn = "urn:pulumi:lab::samarth-infra::samarth:backups:Backups$minio:index/iamUser:IamUser::backups-db1-user"
+    operation = Operation(urn, "minio:index/iamUser:IamUser", "10.0.0.1", "create", STAND_IN, detail="no admin API")
+    report = Rehearsal(ProgramRun("lab", [], {}), [operation], 0.0, 1.0, {"sentry": "needs Compose 2.32"}).report()
+    assert "create backups-db1-user (minio:index/iamUser:IamUser): stand-in; no admin API" in report
+    assert "not executed: sentry, disabled on the lab stack: needs Compose 2.32" in report

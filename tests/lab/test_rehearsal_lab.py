@@ -1,0 +1,99 @@
+"""`pulumi up` rehearsed on fresh lab machines (lab/rehearsal.py): the lab stack (staging's settings on six
+machines, the lab's own ACME CA) deployed for real, every registration performed in the order the SDK
+resolves them, then a second run with nothing changed.
+
+- The fresh deploy succeeds; every registration is executed, a listed stand-in (MinIO's admin API only), or
+  has nothing to perform (components, provider configurations); every remote command ran.
+- The second run performs nothing but what the program replaces on every `up` by design
+  (``lab.rehearsal.EVERY_UP``), each with its reason.
+- What the deploy made is there: each server's backups initialised their repository (db1's, db2's and
+  swarm-master's in MinIO's bucket, through the stand-in's S3), Vault has its audit device, Nginx serves the
+  lab CA's certificates.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+from collections.abc import Iterator
+
+import pytest
+from cryptography import x509
+
+from lab import ssh, unavailable
+from lab.rehearsal import EVERY_UP, EXECUTED, NOTHING, STAND_IN, Rehearsal, RehearsalLab, fresh_lab
+from lab.rehearsal_minio import s3
+from tools.offline import COMMAND
+
+STAND_IN_TYPES = {"minio:index/iamPolicy:IamPolicy", "minio:index/iamUser:IamUser",
+                  "minio:index/iamUserPolicyAttachment:IamUserPolicyAttachment"}
+
+
+@pytest.fixture(scope="module")
+def rehearsed() -> Iterator[tuple[RehearsalLab, Rehearsal, Rehearsal]]:
+    if reason := unavailable():
+        pytest.skip(reason)
+    with fresh_lab("h") as lab:
+        first = lab.rehearse()
+        print(first.report())
+        second = lab.rehearse() if first.failed() is None else first
+        print(second.report())
+        yield lab, first, second
+
+
+def test_a_fresh_deploy_performs_every_registration(rehearsed: tuple[RehearsalLab, Rehearsal, Rehearsal]) -> None:
+    _, first, _ = rehearsed
+    assert first.failed() is None, first.report()
+    outcomes = {(op.outcome, op.type) for op in first.operations}
+    assert {outcome for outcome, _ in outcomes} <= {EXECUTED, STAND_IN, NOTHING}
+    assert {type_ for outcome, type_ in outcomes if outcome == STAND_IN} == STAND_IN_TYPES
+    commands = [r for r in first.run.registrations if r.type == COMMAND]
+    executed = {op.urn for op in first.operations if op.type == COMMAND and op.outcome == EXECUTED and op.operation == "create"}
+    assert len(commands) > 50 and {r.urn for r in commands} == executed
+    assert {"sentry", "posthog"} <= set(first.not_executed)
+
+
+def test_a_second_run_replaces_only_what_the_program_replaces_on_every_up(
+    rehearsed: tuple[RehearsalLab, Rehearsal, Rehearsal],
+) -> None:
+    _, first, second = rehearsed
+    assert first.failed() is None and second.failed() is None, second.report()
+    acted = [op for op in second.operations if op.operation != "same"]
+    assert acted, "the unseal check runs on every up"
+    for op in acted:
+        assert op.type == COMMAND and op.operation in ("replace", "delete"), second.report()
+        assert op.detail in (*EVERY_UP.values(), "replaced"), second.report()
+
+
+def test_every_backup_repository_was_initialised_where_the_program_put_it(
+    rehearsed: tuple[RehearsalLab, Rehearsal, Rehearsal],
+) -> None:
+    lab, first, _ = rehearsed
+    assert first.failed() is None, first.report()
+    application = lab.lab.host("application")
+    listing = s3({"minioServer": f"{application.address}:9000", "minioUser": "any", "minioPassword": "any-key"}).list_objects_v2(
+        Bucket="samarth-backups")
+    configs = {item["Key"] for item in listing.get("Contents", []) if item["Key"].endswith("/config")}
+    assert configs == {"db1/config", "db2/config", "swarm-master/config"}
+    # The application server's repository is an SFTP account on db1.
+    found = ssh(lab.lab.host("db1"), "sudo find /srv/samarth-backups -maxdepth 3 -name config")
+    assert "application" in found.stdout, found.stdout + found.stderr
+
+
+def test_vault_writes_its_audit_log_and_nginx_serves_the_lab_cas_certificates(
+    rehearsed: tuple[RehearsalLab, Rehearsal, Rehearsal],
+) -> None:
+    lab, first, _ = rehearsed
+    assert first.failed() is None, first.report()
+    application = lab.lab.host("application")
+    audit = ssh(application, "sudo docker exec vault sh -c 'wc -l </vault/logs/audit.log'")
+    assert audit.returncode == 0 and int(audit.stdout) > 0, audit.stdout + audit.stderr
+    for route in json.loads(lab.values["samarth-infra:edge"])["routes"]:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with socket.create_connection((application.address, 443), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname=route["host"]) as tls:
+            served = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"")
+        assert "Pebble" in served.issuer.rfc4514_string(), (route["host"], served.issuer)
+        assert route["host"] in str(served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
