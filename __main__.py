@@ -11,6 +11,7 @@ from components.services.backups import component as backups
 from components.services.databases.component import build_databases
 from components.services.edge import component as edge
 from components.services.edge.settings import SERVICE as NGINX
+from components.services.edge.settings import issuer_roots
 from components.services.registry import component as registry
 from components.services.registry.settings import SERVICE as REGISTRY
 from components.services.registry.settings import public_host
@@ -80,6 +81,7 @@ swarm = Cluster(
             password=docker_registry.password,
             # A login goes to the registry's public name: Nginx must serve it, the registry must answer.
             ready=[docker_registry.container, nginx.serving],
+            trusted_roots=issuer_roots(config.edge.tls),
         ),
     ),
 )

@@ -13,7 +13,7 @@ from tools.offline import read_stack_values
 
 from .core import DEFAULT_PREFIX, DEFAULT_STATE, DEFAULT_SUBNET, Lab, LabError, image_cache_state
 from .machines import machine_image
-from .rehearsal import lab_ca, rehearse
+from .rehearsal import lab_ca, point_dns, rehearse
 from .stack import LAB_STACK, write_stack_file
 
 
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             with lab_ca(lab, args.state) as acme:
                 write_stack_file(lab.hosts(), args.stack_file, pulumi_from=lab.gateway, acme=acme)
                 values, _ = read_stack_values(args.stack_file)
+                point_dns(lab, values)
                 rehearsal = rehearse("lab", values, {"sshPrivateKey": lab.key_path.read_text()}, args.state / "rehearsal.json", lab.hosts())
             print(rehearsal.report())
             return 1 if rehearsal.failed() else 0

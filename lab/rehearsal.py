@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -44,7 +46,7 @@ from .rehearsal_images import RECIPES, serve, split_reference
 from .rehearsal_kinds import Kind, RehearsalError, Resource, Saved, kinds
 from .rehearsal_minio import minio_kinds
 from .rehearsal_vault import vault_kinds
-from .stack import NOT_ON_THE_LAB, write_stack_file
+from .stack import NOT_ON_THE_LAB, LabCA, write_stack_file
 
 # What a rehearsal reports for each registration.
 EXECUTED = "executed"
@@ -267,16 +269,28 @@ def rehearse(stack: str, values: Mapping[str, str], secrets: Mapping[str, str], 
 
 
 @contextmanager
-def lab_ca(lab: Lab, work: Path) -> Iterator[dict[str, str]]:
+def lab_ca(lab: Lab, work: Path) -> Iterator[LabCA]:
     """The lab stack's ACME CA while the block runs: pebble in the network namespace of a machine without
     Docker (``acme``, brought up when missing), every name answered with the application machine's
-    address, its TLS root placed on the application machine where ``edge.tls.acme.caCertificate`` says.
-    Yields those ``edge.tls.acme`` keys."""
+    address; its TLS root placed on the application machine (``edge.tls.acme.caCertificate``), the root
+    it issues under fetched from its management API into ``work`` (``edge.tls.issuerRoots``)."""
     (ca,) = lab.up([ACME_HOST], bare=True)
     application = lab.host("application")
     with open(work / "pebble.log", "w") as logs, pebble(ca, application, work, logs) as served:
         application.write_file(CA_CERTIFICATE, served.ca_pem.read_text())
-        yield {"directoryUrl": served.directory_url, "caCertificate": CA_CERTIFICATE}
+        context = ssl.create_default_context(cafile=str(served.ca_pem))
+        with urllib.request.urlopen(f"https://{ca.address}:15000/roots/0", context=context, timeout=10) as answer:
+            roots = work / "pebble-roots.pem"
+            roots.write_bytes(answer.read())
+        yield LabCA(served.directory_url, CA_CERTIFICATE, roots)
+
+
+def point_dns(lab: Lab, values: Mapping[str, str]) -> None:
+    """The lab's resolver answers each name the stack's routes serve with the application machine's
+    address, as the public DNS records a team sets before a deploy."""
+    application = lab.host("application")
+    for route in json.loads(values[f"{PROJECT}:edge"])["routes"]:
+        lab.add_dns_record(route["host"], application.address)
 
 
 @dataclass(frozen=True)
@@ -300,4 +314,5 @@ def fresh_lab(tag: str) -> Iterator[RehearsalLab]:
         with lab_ca(lab, work) as acme:
             stack_file = write_stack_file(lab.hosts(), work / "Pulumi.lab.yaml", pulumi_from=lab.gateway, acme=acme)
             values, _ = read_stack_values(stack_file)
+            point_dns(lab, values)
             yield RehearsalLab(lab, values, {"sshPrivateKey": lab.key_path.read_text()}, work / "rehearsal.json")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -93,15 +94,24 @@ def timers_fire_soon(config: dict[str, Any]) -> None:
     config[f"{PROJECT}:backups"] = {**backups, "schedules": {}, "defaultSchedule": LAB_TIMER_SCHEDULE, "randomDelay": 0}
 
 
+@dataclass(frozen=True)
+class LabCA:
+    """The lab's ACME CA (lab.rehearsal.lab_ca) as the lab stack names it."""
+
+    directory_url: str
+    ca_certificate: str  # its TLS root on the application machine (edge.tls.acme.caCertificate)
+    issuer_roots: Path  # on this machine: the root it issues under (edge.tls.issuerRoots)
+
+
 def stack_document(
     assignments: Mapping[str, LabHost], base: Path = STAGING, pulumi_from: Optional[str] = None,
-    acme: Optional[Mapping[str, str]] = None,
+    acme: Optional[LabCA] = None,
 ) -> dict[str, Any]:
     """The lab stack file's content: ``base``'s config with servers on lab hosts and no jump host, the
     timers due soon, ``LAB_VERSIONS`` pinned, and what cannot run on the lab (``NOT_ON_THE_LAB``) disabled;
     ``pulumi_from`` (the lab bridge's address, where Pulumi and the operator run) is what the host
-    firewall lets in for SSH and Pulumi's providers; ``acme`` (``edge.tls.acme`` keys: the lab's own CA,
-    lab.rehearsal.lab_ca) replaces the base's ACME directory, which the lab cannot reach."""
+    firewall lets in for SSH and Pulumi's providers; ``acme`` (the lab's own CA) replaces the base's ACME
+    directory, which the lab cannot reach."""
     document = read_yaml(base) or {}
     config: dict[str, Any] = {}
     for key, value in (document.get("config") or {}).items():
@@ -114,7 +124,8 @@ def stack_document(
     if acme is not None:
         edge = config.get(f"{PROJECT}:edge") or {}
         tls = edge.get("tls") or {}
-        config[f"{PROJECT}:edge"] = {**edge, "tls": {**tls, "acme": {**(tls.get("acme") or {}), **acme}}}
+        lab_acme = {**(tls.get("acme") or {}), "directoryUrl": acme.directory_url, "caCertificate": acme.ca_certificate}
+        config[f"{PROJECT}:edge"] = {**edge, "tls": {**tls, "acme": lab_acme, "issuerRoots": str(acme.issuer_roots)}}
     timers_fire_soon(config)
     config[f"{PROJECT}:versions"] = {**(config.get(f"{PROJECT}:versions") or {}), **LAB_VERSIONS}
     observability = config.get(f"{PROJECT}:observability") or {}
@@ -159,7 +170,7 @@ HEADER = """\
 
 def write_stack_file(
     hosts: list[LabHost], path: Path = LAB_STACK, base: Path = STAGING, pulumi_from: Optional[str] = None,
-    acme: Optional[Mapping[str, str]] = None,
+    acme: Optional[LabCA] = None,
 ) -> Path:
     """Validate and write the lab stack file; needs a host for each of the six servers."""
     assignments = default_assignments(hosts)
