@@ -231,9 +231,13 @@ class Rehearsal:
             counts[(op.outcome, op.type, op.operation)] = counts.get((op.outcome, op.type, op.operation), 0) + 1
         for (outcome, type_, operation), count in sorted(counts.items()):
             lines.append(f"  {outcome:<19} {operation:<8} {count:>4}  {type_}")
+        # Each stand-in, replacement and deletion by name, those with one reason on one line.
+        named: dict[tuple[str, str, str, str], list[str]] = {}
         for op in self.operations:
-            if op.outcome == STAND_IN or op.operation in ("replace", "delete"):
-                lines.append(f"  {op.operation} {op.urn.rsplit('::', 1)[-1]} ({op.type}): {op.outcome}; {op.detail}")
+            if (op.outcome == STAND_IN and op.operation != "same") or op.operation in ("replace", "delete"):
+                named.setdefault((op.operation, op.type, op.outcome, op.detail), []).append(op.urn.rsplit("::", 1)[-1])
+        for (operation, type_, outcome, detail), names in named.items():
+            lines.append(f"  {operation} {', '.join(sorted(names))} ({type_}): {outcome}; {detail}")
         lines += [f"  {NOT_EXECUTED}: {service}, disabled on the lab stack: {why}" for service, why in sorted(self.not_executed.items())]
         return "\n".join(lines)
 

@@ -184,7 +184,8 @@ def test_every_type_the_program_registers_has_a_kind(stack_run: ProgramRun) -> N
 
 def test_the_report_lists_each_stand_in_and_each_service_the_lab_leaves_out() -> None:
     urn = "urn:pulumi:lab::samarth-infra::samarth:backups:Backups$minio:index/iamUser:IamUser::backups-db1-user"
-    operation = Operation(urn, "minio:index/iamUser:IamUser", "10.0.0.1", "create", STAND_IN, detail="no admin API")
-    report = Rehearsal(ProgramRun("lab", [], {}), [operation], 0.0, 1.0, {"sentry": "needs Compose 2.32"}).report()
-    assert "create backups-db1-user (minio:index/iamUser:IamUser): stand-in; no admin API" in report
+    operations = [Operation(urn.replace("db1", server), "minio:index/iamUser:IamUser", "10.0.0.1", "create", STAND_IN, detail="no admin API")
+                  for server in ("db2", "db1")]
+    report = Rehearsal(ProgramRun("lab", [], {}), operations, 0.0, 1.0, {"sentry": "needs Compose 2.32"}).report()
+    assert "create backups-db1-user, backups-db2-user (minio:index/iamUser:IamUser): stand-in; no admin API" in report
     assert "not executed: sentry, disabled on the lab stack: needs Compose 2.32" in report
