@@ -34,7 +34,7 @@ import threading
 import time
 import urllib.request
 from base64 import b64encode
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,13 +268,26 @@ class AcmeLab:
                 _wait_port(self.application.address, port, None, self.work / "pebble.log")
         return step
 
-    def certificates(self, action: str, clock_offset_seconds: int = 0) -> Step:
-        """``samarth-certificates ACTION`` as ``pulumi up`` runs it (through sudo), with the clock seen
-        ``clock_offset_seconds`` ahead if given (``clock_ahead``)."""
+    def certificates(self, action: str, clock_offset_seconds: int = 0, names: Sequence[str] = ()) -> Step:
+        """``samarth-certificates ACTION [NAME...]`` as ``pulumi up`` runs it (through sudo), with the
+        clock seen ``clock_offset_seconds`` ahead if given (``clock_ahead``)."""
         if not clock_offset_seconds:
-            return self.ssh(acme.run_script(action, self.script_path))
+            return self.ssh(acme.run_script(action, names, self.script_path))
         with self.clock_ahead(clock_offset_seconds):
-            return self.ssh(acme.run_script(action, self.script_path))
+            return self.ssh(acme.run_script(action, names, self.script_path))
+
+    @contextmanager
+    def unresolvable(self, host: str) -> Iterator[None]:
+        """``host`` resolves, for the CA, to an address where nothing answers on port 80 (the CA's own: its
+        DNS not pointed at the server yet), for as long as the block runs."""
+        def management(path: str, body: str) -> None:
+            _run(["nsenter", f"--net={NETNS_DIR / self.ca.namespace}", "curl", "-fsS", "-X", "POST", "-d", body,
+                  f"http://127.0.0.1:8055/{path}"])
+        management("add-a", f'{{"host": "{host}.", "addresses": ["{self.ca.address}"]}}')
+        try:
+            yield
+        finally:
+            management("clear-a", f'{{"host": "{host}."}}')
 
     @contextmanager
     def clock_ahead(self, seconds: int) -> Iterator[None]:
