@@ -43,7 +43,7 @@ from .acme import CA_CERTIFICATE, pebble
 from .core import Lab, LabHost, temporary_lab
 from .rehearsal_docker import docker_kinds
 from .rehearsal_images import RECIPES, serve, split_reference
-from .rehearsal_kinds import Kind, RehearsalError, Resource, Saved, kinds
+from .rehearsal_kinds import Kind, RehearsalError, RemoteCommand, Resource, Saved, kinds
 from .rehearsal_minio import minio_kinds
 from .rehearsal_vault import vault_kinds
 from .stack import NOT_ON_THE_LAB, LabCA, write_stack_file
@@ -208,6 +208,8 @@ class Rehearsal:
     seconds: float
     # What the lab stack does not deploy at all, and why (lab.stack.NOT_ON_THE_LAB).
     not_executed: Mapping[str, str] = field(default_factory=dict)
+    # Per server address, the most remote-command SSH sessions the rehearsal had open at once.
+    sessions_at_once: Mapping[str, int] = field(default_factory=dict)
 
     def server_spans(self) -> dict[str, tuple[float, float]]:
         """Per server: when its first operation started and its last one ended, in seconds from the start."""
@@ -239,6 +241,9 @@ class Rehearsal:
         for (operation, type_, outcome, detail), names in named.items():
             lines.append(f"  {operation} {', '.join(sorted(names))} ({type_}): {outcome}; {detail}")
         lines += [f"  {NOT_EXECUTED}: {service}, disabled on the lab stack: {why}" for service, why in sorted(self.not_executed.items())]
+        if self.sessions_at_once:
+            most = ", ".join(f"{server} {count}" for server, count in sorted(self.sessions_at_once.items()))
+            lines.append(f"  most SSH sessions at once (remote commands; sshd's MaxStartups starts refusing past 10 unauthenticated): {most}")
         return "\n".join(lines)
 
 
@@ -264,12 +269,13 @@ def rehearse(stack: str, values: Mapping[str, str], secrets: Mapping[str, str], 
     ``hosts`` (its servers' addresses), with the state at ``state_path``."""
     state = State.load(state_path)
     provider_kinds = {**docker_kinds({host.address: host for host in hosts}), **vault_kinds(), **minio_kinds()}
-    monitor = RehearsalMonitor(state, kinds(provider_kinds, script_pulls(hosts, values)))
+    commands = RemoteCommand(script_pulls(hosts, values))
+    monitor = RehearsalMonitor(state, {**kinds(provider_kinds), COMMAND: commands})
     started = time.monotonic()
     run = run_program(stack, values=values, secrets=secrets, monitor=monitor)
     if run.error is None:
         monitor.finish()
-    return Rehearsal(run, monitor.operations, started, time.monotonic() - started, NOT_ON_THE_LAB)
+    return Rehearsal(run, monitor.operations, started, time.monotonic() - started, NOT_ON_THE_LAB, dict(commands.most_at_once))
 
 
 @contextmanager

@@ -20,13 +20,15 @@ would: the operation, its outputs, and which input changes replace rather than u
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import ipaddress
 import secrets
 import string
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -101,6 +103,21 @@ class RemoteCommand(Kind):
         # What the server's daemon would pull for a script that runs an image by its pin (lego, restic):
         # called with the server and the script before it runs.
         self.pulls = pulls
+        # SSH sessions open now, and the most at once, per server: sshd's MaxStartups counts them.
+        self.open: dict[str, int] = {}
+        self.most_at_once: dict[str, int] = {}
+        self._count = threading.Lock()
+
+    @contextlib.contextmanager
+    def _session(self, server: str) -> Iterator[None]:
+        with self._count:
+            self.open[server] = self.open.get(server, 0) + 1
+            self.most_at_once[server] = max(self.most_at_once.get(server, 0), self.open[server])
+        try:
+            yield
+        finally:
+            with self._count:
+                self.open[server] -= 1
 
     def replaces(self, changed: set[str]) -> set[str]:
         return changed & {"triggers"}
@@ -146,7 +163,8 @@ class RemoteCommand(Kind):
                 key.write_text(connection["privateKey"])
                 argv += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
             argv += [f"{connection.get('user') or 'root'}@{connection['host']}", command]
-            result = subprocess.run(argv, input=inputs.get("stdin") or "", capture_output=True, text=True, timeout=3600)
+            with self._session(str(connection["host"])):
+                result = subprocess.run(argv, input=inputs.get("stdin") or "", capture_output=True, text=True, timeout=3600)
         if result.returncode != 0:
             script = declared_script({"create": command}) or "the command"
             tail = "\n".join(result.stderr.strip().splitlines()[-12:])
@@ -276,11 +294,10 @@ class LocallySignedCert(Kind):
         return "none", {"certPem": pem}
 
 
-def kinds(provider_kinds: Mapping[str, Kind], pulls: Callable[[str, str], None] = lambda server, script: None) -> dict[str, Kind]:
-    """Every resource type the program registers -> how the rehearsal performs it (``pulls``: see
-    ``RemoteCommand``)."""
+def kinds(provider_kinds: Mapping[str, Kind]) -> dict[str, Kind]:
+    """Every resource type the program registers -> how the rehearsal performs it."""
     return {
-        "command:remote:Command": RemoteCommand(pulls),
+        "command:remote:Command": RemoteCommand(),
         "random:index/randomPassword:RandomPassword": RandomPassword(),
         "random:index/randomBytes:RandomBytes": RandomBytes(),
         "tls:index/privateKey:PrivateKey": PrivateKey(),

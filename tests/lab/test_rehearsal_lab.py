@@ -52,6 +52,10 @@ def test_a_fresh_deploy_performs_every_registration(rehearsed: tuple[RehearsalLa
     executed = {op.urn for op in first.operations if op.type == COMMAND and op.outcome == EXECUTED and op.operation == "create"}
     assert len(commands) > 50 and {r.urn for r in commands} == executed
     assert {"sentry", "posthog"} <= set(first.not_executed)
+    # Debian's sshd refuses unauthenticated connections past MaxStartups' first figure, 10: the remote
+    # commands the engine runs at once on one server stay under it.
+    assert set(first.sessions_at_once) == {host.address for host in rehearsed[0].lab.hosts() if host.name != "acme"}
+    assert max(first.sessions_at_once.values()) <= 10, first.sessions_at_once
 
 
 def test_a_second_run_replaces_only_what_the_program_replaces_on_every_up(
