@@ -311,6 +311,8 @@ class RehearsalLab:
     values: Mapping[str, str]
     secrets: Mapping[str, str]
     state: Path
+    ca: LabCA
+    work: Path  # the rehearsal's scratch directory
 
     def rehearse(self) -> Rehearsal:
         return rehearse("lab", self.values, self.secrets, self.state, self.lab.hosts())
@@ -325,4 +327,4 @@ def fresh_lab(tag: str) -> Iterator[RehearsalLab]:
             stack_file = write_stack_file(lab.hosts(), work / "Pulumi.lab.yaml", pulumi_from=lab.gateway, acme=acme)
             values, _ = read_stack_values(stack_file)
             point_dns(lab, values)
-            yield RehearsalLab(lab, values, {"sshPrivateKey": lab.key_path.read_text()}, work / "rehearsal.json")
+            yield RehearsalLab(lab, values, {"sshPrivateKey": lab.key_path.read_text()}, work / "rehearsal.json", acme, work)

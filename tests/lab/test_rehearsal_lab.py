@@ -7,8 +7,11 @@ resolves them, then a second run with nothing changed.
 - The second run performs nothing but what the program replaces on every `up` by design
   (``lab.rehearsal.EVERY_UP``), each with its reason.
 - What the deploy made is there: each server's backups initialised their repository (db1's, db2's and
-  swarm-master's in MinIO's bucket, through the stand-in's S3), Vault has its audit device, Nginx serves the
+  swarm-master's in MinIO's bucket, through the stand-in's S3), Vault writes its audit log, Nginx serves the
   lab CA's certificates.
+- The seed's request flow on what the rehearsal deployed (lab/request_flow.py): Jenkins' job reads the
+  registry from the program's Vault with the stack's AppRole, pushes through Nginx to the program's
+  registry and deploys on the program's swarm; a user on the public network is answered through Nginx.
 """
 
 from __future__ import annotations
@@ -16,15 +19,21 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
 
-from lab import ssh, unavailable
+from lab import docker, ssh, unavailable
 from lab.rehearsal import EVERY_UP, EXECUTED, NOTHING, STAND_IN, Rehearsal, RehearsalLab, fresh_lab
 from lab.rehearsal_minio import s3
+from lab.request_flow import DeployedStack, curl, deploy, in_namespace, reachable
+from lab.swarm import nodes
 from tools.offline import COMMAND
+
+STACK = "samarth"
+SERVICE = "samarth/esamwad-web"
 
 STAND_IN_TYPES = {"minio:index/iamPolicy:IamPolicy", "minio:index/iamUser:IamUser",
                   "minio:index/iamUserPolicyAttachment:IamUserPolicyAttachment"}
@@ -101,3 +110,54 @@ def test_vault_writes_its_audit_log_and_nginx_serves_the_lab_cas_certificates(
             served = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"")
         assert "Pebble" in served.issuer.rfc4514_string(), (route["host"], served.issuer)
         assert route["host"] in str(served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+
+
+def test_jenkins_deploys_on_the_rehearsed_stack_and_a_user_is_answered_through_nginx(
+    rehearsed: tuple[RehearsalLab, Rehearsal, Rehearsal],
+) -> None:
+    lab, first, _ = rehearsed
+    assert first.failed() is None, first.report()
+    hosts = {host.name: host for host in lab.lab.hosts()}
+    stack = DeployedStack(first.run, hosts, lab.work, lab.ca.issuer_roots)
+    manager = hosts["swarm-master"]
+    server = stack.output("registry")["server"]
+    # Every member logged in to the registry through Nginx during the deploy, in its own Docker config.
+    for name in ("swarm-master", "swarm-node2", "swarm-node3"):
+        stored = json.loads((hosts[name].docker_config / "config.json").read_text())
+        assert server in stored["auths"], name
+    assert sorted(n for n, v in nodes(manager).items() if v["state"] == "ready") == ["swarm-master", "swarm-node2", "swarm-node3"]
+
+    # Jenkins builds, reads the registry from Vault with the AppRole, logs in, pushes and deploys; the
+    # user's request comes from the public network, by the route's host name.
+    client = lab.lab.public_client("application")
+    deployment = deploy(stack, client, STACK, SERVICE, "hello from the swarm\n")
+    assert deployment.job.returncode == 0, deployment.job.stderr
+    password = next(str(r.outputs["result"]) for r in first.run.registrations if r.name == "registry-password")
+    assert password not in deployment.job.stdout + deployment.job.stderr
+    assert deployment.answer == "hello from the swarm\n\n200", docker(manager, "service", "ps", "--no-trunc", f"{STACK}_web").stdout
+
+    # Every node pulled the image from the program's registry with the credentials the deploy handed over.
+    def running() -> list[str]:
+        return docker(manager, "service", "ps", f"{STACK}_web", "--filter", "desired-state=running",
+                      "--format", "{{.Node}} {{.CurrentState}} {{.Image}}").stdout.splitlines()
+
+    deadline = time.monotonic() + 120
+    while sorted(t.split()[0] for t in running() if " Running " in t) != ["swarm-master", "swarm-node2", "swarm-node3"]:
+        assert time.monotonic() < deadline, docker(manager, "service", "ps", "--no-trunc", f"{STACK}_web").stdout
+        time.sleep(0.5)
+    assert all(f"{server}/{SERVICE}:1.0.0" in task for task in running())
+    service = json.loads(docker(manager, "service", "inspect", f"{STACK}_web").stdout)[0]
+    networks = {n["Target"] for n in service["Spec"]["TaskTemplate"].get("Networks", [])}
+    network_id = docker(manager, "network", "inspect", "-f", "{{.Id}}", str(stack.output("swarmNetwork"))).stdout.strip()
+    assert network_id in networks, "the stack joins the program's overlay network"
+
+    # A name no route serves: Nginx refuses the TLS handshake.
+    unknown = curl(client, stack.public_roots, f"unknown.{deployment.route_host.split('.', 1)[1]}")
+    assert unknown.returncode != 0 and "200" not in unknown.stdout
+
+    # db2's databases (the program's containers) answer the swarm, never the public side.
+    address = hosts["db2"].address
+    ends = [end for kinds in stack.output("databases").values() for end in kinds.values()]
+    port = next(int(end["port"]) for end in ends if end["host"] == address)
+    assert reachable(in_namespace(manager, []), address, port)
+    assert not reachable(["nsenter", f"--net=/var/run/netns/{client.namespace}"], address, port)
