@@ -24,7 +24,7 @@ import yaml
 
 from lab import LabHost, docker, ssh_command
 from lab.stack import stack_document
-from tools.offline import ROOT, ProgramRun, Registration, read_stack_values, reveal, run_program
+from tools.offline import PROJECT, ROOT, ProgramRun, Registration, read_stack_values, reveal, run_program, stack_file
 
 SWARM_HOSTS = ("swarm-master", "swarm-node2", "swarm-node3")
 COMMAND = "command:remote:Command"
@@ -35,6 +35,12 @@ STAGING = ROOT / "Pulumi.staging.yaml"
 def lab_servers(hosts: Mapping[str, LabHost]) -> dict[str, Any]:
     """The lab stack's ``servers`` value (what the labels' declared memory comes from)."""
     return stack_document(dict(hosts), STAGING)["config"]["samarth-infra:servers"]
+
+
+def staging_swarm() -> dict[str, Any]:
+    """Staging's ``swarm`` section as the engine passes it (the program validates an override made of it)."""
+    values, _ = read_stack_values(stack_file("staging"))
+    return dict(json.loads(values[f"{PROJECT}:swarm"]))
 
 
 def lab_program(hosts: Mapping[str, LabHost], overrides: Optional[Mapping[str, Any]] = None) -> ProgramRun:
