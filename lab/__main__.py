@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="keys, configs, logs and Docker data")
     parser.add_argument("--stack-file", type=Path, default=LAB_STACK, help="where `up` writes the lab stack")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds `up` and `reboot` wait for every machine")
+    parser.add_argument("--preview", action="store_true", help="rehearse: list what an up would do, with its cause; change nothing")
+    parser.add_argument("--replace", action="append", default=[], metavar="URN", help="rehearse: replace this resource (repeatable)")
+    parser.add_argument("--target", action="append", metavar="URN", help="rehearse: perform only these resources (repeatable)")
     args = parser.parse_args(argv)
     if args.action in ("reboot", "kill", "destroy") and not args.host:
         parser.error(f"{args.action} needs a HOST")
@@ -88,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                 write_stack_file(lab.hosts(), args.stack_file, pulumi_from=lab.gateway, acme=acme)
                 values, _ = read_stack_values(args.stack_file)
                 point_dns(lab, values)
-                rehearsal = rehearse("lab", values, {"sshPrivateKey": lab.key_path.read_text()}, args.state / "rehearsal.json", lab.hosts())
+                rehearsal = rehearse("lab", values, {"sshPrivateKey": lab.key_path.read_text()}, args.state / "rehearsal.json",
+                                     lab.hosts(), preview=args.preview, replace=args.replace, targets=args.target)
             print(rehearsal.report())
             return 1 if rehearsal.failed() else 0
         if args.action == "down":

@@ -36,7 +36,7 @@ from typing import Any, Optional
 import pulumi
 
 from components.shared.model import SERVER_NAMES
-from harness.stand_ins import declared_script
+from harness.stand_ins import declared_script, stand_in_outputs
 from tools.offline import COMMAND, PROJECT, Mocks, ProgramRun, RecordingMonitor, read_stack_values, reveal, run_program
 
 from .acme import CA_CERTIFICATE, pebble
@@ -53,6 +53,7 @@ EXECUTED = "executed"
 STAND_IN = "stand-in"
 NOT_EXECUTED = "not executed"  # what the lab stack leaves out
 NOTHING = "nothing to perform"  # components and provider configurations: no operation of their own
+PREVIEWED = "previewed"  # what an `up` would do, not done (``preview``)
 # The machine whose network namespace runs the lab's ACME CA (pebble): no Docker, not a server.
 ACME_HOST = "acme"
 # The state key of the old half of a create-before-delete replacement, until it is deleted.
@@ -108,10 +109,15 @@ def _changed(old: Mapping[str, Any], new: Mapping[str, Any], ignored: Iterable[s
 class RehearsalMonitor(RecordingMonitor):
     """Performs each registration with its kind; records every operation for the report."""
 
-    def __init__(self, state: State, kinds: Mapping[str, Kind]) -> None:
+    def __init__(self, state: State, kinds: Mapping[str, Kind], *, preview: bool = False,
+                 replace: Iterable[str] = (), targets: Optional[Iterable[str]] = None) -> None:
         super().__init__(Mocks())
         self.state = state
         self.kinds = kinds
+        # As the CLI's `preview`, `--replace URN` and `--target URN`: see ``Plan``.
+        self.preview = preview
+        self.replace = set(replace)
+        self.targets = set(targets) if targets is not None else None
         self.operations: list[Operation] = []
         self.registered: set[str] = set()
         self.providers: dict[str, dict[str, Any]] = {}  # provider URN -> its inputs
@@ -122,6 +128,8 @@ class RehearsalMonitor(RecordingMonitor):
             self.operations.append(operation)
 
     def _save(self, urn: str, saved: Optional[Saved]) -> None:
+        if self.preview:
+            return
         with self._lock:
             if saved is None:
                 self.state.resources.pop(urn, None)
@@ -154,19 +162,36 @@ class RehearsalMonitor(RecordingMonitor):
 
         old = self.state.resources.get(urn)
         started = time.monotonic()
+        if self.targets is not None and urn not in self.targets:
+            if old is None:
+                raise RehearsalError(f"{urn} does not exist yet and is not targeted: add it to --target")
+            self._record(Operation(urn, request.type, server, "same", kind.outcome, detail="not targeted"))
+            return old.id, {**args.inputs, **old.outputs}
         if old is not None and old.type == request.type:
             changed = _changed(old.inputs, inputs, request.ignoreChanges)
-            if not changed:
+            forced = urn in self.replace
+            if not changed and not forced:
                 self._record(Operation(urn, request.type, server, "same", kind.outcome))
                 return old.id, {**args.inputs, **old.outputs}
-            detail = f"changed: {', '.join(sorted(changed))}"
-            if not kind.replaces(changed) and not changed & set(request.replaceOnChanges):
+            detail = ("--replace; " if forced else "") + (f"changed: {', '.join(sorted(changed))}" if changed else "nothing changed")
+            if not forced and not kind.replaces(changed) and not changed & set(request.replaceOnChanges):
+                if self.preview:
+                    self._record(Operation(urn, request.type, server, "update", PREVIEWED, detail=detail))
+                    return old.id, {**args.inputs, **old.outputs}
                 outputs = kind.update(resource, old)
                 self._save(urn, saved(old.id, outputs))
                 self._record(Operation(urn, request.type, server, "update", kind.outcome, time.monotonic() - started, detail))
                 return old.id, {**args.inputs, **outputs}
             if old.protect:
-                raise RehearsalError(f"{urn} is protected and its change ({detail}) replaces it: `pulumi state unprotect` it first")
+                refusal = f"{urn} is protected and its change ({detail}) replaces it: `pulumi state unprotect` it first"
+                if self.preview:
+                    self._record(Operation(urn, request.type, server, "replace", PREVIEWED, detail=f"refused: {refusal}"))
+                    return old.id, {**args.inputs, **old.outputs}
+                raise RehearsalError(refusal)
+            if self.preview:
+                detail = EVERY_UP.get(declared_script(inputs) or "", detail) if request.type == COMMAND else detail
+                self._record(Operation(urn, request.type, server, "replace", PREVIEWED, detail=detail))
+                return f"{request.name}-previewed", {**args.inputs, **stand_in_outputs(request.type, request.name, inputs)}
             if request.deleteBeforeReplace:
                 kind.delete(old)
                 self._save(urn, None)
@@ -177,6 +202,9 @@ class RehearsalMonitor(RecordingMonitor):
             detail = EVERY_UP.get(declared_script(inputs) or "", detail) if request.type == COMMAND else detail
         else:
             operation, detail = "create", kind.note
+            if self.preview:
+                self._record(Operation(urn, request.type, server, "create", PREVIEWED))
+                return f"{request.name}-previewed", {**args.inputs, **stand_in_outputs(request.type, request.name, inputs)}
         id_, outputs = kind.create(resource)
         self._save(urn, saved(id_, outputs))
         self._record(Operation(urn, request.type, server, operation, kind.outcome, time.monotonic() - started, detail))
@@ -186,16 +214,25 @@ class RehearsalMonitor(RecordingMonitor):
         """After the program: delete the old halves of replacements, then what the program no longer
         registers, last created first (dependents come after what they depend on)."""
         gone = [urn for urn in self.state.resources if urn not in self.registered]
+        if self.targets is not None:
+            gone = [urn for urn in gone if urn.removesuffix(REPLACED) in self.targets]
         for urn in sorted(gone, key=lambda u: not u.endswith(REPLACED)):
             old = self.state.resources[urn]
+            why = "replaced" if urn.endswith(REPLACED) else "no longer in the program"
             if old.protect and not urn.endswith(REPLACED):
-                raise RehearsalError(f"{urn} is protected and no longer in the program: `pulumi state unprotect` it first")
+                refusal = f"{urn} is protected and no longer in the program: `pulumi state unprotect` it first"
+                if self.preview:
+                    self._record(Operation(urn, old.type, old.server, "delete", PREVIEWED, detail=f"refused: {refusal}"))
+                    continue
+                raise RehearsalError(refusal)
+            if self.preview:
+                self._record(Operation(urn.removesuffix(REPLACED), old.type, old.server, "delete", PREVIEWED, detail=why))
+                continue
             kind = self.kinds[old.type]
             started = time.monotonic()
             if not old.retain_on_delete:
                 kind.delete(old)
             self._save(urn, None)
-            why = "replaced" if urn.endswith(REPLACED) else "no longer in the program"
             self._record(Operation(urn.removesuffix(REPLACED), old.type, old.server, "delete", kind.outcome,
                                    time.monotonic() - started, why + ("; retained" if old.retain_on_delete else "")))
 
@@ -236,7 +273,7 @@ class Rehearsal:
         # Each stand-in, replacement and deletion by name, those with one reason on one line.
         named: dict[tuple[str, str, str, str], list[str]] = {}
         for op in self.operations:
-            if (op.outcome == STAND_IN and op.operation != "same") or op.operation in ("replace", "delete"):
+            if op.operation != "same" and (op.outcome in (STAND_IN, PREVIEWED) or op.operation in ("replace", "delete")):
                 named.setdefault((op.operation, op.type, op.outcome, op.detail), []).append(op.urn.rsplit("::", 1)[-1])
         for (operation, type_, outcome, detail), names in named.items():
             lines.append(f"  {operation} {', '.join(sorted(names))} ({type_}): {outcome}; {detail}")
@@ -264,13 +301,16 @@ def script_pulls(hosts: Sequence[LabHost], values: Mapping[str, str]) -> Callabl
 
 
 def rehearse(stack: str, values: Mapping[str, str], secrets: Mapping[str, str], state_path: Path,
-             hosts: Sequence[LabHost]) -> Rehearsal:
+             hosts: Sequence[LabHost], *, preview: bool = False, replace: Iterable[str] = (),
+             targets: Optional[Iterable[str]] = None) -> Rehearsal:
     """Run the program of ``stack`` (its config ``values`` and ``secrets``) for real on the lab machines
-    ``hosts`` (its servers' addresses), with the state at ``state_path``."""
+    ``hosts`` (its servers' addresses), with the state at ``state_path``; ``preview``, ``replace`` and
+    ``targets`` as `pulumi preview`, `--replace URN` and `--target URN`."""
     state = State.load(state_path)
     provider_kinds = {**docker_kinds({host.address: host for host in hosts}), **vault_kinds(), **minio_kinds()}
     commands = RemoteCommand(script_pulls(hosts, values))
-    monitor = RehearsalMonitor(state, {**kinds(provider_kinds), COMMAND: commands})
+    monitor = RehearsalMonitor(state, {**kinds(provider_kinds), COMMAND: commands}, preview=preview, replace=replace,
+                               targets=targets)
     started = time.monotonic()
     run = run_program(stack, values=values, secrets=secrets, monitor=monitor)
     if run.error is None:
@@ -314,8 +354,9 @@ class RehearsalLab:
     ca: LabCA
     work: Path  # the rehearsal's scratch directory
 
-    def rehearse(self) -> Rehearsal:
-        return rehearse("lab", self.values, self.secrets, self.state, self.lab.hosts())
+    def rehearse(self, **options: Any) -> Rehearsal:
+        """``rehearse`` of the lab stack; ``options``: ``preview``, ``replace``, ``targets``."""
+        return rehearse("lab", self.values, self.secrets, self.state, self.lab.hosts(), **options)
 
 
 @contextmanager

@@ -9,6 +9,8 @@ resolves them, then a second run with nothing changed.
 - What the deploy made is there: each server's backups initialised their repository (db1's, db2's and
   swarm-master's in MinIO's bucket, through the stand-in's S3), Vault writes its audit log, Nginx serves the
   lab CA's certificates.
+- A preview of the deployed stack lists only the unseal check; a targeted `--replace` of the registry's
+  container replaces it alone, and its protected volume keeps what was written to it.
 - The seed's request flow on what the rehearsal deployed (lab/request_flow.py): Jenkins' job reads the
   registry from the program's Vault with the stack's AppRole, pushes through Nginx to the program's
   registry and deploys on the program's swarm; a user on the public network is answered through Nginx.
@@ -25,6 +27,7 @@ from collections.abc import Iterator
 import pytest
 from cryptography import x509
 
+from components.services.registry.component import STORAGE_PATH
 from lab import docker, ssh, unavailable
 from lab.rehearsal import EVERY_UP, EXECUTED, NOTHING, STAND_IN, Rehearsal, RehearsalLab, fresh_lab
 from lab.rehearsal_minio import s3
@@ -161,3 +164,27 @@ def test_jenkins_deploys_on_the_rehearsed_stack_and_a_user_is_answered_through_n
     port = next(int(end["port"]) for end in ends if end["host"] == address)
     assert reachable(in_namespace(manager, []), address, port)
     assert not reachable(["nsenter", f"--net=/var/run/netns/{client.namespace}"], address, port)
+
+
+def test_a_preview_shows_only_the_unseal_and_a_targeted_replacement_keeps_the_registrys_volume(
+    rehearsed: tuple[RehearsalLab, Rehearsal, Rehearsal],
+) -> None:
+    """Last: it replaces the registry's container."""
+    lab, first, second = rehearsed
+    assert first.failed() is None and second.failed() is None, second.report()
+    preview = lab.rehearse(preview=True)
+    assert preview.failed() is None, preview.report()
+    assert [(op.operation, op.detail) for op in preview.operations if op.operation != "same"] == [
+        ("replace", EVERY_UP["vault-unseal"])], preview.report()
+
+    application = lab.lab.host("application")
+    marker = f"kept across the replacement {time.time()}"
+    written = docker(application, "exec", "registry", "sh", "-c", f"echo '{marker}' > {STORAGE_PATH}/samarth-marker")
+    assert written.returncode == 0, written.stderr
+    registry = first.run.named("docker:index/container:Container", "registry-container").urn
+    replaced = lab.rehearse(targets=[registry], replace=[registry])
+    assert replaced.failed() is None, replaced.report()
+    assert [(op.operation, op.urn) for op in replaced.operations if op.operation != "same"] == [("replace", registry)]
+    assert docker(application, "exec", "registry", "cat", f"{STORAGE_PATH}/samarth-marker").stdout.strip() == marker
+    # Healthy again: the rehearsal waits for its healthcheck, as the provider does with `wait`.
+    assert docker(application, "inspect", "-f", "{{.State.Health.Status}}", "registry").stdout.strip() == "healthy"

@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from harness.stand_ins import stand_in_outputs
-from lab.rehearsal import EVERY_UP, REPLACED, STAND_IN, Operation, Rehearsal, RehearsalMonitor, State
+from lab.rehearsal import EVERY_UP, PREVIEWED, REPLACED, STAND_IN, Operation, Rehearsal, RehearsalMonitor, State
 from lab.rehearsal_docker import docker_kinds
 from lab.rehearsal_kinds import (
     CertRequest,
@@ -73,8 +73,8 @@ class Everything(dict[str, Kind]):
         return self.get(key)
 
 
-def _rehearse(state: Path, kinds: Everything, **overrides: Any) -> tuple[ProgramRun, RehearsalMonitor]:
-    monitor = RehearsalMonitor(State.load(state), kinds)
+def _rehearse(state: Path, kinds: Everything, options: dict[str, Any] | None = None, **overrides: Any) -> tuple[ProgramRun, RehearsalMonitor]:
+    monitor = RehearsalMonitor(State.load(state), kinds, **(options or {}))
     run = run_program("staging", monitor=monitor, overrides=overrides or None)
     assert run.error is None, run.error
     monitor.finish()
@@ -137,6 +137,43 @@ def test_a_resource_no_longer_in_the_program_is_deleted(tmp_path: Path) -> None:
     assert deleted and all("::backups-" in op.urn for op in deleted)
     remaining = json.loads(state.read_text())["resources"]
     assert not any(op.urn in remaining for op in deleted)
+
+
+def test_a_preview_lists_what_an_up_would_do_with_its_cause_and_changes_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    _rehearse(state, Everything())
+    before = state.read_bytes()
+    kinds = Everything()
+    _, monitor = _rehearse(state, kinds, {"preview": True}, logs={"maxSize": "20m", "maxFile": 3}, backups={"enabled": False})
+    assert kinds.command.calls == kinds.other.calls == [] and state.read_bytes() == before
+    planned = {(op.operation, op.type, op.detail) for op in monitor.operations if op.operation != "same"}
+    assert ("update", "command:remote:Command", "changed: create") in planned
+    assert ("replace", "docker:index/container:Container", "changed: logOpts") in planned
+    assert ("replace", "command:remote:Command", EVERY_UP["vault-unseal"]) in planned
+    deleted = [op for op in monitor.operations if op.operation == "delete"]
+    assert deleted and all("::backups-" in op.urn and op.detail == "no longer in the program" for op in deleted)
+    assert {op.outcome for op in monitor.operations if op.operation != "same"} == {PREVIEWED}
+
+
+def test_replace_forces_one_resource_and_target_leaves_the_others_alone(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    run, _ = _rehearse(state, Everything())
+    registry = run.named("docker:index/container:Container", "registry-container").urn
+    kinds = Everything()
+    _, monitor = _rehearse(state, kinds, {"replace": [registry]})
+    (replaced,) = [op for op in monitor.operations if op.operation == "replace" and op.type != "command:remote:Command"]
+    assert replaced.urn == registry and replaced.detail == "--replace; nothing changed"
+    assert ("create", registry) in kinds.other.calls
+
+    # Only the targets are performed: the registry container is replaced (deleted first: its name is
+    # unique), the unseal check (replaced on every up by design) is not targeted and left alone, and what
+    # the program no longer registers is not deleted.
+    kinds = Everything()
+    _, monitor = _rehearse(state, kinds, {"targets": [registry], "replace": [registry]}, backups={"enabled": False})
+    acted = [op for op in monitor.operations if op.operation != "same"]
+    assert [(op.operation, op.urn) for op in acted] == [("replace", registry)]
+    assert [verb for verb, _ in kinds.other.calls] == ["delete", "create"] and kinds.command.calls == []
+    assert {op.detail for op in monitor.operations if op.operation == "same" and op.urn != registry} <= {"not targeted", ""}
 
 
 def _resource(type_: str, **inputs: Any) -> Resource:
