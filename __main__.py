@@ -11,6 +11,7 @@ from components.services.backups import component as backups
 from components.services.databases.component import build_databases
 from components.services.edge import component as edge
 from components.services.edge.settings import SERVICE as NGINX
+from components.services.edge.settings import issuer_roots
 from components.services.mirror import component as mirror
 from components.services.mirror.settings import SERVICE as MIRROR
 from components.services.mirror.settings import mirror_url
@@ -67,12 +68,13 @@ vault_server = vault.VaultServer(
 minio = storage.Storage(
     "minio", storage.StorageArgs(host=hosts[MINIO.server], image=config.versions.minio, book=book)
 )
+registry_name = public_host(config.edge_routes())
 docker_registry = registry.Registry(
     "registry",
     registry.RegistryArgs(
         host=hosts[REGISTRY.server],
         image=config.versions.registry,
-        public_host=public_host(config.edge_routes()),
+        public_host=registry_name,
         book=book,
     ),
 )
@@ -89,6 +91,8 @@ nginx = edge.EdgeProxy(
         upstreams=deployment.upstreams,
         upstream_hosts=hosts,
         ca_certificates={"vault": vault_server.ca_certificate} if vault_server.ca_certificate is not None else {},
+        # The swarm's registry logins wait for this name's certificate alone.
+        waited_for=(registry_name,),
     ),
 )
 swarm = Cluster(
@@ -101,8 +105,10 @@ swarm = Cluster(
             server=docker_registry.server,
             username=docker_registry.username,
             password=docker_registry.password,
-            # A login goes to the registry's public name: Nginx must serve it, the registry must answer.
-            ready=[docker_registry.container, nginx.serving],
+            # A login goes to the registry's public name: Nginx must serve it with its certificate (only
+            # that one: a name whose DNS is not pointed yet does not hold the swarm back), the registry must answer.
+            ready=[docker_registry.container, nginx.serving_name(registry_name)],
+            trusted_roots=issuer_roots(config.edge.tls),
         ),
         jenkins_networks=config.firewall.jenkins or (),
     ),

@@ -37,15 +37,10 @@ def lab_servers(hosts: Mapping[str, LabHost]) -> dict[str, Any]:
     return stack_document(dict(hosts), STAGING)["config"]["samarth-infra:servers"]
 
 
-def staging_section(key: str) -> dict[str, Any]:
-    """Staging's ``key`` section as the engine passes it (the program validates an override made of it)."""
-    values, _ = read_stack_values(stack_file("staging"))
-    return dict(json.loads(values[f"{PROJECT}:{key}"]))
-
-
 def staging_swarm() -> dict[str, Any]:
-    """Staging's ``swarm`` section as the engine passes it."""
-    return staging_section("swarm")
+    """Staging's ``swarm`` section as the engine passes it (the program validates an override made of it)."""
+    values, _ = read_stack_values(stack_file("staging"))
+    return dict(json.loads(values[f"{PROJECT}:swarm"]))
 
 
 def lab_program(hosts: Mapping[str, LabHost], overrides: Optional[Mapping[str, Any]] = None) -> ProgramRun:

@@ -4,10 +4,14 @@ services offer. No Pulumi here."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from components.shared.model import AbsolutePath, AcmeDirectoryUrl, CalendarEvent, Email, HostName, Model, TimeSpan
 from components.shared.service import Declaration, Listener, Placement, Pull, Route, Service, Upstream
@@ -18,6 +22,43 @@ if TYPE_CHECKING:
 HTTP_PORT = 80
 HTTPS_PORT = 443
 MEMORY_MIB = 256
+# The roots Let's Encrypt's staging environment issues under, which no Docker daemon trusts (docs/upstreams.md).
+LETSENCRYPT_STAGING_ROOTS = Path(__file__).with_name("letsencrypt-staging-roots.pem")
+# Where a relative ``edge.tls.issuerRoots`` is read from: the project's directory, where Pulumi runs it.
+PROJECT_DIR = Path(__file__).resolve().parents[3]
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\n([A-Za-z0-9+/=\n]+?)\n?-----END \1-----")
+
+
+def trust_bundle_problems(text: str) -> list[str]:
+    """What keeps ``text`` from being a bundle of PEM certificates: no certificate, a block that is not a
+    certificate (a private key, above all), a certificate whose base64 does not decode."""
+    blocks = _PEM_BLOCK.findall(text)
+    problems = [f"holds a {kind} block: only CERTIFICATE blocks belong in a trust bundle" for kind, _ in blocks if kind != "CERTIFICATE"]
+    for kind, body in blocks:
+        try:
+            base64.b64decode(body.replace("\n", ""), validate=True)
+        except binascii.Error:
+            problems.append(f"a {kind} block is not valid base64")
+    if not any(kind == "CERTIFICATE" for kind, _ in blocks):
+        problems.append("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return problems
+
+
+def _trust_bundle(value: str) -> str:
+    try:
+        text = (PROJECT_DIR / value).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{value}: cannot be read on the machine running Pulumi ({getattr(error, 'strerror', None) or error})") from None
+    problems = trust_bundle_problems(text)
+    if problems:
+        raise ValueError(f"{value}: {'; '.join(problems)}")
+    return value
+
+
+# A file of PEM certificates on the machine running Pulumi, relative to the project's directory or absolute.
+TrustBundle = Annotated[str, AfterValidator(_trust_bundle)]
+
+
 LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
 # The default, so that no stack but the one that sets production explicitly can hit Let's Encrypt's rate limits.
 LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
@@ -61,6 +102,10 @@ class EdgeTls(Model):
     files: dict[HostName, CertificateFiles] = Field(default_factory=dict)
     certificate_path: Optional[AbsolutePath] = Field(default=None, alias="certificatePath")
     key_path: Optional[AbsolutePath] = Field(default=None, alias="keyPath")
+    # The roots the served certificates chain to when a Docker daemon does not trust them (a private CA):
+    # the swarm's registry logins trust them for the registry's name. Let's Encrypt's staging roots are
+    # known (``issuer_roots``); its production roots are in every trust store.
+    issuer_roots: Optional[TrustBundle] = Field(default=None, alias="issuerRoots")
 
     def operator_files(self, host: str) -> Optional[CertificateFiles]:
         """The operator's certificate for ``host``, or ``None`` when the program obtains it over ACME."""
@@ -70,6 +115,17 @@ class EdgeTls(Model):
         return self.files.get(host)
 
 
+
+
+def issuer_roots(tls: EdgeTls) -> Optional[str]:
+    """The PEM roots a Docker daemon must trust for the names Nginx serves: ``issuerRoots``' file, else
+    Let's Encrypt staging's roots when that is the ACME directory; None when the system's trust store
+    is enough."""
+    if tls.issuer_roots is not None:
+        return (PROJECT_DIR / tls.issuer_roots).read_text()
+    if tls.mode == "acme" and tls.acme is not None and tls.acme.directory_url == LETSENCRYPT_STAGING:
+        return LETSENCRYPT_STAGING_ROOTS.read_text()
+    return None
 
 
 class Edge(Model):

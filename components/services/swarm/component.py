@@ -119,14 +119,16 @@ def drain_script(master: str, worker: str, worker_ip: str) -> str:
     )
 
 
-def _login_script(node: str, server_and_user: list[str]) -> str:
-    return login_script(node, server_and_user[0], server_and_user[1])
+def _login_script(node: str, roots: Optional[str], server_and_user: list[str]) -> str:
+    return login_script(node, server_and_user[0], server_and_user[1], roots)
 
 
-def login_script(node: str, server: str, username: str) -> str:
+def login_script(node: str, server: str, username: str, roots: Optional[str] = None) -> str:
     """``docker login`` to the registry as ``username`` with the password read from stdin, unless the
-    node's Docker config already holds exactly these credentials for ``server``."""
-    return render("registry-login.sh", f"registry-login[{node}]", NODE=node, REGISTRY=server, REGISTRY_USER=username)
+    node's Docker config already holds exactly these credentials for ``server``; with ``roots`` (PEM),
+    the node's daemon trusts them for ``server`` first."""
+    return render("registry-login.sh", f"registry-login[{node}]", NODE=node, SERVER=node, REGISTRY=server,
+                  REGISTRY_USER=username, REGISTRY_ROOTS=(roots or "").strip())
 
 
 def stack_deploy_wrapper(master: str, login_user: str) -> str:
@@ -168,6 +170,8 @@ class RegistryLogin:
     username: pulumi.Input[str]
     password: pulumi.Input[str]
     ready: Sequence[pulumi.Resource] = ()
+    # The roots the registry's certificate chains to when Docker does not trust them by itself (PEM).
+    trusted_roots: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -261,7 +265,7 @@ class Cluster(pulumi.ComponentResource):
                 command.remote.Command(
                     f"{host.name}-registry-login",
                     connection=host.connection,
-                    create=pulumi.Output.all(registry.server, registry.username).apply(partial(_login_script, host.name)),
+                    create=pulumi.Output.all(registry.server, registry.username).apply(partial(_login_script, host.name, registry.trusted_roots)),
                     stdin=password,
                     logging=command.remote.Logging.NONE,
                     add_previous_output_in_env=False,
