@@ -22,19 +22,23 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
 
+from components.services.mirror.settings import PORT as MIRROR_PORT
 from components.services.registry.component import STORAGE_PATH
+from components.shared.model import DOCKER_HUB, image_registry
 from lab import docker, ssh, unavailable
 from lab.rehearsal import EVERY_UP, EXECUTED, NOTHING, STAND_IN, Rehearsal, RehearsalLab, fresh_lab
+from lab.rehearsal_images import THROUGH_THE_MIRROR, hub_path
 from lab.rehearsal_minio import s3
 from lab.request_flow import DeployedStack, curl, deploy, in_namespace, reachable
 from lab.swarm import nodes
-from tools.offline import COMMAND
+from tools.offline import COMMAND, IMAGE
 
 STACK = "samarth"
 SERVICE = "samarth/esamwad-web"
@@ -69,6 +73,25 @@ def test_a_fresh_deploy_performs_every_registration(rehearsed: tuple[RehearsalLa
     # commands the engine runs at once on one server stay under it.
     assert set(first.sessions_at_once) == {host.address for host in rehearsed[0].lab.hosts() if host.name != "acme"}
     assert max(first.sessions_at_once.values()) <= 10, first.sessions_at_once
+
+
+def test_every_docker_hub_image_but_the_mirrors_own_came_through_the_mirror(
+    rehearsed: tuple[RehearsalLab, Rehearsal, Rehearsal],
+) -> None:
+    lab, first, _ = rehearsed
+    assert first.failed() is None, first.report()
+    images = {r.name: (str(r.inputs["name"]), str(r.outputs["served"])) for r in first.run.of_type(IMAGE)}
+    hub_images = {name: how for name, (reference, how) in images.items() if image_registry(reference) == DOCKER_HUB}
+    # The mirror's own image comes first, before any mirror answers (the bootstrap order): built on the machine.
+    assert THROUGH_THE_MIRROR not in hub_images.pop("hub-mirror-image")
+    assert hub_images and all(how.endswith(THROUGH_THE_MIRROR) for how in hub_images.values()), hub_images
+    assert all(THROUGH_THE_MIRROR not in how for reference, how in images.values() if image_registry(reference) != DOCKER_HUB)
+    # The mirror holds them: its catalog, asked from a server as dockerd asks it.
+    application, db2 = lab.lab.host("application"), lab.lab.host("db2")
+    catalog = subprocess.run(in_namespace(db2, ["curl", "-fsS", f"http://{application.address}:{MIRROR_PORT}/v2/_catalog"]),
+                             capture_output=True, text=True, timeout=30)
+    held = set(json.loads(catalog.stdout)["repositories"])
+    assert {hub_path(images[name][0]).rsplit(":", 1)[0] for name in hub_images} <= held, held
 
 
 def test_a_second_run_replaces_only_what_the_program_replaces_on_every_up(
@@ -166,8 +189,10 @@ def test_jenkins_deploys_on_the_rehearsed_stack_and_a_user_is_answered_through_n
     assert pty.returncode != 0 and "uid=" not in pty.stdout, pty
     forwarding = stack.deploy_key_ssh(None, "-W", "127.0.0.1:22", target)
     assert forwarding.returncode != 0 and "SSH-2.0" not in forwarding.stdout, forwarding
-    elsewhere = stack.deploy_key_ssh(hosts["swarm-node2"], target, f"deploy {STACK}", stdin=(lab.work / "stack.yml").read_text())
-    assert elsewhere.returncode == 255 and "Permission denied" in elsewhere.stderr, elsewhere
+    # From another machine the firewall drops the connection before sshd's `from=` would refuse the key.
+    elsewhere = stack.deploy_key_ssh(hosts["swarm-node2"], "-o", "ConnectTimeout=5", target, f"deploy {STACK}",
+                                     stdin=(lab.work / "stack.yml").read_text())
+    assert elsewhere.returncode == 255 and "timed out" in elsewhere.stderr, elsewhere
     assert "docker" not in ssh(manager, "id -nG deploy\n", sudo=True).stdout.split()
 
     # A name no route serves: Nginx refuses the TLS handshake.
