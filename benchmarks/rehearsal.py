@@ -27,14 +27,15 @@ def main() -> int:
                 return 1
             figure(f"rehearsal: {run}", rehearsal.seconds, "s", f"{len(rehearsal.operations)} registrations")
             if run == "fresh deploy":
+                name = {host.address: host.name for host in lab.lab.hosts()}
                 for server, (first, last) in sorted(rehearsal.server_spans().items()):
-                    figure(f"rehearsal: fresh deploy on {server}", last - first, "s", f"from {first:.1f} s to {last:.1f} s")
+                    figure(f"rehearsal: fresh deploy on {name[server]}", last - first, "s", f"from {first:.1f} s to {last:.1f} s")
                 chain = longest_chain(rehearsal.run)
                 seconds = {op.urn: op.seconds for op in rehearsal.operations}
                 figure("rehearsal: fresh deploy, the deploy graph's longest chain (its steps' own times)",
                        sum(seconds.get(step.urn, 0.0) for step in chain), "s", f"{len(chain)} steps, {chain[-1].name} last")
                 for server, count in sorted(rehearsal.sessions_at_once.items()):
-                    figure(f"rehearsal: most SSH sessions at once on {server}", count, "sessions", "remote commands")
+                    figure(f"rehearsal: most SSH sessions at once on {name[server]}", count, "sessions", "remote commands")
     return 0
 
 

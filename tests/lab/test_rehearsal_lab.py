@@ -20,6 +20,7 @@ resolves them, then a second run with nothing changed.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
 import subprocess
@@ -86,12 +87,19 @@ def test_every_docker_hub_image_but_the_mirrors_own_came_through_the_mirror(
     assert THROUGH_THE_MIRROR not in hub_images.pop("hub-mirror-image")
     assert hub_images and all(how.endswith(THROUGH_THE_MIRROR) for how in hub_images.values()), hub_images
     assert all(THROUGH_THE_MIRROR not in how for reference, how in images.values() if image_registry(reference) != DOCKER_HUB)
-    # The mirror holds them: its catalog, asked from a server as dockerd asks it.
+    # The mirror served each one's manifest (its access log), and holds the layers of those a machine did
+    # not have yet (its catalog lists a repository once it stored a layer of it).
     application, db2 = lab.lab.host("application"), lab.lab.host("db2")
+    log = docker(application, "logs", "hub-mirror")
+    for name in hub_images:
+        repository = hub_path(images[name][0]).rsplit(":", 1)[0]
+        assert re.search(rf'"(GET|HEAD) /v2/{re.escape(repository)}/manifests/\S+ HTTP/1.1" 200', log.stdout + log.stderr), name
     catalog = subprocess.run(in_namespace(db2, ["curl", "-fsS", f"http://{application.address}:{MIRROR_PORT}/v2/_catalog"]),
                              capture_output=True, text=True, timeout=30)
-    held = set(json.loads(catalog.stdout)["repositories"])
-    assert {hub_path(images[name][0]).rsplit(":", 1)[0] for name in hub_images} <= held, held
+    pulled_by_db2 = {hub_path(reference).rsplit(":", 1)[0] for r in first.run.of_type(IMAGE)
+                     if (reference := str(r.inputs["name"])) and image_registry(reference) == DOCKER_HUB
+                     and r.name.startswith(("db2-", "backups-db2-"))}
+    assert pulled_by_db2 and pulled_by_db2 <= set(json.loads(catalog.stdout)["repositories"]), catalog.stdout
 
 
 def test_a_second_run_replaces_only_what_the_program_replaces_on_every_up(
