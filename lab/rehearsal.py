@@ -367,9 +367,16 @@ class RehearsalLab:
     ca: LabCA
     work: Path  # the rehearsal's scratch directory
 
-    def rehearse(self, **options: Any) -> Rehearsal:
-        """``rehearse`` of the lab stack; ``options``: ``preview``, ``replace``, ``targets``."""
-        return rehearse("lab", self.values, self.secrets, self.state, self.lab.hosts(), **options)
+    def rehearse(self, versions: Optional[Mapping[str, str]] = None, **options: Any) -> Rehearsal:
+        """``rehearse`` of the lab stack, with ``versions`` pinned over its own (a version bump promoted to
+        it); ``options``: ``preview``, ``replace``, ``targets``."""
+        return rehearse("lab", with_versions(self.values, versions or {}), self.secrets, self.state, self.lab.hosts(), **options)
+
+
+def with_versions(values: Mapping[str, str], pins: Mapping[str, str]) -> dict[str, str]:
+    """The engine's ``values`` with ``versions.<key>`` set to each of ``pins``."""
+    key = f"{PROJECT}:versions"
+    return {**values, key: json.dumps({**json.loads(values[key]), **pins})}
 
 
 @contextmanager

@@ -237,3 +237,44 @@ def test_a_preview_shows_only_the_unseal_and_a_targeted_replacement_keeps_the_re
     assert docker(application, "exec", "registry", "cat", f"{STORAGE_PATH}/samarth-marker").stdout.strip() == marker
     # Healthy again: the rehearsal waits for its healthcheck, as the provider does with `wait`.
     assert docker(application, "inspect", "-f", "{{.State.Health.Status}}", "registry").stdout.strip() == "healthy"
+
+
+BUMP = {"redis": "redis:7.4.12"}
+
+
+def test_a_version_bump_replaces_exactly_what_the_preview_listed_and_keeps_the_data(
+    rehearsed: tuple[RehearsalLab, Rehearsal, Rehearsal],
+) -> None:
+    """Last of all: it moves the stack to another Redis pin (served as a second lab image of the same
+    software), as a bump promoted from staging would."""
+    lab, first, second = rehearsed
+    assert first.failed() is None and second.failed() is None, second.report()
+    machines = [lab.lab.host("db1"), lab.lab.host("db2")]
+    redis = {(host.name, name) for host in machines
+             for name in docker(host, "ps", "--format", "{{.Names}}", "--filter", "name=^redis-").stdout.split()}
+    assert len(redis) >= 2, redis
+    marker = f"kept across the bump {time.time()}"
+    for host_name, name in redis:
+        stored = docker(lab.lab.host(host_name), "exec", name, "redis-cli", "set", "samarth-bump", marker)
+        assert stored.stdout.strip() == "OK", stored.stdout + stored.stderr
+
+    def changes(rehearsal: Rehearsal) -> set[tuple[str, str]]:
+        return {(op.operation, op.urn) for op in rehearsal.operations
+                if op.operation != "same" and op.detail not in (EVERY_UP["vault-unseal"], "replaced")}
+
+    preview = lab.rehearse(versions=BUMP, preview=True)
+    assert preview.failed() is None, preview.report()
+    bumped = lab.rehearse(versions=BUMP)
+    assert bumped.failed() is None, bumped.report()
+    assert changes(bumped) == changes(preview), (preview.report(), bumped.report())
+    replaced_containers = {op.urn.rsplit("::", 1)[1] for op in bumped.operations
+                           if op.operation == "replace" and op.type == "docker:index/container:Container"}
+    assert len(replaced_containers) == len(redis) and all("redis" in urn for urn in replaced_containers), replaced_containers
+    for op in bumped.operations:
+        if op.operation == "replace" and op.type == "docker:index/container:Container":
+            print(f"downtime of {op.urn.rsplit('::', 1)[1]}: {op.seconds:.1f} s (old container removed to new one healthy)")
+    for host_name, name in redis:
+        host = lab.lab.host(host_name)
+        assert docker(host, "exec", name, "redis-cli", "get", "samarth-bump").stdout.strip() == marker, name
+        assert docker(host, "inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip() == "healthy", name
+        assert BUMP["redis"] in docker(host, "inspect", "-f", "{{.Config.Labels}}", name).stdout, name
