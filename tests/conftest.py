@@ -1,21 +1,26 @@
-"""Shared fixtures: the whole program run once per stack under mocks (see tools/offline.py)."""
+"""Shared fixtures: the whole program run once per stack under mocks (see tools/offline.py and
+tests/support/program_runs.py: one run per distinct configuration per test process)."""
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
-from tools.offline import ProgramRun, run_program
+from tests.support import real_tools
+from tests.support.program_runs import program_run
+from tools.offline import ProgramRun
 
 STACKS = ("prod", "staging")
 
-# The tiers are the folders: tests/unit/ needs no daemon (the quick loop, `pytest -m "not daemon"`,
-# which benchmarks/suite_speed.py times); tests/tools/ runs the real linters and checkers (ruff, mypy,
-# shellcheck); tests/daemons/ starts real daemons and helper processes (nginx, Postgres, OpenBao, restic,
+# The tiers are the folders: tests/unit/ needs no daemon and starts no real tool (the quick loop,
+# `pytest -m "not daemon"`, which benchmarks/suite_speed.py times); tests/tools/ runs the real tools
+# (tests/support/real_tools.py: ruff, mypy, shellcheck, shfmt, restic) and the README's commands in
+# interpreters of their own; tests/daemons/ starts real daemons and helper processes (nginx, Postgres, OpenBao, restic,
 # rclone, the policy analyzer); tests/lab/ runs on lab machines (the shared `lab_session` or a lab of
 # its own). Every test outside tests/unit/ is marked `daemon`; the tiers run in this order, slowest first.
 TIERS = ("lab", "daemons", "tools", "unit")
@@ -68,6 +73,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=cost_rank)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) -> Generator[None, object, object]:
+    """A test of the quick tier that starts a real tool (tests/support/real_tools.py) fails: it belongs
+    in tests/tools/."""
+    if tier(item) != QUICK_TIER:
+        return (yield)
+    with real_tools.refused():
+        return (yield)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def worker_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Under pytest-xdist each worker runs in a working directory of its own: the program writes files
@@ -86,7 +101,7 @@ def worker_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
 
 @pytest.fixture(scope="session")
 def runs() -> dict[str, ProgramRun]:
-    results = {stack: run_program(stack) for stack in STACKS}
+    results = {stack: program_run(stack) for stack in STACKS}
     for stack, result in results.items():
         if result.error is not None:
             raise AssertionError(f"stack {stack} failed under mocks: {result.error}")
