@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +160,28 @@ def test_a_resource_no_longer_in_the_program_is_deleted(first_run: FirstRun, tmp
 
 def _resource(type_: str, **inputs: Any) -> Resource:
     return Resource(urn=f"urn:{type_}", type=type_, name="x", inputs=inputs)
+
+
+def test_the_state_is_written_as_one_json_dump_of_it_after_any_change(tmp_path: Path) -> None:
+    """Each save writes what ``json.dump`` of the whole state writes (byte for byte), though each
+    entry is encoded once: after entries are added, replaced and removed."""
+    state = State(tmp_path / "state.json")
+
+    def whole() -> str:
+        return json.dumps({"resources": {urn: asdict(saved) for urn, saved in state.resources.items()}}, sort_keys=True)
+
+    state.save()
+    assert state.path.read_text() == whole() == '{"resources": {}}'
+    for index in (3, 1, 2, 0):
+        state.resources[f"urn:b{index}"] = Saved("t", f"id{index}", {"z": [index, None], "a": {"y": "é\n\"x\""}}, {"o": True}, "db1")
+        state.save()
+        assert state.path.read_text() == whole()
+    state.resources["urn:b1"] = Saved("t", "id1", {"changed": 1}, {}, "db2", protect=True)
+    state.resources.pop("urn:b2")
+    state.resources["urn:a#replaced"] = state.resources["urn:b3"]
+    state.save()
+    assert state.path.read_text() == whole()
+    assert State.load(state.path).resources == state.resources
 
 
 def test_random_password_honours_its_classes_and_hashes_with_bcrypt() -> None:
