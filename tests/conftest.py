@@ -29,6 +29,13 @@ QUICK_TIER = "unit"
 # The slowest lab modules, slowest first (the whole suite as root with --durations, 2026-11-30): the
 # backups drills some 350 s, the restore drills, the ACME, swarm and firewall labs 60-170 s each.
 SLOWEST_MODULES = ("test_backups_lab.py", "test_restores_lab.py", "test_acme_lab.py", "test_swarm_lab.py", "test_firewall_lab.py")
+# The quick tier's modules of most CPU, most first (their whole-program runs; 2026-12-06, 2 workers):
+# each 2.5-7 s, some with a handful of tests, which by their number of tests would come last and
+# leave the other worker idle while they run.
+SLOWEST_QUICK_MODULES = (
+    "test_vault.py", "test_config.py", "test_observability.py", "test_rehearsal.py", "test_lab_stack.py",
+    "test_acme.py", "test_firewall.py", "test_hosts.py", "test_swarm.py",
+)
 
 TESTS = Path(__file__).resolve().parent
 
@@ -53,7 +60,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test outside the quick tier `daemon`, and put the slow modules first: those of
-    ``SLOWEST_MODULES``, then the tiers in the order of ``TIERS``, each module by its number of tests.
+    ``SLOWEST_MODULES``, then the tiers in the order of ``TIERS``, each module by its number of tests
+    (in the quick tier, those of ``SLOWEST_QUICK_MODULES`` first).
     pytest-xdist hands each worker one module at a time in this order (pytest.ini: --dist loadfile
     --no-loadscope-reorder), so the long lab modules start at once and the quick ones fill in at the
     end, where a long module last would leave the other worker idle."""
@@ -65,10 +73,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.daemon)
     tests = Counter(item.path for item in items)
 
-    def cost_rank(item: pytest.Item) -> tuple[int, int, int, str]:
-        name = item.path.name
-        measured = SLOWEST_MODULES.index(name) if name in SLOWEST_MODULES else len(SLOWEST_MODULES)
-        return measured, TIERS.index(tiers[item]), -tests[item.path], str(item.path)
+    def rank(name: str, measured: tuple[str, ...]) -> int:
+        return measured.index(name) if name in measured else len(measured)
+
+    def cost_rank(item: pytest.Item) -> tuple[int, int, int, int, str]:
+        name, folder = item.path.name, tiers[item]
+        quick = rank(name, SLOWEST_QUICK_MODULES) if folder == QUICK_TIER else 0
+        return rank(name, SLOWEST_MODULES), TIERS.index(folder), quick, -tests[item.path], str(item.path)
 
     items.sort(key=cost_rank)
 
