@@ -44,10 +44,11 @@ def configuration_key(
     return f"{stack}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
-def _run(stack: str, key: str, configuration: Mapping[str, Any]) -> ProgramRun:
+def _run(stack: str, configuration: Mapping[str, Any]) -> tuple[str, ProgramRun]:
+    key = configuration_key(stack, **configuration)
     run = run_program(stack, **configuration)
     ran[key] = ran.get(key, 0) + 1
-    return run
+    return key, run
 
 
 def program_run(
@@ -61,17 +62,11 @@ def program_run(
     configuration = {"overrides": overrides, "secrets": secrets, "values": values}
     key = configuration_key(stack, **configuration)
     if key not in _runs:
-        _runs[key] = _run(stack, key, configuration)
+        _runs[key] = _run(stack, configuration)[1]
     return _runs[key]
 
 
-def program_rerun(
-    stack: str,
-    *,
-    overrides: Optional[Mapping[str, Any]] = None,
-    secrets: Optional[Mapping[str, str]] = None,
-    values: Optional[Mapping[str, str]] = None,
-) -> ProgramRun:
-    """A second, fresh run of a configuration (not shared): its files written again."""
-    configuration = {"overrides": overrides, "secrets": secrets, "values": values}
-    return _run(stack, configuration_key(stack, **configuration), configuration)
+def program_rerun(stack: str, **configuration: Optional[Mapping[str, Any]]) -> ProgramRun:
+    """A second, fresh run of a configuration (``program_run``'s keywords), not shared: its files
+    written again."""
+    return _run(stack, configuration)[1]
