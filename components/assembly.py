@@ -20,6 +20,7 @@ from components.platform.host.component import BuildInputs
 from components.services.backups import settings as backups
 from components.services.databases import settings as databases
 from components.services.edge import settings as edge
+from components.services.mirror import settings as mirror
 from components.services.observability import component as observability
 from components.services.registry import settings as registry
 from components.services.storage import settings as storage
@@ -56,6 +57,7 @@ def services() -> tuple[Service, ...]:
         vault.SERVICE,
         storage.SERVICE,
         registry.SERVICE,
+        mirror.SERVICE,
         *(module.SERVICE for module in BACKING),
         edge.SERVICE,
         swarm.SERVICE,

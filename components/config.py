@@ -14,25 +14,27 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from components.platform.firewall.settings import FirewallSettings
 from components.platform.host.settings import HOST_KEYS_COMMAND, Access, Logs, Server
 from components.services.backups.settings import Backups, OffsiteRepository
+from components.services.backups.settings import key_problems as backup_key_problems
 from components.services.databases.catalogue import image_major
 from components.services.databases.settings import Databases
 from components.services.edge.settings import Edge, route_problems
 from components.services.edge.settings import acme_hosts as edge_acme_hosts
+from components.services.mirror.settings import HUB_TOKEN_KEY, MirrorSettings, mirror_problems
 from components.services.observability.settings import ObservabilitySettings, PostHogImages
 from components.services.observability.settings import routes as observability_routes
-from components.services.swarm.settings import SWARM_AUTOMATIC_LABELS, Swarm
+from components.services.swarm.settings import DOCKER_RESERVED_LABEL_PREFIXES, SWARM_AUTOMATIC_LABELS, Swarm
 from components.services.vault.settings import VaultSettings
 from components.services.vault.settings import server_name as vault_server_name
 from components.shared.model import (
-    PRIVATE_NETWORKS,
     SERVER_NAMES,
+    WHOLE_INTERNET,
     ConfigError,
     Domain,
     ImageRef,
@@ -40,6 +42,7 @@ from components.shared.model import (
     ReleaseRef,
     ServerName,
     image_repository,
+    network_values,
 )
 from components.shared.service import Credentials, Declaration, Route
 
@@ -67,6 +70,8 @@ class Versions(Model):
     # MinIO's community image is frozen (docs/upstreams.md): point this at a maintained compatible build if needed.
     minio: ImageRef
     registry: ImageRef
+    # The Docker Hub mirror: distribution's registry in proxy mode (``mirror``); required while it is enabled.
+    mirror: Optional[ImageRef] = None
     nginx: ImageRef
     # The ACME client (goacme/lego) that obtains and renews Nginx's certificates (edge.tls.mode acme).
     lego: ImageRef
@@ -105,19 +110,16 @@ class StackConfig(Model):
     backups: Backups = Backups()
     firewall: FirewallSettings
     logs: Logs = Logs()
+    mirror: MirrorSettings = MirrorSettings()
 
     @model_validator(mode="after")
     def _servers_are_the_six(self) -> StackConfig:
         missing = [name for name in SERVER_NAMES if name not in self.servers]
         if missing:
             raise ValueError(f"servers: missing {', '.join(missing)} (expected exactly {', '.join(SERVER_NAMES)})")
-        seen: dict[str, str] = {}
-        for name, server in self.servers.items():
-            if server.private_ip in seen:
-                raise ValueError(
-                    f"servers.{name}.privateIp: {server.private_ip} is already the private IP of {seen[server.private_ip]}"
-                )
-            seen[server.private_ip] = name
+        problems = address_problems(self.servers)
+        if problems:
+            raise ValueError("\n  ".join(problems))
         if self.access.via == "public":
             for name, server in self.servers.items():
                 if server.public_address is None:
@@ -161,27 +163,23 @@ class StackConfig(Model):
             for key in labels:
                 if key in SWARM_AUTOMATIC_LABELS:
                     raise ValueError(f"swarm.labels.{name}.{key}: {key} is set by the program, choose another key")
+                reserved = next((prefix for prefix in DOCKER_RESERVED_LABEL_PREFIXES if key.startswith(prefix)), None)
+                if reserved is not None:
+                    raise ValueError(f"swarm.labels.{name}.{key}: {reserved}* labels are reserved for Docker's own use, choose another key")
         return self
 
     @model_validator(mode="after")
-    def _swarm_address_pool_is_private_and_apart(self) -> StackConfig:
-        # Overlay subnets inside a server's network or the Docker bridge would shadow those routes.
+    def _networks_are_apart(self) -> StackConfig:
+        # Every network-valued key, by its type's rule (components/shared/model.py: NetworkRule).
+        problems = network_problems(self)
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _swarm_pool_fits_its_subnets(self) -> StackConfig:
         swarm = self.swarm
         pool = ipaddress.ip_network(swarm.address_pool)
-        key = "swarm.addressPool"
-        if not isinstance(pool, ipaddress.IPv4Network):
-            raise ValueError(f"{key}: {pool} is an IPv6 network; the swarm's address pool is IPv4")
-        if not any(pool.subnet_of(network) for network in PRIVATE_NETWORKS):
-            ranges = ", ".join(str(n) for n in PRIVATE_NETWORKS)
-            raise ValueError(f"{key}: {pool} is not a private network (expected inside one of {ranges})")
-        for name, server in self.servers.items():
-            if ipaddress.IPv4Address(server.private_ip) in pool:
-                raise ValueError(
-                    f"{key}: {pool} holds servers.{name}.privateIp {server.private_ip}; choose a pool apart from the servers' network"
-                )
-        bridge = ipaddress.ip_network(self.firewall.docker_bridge)
-        if pool.overlaps(bridge):
-            raise ValueError(f"{key}: {pool} overlaps firewall.dockerBridge {bridge}; choose a pool apart from the Docker bridge")
         if swarm.address_pool_mask_length < pool.prefixlen:
             raise ValueError(
                 f"swarm.addressPoolMaskLength: {swarm.address_pool_mask_length} is wider than the pool {pool}; "
@@ -189,6 +187,17 @@ class StackConfig(Model):
             )
         return self
 
+
+    @model_validator(mode="after")
+    def _deploy_key_has_its_networks(self) -> StackConfig:
+        # The key's from= option is firewall.jenkins: without it the key would be usable from anywhere
+        # that reaches swarm-master's sshd.
+        if self.swarm.deploy_key is not None and not self.firewall.jenkins:
+            raise ValueError(
+                "swarm.deployKey: set firewall.jenkins to the networks Jenkins connects from; the deploy key is "
+                "accepted from those only (its from= option), and the firewall opens swarm-master's SSH to them"
+            )
+        return self
 
     @model_validator(mode="after")
     def _databases_are_consistent(self) -> StackConfig:
@@ -215,6 +224,13 @@ class StackConfig(Model):
         return self
 
     @model_validator(mode="after")
+    def _mirror_runs_the_registry(self) -> StackConfig:
+        problems = mirror_problems(self)
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _offsite_has_rclone(self) -> StackConfig:
         if self.backups.enabled and self.backups.offsite is not None and self.versions.rclone is None:
             raise ValueError("versions.rclone: required with backups.offsite (the agents reach the off-site repository through rclone), e.g. rclone/rclone:1.75.0")
@@ -226,29 +242,53 @@ class StackConfig(Model):
         # check does not plan for.
         offsite: Optional[OffsiteRepository] = self.backups.offsite if self.backups.enabled else None
         if offsite is not None:
-            host = offsite.host.lower()
-            for name, server in self.servers.items():
-                if host in {server.private_ip, (server.public_address or "").lower()}:
-                    raise ValueError(
-                        f"backups.offsite.repository: {offsite.host} is servers.{name}; an off-site repository must be "
-                        "outside the six servers (another site, a cloud S3 endpoint)"
-                    )
+            where = self.on_site(offsite.host)
+            if where is not None:
+                raise ValueError(
+                    f"backups.offsite.repository: {offsite.host} is {where}; an off-site repository must be "
+                    "outside the six servers (another site, a cloud S3 endpoint)"
+                )
         return self
+
+    def on_site(self, host: str) -> Optional[str]:
+        """How ``host`` (an address or a name) reaches one of the six servers, or ``None``: a server's
+        address, the machine itself (loopback: each agent runs on a server), a server's name, or a name
+        this stack serves (Nginx's routes, Vault's certificate name: they point at the application server)."""
+        wanted = same_address(host)
+        for name, server in self.servers.items():
+            if any(same_address(value) == wanted for _, _, value in own_addresses(server)):
+                return f"servers.{name}"
+        address = ip_or_none(host)
+        if (address is not None and (address.is_loopback or address.is_unspecified)) or wanted == "localhost" or wanted.endswith(".localhost"):
+            return "the server the agent runs on (a loopback or unspecified address)"
+        first, _, rest = wanted.partition(".")
+        if first in SERVER_NAMES and rest in ("", self.domain):
+            return f"the name of servers.{first}"
+        served = {route.host: key for key, route in self.edge_routes()}
+        served.setdefault(self.vault_server_name, "vault.serverName")
+        if wanted in served:
+            return f"a name this stack's Nginx or Vault serves on the application server ({served[wanted]})"
+        return None
 
     @model_validator(mode="after")
     def _jump_host_address_is_known(self) -> StackConfig:
+        # Without jumpHostFrom the jump host's own address becomes a firewall source: an IPv4 address.
         jump = self.access.jump_host
         if jump is None or self.firewall.jump_host_from:
             return self
-        named_server = any(jump.host in (s.private_ip, s.public_address) for s in self.servers.values())
-        try:
-            ipaddress.ip_address(jump.host)
-        except ValueError:
-            if not named_server:
-                raise ValueError(
-                    f"firewall.jumpHostFrom: required because access.jumpHost.host {jump.host!r} is a name "
-                    "(the firewall allows SSH from addresses)"
-                ) from None
+        if any(jump.host in (s.private_ip, s.public_address) for s in self.servers.values()):
+            return self
+        if ip_or_none(jump.host) is None:
+            raise ValueError(
+                f"firewall.jumpHostFrom: required because access.jumpHost.host {jump.host!r} is a name "
+                "(the firewall allows SSH from addresses)"
+            )
+        # As written: the firewall's source is made from this text (an IPv4-mapped address too is IPv6 there).
+        if ":" in jump.host:
+            raise ValueError(
+                f"firewall.jumpHostFrom: required because access.jumpHost.host {jump.host} is an IPv6 address and the "
+                "host firewall writes IPv4 (iptables) rules only; set the IPv4 network its connections come from"
+            )
         return self
 
     @property
@@ -319,6 +359,102 @@ class StackConfig(Model):
 
 
 
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+
+def own_addresses(server: Server) -> list[tuple[str, str, str]]:
+    """A server's addresses as (key, what it is, value): its private IP, and its public address if set."""
+    addresses = [("privateIp", "private IP", server.private_ip)]
+    if server.public_address is not None:
+        addresses.append(("publicAddress", "public address", server.public_address))
+    return addresses
+
+
+def same_address(value: str) -> str:
+    """``value`` in one spelling per machine: an IP address in its compressed form (an IPv4-mapped IPv6
+    address as its IPv4 one), a name in lower case."""
+    address = ip_or_none(value)
+    return str(address) if address is not None else value.lower()
+
+
+def address_problems(servers: Mapping[ServerName, Server]) -> list[str]:
+    """Every address two servers would share: one server's private IP as another's private IP or public
+    address, or one public address with one SSH port (a NAT forwarding one address to several servers
+    gives each its own port)."""
+    seen: dict[str, tuple[str, str, int]] = {}
+    problems: list[str] = []
+    for name, server in servers.items():
+        for key, what, value in own_addresses(server):
+            other, other_what, other_port = seen.setdefault(same_address(value), (name, what, server.ssh_port))
+            if other == name:
+                continue
+            if what == other_what == "public address" and other_port != server.ssh_port:
+                continue
+            problems.append(f"servers.{name}.{key}: {value} is already the {other_what} of {other}; one address is one machine")
+    return problems
+
+
+def server_addresses(config: StackConfig) -> list[tuple[str, IPAddress]]:
+    """Every server's own IP addresses, with their keys: private IPs, and public addresses given as IPs."""
+    return [
+        (f"servers.{name}.{key}", address)
+        for name, server in config.servers.items()
+        for key, _, value in own_addresses(server)
+        if (address := ip_or_none(value)) is not None
+    ]
+
+
+def ip_or_none(value: Optional[str]) -> Optional[IPAddress]:
+    """``value`` as an IP address (an IPv4-mapped IPv6 address as its IPv4 one), or ``None`` for a name."""
+    try:
+        address = ipaddress.ip_address(value or "")
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def network_problems(config: StackConfig) -> list[str]:
+    """Every network-valued key (``network_values``: each value's own rule already held) against the
+    servers' own addresses and the other network keys: a source holds no server's address but may be one
+    server alone; a local network (Docker's bridge, the swarm's pool) holds none and overlaps no source
+    and no other local network. The whole internet, named with ``anywhere``, is the opt-in and not compared."""
+    found = [
+        (key, ipaddress.ip_network(value), rule) for key, value, rule in network_values(config) if value != WHOLE_INTERNET
+    ]
+    addresses = server_addresses(config)
+    problems: list[str] = []
+    for key, network, rule in found:
+        if rule.role == "filter":
+            continue
+        held = [(where, address) for where, address in addresses if address.version == network.version and address in network]
+        if not held or (rule.role == "source" and len(held) == 1 and network.num_addresses == 1):
+            continue
+        where, address = held[0]
+        if rule.role == "source":
+            instead = (
+                f"the firewall already admits each server by what it declares: name one server alone "
+                f"({address}/{address.max_prefixlen}) or a network apart from the servers'"
+            )
+        else:
+            instead = f"choose {rule.noun} apart from the servers' network"
+        problems.append(f"{key}: {network} holds {where} {address}; {instead}")
+    for index, (key, network, rule) in enumerate(found):
+        for other_key, other, other_rule in found[index + 1 :]:
+            roles = {rule.role, other_rule.role}
+            if "local" in roles and "filter" not in roles and network.version == other.version and network.overlaps(other):
+                # The source is blamed rather than the servers' own network; of two local ones, the first.
+                if rule.role == "local" and other_rule.role == "source":
+                    key, network, other_key, other = other_key, other, key, network
+                problems.append(
+                    f"{key}: {network} overlaps {other_key} {other}; a network the servers route as their own (Docker's "
+                    "bridge, the swarm's pool) must be apart from every firewall source and from each other, or "
+                    "traffic from the one would be taken for the other"
+                )
+    return problems
+
+
 def missing_host_keys(config: StackConfig) -> list[str]:
     """Key paths of the host keys the stack does not pin (servers, then the jump host)."""
     missing = [f"servers.{name}.hostKey" for name, server in config.servers.items() if server.host_key is None]
@@ -343,7 +479,7 @@ def require_host_keys(config: StackConfig, stack: str) -> None:
 def check_declarations(config: StackConfig, declarations: Mapping[str, Declaration]) -> None:
     """Raise ``ConfigError`` naming every conflict between what the services (by name) declare from
     ``config``: a route to no offered upstream or against its rules, a port bound twice on a server, a
-    Vault key published twice."""
+    Vault key published twice, a backup schedule or size naming no backup target."""
     problems = [
         *route_problems(
             config.edge_routes(),
@@ -352,6 +488,7 @@ def check_declarations(config: StackConfig, declarations: Mapping[str, Declarati
         ),
         *listener_problems(declarations.values()),
         *credential_problems(declarations),
+        *backup_key_problems(config.backups, [source for declaration in declarations.values() for source in declaration.backups]),
     ]
     if problems:
         raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(problems))
@@ -378,16 +515,16 @@ def credential_problems(declarations: Mapping[str, Declaration]) -> list[str]:
     for service, declaration in declarations.items():
         for credentials in declaration.credentials:
             for key in credentials.keys:
-                publishers.setdefault((credentials.path, key), []).append((service, credentials))
+                publishers.setdefault((credentials.kv_path, key), []).append((service, credentials))
     problems: list[str] = []
     for (path, key), found in publishers.items():
         if len(found) < 2:
             continue
         blamed = next((credentials for _, credentials in found if credentials.key is not None), found[-1][1])
         service, other = next((service, credentials) for service, credentials in found if credentials is not blamed)
-        where = f"{blamed.key}.{key}" if blamed.key else f"kv/samarth/{path}.{key}"
+        where = f"{blamed.key}.{key}" if blamed.key else f"kv/{path}.{key}"
         problems.append(
-            f"{where}: kv/samarth/{path} already gets {key} from {service} ({', '.join(other.keys)}); rename the service or the variable"
+            f"{where}: kv/{path} already gets {key} from {service} ({', '.join(other.keys)}); rename the service or the variable"
         )
     return problems
 
@@ -477,7 +614,7 @@ def validate_versions(raw: Any) -> Versions:
 
 
 # Read by the program as a secret Output, never through the model, so it cannot end up in a repr.
-SECRET_KEYS = ("sshPrivateKey", "vaultInit", "backupsOffsiteSecretAccessKey")
+SECRET_KEYS = ("sshPrivateKey", "vaultInit", "backupsOffsiteSecretAccessKey", HUB_TOKEN_KEY)
 
 
 def load_stack_config(project: str, values: Mapping[str, Any]) -> StackConfig:
@@ -569,3 +706,21 @@ def offsite_secret_access_key(
             "enabled S3 repository; remove it with `pulumi config rm backupsOffsiteSecretAccessKey`"
         )
     return key
+
+
+def docker_hub_token(project: str, values: Mapping[str, Any], secret_keys: frozenset[str], config: StackConfig) -> Optional[str]:
+    """The Docker Hub access token the mirror pulls with (``dockerHubToken``), with ``mirror.hubUsername``:
+    one without the other is refused (half an account pulls anonymously, silently)."""
+    token = _secret_setting(project, values, secret_keys, HUB_TOKEN_KEY, "docker-hub-token")
+    username = config.mirror.hub_username if config.mirror.enabled else None
+    if username is not None and token is None:
+        raise ConfigError(
+            f"invalid stack configuration:\n  {HUB_TOKEN_KEY}: required with mirror.hubUsername ({username}); "
+            f"run `pulumi config set --secret {HUB_TOKEN_KEY} < docker-hub-token`, or remove mirror.hubUsername to pull anonymously"
+        )
+    if token is not None and username is None:
+        raise ConfigError(
+            f"invalid stack configuration:\n  {HUB_TOKEN_KEY}: set, but mirror.hubUsername is not (or the mirror is disabled); "
+            f"set the account's name in mirror.hubUsername, or remove the token with `pulumi config rm {HUB_TOKEN_KEY}`"
+        )
+    return token

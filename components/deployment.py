@@ -21,6 +21,7 @@ from .capacity import check_capacity
 from .config import (
     StackConfig,
     check_declarations,
+    docker_hub_token,
     imported_vault_init,
     load_stack_config,
     offsite_secret_access_key,
@@ -38,6 +39,8 @@ class Deployment:
     vault_init: Optional[str]
     # backupsOffsiteSecretAccessKey: the off-site S3 repository's secret key; None without one.
     offsite_secret_access_key: Optional[str]
+    # dockerHubToken: the Docker Hub token the mirror pulls with (mirror.hubUsername's); None: anonymous.
+    docker_hub_token: Optional[str]
     # What every service declares, by name, already checked against each other.
     declarations: Mapping[str, Declaration]
     # What every service places on the servers, already checked against their capacity.
@@ -69,6 +72,7 @@ def load_deployment(
         ssh_private_key=ssh_private_key(project, values, secrets),
         vault_init=imported_vault_init(project, values, secrets),
         offsite_secret_access_key=offsite_secret_access_key(project, values, secrets, config),
+        docker_hub_token=docker_hub_token(project, values, secrets, config),
         declarations=declared,
         placements=placements,
         upstreams=tuple(assembly.upstreams(declared)),

@@ -13,7 +13,8 @@ from tools.offline import read_stack_values
 
 from .core import DEFAULT_PREFIX, DEFAULT_STATE, DEFAULT_SUBNET, Lab, LabError, image_cache_state
 from .machines import machine_image
-from .rehearsal import rehearse
+from .rehearsal import lab_ca, point_dns, rehearse
+from .request_flow import jenkins_key
 from .stack import LAB_STACK, write_stack_file
 
 
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="keys, configs, logs and Docker data")
     parser.add_argument("--stack-file", type=Path, default=LAB_STACK, help="where `up` writes the lab stack")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds `up` and `reboot` wait for every machine")
+    parser.add_argument("--preview", action="store_true", help="rehearse: list what an up would do, with its cause; change nothing")
+    parser.add_argument("--replace", action="append", default=[], metavar="URN", help="rehearse: replace this resource (repeatable)")
+    parser.add_argument("--target", action="append", metavar="URN", help="rehearse: perform only these resources (repeatable)")
     args = parser.parse_args(argv)
     if args.action in ("reboot", "kill", "destroy") and not args.host:
         parser.error(f"{args.action} needs a HOST")
@@ -83,8 +87,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.host} is gone, disk included; `python -m lab up {args.host}` makes a new machine")
             return 0
         if args.action == "rehearse":
-            values, _ = read_stack_values(args.stack_file)
-            rehearsal = rehearse("lab", values, {"sshPrivateKey": lab.key_path.read_text()}, args.state / "rehearsal.json", lab.hosts())
+            # The lab's CA runs for the rehearsal only: a renewal timer firing later finds no CA and fails.
+            with lab_ca(lab, args.state) as acme:
+                write_stack_file(lab.hosts(), args.stack_file, pulumi_from=lab.gateway, acme=acme, deploy_key=jenkins_key(args.state))
+                values, _ = read_stack_values(args.stack_file)
+                point_dns(lab, values)
+                rehearsal = rehearse("lab", values, {"sshPrivateKey": lab.key_path.read_text()}, args.state / "rehearsal.json",
+                                     lab.hosts(), preview=args.preview, replace=args.replace, targets=args.target)
             print(rehearsal.report())
             return 1 if rehearsal.failed() else 0
         if args.action == "down":

@@ -34,11 +34,11 @@ import threading
 import time
 import urllib.request
 from base64 import b64encode
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from components.assembly import stack_upstreams
 from components.config import StackConfig
@@ -268,13 +268,26 @@ class AcmeLab:
                 _wait_port(self.application.address, port, None, self.work / "pebble.log")
         return step
 
-    def certificates(self, action: str, clock_offset_seconds: int = 0) -> Step:
-        """``samarth-certificates ACTION`` as ``pulumi up`` runs it (through sudo), with the clock seen
-        ``clock_offset_seconds`` ahead if given (``clock_ahead``)."""
+    def certificates(self, action: str, clock_offset_seconds: int = 0, names: Sequence[str] = ()) -> Step:
+        """``samarth-certificates ACTION [NAME...]`` as ``pulumi up`` runs it (through sudo), with the
+        clock seen ``clock_offset_seconds`` ahead if given (``clock_ahead``)."""
         if not clock_offset_seconds:
-            return self.ssh(acme.run_script(action, self.script_path))
+            return self.ssh(acme.run_script(action, names, self.script_path))
         with self.clock_ahead(clock_offset_seconds):
-            return self.ssh(acme.run_script(action, self.script_path))
+            return self.ssh(acme.run_script(action, names, self.script_path))
+
+    @contextmanager
+    def unresolvable(self, host: str) -> Iterator[None]:
+        """``host`` resolves, for the CA, to an address where nothing answers on port 80 (the CA's own: its
+        DNS not pointed at the server yet), for as long as the block runs."""
+        def management(path: str, body: str) -> None:
+            _run(["nsenter", f"--net={NETNS_DIR / self.ca.namespace}", "curl", "-fsS", "-X", "POST", "-d", body,
+                  f"http://127.0.0.1:8055/{path}"])
+        management("add-a", f'{{"host": "{host}.", "addresses": ["{self.ca.address}"]}}')
+        try:
+            yield
+        finally:
+            management("clear-a", f'{{"host": "{host}."}}')
 
     @contextmanager
     def clock_ahead(self, seconds: int) -> Iterator[None]:
@@ -427,6 +440,54 @@ class RequestLoop:
                 worker.join(timeout=30)
 
 
+@dataclass(frozen=True)
+class Pebble:
+    """A running pebble: its directory URL and, on this machine, the CA its directory is served with."""
+
+    directory_url: str
+    ca_pem: Path
+
+
+@contextmanager
+def pebble(ca: LabHost, answer: LabHost, work: Path, logs: Any) -> Iterator[Pebble]:
+    """Pebble and its DNS (every name answered with ``answer``'s address) in ``ca``'s network namespace,
+    run from this machine, stopped when the block ends; ``logs`` gets their output."""
+    processes: list[subprocess.Popen] = []
+    try:
+        ca_pem, cert, key = make_pebble_certificate(work, ca.address)
+        config_file = work / "pebble.json"
+        config_file.write_text(
+            '{"pebble": {"listenAddress": "0.0.0.0:14000", "managementListenAddress": "0.0.0.0:15000", '
+            f'"certificate": "{cert}", "privateKey": "{key}", "httpPort": 80, "tlsPort": 443, '
+            f'"ocspResponderURL": "", "externalAccountBindingRequired": false, "certificateValidityPeriod": {VALIDITY_SECONDS}}}}}\n'
+        )
+        netns = f"--net={NETNS_DIR / ca.namespace}"
+        processes.append(subprocess.Popen(
+            ["nsenter", netns, CHALLTESTSRV, "-defaultIPv4", answer.address, "-defaultIPv6", "",
+             "-dns01", "127.0.0.1:8053", "-http01", "", "-https01", "", "-tlsalpn01", "", "-management", "127.0.0.1:8055"],
+            stdout=logs, stderr=subprocess.STDOUT,
+        ))
+        env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+        processes.append(subprocess.Popen(
+            ["nsenter", netns, PEBBLE, "-config", str(config_file), "-dnsserver", "127.0.0.1:8053"],
+            stdout=logs, stderr=subprocess.STDOUT, env=env,
+        ))
+        _wait_port(ca.address, 14000, processes[1], Path(logs.name))
+        yield Pebble(f"https://{ca.address}:14000/dir", ca_pem)
+    finally:
+        _stop(processes)
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 @contextmanager
 def acme_lab(work: Path) -> Iterator[AcmeLab]:
     """Everything up, torn down afterwards (daemons, machines, namespaces)."""
@@ -442,46 +503,22 @@ def acme_lab(work: Path) -> Iterator[AcmeLab]:
     processes: list[subprocess.Popen] = []
     logs = (work / "pebble.log").open("w")
     try:
-        ca_pem, cert, key = make_pebble_certificate(work, ca.address)
-        config_file = work / "pebble.json"
-        config_file.write_text(
-            '{"pebble": {"listenAddress": "0.0.0.0:14000", "managementListenAddress": "0.0.0.0:15000", '
-            f'"certificate": "{cert}", "privateKey": "{key}", "httpPort": 80, "tlsPort": 443, '
-            f'"ocspResponderURL": "", "externalAccountBindingRequired": false, "certificateValidityPeriod": {VALIDITY_SECONDS}}}}}\n'
-        )
-        netns = f"--net={NETNS_DIR / ca.namespace}"
-        processes.append(subprocess.Popen(
-            ["nsenter", netns, CHALLTESTSRV, "-defaultIPv4", application.address, "-defaultIPv6", "",
-             "-dns01", "127.0.0.1:8053", "-http01", "", "-https01", "", "-tlsalpn01", "", "-management", "127.0.0.1:8055"],
-            stdout=logs, stderr=subprocess.STDOUT,
-        ))
-        env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
-        processes.append(subprocess.Popen(
-            ["nsenter", netns, PEBBLE, "-config", str(config_file), "-dnsserver", "127.0.0.1:8053"],
-            stdout=logs, stderr=subprocess.STDOUT, env=env,
-        ))
-        _wait_port(ca.address, 14000, processes[1], work / "pebble.log")
-        application.write_file(CA_CERTIFICATE, ca_pem.read_text())
-        config = lab_config(f"https://{ca.address}:14000/dir", CA_CERTIFICATE)
-        build_images(application, config)
-        # What the registry route proxies to: a plain HTTP server on the application host's address.
-        (work / "upstream").mkdir()
-        processes.append(subprocess.Popen(
-            ["nsenter", f"--net={NETNS_DIR / application.namespace}", "python3", "-m", "http.server",
-             "--bind", application.address, "--directory", str(work / "upstream"), str(UPSTREAM_PORT)],
-            stdout=logs, stderr=subprocess.STDOUT,
-        ))
-        _wait_port(application.address, UPSTREAM_PORT, processes[-1], work / "pebble.log")
-        # As the program makes it: 32 random bytes (a RandomBytes in state) as a P-256 key.
-        account_key = acme.account_key_pem(b64encode(os.urandom(acme.ACCOUNT_KEY_BYTES)).decode())
-        yield AcmeLab(lab, application, ca, work, config, ca_pem, account_key, processes)
+        with pebble(ca, application, work, logs) as served:
+            application.write_file(CA_CERTIFICATE, served.ca_pem.read_text())
+            config = lab_config(served.directory_url, CA_CERTIFICATE)
+            build_images(application, config)
+            # What the registry route proxies to: a plain HTTP server on the application host's address.
+            (work / "upstream").mkdir()
+            processes.append(subprocess.Popen(
+                ["nsenter", f"--net={NETNS_DIR / application.namespace}", "python3", "-m", "http.server",
+                 "--bind", application.address, "--directory", str(work / "upstream"), str(UPSTREAM_PORT)],
+                stdout=logs, stderr=subprocess.STDOUT,
+            ))
+            _wait_port(application.address, UPSTREAM_PORT, processes[-1], work / "pebble.log")
+            # As the program makes it: 32 random bytes (a RandomBytes in state) as a P-256 key.
+            account_key = acme.account_key_pem(b64encode(os.urandom(acme.ACCOUNT_KEY_BYTES)).decode())
+            yield AcmeLab(lab, application, ca, work, config, served.ca_pem, account_key, processes)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        _stop(processes)
         logs.close()
         lab.down()

@@ -22,23 +22,29 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from .core import LabError, LabHost, docker
 from .machines import CACHE, MIRROR, SUITE, locked
 
-# The software of every Debian-made lab image; busybox-static for the stand-ins' httpd.
+# The software of every Debian-made lab image; busybox-static for the stand-ins' httpd, python3 for the
+# S3 stand-in (``python_packages``).
 PACKAGES = (
     "postgresql-15", "redis-server", "restic", "rclone", "nginx", "docker-registry", "lego",
-    "curl", "wget", "ca-certificates", "busybox-static",
+    "curl", "wget", "ca-certificates", "busybox-static", "python3",
 )
 # Debian's path -> the path the official image of ``versions.<name>`` uses, copied into the rootfs.
 OFFICIAL_PATHS = {"usr/bin/rclone": "usr/local/bin/rclone"}
@@ -118,6 +124,61 @@ def import_debian(host: LabHost) -> str:
     name = f"samarth-lab/debian:{tarball.stem.removeprefix('debian-')}"
     import_image(host, tarball, name, ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
     return name
+
+
+def _closure(requirements: Sequence[str]) -> list[importlib.metadata.Distribution]:
+    """The distributions installed here that ``requirements`` need, their own requirements included
+    (markers evaluated for this interpreter and the extras asked for)."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    wanted = [Requirement(r) for r in requirements]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while wanted:
+        requirement = wanted.pop()
+        key = (canonicalize_name(requirement.name), frozenset(requirement.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            distribution = importlib.metadata.distribution(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            raise LabError(f"{requirement.name} is not installed here: venv/bin/pip install -r requirements.txt") from None
+        found[key[0]] = distribution
+        for text in distribution.requires or []:
+            needed = Requirement(text)
+            environments = [{"extra": extra} for extra in requirement.extras] or [{"extra": ""}]
+            if needed.marker is None or any(needed.marker.evaluate(env) for env in environments):
+                wanted.append(needed)
+    return [found[name] for name in sorted(found)]
+
+
+def python_packages(requirements: Sequence[str]) -> Path:
+    """A tarball of the installed files of ``requirements`` and what they need, as this interpreter has
+    them (paths relative to its site-packages), for the Python 3 of the Debian rootfs: built once per
+    set of versions. Compiled modules are this interpreter's, so its minor version must be the rootfs's."""
+    debian_python = upstream_python(debian_versions().get("python3", ""))
+    ours = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if debian_python != ours:
+        raise LabError(f"the lab's Python packages are copied from this interpreter ({ours}), which must be the "
+                       f"Debian rootfs's Python ({debian_python or 'none'}): run the lab from a venv of Python {debian_python}")
+    distributions = _closure(requirements)
+    key = hashlib.sha256(repr(sorted((d.metadata["Name"], d.version) for d in distributions)).encode()).hexdigest()[:16]
+    tarball = CACHE / f"python-{ours}-{key}.tar"
+    with locked(CACHE / ".lock"):
+        if not tarball.exists():
+            partial = tarball.with_suffix(".partial")
+            with tarfile.open(partial, "w") as tar:
+                for distribution in distributions:
+                    for file in distribution.files or []:
+                        # Scripts installed beside the interpreter (``../../../bin/...``) and bytecode are left out.
+                        if file.parts[0] != ".." and "__pycache__" not in file.parts:
+                            tar.add(str(distribution.locate_file(file)), arcname=str(file))
+            partial.rename(tarball)
+    return tarball
+
+
+def upstream_python(debian_version: str) -> str:
+    """``3.11.2-1+b1`` (Debian's python3) -> ``3.11``."""
+    return ".".join(debian_version.split(".")[:2]) if debian_version else ""
 
 
 @functools.cache

@@ -22,28 +22,42 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
+import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
 
-from harness.stand_ins import declared_script
-from tools.offline import COMMAND, Mocks, ProgramRun, RecordingMonitor, reveal, run_program
+from components.shared.model import SERVER_NAMES
+from harness.stand_ins import declared_script, stand_in_outputs
+from tools.offline import COMMAND, PROJECT, Mocks, ProgramRun, RecordingMonitor, read_stack_values, reveal, run_program
 
-from .core import LabHost
+from . import hub
+from .acme import CA_CERTIFICATE, pebble
+from .core import Lab, LabHost, temporary_lab
 from .rehearsal_docker import docker_kinds
-from .rehearsal_kinds import Kind, RehearsalError, Resource, Saved, kinds
+from .rehearsal_images import RECIPES, serve, split_reference
+from .rehearsal_kinds import Kind, RehearsalError, RemoteCommand, Resource, Saved, kinds
+from .rehearsal_minio import minio_kinds
 from .rehearsal_vault import vault_kinds
+from .request_flow import jenkins_key
+from .stack import NOT_ON_THE_LAB, LabCA, write_stack_file
 
 # What a rehearsal reports for each registration.
 EXECUTED = "executed"
 STAND_IN = "stand-in"
-NOT_EXECUTED = "not executed"
+NOT_EXECUTED = "not executed"  # what the lab stack leaves out
 NOTHING = "nothing to perform"  # components and provider configurations: no operation of their own
+PREVIEWED = "previewed"  # what an `up` would do, not done (``preview``)
+# The machine whose network namespace runs the lab's ACME CA (pebble): no Docker, not a server.
+ACME_HOST = "acme"
 # The state key of the old half of a create-before-delete replacement, until it is deleted.
 REPLACED = "#replaced"
 # The remote commands the program replaces on every `up` by design (by the script they run), and why.
@@ -61,7 +75,7 @@ class Operation:
     type: str
     server: str
     operation: str  # create, update, replace, same, delete
-    outcome: str  # EXECUTED, STAND_IN, NOT_EXECUTED, NOTHING
+    outcome: str  # EXECUTED, STAND_IN, NOTHING
     seconds: float = 0.0
     detail: str = ""
     finished: float = field(default_factory=time.monotonic)
@@ -112,10 +126,15 @@ def _changed(old: Mapping[str, Any], new: Mapping[str, Any], ignored: Iterable[s
 class RehearsalMonitor(RecordingMonitor):
     """Performs each registration with its kind; records every operation for the report."""
 
-    def __init__(self, state: State, kinds: Mapping[str, Kind]) -> None:
+    def __init__(self, state: State, kinds: Mapping[str, Kind], *, preview: bool = False,
+                 replace: Iterable[str] = (), targets: Optional[Iterable[str]] = None) -> None:
         super().__init__(Mocks())
         self.state = state
         self.kinds = kinds
+        # As the CLI's `preview`, `--replace URN` and `--target URN`: see ``Plan``.
+        self.preview = preview
+        self.replace = set(replace)
+        self.targets = set(targets) if targets is not None else None
         self.operations: list[Operation] = []
         self.registered: set[str] = set()
         self.providers: dict[str, dict[str, Any]] = {}  # provider URN -> its inputs
@@ -126,6 +145,8 @@ class RehearsalMonitor(RecordingMonitor):
             self.operations.append(operation)
 
     def _save(self, urn: str, saved: Optional[Saved]) -> None:
+        if self.preview:
+            return
         with self._lock:
             if saved is None:
                 self.state.resources.pop(urn, None)
@@ -158,19 +179,36 @@ class RehearsalMonitor(RecordingMonitor):
 
         old = self.state.resources.get(urn)
         started = time.monotonic()
+        if self.targets is not None and urn not in self.targets:
+            if old is None:
+                raise RehearsalError(f"{urn} does not exist yet and is not targeted: add it to --target")
+            self._record(Operation(urn, request.type, server, "same", kind.outcome, detail="not targeted"))
+            return old.id, {**args.inputs, **old.outputs}
         if old is not None and old.type == request.type:
             changed = _changed(old.inputs, inputs, request.ignoreChanges)
-            if not changed:
+            forced = urn in self.replace
+            if not changed and not forced:
                 self._record(Operation(urn, request.type, server, "same", kind.outcome))
                 return old.id, {**args.inputs, **old.outputs}
-            detail = f"changed: {', '.join(sorted(changed))}"
-            if not kind.replaces(changed) and not changed & set(request.replaceOnChanges):
+            detail = ("--replace; " if forced else "") + (f"changed: {', '.join(sorted(changed))}" if changed else "nothing changed")
+            if not forced and not kind.replaces(changed) and not changed & set(request.replaceOnChanges):
+                if self.preview:
+                    self._record(Operation(urn, request.type, server, "update", PREVIEWED, detail=detail))
+                    return old.id, {**args.inputs, **old.outputs}
                 outputs = kind.update(resource, old)
                 self._save(urn, saved(old.id, outputs))
                 self._record(Operation(urn, request.type, server, "update", kind.outcome, time.monotonic() - started, detail))
                 return old.id, {**args.inputs, **outputs}
             if old.protect:
-                raise RehearsalError(f"{urn} is protected and its change ({detail}) replaces it: `pulumi state unprotect` it first")
+                refusal = f"{urn} is protected and its change ({detail}) replaces it: `pulumi state unprotect` it first"
+                if self.preview:
+                    self._record(Operation(urn, request.type, server, "replace", PREVIEWED, detail=f"refused: {refusal}"))
+                    return old.id, {**args.inputs, **old.outputs}
+                raise RehearsalError(refusal)
+            if self.preview:
+                detail = EVERY_UP.get(declared_script(inputs) or "", detail) if request.type == COMMAND else detail
+                self._record(Operation(urn, request.type, server, "replace", PREVIEWED, detail=detail))
+                return f"{request.name}-previewed", {**args.inputs, **stand_in_outputs(request.type, request.name, inputs)}
             if request.deleteBeforeReplace:
                 kind.delete(old)
                 self._save(urn, None)
@@ -181,6 +219,9 @@ class RehearsalMonitor(RecordingMonitor):
             detail = EVERY_UP.get(declared_script(inputs) or "", detail) if request.type == COMMAND else detail
         else:
             operation, detail = "create", kind.note
+            if self.preview:
+                self._record(Operation(urn, request.type, server, "create", PREVIEWED))
+                return f"{request.name}-previewed", {**args.inputs, **stand_in_outputs(request.type, request.name, inputs)}
         id_, outputs = kind.create(resource)
         self._save(urn, saved(id_, outputs))
         self._record(Operation(urn, request.type, server, operation, kind.outcome, time.monotonic() - started, detail))
@@ -190,16 +231,25 @@ class RehearsalMonitor(RecordingMonitor):
         """After the program: delete the old halves of replacements, then what the program no longer
         registers, last created first (dependents come after what they depend on)."""
         gone = [urn for urn in self.state.resources if urn not in self.registered]
+        if self.targets is not None:
+            gone = [urn for urn in gone if urn.removesuffix(REPLACED) in self.targets]
         for urn in sorted(gone, key=lambda u: not u.endswith(REPLACED)):
             old = self.state.resources[urn]
+            why = "replaced" if urn.endswith(REPLACED) else "no longer in the program"
             if old.protect and not urn.endswith(REPLACED):
-                raise RehearsalError(f"{urn} is protected and no longer in the program: `pulumi state unprotect` it first")
+                refusal = f"{urn} is protected and no longer in the program: `pulumi state unprotect` it first"
+                if self.preview:
+                    self._record(Operation(urn, old.type, old.server, "delete", PREVIEWED, detail=f"refused: {refusal}"))
+                    continue
+                raise RehearsalError(refusal)
+            if self.preview:
+                self._record(Operation(urn.removesuffix(REPLACED), old.type, old.server, "delete", PREVIEWED, detail=why))
+                continue
             kind = self.kinds[old.type]
             started = time.monotonic()
             if not old.retain_on_delete:
                 kind.delete(old)
             self._save(urn, None)
-            why = "replaced" if urn.endswith(REPLACED) else "no longer in the program"
             self._record(Operation(urn.removesuffix(REPLACED), old.type, old.server, "delete", kind.outcome,
                                    time.monotonic() - started, why + ("; retained" if old.retain_on_delete else "")))
 
@@ -210,6 +260,10 @@ class Rehearsal:
     operations: list[Operation]
     started: float  # time.monotonic() at the start
     seconds: float
+    # What the lab stack does not deploy at all, and why (lab.stack.NOT_ON_THE_LAB).
+    not_executed: Mapping[str, str] = field(default_factory=dict)
+    # Per server address, the most remote-command SSH sessions the rehearsal had open at once.
+    sessions_at_once: Mapping[str, int] = field(default_factory=dict)
 
     def server_spans(self) -> dict[str, tuple[float, float]]:
         """Per server: when its first operation started and its last one ended, in seconds from the start."""
@@ -233,20 +287,106 @@ class Rehearsal:
             counts[(op.outcome, op.type, op.operation)] = counts.get((op.outcome, op.type, op.operation), 0) + 1
         for (outcome, type_, operation), count in sorted(counts.items()):
             lines.append(f"  {outcome:<19} {operation:<8} {count:>4}  {type_}")
+        # Each stand-in, replacement and deletion by name, those with one reason on one line.
+        named: dict[tuple[str, str, str, str], list[str]] = {}
         for op in self.operations:
-            if op.outcome in (STAND_IN, NOT_EXECUTED) or op.operation in ("replace", "delete"):
-                lines.append(f"  {op.operation} {op.urn.rsplit('::', 1)[-1]} ({op.type}): {op.outcome}; {op.detail}")
+            if op.operation != "same" and (op.outcome in (STAND_IN, PREVIEWED) or op.operation in ("replace", "delete")):
+                named.setdefault((op.operation, op.type, op.outcome, op.detail), []).append(op.urn.rsplit("::", 1)[-1])
+        for (operation, type_, outcome, detail), names in named.items():
+            lines.append(f"  {operation} {', '.join(sorted(names))} ({type_}): {outcome}; {detail}")
+        lines += [f"  {NOT_EXECUTED}: {service}, disabled on the lab stack: {why}" for service, why in sorted(self.not_executed.items())]
+        if self.sessions_at_once:
+            most = ", ".join(f"{server} {count}" for server, count in sorted(self.sessions_at_once.items()))
+            lines.append(f"  most SSH sessions at once (remote commands; sshd's MaxStartups starts refusing past 10 unauthenticated): {most}")
         return "\n".join(lines)
 
 
+def script_pulls(hosts: Sequence[LabHost], values: Mapping[str, str]) -> Callable[[str, str], None]:
+    """For ``RemoteCommand``: serve, on the server a script runs on, each image of the stack's
+    ``versions`` the script names (the scripts run lego, restic and rclone by their pins), as the
+    server's daemon would pull it."""
+    by_address = {host.address: host for host in hosts}
+    versions = json.loads(values.get(f"{PROJECT}:versions") or "{}")
+    pins = [pin for pin in versions.values() if isinstance(pin, str) and ":" in pin and split_reference(pin)[0] in RECIPES]
+
+    def pull(server: str, script: str) -> None:
+        for pin in pins:
+            if pin in script:
+                serve(by_address[server], pin)
+
+    return pull
+
+
 def rehearse(stack: str, values: Mapping[str, str], secrets: Mapping[str, str], state_path: Path,
-             hosts: Sequence[LabHost]) -> Rehearsal:
+             hosts: Sequence[LabHost], *, preview: bool = False, replace: Iterable[str] = (),
+             targets: Optional[Iterable[str]] = None) -> Rehearsal:
     """Run the program of ``stack`` (its config ``values`` and ``secrets``) for real on the lab machines
-    ``hosts`` (its servers' addresses), with the state at ``state_path``."""
+    ``hosts`` (its servers' addresses), with the state at ``state_path``; ``preview``, ``replace`` and
+    ``targets`` as `pulumi preview`, `--replace URN` and `--target URN`."""
     state = State.load(state_path)
-    monitor = RehearsalMonitor(state, kinds({**docker_kinds({host.address: host for host in hosts}), **vault_kinds()}))
+    provider_kinds = {**docker_kinds({host.address: host for host in hosts}), **vault_kinds(), **minio_kinds()}
+    commands = RemoteCommand(script_pulls(hosts, values))
+    monitor = RehearsalMonitor(state, {**kinds(provider_kinds), COMMAND: commands}, preview=preview, replace=replace,
+                               targets=targets)
     started = time.monotonic()
     run = run_program(stack, values=values, secrets=secrets, monitor=monitor)
     if run.error is None:
         monitor.finish()
-    return Rehearsal(run, monitor.operations, started, time.monotonic() - started)
+    return Rehearsal(run, monitor.operations, started, time.monotonic() - started, NOT_ON_THE_LAB, dict(commands.most_at_once))
+
+
+@contextmanager
+def lab_ca(lab: Lab, work: Path) -> Iterator[LabCA]:
+    """What the lab stack reaches outside its servers, its Internet: the lab's stand-in for Docker Hub
+    (lab/hub.py) on the application machine, and its ACME CA while the block runs: pebble in the network namespace of a machine without
+    Docker (``acme``, brought up when missing), every name answered with the application machine's
+    address; its TLS root placed on the application machine (``edge.tls.acme.caCertificate``), the root
+    it issues under fetched from its management API into ``work`` (``edge.tls.issuerRoots``)."""
+    (ca,) = lab.up([ACME_HOST], bare=True)
+    application = lab.host("application")
+    # The stack's Docker Hub mirror pulls from the lab's stand-in for Docker Hub, which must answer too.
+    hub.start(application)
+    with open(work / "pebble.log", "w") as logs, pebble(ca, application, work, logs) as served:
+        application.write_file(CA_CERTIFICATE, served.ca_pem.read_text())
+        context = ssl.create_default_context(cafile=str(served.ca_pem))
+        with urllib.request.urlopen(f"https://{ca.address}:15000/roots/0", context=context, timeout=10) as answer:
+            roots = work / "pebble-roots.pem"
+            roots.write_bytes(answer.read())
+        yield LabCA(served.directory_url, CA_CERTIFICATE, roots)
+
+
+def point_dns(lab: Lab, values: Mapping[str, str]) -> None:
+    """The lab's resolver answers each name the stack's routes serve with the application machine's
+    address, as the public DNS records a team sets before a deploy."""
+    application = lab.host("application")
+    for route in json.loads(values[f"{PROJECT}:edge"])["routes"]:
+        lab.add_dns_record(route["host"], application.address)
+
+
+@dataclass(frozen=True)
+class RehearsalLab:
+    """Fresh lab machines playing the six servers, the lab's CA, and the lab stack written for them."""
+
+    lab: Lab
+    values: Mapping[str, str]
+    secrets: Mapping[str, str]
+    state: Path
+    ca: LabCA
+    work: Path  # the rehearsal's scratch directory
+
+    def rehearse(self, **options: Any) -> Rehearsal:
+        """``rehearse`` of the lab stack; ``options``: ``preview``, ``replace``, ``targets``."""
+        return rehearse("lab", self.values, self.secrets, self.state, self.lab.hosts(), **options)
+
+
+@contextmanager
+def fresh_lab(tag: str) -> Iterator[RehearsalLab]:
+    """A ``RehearsalLab`` on new machines (``tag`` and this process's id name them), down when the block ends."""
+    with temporary_lab(list(SERVER_NAMES), tag) as (lab, _), tempfile.TemporaryDirectory(prefix=f"rehearsal-{tag}-") as scratch:
+        work = Path(scratch)
+        with lab_ca(lab, work) as acme:
+            stack_file = write_stack_file(lab.hosts(), work / "Pulumi.lab.yaml", pulumi_from=lab.gateway, acme=acme,
+                                          deploy_key=jenkins_key(work))
+            values, _ = read_stack_values(stack_file)
+            point_dns(lab, values)
+            yield RehearsalLab(lab, values, {"sshPrivateKey": lab.key_path.read_text()}, work / "rehearsal.json", acme, work)

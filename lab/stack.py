@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,6 +19,7 @@ from components.deployment import load_deployment
 from components.shared.model import SERVER_NAMES
 from tools.offline import engine_values, read_yaml
 
+from . import hub
 from .core import ROOT, LabHost
 
 PROJECT = "samarth-infra"
@@ -93,13 +95,26 @@ def timers_fire_soon(config: dict[str, Any]) -> None:
     config[f"{PROJECT}:backups"] = {**backups, "schedules": {}, "defaultSchedule": LAB_TIMER_SCHEDULE, "randomDelay": 0}
 
 
+@dataclass(frozen=True)
+class LabCA:
+    """The lab's ACME CA (lab.rehearsal.lab_ca) as the lab stack names it."""
+
+    directory_url: str
+    ca_certificate: str  # its TLS root on the application machine (edge.tls.acme.caCertificate)
+    issuer_roots: Path  # on this machine: the root it issues under (edge.tls.issuerRoots)
+
+
 def stack_document(
-    assignments: Mapping[str, LabHost], base: Path = STAGING, pulumi_from: Optional[str] = None
+    assignments: Mapping[str, LabHost], base: Path = STAGING, pulumi_from: Optional[str] = None,
+    acme: Optional[LabCA] = None, deploy_key: Optional[str] = None,
 ) -> dict[str, Any]:
     """The lab stack file's content: ``base``'s config with servers on lab hosts and no jump host, the
-    timers due soon, ``LAB_VERSIONS`` pinned, and what cannot run on the lab (``NOT_ON_THE_LAB``) disabled;
+    timers due soon, ``LAB_VERSIONS`` pinned, the Docker Hub mirror pulling from the lab's stand-in for
+    Docker Hub on the application machine, and what cannot run on the lab (``NOT_ON_THE_LAB``) disabled;
     ``pulumi_from`` (the lab bridge's address, where Pulumi and the operator run) is what the host
-    firewall lets in for SSH and Pulumi's providers."""
+    firewall lets in for SSH and Pulumi's providers, and where the lab's Jenkins job runs, with
+    ``deploy_key`` (the public half of its key) as ``swarm.deployKey``; ``acme`` (the lab's own CA)
+    replaces the base's ACME directory, which the lab cannot reach."""
     document = read_yaml(base) or {}
     config: dict[str, Any] = {}
     for key, value in (document.get("config") or {}).items():
@@ -109,18 +124,30 @@ def stack_document(
         config[key] = value
     config[f"{PROJECT}:servers"] = servers_section(assignments, config.get(f"{PROJECT}:servers") or {})
     config[f"{PROJECT}:access"] = {"via": "private"}
+    if acme is not None:
+        edge = config.get(f"{PROJECT}:edge") or {}
+        tls = edge.get("tls") or {}
+        lab_acme = {**(tls.get("acme") or {}), "directoryUrl": acme.directory_url, "caCertificate": acme.ca_certificate}
+        config[f"{PROJECT}:edge"] = {**edge, "tls": {**tls, "acme": lab_acme, "issuerRoots": str(acme.issuer_roots)}}
     timers_fire_soon(config)
     config[f"{PROJECT}:versions"] = {**(config.get(f"{PROJECT}:versions") or {}), **LAB_VERSIONS}
     observability = config.get(f"{PROJECT}:observability") or {}
     config[f"{PROJECT}:observability"] = {
         **observability, **{name: {**(observability.get(name) or {}), "enabled": False} for name in NOT_ON_THE_LAB},
     }
+    if "application" in assignments:
+        # No lab machine reaches Docker Hub: the mirror pulls through the lab's stand-in (lab/hub.py).
+        mirror = config.get(f"{PROJECT}:mirror") or {}
+        config[f"{PROJECT}:mirror"] = {**mirror, "remoteUrl": hub.url(assignments["application"])}
     if pulumi_from is not None:
         config[f"{PROJECT}:firewall"] = {
             **(config.get(f"{PROJECT}:firewall") or {}),
             "operators": [f"{pulumi_from}/32"],
             "pulumiFrom": [f"{pulumi_from}/32"],
+            "jenkins": [f"{pulumi_from}/32"],
         }
+        if deploy_key is not None:
+            config[f"{PROJECT}:swarm"] = {**(config.get(f"{PROJECT}:swarm") or {}), "deployKey": deploy_key}
     return {"config": config}
 
 
@@ -152,7 +179,8 @@ HEADER = """\
 
 
 def write_stack_file(
-    hosts: list[LabHost], path: Path = LAB_STACK, base: Path = STAGING, pulumi_from: Optional[str] = None
+    hosts: list[LabHost], path: Path = LAB_STACK, base: Path = STAGING, pulumi_from: Optional[str] = None,
+    acme: Optional[LabCA] = None, deploy_key: Optional[str] = None,
 ) -> Path:
     """Validate and write the lab stack file; needs a host for each of the six servers."""
     assignments = default_assignments(hosts)
@@ -161,7 +189,7 @@ def write_stack_file(
         raise ValueError(
             f"the stack needs one lab host per server (their private IPs must differ); no host for: {', '.join(missing)}"
         )
-    document = stack_document(assignments, base, pulumi_from)
+    document = stack_document(assignments, base, pulumi_from, acme, deploy_key)
     header = HEADER.format(key=hosts[0].ssh_key_path, ssh_config=hosts[0].ssh_config)
     header += "".join(f"# {name} is disabled: {reason}.\n" for name, reason in NOT_ON_THE_LAB.items())
     path.write_text(header + yaml.safe_dump(document, sort_keys=False))

@@ -32,7 +32,8 @@ from components.config import StackConfig
 from components.platform.firewall import component as firewall
 from components.services.backups import component as backups
 from components.services.backups import settings as backup_settings
-from components.shared.model import ServerName, server_name
+from components.services.mirror.settings import mirror_url
+from components.shared.model import DOCKER_HUB, ServerName, image_registry, server_name
 from tools import deploy_graph, upstreams
 from tools.offline import (
     COMMAND,
@@ -405,8 +406,90 @@ def render_plan(topology: Topology) -> str:
     out.extend(f"  {line}" for line in firewall.matrix_table(run.exports.get("firewall", [])).splitlines())
     out.append("")
     out.extend(deploy_graph.render(run, topology.server_of, topology.servers))
+    out += ["", *pull_plan(topology)]
     out += ["", *backup_plan(topology.config)]
     return "\n".join(out) + "\n"
+
+
+@dataclass(frozen=True)
+class PlannedPull:
+    server: ServerName
+    image: str  # empty: not recorded (what ``by`` says pulls it is unknown here)
+    by: str
+    source: str
+
+
+def _pull_source(image: str, mirror: Optional[str], gated: Optional[bool]) -> str:
+    """Where dockerd gets ``image``: its own registry, or Docker Hub through the mirror or directly.
+    ``gated``: the pull waits for the mirror to answer (None: a script's pull, which does)."""
+    registry = image_registry(image)
+    if registry != DOCKER_HUB:
+        return f"{registry}, directly (mirrors cover Docker Hub only)"
+    if mirror is None:
+        return "Docker Hub, directly (no mirror)"
+    if gated is False:
+        return "Docker Hub, directly: registered before the mirror answers"
+    return "Docker Hub, through the mirror"
+
+
+def planned_pulls(topology: Topology) -> tuple[list[PlannedPull], list[Registration]]:
+    """Every image pull of a fresh `up`, per server: the Docker provider's (its RemoteImages, in the run)
+    and those the services' scripts make (``Declaration.pulls``); and the containers Docker Hub pulls wait
+    for (the mirror's)."""
+    run, config = topology.run, topology.config
+    mirror = mirror_url(config)
+    gates: dict[str, Registration] = {}
+    found: list[PlannedPull] = []
+    for image in sorted(run.of_type(IMAGE), key=lambda r: r.name):
+        server = topology.server_of.get(image.urn)
+        if server is None:
+            continue
+        waits = [run.by_urn[u] for u in image.dependencies if u in run.by_urn and run.by_urn[u].type == CONTAINER]
+        gates.update({w.urn: w for w in waits})
+        ref = str(image.plain_inputs.get("name"))
+        found.append(PlannedPull(server, ref, f"RemoteImage {image.name}", _pull_source(ref, mirror, bool(waits))))
+    for declaration in assembly.declarations(config).values():
+        for pull in declaration.pulls:
+            source = _pull_source(pull.image, mirror, None) if pull.image else "not recorded for this release: read its compose file"
+            found.append(PlannedPull(server_name(pull.server), pull.image, pull.by, source))
+    return found, list(gates.values())
+
+
+def pull_plan(topology: Topology) -> list[str]:
+    """The pulls of a fresh `up`, server by server, with where each comes from, and the bootstrap order
+    of the Docker Hub mirror (``mirror``): what is pulled before it exists, and what waits for it."""
+    config = topology.config
+    mirror = mirror_url(config)
+    pulls, gates = planned_pulls(topology)
+    if mirror is None:
+        out = ["== Image pulls of a fresh `up` (mirror.enabled is false: every server pulls from each registry itself)"]
+    else:
+        early = sorted({f"{p.image} on {p.server}" for p in pulls if p.source.endswith("before the mirror answers")})
+        answered = ", ".join(f"container {g.plain_inputs.get('name') or g.name} on {topology.server_of.get(g.urn, '?')}" for g in gates)
+        out = [
+            f"== Image pulls of a fresh `up` (dockerd asks the mirror {mirror} for Docker Hub images only; "
+            f"the mirror pulls from {config.mirror.remote_url} as {config.mirror.hub_username or 'an anonymous client'})",
+            "  bootstrap order:",
+            "    1. every server's /etc/docker/daemon.json lists the mirror in registry-mirrors (its log defaults, before "
+            "any pull); while the mirror does not answer, dockerd pulls from Docker Hub itself",
+            f"    2. from Docker Hub directly: {', '.join(early) or 'nothing'}",
+            f"    3. the mirror answers ({answered or 'nothing waits for it'})",
+            "    4. every other Docker Hub pull below goes through the mirror (each waits for step 3); other registries are pulled from directly",
+        ]
+    for server in topology.servers:
+        here = [p for p in pulls if p.server == server]
+        images = {p.image for p in here}
+        hub = {p.image for p in here if p.source.endswith("through the mirror")}
+        out.append(f"  {server}: {len(images)} image{'s' if len(images) != 1 else ''}, {len(hub)} of them through the mirror")
+        seen: set[str] = set()
+        width = max((len(p.image) for p in here), default=0)
+        for pull in here:
+            source = "already on the server (pulled above)" if pull.image and pull.image in seen else pull.source
+            seen.add(pull.image)
+            out.append(f"    {pull.image or '?':<{width}}  {source}  [{pull.by}]")
+        if not here:
+            out.append("    none by this program (what Jenkins deploys pulls Docker Hub images through the mirror too)")
+    return out
 
 
 def backup_plan(config: StackConfig) -> list[str]:

@@ -10,8 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import posixpath
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Optional, TypeVar, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -68,6 +72,10 @@ def address(value: str) -> str:
         pass
     if re.fullmatch(r"[0-9.]+", value) or not _HOSTNAME.fullmatch(value):
         raise ValueError(f"{value!r} is neither an IP address nor a host name")
+    # No top-level domain is numeric: the C library reads 0x0a.20.0.10 or 10.20.0.0x0a as an address
+    # (10.20.0.10), which no check comparing addresses would recognise.
+    if re.fullmatch(r"0x[0-9a-f]*|[0-9]+", value.rsplit(".", 1)[-1], re.I | re.A):
+        raise ValueError(f"{value!r} is an IP address in another notation (hexadecimal or octal parts); write it in dotted decimal")
     return value
 
 
@@ -128,9 +136,18 @@ HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "
 
 def _host_key(value: str) -> str:
     """``<type> <base64 blob> [comment]`` as in known_hosts, the blob naming the same type."""
+    return _ssh_public_key(value, "SSH public host key")
+
+
+def _user_key(value: str) -> str:
+    """``<type> <base64 blob> [comment]`` as in authorized_keys, without options before it."""
+    return _ssh_public_key(value, "SSH public key")
+
+
+def _ssh_public_key(value: str, what: str) -> str:
     parts = value.split()
     if len(parts) < 2 or parts[0] not in HOST_KEY_TYPES:
-        raise ValueError(f"{value[:40]!r} is not an SSH public host key ('<type> <base64>', type one of {', '.join(HOST_KEY_TYPES)})")
+        raise ValueError(f"{value[:40]!r} is not an {what} ('<type> <base64>', type one of {', '.join(HOST_KEY_TYPES)})")
     try:
         blob = base64.b64decode(parts[1], validate=True)
     except (binascii.Error, ValueError):
@@ -141,6 +158,18 @@ def _host_key(value: str) -> str:
     return value
 
 
+DOCKER_HUB = "docker.io"
+
+
+def image_registry(ref: str) -> str:
+    """The registry an image reference is pulled from, as dockerd reads it: the first path component
+    when it names a host (a dot or a port in it, or ``localhost``), otherwise Docker Hub (``docker.io``)."""
+    first, slash, _ = ref.partition("@")[0].partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return DOCKER_HUB if first in ("docker.io", "index.docker.io") else first
+    return DOCKER_HUB
+
+
 def image_repository(ref: str) -> str:
     """``hashicorp/vault`` of ``hashicorp/vault:1.20.4`` (registry host kept, tag and digest dropped)."""
     name = ref.partition("@")[0]
@@ -149,6 +178,8 @@ def image_repository(ref: str) -> str:
 
 PrivateIPv4 = Annotated[str, AfterValidator(_private_ipv4)]
 HostKey = Annotated[str, AfterValidator(_host_key)]
+# A user's public key for an authorized_keys line (the program writes its options itself).
+UserKey = Annotated[str, AfterValidator(_user_key)]
 Address = Annotated[str, AfterValidator(address)]
 Domain = Annotated[str, AfterValidator(_domain)]
 ImageRef = Annotated[str, AfterValidator(_image_ref)]
@@ -164,6 +195,9 @@ SWARM_WORKERS: tuple[SwarmWorker, ...] = ("swarm-node2", "swarm-node3")
 def _absolute_path(value: str) -> str:
     if not re.fullmatch(r"/[A-Za-z0-9._/-]*[A-Za-z0-9._-]", value) or "/../" in f"{value}/":
         raise ValueError(f"{value!r} is not an absolute path (letters, digits and '._-/' only)")
+    # One spelling per path, so that two keys naming one file or directory compare equal.
+    if value != posixpath.normpath(value) or value.startswith("//"):
+        raise ValueError(f"{value!r} is not in normal form (no '//', '/./' or trailing '/.'); write {posixpath.normpath(value).replace('//', '/')}")
     return value
 
 
@@ -203,14 +237,285 @@ def _url_path(value: str) -> str:
     return value
 
 
-def _network(value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value, strict=True))
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from None
-
-
 UrlPath = Annotated[str, AfterValidator(_url_path)]
-Network = Annotated[str, AfterValidator(_network)]
 HostName = Annotated[str, AfterValidator(_domain)]
+
+
+# --- network-valued keys ------------------------------------------------------------------------------
+# Every key that holds a network is of a type that carries its ``NetworkRule``: the rule checks the value
+# alone here (address family, breadth, special ranges), and ``network_problems`` checks it against the
+# servers' own addresses and the other network keys. A new key of one of these types is checked alike.
+
+# The named opt-in for the whole internet, where a rule allows it: "0.0.0.0/0" written as a network is
+# refused, so that opening to everyone is never a typo or a copied default.
+ANYWHERE = "anywhere"
+WHOLE_INTERNET = "0.0.0.0/0"
+# The widest public network a key may name (an office, a provider's range), per address family.
+PUBLIC_NETWORK_MAX_PREFIX = {4: 24, 6: 48}
+UNIQUE_LOCAL_IPV6 = ipaddress.IPv6Network("fc00::/7")
+# Ranges no client connects from and no server routes as its own.
+_SPECIAL_NETWORKS: tuple[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network], ...] = tuple(
+    (what, ipaddress.ip_network(network))
+    for what, network in (
+        ("'this network' (0.0.0.0/8)", "0.0.0.0/8"),
+        ("loopback", "127.0.0.0/8"),
+        ("link-local", "169.254.0.0/16"),
+        ("multicast", "224.0.0.0/4"),
+        ("reserved", "240.0.0.0/4"),
+        ("loopback", "::1/128"),
+        ("link-local", "fe80::/10"),
+        ("multicast", "ff00::/8"),
+        ("IPv4-mapped (every IPv4 address)", "::ffff:0:0/96"),
+    )
+)
+
+
+def _within(network: ipaddress.IPv4Network | ipaddress.IPv6Network, outer: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """``network.subnet_of(outer)`` for two networks of one family, whichever it is."""
+    first, last = int(outer.network_address), int(outer.broadcast_address)
+    return first <= int(network.network_address) and int(network.broadcast_address) <= last
+
+
+def private_network(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """Inside one of ``PRIVATE_NETWORKS`` (IPv4) or the unique-local range fc00::/7 (IPv6)."""
+    if isinstance(network, ipaddress.IPv4Network):
+        return any(network.subnet_of(private) for private in PRIVATE_NETWORKS)
+    return network.subnet_of(UNIQUE_LOCAL_IPV6)
+
+
+@dataclass(frozen=True)
+class NetworkRule:
+    """What a network-valued key may hold, carried by its type (``Annotated`` metadata).
+
+    ``role``: ``source``, a network clients connect from that the host firewall admits (it may name one
+    server alone, never a network holding servers' addresses); ``local``, a network the servers route as
+    their own (Docker's bridge, the swarm's overlays: private, apart from the servers' addresses and from
+    every source and other local network); ``filter``, a list a service matches its clients against (no
+    check against the servers). ``families``: the IP versions the consumer writes rules for, and why.
+    ``anywhere``: whether the ``anywhere`` opt-in is accepted; ``wide_hint``: what to do instead of a
+    network wider than ``PUBLIC_NETWORK_MAX_PREFIX``. ``noun``: the key's kind in messages.
+    """
+
+    noun: str
+    role: Literal["source", "local", "filter"]
+    families: tuple[int, ...]
+    family_reason: str
+    wide_hint: str
+    anywhere: bool = False
+
+    def check(self, value: str) -> str:
+        """The value alone: ``anywhere`` (as ``0.0.0.0/0``) where allowed, else a network in CIDR form of an
+        allowed family, not a special range, private (``local``), or public no wider than the limit."""
+        if value == ANYWHERE:
+            if not self.anywhere:
+                raise ValueError(f"{ANYWHERE!r} (the whole internet) is not accepted for {self.noun}; {self.wide_hint}")
+            return WHOLE_INTERNET
+        try:
+            network = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from None
+        if network.version not in self.families:
+            raise ValueError(f"{network} is an IPv{network.version} network; {self.family_reason}")
+        if network.prefixlen == 0:
+            instead = f"write {ANYWHERE!r} to mean it" if self.anywhere else self.wide_hint
+            raise ValueError(f"{network} is the whole internet, which needs an explicit opt-in; {instead}")
+        for what, special in _SPECIAL_NETWORKS:
+            if network.version == special.version and _within(network, special):
+                raise ValueError(f"{network} is a {what} network: no client connects from it and no server routes it")
+        private = private_network(network)
+        if self.role == "local" and not private:
+            ranges = ", ".join(str(n) for n in PRIVATE_NETWORKS)
+            raise ValueError(f"{network} is not a private network (expected inside one of {ranges})")
+        widest = PUBLIC_NETWORK_MAX_PREFIX[network.version]
+        if not private and network.prefixlen < widest:
+            anywhere = f", or {ANYWHERE!r} for the whole internet" if self.anywhere else ""
+            raise ValueError(
+                f"{network} is a public network wider than /{widest}, open to a large part of the internet; "
+                f"name private networks or public ones of at most /{widest}{anywhere} ({self.wide_hint})"
+            )
+        return str(network)
+
+
+FIREWALL_SOURCE = NetworkRule(
+    "a firewall source",
+    "source",
+    (4,),
+    "the host firewall writes IPv4 (iptables) rules only, so an IPv6 source would admit nobody",
+    f"list the networks clients connect from, or write {ANYWHERE!r} to open to the whole internet",
+    anywhere=True,
+)
+DOCKER_BRIDGE = NetworkRule(
+    "a bridge network",
+    "local",
+    (4,),
+    "Docker's default bridge and the host firewall's rules for its containers are IPv4",
+    "Docker's bridge is a private network of the server's own",
+)
+ADDRESS_POOL = NetworkRule(
+    "a pool",
+    "local",
+    (4,),
+    "the swarm's address pool is IPv4",
+    "the swarm's overlay networks are private",
+)
+ROUTE_ALLOW = NetworkRule(
+    "a route's allow",
+    "filter",
+    (4, 6),
+    "",
+    "leave allow out to serve a route to everyone (a route to an admin UI must name its networks)",
+)
+TOKEN_BOUND_CIDRS = NetworkRule(
+    "a token's bound networks",
+    "filter",
+    (4, 6),
+    "",
+    "leave the list empty to bind the token to no address",
+)
+
+# Network: a network the host firewall admits clients from (every firewall source list is of this type).
+Network = Annotated[str, AfterValidator(FIREWALL_SOURCE.check), FIREWALL_SOURCE]
+BridgeNetwork = Annotated[str, AfterValidator(DOCKER_BRIDGE.check), DOCKER_BRIDGE]
+AddressPool = Annotated[str, AfterValidator(ADDRESS_POOL.check), ADDRESS_POOL]
+AllowedNetwork = Annotated[str, AfterValidator(ROUTE_ALLOW.check), ROUTE_ALLOW]
+BoundNetwork = Annotated[str, AfterValidator(TOKEN_BOUND_CIDRS.check), TOKEN_BOUND_CIDRS]
+
+
+def _this_machine(host: str) -> bool:
+    """``host`` is loopback or the unspecified address: each machine's own, nobody else's way to it."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host.lower() == "localhost" or host.lower().endswith(".localhost")
+    return ip.is_loopback or ip.is_unspecified
+
+
+# --- URL-valued keys ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UrlRule:
+    """The shape of URL its consumer reads, carried by a URL-valued key's type: ``schemes``, a host (a name
+    or an IP address), a port in range (``port``: required), a path only where ``path``, and never
+    credentials, a query or a fragment (the consumers take none)."""
+
+    consumer: str
+    schemes: tuple[str, ...]
+    path: bool
+    port: bool = False
+
+    def check(self, value: str) -> str:
+        port_shape = ":<port>" if self.port else "[:port]"
+        shape = f"{self.consumer} reads {'|'.join(self.schemes)}://<host>{port_shape}{'[/path]' if self.path else ''}"
+        parts = urlsplit(value)
+        if parts.scheme not in self.schemes or not value.startswith(f"{parts.scheme}://"):
+            raise ValueError(f"{value!r} is not an {' or '.join(self.schemes)} URL; {shape}")
+        if "@" in parts.netloc:
+            raise ValueError(f"{value!r} holds credentials before '@'; {shape}, with no user or password in it")
+        if "?" in value or "#" in value:
+            raise ValueError(f"{value!r} has a query or a fragment; {shape}")
+        if not parts.hostname:
+            raise ValueError(f"{value!r} has no host; {shape}")
+        address(parts.hostname)
+        if _this_machine(parts.hostname):
+            raise ValueError(f"{value!r} names the machine itself (loopback or unspecified); {shape}, at an address other machines reach")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{value!r} has a port out of range (1 to 65535)") from None
+        if port == 0 or (port is None and parts.netloc.endswith(":")):
+            raise ValueError(f"{value!r} has a port out of range (1 to 65535)")
+        if self.port and port is None:
+            raise ValueError(f"{value!r} has no port; {shape}")
+        if parts.path and not self.path:
+            raise ValueError(f"{value!r} has a path ({parts.path}); {shape}")
+        segments = parts.path.split("/")[1:]
+        if parts.path and (not re.fullmatch(r"(/[A-Za-z0-9._~-]+)*/?", parts.path, re.A) or {".", ".."} & set(segments)):
+            raise ValueError(f"{value!r}: the path {parts.path!r} is not a plain path (letters, digits, '._~-' between slashes)")
+        return value
+
+
+VAULT_API_ADDR = UrlRule("Vault's api_addr (the address it sends clients to)", ("http", "https"), path=False)
+VAULT_CLUSTER_ADDR = UrlRule("Vault's cluster_addr (the address other nodes forward to)", ("https",), path=False, port=True)
+ACME_DIRECTORY = UrlRule("the ACME client (lego --server)", ("https",), path=True)
+
+VaultApiAddr = Annotated[str, AfterValidator(VAULT_API_ADDR.check), VAULT_API_ADDR]
+VaultClusterAddr = Annotated[str, AfterValidator(VAULT_CLUSTER_ADDR.check), VAULT_CLUSTER_ADDR]
+AcmeDirectoryUrl = Annotated[str, AfterValidator(ACME_DIRECTORY.check), ACME_DIRECTORY]
+
+
+# --- finding the keys of a kind -----------------------------------------------------------------------
+
+Rule = TypeVar("Rule", NetworkRule, UrlRule)
+
+
+def _rule_of(annotation: Any, kind: type[Rule], metadata: Iterable[Any] = ()) -> Optional[Rule]:
+    for item in metadata:
+        if isinstance(item, kind):
+            return item
+    if get_origin(annotation) is Annotated:
+        found = _rule_of(None, kind, annotation.__metadata__)
+        if found is not None:
+            return found
+    for argument in get_args(annotation):
+        found = _rule_of(argument, kind)
+        if found is not None:
+            return found
+    return None
+
+
+def network_values(model: BaseModel, path: str = "") -> Iterator[tuple[str, str, NetworkRule]]:
+    """Every network-valued key of ``model`` (its value's type carries a ``NetworkRule``), at any depth:
+    the key path in the stack file's spelling, the value, its rule."""
+    for name, field in type(model).model_fields.items():
+        key = f"{path}.{field.alias or name}" if path else (field.alias or name)
+        yield from _network_items(getattr(model, name), key, _rule_of(field.annotation, NetworkRule, field.metadata))
+
+
+def _network_items(value: Any, key: str, rule: Optional[NetworkRule]) -> Iterator[tuple[str, str, NetworkRule]]:
+    if isinstance(value, BaseModel):
+        yield from network_values(value, key)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _network_items(item, f"{key}[{index}]", rule)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield from _network_items(item, f"{key}.{name}", rule)
+    elif isinstance(value, str) and rule is not None:
+        yield key, value, rule
+
+
+def rule_keys(model: type[BaseModel], kind: type[Rule], path: str = "") -> Iterator[tuple[str, Rule]]:
+    """Every field of ``model``'s schema whose type carries a rule of ``kind`` (``NetworkRule``,
+    ``UrlRule``), at any depth, whether the stack sets it or not: its key path (``[0]`` for a list's
+    items, ``.<key>`` for a map's values) and its rule."""
+    for name, field in model.model_fields.items():
+        key = f"{path}.{field.alias or name}" if path else (field.alias or name)
+        rule = _rule_of(field.annotation, kind, field.metadata)
+        if rule is not None:
+            yield (f"{key}[0]" if _is_sequence(field.annotation) else key), rule
+            continue
+        yield from _nested_keys(field.annotation, kind, key)
+
+
+def _is_sequence(annotation: Any) -> bool:
+    if get_origin(annotation) in (list, tuple):
+        return True
+    return get_origin(annotation) is not Annotated and any(_is_sequence(argument) for argument in get_args(annotation))
+
+
+def _nested_keys(annotation: Any, kind: type[Rule], key: str) -> Iterator[tuple[str, Rule]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield from rule_keys(annotation, kind, key)
+        return
+    origin = get_origin(annotation)
+    arguments = get_args(annotation)
+    if origin in (list, tuple):
+        for argument in arguments[:1]:
+            yield from _nested_keys(argument, kind, f"{key}[0]")
+    elif origin is dict:
+        yield from _nested_keys(arguments[1], kind, f"{key}.<key>")
+    else:
+        for argument in arguments:
+            yield from _nested_keys(argument, kind, key)
 

@@ -1,5 +1,7 @@
-"""The one way credentials reach Jenkins: every component adds what a service's CI job needs to a
-``CredentialBook``; the Vault component writes each service's entries to ``kv/samarth/<service>``.
+"""The one way credentials reach Vault: every component adds what a service's CI job needs (or, in the
+platform's area, what only operators read) to a ``CredentialBook``; the Vault component writes each
+service's entries to ``kv/<area>/<service>``: ``kv/samarth/<service>``, which Jenkins reads, or
+``kv/platform/<service>``, which it does not.
 """
 
 from __future__ import annotations
@@ -7,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pulumi
+
+from .service import APPLICATIONS
 
 
 class CredentialBook:
@@ -19,22 +23,25 @@ class CredentialBook:
         self._entries: dict[str, dict[str, pulumi.Input[str]]] = {}
         self._closed = False
 
-    def add(self, service: str, values: Mapping[str, pulumi.Input[str]]) -> None:
+    def add(self, service: str, values: Mapping[str, pulumi.Input[str]], area: str = APPLICATIONS) -> None:
+        """``values`` at ``kv/<area>/<service>`` (``service.APPLICATIONS`` or ``service.PLATFORM``)."""
+        path = f"{area}/{service}"
         if self._closed:
             raise RuntimeError(
-                f"kv/samarth/{service}: {', '.join(sorted(values))} added after the credentials were handed to "
+                f"kv/{path}: {', '.join(sorted(values))} added after the credentials were handed to "
                 "Vault; build the component that adds them before vault_server.publish(book) in __main__.py"
             )
-        entry = self._entries.setdefault(service, {})
+        entry = self._entries.setdefault(path, {})
         clash = sorted(entry.keys() & values.keys())
         if clash:
-            raise ValueError(f"kv/samarth/{service}: {', '.join(clash)} published twice")
+            raise ValueError(f"kv/{path}: {', '.join(clash)} published twice")
         entry.update(values)
 
     def services(self) -> dict[str, dict[str, pulumi.Input[str]]]:
-        return {service: dict(values) for service, values in sorted(self._entries.items())}
+        """Every entry by its path under the KV mount (``samarth/<service>``, ``platform/<service>``)."""
+        return {path: dict(values) for path, values in sorted(self._entries.items())}
 
     def close(self) -> dict[str, dict[str, pulumi.Input[str]]]:
-        """Every entry, for publishing; the book takes no more after this."""
+        """Every entry by its path under the KV mount, for publishing; the book takes no more after this."""
         self._closed = True
         return self.services()

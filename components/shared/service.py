@@ -1,6 +1,6 @@
 """The one shape every service declares from config alone: where it runs, what it listens on and who may
-reach it, what Nginx may route to, what it backs up, what it publishes to Vault and what it places on the
-servers.
+reach it, what Nginx may route to, what it backs up, what it publishes to Vault, what it places on the
+servers and which images its scripts pull.
 
 No Pulumi here. Each service's ``settings.py`` offers ``SERVICE``; ``components/assembly.py`` lists them
 and gathers their ``Declaration``s, ``load_deployment`` checks them against each other (ports, routes,
@@ -9,13 +9,13 @@ Vault keys, capacity), and the firewall, the edge and the backups are handed wha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from pydantic import Field
 
-from .model import HostName, Model, Network, Port, ServerName, UrlPath
+from .model import AllowedNetwork, HostName, Model, Port, ServerName, UrlPath
 
 if TYPE_CHECKING:
     from components.config import StackConfig
@@ -26,6 +26,7 @@ PULUMI = "pulumi"  # the machine running Pulumi (firewall.pulumiFrom)
 JUMP_HOST = "jump-host"  # access.jumpHost's connections
 CONTAINERS = "containers"  # containers on the default bridge of the listening server (Nginx's)
 SWARM_MEMBERS = "swarm-members"  # the servers the applications run on: a group the swarm declares
+JENKINS = "jenkins"  # firewall.jenkins: where Jenkins' deployments come from
 # Otherwise a server name (that server's private IP), or a group a service declares (Declaration.groups).
 
 # What a service may offer others by role (Declaration.provides), rather than by its name.
@@ -115,7 +116,7 @@ class Route(Model):
     path: UrlPath = "/"
     upstream: str
     port: Optional[Port] = None
-    allow: Optional[list[Network]] = Field(default=None, min_length=1)
+    allow: Optional[list[AllowedNetwork]] = Field(default=None, min_length=1)
 
 
 @dataclass(frozen=True)
@@ -144,15 +145,46 @@ class BackupSource:
     detail: str = "-"
 
 
+# Where published credentials live under Vault's KV mount ``kv``, by who reads them: the applications'
+# deployments (Jenkins' policy reads each such path by name), or the platform's own operators only
+# (backup repositories, admin accounts): no policy but root's reads those.
+APPLICATIONS = "samarth"
+PLATFORM = "platform"
+
+
 @dataclass(frozen=True)
 class Credentials:
-    """What a service publishes to Vault at ``kv/samarth/<path>``: the keys (their values come when the
-    component is built). ``key``: the config key that names these variables (a database service's
-    ``env``), so a clash names where to change it."""
+    """What a service publishes to Vault at ``kv/<area>/<path>``: the keys (their values come when the
+    component is built). ``area``: ``APPLICATIONS`` (``kv/samarth/``, for the applications' deployments)
+    or ``PLATFORM`` (``kv/platform/``, operators only). ``key``: the config key that names these
+    variables (a database service's ``env``), so a clash names where to change it."""
 
     path: str
     keys: tuple[str, ...]
     key: Optional[str] = None
+    area: str = APPLICATIONS
+
+    @property
+    def kv_path(self) -> str:
+        """The path under the KV mount: ``samarth/<path>`` or ``platform/<path>``."""
+        return f"{self.area}/{self.path}"
+
+
+def application_paths(declarations: Iterable[Declaration]) -> list[str]:
+    """Every ``kv/samarth/`` path the services publish for the applications' deployments (what Jenkins
+    may read), sorted."""
+    return sorted({c.kv_path for d in declarations for c in d.credentials if c.area == APPLICATIONS})
+
+
+@dataclass(frozen=True)
+class Pull:
+    """An image a service's own scripts pull on ``server`` (``docker run``, a compose installer), ``by``
+    naming what pulls it. What the Docker provider pulls (its ``RemoteImage``s) is read from the program
+    itself; these are the pulls it cannot see."""
+
+    server: str
+    image: str
+    by: str
 
 
 @dataclass(frozen=True)
@@ -175,6 +207,8 @@ class Declaration:
     not_backed_up: Mapping[str, str] = field(default_factory=dict)
     credentials: tuple[Credentials, ...] = ()
     placements: tuple[Placement, ...] = ()
+    # Images its scripts pull (the plan lists them with the Docker provider's, by source).
+    pulls: tuple[Pull, ...] = ()
 
     @property
     def all_openings(self) -> tuple[Opening, ...]:

@@ -1,9 +1,9 @@
 #!/bin/sh
 # MinIO's stand-in (lab/image-files/minio.Dockerfile), the image's entry point as `minio`: only
 # `[minio] server DIR [--address [HOST]:PORT] [--console-address [HOST]:PORT]`, which checks the root
-# credentials as MinIO does, leaves a note in DIR (the data volume) saying no object was ever stored
-# there, and serves MinIO's health paths (/minio/health/live, /minio/health/ready) on the S3 port and a
-# page on the console port with busybox's httpd. Every other request gets 404.
+# credentials as MinIO does, leaves a note in DIR (the data volume) saying objects are not stored there,
+# and serves S3 with MinIO's health paths (/minio/health/live, /minio/health/ready) on the API port
+# (moto's S3 in memory: lab/image-files/s3-stand-in.py) and a page on the console port (busybox's httpd).
 set -eu
 if [ "${1:-}" = minio ]; then
   shift
@@ -30,15 +30,12 @@ if [ "${#MINIO_ROOT_USER}" -lt 3 ] || [ "${#MINIO_ROOT_PASSWORD}" -lt 8 ]; then
   exit 1
 fi
 mkdir -p "$data"
-echo "A stand-in for MinIO (samarth lab) has this volume: no object was ever stored here." >"$data/.samarth-stand-in"
-site=$(mktemp -d)
-mkdir -p "$site/minio/health"
-: >"$site/minio/health/live"
-: >"$site/minio/health/ready"
-echo "MinIO stand-in: no console" >"$site/index.html"
+echo "A stand-in for MinIO (samarth lab) has this volume: its S3 keeps objects in memory, not here." >"$data/.samarth-stand-in"
 # busybox's httpd takes [IP:]PORT; MinIO's ":PORT" means every address.
 if [ -n "$console" ]; then
+  site=$(mktemp -d)
+  echo "MinIO stand-in: no console" >"$site/index.html"
   busybox httpd -p "${console#:}" -h "$site"
 fi
-echo "MinIO stand-in: serving $data on ${address} (health paths only)${console:+, console $console}"
-exec busybox httpd -f -p "${address#:}" -h "$site"
+echo "MinIO stand-in: S3 in memory on ${address}${console:+, console $console}"
+exec python3 /usr/local/lib/samarth/s3-stand-in.py "${address##*:}"

@@ -17,6 +17,11 @@ case "${1:-}" in
     ;;
   version) set -- vault "$@" ;;
 esac
+# Vault's API audit devices, which OpenBao allows only when its config says so (vault-api-audit.hcl).
+if [ "${1:-}" = vault ] && [ "${2:-}" = server ]; then
+  shift 2
+  set -- vault server -config=/etc/vault-api-audit.hcl "$@"
+fi
 if [ "${1:-}" = vault ]; then
   if [ -z "${SKIP_CHOWN:-}" ]; then
     for directory in /vault/config /vault/logs /vault/file; do

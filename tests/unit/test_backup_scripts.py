@@ -96,7 +96,7 @@ def test_backup_secrets_reach_hosts_only_on_stdin_and_vault(prod: ProgramRun) ->
         assert password not in json.dumps(reveal(install.inputs["create"]))
         assert "RESTIC_PASSWORD=" + password in reveal(install.inputs["stdin"])
         assert is_secret(install.inputs["stdin"])
-    published = reveal(prod.named("vault:kv/secretV2:SecretV2", "vault-kv-samarth-backups").inputs["dataJson"])
+    published = reveal(prod.named("vault:kv/secretV2:SecretV2", "vault-kv-platform-backups").inputs["dataJson"])
     keys = json.loads(published)
     assert keys["DB2_RESTIC_REPOSITORY"].startswith("s3:http://10.20.0.10:9000/samarth-backups/db2")
     assert keys["APPLICATION_RESTIC_REPOSITORY"] == "sftp:samarth-backup@10.20.0.21:/application"
@@ -105,7 +105,7 @@ def test_backup_secrets_reach_hosts_only_on_stdin_and_vault(prod: ProgramRun) ->
 
 def test_vault_takes_a_backup_password_only_once_its_server_has(prod: ProgramRun) -> None:
     """A rotation that fails on a server leaves Vault's copy at the password its repository opens with."""
-    book = prod.named(SECRET_V2, "vault-kv-samarth-backups")
+    book = prod.named(SECRET_V2, "vault-kv-platform-backups")
     installs = [r for r in prod.of_type("command:remote:Command") if r.name.startswith("backups-") and r.name.endswith("-install")]
     assert installs
     for install in installs:

@@ -20,6 +20,7 @@ from components.services.databases import settings as databases_settings
 from components.services.databases.catalogue import CATALOGUE, ENGINES, placeholders
 from components.shared.model import server_name
 from components.shared.publishing import CredentialBook
+from components.shared.service import APPLICATIONS
 from tests.support.program_runs import program_run
 from tools.offline import PROJECT, ProgramRun, is_secret, plaintext_strings, read_stack_values, reveal, run_program, stack_file
 
@@ -62,9 +63,9 @@ def data_run(stack: str, overrides: Optional[dict[str, Any]] = None) -> DataRun:
     captured: dict[str, dict[str, pulumi.Output[Any]]] = {}
     original = CredentialBook.add
 
-    def add(self: CredentialBook, service: str, values: Any) -> None:
+    def add(self: CredentialBook, service: str, values: Any, area: str = APPLICATIONS) -> None:
         captured.setdefault(service, {}).update({k: pulumi.Output.from_input(v) for k, v in values.items()})
-        original(self, service, values)
+        original(self, service, values, area)
 
     CredentialBook.add = add  # type: ignore[method-assign]
     try:

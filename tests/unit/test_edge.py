@@ -209,8 +209,12 @@ def test_registry_requires_htpasswd_auth_with_the_generated_bcrypt_hash(prod: Pr
     config = yaml.safe_load(uploads[registry.CONFIG_PATH])
     assert config["auth"] == {"htpasswd": {"realm": "samarth-registry", "path": registry.HTPASSWD_PATH}}
     assert config["http"]["host"] == "https://registry.samarth.example.org"
-    (password,) = [r for r in prod.of_type("random:index/randomPassword:RandomPassword") if r.name == "registry-password"]
-    assert uploads[registry.HTPASSWD_PATH] == f"{registry.USERNAME}:{reveal(password.outputs['bcryptHash'])}\n"
+    passwords = {r.name: r for r in prod.of_type("random:index/randomPassword:RandomPassword")}
+    # Two users, each with a password of its own: the swarm's, and Jenkins' for its pushes.
+    assert uploads[registry.HTPASSWD_PATH] == (
+        f"{registry.USERNAME}:{reveal(passwords['registry-password'].outputs['bcryptHash'])}\n"
+        f"{registry.JENKINS_USERNAME}:{reveal(passwords['registry-jenkins-password'].outputs['bcryptHash'])}\n"
+    )
     assert prod.exports["registry"] == {"server": "registry.samarth.example.org", "username": registry.USERNAME}
 
 
@@ -272,13 +276,15 @@ def _book_of_components() -> dict[str, dict[str, tuple[Any, bool]]]:
 
 def test_credentials_are_in_the_book_and_passwords_are_secret() -> None:
     book = _book_of_components()
-    assert set(book["doc-generator"]) == {"MINIO_URL", "MINIO_USER", "MINIO_PASSWORD"}
-    assert book["doc-generator"]["MINIO_URL"][0] == "10.20.0.10:9000"
-    assert book["doc-generator"]["MINIO_USER"][0] == "doc-generator"
-    assert book["doc-generator"]["MINIO_PASSWORD"][1], "MINIO_PASSWORD must be a secret"
-    assert set(book["registry"]) == {"DOCKER_SERVER", "DOCKER_USERNAME", "DOCKER_PASSWORD"}
-    assert book["registry"]["DOCKER_SERVER"][0] == "registry.samarth.example.org"
-    assert book["registry"]["DOCKER_PASSWORD"][1], "DOCKER_PASSWORD must be a secret"
+    doc_generator, registry_book = book["samarth/doc-generator"], book["samarth/registry"]
+    assert set(doc_generator) == {"MINIO_URL", "MINIO_USER", "MINIO_PASSWORD"}
+    assert doc_generator["MINIO_URL"][0] == "10.20.0.10:9000"
+    assert doc_generator["MINIO_USER"][0] == "doc-generator"
+    assert doc_generator["MINIO_PASSWORD"][1], "MINIO_PASSWORD must be a secret"
+    assert set(registry_book) == {"DOCKER_SERVER", "DOCKER_USERNAME", "DOCKER_PASSWORD"}
+    assert registry_book["DOCKER_SERVER"][0] == "registry.samarth.example.org"
+    assert registry_book["DOCKER_USERNAME"][0] == registry.JENKINS_USERNAME
+    assert registry_book["DOCKER_PASSWORD"][1], "DOCKER_PASSWORD must be a secret"
 
 
 def test_minio_and_registry_credentials_are_published_to_vault(stack_run: ProgramRun) -> None:
@@ -293,12 +299,14 @@ def test_minio_and_registry_credentials_are_published_to_vault(stack_run: Progra
     user = _storage_own(stack_run, "minio:index/iamUser:IamUser")
     assert doc_generator["MINIO_USER"] == user.inputs["name"]
     assert doc_generator["MINIO_PASSWORD"] == reveal(user.inputs["secret"])
-    (password,) = [r for r in stack_run.of_type("random:index/randomPassword:RandomPassword") if r.name == "registry-password"]
+    passwords = {r.name: reveal(r.outputs["result"]) for r in stack_run.of_type("random:index/randomPassword:RandomPassword")}
+    # Jenkins' own registry user, not the swarm's: the swarm's password is in no Vault path.
     assert published["samarth/registry"] == {
         "DOCKER_SERVER": public_host(config.edge_routes()),
-        "DOCKER_USERNAME": registry.USERNAME,
-        "DOCKER_PASSWORD": reveal(password.outputs["result"]),
+        "DOCKER_USERNAME": registry.JENKINS_USERNAME,
+        "DOCKER_PASSWORD": passwords["registry-jenkins-password"],
     }
+    assert not [path for path, values in published.items() if passwords["registry-password"] in values.values()]
 
 
 def test_vault_upstream_follows_vault_port_and_verifies_vaults_certificate() -> None:

@@ -45,11 +45,15 @@ def test_database_ports_only_from_the_swarm_members(prod: ProgramRun) -> None:
             assert _sources(row) == _members(prod), row
 
 
-def test_vault_only_from_nginx_swarm_master_and_pulumi(prod: ProgramRun) -> None:
+def test_vault_only_from_nginx_swarm_master_jenkins_and_pulumi(prod: ProgramRun) -> None:
     servers = _prod("servers")
     (api,) = [r for r in _rows(prod, "application") if r["service"] == "Vault API"]
     assert api["chain"] == "INPUT" and api["port"] == f"{_prod('vault').get('port', 8200)}/tcp"
-    assert _sources(api) == {"172.17.0.0/16", f"{servers['swarm-master']['privateIp']}/32", f"{servers['application']['privateIp']}/32"}
+    assert _sources(api) == {
+        "172.17.0.0/16", f"{servers['swarm-master']['privateIp']}/32", f"{servers['application']['privateIp']}/32",
+        *_prod("firewall")["jenkins"],
+    }
+    assert api["from"]["Jenkins"] == _prod("firewall")["jenkins"]
     (cluster,) = [r for r in _rows(prod, "application") if r["service"] == "Vault cluster"]
     assert cluster["from"] == {}
 
@@ -177,3 +181,22 @@ def test_every_published_container_port_is_in_the_matrix(stack_run: ProgramRun) 
             published += 1
             assert (server, f"{external}/{port.get('protocol') or 'tcp'}") in matrix, (container.name, port)
     assert published >= 10
+
+
+def test_jenkins_reaches_swarm_masters_ssh_for_its_deploy_key_and_no_other_server(prod: ProgramRun) -> None:
+    jenkins = set(_prod("firewall")["jenkins"])
+    rows = {r["server"]: r for r in _rows(prod) if r["port"] == "22/tcp" and "Jenkins" in r["from"]}
+    assert set(rows) == {"swarm-master"}
+    assert _sources(rows["swarm-master"]) == jenkins and rows["swarm-master"]["chain"] == "INPUT"
+    rules = script_values(prod.named(COMMAND, "firewall-swarm-master").inputs["create"])["RULES"].splitlines()
+    ssh = [line for line in rules if "--dport 22 " in line]
+    assert ssh[-1].endswith("-j DROP") and all(f"-s {n} " in "\n".join(ssh) for n in jenkins)
+    # Without a deploy key, no SSH for Jenkins; without firewall.jenkins, Jenkins reaches nothing.
+    run = program_run("prod", overrides={"swarm": {k: v for k, v in _prod("swarm").items() if k != "deployKey"}})
+    assert run.error is None, run.error
+    assert not [r for r in run.exports["firewall"] if "Jenkins" in r["from"] and r["port"] == "22/tcp"]
+    swarm = {k: v for k, v in _prod("swarm").items() if k != "deployKey"}
+    run = program_run("prod", overrides={"swarm": swarm, "firewall": {k: v for k, v in _prod("firewall").items() if k != "jenkins"}})
+    assert run.error is None, run.error
+    assert not [r for r in run.exports["firewall"] if "Jenkins" in r["from"]]
+    assert not jenkins & {n for r in run.exports["firewall"] for nets in r["from"].values() for n in nets}

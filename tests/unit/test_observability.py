@@ -264,21 +264,23 @@ def test_credentials_go_to_the_book_as_the_secrets_the_installs_use() -> None:
         component = build_observability(BuildInputs(config, {"application": host}, book))
         services = book.services()
         seen["keys"] = {service: sorted(entries) for service, entries in services.items()}
-        password = services["sentry"]["SENTRY_ADMIN_PASSWORD"]
+        password = services["platform/sentry"]["SENTRY_ADMIN_PASSWORD"]
         assert component.sentry is not None
         stdin = component.sentry.command.stdin
         return pulumi.Output.all(password, stdin).apply(lambda values: seen.update(values=values))
 
     build()
+    # Where each is served, for the applications; the admin accounts and internal secrets for operators only.
     assert seen["keys"] == {
-        "posthog": [
+        "platform/posthog": [
             "POSTHOG_MINIO_ROOT_PASSWORD",
             "POSTHOG_MINIO_ROOT_USER",
             "POSTHOG_POSTGRES_PASSWORD",
             "POSTHOG_SECRET_KEY",
-            "POSTHOG_URL",
         ],
-        "sentry": ["SENTRY_ADMIN_EMAIL", "SENTRY_ADMIN_PASSWORD", "SENTRY_URL"],
+        "platform/sentry": ["SENTRY_ADMIN_EMAIL", "SENTRY_ADMIN_PASSWORD"],
+        "samarth/posthog": ["POSTHOG_URL"],
+        "samarth/sentry": ["SENTRY_URL"],
     }
     password, stdin = seen["values"]
     assert stdin == f"{password}\n"
@@ -316,7 +318,8 @@ def test_a_disabled_service_leaves_no_install_credentials_or_route(prod: Program
     assert run.error is None, run.error
     assert [r.name for r in run.registrations if name in r.name] == []
     published = {r.plain_inputs["name"] for r in run.of_type("vault:kv/secretV2:SecretV2")}
-    assert f"samarth/{name}" not in published and f"samarth/{other}" in published
+    assert not {f"samarth/{name}", f"platform/{name}"} & published
+    assert {f"samarth/{other}", f"platform/{other}"} <= published
     settings = _stack("prod", "observability")
     nginx = run.named(COMMAND, "nginx-reload").plain_inputs["stdin"]
     assert settings[name]["hostName"] not in nginx and f":{settings[name]['port']};" not in nginx
@@ -324,7 +327,8 @@ def test_a_disabled_service_leaves_no_install_credentials_or_route(prod: Program
     # No certificate for the name any more.
     assert settings[name]["hostName"] not in run.named(COMMAND, "nginx-certificates-install").plain_inputs["create"]
     # Everything else is registered exactly as with both enabled; only Nginx's config (and its digest),
-    # the list of names with certificates and the application server's firewall (one port fewer) differ.
+    # the list of names with certificates, the application server's firewall (one port fewer) and
+    # Jenkins' policy (one path fewer) differ.
     before = {key: value for key, value in _signature(prod).items() if name not in key[1]}
     after = _signature(run)
     changed = {key for key in before if before[key] != after.get(key)}
@@ -332,8 +336,12 @@ def test_a_disabled_service_leaves_no_install_credentials_or_route(prod: Program
         (COMMAND, "nginx-reload"),
         (COMMAND, "nginx-certificates-install"),
         (COMMAND, "nginx-certificates-renew"),
+        # Its triggers hold the config's digest, as every certificate step's do.
+        (COMMAND, "nginx-certificate-registry.samarth.example.org"),
         (COMMAND, "firewall-application"),
+        ("vault:index/policy:Policy", "vault-policy-jenkins"),
     }
+    assert f"kv/data/samarth/{name}" not in after[("vault:index/policy:Policy", "vault-policy-jenkins")]
     assert set(after) == set(before)
 
 

@@ -16,7 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from harness.stand_ins import stand_in_outputs
-from lab.rehearsal import EVERY_UP, REPLACED, RehearsalMonitor, State
+from lab.rehearsal import EVERY_UP, PREVIEWED, REPLACED, STAND_IN, Operation, Rehearsal, RehearsalMonitor, State
+from lab.rehearsal_docker import docker_kinds
 from lab.rehearsal_kinds import (
     CertRequest,
     Kind,
@@ -28,7 +29,10 @@ from lab.rehearsal_kinds import (
     Resource,
     Saved,
     SelfSignedCert,
+    kinds,
 )
+from lab.rehearsal_minio import minio_kinds
+from lab.rehearsal_vault import vault_kinds
 from tools.offline import ProgramRun, read_yaml, run_program, stack_file
 
 
@@ -72,8 +76,8 @@ class Everything(dict[str, Kind]):
         return self.get(key)
 
 
-def _rehearse(state: Path, kinds: Everything, **overrides: Any) -> tuple[ProgramRun, RehearsalMonitor]:
-    monitor = RehearsalMonitor(State.load(state), kinds)
+def _rehearse(state: Path, kinds: Everything, options: dict[str, Any] | None = None, **overrides: Any) -> tuple[ProgramRun, RehearsalMonitor]:
+    monitor = RehearsalMonitor(State.load(state), kinds, **(options or {}))
     run = run_program("staging", monitor=monitor, overrides=overrides or None)
     assert run.error is None, run.error
     monitor.finish()
@@ -158,6 +162,43 @@ def test_a_resource_no_longer_in_the_program_is_deleted(first_run: FirstRun, tmp
     assert not any(op.urn in remaining for op in deleted)
 
 
+def test_a_preview_lists_what_an_up_would_do_with_its_cause_and_changes_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    _rehearse(state, Everything())
+    before = state.read_bytes()
+    kinds = Everything()
+    _, monitor = _rehearse(state, kinds, {"preview": True}, logs={"maxSize": "20m", "maxFile": 3}, backups={"enabled": False})
+    assert kinds.command.calls == kinds.other.calls == [] and state.read_bytes() == before
+    planned = {(op.operation, op.type, op.detail) for op in monitor.operations if op.operation != "same"}
+    assert ("update", "command:remote:Command", "changed: create") in planned
+    assert ("replace", "docker:index/container:Container", "changed: logOpts") in planned
+    assert ("replace", "command:remote:Command", EVERY_UP["vault-unseal"]) in planned
+    deleted = [op for op in monitor.operations if op.operation == "delete"]
+    assert deleted and all("::backups-" in op.urn and op.detail == "no longer in the program" for op in deleted)
+    assert {op.outcome for op in monitor.operations if op.operation != "same"} == {PREVIEWED}
+
+
+def test_replace_forces_one_resource_and_target_leaves_the_others_alone(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    run, _ = _rehearse(state, Everything())
+    registry = run.named("docker:index/container:Container", "registry-container").urn
+    kinds = Everything()
+    _, monitor = _rehearse(state, kinds, {"replace": [registry]})
+    (replaced,) = [op for op in monitor.operations if op.operation == "replace" and op.type != "command:remote:Command"]
+    assert replaced.urn == registry and replaced.detail == "--replace; nothing changed"
+    assert ("create", registry) in kinds.other.calls
+
+    # Only the targets are performed: the registry container is replaced (deleted first: its name is
+    # unique), the unseal check (replaced on every up by design) is not targeted and left alone, and what
+    # the program no longer registers is not deleted.
+    kinds = Everything()
+    _, monitor = _rehearse(state, kinds, {"targets": [registry], "replace": [registry]}, backups={"enabled": False})
+    acted = [op for op in monitor.operations if op.operation != "same"]
+    assert [(op.operation, op.urn) for op in acted] == [("replace", registry)]
+    assert [verb for verb, _ in kinds.other.calls] == ["delete", "create"] and kinds.command.calls == []
+    assert {op.detail for op in monitor.operations if op.operation == "same" and op.urn != registry} <= {"not targeted", ""}
+
+
 def _resource(type_: str, **inputs: Any) -> Resource:
     return Resource(urn=f"urn:{type_}", type=type_, name="x", inputs=inputs)
 
@@ -214,3 +255,19 @@ def test_tls_kinds_make_a_chain_that_verifies() -> None:
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == ["vault"]
     assert isinstance(authority.public_key(), ec.EllipticCurvePublicKey)
+
+
+def test_every_type_the_program_registers_has_a_kind(stack_run: ProgramRun) -> None:
+    """A resource type without a kind fails the rehearsal part-way (``no rehearsal of <type>``): caught here."""
+    table = kinds({**docker_kinds({}), **vault_kinds(), **minio_kinds()})
+    registered = {r.type for r in stack_run.registrations if r.custom and not r.type.startswith("pulumi:providers:")}
+    assert registered - set(table) == set()
+
+
+def test_the_report_lists_each_stand_in_and_each_service_the_lab_leaves_out() -> None:
+    urn = "urn:pulumi:lab::samarth-infra::samarth:backups:Backups$minio:index/iamUser:IamUser::backups-db1-user"
+    operations = [Operation(urn.replace("db1", server), "minio:index/iamUser:IamUser", "10.0.0.1", "create", STAND_IN, detail="no admin API")
+                  for server in ("db2", "db1")]
+    report = Rehearsal(ProgramRun("lab", [], {}), operations, 0.0, 1.0, {"sentry": "needs Compose 2.32"}).report()
+    assert "create backups-db1-user, backups-db2-user (minio:index/iamUser:IamUser): stand-in; no admin API" in report
+    assert "not executed: sentry, disabled on the lab stack: needs Compose 2.32" in report

@@ -142,7 +142,7 @@ def test_the_groups_hold_what_their_names_say() -> None:
     services = {group(name)[1] for name in found if group(name)[0] == "services"} - {"components.services"}
     assert services == {
         f"components.services.{name}"
-        for name in ("databases", "vault", "storage", "registry", "observability", "edge", "swarm", "backups")
+        for name in ("databases", "vault", "storage", "registry", "mirror", "observability", "edge", "swarm", "backups")
     }
     for package in services | {"components.platform.host", "components.platform.firewall"}:
         assert f"{package}.component" in found, package

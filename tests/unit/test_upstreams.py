@@ -22,6 +22,8 @@ import pytest
 import yaml
 
 from components.config import Versions
+from components.services.mirror import component as mirror
+from components.services.mirror.settings import DOCKER_HUB, MirrorSettings
 from components.services.observability.component import posthog_release
 from components.services.observability.settings import PostHogSettings
 from components.services.registry import component as registry
@@ -291,6 +293,19 @@ def test_the_registry_config_uses_only_keys_of_the_3x_reference() -> None:
     # And the check is not vacuous: a 2.x-only or misspelt key is caught.
     assert not _known("storage.filesystem.rootdir", reference)
     assert not _known("http.tls.letsencrypt.bogus", reference)
+
+
+def test_the_mirror_config_is_proxy_mode_with_keys_of_the_3x_reference() -> None:
+    reference = yaml.safe_load((FIXTURES / "distribution-v3.1.1" / "configuration-options.yml").read_text())
+    settings = MirrorSettings.model_validate({"hubUsername": "samarthci"})
+    token = "dckr_pat_offline-test-token-not-real"
+    rendered = yaml.safe_load(mirror.render_config(settings, "s" * 48, token))
+    assert sorted(p for p in _paths(rendered) if not _known(p, reference)) == []
+    assert rendered["proxy"] == {"remoteurl": DOCKER_HUB, "ttl": "168h", "username": "samarthci", "password": token}
+    # The scheduler removes expired content only with deletes enabled (distribution's mirror recipe).
+    assert rendered["storage"]["delete"] == {"enabled": True}
+    anonymous = yaml.safe_load(mirror.render_config(MirrorSettings(), "s" * 48))
+    assert anonymous["proxy"] == {"remoteurl": DOCKER_HUB, "ttl": "168h"}
 
 
 def test_the_registry_container_names_its_config_file_as_3x_images_expect() -> None:

@@ -8,7 +8,7 @@ import os
 import stat
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import hcl2
 import pulumi
@@ -20,6 +20,7 @@ from components.services.vault import component as vault_module
 from components.services.vault import settings as vault_settings
 from components.services.vault.settings import VaultSettings
 from components.shared.publishing import CredentialBook
+from components.shared.service import APPLICATIONS, PLATFORM
 from tests.support.program_runs import program_rerun, program_run
 from tools.offline import (
     PROJECT,
@@ -153,12 +154,34 @@ def test_tls_and_openbao_change_the_rendered_config(operator_ca: Path) -> None:
 # --- the policy -----------------------------------------------------------------------------------
 
 
-def test_jenkins_policy_reads_service_secrets_and_lists_their_paths_nothing_else(prod: ProgramRun) -> None:
+def test_jenkins_policy_reads_each_application_path_by_name_and_no_platform_path(prod: ProgramRun) -> None:
     policy = prod.named("vault:index/policy:Policy", "vault-policy-jenkins")
     assert policy.inputs["name"] == "jenkins"
     document = _hcl(policy.inputs["policy"])
     granted = {path: rules["capabilities"] for block in document["path"] for path, rules in block.items()}
-    assert granted == {"kv/data/samarth/*": ["read"], "kv/metadata/samarth/*": ["list"]}
+    published = {r.plain_inputs["name"] for r in prod.of_type(SECRET_V2)}
+    applications = {p for p in published if p.startswith("samarth/")}
+    # Every application path the program publishes, read by name (no glob: a path the program stopped
+    # publishing keeps its earlier versions in KV v2, and stays out of reach); listing the names only.
+    assert granted == {**{f"kv/data/{p}": ["read"] for p in applications}, "kv/metadata/samarth/*": ["list"]}
+    assert {"samarth/registry", "samarth/doc-generator", "samarth/esamwad-backend", "samarth/sentry"} <= applications
+    # The backups' repositories and keys and the observability admin accounts are the platform's.
+    assert {"platform/backups", "platform/sentry", "platform/posthog"} <= published
+    assert not [p for p in granted if "platform" in p or p.endswith("/backups")]
+
+
+def test_what_moved_to_the_platform_area_keeps_its_resource_through_an_alias() -> None:
+    registrations = _publish_under_mocks(
+        {"backups": ({"DB1_RESTIC_PASSWORD": "x"}, PLATFORM), "sentry": ({"SENTRY_ADMIN_PASSWORD": "y"}, PLATFORM)},
+        also={"sentry": {"SENTRY_URL": "https://sentry.example.org"}},
+    )
+    secrets = {r.name: r for r in registrations if r.type == SECRET_V2}
+    assert {r.plain_inputs["name"] for r in secrets.values()} == {"platform/backups", "platform/sentry", "samarth/sentry"}
+    backups = secrets["vault-kv-platform-backups"]
+    # kv/samarth/backups was a resource of its own: the move replaces it (same URN), not a second copy.
+    assert backups.aliases == [backups.urn.replace("vault-kv-platform-backups", "vault-kv-samarth-backups")]
+    # kv/samarth/sentry is still published (the URL): the admin account is a new resource beside it.
+    assert secrets["vault-kv-platform-sentry"].aliases == []
 
 
 # --- bootstrap and provider -------------------------------------------------------------------
@@ -320,8 +343,9 @@ def test_a_bad_or_plaintext_imported_init_is_refused(secrets_key: str, text: str
 # --- publishing -----------------------------------------------------------------------------------
 
 
-def _publish_under_mocks(book_entries: dict[str, dict[str, Any]], name: str = "vault") -> list:
-    """Build the Vault component alone under mocks and publish a book; return the registrations."""
+def _publish_under_mocks(book_entries: dict[str, Any], name: str = "vault", also: Optional[dict[str, dict[str, Any]]] = None) -> list:
+    """Build the Vault component alone under mocks and publish a book (``{service: values}``, or
+    ``{service: (values, area)}``; ``also``: more application entries); return the registrations."""
     from pulumi.runtime import settings as runtime_settings
 
     config = _stack_config("prod")
@@ -337,7 +361,10 @@ def _publish_under_mocks(book_entries: dict[str, dict[str, Any]], name: str = "v
             name, vault_module.VaultServerArgs(host=host, settings=config.vault, image=config.versions.vault, server_name=config.vault_server_name)
         )
         book = CredentialBook()
-        for service, values in book_entries.items():
+        for service, entry in book_entries.items():
+            values, area = entry if isinstance(entry, tuple) else (entry, APPLICATIONS)
+            book.add(service, values, area)
+        for service, values in (also or {}).items():
             book.add(service, values)
         server.publish(book)
 
@@ -772,7 +799,8 @@ def test_openbao_runs_bao_without_ipc_lock_and_vault_mlock_can_be_turned_on() ->
 def test_a_credential_added_after_publishing_is_an_error_not_lost() -> None:
     book = CredentialBook()
     book.add("yaus", {"DB_PASSWORD": "x"})
-    assert book.close() == {"yaus": {"DB_PASSWORD": "x"}}
+    book.add("backups", {"DB1_RESTIC_PASSWORD": "z"}, area=PLATFORM)
+    assert book.close() == {"platform/backups": {"DB1_RESTIC_PASSWORD": "z"}, "samarth/yaus": {"DB_PASSWORD": "x"}}
     with pytest.raises(RuntimeError, match="kv/samarth/templater: DB_URL added after the credentials were handed to Vault"):
         book.add("templater", {"DB_URL": "y"})
 

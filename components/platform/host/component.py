@@ -11,7 +11,7 @@ import json
 import os
 import shlex
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -20,7 +20,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from components.shared.model import ServerName
+from components.shared.model import DOCKER_HUB, ServerName, image_registry
 from components.shared.publishing import CredentialBook
 from components.shared.shell import render
 
@@ -108,14 +108,19 @@ class HostArgs:
     ssh_private_key: Optional[pulumi.Input[str]] = None
     # Log driver and sizes for every container on the server (stack config ``logs``).
     logs: Logs = Logs()
+    # dockerd's ``registry-mirrors``: where it asks for Docker Hub images first (the mirror's URL).
+    registry_mirrors: tuple[str, ...] = ()
 
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 
 
-def log_defaults_script(name: str, logs: Logs, daemon_json: str = DAEMON_JSON, restart: bool = True) -> str:
+def log_defaults_script(
+    name: str, logs: Logs, daemon_json: str = DAEMON_JSON, restart: bool = True, registry_mirrors: Sequence[str] = ()
+) -> str:
     """Docker's default log driver and sizes in ``daemon_json``, for every container the program does
-    not create itself (compose projects, swarm tasks); dockerd restarted once when they change."""
+    not create itself (compose projects, swarm tasks), and its ``registry-mirrors`` (none: the key is
+    removed); dockerd restarted once when they change."""
     return render(
         "docker-log-defaults.sh",
         f"docker-log-defaults[{name}]",
@@ -123,6 +128,7 @@ def log_defaults_script(name: str, logs: Logs, daemon_json: str = DAEMON_JSON, r
         DAEMON_JSON=daemon_json,
         LOG_DRIVER=logs.driver,
         LOG_OPTS=json.dumps(logs.options(), sort_keys=True),
+        REGISTRY_MIRRORS=json.dumps(list(registry_mirrors)),
         RESTART="yes" if restart else "no",
     )
 
@@ -154,6 +160,8 @@ class Host(pulumi.ComponentResource):
     log_defaults: command.remote.Command
     facts: pulumi.Output[dict[str, Any]]
     logs: Logs
+    # What a Docker Hub pull on this server waits for (the mirror answering); see ``pull_through``.
+    hub_pull_gate: list[pulumi.Resource]
 
     def __init__(self, name: ServerName, args: HostArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:host:Host", name, None, opts)
@@ -191,10 +199,11 @@ class Host(pulumi.ComponentResource):
         self.facts = self.preflight.stdout.apply(lambda out: json.loads(out) if out else {})
 
         self.logs = args.logs
+        self.hub_pull_gate = []
         self.log_defaults = command.remote.Command(
             f"{name}-docker-log-defaults",
             connection=self.connection,
-            create=log_defaults_script(name, args.logs),
+            create=log_defaults_script(name, args.logs, registry_mirrors=args.registry_mirrors),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
         )
 
@@ -216,6 +225,22 @@ class Host(pulumi.ComponentResource):
             {"privateIp": self.private_ip, "sshAddress": address, "facts": self.facts}
         )
 
+    def pull_through(self, ready: pulumi.Resource) -> None:
+        """Make every Docker Hub pull registered on this server from now on wait for ``ready`` (the mirror
+        answering), so that it goes through the mirror rather than to Docker Hub. What registered before
+        (the mirror's own image) pulls from Docker Hub: dockerd falls back to it while no mirror answers."""
+        self.hub_pull_gate.append(ready)
+
+    def pull_options(self, parent: pulumi.Resource, ref: str, **kwargs: Any) -> pulumi.ResourceOptions:
+        """Options for the Docker resource that pulls image ``ref`` on this server: a Docker Hub image
+        waits for the mirror (``pull_through``); others come from their own registry."""
+        return self.docker_options(parent, depends_on=[*self.pull_waits_for(ref), *kwargs.pop("depends_on", [])], **kwargs)
+
+    def pull_waits_for(self, ref: str) -> list[pulumi.Resource]:
+        """What pulling image ``ref`` on this server waits for: the mirror for a Docker Hub image (also
+        for a script that pulls it, ``docker run`` for instance), nothing for another registry's."""
+        return list(self.hub_pull_gate) if image_registry(ref) == DOCKER_HUB else []
+
     def docker_options(self, parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
         """Options for a Docker resource on this server, owned by ``parent``."""
         return pulumi.ResourceOptions(parent=parent, provider=self.docker, **kwargs)
@@ -233,9 +258,13 @@ def build_hosts(
     access: Access,
     ssh_private_key: Optional[pulumi.Input[str]],
     logs: Logs = Logs(),
+    registry_mirrors: tuple[str, ...] = (),
 ) -> dict[ServerName, Host]:
     return {
-        name: Host(name, HostArgs(server=server, access=access, ssh_private_key=ssh_private_key, logs=logs))
+        name: Host(
+            name,
+            HostArgs(server=server, access=access, ssh_private_key=ssh_private_key, logs=logs, registry_mirrors=registry_mirrors),
+        )
         for name, server in servers.items()
     }
 

@@ -36,8 +36,9 @@ class Healthcheck:
 
 
 def pinned_image(host: Host, parent: pulumi.Resource, resource_name: str, ref: str) -> docker.RemoteImage:
-    """The image ``ref`` (pinned in ``versions``) on ``host``; kept there when the resource goes."""
-    return docker.RemoteImage(resource_name, name=ref, keep_locally=True, opts=host.docker_options(parent))
+    """The image ``ref`` (pinned in ``versions``) on ``host``; kept there when the resource goes. A Docker
+    Hub image waits for the mirror (``Host.pull_through``)."""
+    return docker.RemoteImage(resource_name, name=ref, keep_locally=True, opts=host.pull_options(parent, ref))
 
 
 def data_volume(host: Host, parent: pulumi.Resource, resource_name: str, name: str) -> docker.Volume:

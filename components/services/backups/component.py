@@ -16,7 +16,8 @@ targets this component:
 - with ``backups.offsite``, a second repository outside the six servers per server: its own generated
   password, the S3 keys from config or, for SFTP, the server's own key (made on the server; its public
   half is an output for the operator to install there); the agent copies every complete run to it;
-- publishes every repository, password and key to ``kv/samarth/backups`` (``CredentialBook``).
+- publishes every repository, password and key to ``kv/platform/backups`` (``CredentialBook``), which
+  Jenkins' policy does not read.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from components.platform.host.containers import pinned_image
 from components.platform.host.settings import Server
 from components.shared.model import ServerName, server_name
 from components.shared.publishing import CredentialBook
-from components.shared.service import BackupSource
+from components.shared.service import PLATFORM, BackupSource
 from components.shared.shell import render
 
 from .settings import Backups as BackupSettings
@@ -371,9 +372,11 @@ class Backups(pulumi.ComponentResource):
             published[f"{key}_RESTIC_PASSWORD"] = _after(install, password.result)
             if offsite is not None:
                 published[f"{key}_OFFSITE_RESTIC_PASSWORD"] = _after(install, credentials["offsite_password"])
+        # The operators' copy, out of Jenkins' reach: the platform's area (docs/vault.md).
         args.book.add(
             "backups",
             {k: pulumi.Output.secret(v) if k.endswith(SECRET_KEYS) else v for k, v in published.items()},
+            area=PLATFORM,
         )
         self.exports: dict[str, object] = {"backupRepositories": self.repositories}
         if self.offsite_keys:

@@ -1,6 +1,6 @@
 """The backups' settings (``backups``) and what they declare from every other service's backup sources:
 where each server's repository lives and the firewall openings to it, the repositories' disk, the
-credentials published at ``kv/samarth/backups``. No Pulumi here."""
+credentials published at ``kv/platform/backups`` (operators only). No Pulumi here."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from components.shared.model import (
 )
 from components.shared.service import (
     OBJECT_STORE,
+    PLATFORM,
     PULUMI,
     BackupSource,
     Credentials,
@@ -85,6 +86,8 @@ def _offsite_repository(value: str) -> str:
     if match is None:
         raise ValueError(f"{value!r} is not an off-site repository ({OFFSITE_FORMS})")
     address(match["host"])
+    if s3 and s3["port"] is not None and not 1 <= int(s3["port"]) <= 65535:
+        raise ValueError(f"{value!r}: port {s3['port']} is out of range (1 to 65535)")
     if s3 and s3["scheme"] == "http" and not _is_private_address(s3["host"]):
         raise ValueError(f"{value!r}: plain http only to a private address; use https for {s3['host']}")
     if sftp and "/../" in f"{sftp['path']}/":
@@ -195,6 +198,26 @@ class Backups(Model):
 
 
 
+def key_problems(settings: Backups, sources: Sequence[BackupSource]) -> list[str]:
+    """Every key of ``schedules`` and ``dataGib`` that names nothing this stack backs up: a schedule for a
+    method no target is taken by, a size for neither such a method nor a target (a typo, or a name copied
+    from another stack, would silently keep the default)."""
+    methods = sorted({source.method for source in sources})
+    targets = sorted({source.name for source in sources})
+    problems = [
+        f"backups.schedules.{method}: no backup target of this stack is taken by {method} (methods in use: {', '.join(methods)})"
+        for method in settings.schedules
+        if method not in methods
+    ]
+    problems += [
+        f"backups.dataGib.{name}: {name!r} is neither a backup method in use ({', '.join(methods)}) nor a backup "
+        f"target of this stack ({', '.join(targets)})"
+        for name in settings.data_gib
+        if name not in methods and name not in targets
+    ]
+    return problems
+
+
 def repository_server(settings: Backups, server: str, store_server: ServerName) -> ServerName:
     """Where a server's repository lives: the object store, or for the object store's own server a
     server of ``applicationRepositoryOn``."""
@@ -267,7 +290,7 @@ def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
         keys = ["OFFSITE_AWS_ACCESS_KEY_ID", "OFFSITE_AWS_SECRET_ACCESS_KEY", *keys]
     return Declaration(
         openings=tuple(openings),
-        credentials=(Credentials("backups", tuple(keys)),),
+        credentials=(Credentials("backups", tuple(keys), area=PLATFORM),),
         placements=tuple(repository_placements(settings, sources, server_name(store.server))),
     )
 

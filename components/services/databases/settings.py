@@ -87,9 +87,16 @@ class Databases(Model):
     def problems(self) -> list[str]:
         """Cross-field mistakes, each naming its key path; empty when the section is consistent."""
         problems: list[str] = []
-        catalogued = {s.name for s in CATALOGUE}
+        catalogued = {s.name: s for s in CATALOGUE}
         for name, override in self.services.items():
             path = f"databases.services.{name}"
+            base_env = catalogued[name].env if name in catalogued else {}
+            problems += [
+                f"{path}.env.{key}: null removes a catalogue variable, and {name} has no {key} in the catalogue"
+                + (f" (its variables: {', '.join(sorted(base_env))})" if base_env else "")
+                for key, value in override.env.items()
+                if value is None and key not in base_env
+            ]
             if name not in catalogued:
                 for key, value in (("server", override.server), ("engines", override.engines)):
                     if value is None:
@@ -111,6 +118,12 @@ class Databases(Model):
                         problems.append(f"{path}.{field_key}.{engine}: {service.name} does not use {engine}")
         if problems:
             return problems
+        used = {engine for service in services for engine in service.engines}
+        problems += [
+            f"databases.memoryMib.{engine}: no database service of this stack uses {engine} (engines in use: {', '.join(sorted(used))})"
+            for engine in self.memory_mib
+            if engine not in used
+        ]
         explicit = {(s.name, e) for s in services for e in s.host_ports}
         taken: dict[tuple[str, int], Container] = {}
         for container in containers(services, self.memory_mib):

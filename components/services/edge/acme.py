@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import posixpath
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -101,8 +102,10 @@ def install_script(client: AcmeClient, acme_dir: str = ACME_DIR, script_path: st
     )
 
 
-def run_script(action: str, script_path: str = SCRIPT_PATH) -> str:
-    return render("acme-run.sh", f"certificates-{action}[{SERVER}]", SERVER=SERVER, SCRIPT_PATH=script_path, ACTION=action)
+def run_script(action: str, names: Sequence[str] = (), script_path: str = SCRIPT_PATH) -> str:
+    """``samarth-certificates ACTION`` for ``names`` (every name when empty), as root."""
+    label = f"certificates-{action}[{','.join(names) or SERVER}]"
+    return render("acme-run.sh", label, SERVER=SERVER, SCRIPT_PATH=script_path, ACTION=action, NAMES=" ".join(names))
 
 
 SERVICE_UNIT = f"""\

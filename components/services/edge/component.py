@@ -196,6 +196,9 @@ class EdgeArgs:
     upstream_hosts: Mapping[ServerName, Host]
     # The CA of each TLS upstream (``Upstream.tls_server_name``), by upstream name: Vault's.
     ca_certificates: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # Names other components wait for (``serving_name``): each gets its certificate in a step of its own,
+    # so a name that cannot be issued yet (its DNS not pointed) holds back only what waits for it.
+    waited_for: Sequence[str] = ()
 
 
 class EdgeProxy(pulumi.ComponentResource):
@@ -204,6 +207,8 @@ class EdgeProxy(pulumi.ComponentResource):
     config_text: pulumi.Output[str]
     # Once this has run, Nginx serves the current config (every route, with its certificate).
     serving: command.remote.Command
+    # Per name of ``EdgeArgs.waited_for``: once this has run, Nginx serves that name with its certificate.
+    serving_names: dict[str, command.remote.Command]
 
     def __init__(self, name: str, args: EdgeArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("samarth:edge:Nginx", name, None, opts)
@@ -249,7 +254,8 @@ class EdgeProxy(pulumi.ComponentResource):
                 stdin=account_pem,
                 # Its stdin is the account key: the previous output is never handed back.
                 add_previous_output_in_env=False,
-                opts=host.command_options(self),
+                # Its first run pulls the ACME client's image (`docker run`): through the mirror.
+                opts=host.command_options(self, depends_on=host.pull_waits_for(args.acme_image)),
             )
             command.remote.Command(
                 f"{name}-certificates-timer",
@@ -306,16 +312,31 @@ class EdgeProxy(pulumi.ComponentResource):
             opts=host.command_options(self, depends_on=[container]),
         )
         self.serving = reload
+        self.serving_names = {}
         if certificates_install is not None:
             # After Nginx serves the challenges of every name: obtains what is missing or due, and
             # reloads Nginx (checked) when a certificate changed. Runs again on a new config (a name
-            # added), a new install (new client, CA or names) or a new container.
+            # added), a new install (new client, CA or names) or a new container. The names others
+            # wait for first, each alone; then every name.
+            for waited in sorted(set(args.waited_for) & set(acme_hosts(tls, routes))):
+                self.serving_names[waited] = command.remote.Command(
+                    f"{name}-certificate-{waited}",
+                    connection=host.connection,
+                    create=acme.run_script("renew", [waited]),
+                    triggers=[digest, container.id, install_digest],
+                    opts=host.command_options(self, depends_on=[reload, certificates_install]),
+                )
             self.serving = command.remote.Command(
                 f"{name}-certificates-renew",
                 connection=host.connection,
                 create=acme.run_script("renew"),
                 triggers=[digest, container.id, install_digest],
-                opts=host.command_options(self, depends_on=[reload, certificates_install]),
+                opts=host.command_options(self, depends_on=[reload, certificates_install, *self.serving_names.values()]),
             )
         self.exports = {"edgeRoutes": [f"{r.host}{r.path} -> {r.upstream}{f':{r.port}' if r.port else ''}" for _, r in routes]}
         self.register_outputs({"configSha256": digest})
+
+    def serving_name(self, host: str) -> command.remote.Command:
+        """What to wait for before a client reaches ``host`` over HTTPS: its own certificate step when
+        ``host`` is one of ``EdgeArgs.waited_for`` and issued over ACME, else Nginx serving everything."""
+        return self.serving_names.get(host, self.serving)

@@ -4,14 +4,17 @@ services offer. No Pulumi here."""
 
 from __future__ import annotations
 
-import ipaddress
+import base64
+import binascii
+import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from components.shared.model import PRIVATE_NETWORKS, AbsolutePath, CalendarEvent, Email, HostName, Model, TimeSpan
-from components.shared.service import Declaration, Listener, Placement, Route, Service, Upstream
+from components.shared.model import AbsolutePath, AcmeDirectoryUrl, CalendarEvent, Email, HostName, Model, TimeSpan
+from components.shared.service import Declaration, Listener, Placement, Pull, Route, Service, Upstream
 
 if TYPE_CHECKING:
     from components.config import StackConfig
@@ -19,17 +22,41 @@ if TYPE_CHECKING:
 HTTP_PORT = 80
 HTTPS_PORT = 443
 MEMORY_MIB = 256
-# The widest public network a route to an admin UI (Vault) may allow: an office, not the internet.
-PUBLIC_ALLOW_MIN_PREFIX = {4: 24, 6: 48}
+# The roots Let's Encrypt's staging environment issues under, which no Docker daemon trusts (docs/upstreams.md).
+LETSENCRYPT_STAGING_ROOTS = Path(__file__).with_name("letsencrypt-staging-roots.pem")
+# Where a relative ``edge.tls.issuerRoots`` is read from: the project's directory, where Pulumi runs it.
+PROJECT_DIR = Path(__file__).resolve().parents[3]
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\n([A-Za-z0-9+/=\n]+?)\n?-----END \1-----")
 
 
-def _narrow_network(value: str) -> bool:
-    network = ipaddress.ip_network(value)
-    if network.version == 4 and any(network.subnet_of(private) for private in PRIVATE_NETWORKS):
-        return True
-    if network.version == 6 and network.subnet_of(ipaddress.IPv6Network("fc00::/7")):
-        return True
-    return network.prefixlen >= PUBLIC_ALLOW_MIN_PREFIX[network.version]
+def trust_bundle_problems(text: str) -> list[str]:
+    """What keeps ``text`` from being a bundle of PEM certificates: no certificate, a block that is not a
+    certificate (a private key, above all), a certificate whose base64 does not decode."""
+    blocks = _PEM_BLOCK.findall(text)
+    problems = [f"holds a {kind} block: only CERTIFICATE blocks belong in a trust bundle" for kind, _ in blocks if kind != "CERTIFICATE"]
+    for kind, body in blocks:
+        try:
+            base64.b64decode(body.replace("\n", ""), validate=True)
+        except binascii.Error:
+            problems.append(f"a {kind} block is not valid base64")
+    if not any(kind == "CERTIFICATE" for kind, _ in blocks):
+        problems.append("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return problems
+
+
+def _trust_bundle(value: str) -> str:
+    try:
+        text = (PROJECT_DIR / value).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{value}: cannot be read on the machine running Pulumi ({getattr(error, 'strerror', None) or error})") from None
+    problems = trust_bundle_problems(text)
+    if problems:
+        raise ValueError(f"{value}: {'; '.join(problems)}")
+    return value
+
+
+# A file of PEM certificates on the machine running Pulumi, relative to the project's directory or absolute.
+TrustBundle = Annotated[str, AfterValidator(_trust_bundle)]
 
 
 LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
@@ -42,7 +69,7 @@ DEFAULT_RENEWAL_SCHEDULE = "*-*-* 04,16:00:00"
 class Acme(Model):
     """The ACME CA the program gets certificates from (components/services/edge/acme.py)."""
 
-    directory_url: str = Field(default=LETSENCRYPT_STAGING, alias="directoryUrl", pattern=r"^https://[A-Za-z0-9.:-]+(/[A-Za-z0-9._~/-]*)?$")
+    directory_url: AcmeDirectoryUrl = Field(default=LETSENCRYPT_STAGING, alias="directoryUrl")
     # Let's Encrypt writes to it before certificates expire and about changes to its terms.
     email: Email
     # PEM bundle on the application server the client trusts for the directory's own TLS (a private
@@ -75,6 +102,10 @@ class EdgeTls(Model):
     files: dict[HostName, CertificateFiles] = Field(default_factory=dict)
     certificate_path: Optional[AbsolutePath] = Field(default=None, alias="certificatePath")
     key_path: Optional[AbsolutePath] = Field(default=None, alias="keyPath")
+    # The roots the served certificates chain to when a Docker daemon does not trust them (a private CA):
+    # the swarm's registry logins trust them for the registry's name. Let's Encrypt's staging roots are
+    # known (``issuer_roots``); its production roots are in every trust store.
+    issuer_roots: Optional[TrustBundle] = Field(default=None, alias="issuerRoots")
 
     def operator_files(self, host: str) -> Optional[CertificateFiles]:
         """The operator's certificate for ``host``, or ``None`` when the program obtains it over ACME."""
@@ -84,6 +115,17 @@ class EdgeTls(Model):
         return self.files.get(host)
 
 
+
+
+def issuer_roots(tls: EdgeTls) -> Optional[str]:
+    """The PEM roots a Docker daemon must trust for the names Nginx serves: ``issuerRoots``' file, else
+    Let's Encrypt staging's roots when that is the ACME directory; None when the system's trust store
+    is enough."""
+    if tls.issuer_roots is not None:
+        return (PROJECT_DIR / tls.issuer_roots).read_text()
+    if tls.mode == "acme" and tls.acme is not None and tls.acme.directory_url == LETSENCRYPT_STAGING:
+        return LETSENCRYPT_STAGING_ROOTS.read_text()
+    return None
 
 
 class Edge(Model):
@@ -123,17 +165,11 @@ def route_problems(
             problems.append(
                 f"{key}: port is only for {' and '.join(route_ports)} routes ({route.upstream!r} listens on its own, configured port)"
             )
-        if rules.admin_ui:
-            if not route.allow:
-                problems.append(
-                    f"{key}: allow is required for upstream {route.upstream!r} (the source networks allowed to reach the {rules.admin_ui} UI)"
-                )
-            too_wide = [network for network in route.allow or () if not _narrow_network(network)]
-            if too_wide:
-                problems.append(
-                    f"{key}: allow: {', '.join(too_wide)} opens {rules.admin_ui} to the internet; allow private networks, or public "
-                    f"ones of at most /{PUBLIC_ALLOW_MIN_PREFIX[4]} (IPv4) or /{PUBLIC_ALLOW_MIN_PREFIX[6]} (IPv6)"
-                )
+        # Each network it allows is checked by its type (components/shared/model.py: ROUTE_ALLOW).
+        if rules.admin_ui and not route.allow:
+            problems.append(
+                f"{key}: allow is required for upstream {route.upstream!r} (the source networks allowed to reach the {rules.admin_ui} UI)"
+            )
         if rules.root_path and route.path != "/":
             problems.append(f"{key}: path must be '/' for upstream {route.upstream!r} ({rules.root_path})")
     for name, upstream in offered.items():
@@ -153,6 +189,8 @@ def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
         ),
         not_backed_up={"nginx": "stateless: its configuration and certificates' paths are rendered by this program"},
         placements=(Placement(server, "nginx", MEMORY_MIB),),
+        # The ACME client runs as `docker run <versions.lego>` from its scripts.
+        pulls=(Pull(server, config.versions.lego, "the ACME client's scripts (docker run)"),) if config.acme_hosts() else (),
     )
 
 

@@ -26,6 +26,7 @@ import pulumi_random as random
 from components.platform.host.component import BuildInputs, Host
 from components.platform.host.containers import HEALTHCHECK_INTERVAL
 from components.shared.publishing import CredentialBook
+from components.shared.service import PLATFORM
 from components.shared.shell import render
 
 from .settings import SERVICE, ObservabilitySettings, PostHogImages, PostHogSettings, SentrySettings
@@ -379,7 +380,8 @@ class ComposeInstall(pulumi.ComponentResource):
             logging=command.remote.Logging.NONE,
             # The script reads its state from the server (the marker), not from the previous run's output.
             add_previous_output_in_env=False,
-            opts=args.host.command_options(self, depends_on=checked),
+            # The installer pulls its images, from Docker Hub among others: through the mirror, once it answers.
+            opts=args.host.command_options(self, depends_on=[*checked, *args.host.hub_pull_gate]),
         )
         self.register_outputs({"ref": release.ref, "directory": release.directory})
 
@@ -430,13 +432,12 @@ class Observability(pulumi.ComponentResource):
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
+            args.book.add("sentry", {"SENTRY_URL": f"https://{settings.sentry.host_name}"})
+            # The admin account is the operators', not the applications': out of Jenkins' reach.
             args.book.add(
                 "sentry",
-                {
-                    "SENTRY_URL": f"https://{settings.sentry.host_name}",
-                    "SENTRY_ADMIN_EMAIL": settings.sentry.admin_email,
-                    "SENTRY_ADMIN_PASSWORD": admin_password,
-                },
+                {"SENTRY_ADMIN_EMAIL": settings.sentry.admin_email, "SENTRY_ADMIN_PASSWORD": admin_password},
+                area=PLATFORM,
             )
 
         if settings.posthog.enabled:
@@ -468,15 +469,16 @@ class Observability(pulumi.ComponentResource):
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
+            args.book.add("posthog", {"POSTHOG_URL": f"https://{settings.posthog.host_name}"})
             args.book.add(
                 "posthog",
                 {
-                    "POSTHOG_URL": f"https://{settings.posthog.host_name}",
                     "POSTHOG_POSTGRES_PASSWORD": db_password,
                     "POSTHOG_SECRET_KEY": secret_key,
                     "POSTHOG_MINIO_ROOT_USER": "posthog",
                     "POSTHOG_MINIO_ROOT_PASSWORD": minio_password,
                 },
+                area=PLATFORM,
             )
 
         self.exports: dict[str, pulumi.Input[str]] = {}

@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING
 from pydantic import Field, model_validator
 
 from components.shared.model import AbsolutePath, Domain, Email, ImageRef, Model, Port
-from components.shared.service import CONTAINERS, Credentials, Declaration, Listener, Placement, Route, Service, Upstream
+from components.shared.service import (
+    CONTAINERS,
+    PLATFORM,
+    Credentials,
+    Declaration,
+    Listener,
+    Placement,
+    Pull,
+    Route,
+    Service,
+    Upstream,
+)
 
 if TYPE_CHECKING:
     from components.config import StackConfig
@@ -23,10 +34,39 @@ SENTRY_MIN_CPUS = 4
 # worker, plugins) needs at least 8 GB.
 POSTHOG_MIN_MEMORY_MIB = 8192
 
-# What each publishes at kv/samarth/<name> for the services' CI jobs.
-SENTRY_CREDENTIALS = ("SENTRY_URL", "SENTRY_ADMIN_EMAIL", "SENTRY_ADMIN_PASSWORD")
-POSTHOG_CREDENTIALS = (
-    "POSTHOG_URL",
+# What getsentry/self-hosted's install.sh pulls, by release: `.env`'s *_IMAGE, the `image:` of every
+# service of `docker-compose.yml` and the BASE_IMAGE of those it builds, and what its install/ scripts
+# `docker run` (busybox, alpine: untagged, so `latest`). Kept as fixtures in
+# tests/support/fixtures/upstreams/sentry-self-hosted-25.10.0/ (a unit test reads them).
+SENTRY_IMAGES: dict[str, tuple[str, ...]] = {
+    "25.10.0": (
+        "ghcr.io/getsentry/sentry:25.10.0",
+        "ghcr.io/getsentry/snuba:25.10.0",
+        "ghcr.io/getsentry/relay:25.10.0",
+        "ghcr.io/getsentry/symbolicator:25.10.0",
+        "ghcr.io/getsentry/taskbroker:25.10.0",
+        "ghcr.io/getsentry/vroom:25.10.0",
+        "ghcr.io/getsentry/uptime-checker:25.10.0",
+        "registry.gitlab.com/egos-tech/smtp",
+        "memcached:1.6.26-alpine",
+        "redis:6.2.20-alpine",
+        "postgres:14.19-bookworm",
+        "edoburu/pgbouncer:v1.24.1-p1",
+        "confluentinc/cp-kafka:7.6.6",
+        "altinity/clickhouse-server:25.3.6.10034.altinitystable",
+        "chrislusf/seaweedfs:3.96_large_disk",
+        "nginx:1.29.1-alpine",
+        "busybox",
+        "alpine",
+    ),
+}
+
+# What each publishes for the services' CI jobs, at kv/samarth/<name>: where it is served.
+SENTRY_CREDENTIALS = ("SENTRY_URL",)
+POSTHOG_CREDENTIALS = ("POSTHOG_URL",)
+# Their admin accounts and internal secrets, for operators only, at kv/platform/<name>.
+SENTRY_ADMIN_CREDENTIALS = ("SENTRY_ADMIN_EMAIL", "SENTRY_ADMIN_PASSWORD")
+POSTHOG_ADMIN_CREDENTIALS = (
     "POSTHOG_POSTGRES_PASSWORD",
     "POSTHOG_SECRET_KEY",
     "POSTHOG_MINIO_ROOT_USER",
@@ -83,8 +123,18 @@ class ObservabilitySettings(Model):
     def _distinct(self) -> ObservabilitySettings:
         if self.sentry.port == self.posthog.port:
             raise ValueError(f"posthog.port: {self.posthog.port} is already sentry.port")
-        if self.sentry.directory == self.posthog.directory:
-            raise ValueError(f"posthog.directory: {self.posthog.directory} is already sentry.directory")
+        # Each compose project owns its directory: one inside another would be cloned, reset or removed with it.
+        for index, name in enumerate(OBSERVABILITY_SERVICES):
+            for other in OBSERVABILITY_SERVICES[:index]:
+                mine, theirs = getattr(self, name).directory, getattr(self, other).directory
+                if mine == theirs:
+                    raise ValueError(f"{name}.directory: {mine} is already {other}.directory")
+                for inner, outer, inner_name, outer_name in ((mine, theirs, name, other), (theirs, mine, other, name)):
+                    if inner.startswith(outer + "/"):
+                        raise ValueError(
+                            f"{name}.directory: {inner_name}.directory {inner} is inside {outer_name}.directory {outer}; "
+                            "each compose project needs a directory of its own, apart from the other's"
+                        )
         return self
 
 
@@ -106,13 +156,13 @@ def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
         "sentry": (
             Upstream("sentry", server, settings.sentry.port, ("client_max_body_size 100m;",)),
             Placement(server, "Sentry (self-hosted installer minimum)", SENTRY_MIN_MEMORY_MIB, SENTRY_MIN_CPUS),
-            Credentials("sentry", SENTRY_CREDENTIALS),
+            (Credentials("sentry", SENTRY_CREDENTIALS), Credentials("sentry", SENTRY_ADMIN_CREDENTIALS, area=PLATFORM)),
             "Sentry",
         ),
         "posthog": (
             Upstream("posthog", server, settings.posthog.port, ("client_max_body_size 20m;",)),
             Placement(server, "PostHog (posthog-deploy hobby stack)", POSTHOG_MIN_MEMORY_MIB),
-            Credentials("posthog", POSTHOG_CREDENTIALS),
+            (Credentials("posthog", POSTHOG_CREDENTIALS), Credentials("posthog", POSTHOG_ADMIN_CREDENTIALS, area=PLATFORM)),
             "PostHog",
         ),
     }
@@ -131,9 +181,25 @@ def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
             "project's volumes stay when it is stopped or deleted (no `down -v`); Kafka's log, on the external volume "
             "posthog-kafka-data, holds only events on their way into ClickHouse",
         },
-        credentials=tuple(every[name][2] for name in enabled),
+        credentials=tuple(credentials for name in enabled for credentials in every[name][2]),
         placements=tuple(every[name][1] for name in enabled),
+        pulls=pulls(config, enabled),
     )
+
+
+def pulls(config: StackConfig, enabled: Sequence[str]) -> tuple[Pull, ...]:
+    """What the installers pull: Sentry's release's images (an empty image: not recorded for that
+    release), PostHog's pinned images and the MinIO its override runs."""
+    server = SERVICE.server
+    found: list[Pull] = []
+    if "sentry" in enabled:
+        by = f"Sentry's install.sh (getsentry/self-hosted {config.versions.sentry})"
+        found += [Pull(server, image, by) for image in SENTRY_IMAGES.get(config.versions.sentry, ("",))]
+    if "posthog" in enabled:
+        by = "PostHog's compose project (the program's override)"
+        images = config.versions.posthog_images
+        found += [Pull(server, image, by) for image in (*images.model_dump().values(), config.versions.minio)]
+    return tuple(found)
 
 
 SERVICE = Service("observability", declare, "application")

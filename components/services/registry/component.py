@@ -1,61 +1,51 @@
 """The Docker Registry on the application server: htpasswd auth, private bind, public only via Nginx.
 
 Nginx terminates TLS for the registry's public name, so Docker daemons trust it like any HTTPS
-registry and no node needs `insecure-registries`. The swarm logs in with ``server``/``username``/
-``password``; Jenkins gets the same from ``kv/samarth/registry``.
+registry and no node needs `insecure-registries`. Two htpasswd users: the swarm logs in with
+``server``/``username``/``password`` (the program's own, kept in Pulumi state only); Jenkins pushes as
+``jenkins`` with a password of its own, published at ``kv/samarth/registry``, so either can be rotated
+alone. (htpasswd auth knows no rights: every user it admits may pull and push.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
-import yaml
 
 from components.platform.host.component import Host
 from components.platform.host.containers import Healthcheck, data_volume, pinned_image, private_port, service_container
+from components.shared import distribution
+from components.shared.distribution import CONFIG_PATH
 from components.shared.publishing import CredentialBook
 
 from .settings import MEMORY_MIB, PORT, STORAGE_PATH
 
-# The debug listener serves /debug/health (storage driver checks) for the container healthcheck;
-# it is not published.
-DEBUG_PORT = 5001
 USERNAME = "samarth"
-# registry 3.x images read /etc/distribution/config.yml (distribution-library-image Dockerfile: its CMD);
-# 2.x read /etc/docker/registry/config.yml. The container names the file itself (its command), so the
-# upload is what runs whichever major version `versions.registry` pins.
-CONFIG_PATH = "/etc/distribution/config.yml"
+# Jenkins' own user, for pushes (kv/samarth/registry).
+JENKINS_USERNAME = "jenkins"
 HTPASSWD_PATH = "/auth/htpasswd"
+
+
+def htpasswd_line(user: str, digest: str) -> str:
+    """One user of the htpasswd file: ``user:<bcrypt hash>``."""
+    return f"{user}:{digest}\n"
 
 
 def render_config(public_url: str, http_secret: str) -> str:
     """The registry's config.yml; listen addresses and paths are the container's."""
-    document: dict[str, Any] = {
-        "version": 0.1,
-        "log": {"level": "info", "fields": {"service": "registry"}},
-        "storage": {
-            "filesystem": {"rootdirectory": STORAGE_PATH},
-            "delete": {"enabled": True},
-            "cache": {"blobdescriptor": "inmemory"},
-        },
-        "http": {
-            "addr": f":{PORT}",
-            # Behind Nginx: Location headers must name the public HTTPS address, not the private one.
-            "host": public_url,
-            "relativeurls": False,
-            # Shared by restarts, so uploads in progress survive a container replacement.
-            "secret": http_secret,
-            "headers": {"X-Content-Type-Options": ["nosniff"]},
-            "debug": {"addr": f"127.0.0.1:{DEBUG_PORT}"},
-        },
-        "auth": {"htpasswd": {"realm": "samarth-registry", "path": HTPASSWD_PATH}},
-        "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
-    }
-    return yaml.safe_dump(document, sort_keys=False)
+    return distribution.render(
+        "registry",
+        STORAGE_PATH,
+        PORT,
+        http_secret,
+        # Behind Nginx: Location headers must name the public HTTPS address, not the private one.
+        http={"host": public_url, "relativeurls": False},
+        sections={"auth": {"htpasswd": {"realm": "samarth-registry", "path": HTPASSWD_PATH}}},
+    )
 
 
 @dataclass(frozen=True)
@@ -83,9 +73,14 @@ class Registry(pulumi.ComponentResource):
         self.username = USERNAME
 
         password = random.RandomPassword(f"{name}-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
+        jenkins = random.RandomPassword(f"{name}-jenkins-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
         http_secret = random.RandomPassword(f"{name}-http-secret", length=48, special=False, opts=pulumi.ResourceOptions(parent=self))
         self.password = pulumi.Output.secret(password.result)
-        htpasswd: pulumi.Output[str] = pulumi.Output.secret(password.bcrypt_hash.apply(lambda digest: f"{USERNAME}:{digest}\n"))
+        htpasswd: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(password.bcrypt_hash, jenkins.bcrypt_hash).apply(
+                lambda digests: htpasswd_line(USERNAME, digests[0]) + htpasswd_line(JENKINS_USERNAME, digests[1])
+            )
+        )
         config: pulumi.Output[str] = pulumi.Output.secret(http_secret.result.apply(lambda s: render_config(f"https://{self.server}", s)))
 
         image = pinned_image(host, self, f"{name}-image", args.image)
@@ -98,7 +93,7 @@ class Registry(pulumi.ComponentResource):
             image=image,
             memory_mib=MEMORY_MIB,
             healthcheck=Healthcheck(
-                tests=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{DEBUG_PORT}/debug/health"],
+                tests=distribution.healthcheck_command(),
                 start_period="10s",
             ),
             ports=[private_port(host, PORT)],
@@ -115,9 +110,14 @@ class Registry(pulumi.ComponentResource):
             wait_timeout=60,
         )
 
+        # Jenkins' own user, not the swarm's: the applications' deployments push with it.
         args.book.add(
             "registry",
-            {"DOCKER_SERVER": self.server, "DOCKER_USERNAME": self.username, "DOCKER_PASSWORD": self.password},
+            {
+                "DOCKER_SERVER": self.server,
+                "DOCKER_USERNAME": JENKINS_USERNAME,
+                "DOCKER_PASSWORD": pulumi.Output.secret(jenkins.result),
+            },
         )
         self.exports = {"registry": {"server": self.server, "username": self.username}}
         self.register_outputs({"server": self.server, "username": self.username})

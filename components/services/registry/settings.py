@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 PORT = 5000
 MEMORY_MIB = 512
 STORAGE_PATH = "/var/lib/registry"
-# What Jenkins logs in with, at kv/samarth/registry.
+# What Jenkins logs in with to push, at kv/samarth/registry: its own htpasswd user.
 CREDENTIALS = ("DOCKER_SERVER", "DOCKER_USERNAME", "DOCKER_PASSWORD")
 
 

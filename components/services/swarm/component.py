@@ -36,6 +36,14 @@ from components.shared.shell import render
 from .settings import MANAGEMENT_PORT, Swarm
 
 NETWORK_NAME = "application_default"
+# Jenkins' identity on the manager (swarm.deployKey): a user whose key runs one root-owned program.
+DEPLOY_USER = "deploy"
+DEPLOY_HOME = "/var/lib/samarth-deploy"
+DEPLOY_WRAPPER = "/usr/local/sbin/samarth-stack-deploy"
+DEPLOY_SUDOERS = "/etc/sudoers.d/samarth-deploy"
+# A stack's name prefixes its services' names, which Docker keeps within 63 characters.
+DEPLOY_MAX_NAME = 40
+DEPLOY_MAX_BYTES = 1024 * 1024
 # How long a drained worker may take to stop its tasks.
 DRAIN_TIMEOUT_S = 300
 
@@ -111,14 +119,46 @@ def drain_script(master: str, worker: str, worker_ip: str) -> str:
     )
 
 
-def _login_script(node: str, server_and_user: list[str]) -> str:
-    return login_script(node, server_and_user[0], server_and_user[1])
+def _login_script(node: str, roots: Optional[str], server_and_user: list[str]) -> str:
+    return login_script(node, server_and_user[0], server_and_user[1], roots)
 
 
-def login_script(node: str, server: str, username: str) -> str:
+def login_script(node: str, server: str, username: str, roots: Optional[str] = None) -> str:
     """``docker login`` to the registry as ``username`` with the password read from stdin, unless the
-    node's Docker config already holds exactly these credentials for ``server``."""
-    return render("registry-login.sh", f"registry-login[{node}]", NODE=node, REGISTRY=server, REGISTRY_USER=username)
+    node's Docker config already holds exactly these credentials for ``server``; with ``roots`` (PEM),
+    the node's daemon trusts them for ``server`` first."""
+    return render("registry-login.sh", f"registry-login[{node}]", NODE=node, SERVER=node, REGISTRY=server,
+                  REGISTRY_USER=username, REGISTRY_ROOTS=(roots or "").strip())
+
+
+def stack_deploy_wrapper(master: str, login_user: str) -> str:
+    """The deploy key's forced command (installed at ``DEPLOY_WRAPPER``): ``docker stack deploy`` of the
+    stack file on stdin under the name the client asks for (``deploy <stack>``), and nothing else; the
+    nodes pull with ``login_user``'s registry login (the swarm's, registry-login.sh). A program of its
+    own: sudo runs it by its path."""
+    return "#!/bin/sh\n" + render(
+        "swarm-stack-deploy.sh", "samarth-stack-deploy",
+        SERVER=master, LOGIN_USER=login_user, MAX_NAME=DEPLOY_MAX_NAME, MAX_BYTES=DEPLOY_MAX_BYTES,
+    )
+
+
+def deploy_user_script(master: str, login_user: str, public_key: str, networks: Sequence[str]) -> str:
+    """On the manager: the ``deploy`` user, its key accepted from ``networks`` only with every SSH feature
+    off and the stack-deploy wrapper as its forced command (run as root through sudo)."""
+    return render(
+        "swarm-deploy-user.sh", f"swarm-deploy-user[{master}]",
+        SERVER=master, DEPLOY_USER=DEPLOY_USER, DEPLOY_HOME=DEPLOY_HOME, PUBLIC_KEY=public_key,
+        FROM_NETWORKS=",".join(networks), WRAPPER=DEPLOY_WRAPPER, WRAPPER_TEXT=stack_deploy_wrapper(master, login_user),
+        SUDOERS_FILE=DEPLOY_SUDOERS,
+    )
+
+
+def deploy_user_remove_script(master: str) -> str:
+    """On the manager, when ``swarm.deployKey`` is removed: the user, its key, its sudo rule and the wrapper gone."""
+    return render(
+        "swarm-deploy-user-remove.sh", f"swarm-deploy-user-remove[{master}]",
+        SERVER=master, DEPLOY_USER=DEPLOY_USER, DEPLOY_HOME=DEPLOY_HOME, WRAPPER=DEPLOY_WRAPPER, SUDOERS_FILE=DEPLOY_SUDOERS,
+    )
 
 
 @dataclass(frozen=True)
@@ -130,6 +170,8 @@ class RegistryLogin:
     username: pulumi.Input[str]
     password: pulumi.Input[str]
     ready: Sequence[pulumi.Resource] = ()
+    # The roots the registry's certificate chains to when Docker does not trust them by itself (PEM).
+    trusted_roots: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +180,8 @@ class ClusterArgs:
     manager: Host
     workers: dict[str, Host]
     registry: Optional[RegistryLogin] = None
+    # Where Jenkins connects from (firewall.jenkins): the deploy key's from= option.
+    jenkins_networks: Sequence[str] = ()
 
 
 def _secret_field(stdout: pulumi.Output[str], key: str) -> pulumi.Output[str]:
@@ -221,12 +265,22 @@ class Cluster(pulumi.ComponentResource):
                 command.remote.Command(
                     f"{host.name}-registry-login",
                     connection=host.connection,
-                    create=pulumi.Output.all(registry.server, registry.username).apply(partial(_login_script, host.name)),
+                    create=pulumi.Output.all(registry.server, registry.username).apply(partial(_login_script, host.name, registry.trusted_roots)),
                     stdin=password,
                     logging=command.remote.Logging.NONE,
                     add_previous_output_in_env=False,
                     opts=host.command_options(self, depends_on=list(registry.ready)),
                 )
+
+        if settings.deploy_key is not None:
+            # Jenkins' deploy user: config validation guarantees the networks its key is limited to.
+            command.remote.Command(
+                f"{master.name}-deploy-user",
+                connection=master.connection,
+                create=deploy_user_script(master.name, master.spec.ssh_user, settings.deploy_key, args.jenkins_networks),
+                delete=deploy_user_remove_script(master.name),
+                opts=master.command_options(self, depends_on=[init]),
+            )
 
         self.exports = {"swarmManagerAddress": self.manager_address, "swarmNetwork": self.network.name}
         self.register_outputs(

@@ -4,12 +4,13 @@ publishes for the routes to it, its manager's state as a backup. No Pulumi here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Optional
 
 from pydantic import Field
 
-from components.shared.model import SWARM_MANAGER, SWARM_WORKERS, Model, Network, ServerName, SwarmWorker
+from components.shared.model import SWARM_MANAGER, SWARM_WORKERS, AddressPool, Model, ServerName, SwarmWorker, UserKey
 from components.shared.service import (
+    JENKINS,
     SWARM_MEMBERS,
     BackupSource,
     Declaration,
@@ -42,6 +43,8 @@ DEFAULT_ADDRESS_POOL = "10.200.0.0/16"
 
 # Labels the program sets on every swarm node itself (see components/services/swarm/component.py).
 SWARM_AUTOMATIC_LABELS = ("role", "memory_mib")
+# Label namespaces Docker keeps for itself (Docker's documentation, "Docker object labels").
+DOCKER_RESERVED_LABEL_PREFIXES = ("com.docker.", "io.docker.", "org.dockerproject.")
 LabelKey = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")]
 LabelValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:/-]{0,128}$")]
 
@@ -58,14 +61,18 @@ class Swarm(Model):
     keeps its pool, and the init step warns when it differs. Docker's own default, 10.0.0.0/8, would
     hold servers whose private network is in 10.0.0.0/8; this default is a /16 that neither stack uses
     (docs/swarm.md).
+    ``deployKey``: the public half of Jenkins' SSH key for the ``deploy`` user on swarm-master, which may
+    only run ``docker stack deploy`` of a stack file on its stdin, from ``firewall.jenkins`` only
+    (docs/trust.md); unset, swarm-master has no deploy user.
     """
 
     workers: list[SwarmWorker] = Field(default_factory=lambda: list(SWARM_WORKERS))
     labels: dict[ServerName, dict[LabelKey, LabelValue]] = Field(default_factory=dict)
     encrypt_overlay: bool = Field(default=True, alias="encryptOverlay")
     registry_login: bool = Field(default=True, alias="registryLogin")
-    address_pool: Network = Field(default=DEFAULT_ADDRESS_POOL, alias="addressPool")
+    address_pool: AddressPool = Field(default=DEFAULT_ADDRESS_POOL, alias="addressPool")
     address_pool_mask_length: int = Field(default=24, alias="addressPoolMaskLength", ge=8, le=29)
+    deploy_key: Optional[UserKey] = Field(default=None, alias="deployKey")
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -92,9 +99,15 @@ def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
                 for member in members
             ]
     esp = [Opening(member, "swarm overlay (IPsec)", 0, "esp", False, (SWARM_MEMBERS,)) for member in members]
+    # Jenkins' deploy key logs in to the manager's sshd (docs/trust.md).
+    deploy = (
+        [Opening(SWARM_MANAGER, "SSH (Jenkins' deploy key)", config.servers[SWARM_MANAGER].ssh_port, "tcp", False, (JENKINS,))]
+        if config.swarm.deploy_key is not None
+        else []
+    )
     return Declaration(
         listeners=tuple(listeners),
-        openings=tuple(esp if config.swarm.encrypt_overlay else ()),
+        openings=(*(esp if config.swarm.encrypt_overlay else ()), *deploy),
         groups={SWARM_MEMBERS: members},
         # Swarm services, reached on the manager's private IP at the port each route names.
         upstreams=(

@@ -9,13 +9,14 @@ The program does what used to be done by hand:
    it on every ``pulumi up`` that finds it sealed (after a reboot it is); docs/vault.md;
 3. the Vault provider, built from those outputs, for the KV v2 mount ``kv``, a file audit device,
    the ``jenkins`` policy and the AppRole Jenkins logs in with;
-4. ``publish(book)``: every service's credentials at ``kv/samarth/<service>``.
+4. ``publish(book)``: every service's credentials at ``kv/samarth/<service>`` (the applications', which
+   Jenkins reads) or ``kv/platform/<service>`` (the platform's own, operators only).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,12 +31,12 @@ import pulumi_vault as vault
 from components.platform.host.component import Host
 from components.platform.host.containers import Healthcheck, data_volume, pinned_image, service_container
 from components.shared.publishing import CredentialBook
+from components.shared.service import APPLICATIONS, PLATFORM
 from components.shared.shell import render
 
 from .settings import DISTRIBUTIONS, SERVICE, VaultSettings
 
 KV_MOUNT = "kv"
-KV_PREFIX = "samarth"
 JENKINS = "jenkins"
 # How long the bootstrap scripts wait for a freshly started container to answer.
 STATUS_ATTEMPTS = 30
@@ -167,14 +168,17 @@ def render_server_config(settings: VaultSettings, private_ip: str, node_id: str)
     )
 
 
-def jenkins_policy() -> str:
-    """Read every service's secret and list the service paths; nothing else (no write, no other mount)."""
+def jenkins_policy(paths: Sequence[str]) -> str:
+    """Read each application's path by name (``samarth/<service>``, as ``application_paths`` lists them) and
+    list the application paths; nothing else: no write, no other mount, no path of the platform's area
+    (``platform/``: backup repositories, admin accounts), and no ``samarth/`` path the program no longer
+    publishes (KV v2 keeps a removed path's earlier versions)."""
+    reads = "".join(
+        f'path "{KV_MOUNT}/data/{path}" {{\n  capabilities = ["read"]\n}}\n\n' for path in sorted(set(paths))
+    )
     return (
-        f'path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{\n'
-        f'  capabilities = ["read"]\n'
-        f"}}\n"
-        f"\n"
-        f'path "{KV_MOUNT}/metadata/{KV_PREFIX}/*" {{\n'
+        f"{reads}"
+        f'path "{KV_MOUNT}/metadata/{APPLICATIONS}/*" {{\n'
         f'  capabilities = ["list"]\n'
         f"}}\n"
     )
@@ -240,6 +244,8 @@ class VaultServerArgs:
     server_name: str
     # Init output of a Vault initialised outside this stack (config ``vaultInit``); None: init here.
     imported_init: Optional[pulumi.Input[str]] = None
+    # The kv/samarth/ paths Jenkins' policy reads (``application_paths`` of what the services declare).
+    jenkins_paths: Sequence[str] = ()
 
 
 class VaultServer(pulumi.ComponentResource):
@@ -399,7 +405,7 @@ class VaultServer(pulumi.ComponentResource):
                 options={"file_path": audit_file(settings)},
                 opts=self._vault_options(),
             )
-        policy = vault.Policy(f"{name}-policy-jenkins", name=JENKINS, policy=jenkins_policy(), opts=self._vault_options())
+        policy = vault.Policy(f"{name}-policy-jenkins", name=JENKINS, policy=jenkins_policy(args.jenkins_paths), opts=self._vault_options())
         self.approle = approle = vault.AuthBackend(f"{name}-approle", type="approle", path="approle", opts=self._vault_options())
         role = vault.approle.AuthBackendRole(
             f"{name}-approle-jenkins",
@@ -480,17 +486,29 @@ class VaultServer(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.unseal])
 
     def publish(self, book: CredentialBook) -> list[vault.kv.SecretV2]:
-        """One secret per service at ``kv/samarth/<service>``: the path layout Jenkins jobs read."""
+        """One secret per service and area at ``kv/samarth/<service>`` (the path layout Jenkins jobs read)
+        or ``kv/platform/<service>`` (operators only). A path that moved from ``samarth/`` to ``platform/``
+        keeps its resource (an alias from the old name): Pulumi replaces it, writing the new path."""
         def secret_json(values: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[str]:
             return pulumi.Output.secret(pulumi.Output.json_dumps(values))
 
-        return [
-            vault.kv.SecretV2(
-                f"{self.name}-kv-{KV_PREFIX}-{service}",
-                mount=self.kv.path,
-                name=f"{KV_PREFIX}/{service}",
-                data_json=secret_json(values),
-                opts=self._vault_options(),
+        entries = book.close()
+        secrets = []
+        for path, values in entries.items():
+            area, _, service = path.partition("/")
+            moved = f"{APPLICATIONS}/{service}"
+            aliases = [pulumi.Alias(name=self._secret_name(moved))] if area == PLATFORM and moved not in entries else []
+            secrets.append(
+                vault.kv.SecretV2(
+                    self._secret_name(path),
+                    mount=self.kv.path,
+                    name=path,
+                    data_json=secret_json(values),
+                    opts=pulumi.ResourceOptions.merge(self._vault_options(), pulumi.ResourceOptions(aliases=aliases)),
+                )
             )
-            for service, values in book.close().items()
-        ]
+        return secrets
+
+    def _secret_name(self, path: str) -> str:
+        """``vault-kv-samarth-<service>``: the resource of ``kv/<path>``."""
+        return f"{self.name}-kv-{path.replace('/', '-')}"

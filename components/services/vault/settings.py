@@ -3,7 +3,6 @@ its raft snapshot as a backup, its memory. No Pulumi here."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +10,10 @@ from typing import TYPE_CHECKING, Literal, Optional
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from components.shared.model import SWARM_MANAGER, Domain, Model, Port
+from components.shared.model import SWARM_MANAGER, BoundNetwork, Domain, Model, Port, VaultApiAddr, VaultClusterAddr
 from components.shared.service import (
     CONTAINERS,
+    JENKINS,
     PULUMI,
     BackupSource,
     Declaration,
@@ -62,7 +62,7 @@ class VaultJenkins(Model):
     token_ttl_seconds: int = Field(default=1200, alias="tokenTtlSeconds", ge=60)
     token_max_ttl_seconds: int = Field(default=3600, alias="tokenMaxTtlSeconds", ge=60)
     # A YAML list; not strict about the container type, only about its items.
-    token_bound_cidrs: tuple[str, ...] = Field(default=(), alias="tokenBoundCidrs", strict=False)
+    token_bound_cidrs: tuple[BoundNetwork, ...] = Field(default=(), alias="tokenBoundCidrs", strict=False)
 
     @model_validator(mode="after")
     def _ttl_within_max(self) -> VaultJenkins:
@@ -70,11 +70,6 @@ class VaultJenkins(Model):
             raise ValueError(
                 f"tokenTtlSeconds ({self.token_ttl_seconds}) is more than tokenMaxTtlSeconds ({self.token_max_ttl_seconds})"
             )
-        for cidr in self.token_bound_cidrs:
-            try:
-                ipaddress.ip_network(cidr)
-            except ValueError:
-                raise ValueError(f"tokenBoundCidrs: {cidr!r} is not a CIDR block") from None
         return self
 
 
@@ -87,8 +82,8 @@ class VaultSettings(Model):
     port: Port = 8200
     cluster_port: Port = Field(default=8201, alias="clusterPort")
     # Addresses Vault advertises; by default the application server's private IP and the ports above.
-    api_addr: Optional[str] = Field(default=None, alias="apiAddr", pattern=r"^https?://[^\s/]+$")
-    cluster_addr: Optional[str] = Field(default=None, alias="clusterAddr", pattern=r"^https://[^\s/]+$")
+    api_addr: Optional[VaultApiAddr] = Field(default=None, alias="apiAddr")
+    cluster_addr: Optional[VaultClusterAddr] = Field(default=None, alias="clusterAddr")
     # TLS by default, from a private CA the program creates (components/services/vault/component.py); `tls` uses the
     # operator's files instead; plain HTTP only when a stack says `plainHttp: true` (warned about).
     tls: Optional[VaultTls] = None
@@ -178,10 +173,12 @@ def declare(config: StackConfig, earlier: Sequence[Declaration]) -> Declaration:
     # Vault's TLS is kept on the private hop too, its certificate verified against its CA and name.
     tls_name = None if settings.plain_http else server_name(settings, config.domain)
     return Declaration(
-        # The API: Nginx's container (the UI route), swarm-master's deployments and Pulumi's Vault
-        # provider. The cluster port serves a single node: nobody else.
+        # The API: Nginx's container (the UI route), swarm-master's deployments, Jenkins (its AppRole,
+        # firewall.jenkins) and Pulumi's Vault provider. The cluster port serves a single node: nobody else.
         listeners=(
-            Listener(server, settings.port, "vault.port", "Vault API", (CONTAINERS, SWARM_MANAGER, PULUMI), published=False, configured=True),
+            Listener(
+                server, settings.port, "vault.port", "Vault API", (CONTAINERS, SWARM_MANAGER, JENKINS, PULUMI), published=False, configured=True
+            ),
             Listener(server, settings.cluster_port, "vault.clusterPort", "Vault cluster", (), published=False, configured=True),
         ),
         upstreams=(

@@ -5,14 +5,23 @@
 # after). Actions:
 #   placeholders  a one-day self-signed certificate for each name that has none yet, so `nginx -t`
 #                 passes and port 80 can serve the challenges before anything is issued
-#   renew         obtain a certificate for each name that has none, or whose lifetime left is under
-#                 RENEW_PERCENT_LEFT percent; reload Nginx (checked) only when a file changed
+#   renew [NAME...]
+#                 obtain a certificate for each name (or each NAME given) that has none, or whose
+#                 lifetime left is under RENEW_PERCENT_LEFT percent; reload Nginx (checked) only when a
+#                 file changed; fails after trying every name when one could not be obtained
 #   force-renew   obtain a new certificate for every name now
 #   status        days left per certificate
 # Inputs: HOSTS (space-separated), ACME_DIR, IMAGE (the ACME client, lego), DIRECTORY_URL, EMAIL,
 # CA_CERTIFICATE (a PEM file the client trusts for the directory, or empty), NGINX_CONTAINER,
 # RENEW_PERCENT_LEFT.
 ACTION=${1:-renew}
+[ "$#" -eq 0 ] || shift
+# The names this run renews: those given (each one of HOSTS), or all of HOSTS.
+NAMES="$*"
+for name in $NAMES; do
+  case " $HOSTS " in *" $name "*) ;; *) fail "$name is not one of the names this server gets certificates for: $HOSTS" ;; esac
+done
+NAMES=${NAMES:-$HOSTS}
 LEGO_DIR="$ACME_DIR/lego"
 LIVE_DIR="$ACME_DIR/live"
 WEBROOT="$ACME_DIR/webroot"
@@ -87,7 +96,7 @@ reload_nginx() {
 
 renew() {
   obtained=0 current=0 changed="" failed=""
-  for host in $HOSTS; do
+  for host in $NAMES; do
     issued="$LEGO_DIR/certificates/$host.crt"
     if [ "$1" = force ] || [ ! -s "$issued" ] || renewal_due "$issued"; then
       step "obtaining a certificate for $host from $DIRECTORY_URL"
@@ -120,7 +129,7 @@ renew() {
     reloaded="nginx not reloaded (nothing changed)"
   fi
   echo "certificates: $obtained obtained, $current current; $reloaded"
-  [ -z "$failed" ] || fail "no certificate obtained for:$failed; the names keep their previous certificate. Retry with: samarth-certificates renew"
+  [ -z "$failed" ] || fail "no certificate obtained for:$failed; the names keep their previous certificate. Retry with: samarth-certificates renew$failed"
 }
 
 status() {
