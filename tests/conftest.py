@@ -30,11 +30,11 @@ QUICK_TIER = "unit"
 # backups drills some 350 s, the restore drills, the ACME, swarm and firewall labs 60-170 s each.
 SLOWEST_MODULES = ("test_backups_lab.py", "test_restores_lab.py", "test_acme_lab.py", "test_swarm_lab.py", "test_firewall_lab.py")
 # The quick tier's modules of most CPU, most first (their whole-program runs; 2026-12-06, 2 workers):
-# each 2.5-7 s, some with a handful of tests, which by their number of tests would come last and
+# each 2.5-8 s, some with a handful of tests, which by their number of tests would come last and
 # leave the other worker idle while they run.
 SLOWEST_QUICK_MODULES = (
-    "test_vault.py", "test_config.py", "test_observability.py", "test_rehearsal.py", "test_lab_stack.py",
-    "test_acme.py", "test_firewall.py", "test_hosts.py", "test_swarm.py",
+    "test_vault.py", "test_config_kinds.py", "test_rehearsal.py", "test_config.py", "test_firewall.py",
+    "test_observability.py", "test_lab_stack.py", "test_swarm.py", "test_mirror.py", "test_hosts.py", "test_acme.py",
 )
 
 TESTS = Path(__file__).resolve().parent

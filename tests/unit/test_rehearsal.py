@@ -162,9 +162,8 @@ def test_a_resource_no_longer_in_the_program_is_deleted(first_run: FirstRun, tmp
     assert not any(op.urn in remaining for op in deleted)
 
 
-def test_a_preview_lists_what_an_up_would_do_with_its_cause_and_changes_nothing(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
-    _rehearse(state, Everything())
+def test_a_preview_lists_what_an_up_would_do_with_its_cause_and_changes_nothing(first_run: FirstRun, tmp_path: Path) -> None:
+    state = first_run.state_for(tmp_path)
     before = state.read_bytes()
     kinds = Everything()
     _, monitor = _rehearse(state, kinds, {"preview": True}, logs={"maxSize": "20m", "maxFile": 3}, backups={"enabled": False})
@@ -178,10 +177,9 @@ def test_a_preview_lists_what_an_up_would_do_with_its_cause_and_changes_nothing(
     assert {op.outcome for op in monitor.operations if op.operation != "same"} == {PREVIEWED}
 
 
-def test_replace_forces_one_resource_and_target_leaves_the_others_alone(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
-    run, _ = _rehearse(state, Everything())
-    registry = run.named("docker:index/container:Container", "registry-container").urn
+def test_replace_forces_one_resource_and_target_leaves_the_others_alone(first_run: FirstRun, tmp_path: Path) -> None:
+    state = first_run.state_for(tmp_path)
+    registry = first_run.run.named("docker:index/container:Container", "registry-container").urn
     kinds = Everything()
     _, monitor = _rehearse(state, kinds, {"replace": [registry]})
     (replaced,) = [op for op in monitor.operations if op.operation == "replace" and op.type != "command:remote:Command"]
