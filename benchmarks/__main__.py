@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS: dict[str, list[str]] = {
     "plan_speed": [],
     "lab_up": [],
+    "rehearsal": [],
     "swarm_converge": [],
     "request_flow": [],
     "acme_renewal": [],

@@ -13,7 +13,7 @@ from tools.offline import read_stack_values
 
 from .core import DEFAULT_PREFIX, DEFAULT_STATE, DEFAULT_SUBNET, Lab, LabError, image_cache_state
 from .machines import machine_image
-from .rehearsal import lab_ca, point_dns, rehearse
+from .rehearsal import lab_ca, point_dns, rehearse, with_versions
 from .request_flow import jenkins_key
 from .stack import LAB_STACK, write_stack_file
 
@@ -26,6 +26,14 @@ def host_names(spec: str) -> list[str]:
             raise argparse.ArgumentTypeError(f"between 1 and {len(SERVER_NAMES)} hosts, or a list of names")
         return list(SERVER_NAMES[:count])
     return [n.strip() for n in spec.split(",") if n.strip()]
+
+
+def pin(spec: str) -> tuple[str, str]:
+    """``redis=redis:7.4.12`` -> (``redis``, ``redis:7.4.12``)."""
+    key, equals, reference = spec.partition("=")
+    if not equals or not key or not reference:
+        raise argparse.ArgumentTypeError("KEY=REFERENCE, e.g. redis=redis:7.4.12")
+    return key, reference
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preview", action="store_true", help="rehearse: list what an up would do, with its cause; change nothing")
     parser.add_argument("--replace", action="append", default=[], metavar="URN", help="rehearse: replace this resource (repeatable)")
     parser.add_argument("--target", action="append", metavar="URN", help="rehearse: perform only these resources (repeatable)")
+    parser.add_argument("--pin", action="append", default=[], metavar="KEY=REFERENCE", type=pin,
+                        help="rehearse: versions.KEY set to REFERENCE over the stack's own (a version bump; repeatable)")
     args = parser.parse_args(argv)
     if args.action in ("reboot", "kill", "destroy") and not args.host:
         parser.error(f"{args.action} needs a HOST")
@@ -92,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                 write_stack_file(lab.hosts(), args.stack_file, pulumi_from=lab.gateway, acme=acme, deploy_key=jenkins_key(args.state))
                 values, _ = read_stack_values(args.stack_file)
                 point_dns(lab, values)
-                rehearsal = rehearse("lab", values, {"sshPrivateKey": lab.key_path.read_text()}, args.state / "rehearsal.json",
+                rehearsal = rehearse("lab", with_versions(values, dict(args.pin)), {"sshPrivateKey": lab.key_path.read_text()},
+                                     args.state / "rehearsal.json",
                                      lab.hosts(), preview=args.preview, replace=args.replace, targets=args.target)
             print(rehearsal.report())
             return 1 if rehearsal.failed() else 0

@@ -58,6 +58,8 @@ TRIM = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/sha
 IMAGE_FILES = Path(__file__).resolve().parent / "image-files"
 # The label that says what an image was built from (``build_image`` rebuilds it when that changes).
 BUILT_FROM = "org.samarth.lab.built-from"
+# The label that names the reference an image was built as.
+REFERENCE = "org.samarth.lab.reference"
 
 
 def _build(packages: Sequence[str], tarball: Path) -> None:
@@ -213,7 +215,10 @@ def build_image(host: LabHost, base: str, name: str, dockerfile: str, context: M
         archive.seek(0)
         # The classic builder: the lab's Docker (Debian's docker.io) has no BuildKit.
         result = subprocess.run(
+            # The reference as a label too: each pin is an image of its own, as each upstream release is, so
+            # a version bump changes the image ID (the same software served under two tags would not).
             ["docker", "-H", host.docker_host, "build", "--build-arg", f"BASE={base}", "--label", f"{BUILT_FROM}={built_from}",
+             "--label", f"{REFERENCE}={name}",
              "--file", dockerfile, "--tag", name, "-"],
             stdin=archive, capture_output=True, text=True, timeout=600, env={**os.environ, "DOCKER_BUILDKIT": "0"},
         )

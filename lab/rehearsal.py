@@ -43,12 +43,12 @@ from . import hub
 from .acme import CA_CERTIFICATE, pebble
 from .core import Lab, LabHost, temporary_lab
 from .rehearsal_docker import docker_kinds
-from .rehearsal_images import RECIPES, serve, split_reference
+from .rehearsal_images import RECIPES, provide, split_reference
 from .rehearsal_kinds import Kind, RehearsalError, RemoteCommand, Resource, Saved, kinds
 from .rehearsal_minio import minio_kinds
 from .rehearsal_vault import vault_kinds
 from .request_flow import jenkins_key
-from .stack import NOT_ON_THE_LAB, LabCA, write_stack_file
+from .stack import NOT_ON_THE_LAB, LabCA, default_assignments, write_stack_file
 
 # What a rehearsal reports for each registration.
 EXECUTED = "executed"
@@ -301,10 +301,10 @@ class Rehearsal:
         return "\n".join(lines)
 
 
-def script_pulls(hosts: Sequence[LabHost], values: Mapping[str, str]) -> Callable[[str, str], None]:
-    """For ``RemoteCommand``: serve, on the server a script runs on, each image of the stack's
+def script_pulls(hosts: Sequence[LabHost], values: Mapping[str, str], hub_host: Optional[LabHost]) -> Callable[[str, str], None]:
+    """For ``RemoteCommand``: provide, on the server a script runs on, each image of the stack's
     ``versions`` the script names (the scripts run lego, restic and rclone by their pins), as the
-    server's daemon would pull it."""
+    server's daemon would pull it (``provide``)."""
     by_address = {host.address: host for host in hosts}
     versions = json.loads(values.get(f"{PROJECT}:versions") or "{}")
     pins = [pin for pin in versions.values() if isinstance(pin, str) and ":" in pin and split_reference(pin)[0] in RECIPES]
@@ -312,9 +312,16 @@ def script_pulls(hosts: Sequence[LabHost], values: Mapping[str, str]) -> Callabl
     def pull(server: str, script: str) -> None:
         for pin in pins:
             if pin in script:
-                serve(by_address[server], pin)
+                provide(by_address[server], pin, hub_host)
 
     return pull
+
+
+def hub_host(hosts: Sequence[LabHost], values: Mapping[str, str]) -> Optional[LabHost]:
+    """The machine the lab's stand-in for Docker Hub runs on (the application server's), when the stack
+    has a Docker Hub mirror to pull through it."""
+    mirror = json.loads(values.get(f"{PROJECT}:mirror") or "{}")
+    return default_assignments(list(hosts)).get("application") if mirror.get("enabled", True) else None
 
 
 def rehearse(stack: str, values: Mapping[str, str], secrets: Mapping[str, str], state_path: Path,
@@ -324,8 +331,9 @@ def rehearse(stack: str, values: Mapping[str, str], secrets: Mapping[str, str], 
     ``hosts`` (its servers' addresses), with the state at ``state_path``; ``preview``, ``replace`` and
     ``targets`` as `pulumi preview`, `--replace URN` and `--target URN`."""
     state = State.load(state_path)
-    provider_kinds = {**docker_kinds({host.address: host for host in hosts}), **vault_kinds(), **minio_kinds()}
-    commands = RemoteCommand(script_pulls(hosts, values))
+    stand_in = hub_host(hosts, values)
+    provider_kinds = {**docker_kinds({host.address: host for host in hosts}, stand_in), **vault_kinds(), **minio_kinds()}
+    commands = RemoteCommand(script_pulls(hosts, values, stand_in))
     monitor = RehearsalMonitor(state, {**kinds(provider_kinds), COMMAND: commands}, preview=preview, replace=replace,
                                targets=targets)
     started = time.monotonic()
@@ -374,9 +382,16 @@ class RehearsalLab:
     ca: LabCA
     work: Path  # the rehearsal's scratch directory
 
-    def rehearse(self, **options: Any) -> Rehearsal:
-        """``rehearse`` of the lab stack; ``options``: ``preview``, ``replace``, ``targets``."""
-        return rehearse("lab", self.values, self.secrets, self.state, self.lab.hosts(), **options)
+    def rehearse(self, versions: Optional[Mapping[str, str]] = None, **options: Any) -> Rehearsal:
+        """``rehearse`` of the lab stack, with ``versions`` pinned over its own (a version bump promoted to
+        it); ``options``: ``preview``, ``replace``, ``targets``."""
+        return rehearse("lab", with_versions(self.values, versions or {}), self.secrets, self.state, self.lab.hosts(), **options)
+
+
+def with_versions(values: Mapping[str, str], pins: Mapping[str, str]) -> dict[str, str]:
+    """The engine's ``values`` with ``versions.<key>`` set to each of ``pins``."""
+    key = f"{PROJECT}:versions"
+    return {**values, key: json.dumps({**json.loads(values[key]), **pins})}
 
 
 @contextmanager

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from .core import LabHost
-from .rehearsal_images import serve
+from .rehearsal_images import provide
 from .rehearsal_kinds import Kind, RehearsalError, Resource, Saved
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
@@ -87,8 +87,10 @@ def _address(provider: Mapping[str, Any]) -> str:
 
 
 class DockerKind(Kind):
-    def __init__(self, hosts: Mapping[str, LabHost]) -> None:
+    def __init__(self, hosts: Mapping[str, LabHost], hub_host: Optional[LabHost] = None) -> None:
         self.hosts = hosts
+        # Where the lab's stand-in for Docker Hub runs, for the stack's mirror to pull from (None: no mirror).
+        self.hub_host = hub_host
 
     def server(self, resource: Resource) -> str:
         return _address(resource.provider)
@@ -131,11 +133,11 @@ class RemoteImage(DockerKind):
     def create(self, resource: Resource) -> tuple[str, dict[str, Any]]:
         reference = str(resource.inputs["name"])
         engine = self.engine(self.server(resource))
-        served = serve(engine.host, reference)
+        served = provide(engine.host, reference, self.hub_host)
         image = engine.call("GET", f"/images/{urllib.parse.quote(reference, safe='')}/json")
         digests = image.get("RepoDigests") or [f"{reference}@{image['Id']}"]
         return f"{image['Id']}{reference}", {"imageId": image["Id"], "repoDigest": digests[0],
-                                             "served": f"{served.kind}: {served.software} (pinned {served.pinned_version})"}
+                                             "served": f"{served.kind}: {served.software} (pinned {served.pinned_version}), {served.source}"}
 
     def update(self, resource: Resource, old: Saved) -> dict[str, Any]:
         return old.outputs  # keepLocally and the like change nothing on the machine
@@ -236,11 +238,12 @@ class Container(DockerKind):
         self.engine(old.server).call("DELETE", f"/containers/{old.id}?v=1&force=1", ok=(204, 404))
 
 
-def docker_kinds(hosts: Mapping[str, LabHost]) -> dict[str, Kind]:
-    """The Docker provider's resource types, on the machines at ``hosts`` (by private address)."""
+def docker_kinds(hosts: Mapping[str, LabHost], hub_host: Optional[LabHost] = None) -> dict[str, Kind]:
+    """The Docker provider's resource types, on the machines at ``hosts`` (by private address); Docker Hub
+    images through the machines' mirror from the stand-in for Docker Hub on ``hub_host``, if given."""
     return {
         "docker:index/volume:Volume": Volume(hosts),
         "docker:index/network:Network": Network(hosts),
-        "docker:index/remoteImage:RemoteImage": RemoteImage(hosts),
+        "docker:index/remoteImage:RemoteImage": RemoteImage(hosts, hub_host),
         "docker:index/container:Container": Container(hosts),
     }

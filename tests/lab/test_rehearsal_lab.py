@@ -20,21 +20,26 @@ resolves them, then a second run with nothing changed.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
 
+from components.services.mirror.settings import PORT as MIRROR_PORT
 from components.services.registry.component import STORAGE_PATH
+from components.shared.model import DOCKER_HUB, image_registry
 from lab import docker, ssh, unavailable
 from lab.rehearsal import EVERY_UP, EXECUTED, NOTHING, STAND_IN, Rehearsal, RehearsalLab, fresh_lab
+from lab.rehearsal_images import THROUGH_THE_MIRROR, hub_path
 from lab.rehearsal_minio import s3
 from lab.request_flow import DeployedStack, curl, deploy, in_namespace, reachable
 from lab.swarm import nodes
-from tools.offline import COMMAND
+from tools.offline import COMMAND, IMAGE
 
 STACK = "samarth"
 SERVICE = "samarth/esamwad-web"
@@ -69,6 +74,32 @@ def test_a_fresh_deploy_performs_every_registration(rehearsed: tuple[RehearsalLa
     # commands the engine runs at once on one server stay under it.
     assert set(first.sessions_at_once) == {host.address for host in rehearsed[0].lab.hosts() if host.name != "acme"}
     assert max(first.sessions_at_once.values()) <= 10, first.sessions_at_once
+
+
+def test_every_docker_hub_image_but_the_mirrors_own_came_through_the_mirror(
+    rehearsed: tuple[RehearsalLab, Rehearsal, Rehearsal],
+) -> None:
+    lab, first, _ = rehearsed
+    assert first.failed() is None, first.report()
+    images = {r.name: (str(r.inputs["name"]), str(r.outputs["served"])) for r in first.run.of_type(IMAGE)}
+    hub_images = {name: how for name, (reference, how) in images.items() if image_registry(reference) == DOCKER_HUB}
+    # The mirror's own image comes first, before any mirror answers (the bootstrap order): built on the machine.
+    assert THROUGH_THE_MIRROR not in hub_images.pop("hub-mirror-image")
+    assert hub_images and all(how.endswith(THROUGH_THE_MIRROR) for how in hub_images.values()), hub_images
+    assert all(THROUGH_THE_MIRROR not in how for reference, how in images.values() if image_registry(reference) != DOCKER_HUB)
+    # The mirror served each one's manifest (its access log), and holds the layers of those a machine did
+    # not have yet (its catalog lists a repository once it stored a layer of it).
+    application, db2 = lab.lab.host("application"), lab.lab.host("db2")
+    log = docker(application, "logs", "hub-mirror")
+    for name in hub_images:
+        repository = hub_path(images[name][0]).rsplit(":", 1)[0]
+        assert re.search(rf'"(GET|HEAD) /v2/{re.escape(repository)}/manifests/\S+ HTTP/1.1" 200', log.stdout + log.stderr), name
+    catalog = subprocess.run(in_namespace(db2, ["curl", "-fsS", f"http://{application.address}:{MIRROR_PORT}/v2/_catalog"]),
+                             capture_output=True, text=True, timeout=30)
+    pulled_by_db2 = {hub_path(reference).rsplit(":", 1)[0] for r in first.run.of_type(IMAGE)
+                     if (reference := str(r.inputs["name"])) and image_registry(reference) == DOCKER_HUB
+                     and r.name.startswith(("db2-", "backups-db2-"))}
+    assert pulled_by_db2 and pulled_by_db2 <= set(json.loads(catalog.stdout)["repositories"]), catalog.stdout
 
 
 def test_a_second_run_replaces_only_what_the_program_replaces_on_every_up(
@@ -166,8 +197,10 @@ def test_jenkins_deploys_on_the_rehearsed_stack_and_a_user_is_answered_through_n
     assert pty.returncode != 0 and "uid=" not in pty.stdout, pty
     forwarding = stack.deploy_key_ssh(None, "-W", "127.0.0.1:22", target)
     assert forwarding.returncode != 0 and "SSH-2.0" not in forwarding.stdout, forwarding
-    elsewhere = stack.deploy_key_ssh(hosts["swarm-node2"], target, f"deploy {STACK}", stdin=(lab.work / "stack.yml").read_text())
-    assert elsewhere.returncode == 255 and "Permission denied" in elsewhere.stderr, elsewhere
+    # From another machine the firewall drops the connection before sshd's `from=` would refuse the key.
+    elsewhere = stack.deploy_key_ssh(hosts["swarm-node2"], "-o", "ConnectTimeout=5", target, f"deploy {STACK}",
+                                     stdin=(lab.work / "stack.yml").read_text())
+    assert elsewhere.returncode == 255 and "timed out" in elsewhere.stderr, elsewhere
     assert "docker" not in ssh(manager, "id -nG deploy\n", sudo=True).stdout.split()
 
     # A name no route serves: Nginx refuses the TLS handshake.
@@ -204,3 +237,44 @@ def test_a_preview_shows_only_the_unseal_and_a_targeted_replacement_keeps_the_re
     assert docker(application, "exec", "registry", "cat", f"{STORAGE_PATH}/samarth-marker").stdout.strip() == marker
     # Healthy again: the rehearsal waits for its healthcheck, as the provider does with `wait`.
     assert docker(application, "inspect", "-f", "{{.State.Health.Status}}", "registry").stdout.strip() == "healthy"
+
+
+BUMP = {"redis": "redis:7.4.12"}
+
+
+def test_a_version_bump_replaces_exactly_what_the_preview_listed_and_keeps_the_data(
+    rehearsed: tuple[RehearsalLab, Rehearsal, Rehearsal],
+) -> None:
+    """Last of all: it moves the stack to another Redis pin (served as a second lab image of the same
+    software), as a bump promoted from staging would."""
+    lab, first, second = rehearsed
+    assert first.failed() is None and second.failed() is None, second.report()
+    machines = [lab.lab.host("db1"), lab.lab.host("db2")]
+    redis = {(host.name, name) for host in machines
+             for name in docker(host, "ps", "--format", "{{.Names}}", "--filter", "name=^redis-").stdout.split()}
+    assert len(redis) >= 2, redis
+    marker = f"kept across the bump {time.time()}"
+    for host_name, name in redis:
+        stored = docker(lab.lab.host(host_name), "exec", name, "redis-cli", "set", "samarth-bump", marker)
+        assert stored.stdout.strip() == "OK", stored.stdout + stored.stderr
+
+    def changes(rehearsal: Rehearsal) -> set[tuple[str, str]]:
+        return {(op.operation, op.urn) for op in rehearsal.operations
+                if op.operation != "same" and op.detail not in (EVERY_UP["vault-unseal"], "replaced")}
+
+    preview = lab.rehearse(versions=BUMP, preview=True)
+    assert preview.failed() is None, preview.report()
+    bumped = lab.rehearse(versions=BUMP)
+    assert bumped.failed() is None, bumped.report()
+    assert changes(bumped) == changes(preview), (preview.report(), bumped.report())
+    replaced_containers = {op.urn.rsplit("::", 1)[1] for op in bumped.operations
+                           if op.operation == "replace" and op.type == "docker:index/container:Container"}
+    assert len(replaced_containers) == len(redis) and all("redis" in urn for urn in replaced_containers), replaced_containers
+    for op in bumped.operations:
+        if op.operation == "replace" and op.type == "docker:index/container:Container":
+            print(f"downtime of {op.urn.rsplit('::', 1)[1]}: {op.seconds:.1f} s (old container removed to new one healthy)")
+    for host_name, name in redis:
+        host = lab.lab.host(host_name)
+        assert docker(host, "exec", name, "redis-cli", "get", "samarth-bump").stdout.strip() == marker, name
+        assert docker(host, "inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip() == "healthy", name
+        assert BUMP["redis"] in docker(host, "inspect", "-f", "{{.Config.Labels}}", name).stdout, name

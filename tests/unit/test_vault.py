@@ -421,7 +421,15 @@ initialized=false; [ -e "$state/initialized" ] && initialized=true
 sealed=true; [ -e "$state/unsealed" ] && sealed=false
 case "$1" in
   status)
-    printf '{\n  "type": "shamir",\n  "initialized": %s,\n  "sealed": %s\n}\n' "$initialized" "$sealed"
+    # Raft storage: HA on; an unsealed node answers as a standby ("is_self": false) as many times as
+    # $state/standby-answers says, then as the active node.
+    is_self=false
+    if [ "$sealed" = false ]; then
+      left=$(cat "$state/standby-answers" 2>/dev/null || echo 0)
+      if [ "$left" -gt 0 ]; then echo $((left - 1)) > "$state/standby-answers"; else is_self=true; fi
+    fi
+    printf '{\n  "type": "shamir",\n  "initialized": %s,\n  "sealed": %s,\n  "ha_enabled": true,\n  "is_self": %s\n}\n' \
+      "$initialized" "$sealed" "$is_self"
     [ "$sealed" = false ] && exit 0
     exit 2 ;;
   operator)
@@ -580,6 +588,22 @@ def test_init_refuses_an_already_initialised_vault_and_says_how_to_import(prod: 
     assert not [c for c in _calls(state) if "operator" in c]
     assert "already initialised" in result.stderr and "pulumi config set --secret vaultInit" in result.stderr
     assert result.stdout == ""
+
+
+def test_unseal_waits_until_the_node_is_active_and_says_so_when_it_never_is(prod: ProgramRun, fake_vault) -> None:
+    """Unsealed is not yet active: until raft elects the node, every write the provider makes next fails."""
+    state, run = fake_vault
+    for name in ("reachable", "initialized", "unsealed"):
+        (state / name).touch()
+    _, unseal = _scripts(prod)
+    (state / "standby-answers").write_text("3\n")
+    result = run(unseal, "k1\nk2\nk3\n")
+    assert result.returncode == 0, result.stderr
+    assert _calls(state).count("exec vault vault status -format=json") == 4  # three answers as a standby, then active
+    (state / "standby-answers").write_text("1000\n")
+    result = run(unseal, "k1\nk2\nk3\n")
+    assert result.returncode != 0
+    assert "is unsealed but not the active node after 60s" in result.stderr
 
 
 def test_unseal_does_nothing_when_already_unsealed(prod: ProgramRun, fake_vault) -> None:

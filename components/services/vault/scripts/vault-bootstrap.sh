@@ -5,8 +5,9 @@
 #   the container, to a root-only 0600 file on the recovery volume before anything else happens, so a
 #   run that dies before Pulumi saved the output leaves it where the next run's init finds it. Its
 #   stdout is the init JSON (a Pulumi secret), printed as its very last act.
-# unseal: unseal with the keys on stdin (one per line) when Vault is sealed; then, the keys having
-#   come from the stack's state, delete the kept init output when it holds the same keys.
+# unseal: unseal with the keys on stdin (one per line) when Vault is sealed, and wait until it is the
+#   active node (writes succeed); then, the keys having come from the stack's state, delete the kept
+#   init output when it holds the same keys.
 #
 # Inputs: ACTION, CONTAINER, BINARY (vault or bao), KEY_SHARES, KEY_THRESHOLD, RECOVERY_DIR (in the
 # container), STATUS_ATTEMPTS, STATUS_INTERVAL_SECONDS. Nothing secret is ever an argument or printed
@@ -33,6 +34,9 @@ wait_for_status() {
 
 initialised() { printf '%s' "$status" | grep -Eq '"initialized": *true'; }
 unsealed() { printf '%s' "$status" | grep -Eq '"sealed": *false'; }
+# Active: the node that serves writes (raft's leader). A node is unsealed a moment before raft elects it,
+# and until then every write (a mount, a policy) fails with "internal error".
+active() { printf '%s' "$status" | grep -Eq '"is_self": *true|"ha_enabled": *false'; }
 
 # The kept file is whole init output: a root token and at least one unseal key (grep, not a parser:
 # the image has no jq; the program parses the JSON and says so if it is not).
@@ -89,7 +93,20 @@ unseal() {
     unsealed \
       || fail "vault in container $CONTAINER is still sealed after every unseal key this stack holds: they are not this Vault's keys (was it rekeyed outside Pulumi? see README, Vault, rotation)"
   fi
+  wait_active
   forget_kept
+}
+
+wait_active() {
+  step "waiting for vault in container $CONTAINER to become the active node"
+  tries=0
+  until active; do
+    tries=$((tries + 1))
+    [ "$tries" -lt "$STATUS_ATTEMPTS" ] \
+      || fail "vault in container $CONTAINER is unsealed but not the active node after $((STATUS_ATTEMPTS * STATUS_INTERVAL_SECONDS))s, so nothing can be written to it: check raft in 'docker logs $CONTAINER'"
+    sleep "$STATUS_INTERVAL_SECONDS"
+    status=$(cli status -format=json 2>/dev/null) || true
+  done
 }
 
 # These keys came from the stack's state (the unseal runs after the init's output was saved there), so
