@@ -1,21 +1,26 @@
-"""Shared fixtures: the whole program run once per stack under mocks (see tools/offline.py)."""
+"""Shared fixtures: the whole program run once per stack under mocks (see tools/offline.py and
+tests/support/program_runs.py: one run per distinct configuration per test process)."""
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
-from tools.offline import ProgramRun, run_program
+from tests.support import real_tools
+from tests.support.program_runs import program_run
+from tools.offline import ProgramRun
 
 STACKS = ("prod", "staging")
 
-# The tiers are the folders: tests/unit/ needs no daemon (the quick loop, `pytest -m "not daemon"`,
-# which benchmarks/suite_speed.py times); tests/tools/ runs the real linters and checkers (ruff, mypy,
-# shellcheck); tests/daemons/ starts real daemons and helper processes (nginx, Postgres, OpenBao, restic,
+# The tiers are the folders: tests/unit/ needs no daemon and starts no real tool (the quick loop,
+# `pytest -m "not daemon"`, which benchmarks/suite_speed.py times); tests/tools/ runs the real tools
+# (tests/support/real_tools.py: ruff, mypy, shellcheck, shfmt, restic) and the README's commands in
+# interpreters of their own; tests/daemons/ starts real daemons and helper processes (nginx, Postgres, OpenBao, restic,
 # rclone, the policy analyzer); tests/lab/ runs on lab machines (the shared `lab_session` or a lab of
 # its own). Every test outside tests/unit/ is marked `daemon`; the tiers run in this order, slowest first.
 TIERS = ("lab", "daemons", "tools", "unit")
@@ -24,6 +29,13 @@ QUICK_TIER = "unit"
 # The slowest lab modules, slowest first (the whole suite as root with --durations, 2026-11-30): the
 # backups drills some 350 s, the restore drills, the ACME, swarm and firewall labs 60-170 s each.
 SLOWEST_MODULES = ("test_backups_lab.py", "test_restores_lab.py", "test_acme_lab.py", "test_swarm_lab.py", "test_firewall_lab.py")
+# The quick tier's modules of most CPU, most first (their whole-program runs; 2026-12-06, 2 workers):
+# each 2.5-8 s, some with a handful of tests, which by their number of tests would come last and
+# leave the other worker idle while they run.
+SLOWEST_QUICK_MODULES = (
+    "test_vault.py", "test_config_kinds.py", "test_rehearsal.py", "test_config.py", "test_firewall.py",
+    "test_observability.py", "test_lab_stack.py", "test_swarm.py", "test_mirror.py", "test_hosts.py", "test_acme.py",
+)
 
 TESTS = Path(__file__).resolve().parent
 
@@ -48,7 +60,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test outside the quick tier `daemon`, and put the slow modules first: those of
-    ``SLOWEST_MODULES``, then the tiers in the order of ``TIERS``, each module by its number of tests.
+    ``SLOWEST_MODULES``, then the tiers in the order of ``TIERS``, each module by its number of tests
+    (in the quick tier, those of ``SLOWEST_QUICK_MODULES`` first).
     pytest-xdist hands each worker one module at a time in this order (pytest.ini: --dist loadfile
     --no-loadscope-reorder), so the long lab modules start at once and the quick ones fill in at the
     end, where a long module last would leave the other worker idle."""
@@ -60,12 +73,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.daemon)
     tests = Counter(item.path for item in items)
 
-    def cost_rank(item: pytest.Item) -> tuple[int, int, int, str]:
-        name = item.path.name
-        measured = SLOWEST_MODULES.index(name) if name in SLOWEST_MODULES else len(SLOWEST_MODULES)
-        return measured, TIERS.index(tiers[item]), -tests[item.path], str(item.path)
+    def rank(name: str, measured: tuple[str, ...]) -> int:
+        return measured.index(name) if name in measured else len(measured)
+
+    def cost_rank(item: pytest.Item) -> tuple[int, int, int, int, str]:
+        name, folder = item.path.name, tiers[item]
+        quick = rank(name, SLOWEST_QUICK_MODULES) if folder == QUICK_TIER else 0
+        return rank(name, SLOWEST_MODULES), TIERS.index(folder), quick, -tests[item.path], str(item.path)
 
     items.sort(key=cost_rank)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) -> Generator[None, object, object]:
+    """A test of the quick tier that starts a real tool (tests/support/real_tools.py) fails: it belongs
+    in tests/tools/."""
+    if tier(item) != QUICK_TIER:
+        return (yield)
+    with real_tools.refused():
+        return (yield)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -86,7 +112,7 @@ def worker_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
 
 @pytest.fixture(scope="session")
 def runs() -> dict[str, ProgramRun]:
-    results = {stack: run_program(stack) for stack in STACKS}
+    results = {stack: program_run(stack) for stack in STACKS}
     for stack, result in results.items():
         if result.error is not None:
             raise AssertionError(f"stack {stack} failed under mocks: {result.error}")

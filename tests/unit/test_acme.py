@@ -19,8 +19,9 @@ from components.config import StackConfig, load_stack_config
 from components.services.edge import acme
 from components.services.edge.settings import LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING, Acme
 from policies import rules
+from tests.support.program_runs import program_run
 from tests.support.rendered import nginx_config
-from tools.offline import PROJECT, ProgramRun, is_secret, read_stack_values, reveal, run_program, stack_deployment, stack_file
+from tools.offline import PROJECT, ProgramRun, is_secret, read_stack_values, reveal, stack_deployment, stack_file
 from tools.plan import render_certificates
 
 COMMAND = "command:remote:Command"
@@ -38,7 +39,7 @@ def _section(key: str, stack: str = "prod") -> dict:
 
 
 def _fails_early(**overrides) -> str:
-    run = run_program("prod", overrides=overrides)
+    run = program_run("prod", overrides=overrides)
     assert run.error is not None, "bad config was accepted"
     assert run.registrations == [], "resources were registered before the config was rejected"
     return str(run.error)
@@ -132,7 +133,7 @@ def test_a_name_under_files_is_served_from_the_operators_files_and_gets_no_chall
     edge_section["tls"]["files"] = {
         "vault.samarth.example.org": {"certificatePath": "/etc/ssl/private-ca/vault.pem", "keyPath": "/etc/ssl/private-ca/vault.key"}
     }
-    run = run_program("prod", overrides={"edge": edge_section})
+    run = program_run("prod", overrides={"edge": edge_section})
     assert run.error is None, run.error
     text = run.named(COMMAND, "nginx-reload").plain_inputs["stdin"]
     assert rules.certificate_names(text)["vault.samarth.example.org"] == "/etc/ssl/private-ca/vault.pem"
@@ -146,7 +147,7 @@ def test_a_name_under_files_is_served_from_the_operators_files_and_gets_no_chall
 def test_mode_files_keeps_the_operators_single_certificate_and_no_acme() -> None:
     edge_section = _section("edge")
     edge_section["tls"] = {"mode": "files", "certificatePath": "/etc/ssl/samarth/fullchain.pem", "keyPath": "/etc/ssl/samarth/privkey.pem"}
-    run = run_program("prod", overrides={"edge": edge_section})
+    run = program_run("prod", overrides={"edge": edge_section})
     assert run.error is None, run.error
     assert not [r for r in run.registrations if "certificates" in r.name or r.name.endswith("acme-account-key")]
     text = run.named(COMMAND, "nginx-reload").plain_inputs["stdin"]
@@ -244,7 +245,7 @@ def test_the_renewal_timer_runs_when_the_stack_says() -> None:
     )
     edge_section = _section("edge")
     edge_section["tls"]["acme"].update(renewalSchedule="*:0/2", renewalRandomDelay=90)
-    run = run_program("prod", overrides={"edge": edge_section})
+    run = program_run("prod", overrides={"edge": edge_section})
     assert run.error is None, run.error
     unit = acme.timer_unit(Acme(email="ops@example.org", renewalSchedule="*:0/2", renewalRandomDelay="90"))
     assert "\nOnCalendar=*:0/2\nRandomizedDelaySec=90\n" in unit and "names on the schedule *:0/2\n" in unit

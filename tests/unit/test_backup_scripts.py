@@ -1,11 +1,10 @@
 """The backup pieces that run without lab hosts: the catalogue covers every stateful thing, the plan and
-the capacity check see the repositories, and tools/backup-pulumi-state.sh with real restic (a stand-in
-`pulumi` prints a stack export, or fails half-way)."""
+the capacity check see the repositories. (tools/backup-pulumi-state.sh with real restic:
+tests/tools/test_state_backup.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -24,7 +23,6 @@ from components.services.databases.catalogue import CATALOGUE
 from components.services.databases.catalogue import ENGINES as DATABASE_ENGINES
 from components.shared.service import BackupSource
 from components.shared.shell import script_files
-from tests.support.restic_keys import cheapen_key
 from tests.support.skip_policy import as_root
 from tools.offline import SECRET_V2, ProgramRun, is_secret, read_stack_values, reveal, stack_file
 from tools.plan import backup_plan
@@ -114,51 +112,6 @@ def test_vault_takes_a_backup_password_only_once_its_server_has(prod: ProgramRun
         assert install.urn in book.dependencies, install.name
 
 
-def test_pulumi_state_backup_streams_each_export_and_forgets_a_failed_run(tmp_path: Path) -> None:
-    if shutil.which("restic") is None:
-        pytest.skip("restic is missing: apt-get install -y restic")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "pulumi").write_text(
-        "#!/bin/sh\n"
-        'case "$1 $2" in\n'
-        '  "whoami --verbose") echo "Backend URL: https://api.pulumi.com" ;;\n'
-        '  "stack ls") echo \'[{"name": "org/samarth-infra/prod"}, {"name": "org/samarth-infra/staging"}]\' ;;\n'
-        '  "stack export") [ "$4" = staging ] && [ -n "${FAIL_STAGING:-}" ] && { echo "{\\"partial\\":"; exit 3; }; echo "{\\"stack\\": \\"$4\\"}" ;;\n'
-        "esac\n"
-    )
-    (bin_dir / "pulumi").chmod(0o755)
-    password = tmp_path / "password"
-    password.write_text("state-backup-test\n")
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RESTIC_REPOSITORY": str(tmp_path / "repo"),
-           "RESTIC_PASSWORD_FILE": str(password), "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
-    subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
-    # A dozen restic commands follow, each opening the repository: with the key's cheap scrypt cost
-    # they take a tenth of the time (the repository and restic stay real).
-    cheapen_key(tmp_path / "repo", "state-backup-test")
-    script = str(ROOT / "tools" / "backup-pulumi-state.sh")
-
-    done = subprocess.run(["sh", script], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    snapshots = json.loads(subprocess.run(["restic", "snapshots", "--json"], env=env, capture_output=True, text=True).stdout)
-    assert sorted(s["paths"][0] for s in snapshots) == ["/prod.json", "/staging.json"]
-    assert all("complete" in s["tags"] for s in snapshots)
-    dumped = subprocess.run(["restic", "dump", "latest", "/staging.json"], env=env, capture_output=True, text=True).stdout
-    assert json.loads(dumped) == {"stack": "staging"}
-
-    failed = subprocess.run(["sh", script], env={**env, "FAIL_STAGING": "1"}, capture_output=True, text=True)
-    assert failed.returncode != 0 and "staging failed" in failed.stderr
-    after = json.loads(subprocess.run(["restic", "snapshots", "--json"], env=env, capture_output=True, text=True).stdout)
-    assert len(after) == len(snapshots), "the failed run left snapshots"
-
-
-def test_the_state_backup_script_passes_shellcheck() -> None:
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck is missing: apt-get install -y shellcheck")
-    result = subprocess.run(["shellcheck", "--shell=sh", str(ROOT / "tools" / "backup-pulumi-state.sh")], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
-
-
 def test_backup_traffic_passes_the_host_firewall_before_its_port_is_dropped(prod: ProgramRun) -> None:
     rules = reveal(prod.named("command:remote:Command", "firewall-application").inputs["create"])
     minio = [line.strip() for line in rules.splitlines() if "--ctorigdstport 9000 " in line and "-A " in line]
@@ -177,7 +130,7 @@ def test_the_installer_copies_restic_from_where_the_pinned_image_puts_it() -> No
 def test_the_agent_rotates_keys_with_what_both_restic_versions_have() -> None:
     """The agent's `init` runs restic's key commands and tells a wrong password from a missing repository
     as the pinned 0.18.1 (its source at the tag, kept as fixtures) and Debian's 0.14 (installed here; the
-    rotation tests run it) both do."""
+    rotation tests run it) both do. The installed one is asked in tests/tools/test_state_backup.py."""
     source = ROOT / "tests/support/fixtures/upstreams/restic-v0.18.1"
     add = (source / "cmd/restic/cmd_key_add.go").read_text()
     assert 'Use:   "add"' in add and 'flags.StringVarP(&opts.NewPasswordFile, "new-password-file"' in add
@@ -195,10 +148,7 @@ def test_the_agent_rotates_keys_with_what_both_restic_versions_have() -> None:
     for used in ("key add --new-password-file", "key list --json", "key remove", '"wrong password or no key found"',
                  "12:*", "10:*", '"unable to open config file"'):
         assert used in agent, used
-    if shutil.which("restic") is None:
-        pytest.skip("restic is missing: apt-get install -y restic")
-    installed = subprocess.run(["restic", "key", "--help"], capture_output=True, text=True, check=True).stdout
-    assert "--new-password-file file" in installed and "[list|add|remove|passwd]" in installed
+    # The restic installed here has them too: tests/tools/test_state_backup.py.
 
 def test_the_redis_restore_relies_only_on_what_the_official_image_has() -> None:
     """The restore writes dump.rdb and gives it to the image's `redis` user itself, checks it with

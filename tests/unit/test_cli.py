@@ -57,7 +57,7 @@ def test_help_and_a_bad_argument(module: str) -> None:
 
 
 def test_planning_another_stack_leaves_no_tracked_or_untracked_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    """From the checkout, as a person runs it (tests/unit/test_docs_commands.py runs the README's plans in
+    """From the checkout, as a person runs it (tests/tools/test_docs_commands_run.py runs the README's plans in
     real interpreters)."""
     monkeypatch.chdir(ROOT)
     before = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout

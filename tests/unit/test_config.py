@@ -10,7 +10,8 @@ import pytest
 
 from components.config import ConfigError
 from tests.support.config_checks import refused
-from tools.offline import PROJECT, read_stack_values, run_program, stack_file
+from tests.support.program_runs import program_run
+from tools.offline import PROJECT, read_stack_values, stack_file
 
 
 def _prod(key: str) -> Any:
@@ -105,7 +106,7 @@ def test_pinned_by_registry_port_and_digest_is_accepted() -> None:
         rabbitmq="rabbitmq@sha256:" + "b" * 64,
         postgres="postgres:16.15@sha256:" + "a" * 64,
     )
-    run = run_program("prod", overrides={"versions": versions})
+    run = program_run("prod", overrides={"versions": versions})
     assert run.error is None, run.error
 
 
@@ -131,7 +132,7 @@ def test_public_access_needs_every_public_address() -> None:
 def test_ssh_key_in_plaintext_is_refused() -> None:
     values, _ = read_stack_values(stack_file("prod"))
     values = dict(values, **{f"{PROJECT}:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----"})
-    run = run_program("prod", values=values, secrets={})
+    run = program_run("prod", values=values, secrets={})
     assert isinstance(run.error, ConfigError)
     assert "sshPrivateKey: stored in plaintext" in str(run.error)
     assert run.registrations == []
@@ -171,7 +172,7 @@ def test_project_defaults_alone_are_valid_config() -> None:
     values, _ = read_stack_values(stack_file("prod"))
     required = {k for k, spec in project_declarations().items() if "default" not in spec}
     minimal = {k: v for k, v in values.items() if k.split(":", 1)[1] in required}
-    run = run_program("prod", values=minimal, secrets={})
+    run = program_run("prod", values=minimal, secrets={})
     assert run.error is None, run.error
 
 
@@ -182,7 +183,7 @@ def test_a_stack_without_host_keys_is_refused_naming_the_servers_and_the_fix() -
     for name in ("db1", "swarm-node3"):
         del servers[name]["hostKey"]
     del access["jumpHost"]["hostKey"]
-    run = run_program("staging", overrides={"servers": servers, "access": access})
+    run = program_run("staging", overrides={"servers": servers, "access": access})
     assert isinstance(run.error, ConfigError), run.error
     message = str(run.error)
     for fragment in (
@@ -324,7 +325,7 @@ def test_a_port_used_twice_on_a_server_is_refused(key: str, change: Any, message
 
 def test_swarm_routes_may_share_a_published_port() -> None:
     edge = _prod_with("edge", lambda e: e["routes"][4].update(port=8000))
-    assert run_program("prod", overrides={"edge": edge}).error is None
+    assert program_run("prod", overrides={"edge": edge}).error is None
 
 
 @pytest.mark.parametrize(
@@ -341,7 +342,7 @@ def test_a_vault_route_open_to_the_internet_is_refused(allow: list[str]) -> None
 def test_a_vault_route_may_allow_an_office_network() -> None:
     vault_index = next(i for i, r in enumerate(_prod("edge")["routes"]) if r["upstream"] == "vault")
     edge = _prod_with("edge", lambda e: e["routes"][vault_index].update(allow=["10.20.0.0/16", "203.0.113.0/24"]))
-    assert run_program("prod", overrides={"edge": edge}).error is None
+    assert program_run("prod", overrides={"edge": edge}).error is None
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,8 @@ from components.config import ConfigError, StackConfig, validate
 from components.platform.firewall.settings import FirewallSettings
 from components.shared.model import ANYWHERE, FIREWALL_SOURCE, NetworkRule, UrlRule, network_values, rule_keys
 from tests.support.config_checks import refused
-from tools.offline import PROJECT, read_stack_values, run_program, stack_file
+from tests.support.program_runs import program_run
+from tools.offline import PROJECT, read_stack_values, stack_file
 
 
 def _prod(key: str) -> Any:
@@ -44,7 +45,7 @@ _fails = refused
 
 
 def _passes(**overrides: Any) -> None:
-    run = run_program("prod", overrides=overrides)
+    run = program_run("prod", overrides=overrides)
     assert run.error is None, run.error
 
 
@@ -220,7 +221,7 @@ def test_the_swarm_pool_may_not_hold_a_firewall_source() -> None:
 
 
 def test_anywhere_opens_ssh_to_the_internet_by_name() -> None:
-    run = run_program("prod", overrides={"firewall": {**_prod("firewall"), "operators": [ANYWHERE]}})
+    run = program_run("prod", overrides={"firewall": {**_prod("firewall"), "operators": [ANYWHERE]}})
     assert run.error is None, run.error
     ssh = [row for row in run.exports["firewall"] if row["server"] == "db1" and row["port"] == "22/tcp"]
     assert ssh and ssh[0]["from"]["operators"] == ["0.0.0.0/0"], ssh

@@ -21,6 +21,7 @@ from components.services.databases.catalogue import CATALOGUE, ENGINES, placehol
 from components.shared.model import server_name
 from components.shared.publishing import CredentialBook
 from components.shared.service import APPLICATIONS
+from tests.support.program_runs import program_run
 from tools.offline import PROJECT, ProgramRun, is_secret, plaintext_strings, read_stack_values, reveal, run_program, stack_file
 
 CONTAINER = "docker:index/container:Container"
@@ -68,6 +69,7 @@ def data_run(stack: str, overrides: Optional[dict[str, Any]] = None) -> DataRun:
 
     CredentialBook.add = add  # type: ignore[method-assign]
     try:
+        # Its own run, not the shared one (tests/support/program_runs.py): the capture changes the program.
         run = run_program(stack, overrides=overrides)
         env = {
             service: {
@@ -392,14 +394,14 @@ BAD = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_databases_config_fails_before_any_registration(case: str) -> None:
     databases, message = BAD[case]
-    run = run_program("prod", overrides={"databases": databases})
+    run = program_run("prod", overrides={"databases": databases})
     assert isinstance(run.error, ConfigError)
     assert message in str(run.error)
     assert run.registrations == []
 
 
 def test_databases_that_do_not_fit_fail_the_capacity_check() -> None:
-    run = run_program("staging", overrides={"databases": {"memoryMib": {"postgres": 4096}}})
+    run = program_run("staging", overrides={"databases": {"memoryMib": {"postgres": 4096}}})
     assert isinstance(run.error, ConfigError)
     assert "servers.db2.memoryMib" in str(run.error) and "postgres-airflow (4096 MiB)" in str(run.error)
     assert run.registrations == []

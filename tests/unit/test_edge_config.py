@@ -7,7 +7,8 @@ import copy
 import pytest
 import yaml
 
-from tools.offline import PROJECT, run_program, stack_file
+from tests.support.program_runs import program_run
+from tools.offline import PROJECT, stack_file
 
 
 def _edge(stack: str = "prod") -> dict:
@@ -20,7 +21,7 @@ def _route_index(edge: dict, upstream: str) -> int:
 
 
 def _fails_early(edge: dict) -> str:
-    run = run_program("prod", overrides={"edge": edge})
+    run = program_run("prod", overrides={"edge": edge})
     assert run.error is not None, "bad edge config was accepted"
     assert run.registrations == [], "resources were registered before the config was rejected"
     return str(run.error)
@@ -57,7 +58,7 @@ def test_a_port_clash_on_the_application_server_fails_early() -> None:
     document = yaml.safe_load(stack_file("prod").read_text())["config"]
     observability = copy.deepcopy(document[f"{PROJECT}:observability"])
     observability["sentry"]["port"] = 9000
-    run = run_program("prod", overrides={"observability": observability})
+    run = program_run("prod", overrides={"observability": observability})
     assert run.registrations == []
     assert "observability.sentry.port: port 9000/tcp on application is already used by MinIO's S3 API" in str(run.error)
 
@@ -91,7 +92,7 @@ def test_other_route_mistakes_fail_early(change, expected: str) -> None:
 
 
 def test_missing_edge_section() -> None:
-    run = run_program("prod", overrides={"edge": None})
+    run = program_run("prod", overrides={"edge": None})
     assert run.registrations == []
     assert "edge: required key is missing" in str(run.error)
 

@@ -7,8 +7,9 @@ from typing import Any
 
 from components.platform.firewall import component as firewall
 from components.shared.model import PRIVATE_NETWORKS
+from tests.support.program_runs import program_run
 from tests.support.rendered import script_values
-from tools.offline import PROJECT, ROOT, ProgramRun, read_stack_values, run_program, stack_file
+from tools.offline import PROJECT, ROOT, ProgramRun, read_stack_values, stack_file
 
 DOC = ROOT / "docs" / "firewall.md"
 COMMAND = "command:remote:Command"
@@ -68,14 +69,14 @@ def test_swarm_ports_only_between_members_with_esp_when_encrypted(prod: ProgramR
         assert set(swarm) == {"2377/tcp", "7946/tcp", "7946/udp", "4789/udp", "esp"}
         assert all(_sources(r) == _members(prod) and r["chain"] == "INPUT" for r in swarm.values())
     unencrypted: dict[str, Any] = {**_prod("swarm"), "encryptOverlay": False}
-    run = run_program("prod", overrides={"swarm": unencrypted})
+    run = program_run("prod", overrides={"swarm": unencrypted})
     assert run.error is None, run.error
     assert not [r for r in _rows(run) if r["port"] == "esp"]
 
 
 def test_swarm_members_follow_config(prod: ProgramRun) -> None:
     swarm = dict(_prod("swarm"), workers=["swarm-node2"], labels={})
-    run = run_program("prod", overrides={"swarm": swarm})
+    run = program_run("prod", overrides={"swarm": swarm})
     assert run.error is None, run.error
     servers = _prod("servers")
     members = {f"{servers[m]['privateIp']}/32" for m in ("swarm-master", "swarm-node2")}
@@ -137,7 +138,7 @@ def test_no_source_is_the_whole_internet(prod: ProgramRun) -> None:
 
 
 def test_disabled_firewall_installs_nothing() -> None:
-    run = run_program("prod", overrides={"firewall": dict(_prod("firewall"), enabled=False)})
+    run = program_run("prod", overrides={"firewall": dict(_prod("firewall"), enabled=False)})
     assert run.error is None, run.error
     assert not [r for r in run.of_type(COMMAND) if r.name.startswith("firewall-")]
 
@@ -148,11 +149,11 @@ def test_a_jump_host_by_name_needs_its_address() -> None:
     staging, _ = read_stack_values(stack_file("staging"))
     key = json.loads(staging[f"{PROJECT}:access"])["jumpHost"]["hostKey"]
     access = {"via": "private", "jumpHost": {"host": "bastion.example.org", "hostKey": key}}
-    run = run_program("prod", overrides={"access": access})
+    run = program_run("prod", overrides={"access": access})
     assert isinstance(run.error, ConfigError) and run.registrations == []
     assert "firewall.jumpHostFrom: required because access.jumpHost.host 'bastion.example.org' is a name" in str(run.error)
     firewall_settings = dict(_prod("firewall"), jumpHostFrom=["10.20.5.7/32"])
-    run = run_program("prod", overrides={"access": access, "firewall": firewall_settings})
+    run = program_run("prod", overrides={"access": access, "firewall": firewall_settings})
     assert run.error is None, run.error
     assert _rows(run, "db2")[0]["from"]["jump host"] == ["10.20.5.7/32"]
 
@@ -191,11 +192,11 @@ def test_jenkins_reaches_swarm_masters_ssh_for_its_deploy_key_and_no_other_serve
     ssh = [line for line in rules if "--dport 22 " in line]
     assert ssh[-1].endswith("-j DROP") and all(f"-s {n} " in "\n".join(ssh) for n in jenkins)
     # Without a deploy key, no SSH for Jenkins; without firewall.jenkins, Jenkins reaches nothing.
-    run = run_program("prod", overrides={"swarm": {k: v for k, v in _prod("swarm").items() if k != "deployKey"}})
+    run = program_run("prod", overrides={"swarm": {k: v for k, v in _prod("swarm").items() if k != "deployKey"}})
     assert run.error is None, run.error
     assert not [r for r in run.exports["firewall"] if "Jenkins" in r["from"] and r["port"] == "22/tcp"]
     swarm = {k: v for k, v in _prod("swarm").items() if k != "deployKey"}
-    run = run_program("prod", overrides={"swarm": swarm, "firewall": {k: v for k, v in _prod("firewall").items() if k != "jenkins"}})
+    run = program_run("prod", overrides={"swarm": swarm, "firewall": {k: v for k, v in _prod("firewall").items() if k != "jenkins"}})
     assert run.error is None, run.error
     assert not [r for r in run.exports["firewall"] if "Jenkins" in r["from"]]
     assert not jenkins & {n for r in run.exports["firewall"] for nets in r["from"].values() for n in nets}

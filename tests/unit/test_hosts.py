@@ -9,7 +9,8 @@ from pathlib import Path
 from components.platform.host.component import render_known_hosts
 from components.platform.host.settings import Access, Server
 from components.shared.model import SERVER_NAMES
-from tools.offline import TEST_SECRETS, ProgramRun, plaintext_strings, reveal, run_program
+from tests.support.program_runs import program_rerun, program_run
+from tools.offline import TEST_SECRETS, ProgramRun, plaintext_strings, reveal
 
 EXAMPLE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBletDEp7zgwBparP3LXuBVpK2APcX4NQRNsVwgaeq5W"
 
@@ -81,7 +82,7 @@ def test_every_connection_pins_its_servers_host_key(stack_run: ProgramRun) -> No
 def test_the_docker_provider_trusts_only_the_rendered_known_hosts(stack_run: ProgramRun) -> None:
     # The files are written when the program runs; other tests' runs of this stack (with a jump host,
     # say) rewrite them, so read them right after a run of the stack as committed.
-    stack_run = run_program(stack_run.stack)
+    stack_run = program_rerun(stack_run.stack)
     servers = json.loads(_stack_value(stack_run, "servers"))
     access = json.loads(_stack_value(stack_run, "access"))
     jump = access.get("jumpHost")
@@ -112,7 +113,7 @@ def test_public_access_connects_to_public_addresses(prod: ProgramRun) -> None:
     servers = json.loads(_stack_value(prod, "servers"))
     for number, server in enumerate(servers.values(), start=1):
         server["publicAddress"] = f"203.0.113.{100 + number}"
-    run = run_program("prod", overrides={"servers": servers, "access": {"via": "public"}})
+    run = program_run("prod", overrides={"servers": servers, "access": {"via": "public"}})
     assert run.error is None, run.error
     for host in run.of_type("samarth:host:Host"):
         (provider,) = [r for r in run.of_type("pulumi:providers:docker") if r.parent == host.urn]
@@ -120,7 +121,7 @@ def test_public_access_connects_to_public_addresses(prod: ProgramRun) -> None:
 
 
 def test_without_a_key_the_ssh_agent_is_used() -> None:
-    run = run_program("prod", secrets={})
+    run = program_run("prod", secrets={})
     assert run.error is None, run.error
     preflights = [r for r in run.of_type("command:remote:Command") if r.name.endswith("-preflight")]
     assert len(preflights) == 6

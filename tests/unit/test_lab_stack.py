@@ -16,8 +16,9 @@ from components.services.backups.catalogue import METHODS as BACKUP_METHODS
 from components.shared.model import SERVER_NAMES
 from lab import LabHost
 from lab.stack import validate_document, write_stack_file
+from tests.support.program_runs import program_run
 from tests.support.rendered import script_values
-from tools.offline import ProgramRun, read_stack_values, read_yaml, reveal, run_program
+from tools.offline import ProgramRun, read_stack_values, read_yaml, reveal
 
 COMMAND = "command:remote:Command"
 INSTALLS = {"sentry": "observability-sentry-install", "posthog": "observability-posthog-install"}
@@ -51,7 +52,7 @@ def lab_run(tmp_path: Path) -> tuple[ProgramRun, str]:
     path = write_stack_file(fake_hosts(tmp_path), tmp_path / "Pulumi.lab.yaml")
     values, secure = read_stack_values(path)
     assert secure == []
-    return run_program("lab", values=values), path.read_text()
+    return program_run("lab", values=values), path.read_text()
 
 
 def installed(run: ProgramRun) -> set[str]:
@@ -85,7 +86,7 @@ def test_the_lab_stack_fits_any_machine_and_caps_the_declared_size(
 def test_the_lab_firewall_lets_in_the_machine_running_pulumi(tmp_path: Path) -> None:
     """Pulumi runs in the lab's root namespace: its bridge address must keep SSH and the providers' ports."""
     path = write_stack_file(fake_hosts(tmp_path), tmp_path / "Pulumi.lab.yaml", pulumi_from="10.231.0.1")
-    run = run_program("lab", values=read_stack_values(path)[0])
+    run = program_run("lab", values=read_stack_values(path)[0])
     assert run.error is None, run.error
     for row in run.exports["firewall"]:
         if row["service"] in ("SSH", "Vault API", "MinIO S3 API"):
@@ -99,7 +100,7 @@ def test_the_lab_timers_run_every_minute_and_the_renewal_without_delay(tmp_path:
     acme = config.edge.tls.acme
     assert acme is not None and (acme.renewal_schedule, acme.renewal_random_delay) == ("minutely", "0")
     assert {method: config.backups.schedule(method) for method in BACKUP_METHODS} == dict.fromkeys(BACKUP_METHODS, "minutely")
-    run = run_program("lab", values=read_stack_values(path)[0])
+    run = program_run("lab", values=read_stack_values(path)[0])
     assert run.error is None, run.error
     timer = run.named(COMMAND, "nginx-certificates-timer").inputs["create"]
     assert "\nOnCalendar=minutely\nRandomizedDelaySec=0\n" in script_values(timer)["TIMER_UNIT"]

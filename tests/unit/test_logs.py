@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from components.config import ConfigError
-from tools.offline import PROJECT, ProgramRun, read_stack_values, run_program, stack_file
+from tests.support.program_runs import program_run
+from tools.offline import PROJECT, ProgramRun, read_stack_values, stack_file
 
 CONTAINER = "docker:index/container:Container"
 COMMAND = "command:remote:Command"
@@ -31,7 +32,7 @@ def test_every_container_has_bounded_logs(stack_run: ProgramRun) -> None:
 
 
 def test_log_settings_follow_config() -> None:
-    run = run_program("prod", overrides={"logs": {"driver": "local", "maxSize": "50m", "maxFile": 7}})
+    run = program_run("prod", overrides={"logs": {"driver": "local", "maxSize": "50m", "maxFile": 7}})
     assert run.error is None, run.error
     for container in run.of_type(CONTAINER):
         assert container.plain_inputs["logDriver"] == "local"
@@ -73,7 +74,7 @@ def test_vault_audit_file_is_rotated(prod: ProgramRun) -> None:
     ],
 )
 def test_bad_log_settings_are_refused(logs: dict[str, Any], path: str) -> None:
-    run = run_program("prod", overrides={"logs": logs})
+    run = program_run("prod", overrides={"logs": logs})
     assert isinstance(run.error, ConfigError), run.error
     assert path in str(run.error)
     assert run.registrations == []

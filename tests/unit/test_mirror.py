@@ -17,6 +17,7 @@ from components.services.mirror.settings import PORT
 from components.services.observability.settings import SENTRY_IMAGES
 from components.shared.model import DOCKER_HUB as HUB
 from components.shared.model import SERVER_NAMES, image_registry
+from tests.support.program_runs import program_run
 from tests.support.rendered import script_values
 from tools import plan
 from tools.offline import (
@@ -27,7 +28,6 @@ from tools.offline import (
     ProgramRun,
     plaintext_strings,
     reveal,
-    run_program,
     stack_deployment,
 )
 
@@ -48,7 +48,7 @@ def test_every_servers_daemon_json_lists_the_mirror(prod: ProgramRun) -> None:
     assert sorted(scripts) == sorted(SERVER_NAMES)
     for server, script in scripts.items():
         assert json.loads(script_values(script)["REGISTRY_MIRRORS"]) == [f"http://10.20.0.10:{PORT}"], server
-    disabled = run_program("prod", overrides={"mirror": {"enabled": False}})
+    disabled = program_run("prod", overrides={"mirror": {"enabled": False}})
     assert disabled.error is None, disabled.error
     for script in _log_defaults(disabled).values():
         assert json.loads(script_values(script)["REGISTRY_MIRRORS"]) == []
@@ -91,7 +91,7 @@ def test_docker_hub_pulls_wait_for_the_mirror_and_others_do_not(prod: ProgramRun
 
 def test_the_hub_token_is_secret_config_never_in_plaintext() -> None:
     secrets = {**TEST_SECRETS, "dockerHubToken": TOKEN}
-    run = run_program("prod", overrides={"mirror": {"hubUsername": "samarthci"}}, secrets=secrets)
+    run = program_run("prod", overrides={"mirror": {"hubUsername": "samarthci"}}, secrets=secrets)
     assert run.error is None, run.error
     (container,) = [r for r in run.of_type(CONTAINER) if r.plain_inputs.get("name") == "hub-mirror"]
     (upload,) = reveal(container.inputs["uploads"])
@@ -118,7 +118,7 @@ def test_the_hub_token_is_secret_config_never_in_plaintext() -> None:
     ],
 )
 def test_mirror_mistakes_are_refused_by_kind(mirror: dict[str, Any], secrets: dict[str, str], message: str) -> None:
-    run = run_program("prod", overrides={"mirror": mirror}, secrets={**TEST_SECRETS, **secrets})
+    run = program_run("prod", overrides={"mirror": mirror}, secrets={**TEST_SECRETS, **secrets})
     assert isinstance(run.error, ConfigError), run.error
     assert message in str(run.error)
     assert TOKEN not in str(run.error)
@@ -138,12 +138,12 @@ def test_the_mirror_image_is_a_pinned_registry(versions: dict[str, Any], message
     values.update({k: v for k, v in versions.items() if v is not None})
     for key in [k for k, v in versions.items() if v is None]:
         values.pop(key, None)
-    run = run_program("prod", overrides={"versions": values})
+    run = program_run("prod", overrides={"versions": values})
     assert isinstance(run.error, ConfigError), run.error
     assert message in str(run.error)
     # Without the mirror, no pin is needed.
     values.pop("mirror", None)
-    assert run_program("prod", overrides={"versions": values, "mirror": {"enabled": False}}).error is None
+    assert program_run("prod", overrides={"versions": values, "mirror": {"enabled": False}}).error is None
 
 
 @pytest.mark.parametrize(

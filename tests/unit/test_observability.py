@@ -17,6 +17,7 @@ from components.services.observability.component import build as build_observabi
 from components.services.observability.component import sentry_release
 from components.shared.publishing import CredentialBook
 from tests.support.compose_model import POSTHOG_DEPLOY, posthog_compose
+from tests.support.program_runs import program_run
 from tests.support.rendered import script_values
 from tools.offline import (
     PROJECT,
@@ -27,7 +28,6 @@ from tools.offline import (
     plaintext_strings,
     read_stack_values,
     reveal,
-    run_program,
     stack_deployment,
     stack_file,
 )
@@ -181,10 +181,10 @@ def test_commands_change_only_when_their_own_version_changes(prod: ProgramRun) -
     baseline = _install_inputs(prod)
     versions = _stack("prod", "versions")
 
-    unrelated = run_program("prod", overrides={"versions": {**versions, "postgres": "postgres:16.11"}})
+    unrelated = program_run("prod", overrides={"versions": {**versions, "postgres": "postgres:16.11"}})
     assert _install_inputs(unrelated) == baseline
 
-    upgraded = _install_inputs(run_program("prod", overrides={"versions": {**versions, "sentry": "25.11.0"}}))
+    upgraded = _install_inputs(program_run("prod", overrides={"versions": {**versions, "sentry": "25.11.0"}}))
     assert upgraded[POSTHOG] == baseline[POSTHOG]
     assert upgraded[SENTRY]["create"] != baseline[SENTRY]["create"]
     assert script_values(upgraded[SENTRY]["create"])["REF"] == "25.11.0"
@@ -207,7 +207,7 @@ def test_the_marker_fingerprints_versions_and_settings_not_the_script_text(prod:
 def test_an_8_gib_application_server_fails_before_any_registration() -> None:
     servers = _stack("prod", "servers")
     servers["application"] = {**servers["application"], "memoryMib": 8192}
-    run = run_program("prod", overrides={"servers": servers})
+    run = program_run("prod", overrides={"servers": servers})
     assert isinstance(run.error, ConfigError)
     assert run.registrations == []
     message = str(run.error)
@@ -219,7 +219,7 @@ def test_an_8_gib_application_server_fails_before_any_registration() -> None:
 def test_too_few_cpus_for_the_sentry_installer_fails_early() -> None:
     servers = _stack("prod", "servers")
     servers["application"] = {**servers["application"], "cpus": 2}
-    run = run_program("prod", overrides={"servers": servers})
+    run = program_run("prod", overrides={"servers": servers})
     assert run.registrations == []
     assert "servers.application.cpus: Sentry (self-hosted installer minimum) needs at least 4 CPUs, 2 declared" in str(run.error)
 
@@ -238,14 +238,14 @@ def test_too_few_cpus_for_the_sentry_installer_fails_early() -> None:
 def test_bad_observability_config_fails_naming_the_key(change, expected: str) -> None:
     observability = _stack("prod", "observability")
     change(observability)
-    run = run_program("prod", overrides={"observability": observability})
+    run = program_run("prod", overrides={"observability": observability})
     assert isinstance(run.error, ConfigError)
     assert run.registrations == []
     assert expected in str(run.error)
 
 
 def test_a_branch_as_sentry_version_is_refused() -> None:
-    run = run_program("prod", overrides={"versions": {**_stack("prod", "versions"), "sentry": "master"}})
+    run = program_run("prod", overrides={"versions": {**_stack("prod", "versions"), "sentry": "master"}})
     assert run.registrations == []
     assert "versions.sentry: 'master' is not a pinned release" in str(run.error)
 
@@ -308,13 +308,13 @@ def _with(**enabled: bool) -> dict:
 
 
 def test_enabled_true_is_the_default(prod: ProgramRun) -> None:
-    explicit = run_program("prod", overrides={"observability": _with(sentry=True, posthog=True)})
+    explicit = program_run("prod", overrides={"observability": _with(sentry=True, posthog=True)})
     assert _signature(explicit) == _signature(prod)
 
 
 @pytest.mark.parametrize(("name", "other"), [("sentry", "posthog"), ("posthog", "sentry")])
 def test_a_disabled_service_leaves_no_install_credentials_or_route(prod: ProgramRun, name: str, other: str) -> None:
-    run = run_program("prod", overrides={"observability": _with(**{name: False})})
+    run = program_run("prod", overrides={"observability": _with(**{name: False})})
     assert run.error is None, run.error
     assert [r.name for r in run.registrations if name in r.name] == []
     published = {r.plain_inputs["name"] for r in run.of_type("vault:kv/secretV2:SecretV2")}
@@ -348,7 +348,7 @@ def test_a_disabled_service_leaves_no_install_credentials_or_route(prod: Program
 def test_a_disabled_sentry_needs_no_room_on_the_application_server() -> None:
     servers = _stack("prod", "servers")
     servers["application"] = {**servers["application"], "cpus": 2, "memoryMib": 14336}
-    run = run_program("prod", overrides={"servers": servers, "observability": _with(sentry=False)})
+    run = program_run("prod", overrides={"servers": servers, "observability": _with(sentry=False)})
     assert run.error is None, run.error
     assert run.named(COMMAND, POSTHOG)
 
@@ -358,7 +358,7 @@ def test_a_route_to_a_disabled_service_is_refused_before_any_registration() -> N
     edge = _stack("prod", "edge")
     edge["routes"].append({"host": f"errors.{values[PROJECT + ':domain']}", "upstream": "sentry"})
     index = len(edge["routes"]) - 1
-    run = run_program("prod", overrides={"edge": edge, "observability": _with(sentry=False)})
+    run = program_run("prod", overrides={"edge": edge, "observability": _with(sentry=False)})
     assert isinstance(run.error, ConfigError)
     assert run.registrations == []
     assert f"edge.routes[{index}].upstream: 'sentry' is not installed (observability.sentry.enabled is false)" in str(run.error)

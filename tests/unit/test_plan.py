@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from components.shared.model import SERVER_NAMES
-from tools.offline import ROOT, TEST_SECRETS, ProgramRun, reveal, run_program, secret_strings
+from tests.support.program_runs import program_rerun
+from tools.offline import ROOT, TEST_SECRETS, ProgramRun, reveal, secret_strings
 from tools.plan import (
     CONTAINER,
     SERVICE,
@@ -68,7 +69,7 @@ def test_prod_plan_prints_no_secret_value(prod_topology: Topology) -> None:
 
 
 def test_plan_and_diagram_are_the_same_on_every_run(prod_topology: Topology) -> None:
-    again = _topology(run_program("prod"))
+    again = _topology(program_rerun("prod"))
     assert render_plan(again) == render_plan(prod_topology)
     assert render_diagram(again) == render_diagram(prod_topology)
 

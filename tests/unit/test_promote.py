@@ -179,7 +179,7 @@ def test_refusals_exit_non_zero_and_touch_no_file(
 
 
 def test_command_line_module_runs(stacks: Path) -> None:
-    """`python -m tools.promote` as a command (tests/unit/test_docs_commands.py runs the README's dry run in
+    """`python -m tools.promote` as a command (tests/tools/test_docs_commands_run.py runs the README's dry run in
     a real interpreter)."""
     before = (stacks / "Pulumi.prod.yaml").read_bytes()
     done = run_module("tools.promote", "--from", "staging", "--to", "prod", "--dry-run", "--root", str(stacks))

@@ -6,9 +6,12 @@ record what they are asked, to show the engine's decisions (create, nothing, upd
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -81,17 +84,39 @@ def _rehearse(state: Path, kinds: Everything, options: dict[str, Any] | None = N
     return run, monitor
 
 
-def test_a_first_run_creates_everything_and_a_second_does_nothing(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
+@dataclass(frozen=True)
+class FirstRun:
+    """Staging rehearsed from an empty state: what the engine registered and was asked, and the state
+    it left (each test goes on from a copy of its own)."""
+
+    run: ProgramRun
+    kinds: Everything
+    state: Path
+
+    def state_for(self, tmp_path: Path) -> Path:
+        state = tmp_path / "state.json"
+        shutil.copy2(self.state, state)
+        return state
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
+    """The first rehearsal is the same in every test (one whole-program run per configuration)."""
+    state = tmp_path_factory.mktemp("first-rehearsal") / "state.json"
     kinds = Everything()
     run, _ = _rehearse(state, kinds)
+    return FirstRun(run, kinds, state)
+
+
+def test_a_first_run_creates_everything_and_a_second_does_nothing(first_run: FirstRun, tmp_path: Path) -> None:
+    run, kinds, state = first_run.run, first_run.kinds, first_run.state
     custom = [r for r in run.registrations if r.custom and not r.type.startswith("pulumi:providers:")]
     assert sorted(urn for _, urn in kinds.command.calls + kinds.other.calls) == sorted(r.urn for r in custom)
     assert oct(state.stat().st_mode & 0o777) == "0o600", "the state holds generated secrets"
 
     # A second run: nothing but the replacements the program makes on every `up` by design, each with its reason.
     again = Everything()
-    _, second = _rehearse(state, again)
+    _, second = _rehearse(first_run.state_for(tmp_path), again)
     assert again.other.calls == []
     changes = [op for op in second.operations if op.operation != "same"]
     assert changes and {op.urn for op in changes} == {urn for _, urn in again.command.calls if not urn.endswith("-id")}
@@ -99,9 +124,8 @@ def test_a_first_run_creates_everything_and_a_second_does_nothing(tmp_path: Path
         assert op.operation == "delete" or op.detail == EVERY_UP["vault-unseal"], op
 
 
-def test_changed_inputs_update_and_changed_triggers_replace_create_first(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
-    _rehearse(state, Everything())
+def test_changed_inputs_update_and_changed_triggers_replace_create_first(first_run: FirstRun, tmp_path: Path) -> None:
+    state = first_run.state_for(tmp_path)
     # Other log bounds: the log-defaults commands' script text changes (an update runs it again); the
     # containers take the log options themselves, and any change but restart and limits replaces one.
     _, monitor = _rehearse(state, Everything(), logs={"maxSize": "20m", "maxFile": 3})
@@ -128,9 +152,8 @@ def _servers_with(memory_mib: int, server: str) -> dict[str, Any]:
     return {**servers, server: {**servers[server], "memoryMib": memory_mib}}
 
 
-def test_a_resource_no_longer_in_the_program_is_deleted(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
-    _rehearse(state, Everything())
+def test_a_resource_no_longer_in_the_program_is_deleted(first_run: FirstRun, tmp_path: Path) -> None:
+    state = first_run.state_for(tmp_path)
     kinds = Everything()
     _, monitor = _rehearse(state, kinds, backups={"enabled": False})
     deleted = [op for op in monitor.operations if op.operation == "delete" and op.detail == "no longer in the program"]
@@ -139,9 +162,8 @@ def test_a_resource_no_longer_in_the_program_is_deleted(tmp_path: Path) -> None:
     assert not any(op.urn in remaining for op in deleted)
 
 
-def test_a_preview_lists_what_an_up_would_do_with_its_cause_and_changes_nothing(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
-    _rehearse(state, Everything())
+def test_a_preview_lists_what_an_up_would_do_with_its_cause_and_changes_nothing(first_run: FirstRun, tmp_path: Path) -> None:
+    state = first_run.state_for(tmp_path)
     before = state.read_bytes()
     kinds = Everything()
     _, monitor = _rehearse(state, kinds, {"preview": True}, logs={"maxSize": "20m", "maxFile": 3}, backups={"enabled": False})
@@ -155,10 +177,9 @@ def test_a_preview_lists_what_an_up_would_do_with_its_cause_and_changes_nothing(
     assert {op.outcome for op in monitor.operations if op.operation != "same"} == {PREVIEWED}
 
 
-def test_replace_forces_one_resource_and_target_leaves_the_others_alone(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
-    run, _ = _rehearse(state, Everything())
-    registry = run.named("docker:index/container:Container", "registry-container").urn
+def test_replace_forces_one_resource_and_target_leaves_the_others_alone(first_run: FirstRun, tmp_path: Path) -> None:
+    state = first_run.state_for(tmp_path)
+    registry = first_run.run.named("docker:index/container:Container", "registry-container").urn
     kinds = Everything()
     _, monitor = _rehearse(state, kinds, {"replace": [registry]})
     (replaced,) = [op for op in monitor.operations if op.operation == "replace" and op.type != "command:remote:Command"]
@@ -178,6 +199,28 @@ def test_replace_forces_one_resource_and_target_leaves_the_others_alone(tmp_path
 
 def _resource(type_: str, **inputs: Any) -> Resource:
     return Resource(urn=f"urn:{type_}", type=type_, name="x", inputs=inputs)
+
+
+def test_the_state_is_written_as_one_json_dump_of_it_after_any_change(tmp_path: Path) -> None:
+    """Each save writes what ``json.dump`` of the whole state writes (byte for byte), though each
+    entry is encoded once: after entries are added, replaced and removed."""
+    state = State(tmp_path / "state.json")
+
+    def whole() -> str:
+        return json.dumps({"resources": {urn: asdict(saved) for urn, saved in state.resources.items()}}, sort_keys=True)
+
+    state.save()
+    assert state.path.read_text() == whole() == '{"resources": {}}'
+    for index in (3, 1, 2, 0):
+        state.resources[f"urn:b{index}"] = Saved("t", f"id{index}", {"z": [index, None], "a": {"y": "é\n\"x\""}}, {"o": True}, "db1")
+        state.save()
+        assert state.path.read_text() == whole()
+    state.resources["urn:b1"] = Saved("t", "id1", {"changed": 1}, {}, "db2", protect=True)
+    state.resources.pop("urn:b2")
+    state.resources["urn:a#replaced"] = state.resources["urn:b3"]
+    state.save()
+    assert state.path.read_text() == whole()
+    assert State.load(state.path).resources == state.resources
 
 
 def test_random_password_honours_its_classes_and_hashes_with_bcrypt() -> None:

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from tests.support.program_runs import program_run
 from tests.support.rendered import script_values
-from tools.offline import ProgramRun, Registration, is_secret, plaintext_strings, reveal, run_program, secret_strings
+from tools.offline import ProgramRun, Registration, is_secret, plaintext_strings, reveal, secret_strings
 
 COMMAND = "command:remote:Command"
 WORKERS = ("swarm-node2", "swarm-node3")
@@ -85,7 +86,7 @@ def test_worker_removal_runs_drain_then_leave_then_remove(prod: ProgramRun) -> N
 
 
 def test_a_worker_taken_out_of_config_gets_no_swarm_resources() -> None:
-    run = run_program("prod", overrides={"swarm": {"workers": ["swarm-node2"]}})
+    run = program_run("prod", overrides={"swarm": {"workers": ["swarm-node2"]}})
     assert run.error is None
     names = {r.name for r in run.of_type(COMMAND)}
     assert {"swarm-node2-swarm-join", "swarm-node2-swarm-node", "swarm-node2-swarm-seat"} <= names
@@ -115,7 +116,7 @@ def test_overlay_network_is_attachable_and_created_through_the_masters_provider(
 
 
 def test_overlay_encryption_can_be_turned_off() -> None:
-    run = run_program("prod", overrides={"swarm": {"encryptOverlay": False}})
+    run = program_run("prod", overrides={"swarm": {"encryptOverlay": False}})
     (network,) = run.of_type("docker:index/network:Network")
     assert not network.inputs.get("options")
 
@@ -142,7 +143,7 @@ def test_no_join_token_appears_in_plaintext_anywhere(stack_run: ProgramRun) -> N
     ],
 )
 def test_bad_swarm_config_fails_before_any_resource(swarm: dict, message: str) -> None:
-    run = run_program("prod", overrides={"swarm": swarm})
+    run = program_run("prod", overrides={"swarm": swarm})
     assert run.error is not None and message in str(run.error)
     assert run.registrations == []
 
@@ -170,7 +171,7 @@ def test_every_swarm_node_logs_in_to_the_registry_with_the_password_on_stdin(sta
 
 
 def test_registry_login_can_be_turned_off() -> None:
-    run = run_program("prod", overrides={"swarm": {"registryLogin": False}})
+    run = program_run("prod", overrides={"swarm": {"registryLogin": False}})
     assert run.error is None
     assert not [r for r in run.of_type(COMMAND) if r.name.endswith("-registry-login")]
 
@@ -190,13 +191,13 @@ def test_registry_login_can_be_turned_off() -> None:
     ],
 )
 def test_bad_address_pool_fails_before_any_resource(swarm: dict, message: str) -> None:
-    run = run_program("prod", overrides={"swarm": swarm})
+    run = program_run("prod", overrides={"swarm": swarm})
     assert run.error is not None and message in str(run.error), run.error
     assert run.registrations == []
 
 
 def test_init_passes_the_configured_address_pool() -> None:
-    run = run_program("prod", overrides={"swarm": {"addressPool": "192.168.64.0/20", "addressPoolMaskLength": 26}})
+    run = program_run("prod", overrides={"swarm": {"addressPool": "192.168.64.0/20", "addressPoolMaskLength": 26}})
     assert run.error is None, run.error
     create = run.named(COMMAND, "swarm-master-swarm-init").inputs["create"]
     assert '--default-addr-pool "$ADDRESS_POOL" --default-addr-pool-mask-length "$POOL_MASK_LENGTH"' in create

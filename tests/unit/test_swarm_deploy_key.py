@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from components.services.swarm import component as swarm
+from tests.support.program_runs import program_run
 from tests.support.rendered import script_values
-from tools.offline import PROJECT, ProgramRun, read_stack_values, run_program, stack_file
+from tools.offline import PROJECT, ProgramRun, read_stack_values, stack_file
 
 COMMAND = "command:remote:Command"
 STACK_FILE = 'version: "3.8"\nservices:\n  web:\n    image: registry.samarth.example.org/esamwad-web:1.0.0\n'
@@ -98,13 +99,13 @@ def test_a_bad_deploy_key_or_jenkins_network_fails_before_any_resource(overrides
         swarm_section["deployKey"] = overrides["deployKey"]
     if "jenkins" in overrides:
         firewall["jenkins"] = overrides["jenkins"]
-    run = run_program("prod", overrides={"swarm": swarm_section, "firewall": firewall})
+    run = program_run("prod", overrides={"swarm": swarm_section, "firewall": firewall})
     assert run.error is not None and message in str(run.error), run.error
     assert run.registrations == []
 
 
 def test_without_a_deploy_key_there_is_no_deploy_user() -> None:
-    run = run_program("prod", overrides={"swarm": {k: v for k, v in _stack("prod", "swarm").items() if k != "deployKey"}})
+    run = program_run("prod", overrides={"swarm": {k: v for k, v in _stack("prod", "swarm").items() if k != "deployKey"}})
     assert run.error is None, run.error
     assert not [c for c in run.of_type(COMMAND) if c.name.endswith("-deploy-user")]
 

@@ -21,6 +21,7 @@ from components.services.vault import settings as vault_settings
 from components.services.vault.settings import VaultSettings
 from components.shared.publishing import CredentialBook
 from components.shared.service import APPLICATIONS, PLATFORM
+from tests.support.program_runs import program_rerun, program_run
 from tools.offline import (
     PROJECT,
     Mocks,
@@ -30,7 +31,6 @@ from tools.offline import (
     plaintext_strings,
     read_stack_values,
     reveal,
-    run_program,
     stack_file,
 )
 
@@ -219,7 +219,7 @@ def test_unseal_gets_the_keys_on_secret_stdin_and_reruns_every_up(prod: ProgramR
     assert {init.urn, container.urn} <= set(unseal.dependencies)
     assert container.outputs.get("id", "application-vault-id") in unseal.inputs["triggers"]
     # The second trigger is the run's stamp: a second run of the program differs only there.
-    again = run_program("prod").named(COMMAND, "application-vault-unseal")
+    again = program_rerun("prod").named(COMMAND, "application-vault-unseal")
     assert again.inputs["triggers"][0] == unseal.inputs["triggers"][0]
     assert again.inputs["triggers"][1] != unseal.inputs["triggers"][1]
 
@@ -287,13 +287,13 @@ def test_no_generated_secret_appears_in_plaintext_anywhere(stack_run: ProgramRun
     ],
 )
 def test_bad_vault_config_stops_before_any_resource(vault: dict[str, Any], expected: str) -> None:
-    run = run_program("prod", overrides={"vault": vault})
+    run = program_run("prod", overrides={"vault": vault})
     assert run.registrations == []
     assert expected in str(run.error)
 
 
 def test_vault_image_is_pinned() -> None:
-    run = run_program("prod", overrides={"versions": {**json.loads(_versions("prod")), "vault": "hashicorp/vault:latest"}})
+    run = program_run("prod", overrides={"versions": {**json.loads(_versions("prod")), "vault": "hashicorp/vault:latest"}})
     assert run.registrations == []
     assert "versions.vault:" in str(run.error)
 
@@ -309,7 +309,7 @@ IMPORTED: dict[str, Any] = {"unseal_keys_b64": ["a2V5LW9uZQ==", "a2V5LXR3bw=="],
 def test_an_imported_init_replaces_the_init_command() -> None:
     from tools.offline import TEST_SECRETS
 
-    run = run_program("prod", secrets={**TEST_SECRETS, "vaultInit": json.dumps(IMPORTED)})
+    run = program_run("prod", secrets={**TEST_SECRETS, "vaultInit": json.dumps(IMPORTED)})
     assert run.error is None
     assert not [r for r in run.of_type(COMMAND) if r.name.endswith("-vault-init")]
     unseal = run.named(COMMAND, "application-vault-unseal")
@@ -332,9 +332,9 @@ def test_a_bad_or_plaintext_imported_init_is_refused(secrets_key: str, text: str
     from tools.offline import TEST_SECRETS
 
     if secrets_key == "secret":
-        run = run_program("prod", secrets={**TEST_SECRETS, "vaultInit": text})
+        run = program_run("prod", secrets={**TEST_SECRETS, "vaultInit": text})
     else:
-        run = run_program("prod", overrides={"vaultInit": text})
+        run = program_run("prod", overrides={"vaultInit": text})
     assert run.registrations == []
     assert expected in str(run.error)
     assert "hvs." not in str(run.error) and "a2V5" not in str(run.error)
@@ -683,7 +683,7 @@ def test_every_database_service_has_its_env_at_kv_samarth_service(stack_run: Pro
 
 
 def test_a_service_added_in_config_is_published_too() -> None:
-    run = run_program(
+    run = program_run(
         "prod",
         overrides={"databases": {"services": {"reports": {"server": "db1", "engines": ["postgres"], "env": {"DATABASE_URL": "{postgres.url}"}}}}},
     )
@@ -704,7 +704,7 @@ def test_image_comes_from_versions_and_is_kept_locally(prod: ProgramRun) -> None
 
 def test_operator_tls_files_reach_the_listeners_the_mounts_the_provider_and_nginx(operator_ca: Path) -> None:
     tls = {"certFile": "/etc/ssl/samarth/vault.pem", "keyFile": "/etc/ssl/samarth/vault.key", "caFile": str(operator_ca)}
-    run = run_program("prod", overrides={"vault": {"tls": tls, "serverName": "vault.samarth.internal"}})
+    run = program_run("prod", overrides={"vault": {"tls": tls, "serverName": "vault.samarth.internal"}})
     assert run.error is None
     assert not run.of_type("tls:index/privateKey:PrivateKey")  # no private CA of the program's
     container = run.named(CONTAINER, "application-vault").plain_inputs
@@ -772,7 +772,7 @@ def test_tls_by_default_from_a_private_ca_for_the_private_address_and_name(stack
 
 def test_the_provider_ca_file_is_written_where_the_program_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    run = run_program("staging")
+    run = program_rerun("staging")
     assert run.error is None
     provider = run.named("pulumi:providers:vault", "vault")
     written = tmp_path / provider.inputs["caCertFile"]
@@ -783,7 +783,7 @@ def test_the_provider_ca_file_is_written_where_the_program_runs(tmp_path: Path, 
 
 
 def test_plain_http_only_when_the_stack_says_so_and_the_plan_warns() -> None:
-    run = run_program("prod", overrides={"vault": {"plainHttp": True}})
+    run = program_run("prod", overrides={"vault": {"plainHttp": True}})
     assert run.error is None
     assert not run.of_type("tls:index/selfSignedCert:SelfSignedCert")
     container = run.named(CONTAINER, "application-vault").plain_inputs
@@ -803,7 +803,7 @@ def test_plain_http_only_when_the_stack_says_so_and_the_plan_warns() -> None:
 
 def test_openbao_runs_bao_without_ipc_lock_and_vault_mlock_can_be_turned_on() -> None:
     versions = {**json.loads(_versions("prod")), "vault": "openbao/openbao:2.4.3"}
-    run = run_program("prod", overrides={"versions": versions, "vault": {"distribution": "openbao"}})
+    run = program_run("prod", overrides={"versions": versions, "vault": {"distribution": "openbao"}})
     assert run.error is None
     container = run.named(CONTAINER, "application-vault").plain_inputs
     assert container["command"] == ["bao", "server", "-config=/openbao/config/samarth.hcl"]
@@ -815,7 +815,7 @@ def test_openbao_runs_bao_without_ipc_lock_and_vault_mlock_can_be_turned_on() ->
     server = _hcl(container["uploads"][0]["content"])
     assert server["audit"] == [{"file": {"file": {"options": [{"file_path": "/openbao/logs/audit.log"}]}}}]
 
-    run = run_program("prod", overrides={"vault": {"mlock": True}})
+    run = program_run("prod", overrides={"vault": {"mlock": True}})
     server = _hcl(run.named(CONTAINER, "application-vault").plain_inputs["uploads"][0]["content"])
     assert server["disable_mlock"] is False
 

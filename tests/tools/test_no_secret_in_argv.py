@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.support.argv_check import Leak, script_leaks, secret_atoms, text_leaks
+from tests.unit.test_backup_offsite import _installs, s3_offsite_run
 from tools.offline import TEST_SECRETS, ProgramRun, is_secret, reveal, secret_strings
 
 CONTAINER = "docker:index/container:Container"
@@ -131,6 +132,15 @@ def test_commands_with_secret_stdin_or_stdout_never_get_their_previous_output(st
         if "stdout" in registration.additional_secret_outputs:
             # Nor does the engine log what it prints.
             assert registration.inputs.get("logging") == "none", name
+
+
+def test_the_offsite_installs_put_no_secret_on_a_command_line() -> None:
+    """The S3 off-site repository's secret key and password reach the backup installs on a secret stdin;
+    their scripts pass neither to a command (tests/unit/test_backup_offsite.py checks the rest)."""
+    run = s3_offsite_run()
+    for install in _installs(run).values():
+        assert is_secret(install.inputs.get("stdin"))
+        assert not script_leaks(install.name, reveal(install.inputs["create"]), secret_stdin=True)
 
 
 # --- the checker itself: each kind of leak it must find, and the safe forms it must accept ----------
