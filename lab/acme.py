@@ -467,7 +467,9 @@ def pebble(ca: LabHost, answer: LabHost, work: Path, logs: Any) -> Iterator[Pebb
              "-dns01", "127.0.0.1:8053", "-http01", "", "-https01", "", "-tlsalpn01", "", "-management", "127.0.0.1:8055"],
             stdout=logs, stderr=subprocess.STDOUT,
         ))
-        env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+        # No authorization reuse (pebble reuses half of its valid ones by default): every order validates
+        # its names, so a name made unreachable (``AcmeLab.unresolvable``) fails every time.
+        env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
         processes.append(subprocess.Popen(
             ["nsenter", netns, PEBBLE, "-config", str(config_file), "-dnsserver", "127.0.0.1:8053"],
             stdout=logs, stderr=subprocess.STDOUT, env=env,
