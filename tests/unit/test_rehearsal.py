@@ -25,6 +25,7 @@ from lab.rehearsal_kinds import (
     PrivateKey,
     RandomBytes,
     RandomPassword,
+    RehearsalError,
     RemoteCommand,
     Resource,
     Saved,
@@ -33,6 +34,7 @@ from lab.rehearsal_kinds import (
 )
 from lab.rehearsal_minio import minio_kinds
 from lab.rehearsal_vault import vault_kinds
+from tests.support.program_runs import program_run
 from tools.offline import ProgramRun, read_yaml, run_program, stack_file
 
 
@@ -269,3 +271,43 @@ def test_the_report_lists_each_stand_in_and_each_service_the_lab_leaves_out() ->
     report = Rehearsal(ProgramRun("lab", [], {}), operations, 0.0, 1.0, {"sentry": "needs Compose 2.32"}).report()
     assert "create backups-db1-user, backups-db2-user (minio:index/iamUser:IamUser): stand-in; no admin API" in report
     assert "not executed: sentry, disabled on the lab stack: needs Compose 2.32" in report
+
+
+class FailsOn(Recorder):
+    """A recorder whose create of one URN fails, as a step failing on a server fails `pulumi up`."""
+
+    def __init__(self, failing: str, real: Kind | None = None) -> None:
+        super().__init__(real)
+        self.failing = failing
+
+    def create(self, resource: Resource) -> tuple[str, dict[str, Any]]:
+        if resource.urn == self.failing:
+            raise RehearsalError(f"{resource.urn}: failed on purpose")
+        return super().create(resource)
+
+
+def test_a_failed_run_resumes_from_its_state_without_repeating_finished_steps(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    registry = next(r for r in program_run("staging").registrations if r.name == "registry-container")
+    failing = registry.urn
+    broken = Everything()
+    broken.other = FailsOn(failing)
+    monitor = RehearsalMonitor(State.load(state), broken)
+    run = run_program("staging", monitor=monitor)
+    message = str(run.error)
+    assert "failed on purpose" in message
+    finished = {urn for verb, urn in broken.command.calls + broken.other.calls if verb == "create"}
+    saved = set(json.loads(state.read_text())["resources"])
+    assert finished
+    assert failing not in finished
+    assert finished <= saved
+
+    # The next run performs what did not happen, and repeats nothing that did (but the unseal check,
+    # replaced on every up by design).
+    again = Everything()
+    _, second = _rehearse(state, again)
+    created = {urn for verb, urn in again.command.calls + again.other.calls if verb == "create"}
+    assert failing in created
+    repeated = [op for op in second.operations if op.urn in finished and op.operation != "same"]
+    reasons = {op.detail for op in repeated}
+    assert reasons <= {EVERY_UP["vault-unseal"], "replaced"}, reasons
