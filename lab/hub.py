@@ -70,11 +70,16 @@ def start(host: LabHost) -> str:
     return url(host)
 
 
-def publish(host: LabHost, image: str, path: str) -> None:
-    """Push ``image`` (present on ``host``'s daemon) to the stand-in as Docker Hub's repository ``path``
-    with its tag (``library/postgres:15.18``, ``restic/restic:0.18.1``), through the loopback address
-    dockerd trusts without TLS."""
-    target = f"127.0.0.1:{PORT}/{path}"
+def hub_path(reference: str) -> str:
+    """Docker Hub's repository path of ``reference`` with its tag, an official image's under ``library/``
+    (``postgres:15.18`` -> ``library/postgres:15.18``, ``restic/restic:0.18.1`` unchanged)."""
+    return reference if "/" in reference.split(":", 1)[0] else f"library/{reference}"
+
+
+def publish(host: LabHost, image: str) -> None:
+    """Push ``image`` (present on ``host``'s daemon) to the stand-in under its Docker Hub path
+    (``hub_path``), through the loopback address dockerd trusts without TLS."""
+    target = f"127.0.0.1:{PORT}/{hub_path(image)}"
     for argv in (("tag", image, target), ("push", target)):
         result = docker(host, *argv, timeout=120)
         if result.returncode != 0:

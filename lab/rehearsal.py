@@ -131,7 +131,7 @@ class RehearsalMonitor(RecordingMonitor):
         super().__init__(Mocks())
         self.state = state
         self.kinds = kinds
-        # As the CLI's `preview`, `--replace URN` and `--target URN`: see ``Plan``.
+        # As the CLI's `preview`, `--replace URN` and `--target URN` (``rehearse``).
         self.preview = preview
         self.replace = set(replace)
         self.targets = set(targets) if targets is not None else None
@@ -332,10 +332,10 @@ def rehearse(stack: str, values: Mapping[str, str], secrets: Mapping[str, str], 
     ``targets`` as `pulumi preview`, `--replace URN` and `--target URN`."""
     state = State.load(state_path)
     stand_in = hub_host(hosts, values)
-    provider_kinds = {**docker_kinds({host.address: host for host in hosts}, stand_in), **vault_kinds(), **minio_kinds()}
     commands = RemoteCommand(script_pulls(hosts, values, stand_in))
-    monitor = RehearsalMonitor(state, {**kinds(provider_kinds), COMMAND: commands}, preview=preview, replace=replace,
-                               targets=targets)
+    provider_kinds = {**docker_kinds({host.address: host for host in hosts}, stand_in), **vault_kinds(), **minio_kinds(),
+                      COMMAND: commands}
+    monitor = RehearsalMonitor(state, kinds(provider_kinds), preview=preview, replace=replace, targets=targets)
     started = time.monotonic()
     run = run_program(stack, values=values, secrets=secrets, monitor=monitor)
     if run.error is None:
@@ -346,9 +346,9 @@ def rehearse(stack: str, values: Mapping[str, str], secrets: Mapping[str, str], 
 @contextmanager
 def lab_ca(lab: Lab, work: Path) -> Iterator[LabCA]:
     """What the lab stack reaches outside its servers, its Internet: the lab's stand-in for Docker Hub
-    (lab/hub.py) on the application machine, and its ACME CA while the block runs: pebble in the network namespace of a machine without
-    Docker (``acme``, brought up when missing), every name answered with the application machine's
-    address; its TLS root placed on the application machine (``edge.tls.acme.caCertificate``), the root
+    (lab/hub.py) on the application machine, and its ACME CA while the block runs: pebble in the network
+    namespace of a machine without Docker (``acme``, brought up when missing), every name answered with
+    the application machine's address; its TLS root placed on the application machine (``edge.tls.acme.caCertificate``), the root
     it issues under fetched from its management API into ``work`` (``edge.tls.issuerRoots``)."""
     (ca,) = lab.up([ACME_HOST], bare=True)
     application = lab.host("application")

@@ -13,6 +13,7 @@ versions are Debian's, not the pins': docs/lab.md lists each image, what it serv
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import re
 import subprocess
@@ -118,6 +119,7 @@ def upstream_version(debian_version: str) -> str:
     return re.sub(r"\+(dfsg|ds)\d*$", "", version)
 
 
+@functools.cache
 def served_versions() -> dict[str, str]:
     """The version of each package an image serves: the Debian rootfs's, this machine's RabbitMQ and
     Erlang, and the OpenBao and moto wheels'."""
@@ -171,25 +173,21 @@ def serve(host: LabHost, reference: str) -> ServedImage:
 
 
 THROUGH_THE_MIRROR = "pulled through the Docker Hub mirror"
-_published: dict[str, threading.Lock] = {}
-_published_done: set[str] = set()
+# Per stand-in and reference: its lock, and whether it is published.
+_publishing: dict[str, threading.Lock] = {}
+_published: set[str] = set()
 
 
 def _publish_once(hub_host: LabHost, reference: str) -> None:
     """``reference`` served on ``hub_host`` and pushed to the lab's stand-in for Docker Hub there, once."""
+    key = f"{hub_host.docker_host} {reference}"
     with _locks_lock:
-        lock = _published.setdefault(f"{hub_host.docker_host} {reference}", threading.Lock())
+        lock = _publishing.setdefault(key, threading.Lock())
     with lock:
-        key = f"{hub_host.docker_host} {reference}"
-        if key not in _published_done:
+        if key not in _published:
             serve(hub_host, reference)
-            hub.publish(hub_host, reference, hub_path(reference))
-            _published_done.add(key)
-
-
-def hub_path(reference: str) -> str:
-    """Docker Hub's repository path of ``reference``, an official image's under ``library/``."""
-    return reference if "/" in reference.split(":", 1)[0] else f"library/{reference}"
+            hub.publish(hub_host, reference)
+            _published.add(key)
 
 
 def provide(host: LabHost, reference: str, hub_host: Optional[LabHost]) -> ServedImage:

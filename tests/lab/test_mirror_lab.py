@@ -40,10 +40,6 @@ def _get(url: str) -> Any:
         return json.loads(response.read().decode())
 
 
-def hub_path(reference: str) -> str:
-    """Docker Hub's repository path of ``reference`` (official images under ``library/``)."""
-    return reference if "/" in reference.split(":", 1)[0] else f"library/{reference}"
-
 
 def blob_gets(host: LabHost, container: str) -> list[str]:
     """``<repository>@<digest>`` of each blob download the registry ``container`` served (its access log)."""
@@ -99,7 +95,7 @@ def test_the_plans_docker_hub_pulls_go_through_the_mirror_and_leave_the_hub_once
     assert wanted and all(image_registry(image) == DOCKER_HUB for image in wanted), pulls
     for reference in wanted:
         serve(application, reference)
-        lab_hub.publish(application, reference, hub_path(reference))
+        lab_hub.publish(application, reference)
 
     # The mirror, as the program registers it for the lab stack.
     image = perform(run, lab_session.hosts, "hub-mirror-image")
@@ -125,7 +121,7 @@ def test_the_plans_docker_hub_pulls_go_through_the_mirror_and_leave_the_hub_once
         pulled = docker(puller, "pull", reference, timeout=180)
         assert pulled.returncode == 0, pulled.stderr  # no Docker Hub here: only the mirror can serve it
     catalog = _get(f"{mirror}/v2/_catalog")["repositories"]
-    assert sorted(catalog) == sorted(hub_path(r).split(":", 1)[0] for r in wanted)
+    assert sorted(catalog) == sorted(lab_hub.hub_path(r).split(":", 1)[0] for r in wanted)
     from_hub = blob_gets(application, lab_hub.CONTAINER)
     assert len(set(from_hub)) >= 2 * len(wanted), from_hub  # each image's config and layers
 

@@ -34,8 +34,9 @@ from components.services.mirror.settings import PORT as MIRROR_PORT
 from components.services.registry.component import STORAGE_PATH
 from components.shared.model import DOCKER_HUB, image_registry
 from lab import docker, ssh, unavailable
+from lab.hub import hub_path
 from lab.rehearsal import EVERY_UP, EXECUTED, NOTHING, STAND_IN, Rehearsal, RehearsalLab, fresh_lab
-from lab.rehearsal_images import THROUGH_THE_MIRROR, hub_path
+from lab.rehearsal_images import THROUGH_THE_MIRROR
 from lab.rehearsal_minio import s3
 from lab.request_flow import DeployedStack, curl, deploy, in_namespace, reachable
 from lab.swarm import nodes
